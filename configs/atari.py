@@ -1,0 +1,84 @@
+"""Atari RMR configs: `test` (seconds), `local` (default; a 2-core laptop) and `paper` (cluster).
+
+Use as `--config=configs/atari.py:VARIANT`; override any field from the command line, e.g.
+`--config.heads.num_heads=8`. `rmr_dist.config.load_atari_config` validates the result.
+"""
+
+import ml_collections
+
+# The 19 games of the paper's Table 2 (the AtariARI games), as ale-py ROM ids.
+PAPER_GAMES = (
+    'asteroids', 'berzerk', 'bowling', 'boxing', 'breakout', 'freeway', 'frostbite', 'hero',
+    'montezuma_revenge', 'ms_pacman', 'pitfall', 'pong', 'private_eye', 'riverraid', 'skiing',
+    'space_invaders', 'tennis', 'venture', 'yars_revenge')
+
+VARIANTS = ('test', 'local', 'paper')
+
+
+def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
+  """Returns the config of `variant` (one of VARIANTS)."""
+  if variant not in VARIANTS:
+    raise ValueError(f'Unknown atari config variant {variant!r}; valid: {", ".join(VARIANTS)}.')
+  c = ml_collections.ConfigDict()
+  c.games = ('pong', 'breakout')  # ALE ROM ids to collect/train on (ale_py.roms ids).
+  c.seed = 0  # Root seed: every episode derives its RNG from (seed, game, head, episode).
+
+  c.env = ml_collections.ConfigDict()
+  c.env.frame_skip = 4  # Emulator frames per agent step (DQN/Agent57 convention).
+  c.env.repeat_action_probability = 0.25  # Sticky actions per frame (Machado et al., 2018).
+  c.env.max_episode_steps = 1000  # Agent-step cap per episode (truncation).
+  c.env.frame_height = 210  # Stored frame height; 210 = ALE native (the paper's 210x160).
+  c.env.frame_width = 160  # Stored frame width; 160 = ALE native.
+
+  c.heads = ml_collections.ConfigDict()
+  c.heads.num_heads = 8  # Behaviour-policy heads (the paper: 32 Agent57 heads).
+  c.heads.episodes_per_head = 2  # Episodes per head and game (the paper: 3).
+  c.heads.base_policy = 'random'  # 'random' or 'checkpoint' (greedy policy network).
+  c.heads.checkpoint_path = ''  # Policy checkpoint dir, needed iff base_policy='checkpoint'.
+  c.heads.epsilon = 0.4  # Ape-X base epsilon: head i explores w.p. eps**(1+alpha*i/(N-1)).
+  c.heads.alpha = 7.0  # Ape-X exponent spread across heads.
+  c.heads.max_persistence = 0.8  # Head repeat-previous-action probability drawn in [0, this].
+  c.heads.preference_concentration = 0.3  # Dirichlet concentration of exploration preferences.
+
+  c.collect = ml_collections.ConfigDict()
+  c.collect.num_collectors = 2  # Collector actors (Ray processes), each runs several heads.
+  c.collect.val_fraction = 0.5  # Episodes held out for validation (paper: 48 of 96).
+  c.collect.store_all_episodes = False  # Also write train episodes to the episode store.
+  c.collect.max_actor_restarts = 3  # Ray restarts of a crashed collector actor.
+  c.collect.status_interval_s = 5.0  # Seconds between status lines / TensorBoard counters.
+
+  c.replay = ml_collections.ConfigDict()
+  c.replay.server = 'in_process'  # 'in_process' (embedded in the driver) or 'actor' (Ray).
+  c.replay.port = 0  # Reverb port; 0 picks a free one.
+  c.replay.abstract_max_size = 20_000  # Items per game in the abstract (RAM) table.
+  c.replay.natural_max_size = 20_000  # Items per game in the natural (pixel) table.
+  c.replay.min_size_to_sample = 1  # Items needed before a table may be sampled.
+  c.replay.checkpoint = True  # Checkpoint Reverb after collection (later stages restore it).
+
+  c.ray = ml_collections.ConfigDict()
+  c.ray.address = ''  # '' = local Ray on 127.0.0.1; 'auto' or HOST:PORT joins a cluster.
+  c.ray.num_cpus = 0  # CPUs for a local Ray; 0 = all of this machine's.
+
+  if variant == 'test':
+    c.games = ('pong',)
+    c.env.max_episode_steps = 40
+    c.env.frame_height = 84
+    c.env.frame_width = 64
+    c.heads.num_heads = 4
+    c.collect.num_collectors = 2
+    c.collect.status_interval_s = 1.0
+    c.replay.abstract_max_size = 1_000
+    c.replay.natural_max_size = 1_000
+    c.ray.num_cpus = 2
+  elif variant == 'paper':
+    c.games = PAPER_GAMES
+    c.env.max_episode_steps = 27_000  # 108k frames, the standard Atari episode cap.
+    c.heads.num_heads = 32
+    c.heads.episodes_per_head = 3
+    c.collect.num_collectors = 64
+    c.replay.server = 'actor'
+    # 48 train episodes x up to 27k steps per game.
+    c.replay.abstract_max_size = 1_296_000
+    c.replay.natural_max_size = 1_296_000
+    c.ray.address = 'auto'
+  return c

@@ -1,0 +1,1 @@
+"""rmr_dist: distributed JAX Reasoning-Modulated Representations."""

@@ -1,0 +1,302 @@
+"""Typed, validated configuration for the Atari program.
+
+Users write `ml_collections.ConfigDict` files under `configs/` (readable, overridable from the
+command line with `--config.heads.num_heads=8`). The program never reads those dicts directly:
+`load_atari_config` turns one into the frozen dataclasses below, and on the way fails at once on an
+unknown key, a missing key, a wrong type or an invalid value, naming the bad value and what would be
+valid. Everything downstream receives these dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+  """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+@functools.lru_cache(maxsize=1)
+def valid_games() -> tuple[str, ...]:
+  """ALE ROM ids that ship with ale-py (the valid values of `games`)."""
+  from ale_py import roms  # pylint: disable=g-import-not-at-top
+  return tuple(sorted(roms.get_all_rom_ids()))
+
+
+def check_game(game: str) -> str:
+  """Returns `game` if ale-py ships its ROM, else raises ConfigError listing valid ids."""
+  games = valid_games()
+  if game not in games:
+    close = [g for g in games if game.replace('-', '_').lower()[:4] in g][:5]
+    hint = f' Did you mean one of {close}?' if close else ''
+    raise ConfigError(f'Unknown game {game!r}.{hint} Valid games (ale-py ROM ids): '
+                      f'{", ".join(games)}')
+  return game
+
+
+def _require(cond: bool, path: str, value: Any, valid: str) -> None:
+  if not cond:
+    raise ConfigError(f'Invalid config value {path}={value!r}: expected {valid}.')
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+  """ALE environment settings.
+
+  Attributes:
+    frame_skip: emulator frames per agent step (the action is repeated; rewards summed).
+    repeat_action_probability: sticky-action probability per emulator frame (Machado et al.).
+    max_episode_steps: agent-step cap of an episode (truncation).
+    frame_height: height of stored RGB frames; 210 keeps ALE's native size.
+    frame_width: width of stored RGB frames; 160 keeps ALE's native size.
+  """
+  frame_skip: int
+  repeat_action_probability: float
+  max_episode_steps: int
+  frame_height: int
+  frame_width: int
+
+  def validate(self, path: str) -> None:
+    _require(1 <= self.frame_skip <= 64, f'{path}.frame_skip', self.frame_skip, 'an int in [1, 64]')
+    _require(0.0 <= self.repeat_action_probability < 1.0, f'{path}.repeat_action_probability',
+             self.repeat_action_probability, 'a float in [0, 1)')
+    _require(self.max_episode_steps >= 1, f'{path}.max_episode_steps', self.max_episode_steps,
+             'an int >= 1')
+    _require(8 <= self.frame_height <= 210, f'{path}.frame_height', self.frame_height,
+             'an int in [8, 210]')
+    _require(8 <= self.frame_width <= 160, f'{path}.frame_width', self.frame_width,
+             'an int in [8, 160]')
+
+
+BASE_POLICIES = ('random', 'checkpoint')
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadsConfig:
+  """The family of behaviour-policy heads (see `rmr_dist.acting.heads`).
+
+  Attributes:
+    num_heads: number of heads N (the paper's Agent57 has 32).
+    episodes_per_head: episodes each head plays per game (the paper: 3).
+    base_policy: 'random' (uniform over 18 actions) or 'checkpoint' (greedy policy network).
+    checkpoint_path: Orbax policy checkpoint directory; required iff base_policy='checkpoint'.
+    epsilon: Ape-X base epsilon; head i explores with eps ** (1 + alpha * i / (N - 1)).
+    alpha: Ape-X exponent spread.
+    max_persistence: per-head probability of repeating the previous action is drawn in
+      [0, max_persistence].
+    preference_concentration: Dirichlet concentration of each head's exploration action
+      preferences (small = peaky, distinct heads; large = near uniform).
+  """
+  num_heads: int
+  episodes_per_head: int
+  base_policy: str
+  checkpoint_path: str
+  epsilon: float
+  alpha: float
+  max_persistence: float
+  preference_concentration: float
+
+  def validate(self, path: str) -> None:
+    _require(self.num_heads >= 1, f'{path}.num_heads', self.num_heads, 'an int >= 1')
+    _require(self.episodes_per_head >= 1, f'{path}.episodes_per_head', self.episodes_per_head,
+             'an int >= 1')
+    _require(self.base_policy in BASE_POLICIES, f'{path}.base_policy', self.base_policy,
+             f'one of {BASE_POLICIES}')
+    if self.base_policy == 'checkpoint':
+      _require(bool(self.checkpoint_path), f'{path}.checkpoint_path', self.checkpoint_path,
+               'a policy checkpoint directory when base_policy="checkpoint"')
+    _require(0.0 <= self.epsilon <= 1.0, f'{path}.epsilon', self.epsilon, 'a float in [0, 1]')
+    _require(self.alpha >= 0.0, f'{path}.alpha', self.alpha, 'a float >= 0')
+    _require(0.0 <= self.max_persistence < 1.0, f'{path}.max_persistence', self.max_persistence,
+             'a float in [0, 1)')
+    _require(self.preference_concentration > 0.0, f'{path}.preference_concentration',
+             self.preference_concentration, 'a float > 0')
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectConfig:
+  """Collection stage settings.
+
+  Attributes:
+    num_collectors: collector actors (each a Ray actor process running several heads).
+    val_fraction: fraction of episodes held out for validation, split by episode.
+    store_all_episodes: also write training episodes to the on-disk episode store.
+    max_actor_restarts: how often Ray restarts a crashed collector actor.
+    status_interval_s: seconds between progress lines / TensorBoard counter writes.
+  """
+  num_collectors: int
+  val_fraction: float
+  store_all_episodes: bool
+  max_actor_restarts: int
+  status_interval_s: float
+
+  def validate(self, path: str) -> None:
+    _require(self.num_collectors >= 1, f'{path}.num_collectors', self.num_collectors,
+             'an int >= 1')
+    _require(0.0 < self.val_fraction < 1.0, f'{path}.val_fraction', self.val_fraction,
+             'a float in (0, 1)')
+    _require(self.max_actor_restarts >= 0, f'{path}.max_actor_restarts',
+             self.max_actor_restarts, 'an int >= 0')
+    _require(self.status_interval_s > 0, f'{path}.status_interval_s', self.status_interval_s,
+             'a float > 0')
+
+
+REPLAY_SERVERS = ('in_process', 'actor')
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayConfig:
+  """Reverb replay settings (one abstract and one natural table per game).
+
+  Attributes:
+    server: 'in_process' (embedded in the driver) or 'actor' (a Ray actor; clusters).
+    port: server port; 0 picks a free one.
+    abstract_max_size: capacity (items) of each per-game abstract table.
+    natural_max_size: capacity (items) of each per-game natural table.
+    min_size_to_sample: items a table must hold before sampling is allowed.
+    checkpoint: write a Reverb checkpoint after collection so later stages (or a restarted
+      run) restore the replay contents instead of collecting again.
+  """
+  server: str
+  port: int
+  abstract_max_size: int
+  natural_max_size: int
+  min_size_to_sample: int
+  checkpoint: bool
+
+  def validate(self, path: str) -> None:
+    _require(self.server in REPLAY_SERVERS, f'{path}.server', self.server,
+             f'one of {REPLAY_SERVERS}')
+    _require(0 <= self.port <= 65535, f'{path}.port', self.port, 'an int in [0, 65535]')
+    _require(self.abstract_max_size >= 1, f'{path}.abstract_max_size', self.abstract_max_size,
+             'an int >= 1')
+    _require(self.natural_max_size >= 1, f'{path}.natural_max_size', self.natural_max_size,
+             'an int >= 1')
+    _require(self.min_size_to_sample >= 1, f'{path}.min_size_to_sample',
+             self.min_size_to_sample, 'an int >= 1')
+
+
+@dataclasses.dataclass(frozen=True)
+class RayConfig:
+  """Where the Ray program runs.
+
+  Attributes:
+    address: '' starts a local Ray on 127.0.0.1; 'auto' or 'HOST:PORT' joins a cluster.
+    num_cpus: CPUs a local Ray may use; 0 means all of this machine's.
+  """
+  address: str
+  num_cpus: int
+
+  def validate(self, path: str) -> None:
+    _require(self.num_cpus >= 0, f'{path}.num_cpus', self.num_cpus, 'an int >= 0')
+
+
+@dataclasses.dataclass(frozen=True)
+class AtariConfig:
+  """The whole Atari RMR program.
+
+  Attributes:
+    games: ALE ROM ids to collect and train on.
+    seed: root seed; every episode's randomness derives from (seed, game, head, episode).
+    env: ALE settings.
+    heads: behaviour-policy family.
+    collect: collection stage.
+    replay: Reverb tables and server.
+    ray: Ray placement.
+  """
+  games: tuple[str, ...]
+  seed: int
+  env: EnvConfig
+  heads: HeadsConfig
+  collect: CollectConfig
+  replay: ReplayConfig
+  ray: RayConfig
+
+  def validate(self, path: str) -> None:
+    _require(len(self.games) >= 1, f'{path}.games', self.games, 'at least one game')
+    _require(len(set(self.games)) == len(self.games), f'{path}.games', self.games,
+             'distinct games')
+    for game in self.games:
+      check_game(game)
+    _require(self.seed >= 0, f'{path}.seed', self.seed, 'an int >= 0')
+
+
+def _check_type(path: str, value: Any, annotation: Any) -> Any:
+  """Checks `value` against a field annotation and returns it in canonical form."""
+  origin = typing.get_origin(annotation)
+  if origin is tuple:
+    (item_type, _) = typing.get_args(annotation)
+    if isinstance(value, str) or not isinstance(value, (tuple, list)):
+      raise ConfigError(f'Config key {path} must be a list/tuple of {item_type.__name__}, '
+                        f'got {value!r} ({type(value).__name__}).')
+    return tuple(_check_type(f'{path}[{i}]', v, item_type) for i, v in enumerate(value))
+  if annotation is float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise ConfigError(f'Config key {path} must be a float, got {value!r} '
+                        f'({type(value).__name__}).')
+    return float(value)
+  if annotation is int:
+    if isinstance(value, bool) or not isinstance(value, int):
+      raise ConfigError(f'Config key {path} must be an int, got {value!r} '
+                        f'({type(value).__name__}).')
+    return value
+  if annotation in (bool, str):
+    if not isinstance(value, annotation):
+      raise ConfigError(f'Config key {path} must be a {annotation.__name__}, got {value!r} '
+                        f'({type(value).__name__}).')
+    return value
+  raise TypeError(f'Unsupported annotation {annotation!r} at {path}')
+
+
+def _build(cls: type, values: Mapping[str, Any], path: str) -> Any:
+  """Recursively builds dataclass `cls` from a mapping, checking keys and types."""
+  hints = typing.get_type_hints(cls)
+  names = [f.name for f in dataclasses.fields(cls)]
+  unknown = sorted(set(values) - set(names))
+  if unknown:
+    raise ConfigError(f'Unknown config key(s) {", ".join(f"{path}.{k}" for k in unknown)}; '
+                      f'valid keys of {path}: {", ".join(names)}.')
+  missing = [n for n in names if n not in values]
+  if missing:
+    raise ConfigError(f'Missing config key(s) {", ".join(f"{path}.{k}" for k in missing)}.')
+  kwargs = {}
+  for name in names:
+    annotation, value = hints[name], values[name]
+    if dataclasses.is_dataclass(annotation):
+      if not isinstance(value, Mapping):
+        raise ConfigError(f'Config key {path}.{name} must be a section (dict), got {value!r}.')
+      kwargs[name] = _build(annotation, value, f'{path}.{name}')
+    else:
+      kwargs[name] = _check_type(f'{path}.{name}', value, annotation)
+  obj = cls(**kwargs)
+  obj.validate(path)
+  return obj
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+  """A JSON-ready dict of a config dataclass (tuples become lists)."""
+  return dataclasses.asdict(config)
+
+
+def load_atari_config(config: ml_collections.ConfigDict | Mapping[str, Any]) -> AtariConfig:
+  """Validates a user config and returns the typed `AtariConfig`.
+
+  Args:
+    config: a ConfigDict (e.g. from `configs/atari.py:local`) or a plain nested dict.
+
+  Returns:
+    The frozen, validated AtariConfig.
+
+  Raises:
+    ConfigError: naming the first unknown/missing key, wrong type or invalid value.
+  """
+  if isinstance(config, ml_collections.ConfigDict):
+    config = config.to_dict()
+  return _build(AtariConfig, config, 'config')
+

@@ -1,0 +1,148 @@
+"""Atari 2600 through ale-py: 128-byte RAM and RGB frames at every agent step.
+
+We drive `ale_py.ALEInterface` directly (ROMs ship in the wheel) with the full 18-action set, so
+actions are the paper's 18-way one-hot. Frame skip and sticky actions are applied here, per
+emulator frame exactly as ALE's own `repeat_action_probability` does (Machado et al., 2018), but
+with a numpy RNG that we seed per episode. ALE's own stochasticity is switched off, so an episode
+is a pure function of (ROM, episode seed, actions): a collector can reuse one emulator for many
+episodes and any episode can be replayed bit-exactly on any machine.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import ale_py
+import numpy as np
+from ale_py import roms
+
+from rmr_dist import config as config_lib
+
+NUM_ACTIONS = 18  # The full Atari action set.
+RAM_SIZE = 128  # Bytes of Atari 2600 RAM.
+NATIVE_FRAME_SHAPE = (210, 160)  # ALE screen height, width.
+
+
+class Observation(NamedTuple):
+  """What the agent sees at one step.
+
+  Attributes:
+    ram: [128] uint8, the console RAM.
+    frame: [H, W, 3] uint8 RGB screen (resized to the configured size).
+  """
+  ram: np.ndarray
+  frame: np.ndarray
+
+
+class StepResult(NamedTuple):
+  """The outcome of one agent step.
+
+  Attributes:
+    observation: the next observation.
+    reward: reward summed over the skipped frames.
+    terminal: the game is over.
+    truncated: the episode hit `max_episode_steps` without the game ending.
+  """
+  observation: Observation
+  reward: float
+  terminal: bool
+  truncated: bool
+
+
+def one_hot(action: int) -> np.ndarray:
+  """The paper's 18-way one-hot action encoding: [18] uint8."""
+  if not 0 <= action < NUM_ACTIONS:
+    raise ValueError(f'action {action} outside [0, {NUM_ACTIONS})')
+  out = np.zeros(NUM_ACTIONS, np.uint8)
+  out[action] = 1
+  return out
+
+
+def _resize(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+  """Bilinear resize of [210, 160, 3] uint8 to [h, w, 3] uint8 (area-averaging when shrinking)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  h, w = shape
+  return np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR, reducing_gap=2.0))
+
+
+class AtariEnv:
+  """One ALE emulator for one game, reset with a seed per episode.
+
+  Args:
+    game: ale-py ROM id, e.g. 'pong'.
+    frame_skip: emulator frames per agent step.
+    repeat_action_probability: per-frame probability of repeating the previous frame's action.
+    max_episode_steps: agent steps after which an episode is truncated.
+    frame_shape: (height, width) of returned frames; (210, 160) is native (no resize).
+  """
+
+  def __init__(self, game: str, *, frame_skip: int = 4, repeat_action_probability: float = 0.25,
+               max_episode_steps: int = 27_000,
+               frame_shape: tuple[int, int] = NATIVE_FRAME_SHAPE):
+    config_lib.check_game(game)
+    self.game = game
+    self.frame_skip = frame_skip
+    self.repeat_action_probability = repeat_action_probability
+    self.max_episode_steps = max_episode_steps
+    self.frame_shape = tuple(frame_shape)
+    self._ale = ale_py.ALEInterface()
+    self._ale.setLoggerMode(ale_py.LoggerMode.Error)
+    # ALE's own randomness off: we apply sticky actions with our seeded RNG.
+    self._ale.setInt('random_seed', 0)
+    self._ale.setFloat('repeat_action_probability', 0.0)
+    self._ale.setInt('frame_skip', 1)
+    self._ale.loadROM(roms.get_rom_path(game))
+    # The full action set in ALE's canonical order (NOOP, FIRE, UP, ..., DOWNLEFTFIRE); games
+    # whose minimal set is smaller simply ignore the extra inputs, as on the console.
+    self._actions = sorted(ale_py.Action, key=lambda a: a.value)
+    # The power-on state, RNG included: every episode restarts from exactly this state, so an
+    # episode does not depend on what the emulator ran before (reset_game alone is not enough:
+    # some ROMs, e.g. private_eye, read state that ALE's reset leaves behind).
+    self._start_state = self._ale.cloneState(include_rng=True)
+    self._ram = np.empty(RAM_SIZE, np.uint8)
+    self._screen = np.empty(NATIVE_FRAME_SHAPE + (3,), np.uint8)
+    self._rng = np.random.default_rng(0)
+    self._last_action = 0
+    self._steps = 0
+
+  @classmethod
+  def from_config(cls, game: str, env: config_lib.EnvConfig) -> AtariEnv:
+    """Builds the env of `game` from an `EnvConfig`."""
+    return cls(game, frame_skip=env.frame_skip,
+               repeat_action_probability=env.repeat_action_probability,
+               max_episode_steps=env.max_episode_steps,
+               frame_shape=(env.frame_height, env.frame_width))
+
+  def _observe(self) -> Observation:
+    self._ale.getRAM(self._ram)
+    self._ale.getScreenRGB(self._screen)
+    frame = self._screen
+    if self.frame_shape != NATIVE_FRAME_SHAPE:
+      frame = _resize(frame, self.frame_shape)
+    return Observation(ram=self._ram.copy(), frame=frame.copy())
+
+  def reset(self, seed: int) -> Observation:
+    """Starts a new episode whose randomness (sticky actions) comes from `seed`."""
+    self._ale.restoreState(self._start_state)
+    self._rng = np.random.default_rng(seed)
+    self._last_action = 0  # ALE's reset leaves NOOP as the previous action.
+    self._steps = 0
+    return self._observe()
+
+  def step(self, action: int) -> StepResult:
+    """Plays `action` (an index into the 18 actions) for `frame_skip` frames."""
+    if not 0 <= action < NUM_ACTIONS:
+      raise ValueError(f'action {action} outside [0, {NUM_ACTIONS})')
+    reward = 0.0
+    p = self.repeat_action_probability
+    sticky = self._rng.random(self.frame_skip) < p if p > 0 else None
+    for k in range(self.frame_skip):
+      if sticky is None or not sticky[k]:
+        self._last_action = action
+      reward += self._ale.act(self._actions[self._last_action])
+      if self._ale.game_over():
+        break
+    self._steps += 1
+    terminal = self._ale.game_over()
+    truncated = not terminal and self._steps >= self.max_episode_steps
+    return StepResult(self._observe(), reward, terminal, truncated)

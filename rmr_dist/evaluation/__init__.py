@@ -1,0 +1,1 @@
+"""Evaluation: exact, deterministic metrics over held-out data (slot accuracy, bit F1, entropy filter)."""

@@ -1,0 +1,1 @@
+"""Replay: Reverb tables and writers, the train/validation split and the on-disk episode store."""

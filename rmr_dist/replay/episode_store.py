@@ -1,0 +1,133 @@
+"""On-disk store of whole episodes, the exact data that evaluation replays.
+
+Layout under `root`:
+  <game>/<split>/h<head>_e<episode>.npz   arrays (compressed):
+      ram    [T+1, 128] uint8     RAM before each step and after the last
+      action [T] int32            action index in [0, 18)
+      reward [T] float32
+      frames [T+1, H, W, 3] uint8 RGB frames aligned with `ram`
+  <game>/<split>/h<head>_e<episode>.json  the episode's index entry
+      {game, head, episode, split, length, seed, terminal}
+  index.json   all entries, rebuilt by `write_index` (a convenience; the per-episode JSON files are
+               authoritative).
+
+Writes are atomic: each file is written to a temporary name in the same directory, fsynced and
+renamed. The JSON entry is written after the npz, so an episode is in the store only when both
+exist, and a crash can never leave a half-written episode visible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Episode:
+  """A whole episode.
+
+  Attributes:
+    ram: [T+1, 128] uint8.
+    action: [T] int32.
+    reward: [T] float32.
+    frames: [T+1, H, W, 3] uint8.
+  """
+  ram: np.ndarray
+  action: np.ndarray
+  reward: np.ndarray
+  frames: np.ndarray
+
+  def __post_init__(self):
+    t = len(self.action)
+    if self.ram.shape != (t + 1, 128) or self.ram.dtype != np.uint8:
+      raise ValueError(f'ram must be [{t + 1}, 128] uint8, got {self.ram.shape} {self.ram.dtype}')
+    if self.reward.shape != (t,):
+      raise ValueError(f'reward must be [{t}], got {self.reward.shape}')
+    if self.frames.shape[0] != t + 1 or self.frames.ndim != 4 or self.frames.dtype != np.uint8:
+      raise ValueError(f'frames must be [{t + 1}, H, W, 3] uint8, got {self.frames.shape} '
+                       f'{self.frames.dtype}')
+
+  @property
+  def length(self) -> int:
+    return len(self.action)
+
+
+def _atomic_write(path: str, write_fn) -> None:
+  """Calls write_fn(file) on a temp file beside `path`, fsyncs, then renames it to `path`."""
+  directory = os.path.dirname(path)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix=os.path.basename(path))
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      write_fn(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+  """Writes `obj` as JSON to `path` atomically."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  _atomic_write(os.path.abspath(path),
+                lambda f: f.write(json.dumps(obj, indent=1, sort_keys=True).encode()))
+
+
+class EpisodeStore:
+  """Reads and writes episodes under `root` (see the module docstring)."""
+
+  def __init__(self, root: str):
+    self.root = os.path.abspath(root)
+
+  def _stem(self, game: str, split: str, head: int, episode: int) -> str:
+    return os.path.join(self.root, game, split, f'h{head:03d}_e{episode:03d}')
+
+  def contains(self, game: str, split: str, head: int, episode: int) -> bool:
+    """Whether the episode was completely written."""
+    return os.path.exists(self._stem(game, split, head, episode) + '.json')
+
+  def write(self, episode: Episode, *, game: str, split: str, head: int, episode_index: int,
+            **extra: Any) -> dict[str, Any]:
+    """Atomically writes an episode and its index entry; returns the entry."""
+    stem = self._stem(game, split, head, episode_index)
+    os.makedirs(os.path.dirname(stem), exist_ok=True)
+    _atomic_write(stem + '.npz', lambda f: np.savez_compressed(
+        f, ram=episode.ram, action=episode.action.astype(np.int32),
+        reward=episode.reward.astype(np.float32), frames=episode.frames))
+    entry = dict(game=game, head=head, episode=episode_index, split=split,
+                 length=episode.length, **extra)
+    atomic_write_json(stem + '.json', entry)
+    return entry
+
+  def entries(self, game: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
+    """Index entries of complete episodes, sorted by (game, split, head, episode)."""
+    pattern = os.path.join(self.root, game or '*', split or '*', 'h*_e*.json')
+    out = []
+    for path in glob.glob(pattern):
+      with open(path) as f:
+        out.append(json.load(f))
+    return sorted(out, key=lambda e: (e['game'], e['split'], e['head'], e['episode']))
+
+  def read(self, game: str, split: str, head: int, episode: int) -> Episode:
+    """Loads one episode; raises FileNotFoundError naming it if it is not in the store."""
+    stem = self._stem(game, split, head, episode)
+    if not os.path.exists(stem + '.json'):
+      raise FileNotFoundError(f'No episode game={game} split={split} head={head} '
+                              f'episode={episode} in store {self.root}')
+    with np.load(stem + '.npz') as data:
+      return Episode(ram=data['ram'], action=data['action'], reward=data['reward'],
+                     frames=data['frames'])
+
+  def write_index(self) -> str:
+    """Rebuilds `index.json` from the per-episode entries; returns its path."""
+    path = os.path.join(self.root, 'index.json')
+    atomic_write_json(path, self.entries())
+    return path

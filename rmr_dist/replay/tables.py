@@ -1,0 +1,97 @@
+"""Reverb tables for RMR: one abstract (RAM) and one natural (pixel) table per game.
+
+Items (one per environment transition t -> t+1):
+  abstract_<game>: ram_t [128] uint8, action [18] uint8 one-hot, ram_tp1 [128] uint8
+  natural_<game>:  frame_t [H, W, 3] uint8, action [18] uint8 one-hot,
+                   frame_tp1 [H, W, 3] uint8, ram_t [128] uint8 (probe label only)
+
+Both tables reference the same chunks, so each frame and RAM array is stored once on the server
+(compressed) however many items point at it.
+
+Table choices, and why:
+  * Sampler `Uniform`: the learners fit one-step transition models on a fixed dataset of episodes
+    (the paper trains on 48 episodes per game for many epochs); i.i.d. uniform minibatches are what
+    that optimisation assumes. There are no priorities to exploit.
+  * Remover `Fifo`: tables are sized (config) to hold every training transition of the collection
+    budget, so nothing is evicted in a normal run; if a user shrinks them, the oldest episodes go
+    first, which keeps whole recent episodes rather than a random subset.
+  * `max_times_sampled=0` (unlimited) and rate limiter `MinSize(min_size_to_sample)`: collection is
+    a one-off budget, not a stream the learners must keep up with. A SampleToInsertRatio limiter
+    would block the learners once the collectors stop (they must sample each item thousands of
+    times over training) or throttle collection for no benefit; MinSize only keeps learners from
+    sampling an empty table and never blocks writers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import reverb
+import tensorflow as tf
+
+from rmr_dist.envs import atari
+
+ABSTRACT = 'abstract'
+NATURAL = 'natural'
+
+
+def table_name(kind: str, game: str) -> str:
+  """Name of the `kind` ('abstract' | 'natural') table of `game`."""
+  if kind not in (ABSTRACT, NATURAL):
+    raise ValueError(f'Unknown table kind {kind!r}; valid: {ABSTRACT!r}, {NATURAL!r}')
+  return f'{kind}_{game}'
+
+
+def abstract_signature() -> dict[str, tf.TensorSpec]:
+  """TensorSpecs of an abstract item."""
+  return {
+      'ram_t': tf.TensorSpec([atari.RAM_SIZE], tf.uint8),
+      'action': tf.TensorSpec([atari.NUM_ACTIONS], tf.uint8),
+      'ram_tp1': tf.TensorSpec([atari.RAM_SIZE], tf.uint8),
+  }
+
+
+def natural_signature(frame_shape: Sequence[int]) -> dict[str, tf.TensorSpec]:
+  """TensorSpecs of a natural item for frames of (height, width)."""
+  h, w = frame_shape
+  return {
+      'frame_t': tf.TensorSpec([h, w, 3], tf.uint8),
+      'action': tf.TensorSpec([atari.NUM_ACTIONS], tf.uint8),
+      'frame_tp1': tf.TensorSpec([h, w, 3], tf.uint8),
+      'ram_t': tf.TensorSpec([atari.RAM_SIZE], tf.uint8),
+  }
+
+
+def make_tables(games: Sequence[str], frame_shape: Sequence[int], *, abstract_max_size: int,
+                natural_max_size: int, min_size_to_sample: int) -> list[reverb.Table]:
+  """The abstract and natural table of every game (see the module docstring for the choices)."""
+  tables = []
+  for game in games:
+    for kind, size, signature in ((ABSTRACT, abstract_max_size, abstract_signature()),
+                                  (NATURAL, natural_max_size, natural_signature(frame_shape))):
+      tables.append(reverb.Table(
+          name=table_name(kind, game),
+          sampler=reverb.selectors.Uniform(),
+          remover=reverb.selectors.Fifo(),
+          max_size=size,
+          max_times_sampled=0,
+          rate_limiter=reverb.rate_limiters.MinSize(min_size_to_sample),
+          signature=signature))
+  return tables
+
+
+def make_server(tables: list[reverb.Table], *, port: int = 0,
+                checkpoint_dir: str | None = None) -> reverb.Server:
+  """Starts a Reverb server; with `checkpoint_dir` it restores the latest checkpoint there.
+
+  Args:
+    tables: the tables to serve.
+    port: TCP port, 0 to pick a free one.
+    checkpoint_dir: where `Client.checkpoint()` writes; an existing checkpoint is loaded.
+  """
+  checkpointer = None
+  if checkpoint_dir:
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    checkpointer = reverb.checkpointers.DefaultCheckpointer(checkpoint_dir)
+  return reverb.Server(tables, port=port or None, checkpointer=checkpointer)
