@@ -1,0 +1,33 @@
+"""Starting or joining Ray."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+from rmr_dist import config as config_lib
+
+LOOPBACK = '127.0.0.1'
+
+
+def init_ray(ray_config: config_lib.RayConfig) -> None:
+  """Starts a local Ray on 127.0.0.1 (address '') or joins the cluster at `address`.
+
+  Idempotent: does nothing if Ray is already initialised in this process.
+  """
+  if ray.is_initialized():
+    return
+  if ray_config.address:
+    ray.init(address=ray_config.address, logging_level=logging.WARNING)
+    return
+  os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] = '0'
+  ray.init(num_cpus=ray_config.num_cpus or None, include_dashboard=False,
+           _node_ip_address=LOOPBACK, logging_level=logging.WARNING,
+           log_to_driver=True)
+
+
+def node_addresses() -> list[str]:
+  """The addresses of all alive Ray nodes."""
+  return [n['NodeManagerAddress'] for n in ray.nodes() if n.get('Alive')]
