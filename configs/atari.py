@@ -31,7 +31,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.env.frame_width = 160  # Stored frame width; 160 = ALE native.
 
   c.heads = ml_collections.ConfigDict()
-  c.heads.num_heads = 8  # Behaviour-policy heads (the paper: 32 Agent57 heads).
+  c.heads.num_heads = 16  # Behaviour-policy heads (the paper: 32 Agent57 heads).
   c.heads.episodes_per_head = 2  # Episodes per head and game (the paper: 3).
   c.heads.base_policy = 'random'  # 'random' or 'checkpoint' (greedy policy network).
   c.heads.checkpoint_path = ''  # Policy checkpoint dir, needed iff base_policy='checkpoint'.

@@ -101,6 +101,9 @@ class AtariEnv:
     self._start_state = self._ale.cloneState(include_rng=True)
     self._ram = np.empty(RAM_SIZE, np.uint8)
     self._screen = np.empty(NATIVE_FRAME_SHAPE + (3,), np.uint8)
+    # The screen buffer is not part of the emulator state: keep the power-on screen to return
+    # at every reset (later frames are fully redrawn by the console each frame).
+    self._start_screen = self._ale.getScreenRGB()
     self._rng = np.random.default_rng(0)
     self._last_action = 0
     self._steps = 0
@@ -113,10 +116,11 @@ class AtariEnv:
                max_episode_steps=env.max_episode_steps,
                frame_shape=(env.frame_height, env.frame_width))
 
-  def _observe(self) -> Observation:
+  def _observe(self, screen: np.ndarray | None = None) -> Observation:
     self._ale.getRAM(self._ram)
-    self._ale.getScreenRGB(self._screen)
-    frame = self._screen
+    if screen is None:
+      self._ale.getScreenRGB(self._screen)
+    frame = self._screen if screen is None else screen
     if self.frame_shape != NATIVE_FRAME_SHAPE:
       frame = _resize(frame, self.frame_shape)
     return Observation(ram=self._ram.copy(), frame=frame.copy())
@@ -127,7 +131,7 @@ class AtariEnv:
     self._rng = np.random.default_rng(seed)
     self._last_action = 0  # ALE's reset leaves NOOP as the previous action.
     self._steps = 0
-    return self._observe()
+    return self._observe(self._start_screen)
 
   def step(self, action: int) -> StepResult:
     """Plays `action` (an index into the 18 actions) for `frame_skip` frames."""

@@ -28,6 +28,7 @@ import os
 from collections.abc import Sequence
 
 import reverb
+import tree
 import tensorflow as tf
 
 from rmr_dist.envs import atari
@@ -61,6 +62,11 @@ def natural_signature(frame_shape: Sequence[int]) -> dict[str, tf.TensorSpec]:
       'frame_tp1': tf.TensorSpec([h, w, 3], tf.uint8),
       'ram_t': tf.TensorSpec([atari.RAM_SIZE], tf.uint8),
   }
+
+
+def as_dict(flat_data, signature: dict[str, tf.TensorSpec]) -> dict:
+  """Restores the dict structure of a sample's flat data (`Client.sample` returns it flattened)."""
+  return tree.unflatten_as(signature, list(flat_data))
 
 
 def make_tables(games: Sequence[str], frame_shape: Sequence[int], *, abstract_max_size: int,

@@ -1,0 +1,53 @@
+"""Base policies: the checkpoint policy restores a real network and acts greedily."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from rmr_dist import checkpointing
+from rmr_dist.acting import policies
+from rmr_dist.envs import atari
+from rmr_dist.networks import policy as policy_net
+
+
+def test_checkpoint_policy_acts_greedily(tmp_path):
+  params = policy_net.init_params(jax.random.PRNGKey(3), (32,))
+  path = checkpointing.save_policy(str(tmp_path / 'pol'), params, (32,))
+  pol = policies.CheckpointPolicy(path)
+  env = atari.AtariEnv('pong')
+  obs = env.reset(0)
+  net = policy_net.RamQNetwork((32,), 18)
+  for _ in range(5):
+    q = net.apply({'params': params}, obs.ram[None])[0]
+    assert pol.act(obs, np.random.default_rng(0)) == int(np.argmax(q))
+    obs = env.step(int(np.argmax(q))).observation
+
+
+def test_make_policy_checkpoint_from_config(tmp_path, test_config):
+  import dataclasses
+  params = policy_net.init_params(jax.random.PRNGKey(0), (16, 16))
+  path = checkpointing.save_policy(str(tmp_path / 'pol'), params, (16, 16))
+  cfg = dataclasses.replace(test_config.heads, base_policy='checkpoint', checkpoint_path=path)
+  assert isinstance(policies.make_policy(cfg), policies.CheckpointPolicy)
+  assert isinstance(policies.make_policy(test_config.heads), policies.RandomPolicy)
+
+
+def test_missing_checkpoint_names_path(tmp_path):
+  with pytest.raises(checkpointing.CheckpointError, match='No policy checkpoint at.*nothing'):
+    policies.CheckpointPolicy(str(tmp_path / 'nothing'))
+
+
+def test_mismatched_checkpoint_names_path(tmp_path):
+  params = policy_net.init_params(jax.random.PRNGKey(0), (32,))
+  path = checkpointing.save_policy(str(tmp_path / 'pol'), params, (32,))
+  # Corrupt the meta so it promises a different architecture.
+  meta_file = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(path, 'meta')) for f in fs]
+  for f in meta_file:
+    with open(f) as fh:
+      text = fh.read()
+    with open(f, 'w') as fh:
+      fh.write(text.replace('32', '48'))
+  with pytest.raises(checkpointing.CheckpointError, match=str(tmp_path)):
+    policies.CheckpointPolicy(path)

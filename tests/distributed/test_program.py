@@ -1,0 +1,85 @@
+"""The Ray program on a real local Ray (127.0.0.1), and the entry point's command line."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.ray
+
+
+def _atari(*args, timeout=300):
+  env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER='0')
+  return subprocess.run([sys.executable, os.path.join(REPO, 'atari.py'), *args], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_ray_nodes_are_loopback(test_config):
+  import ray
+  from rmr_dist.distributed import ray_setup
+  ray_setup.init_ray(test_config.ray)
+  try:
+    addresses = ray_setup.node_addresses()
+    assert addresses and set(addresses) == {'127.0.0.1'}
+
+    @ray.remote
+    def where():
+      return ray.util.get_node_ip_address()
+
+    assert ray.get(where.remote()) == '127.0.0.1'
+  finally:
+    ray.shutdown()
+
+
+def test_collect_stage_end_to_end_and_resume(tmp_path):
+  workdir = str(tmp_path / 'run')
+  proc = _atari('--config=configs/atari.py:test', f'--workdir={workdir}', '--stages=collect')
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  with open(os.path.join(workdir, 'collect', 'summary.json')) as f:
+    summary = json.load(f)
+  pong = summary['games']['pong']
+  # test config: 4 heads x 2 episodes, half validation; episodes capped at 40 steps.
+  assert pong['train_episodes'] == 4 and pong['val_episodes'] == 4
+  assert 0 < pong['train_transitions'] <= 4 * 40
+  assert pong['replay_items'] == {'abstract_pong': pong['train_transitions'],
+                                  'natural_pong': pong['train_transitions']}
+  assert pong['frames_per_s'] > 0
+  with open(os.path.join(workdir, 'episodes', 'index.json')) as f:
+    index = json.load(f)
+  assert len(index) == 4 and {e['split'] for e in index} == {'val'}
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tb')))
+  assert os.path.isdir(summary['replay_checkpoint'])
+
+  # Running the same command again resumes: collection is not repeated, replay is restored.
+  again = _atari('--config=configs/atari.py:test', f'--workdir={workdir}', '--stages=collect')
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert 'already complete' in again.stdout
+  assert 'successfully loaded' in again.stderr.lower()
+
+
+def test_workdir_refuses_a_different_config(tmp_path):
+  workdir = str(tmp_path / 'run')
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    json.dump({'games': ['breakout']}, f)
+  proc = _atari('--config=configs/atari.py:test', f'--workdir={workdir}')
+  assert proc.returncode != 0
+  assert 'was created with a different config' in proc.stderr
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--config.games=("pongg",)'], "Unknown game 'pongg'"),
+    (['--config.heads.num_headz=3'], "config.heads has no key 'num_headz'"),
+    (['--config=configs/atari.py:tset'], "Unknown atari config variant 'tset'"),
+    (['--stages=collect,trian'], "Unknown stage(s) ['trian']"),
+    (['--config.env.frame_skip=0'], 'config.env.frame_skip=0'),
+])
+def test_bad_command_line_fails_fast_with_a_clear_message(tmp_path, args, message):
+  proc = _atari('--config=configs/atari.py:test', f'--workdir={tmp_path}/w', *args, timeout=120)
+  assert proc.returncode != 0
+  assert message in proc.stderr, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr

@@ -1,0 +1,77 @@
+"""The collector against a real in-process Reverb server."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import reverb
+
+from rmr_dist.acting import collector as collector_lib
+from rmr_dist.replay import adders
+from rmr_dist.replay import episode_store
+from rmr_dist.replay import tables
+
+
+@pytest.fixture
+def server_and_client(test_config):
+  cfg = test_config
+  server = tables.make_server(tables.make_tables(
+      cfg.games, (cfg.env.frame_height, cfg.env.frame_width), abstract_max_size=10_000,
+      natural_max_size=10_000, min_size_to_sample=1))
+  yield server, reverb.Client(f'127.0.0.1:{server.port}')
+  server.stop()
+
+
+def test_items_counts_shapes_and_content(tmp_path, test_config, server_and_client):
+  _, client = server_and_client
+  cfg = dataclasses.replace(test_config, collect=dataclasses.replace(
+      test_config.collect, store_all_episodes=True))
+  store = episode_store.EpisodeStore(str(tmp_path))
+  collector = collector_lib.Collector(cfg, store, adders.TransitionAdder(client))
+  units = collector_lib.make_work_units(cfg.games, cfg.heads.num_heads,
+                                        cfg.heads.episodes_per_head)
+  stats = collector.run(units)
+  train = [s for s in stats if s.split == 'train']
+  expected = sum(s.length for s in train)
+  assert expected > 0 and len(train) == len(units) // 2
+  info = client.server_info()
+  assert info['abstract_pong'].current_size == expected
+  assert info['natural_pong'].current_size == expected
+
+  # Every sampled abstract item is a real consecutive (ram_t, action, ram_t+1) of a train episode.
+  transitions = set()
+  for s in train:
+    ep = store.read('pong', 'train', s.head, s.episode)
+    for t in range(ep.length):
+      transitions.add((ep.ram[t].tobytes(), int(ep.action[t]), ep.ram[t + 1].tobytes()))
+  h, w = cfg.env.frame_height, cfg.env.frame_width
+  for sample in client.sample('abstract_pong', num_samples=50, emit_timesteps=False):
+    d = tables.as_dict(sample.data, tables.abstract_signature())
+    assert d['ram_t'].shape == (128,) and d['ram_t'].dtype == np.uint8
+    assert d['action'].shape == (18,) and d['action'].dtype == np.uint8 and d['action'].sum() == 1
+    key = (d['ram_t'].tobytes(), int(np.argmax(d['action'])), d['ram_tp1'].tobytes())
+    assert key in transitions
+  for sample in client.sample('natural_pong', num_samples=20, emit_timesteps=False):
+    d = tables.as_dict(sample.data, tables.natural_signature((h, w)))
+    assert d['frame_t'].shape == (h, w, 3) and d['frame_t'].dtype == np.uint8
+    assert d['frame_tp1'].shape == (h, w, 3) and d['frame_tp1'].dtype == np.uint8
+    assert d['ram_t'].shape == (128,) and d['action'].shape == (18,)
+
+
+def test_val_episodes_only_in_store_and_resume_skips_them(tmp_path, test_config,
+                                                          server_and_client):
+  _, client = server_and_client
+  store = episode_store.EpisodeStore(str(tmp_path))
+  collector = collector_lib.Collector(test_config, store, adders.TransitionAdder(client))
+  units = collector_lib.make_work_units(test_config.games, 2, test_config.heads.episodes_per_head)
+  first = collector.run(units)
+  val = [s for s in first if s.split == 'val']
+  assert {(e['head'], e['episode']) for e in store.entries(split='val')} == {
+      (s.head, s.episode) for s in val}
+  assert store.entries(split='train') == []
+  size = client.server_info()['abstract_pong'].current_size
+  assert size == sum(s.length for s in first if s.split == 'train')
+  # A resumed run skips complete validation episodes, replays train ones identically.
+  again = collector.run(units)
+  assert all(s.skipped for s in again if s.split == 'val')
+  assert [s.length for s in again] == [s.length for s in first]

@@ -1,0 +1,73 @@
+"""Config loading and validation."""
+
+import pytest
+
+from configs import atari as atari_configs
+from rmr_dist import config as config_lib
+from rmr_dist.distributed import program
+
+
+@pytest.mark.parametrize('variant', atari_configs.VARIANTS)
+def test_variants_validate(variant):
+  cfg = config_lib.load_atari_config(atari_configs.get_config(variant))
+  assert cfg.games and all(g in config_lib.valid_games() for g in cfg.games)
+
+
+def test_paper_variant_has_paper_scale():
+  cfg = config_lib.load_atari_config(atari_configs.get_config('paper'))
+  assert len(cfg.games) == 19
+  assert cfg.heads.num_heads == 32 and cfg.heads.episodes_per_head == 3
+
+
+def test_unknown_key_names_it_and_lists_valid_keys():
+  c = atari_configs.get_config('test').to_dict()
+  c['heads']['num_headz'] = 3
+  with pytest.raises(config_lib.ConfigError, match=r'config\.heads\.num_headz.*valid keys.*num_heads'):
+    config_lib.load_atari_config(c)
+
+
+def test_missing_key_is_reported():
+  c = atari_configs.get_config('test').to_dict()
+  del c['env']['frame_skip']
+  with pytest.raises(config_lib.ConfigError, match=r'Missing.*config\.env\.frame_skip'):
+    config_lib.load_atari_config(c)
+
+
+@pytest.mark.parametrize('section,key,value,pattern', [
+    ('env', 'frame_skip', 2.5, r'config\.env\.frame_skip must be an int'),
+    ('env', 'frame_skip', True, r'config\.env\.frame_skip must be an int'),
+    ('heads', 'base_policy', 'agent57', r"base_policy='agent57'.*one of \('random', 'checkpoint'\)"),
+    ('collect', 'val_fraction', 1.0, r'val_fraction=1\.0.*\(0, 1\)'),
+    ('replay', 'server', 'remote', r"server='remote'"),
+    ('heads', 'checkpoint_path', 3, r'checkpoint_path must be a str'),
+])
+def test_wrong_type_or_value(section, key, value, pattern):
+  c = atari_configs.get_config('test').to_dict()
+  c[section][key] = value
+  with pytest.raises(config_lib.ConfigError, match=pattern):
+    config_lib.load_atari_config(c)
+
+
+def test_unknown_game_lists_valid_games():
+  c = atari_configs.get_config('test').to_dict()
+  c['games'] = ('pong', 'pacmann')
+  with pytest.raises(config_lib.ConfigError, match=r"Unknown game 'pacmann'.*ms_pacman"):
+    config_lib.load_atari_config(c)
+
+
+def test_checkpoint_policy_requires_path():
+  c = atari_configs.get_config('test').to_dict()
+  c['heads']['base_policy'] = 'checkpoint'
+  with pytest.raises(config_lib.ConfigError, match='checkpoint_path'):
+    config_lib.load_atari_config(c)
+
+
+def test_unknown_variant():
+  with pytest.raises(ValueError, match="'tset'.*test, local, paper"):
+    atari_configs.get_config('tset')
+
+
+def test_stages_validated_and_ordered():
+  assert program.check_stages(['collect']) == ['collect']
+  with pytest.raises(config_lib.ConfigError, match=r"Unknown stage.*'trian'.*valid stages"):
+    program.check_stages(['collect', 'trian'])
