@@ -53,6 +53,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.replay.abstract_max_size = 20_000  # Items per game in the abstract (RAM) table.
   c.replay.natural_max_size = 20_000  # Items per game in the natural (pixel) table.
   c.replay.min_size_to_sample = 1  # Items needed before a table may be sampled.
+  c.replay.chunk_length = 8  # Steps per compressed chunk: cheaper writes vs. bigger samples.
   c.replay.checkpoint = True  # Checkpoint Reverb after collection (later stages restore it).
 
   c.ray = ml_collections.ConfigDict()

@@ -160,6 +160,9 @@ class ReplayConfig:
     abstract_max_size: capacity (items) of each per-game abstract table.
     natural_max_size: capacity (items) of each per-game natural table.
     min_size_to_sample: items a table must hold before sampling is allowed.
+    chunk_length: steps per compressed Reverb chunk. Longer chunks make writing cheaper (one
+      compression call per chunk; `python -m rmr_dist.bench collect` measures it), but a sampled
+      item fetches and decompresses the whole chunks it references.
     checkpoint: write a Reverb checkpoint after collection so later stages (or a restarted
       run) restore the replay contents instead of collecting again.
   """
@@ -168,6 +171,7 @@ class ReplayConfig:
   abstract_max_size: int
   natural_max_size: int
   min_size_to_sample: int
+  chunk_length: int
   checkpoint: bool
 
   def validate(self, path: str) -> None:
@@ -180,6 +184,8 @@ class ReplayConfig:
              'an int >= 1')
     _require(self.min_size_to_sample >= 1, f'{path}.min_size_to_sample',
              self.min_size_to_sample, 'an int >= 1')
+    _require(1 <= self.chunk_length <= 256, f'{path}.chunk_length', self.chunk_length,
+             'an int in [1, 256]')
 
 
 @dataclasses.dataclass(frozen=True)

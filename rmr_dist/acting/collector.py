@@ -126,14 +126,14 @@ class Collector:
     obs = env.reset(int(env_seq.generate_state(1)[0]))
     rams, frames, actions, rewards = [obs.ram], [obs.frame], [], []
     if to_replay:
-      self._adder.begin_episode(unit.game, obs)
+      self._adder.begin_episode(unit.game)
     terminal = False
     while True:
       action = head.act(obs)
+      if to_replay:
+        self._adder.add(obs, action)
       result = env.step(action)
       obs = result.observation
-      if to_replay:
-        self._adder.add(action, obs)
       actions.append(action)
       rewards.append(result.reward)
       if to_store:
@@ -143,7 +143,7 @@ class Collector:
         terminal = result.terminal
         break
     if to_replay:
-      self._adder.end_episode()
+      self._adder.end_episode(obs)
     length = len(actions)
     episode_return = float(np.sum(rewards))
     if to_store:

@@ -60,7 +60,8 @@ class CollectorWorker:
     from rmr_dist.replay import adders  # pylint: disable=g-import-not-at-top
     from rmr_dist.replay import episode_store  # pylint: disable=g-import-not-at-top
     self._client = reverb.Client(replay_address)
-    self._adder = adders.TransitionAdder(self._client)
+    self._adder = adders.TransitionAdder(self._client,
+                                          chunk_length=config.replay.chunk_length)
     self._collector = collector_lib.Collector(config, episode_store.EpisodeStore(store_root),
                                               self._adder)
 

@@ -1,72 +1,83 @@
 """Writes environment transitions into the abstract and natural Reverb tables of a game.
 
-One `reverb.TrajectoryWriter` per collector. Each agent step appends the observation (RAM and
-frame) as a partial step and closes it with the action; once the next observation is appended,
-one item per table is created referencing steps [-2] and [-1]. The writer chunks and compresses
-columns in the background and both tables' items point at the same chunks, so a frame crosses the
-wire and is stored once.
+One trajectory writer per collector, fed one step at a time: step t holds (ram_t, frame_t,
+action_t) and once step t+1 is appended, one item per table is created that references steps t
+and t+1:
+  abstract_<game>: (action_t, ram_t, ram_t+1)
+  natural_<game>:  (action_t, frame_t, frame_t+1, ram_t)
+Both items point at the same chunks, so a frame crosses the wire and is stored once.
+
+This is the collector's hot loop, so it talks to Reverb 0.14's C++ trajectory writer directly
+(`Client._client.NewTrajectoryWriter`, the object `reverb.TrajectoryWriter` wraps): one `Append`
+and two `CreateItem` calls per step, with no per-step structure flattening in Python. Items are
+still validated against the table signatures by the C++ writer. `dm-reverb` is pinned to 0.14.0
+(constraints.txt); tests exercise this path against a real server.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import reverb
+from reverb import pybind
 
 from rmr_dist.envs import atari
 from rmr_dist.replay import tables
 
-_NO_ACTION = np.zeros(atari.NUM_ACTIONS, np.uint8)  # Closes an episode's last step.
+# Column order of a step: ram [128] uint8, frame [H, W, 3] uint8, action [18] uint8 one-hot.
+_RAM, _FRAME, _ACTION = 0, 1, 2
+_ONE_HOT = np.eye(atari.NUM_ACTIONS, dtype=np.uint8)  # Row a is the one-hot of action a.
+_NO_ACTION = np.zeros(atari.NUM_ACTIONS, np.uint8)  # An episode's last step has no action.
+_SQUEEZED_3 = [True] * 3
+_SQUEEZED_4 = [True] * 4
 
 
 class TransitionAdder:
-  """Adds (obs_t, action_t, obs_t+1) transitions of one episode at a time.
+  """Adds the transitions of one episode at a time.
 
   Args:
     client: a Reverb client connected to the server holding the game's tables.
-    chunk_length: steps per compressed chunk. Short chunks keep sampling cheap (a sampled item
-      fetches only the chunks it references); frames compress well one by one.
+    chunk_length: steps per compressed chunk. Longer chunks compress more per call (cheaper to
+      write) but a sampled item then fetches and decompresses the whole chunks it references.
   """
 
   def __init__(self, client: reverb.Client, *, chunk_length: int = 1):
-    self._writer = client.trajectory_writer(num_keep_alive_refs=max(2, chunk_length))
-    self._chunk_length = chunk_length
-    self._configured = False
+    if chunk_length < 1:
+      raise ValueError(f'chunk_length must be >= 1, got {chunk_length}')
+    options = pybind.ConstantChunkerOptions(chunk_length, max(2, chunk_length))
+    self._writer = client._client.NewTrajectoryWriter(options, True)  # pylint: disable=protected-access
     self._tables: tuple[str, str] | None = None
-    self._columns = None
+    self._previous = None  # Cell references of the previous step's columns.
     self.items_written = 0
 
-  def begin_episode(self, game: str, observation: atari.Observation) -> None:
-    """Starts an episode of `game` at `observation`."""
+  def begin_episode(self, game: str) -> None:
+    """Starts an episode of `game`."""
     self._tables = (tables.table_name(tables.ABSTRACT, game),
                     tables.table_name(tables.NATURAL, game))
-    self._writer.append({'ram': observation.ram, 'frame': observation.frame}, partial_step=True)
+    self._previous = None
 
-  def add(self, action: int, next_observation: atari.Observation) -> None:
-    """Records `action` taken at the current observation and the observation that followed."""
-    self._writer.append({'action': atari.one_hot(action)})
-    self._writer.append({'ram': next_observation.ram, 'frame': next_observation.frame},
-                        partial_step=True)
-    if not self._configured:
-      for key in ('ram', 'frame', 'action'):
-        self._writer.configure((key,), num_keep_alive_refs=max(2, self._chunk_length),
-                               max_chunk_length=self._chunk_length)
-      self._configured = True
-    if self._columns is None:  # The history's columns are persistent objects: look them up once.
-      history = self._writer.history
-      self._columns = (history['ram'], history['frame'], history['action'])
-    ram, frame, action_col = self._columns
-    abstract_table, natural_table = self._tables
-    self._writer.create_item(abstract_table, 1.0, {
-        'ram_t': ram[-2], 'action': action_col[-2], 'ram_tp1': ram[-1]})
-    self._writer.create_item(natural_table, 1.0, {
-        'frame_t': frame[-2], 'action': action_col[-2], 'frame_tp1': frame[-1], 'ram_t': ram[-2]})
-    self.items_written += 2
+  def _append(self, observation: atari.Observation, action_one_hot: np.ndarray) -> None:
+    refs = self._writer.Append([observation.ram, observation.frame, action_one_hot])
+    prev = self._previous
+    if prev is not None:
+      abstract_table, natural_table = self._tables
+      # Column lists in the tables' signature order (keys sorted): see tables.py.
+      self._writer.CreateItem(abstract_table, 1.0,
+                              [[prev[_ACTION]], [prev[_RAM]], [refs[_RAM]]], _SQUEEZED_3)
+      self._writer.CreateItem(natural_table, 1.0,
+                              [[prev[_ACTION]], [prev[_FRAME]], [refs[_FRAME]], [prev[_RAM]]],
+                              _SQUEEZED_4)
+      self.items_written += 2
+    self._previous = refs
 
-  def end_episode(self) -> None:
-    """Flushes the episode's items to the server and clears the writer's buffers."""
-    # Close the final observation's partial step (no action follows it; nothing references it).
-    self._writer.append({'action': _NO_ACTION})
-    self._writer.end_episode(clear_buffers=True)
+  def add(self, observation: atari.Observation, action: int) -> None:
+    """Records that `action` was taken at `observation` (the transition completes next call)."""
+    self._append(observation, _ONE_HOT[action])
+
+  def end_episode(self, final_observation: atari.Observation) -> None:
+    """Records the episode's last observation and flushes its items to the server."""
+    self._append(final_observation, _NO_ACTION)
+    self._writer.EndEpisode(True, None)
+    self._previous = None
 
   def close(self) -> None:
-    self._writer.close()
+    self._writer.Close()

@@ -1,0 +1,136 @@
+"""Collector overhead: a bare ale-py loop vs one collector writing into a real Reverb server.
+
+Both measured in one run, alternating, on the same game, frame skip and sticky-action setting:
+  (a) bare: `ALEInterface` with ALE's own frame skip and sticky actions, a uniformly random
+      action, RAM and RGB read into preallocated buffers every agent step;
+  (b) collector: `rmr_dist.acting.collector.Collector` (heads, env wrapper, one-hot, trajectory
+      writer, two items per step) writing training episodes into an in-process Reverb server.
+By default the process is pinned to one core before any thread starts, so the Reverb server's and
+writer's threads share that core with the collector, as they would on a busy node.
+
+Prints one JSON line per measurement and a summary line last with `ale_steps_per_s`,
+`collector_steps_per_s`, `ratio` (= collector / bare) and the bytes per stored transition (Reverb
+checkpoint size on disk / transitions; both tables share their chunks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+
+def _bare(game: str, steps: int, frame_skip: int, sticky: float, seed: int) -> float:
+  import ale_py  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from ale_py import roms  # pylint: disable=g-import-not-at-top
+  ale = ale_py.ALEInterface()
+  ale.setLoggerMode(ale_py.LoggerMode.Error)
+  ale.setInt('random_seed', seed)
+  ale.setInt('frame_skip', frame_skip)
+  ale.setFloat('repeat_action_probability', sticky)
+  ale.loadROM(roms.get_rom_path(game))
+  actions = sorted(ale_py.Action, key=lambda a: a.value)
+  ram = np.empty(128, np.uint8)
+  screen = np.empty((210, 160, 3), np.uint8)
+  choices = np.random.default_rng(seed).integers(0, 18, steps)
+  start = time.perf_counter()
+  for i in range(steps):
+    ale.act(actions[choices[i]])
+    ale.getRAM(ram)
+    ale.getScreenRGB(screen)
+    if ale.game_over():
+      ale.reset_game()
+  return steps / (time.perf_counter() - start)
+
+
+def _collector(config, client, steps: int) -> tuple[float, int]:
+  from rmr_dist.acting import collector as collector_lib  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import adders  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import episode_store  # pylint: disable=g-import-not-at-top
+  store = episode_store.EpisodeStore(tempfile.mkdtemp(prefix='rmr-bench-store-'))
+  collector = collector_lib.Collector(
+      config, store, adders.TransitionAdder(client, chunk_length=config.replay.chunk_length))
+  # Training episodes only: they are the ones that go through Reverb.
+  units = [u for u in collector_lib.make_work_units(config.games, config.heads.num_heads,
+                                                    config.heads.episodes_per_head)
+           if collector.split_of(u) == 'train']
+  done, seconds, i = 0, 0.0, 0
+  while done < steps:
+    unit = units[i % len(units)]
+    stats = collector.run_episode(unit)
+    done += stats.length
+    seconds += stats.seconds
+    i += 1
+  return done / seconds, done
+
+
+def main(argv: list[str]) -> None:
+  p = argparse.ArgumentParser(prog='python -m rmr_dist.bench collect', description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--game', default='pong')
+  p.add_argument('--steps', type=int, default=5000, help='agent steps per measurement')
+  p.add_argument('--repeats', type=int, default=3, help='alternating (bare, collector) pairs')
+  p.add_argument('--frame-skip', type=int, default=4)
+  p.add_argument('--sticky', type=float, default=0.25, help='repeat_action_probability')
+  p.add_argument('--chunk-length', type=int, default=None,
+                  help='Reverb chunk length (default: the local config\'s replay.chunk_length)')
+  p.add_argument('--cores', type=int, default=1, help='CPU cores to pin to (0: no pinning)')
+  args = p.parse_args(argv)
+  if args.cores:
+    available = sorted(os.sched_getaffinity(0))
+    if args.cores > len(available):
+      raise SystemExit(f'--cores={args.cores} but only {len(available)} cores are available')
+    os.sched_setaffinity(0, set(available[:args.cores]))
+
+  import reverb  # pylint: disable=g-import-not-at-top
+  from configs import atari as atari_configs  # pylint: disable=g-import-not-at-top
+  from rmr_dist import config as config_lib  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
+
+  c = atari_configs.get_config('local')
+  c.games = (args.game,)
+  c.env.frame_skip = args.frame_skip
+  c.env.repeat_action_probability = args.sticky
+  c.env.max_episode_steps = 27_000
+  c.heads.num_heads = 8
+  c.heads.episodes_per_head = 4
+  if args.chunk_length is not None:
+    c.replay.chunk_length = args.chunk_length
+  config = config_lib.load_atari_config(c)
+  replay_dir = tempfile.mkdtemp(prefix='rmr-bench-replay-')
+  capacity = args.steps * args.repeats + 30_000
+  server = tables.make_server(
+      tables.make_tables(config.games, (210, 160), abstract_max_size=capacity,
+                         natural_max_size=capacity, min_size_to_sample=1),
+      checkpoint_dir=replay_dir)
+  client = reverb.Client(f'127.0.0.1:{server.port}')
+
+  bare, coll, stored = [], [], 0
+  for r in range(args.repeats):
+    b = _bare(args.game, args.steps, args.frame_skip, args.sticky, seed=r)
+    bare.append(b)
+    print(json.dumps({'measure': 'bare_ale', 'repeat': r, 'steps_per_s': round(b, 1)}),
+          flush=True)
+    cs, n = _collector(config, client, args.steps)
+    coll.append(cs)
+    stored += n
+    print(json.dumps({'measure': 'collector', 'repeat': r, 'steps_per_s': round(cs, 1),
+                      'steps': n}), flush=True)
+  path = client.checkpoint()
+  ckpt_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+  server.stop()
+  ale_sps, col_sps = statistics.median(bare), statistics.median(coll)
+  print(json.dumps({
+      'benchmark': 'collect', 'game': args.game, 'frame_skip': args.frame_skip,
+      'sticky': args.sticky, 'chunk_length': config.replay.chunk_length,
+      'cores': args.cores or len(os.sched_getaffinity(0)),
+      'ale_steps_per_s': round(ale_sps, 1), 'collector_steps_per_s': round(col_sps, 1),
+      'ratio': round(col_sps / ale_sps, 3),
+      'stored_transitions': stored,
+      'bytes_per_transition': round(ckpt_bytes / stored, 1),
+      'raw_bytes_per_transition': 210 * 160 * 3 + 128 + 18,
+  }), flush=True)
