@@ -8,8 +8,11 @@ Both measured in one run, alternating, on the same game, frame skip and sticky-a
 By default the process is pinned to one core before any thread starts, so the Reverb server's and
 writer's threads share that core with the collector, as they would on a busy node.
 
+A third measurement, the same collector writing nothing, separates the cost of the environment
+wrapper and heads from the cost of replay writes.
+
 Prints one JSON line per measurement and a summary line last with `ale_steps_per_s`,
-`collector_steps_per_s`, `ratio` (= collector / bare) and the bytes per stored transition (Reverb
+`collector_steps_per_s`, `ratio` (= collector / bare), `ratio_without_replay` and the bytes per stored transition (Reverb
 checkpoint size on disk / transitions; both tables share their chunks).
 """
 
@@ -48,12 +51,14 @@ def _bare(game: str, steps: int, frame_skip: int, sticky: float, seed: int) -> f
 
 
 def _collector(config, client, steps: int) -> tuple[float, int]:
+  """Collector steps/s writing training episodes to Reverb (client None: writing nothing)."""
   from rmr_dist.acting import collector as collector_lib  # pylint: disable=g-import-not-at-top
   from rmr_dist.replay import adders  # pylint: disable=g-import-not-at-top
   from rmr_dist.replay import episode_store  # pylint: disable=g-import-not-at-top
   store = episode_store.EpisodeStore(tempfile.mkdtemp(prefix='rmr-bench-store-'))
-  collector = collector_lib.Collector(
-      config, store, adders.TransitionAdder(client, chunk_length=config.replay.chunk_length))
+  adder = (adders.TransitionAdder(client, chunk_length=config.replay.chunk_length)
+           if client is not None else None)
+  collector = collector_lib.Collector(config, store, adder)
   # Training episodes only: they are the ones that go through Reverb.
   units = [u for u in collector_lib.make_work_units(config.games, config.heads.num_heads,
                                                     config.heads.episodes_per_head)
@@ -109,7 +114,7 @@ def main(argv: list[str]) -> None:
       checkpoint_dir=replay_dir)
   client = reverb.Client(f'127.0.0.1:{server.port}')
 
-  bare, coll, stored = [], [], 0
+  bare, coll, no_replay, stored = [], [], [], 0
   for r in range(args.repeats):
     b = _bare(args.game, args.steps, args.frame_skip, args.sticky, seed=r)
     bare.append(b)
@@ -120,6 +125,10 @@ def main(argv: list[str]) -> None:
     stored += n
     print(json.dumps({'measure': 'collector', 'repeat': r, 'steps_per_s': round(cs, 1),
                       'steps': n}), flush=True)
+    nr, _ = _collector(config, None, args.steps)
+    no_replay.append(nr)
+    print(json.dumps({'measure': 'collector_without_replay', 'repeat': r,
+                      'steps_per_s': round(nr, 1)}), flush=True)
   path = client.checkpoint()
   ckpt_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
   server.stop()
@@ -130,6 +139,8 @@ def main(argv: list[str]) -> None:
       'cores': args.cores or len(os.sched_getaffinity(0)),
       'ale_steps_per_s': round(ale_sps, 1), 'collector_steps_per_s': round(col_sps, 1),
       'ratio': round(col_sps / ale_sps, 3),
+      'collector_without_replay_steps_per_s': round(statistics.median(no_replay), 1),
+      'ratio_without_replay': round(statistics.median(no_replay) / ale_sps, 3),
       'stored_transitions': stored,
       'bytes_per_transition': round(ckpt_bytes / stored, 1),
       'raw_bytes_per_transition': 210 * 160 * 3 + 128 + 18,
