@@ -56,6 +56,23 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.replay.chunk_length = 8  # Steps per compressed chunk: cheaper writes vs. bigger samples.
   c.replay.checkpoint = True  # Checkpoint Reverb after collection (later stages restore it).
 
+  c.abstract = ml_collections.ConfigDict()
+  c.abstract.models = ('copy', 'mlp', 'deepsets', 'mpnn')  # Table 2's four models.
+  c.abstract.num_steps = 300  # Learner updates per (game, model).
+  c.abstract.batch_size = 50  # Transitions per update (paper: 50), split over devices.
+  c.abstract.learning_rate = 1e-3  # Adam learning rate (paper: 1e-3).
+  c.abstract.latent_size = 64  # Features per RAM slot (paper: 64).
+  c.abstract.hidden_size = 64  # MPNN / Deep Sets message and update MLP width.
+  c.abstract.num_message_steps = 1  # Message-passing steps.
+  c.abstract.aggregation = 'max'  # 'sum' | 'mean' | 'max' over incoming messages.
+  c.abstract.mlp_hidden_size = 256  # Hidden width of the MLP processor.
+  c.abstract.slot_embedding = True  # Learned slot-index embedding in f.
+  c.abstract.save_every = 100  # Learner steps between Orbax checkpoints.
+  c.abstract.keep_checkpoints = 2  # Checkpoints kept per learner.
+  c.abstract.log_every = 25  # Learner steps between TensorBoard scalars.
+  c.abstract.eval_batch_size = 500  # Transitions per evaluation batch.
+  c.abstract.prefetch = 2  # Batches prepared ahead of the learner.
+
   c.ray = ml_collections.ConfigDict()
   c.ray.address = ''  # '' = local Ray on 127.0.0.1; 'auto' or HOST:PORT joins a cluster.
   c.ray.num_cpus = 0  # CPUs for a local Ray; 0 = all of this machine's.
@@ -70,6 +87,13 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.collect.status_interval_s = 1.0
     c.replay.abstract_max_size = 1_000
     c.replay.natural_max_size = 1_000
+    c.abstract.num_steps = 6
+    c.abstract.batch_size = 8
+    c.abstract.latent_size = 16
+    c.abstract.hidden_size = 16
+    c.abstract.mlp_hidden_size = 32
+    c.abstract.save_every = 3
+    c.abstract.log_every = 2
     c.ray.num_cpus = 2
   elif variant == 'paper':
     c.games = PAPER_GAMES
@@ -81,5 +105,8 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     # 48 train episodes x up to 27k steps per game.
     c.replay.abstract_max_size = 1_296_000
     c.replay.natural_max_size = 1_296_000
+    c.abstract.num_steps = 100_000
+    c.abstract.save_every = 5_000
+    c.abstract.log_every = 500
     c.ray.address = 'auto'
   return c

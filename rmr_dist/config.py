@@ -188,6 +188,61 @@ class ReplayConfig:
              'an int in [1, 256]')
 
 
+ABSTRACT_MODELS = ('copy', 'mlp', 'deepsets', 'mpnn')
+AGGREGATIONS = ('sum', 'mean', 'max')
+
+
+@dataclasses.dataclass(frozen=True)
+class AbstractConfig:
+  """The abstract (RAM) learners: one model per (game, model), trained from the abstract table.
+
+  Attributes:
+    models: which of 'copy', 'mlp', 'deepsets', 'mpnn' to train and evaluate (copy has no
+      parameters and is only evaluated).
+    num_steps: learner updates per (game, model).
+    batch_size: transitions per update (the paper: 50), split over local devices.
+    learning_rate: Adam learning rate (the paper: 1e-3).
+    latent_size: features per RAM slot in the latent (the paper: 64).
+    hidden_size: width of the MPNN / Deep Sets message and update MLPs.
+    num_message_steps: message-passing steps of MPNN / Deep Sets.
+    aggregation: 'sum', 'mean' or 'max' over incoming messages.
+    mlp_hidden_size: hidden width of the MLP processor.
+    slot_embedding: learned slot-index embedding in f (lets the model tell slots apart).
+    save_every: learner steps between Orbax checkpoints.
+    keep_checkpoints: checkpoints kept per learner.
+    log_every: learner steps between TensorBoard scalars.
+    eval_batch_size: transitions per evaluation batch.
+    prefetch: batches prepared ahead of the learner.
+  """
+  models: tuple[str, ...]
+  num_steps: int
+  batch_size: int
+  learning_rate: float
+  latent_size: int
+  hidden_size: int
+  num_message_steps: int
+  aggregation: str
+  mlp_hidden_size: int
+  slot_embedding: bool
+  save_every: int
+  keep_checkpoints: int
+  log_every: int
+  eval_batch_size: int
+  prefetch: int
+
+  def validate(self, path: str) -> None:
+    bad = [m for m in self.models if m not in ABSTRACT_MODELS]
+    _require(not bad and len(self.models) >= 1 and len(set(self.models)) == len(self.models),
+             f'{path}.models', self.models, f'distinct models from {ABSTRACT_MODELS}')
+    for name in ('num_steps', 'batch_size', 'latent_size', 'hidden_size', 'num_message_steps',
+                 'mlp_hidden_size', 'save_every', 'keep_checkpoints', 'log_every',
+                 'eval_batch_size', 'prefetch'):
+      _require(getattr(self, name) >= 1, f'{path}.{name}', getattr(self, name), 'an int >= 1')
+    _require(self.learning_rate > 0, f'{path}.learning_rate', self.learning_rate, 'a float > 0')
+    _require(self.aggregation in AGGREGATIONS, f'{path}.aggregation', self.aggregation,
+             f'one of {AGGREGATIONS}')
+
+
 @dataclasses.dataclass(frozen=True)
 class RayConfig:
   """Where the Ray program runs.
@@ -214,6 +269,7 @@ class AtariConfig:
     heads: behaviour-policy family.
     collect: collection stage.
     replay: Reverb tables and server.
+    abstract: abstract (RAM) learners.
     ray: Ray placement.
   """
   games: tuple[str, ...]
@@ -222,6 +278,7 @@ class AtariConfig:
   heads: HeadsConfig
   collect: CollectConfig
   replay: ReplayConfig
+  abstract: AbstractConfig
   ray: RayConfig
 
   def validate(self, path: str) -> None:

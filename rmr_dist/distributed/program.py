@@ -5,6 +5,8 @@ Work directory layout (`workdir`, a local path or shared storage):
   episodes/              episode store (validation episodes; all with store_all_episodes)
   replay/                Reverb checkpoints (written after collection; restored by later runs)
   collect/summary.json   per-game episode/transition counts and throughput
+  abstract/<game>/<model>/  learner checkpoints, processor export, result.json (Table 2 row)
+  report/                table2.csv, table2.md, results.json
   tb/                    TensorBoard run directory (collector, learner, evaluator scalars)
 
 Stages run in order; a stage whose outputs exist (for the same config) is skipped, so a crashed
@@ -14,7 +16,6 @@ or interrupted run resumes by running the same command again.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import os
 import shutil
@@ -32,7 +33,7 @@ from rmr_dist.distributed import ray_setup
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import splits
 
-STAGES = ('collect',)
+STAGES = ('collect', 'abstract', 'report')
 
 
 def check_stages(stages: list[str]) -> list[str]:
@@ -224,6 +225,64 @@ class AtariProgram:
     print(f'collect: done; summary at {summary_path}')
     return summary
 
+  # ---------------------------------------------------------------- abstract
+  def abstract(self) -> list[dict[str, Any]]:
+    """Trains and evaluates every configured abstract model on every game (resumable)."""
+    from rmr_dist.learning import stages  # pylint: disable=g-import-not-at-top
+    self._require_collect('abstract')
+    address = self.replay_address(restore=True)
+    rows = []
+    for game in self.config.games:
+      for model in self.config.abstract.models:
+        prefix = f'abstract/{game}/{model}/'
+
+        def log_fn(scalars, step, prefix=prefix):
+          self.logger.scalars({prefix + k: v for k, v in scalars.items()}, step)
+
+        print(f'abstract: {game} / {model} ...', flush=True)
+        row = stages.run_abstract_unit(self.config, game, model, address, self.workdir,
+                                       log_fn=log_fn)
+        print(f'abstract: {game} / {model}: slot acc {100 * row["slot_acc"]:.2f}%, bit F1 '
+              f'{row["bit_f1"]:.3f} over {row["n_eval_slots"]} slots, '
+              f'{row["n_eval_transitions"]} transitions ({row["train_seconds"]:.0f} s)',
+              flush=True)
+        self.logger.scalars({prefix + 'eval/slot_acc': row['slot_acc'],
+                             prefix + 'eval/bit_f1': row['bit_f1']}, row['train_steps'])
+        rows.append(row)
+    return rows
+
+  def _require_collect(self, stage: str) -> None:
+    if not os.path.exists(os.path.join(self.collect_dir, 'summary.json')):
+      raise config_lib.ConfigError(
+          f'The {stage} stage needs the collect stage\'s outputs, and {self.workdir} has none: '
+          f'run with --stages=collect,{stage} (or point --workdir at a collected run).')
+
+  # ---------------------------------------------------------------- report
+  def report(self) -> dict[str, str]:
+    """Writes Table 2 from the finished abstract units."""
+    from rmr_dist.evaluation import tables as report_tables  # pylint: disable=g-import-not-at-top
+    from rmr_dist.learning import stages  # pylint: disable=g-import-not-at-top
+    rows, missing = [], []
+    for game in self.config.games:
+      for model in self.config.abstract.models:
+        path = os.path.join(stages.unit_dir(self.workdir, game, model), 'result.json')
+        if os.path.exists(path):
+          with open(path) as f:
+            rows.append(json.load(f))
+        else:
+          missing.append(f'{game}/{model}')
+    if not rows:
+      raise config_lib.ConfigError(f'Nothing to report in {self.workdir}: run the abstract '
+                                   f'stage first (--stages=collect,abstract,report).')
+    if missing:
+      print(f'report: missing abstract results for {", ".join(missing)}', file=sys.stderr)
+    paths = report_tables.write_table2(os.path.join(self.workdir, 'report'), rows)
+    with open(paths['table2.md']) as f:
+      table = f.read()
+    self.logger.text('eval/table2', table)
+    print(f'report: Table 2 written to {paths["table2.csv"]}\n{table}', flush=True)
+    return paths
+
   # ---------------------------------------------------------------- driver
   def run(self, stages: list[str]) -> None:
     """Runs `stages` (validated names) in pipeline order."""
@@ -239,7 +298,3 @@ class AtariProgram:
     self._replay = self._replay_address = None
     self.logger.close()
 
-
-def config_summary(config: config_lib.AtariConfig) -> str:
-  """One line per section, for logs."""
-  return '\n'.join(f'{f.name}: {getattr(config, f.name)}' for f in dataclasses.fields(config))
