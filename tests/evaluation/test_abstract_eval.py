@@ -1,0 +1,68 @@
+"""Exact abstract evaluation over the episode store, and the Table 2 files."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from rmr_dist.evaluation import abstract_eval
+from rmr_dist.evaluation import tables
+from rmr_dist.replay import episode_store
+
+
+def _write(store, head, episode, ram, split='val'):
+  t = len(ram) - 1
+  store.write(episode_store.Episode(ram=np.asarray(ram, np.uint8),
+                                    action=np.arange(t, dtype=np.int32) % 18,
+                                    reward=np.zeros(t, np.float32),
+                                    frames=np.zeros((t + 1, 2, 2, 3), np.uint8)),
+              game='pong', split=split, head=head, episode_index=episode)
+
+
+def test_load_transitions_order_and_alignment(tmp_path):
+  store = episode_store.EpisodeStore(str(tmp_path))
+  ram_a = np.arange(4)[:, None].repeat(128, 1)  # RAM value t at step t
+  ram_b = 100 + np.arange(3)[:, None].repeat(128, 1)
+  _write(store, head=1, episode=0, ram=ram_b)
+  _write(store, head=0, episode=1, ram=ram_a)
+  _write(store, head=0, episode=0, ram=ram_a, split='train')  # not evaluated
+  data = abstract_eval.load_transitions(store, 'pong')
+  np.testing.assert_array_equal(data.ram_t[:, 0], [0, 1, 2, 100, 101])
+  np.testing.assert_array_equal(data.ram_tp1[:, 0], [1, 2, 3, 101, 102])
+  np.testing.assert_array_equal(data.action, [0, 1, 2, 0, 1])
+
+
+def test_missing_validation_data_names_the_store(tmp_path):
+  with pytest.raises(FileNotFoundError, match='No val episodes of .pong.'):
+    abstract_eval.load_transitions(episode_store.EpisodeStore(str(tmp_path)), 'pong')
+
+
+def test_copy_baseline_scores_all_unchanged_slots_and_misses_changed_ones(tmp_path):
+  store = episode_store.EpisodeStore(str(tmp_path))
+  rng = np.random.default_rng(0)
+  ram = np.repeat(rng.integers(0, 256, (1, 128)), 41, axis=0)
+  # Slots 0..3 take random values every step (high entropy); the rest never change.
+  ram[:, :4] = rng.integers(0, 256, (41, 4))
+  _write(store, 0, 0, ram)
+  row = abstract_eval.evaluate(None, None, abstract_eval.load_transitions(store, 'pong'), 16)
+  assert row['n_eval_slots'] == 4 and row['n_eval_transitions'] == 40
+  # Copying is right exactly when a random slot repeats its value.
+  same = (ram[1:, :4] == ram[:-1, :4]).mean()
+  assert row['slot_acc'] == pytest.approx(same)
+
+
+def test_table2_files(tmp_path):
+  rows = [dict(game='pong', model=m, slot_acc=acc, bit_f1=f1, n_eval_slots=12,
+               n_eval_transitions=500) for m, acc, f1 in
+          [('mpnn', 0.8323, 0.952), ('copy', 0.6876, 0.873)]]
+  paths = tables.write_table2(str(tmp_path), rows)
+  with open(paths['table2.csv']) as f:
+    got = list(csv.DictReader(f))
+  assert [r['model'] for r in got] == ['copy', 'mpnn']
+  assert list(got[0]) == list(tables.TABLE2_COLUMNS)
+  md = open(paths['table2.md']).read()
+  assert '| pong | 68.76% | 0.873 | 83.23% | 0.952 | 12 | 500 |' in md
+  assert 'Copy baseline slot acc.' in md and 'MPNN bit F1' in md
+  with open(paths['results.json']) as f:
+    assert len(json.load(f)['table2']) == 2
