@@ -52,6 +52,8 @@ def main(argv):
     sys.exit(f'atari.py: error: {e}')
   try:
     program.run(stages)
+  except (config_lib.ConfigError, FloatingPointError) as e:
+    sys.exit(f'atari.py: error: {e}')
   finally:
     program.close()
   print(f'atari.py: done. Outputs in {workdir}; TensorBoard: tensorboard --logdir '

@@ -74,3 +74,201 @@ def load_policy(path: str) -> tuple[dict[str, Any], Any]:
           from e
   params = jax.tree_util.tree_map(np.asarray, params)
   return meta, params
+
+
+# ---------------------------------------------------------------------------------------------
+# Learner state (resumable training) and the processor-only export.
+#
+# Learner checkpoints: one Orbax CheckpointManager directory per learner,
+#   <dir>/<step>/default/...   the TrainState as a dict {params, opt_state, step, rng}
+# (StandardSave; NamedTuples inside optax's state round-trip through the restore target).
+# Saves are asynchronous and atomic: Orbax writes into a temporary directory and renames it to
+# <dir>/<step> once complete, so a killed learner leaves only whole checkpoints behind.
+#
+# Processor export: one directory
+#   <path>/params/   the processor's parameter subtree (StandardSave)
+#   <path>/spec/     the spec that rebuilds it (JsonSave; ModelSpec.to_dict())
+# also written atomically.
+# ---------------------------------------------------------------------------------------------
+
+_STATE_FIELDS = ('params', 'opt_state', 'step', 'rng')
+
+
+def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+  """{'key/path': shape} of every leaf (arrays, ShapeDtypeStructs, Orbax array metadata)."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in leaves}
+
+
+def _shape_mismatches(stored: Any, target: Any) -> list[str]:
+  """Human-readable differences between two trees' keys and leaf shapes (empty if none)."""
+  stored_shapes, target_shapes = _shapes(stored), _shapes(target)
+  problems = [f'{k}: stored {stored_shapes[k]}, expected {target_shapes[k]}'
+              for k in sorted(set(stored_shapes) & set(target_shapes))
+              if stored_shapes[k] != target_shapes[k]]
+  problems += [f'{k}: missing from the checkpoint (expected {target_shapes[k]})'
+               for k in sorted(set(target_shapes) - set(stored_shapes))]
+  problems += [f'{k}: unexpected in the checkpoint ({stored_shapes[k]})'
+               for k in sorted(set(stored_shapes) - set(target_shapes))]
+  return problems
+
+
+def make_checkpoint_manager(directory: str, *, max_to_keep: int,
+                            save_interval_steps: int = 1) -> ocp.CheckpointManager:
+  """An Orbax CheckpointManager for learner state (created if missing).
+
+  Saves are asynchronous (call ``wait_until_finished()`` before relying on them) and atomic:
+  Orbax writes each step into a temporary directory and renames it when complete.
+
+  Args:
+    directory: the checkpoint directory.
+    max_to_keep: how many of the newest checkpoints to keep.
+    save_interval_steps: Orbax skips saves at steps that are not a multiple of this.
+
+  Returns:
+    The manager; save with :func:`save_learner_state`, restore with
+    :func:`restore_learner_state`.
+  """
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                         save_interval_steps=save_interval_steps)
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def save_learner_state(manager: ocp.CheckpointManager, step: int, state: Any) -> bool:
+  """Saves a learner TrainState (any NamedTuple with params, opt_state, step, rng) at `step`.
+
+  Args:
+    manager: from :func:`make_checkpoint_manager`.
+    step: the checkpoint's step number.
+    state: the UNREPLICATED state (host numpy or single-device arrays).
+
+  Returns:
+    Whether Orbax started a save (False when ``save_interval_steps`` skips this step).
+  """
+  tree = {name: getattr(state, name) for name in _STATE_FIELDS}
+  return manager.save(step, args=ocp.args.StandardSave(jax.device_get(tree)))
+
+
+def restore_learner_state(manager: ocp.CheckpointManager, target_state: Any
+                          ) -> tuple[Any, int] | None:
+  """Restores the newest learner state, shaped like `target_state`.
+
+  Args:
+    manager: from :func:`make_checkpoint_manager`.
+    target_state: a state of the same model and optimiser (e.g. freshly initialised); gives
+      the structure, shapes, dtypes and the NamedTuple type to rebuild. Its values are unused.
+
+  Returns:
+    ``(state, step)`` with host numpy leaves, or None when the directory has no checkpoint.
+
+  Raises:
+    CheckpointError: the stored state does not fit the target (message names the
+      checkpoint and the mismatching keys / shapes).
+  """
+  step = manager.latest_step()
+  if step is None:
+    return None
+  target = jax.device_get({name: getattr(target_state, name) for name in _STATE_FIELDS})
+  where = os.path.join(str(manager.directory), str(step))
+  try:
+    tree = manager.restore(step, args=ocp.args.StandardRestore(target))
+  except (ValueError, KeyError, TypeError) as e:
+    raise CheckpointError(f'Learner checkpoint {where!r} does not fit the learner state: {e}') \
+        from e
+  problems = _shape_mismatches(tree, target)
+  if problems:
+    raise CheckpointError(f'Learner checkpoint {where!r} does not fit the learner state: '
+                          + '; '.join(problems))
+  if int(tree['step']) != step:
+    raise CheckpointError(f'Learner checkpoint {where!r} holds step {int(tree["step"])}, '
+                          f'not {step}.')
+  return type(target_state)(**tree), step
+
+
+def export_processor(path: str, processor_params: Any, spec_dict: dict[str, Any], *,
+                     overwrite: bool = False) -> str:
+  """Saves the processor P alone: its params and the spec that rebuilds it, atomically.
+
+  Args:
+    path: target directory.
+    processor_params: ``params['processor']`` of the abstract model.
+    spec_dict: ``ModelSpec.to_dict()`` of the model it came from.
+    overwrite: replace an existing export. The new one is written completely first (under a
+      temporary name), then swapped in by two renames; a reader never sees a partial export.
+      Without it an existing `path` is an error.
+
+  Returns:
+    The absolute path written.
+  """
+  path = os.path.abspath(path)
+  final = path
+  if overwrite and os.path.exists(path):
+    import uuid  # pylint: disable=g-import-not-at-top
+    path = f'{final}.tmp-{uuid.uuid4().hex}'
+  args = ocp.args.Composite(params=ocp.args.StandardSave(jax.device_get(processor_params)),
+                            spec=ocp.args.JsonSave(dict(spec_dict)))
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+    ckptr.save(path, args=args)
+  if path != final:
+    old = f'{path}.old'
+    os.rename(final, old)
+    os.rename(path, final)
+    import shutil  # pylint: disable=g-import-not-at-top
+    shutil.rmtree(old, ignore_errors=True)
+  return final
+
+
+def restore_processor(path: str, expected_spec: dict[str, Any] | None = None
+                      ) -> tuple[dict[str, Any], Any]:
+  """Restores a processor export written by :func:`export_processor`, with checks.
+
+  Args:
+    path: the export directory.
+    expected_spec: if given, every key in it must equal the stored spec's value (pass the
+      full ``ModelSpec.to_dict()`` to require the exact spec).
+
+  Returns:
+    ``(spec_dict, params)``: the stored spec and the processor params as numpy arrays.
+
+  Raises:
+    CheckpointError: the path is missing or not a processor export, the stored spec differs
+      from `expected_spec`, or the stored params do not have the shapes the stored spec
+      implies. The message names the path and the mismatching keys / shapes.
+  """
+  # pylint: disable=g-import-not-at-top  (rmr_dist.learning imports this module)
+  from rmr_dist.learning import abstract as abstract_learning
+  from rmr_dist.networks.abstract import NUM_ACTIONS, NUM_SLOTS
+  path = os.path.abspath(path)
+  if not os.path.exists(path):
+    raise CheckpointError(f'No processor export at {path!r}: the path does not exist.')
+  if not (os.path.isdir(os.path.join(path, 'spec')) and
+          os.path.isdir(os.path.join(path, 'params'))):
+    raise CheckpointError(f'{path!r} is not a processor export: expected a directory written '
+                          'by rmr_dist.checkpointing.export_processor (with "params" and "spec").')
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+    spec = ckptr.restore(path, args=ocp.args.Composite(spec=ocp.args.JsonRestore()))['spec']
+  if expected_spec is not None:
+    diffs = [f'{k}: stored {spec.get(k, "<missing>")!r}, expected {v!r}'
+             for k, v in expected_spec.items() if spec.get(k, '<missing>') != v]
+    if diffs:
+      raise CheckpointError(f'Processor export {path!r} has a different spec: '
+                            + '; '.join(diffs))
+  try:
+    model_spec = abstract_learning.ModelSpec.from_dict(spec)
+  except (TypeError, ValueError) as e:
+    raise CheckpointError(f'Processor export {path!r} holds an invalid spec {spec}: {e}') from e
+  processor = abstract_learning.make_spec_processor(model_spec)
+  z = jax.ShapeDtypeStruct((1, NUM_SLOTS, model_spec.latent_size), np.float32)
+  action = jax.ShapeDtypeStruct((1, NUM_ACTIONS), np.float32)
+  target = jax.eval_shape(processor.init, jax.random.PRNGKey(0), z, action)['params']
+  with ocp.StandardCheckpointer() as reader:
+    stored = reader.metadata(os.path.join(path, 'params'))
+  problems = _shape_mismatches(getattr(stored, 'tree', stored), target)
+  if problems:
+    raise CheckpointError(f'Processor export {path!r} does not match its spec {spec}: '
+                          + '; '.join(problems))
+  target = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), target)
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+    params = ckptr.restore(path, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(target)))['params']
+  return spec, jax.tree_util.tree_map(np.asarray, params)

@@ -2,7 +2,7 @@
 
 import sys
 
-BENCHMARKS = ('collect',)
+BENCHMARKS = ('collect', 'abstract')
 
 
 def main(argv: list[str]) -> None:
@@ -14,6 +14,9 @@ def main(argv: list[str]) -> None:
   if name == 'collect':
     from rmr_dist.bench import collect  # pylint: disable=g-import-not-at-top
     collect.main(argv[2:])
+  elif name == 'abstract':
+    from rmr_dist.bench import abstract  # pylint: disable=g-import-not-at-top
+    abstract.main(argv[2:])
 
 
 if __name__ == '__main__':

@@ -83,3 +83,28 @@ def test_bad_command_line_fails_fast_with_a_clear_message(tmp_path, args, messag
   assert proc.returncode != 0
   assert message in proc.stderr, proc.stderr[-2000:]
   assert 'Traceback' not in proc.stderr
+
+
+def test_all_stages_write_table2(tmp_path):
+  workdir = str(tmp_path / 'run')
+  proc = _atari('--config=configs/atari.py:test', f'--workdir={workdir}',
+                '--stages=collect,abstract,report', timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  import csv
+  with open(os.path.join(workdir, 'report', 'table2.csv')) as f:
+    rows = list(csv.DictReader(f))
+  assert [(r['game'], r['model']) for r in rows] == [
+      ('pong', 'copy'), ('pong', 'mlp'), ('pong', 'deepsets'), ('pong', 'mpnn')]
+  for r in rows:
+    assert 0.0 <= float(r['slot_acc']) <= 1.0 and 0.0 <= float(r['bit_f1']) <= 1.0
+    assert int(r['n_eval_transitions']) > 0
+  assert os.path.exists(os.path.join(workdir, 'report', 'table2.md'))
+  for model in ('mlp', 'deepsets', 'mpnn'):
+    assert os.path.isdir(os.path.join(workdir, 'abstract', 'pong', model, 'processor'))
+
+
+def test_abstract_stage_without_collect_fails_clearly(tmp_path):
+  proc = _atari('--config=configs/atari.py:test', f'--workdir={tmp_path}/w', '--stages=abstract')
+  assert proc.returncode != 0
+  assert "needs the collect stage's outputs" in proc.stderr
+  assert 'Traceback' not in proc.stderr

@@ -1,0 +1,380 @@
+"""Abstract (RAM) learner: a pure pmapped train step and a plain-Python training loop.
+
+The model is ``g(P(f(x), a))`` on RAM bits (``rmr_dist.networks.abstract``), trained with
+Adam on the teacher-forced BCE of ``rmr_dist.losses.abstract_loss`` (paper section 4,
+Appendix B). Batches come from any iterator of numpy dicts::
+
+    {'ram_t':   [B, 128] uint8,      RAM before the step
+     'action':  [B, 18]  uint8,      one-hot action
+     'ram_tp1': [B, 128] uint8}      RAM after the step
+
+and are unpacked to bits inside the step, on device.
+
+1 device == N devices. ``abstract_loss`` normalises its bit loss by the number of changed
+bits IN THE BATCH it sees. A device holding half the batch divides its half's BCE sum by its
+half's count, and the mean of two such ratios is not the full-batch ratio whenever the halves
+hold different numbers of changed slots (which is almost always). :func:`update` therefore
+shares the denominator across devices: each device takes its bit-BCE sum ``s_d`` (recovered
+from ``abstract_loss`` as ``bit_loss * max(n_d, 1)``, ``n_d`` its changed-bit count) and the
+global count ``n = psum(n_d)``, and differentiates ``D * s_d / max(n, 1) + mask_loss_d``.
+``pmean`` of those gradients is ``sum_d grad(s_d) / n + mean_d grad(mask_loss_d)``, the
+gradient of the full-batch loss (the mask loss is a plain mean over equal shards). The
+reported metrics are formed the same way, so they match the 1-device ones too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rmr_dist import checkpointing
+from rmr_dist import losses
+from rmr_dist.networks import abstract as abstract_net
+from rmr_dist.networks import processors
+
+Batch = dict[str, Any]
+Metrics = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """Everything needed to rebuild an abstract model (and its processor) from scratch.
+
+  Attributes:
+    processor: 'mpnn', 'deepsets' or 'mlp'.
+    latent_size: H, features per slot (64 in the paper).
+    hidden_size: message / update width of the MPNN and Deep Sets.
+    num_message_steps: message-passing steps of the MPNN and Deep Sets.
+    aggregation: 'sum', 'mean' or 'max' over incoming messages (MPNN).
+    mlp_hidden_size: hidden width of the MLP processor.
+    slot_embedding: learned per-slot embedding in the encoder f.
+  """
+  processor: str
+  latent_size: int = 64
+  hidden_size: int = 64
+  num_message_steps: int = 1
+  aggregation: str = 'max'
+  mlp_hidden_size: int = 256
+  slot_embedding: bool = True
+
+  def __post_init__(self):
+    if self.processor not in processors.PROCESSORS:
+      raise ValueError(f'ModelSpec.processor={self.processor!r}; valid: '
+                       f'{sorted(processors.PROCESSORS)}')
+    if self.aggregation not in processors.AGGREGATIONS:
+      raise ValueError(f'ModelSpec.aggregation={self.aggregation!r}; valid: '
+                       f'{processors.AGGREGATIONS}')
+    for name in ('latent_size', 'hidden_size', 'num_message_steps', 'mlp_hidden_size'):
+      if int(getattr(self, name)) < 1:
+        raise ValueError(f'ModelSpec.{name}={getattr(self, name)!r} must be >= 1')
+
+  def to_dict(self) -> dict[str, Any]:
+    """Returns the spec as a JSON-serialisable dict."""
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, values: dict[str, Any]) -> ModelSpec:
+    """Builds a spec from :meth:`to_dict` output.
+
+    Raises:
+      ValueError: an unknown key (named in the message) or an invalid value.
+    """
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise ValueError(f'Unknown ModelSpec keys {unknown}; valid: {sorted(known)}')
+    return cls(**values)
+
+
+def make_spec_processor(spec: ModelSpec) -> nn.Module:
+  """The unbound processor P that ``spec`` describes (see ``processors.make_processor``)."""
+  if spec.processor == 'mlp':
+    return processors.make_processor('mlp', hidden_size=spec.mlp_hidden_size)
+  return processors.make_processor(spec.processor, hidden_size=spec.hidden_size,
+                                   num_steps=spec.num_message_steps,
+                                   aggregation=spec.aggregation)
+
+
+def make_model(spec: ModelSpec) -> abstract_net.AbstractModel:
+  """The abstract model ``g(P(f(x), a))`` that ``spec`` describes."""
+  return abstract_net.AbstractModel(processor=make_spec_processor(spec),
+                                    latent_size=spec.latent_size,
+                                    slot_embedding=spec.slot_embedding)
+
+
+class TrainState(NamedTuple):
+  """Learner state; crosses ``pmap`` (replicated) and Orbax (as a dict)."""
+  params: Any  # {'encoder', 'processor', 'decoder'}
+  opt_state: optax.OptState
+  step: jax.Array  # [] int32, updates applied so far
+  rng: jax.Array  # [2] uint32 PRNGKey, split once per update
+
+
+def init_state(model: nn.Module, optimizer: optax.GradientTransformation,
+               rng: jax.Array) -> TrainState:
+  """Initialises parameters (dummy [1, 128, 8] bits, [1, 18] action) and optimiser state.
+
+  Args:
+    model: the abstract model.
+    optimizer: the optax optimiser.
+    rng: PRNGKey; split into the init key and the state's key.
+
+  Returns:
+    A TrainState at step 0.
+  """
+  init_rng, state_rng = jax.random.split(rng)
+  bits = jnp.zeros((1, abstract_net.NUM_SLOTS, abstract_net.NUM_BITS), jnp.float32)
+  action = jnp.zeros((1, abstract_net.NUM_ACTIONS), jnp.float32)
+  params = model.init(init_rng, bits, action)['params']
+  return TrainState(params=params, opt_state=optimizer.init(params),
+                    step=jnp.zeros((), jnp.int32), rng=state_rng)
+
+
+def update(state: TrainState, batch: Batch, *, model: nn.Module,
+           optimizer: optax.GradientTransformation,
+           axis_name: str | None = None) -> tuple[TrainState, Metrics]:
+  """One Adam step on the teacher-forced abstract loss; pure, jit- and pmap-able.
+
+  Under ``pmap`` (``axis_name`` set) each device gets an equal share of the batch; the bit
+  loss shares its denominator across devices (module docstring) and gradients and metrics
+  are averaged, so the result equals the 1-device update on the whole batch.
+
+  Args:
+    state: the current state (per device under pmap).
+    batch: ``ram_t`` [B, 128] uint8, ``action`` [B, 18] one-hot, ``ram_tp1`` [B, 128] uint8.
+    model: the abstract model.
+    optimizer: the optax optimiser.
+    axis_name: the pmap axis to reduce over, or None on one device.
+
+  Returns:
+    ``(new_state, metrics)``: scalar metrics ``loss``, ``bit_loss``, ``mask_loss``,
+    ``mask_accuracy``, ``changed_fraction``, ``slot_accuracy`` (of the whole batch, before
+    the update) and ``grad_norm`` (global norm of the averaged gradient).
+  """
+  x_bits = abstract_net.bytes_to_bits(batch['ram_t'])  # [B, 128, 8]
+  y_bits = abstract_net.bytes_to_bits(batch['ram_tp1'])  # [B, 128, 8]
+  action = jnp.asarray(batch['action'], jnp.float32)  # [B, 18]
+  changed = losses.true_mask(x_bits, y_bits)  # [B, 128]
+  local_bits = abstract_net.NUM_BITS * jnp.sum(changed.astype(jnp.float32))  # [] n_d
+  if axis_name is None:
+    num_shards, total_bits = 1.0, local_bits
+  else:
+    num_shards = jax.lax.psum(1.0, axis_name)  # D
+    total_bits = jax.lax.psum(local_bits, axis_name)  # [] n
+
+  def objective(params):
+    out = model.apply({'params': params}, x_bits, action)
+    _, metrics = losses.abstract_loss(out.bit_logits, out.mask_logits, x_bits, y_bits)
+    # abstract_loss's bit_loss is s_d / max(n_d, 1): undo the local normalisation.
+    bit_sum = metrics['bit_loss'] * jnp.maximum(local_bits, 1.0)  # [] s_d
+    shard_bit_loss = num_shards * bit_sum / jnp.maximum(total_bits, 1.0)
+    return shard_bit_loss + metrics['mask_loss'], (metrics, bit_sum)
+
+  grads, (metrics, bit_sum) = jax.grad(objective, has_aux=True)(state.params)
+  if axis_name is not None:
+    grads = jax.lax.pmean(grads, axis_name)
+    bit_sum = jax.lax.psum(bit_sum, axis_name)
+    metrics = jax.lax.pmean(metrics, axis_name)  # equal shards: exact for plain means
+  bit_loss = bit_sum / jnp.maximum(total_bits, 1.0)
+  metrics = dict(metrics, bit_loss=bit_loss, loss=bit_loss + metrics['mask_loss'],
+                 grad_norm=optax.global_norm(grads))
+
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  # No layer is stochastic yet; the key still advances once per step, deterministically.
+  rng, _ = jax.random.split(state.rng)
+  return TrainState(params=params, opt_state=opt_state, step=state.step + 1, rng=rng), metrics
+
+
+def make_pmapped_update(model: nn.Module, optimizer: optax.GradientTransformation,
+                        axis_name: str = 'devices', devices: Sequence[jax.Device] | None = None
+                        ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+  """:func:`update` pmapped over ``devices`` (default: all local), donating the state.
+
+  Args:
+    model: the abstract model.
+    optimizer: the optax optimiser.
+    axis_name: the pmap axis name that gradients and metrics are averaged over.
+    devices: the devices to map over (default: all local devices).
+
+  Returns:
+    ``f(replicated_state, sharded_batch) -> (replicated_state, replicated_metrics)``, batch
+    leaves [D, B / D, ...] (see :func:`shard_batch`).
+  """
+  step = functools.partial(update, model=model, optimizer=optimizer, axis_name=axis_name)
+  return jax.pmap(step, axis_name=axis_name, devices=devices, donate_argnums=(0,))
+
+
+def replicate(tree: Any, devices: Sequence[jax.Device] | None = None) -> Any:
+  """Copies every leaf onto each device: [...] -> [D, ...]."""
+  return jax.device_put_replicated(tree, list(devices or jax.local_devices()))
+
+
+def unreplicate(tree: Any) -> Any:
+  """The first device's copy of a replicated tree: [D, ...] -> [...]."""
+  return jax.tree_util.tree_map(lambda x: x[0], tree)
+
+
+def shard_batch(batch: Batch, num_devices: int) -> Batch:
+  """Splits every leaf [B, ...] into [D, B / D, ...] (device d gets rows d*B/D ...).
+
+  Args:
+    batch: a dict of numpy arrays [B, ...].
+    num_devices: D.
+
+  Returns:
+    The same dict with leaves [D, B / D, ...].
+
+  Raises:
+    ValueError: B is not divisible by ``num_devices``.
+  """
+
+  def split(x):
+    x = np.asarray(x)
+    if x.shape[0] % num_devices:
+      raise ValueError(f'Batch size {x.shape[0]} is not divisible by the {num_devices} '
+                       f'devices; pick a batch size that is a multiple of {num_devices}.')
+    return x.reshape((num_devices, x.shape[0] // num_devices) + x.shape[1:])
+
+  return jax.tree_util.tree_map(split, batch)
+
+
+class AbstractLearner:
+  """Trains one abstract model from a batch iterator, pmapped over local devices.
+
+  Resumable: with ``checkpoint_dir`` holding a checkpoint, the learner restores the full
+  state (params, Adam state, step, key) and :meth:`run` only does the remaining steps. If the
+  loss or gradient norm becomes NaN / inf, :meth:`step` raises ``FloatingPointError`` and the
+  bad state is never saved; the learner object is then unusable (build a new one to resume
+  from the last good checkpoint).
+
+  Args:
+    spec: the model.
+    learning_rate: Adam's learning rate.
+    seed: seeds initialisation and the state's PRNG key.
+    iterator: yields batches (module docstring) of a batch size divisible by the devices.
+    checkpoint_dir: Orbax checkpoint directory, or None for no checkpoints.
+    save_every: save every this many steps (and at the end of :meth:`run`).
+    keep: checkpoints to keep.
+    log_fn: called as ``log_fn(metrics + {'steps_per_s'}, step)`` every ``log_every`` steps.
+    log_every: logging period in steps.
+    devices: devices to pmap over (default: all local devices).
+  """
+
+  def __init__(self, spec: ModelSpec, *, learning_rate: float, seed: int,
+               iterator: Iterator[Batch], checkpoint_dir: str | None, save_every: int,
+               keep: int, log_fn: Callable[[dict, int], None] | None = None,
+               log_every: int = 50, devices: Sequence[jax.Device] | None = None):
+    self._spec = spec
+    self._iterator = iter(iterator)
+    self._save_every = save_every
+    self._log_fn = log_fn
+    self._log_every = log_every
+    self._devices = list(devices or jax.local_devices())
+    self._model = make_model(spec)
+    self._optimizer = optax.adam(learning_rate)
+    state = jax.device_get(init_state(self._model, self._optimizer, jax.random.PRNGKey(seed)))
+    self._manager = None
+    if checkpoint_dir is not None:
+      self._manager = checkpointing.make_checkpoint_manager(checkpoint_dir, max_to_keep=keep)
+      restored = checkpointing.restore_learner_state(self._manager, state)
+      if restored is not None:
+        state, _ = restored
+    self._step = int(state.step)
+    self._state = replicate(state, self._devices)
+    self._update = make_pmapped_update(self._model, self._optimizer, devices=self._devices)
+
+  @property
+  def global_step(self) -> int:
+    """Updates applied so far (restored ones included)."""
+    return self._step
+
+  @property
+  def state(self) -> TrainState:
+    """The full state, unreplicated, as host numpy."""
+    return jax.device_get(unreplicate(self._state))
+
+  @property
+  def params(self) -> Any:
+    """The model parameters, unreplicated, as host numpy."""
+    return jax.device_get(unreplicate(self._state.params))
+
+  def _last_checkpoint(self) -> int | None:
+    if self._manager is None:
+      return None
+    self._manager.wait_until_finished()
+    return self._manager.latest_step()
+
+  def step(self) -> dict[str, float]:
+    """Runs one update on the next batch and returns its metrics as floats.
+
+    Raises:
+      FloatingPointError: the loss or gradient norm is not finite (nothing is saved).
+    """
+    batch = shard_batch(next(self._iterator), len(self._devices))  # [D, B / D, ...]
+    self._state, metrics = self._update(self._state, batch)
+    self._step += 1
+    metrics = {k: float(v) for k, v in jax.device_get(unreplicate(metrics)).items()}
+    if not (math.isfinite(metrics['loss']) and math.isfinite(metrics['grad_norm'])):
+      last = self._last_checkpoint()
+      where = ('no checkpoint' if last is None else
+               f'last good checkpoint: step {last} in {self._manager.directory}')
+      raise FloatingPointError(
+          f'Abstract learner: non-finite loss at step {self._step} (loss={metrics["loss"]}, '
+          f'grad_norm={metrics["grad_norm"]}); the bad state was not saved; {where}.')
+    return metrics
+
+  def save(self) -> None:
+    """Saves the current state (asynchronously) unless this step is already saved."""
+    if self._manager is not None and self._manager.latest_step() != self._step:
+      checkpointing.save_learner_state(self._manager, self._step, self.state)
+
+  def run(self, num_steps: int) -> dict[str, float]:
+    """Trains until ``num_steps`` updates in all; saves periodically and at the end.
+
+    Args:
+      num_steps: the total step count to reach (a resumed learner does the rest only).
+
+    Returns:
+      The last step's metrics (empty if there was nothing left to do).
+    """
+    metrics: dict[str, float] = {}
+    window_start, window_steps = time.perf_counter(), 0
+    while self._step < num_steps:
+      metrics = self.step()
+      window_steps += 1
+      if self._save_every and self._step % self._save_every == 0:
+        self.save()
+      if self._log_fn is not None and self._step % self._log_every == 0:
+        now = time.perf_counter()
+        self._log_fn(dict(metrics, steps_per_s=window_steps / max(now - window_start, 1e-9)),
+                     self._step)
+        window_start, window_steps = now, 0
+    self.save()
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+    return metrics
+
+  def export_processor(self, path: str, overwrite: bool = True) -> str:
+    """Writes the processor export (params of P + this spec); see ``checkpointing``.
+
+    ``overwrite`` defaults to True so a resumed run can re-export its final processor.
+    """
+    return checkpointing.export_processor(path, self.params['processor'], self._spec.to_dict(),
+                                          overwrite=overwrite)
+
+  def close(self) -> None:
+    """Waits for pending saves and releases the checkpoint manager."""
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+      self._manager.close()
