@@ -11,13 +11,16 @@ import datetime
 import os
 import sys
 
-from absl import app
-from absl import flags
-from ml_collections import config_flags
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # Reverb's TF runtime: warnings and up.
 
-from rmr_dist import cli
-from rmr_dist import config as config_lib
-from rmr_dist.distributed import program as program_lib
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from rmr_dist import cli  # noqa: E402
+from rmr_dist import config as config_lib  # noqa: E402
+from rmr_dist.distributed import program as program_lib  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _DEFAULT_CONFIG = os.path.join(_HERE, 'configs', 'atari.py') + ':local'
@@ -38,6 +41,7 @@ _STAGES = flags.DEFINE_list(
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   try:
     config = config_lib.load_atari_config(_CONFIG.value)
     stages = program_lib.check_stages(_STAGES.value)

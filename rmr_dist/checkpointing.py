@@ -263,6 +263,8 @@ def restore_processor(path: str, expected_spec: dict[str, Any] | None = None
   target = jax.eval_shape(processor.init, jax.random.PRNGKey(0), z, action)['params']
   with ocp.StandardCheckpointer() as reader:
     stored = reader.metadata(os.path.join(path, 'params'))
+    # Newer Orbax wraps the tree in a StepMetadata; 0.11 returns the tree itself.
+    stored = getattr(stored, 'item_metadata', stored)
   problems = _shape_mismatches(getattr(stored, 'tree', stored), target)
   if problems:
     raise CheckpointError(f'Processor export {path!r} does not match its spec {spec}: '

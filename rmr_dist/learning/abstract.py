@@ -216,8 +216,13 @@ def make_pmapped_update(model: nn.Module, optimizer: optax.GradientTransformatio
 
 
 def replicate(tree: Any, devices: Sequence[jax.Device] | None = None) -> Any:
-  """Copies every leaf onto each device: [...] -> [D, ...]."""
-  return jax.device_put_replicated(tree, list(devices or jax.local_devices()))
+  """Copies every leaf once per device, host-side: [...] -> [D, ...] (pmap shards axis 0).
+
+  Stacking on the host (rather than `jax.device_put_replicated`, gone from newer JAX) keeps
+  this working across the JAX versions of the pinned CPU stack and of accelerator images.
+  """
+  num = len(devices or jax.local_devices())
+  return jax.tree_util.tree_map(lambda x: np.stack([np.asarray(x)] * num), tree)
 
 
 def unreplicate(tree: Any) -> Any:
@@ -255,7 +260,8 @@ class AbstractLearner:
   Resumable: with ``checkpoint_dir`` holding a checkpoint, the learner restores the full
   state (params, Adam state, step, key) and :meth:`run` only does the remaining steps. If the
   loss or gradient norm becomes NaN / inf, :meth:`step` raises ``FloatingPointError`` and the
-  bad state is never saved; the learner object is then unusable (build a new one to resume
+  bad state is never saved (:meth:`run` keeps dispatching updates without a host sync and
+  checks the metrics at every log, save and the last step, always before saving); the learner object is then unusable (build a new one to resume
   from the last good checkpoint).
 
   Args:
@@ -315,24 +321,32 @@ class AbstractLearner:
     self._manager.wait_until_finished()
     return self._manager.latest_step()
 
-  def step(self) -> dict[str, float]:
-    """Runs one update on the next batch and returns its metrics as floats.
-
-    Raises:
-      FloatingPointError: the loss or gradient norm is not finite (nothing is saved).
-    """
+  def _dispatch(self) -> Metrics:
+    """Launches one update on the next batch; returns its metrics still on device."""
     batch = shard_batch(next(self._iterator), len(self._devices))  # [D, B / D, ...]
     self._state, metrics = self._update(self._state, batch)
     self._step += 1
+    return metrics
+
+  def _check(self, metrics: Metrics) -> dict[str, float]:
+    """Brings metrics to the host; raises FloatingPointError if the loss is not finite."""
     metrics = {k: float(v) for k, v in jax.device_get(unreplicate(metrics)).items()}
     if not (math.isfinite(metrics['loss']) and math.isfinite(metrics['grad_norm'])):
       last = self._last_checkpoint()
       where = ('no checkpoint' if last is None else
                f'last good checkpoint: step {last} in {self._manager.directory}')
       raise FloatingPointError(
-          f'Abstract learner: non-finite loss at step {self._step} (loss={metrics["loss"]}, '
+          f'Abstract learner: non-finite loss detected at step {self._step} (loss={metrics["loss"]}, '
           f'grad_norm={metrics["grad_norm"]}); the bad state was not saved; {where}.')
     return metrics
+
+  def step(self) -> dict[str, float]:
+    """Runs one update on the next batch and returns its metrics as floats.
+
+    Raises:
+      FloatingPointError: the loss or gradient norm is not finite (nothing is saved).
+    """
+    return self._check(self._dispatch())
 
   def save(self) -> None:
     """Saves the current state (asynchronously) unless this step is already saved."""
@@ -351,11 +365,17 @@ class AbstractLearner:
     metrics: dict[str, float] = {}
     window_start, window_steps = time.perf_counter(), 0
     while self._step < num_steps:
-      metrics = self.step()
+      device_metrics = self._dispatch()
       window_steps += 1
-      if self._save_every and self._step % self._save_every == 0:
+      save_due = bool(self._save_every) and self._step % self._save_every == 0
+      log_due = self._log_fn is not None and self._step % self._log_every == 0
+      if not (save_due or log_due or self._step == num_steps):
+        continue  # No host sync: the next update is dispatched while this one runs.
+      # Checked before any save, so a non-finite state never reaches a checkpoint.
+      metrics = self._check(device_metrics)
+      if save_due:
         self.save()
-      if self._log_fn is not None and self._step % self._log_every == 0:
+      if log_due:
         now = time.perf_counter()
         self._log_fn(dict(metrics, steps_per_s=window_steps / max(now - window_start, 1e-9)),
                      self._step)

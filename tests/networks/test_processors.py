@@ -86,7 +86,9 @@ def test_split_first_layer_equals_naive_concatenation(aggregation):
   params = model.init(jax.random.PRNGKey(2), z, action)
   # The first message layer has the parameters of a Dense on the concatenation.
   chex.assert_shape(params['params']['step_0']['message_0']['kernel'], (2 * (4 + A), 6))
-  out = model.apply(params, z, action)
+  # Full float32 matmuls: accelerators default to TF32/bf16 passes, which differ by ~1e-3.
+  with jax.default_matmul_precision('float32'):
+    out = model.apply(params, z, action)
   expected = _naive_mpnn(params, z, action, aggregation, num_steps=2)
   np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-5, atol=1e-5)
 
