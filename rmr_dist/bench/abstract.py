@@ -8,7 +8,7 @@ In one run:
   (b) the same update fed from a real Reverb server through the real iterator and prefetcher
       (the table is filled first by a real collector on the chosen game), with
       `input_ratio` = steps/s of (b) / steps/s of (a).
-JSON lines, the summary last. `--skip-reverb` runs (a) only (e.g. on a machine without Reverb).
+Measurements alternate `--repeats` times; the summary (last JSON line) uses medians. `--skip-reverb` runs (a) only (e.g. on a machine without Reverb).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import statistics
 import tempfile
 import time
 
@@ -61,7 +62,8 @@ def _fill_replay(game: str, transitions: int, chunk_length: int):
   collector = collector_lib.Collector(
       config, episode_store.EpisodeStore(tempfile.mkdtemp(prefix='rmr-bench-')),
       adders.TransitionAdder(client, chunk_length=chunk_length))
-  units = [u for u in collector_lib.make_work_units(config.games, 64, 4)
+  units = [u for u in collector_lib.make_work_units(config.games, config.heads.num_heads,
+                                                    config.heads.episodes_per_head)
            if collector.split_of(u) == 'train']
   done = 0
   for unit in units:
@@ -88,7 +90,8 @@ def main(argv: list[str]) -> None:
   p.add_argument('--batch-size', type=int, default=50)
   p.add_argument('--latent-size', type=int, default=64)
   p.add_argument('--hidden-size', type=int, default=64)
-  p.add_argument('--steps', type=int, default=20)
+  p.add_argument('--steps', type=int, default=10, help='timed updates per measurement')
+  p.add_argument('--repeats', type=int, default=3, help='alternating (resident, Reverb) pairs')
   p.add_argument('--game', default='pong')
   p.add_argument('--skip-reverb', action='store_true')
   args = p.parse_args(argv)
@@ -118,27 +121,36 @@ def main(argv: list[str]) -> None:
     while True:
       yield x
 
-  sps_a, _ = _time_steps(update, state, repeat(batch), args.steps)
+  prefetcher = server = None
+  if not args.skip_reverb:
+    from rmr_dist.replay import iterators  # pylint: disable=g-import-not-at-top
+    server, address, n = _fill_replay(args.game, 5000, 8)
+    source = iterators.make_table_iterator(address, f'abstract_{args.game}', b)
+    prefetcher = iterators.Prefetcher(source, transform=jax.device_put, size=2)
+    print(json.dumps({'measure': 'replay_filled', 'items': n}), flush=True)
+  resident, fed = [], []
+  for r in range(args.repeats):  # Alternating, so drift in machine speed hits both alike.
+    sps, _ = _time_steps(update, state, repeat(batch), args.steps)
+    resident.append(sps)
+    print(json.dumps({'measure': 'update_device_resident', 'repeat': r,
+                      'steps_per_s': round(sps, 3),
+                      'achieved_gflops_per_s': round(sps * flops / 1e9, 1)}), flush=True)
+    if prefetcher is not None:
+      sps, _ = _time_steps(update, state, prefetcher, args.steps)
+      fed.append(sps)
+      print(json.dumps({'measure': 'update_from_reverb', 'repeat': r,
+                        'steps_per_s': round(sps, 3)}), flush=True)
+  sps_a = statistics.median(resident)
   achieved = sps_a * flops / 1e9
-  line = {'measure': 'update_device_resident', 'model': args.model, 'batch_size': b,
-          'steps_per_s': round(sps_a, 3), 'flops_per_step': flops,
-          'achieved_gflops_per_s': round(achieved, 1)}
-  print(json.dumps(line), flush=True)
   summary = {'benchmark': 'abstract', 'device': str(jax.devices()[0].platform),
              'num_devices': jax.local_device_count(), 'model': args.model, 'batch_size': b,
              'steps_per_s': round(sps_a, 3), 'flops_per_step': flops,
              'achieved_gflops_per_s': round(achieved, 1),
              'matmul_gflops_per_s': round(matmul, 1),
              'efficiency': round(achieved / matmul, 3)}
-  if not args.skip_reverb:
-    from rmr_dist.replay import iterators  # pylint: disable=g-import-not-at-top
-    server, address, n = _fill_replay(args.game, 5000, 8)
-    source = iterators.make_table_iterator(address, f'abstract_{args.game}', b)
-    prefetcher = iterators.Prefetcher(source, transform=jax.device_put, size=2)
-    sps_b, _ = _time_steps(update, state, prefetcher, args.steps)
+  if prefetcher is not None:
     prefetcher.close()
     server.stop()
-    print(json.dumps({'measure': 'update_from_reverb', 'steps_per_s': round(sps_b, 3),
-                      'replay_items': n}), flush=True)
+    sps_b = statistics.median(fed)
     summary.update(reverb_steps_per_s=round(sps_b, 3), input_ratio=round(sps_b / sps_a, 3))
   print(json.dumps(summary), flush=True)
