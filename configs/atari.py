@@ -73,6 +73,31 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.abstract.eval_batch_size = 500  # Transitions per evaluation batch.
   c.abstract.prefetch = 2  # Batches prepared ahead of the learner.
 
+  c.natural = ml_collections.ConfigDict()
+  c.natural.processor_model = 'mpnn'  # Abstract export that RMR freezes (paper: MPNN).
+  c.natural.variants = ('rmr', 'cswm')  # RMR (frozen P) and C-SWM (same model, P trained).
+  c.natural.num_seeds = 5  # Seeds per variant, all on identical batches (paper: 5).
+  c.natural.num_steps = 200  # Lockstep updates per (game, data fraction).
+  c.natural.batch_size = 16  # Transitions per update (C-SWM reference timing: 50).
+  c.natural.learning_rate = 5e-4  # Adam (C-SWM default).
+  c.natural.maps_per_slot = 1  # m: encoder maps per slot (1 = C-SWM object maps).
+  c.natural.hinge = 1.0  # Contrastive hinge margin (C-SWM default).
+  c.natural.sigma = 0.5  # Energy scale (C-SWM default).
+  c.natural.data_fractions = (1.0,)  # Fractions of train episodes (e.g. (0.1, 0.3, 1.0)).
+  c.natural.save_every = 100  # Learner steps between Orbax checkpoints.
+  c.natural.keep_checkpoints = 2  # Checkpoints kept.
+  c.natural.log_every = 25  # Learner steps between TensorBoard scalars.
+  c.natural.prefetch = 2  # Batches prepared ahead of the learner.
+  c.natural.export_timeout_s = 600.0  # Wait this long for the processor export.
+
+  c.probe = ml_collections.ConfigDict()
+  c.probe.train_transitions = 2000  # Natural-table samples the probes are fit on.
+  c.probe.steps = 300  # Adam steps per probe.
+  c.probe.batch_size = 256  # Probe minibatch.
+  c.probe.learning_rate = 1e-3  # Probe Adam learning rate.
+  c.probe.weight_decay = 1e-4  # L2 on probe weights.
+  c.probe.embed_batch_size = 64  # Frames per frozen-encoder forward pass.
+
   c.ray = ml_collections.ConfigDict()
   c.ray.address = ''  # '' = local Ray on 127.0.0.1; 'auto' or HOST:PORT joins a cluster.
   c.ray.num_cpus = 0  # CPUs for a local Ray; 0 = all of this machine's.
@@ -94,6 +119,17 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.abstract.mlp_hidden_size = 32
     c.abstract.save_every = 3
     c.abstract.log_every = 2
+    c.natural.num_seeds = 2
+    c.natural.num_steps = 4
+    c.natural.batch_size = 4
+    c.natural.save_every = 2
+    c.natural.log_every = 2
+    c.natural.data_fractions = (0.5, 1.0)
+    c.natural.export_timeout_s = 5.0
+    c.probe.train_transitions = 64
+    c.probe.steps = 20
+    c.probe.batch_size = 32
+    c.probe.embed_batch_size = 16
     c.ray.num_cpus = 2
   elif variant == 'paper':
     c.games = PAPER_GAMES
@@ -107,6 +143,13 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.replay.natural_max_size = 1_296_000
     c.abstract.num_steps = 100_000
     c.abstract.hidden_size = 64
+    c.natural.num_steps = 100_000
+    c.natural.batch_size = 50
+    c.natural.data_fractions = (0.1, 0.3, 1.0)
+    c.natural.log_every = 500
+    c.natural.save_every = 5_000
+    c.probe.train_transitions = 50_000
+    c.probe.steps = 3_000
     c.abstract.save_every = 5_000
     c.abstract.log_every = 500
     c.ray.address = 'auto'

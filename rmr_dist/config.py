@@ -243,6 +243,90 @@ class AbstractConfig:
              f'one of {AGGREGATIONS}')
 
 
+NATURAL_VARIANTS = ('rmr', 'cswm')
+
+
+@dataclasses.dataclass(frozen=True)
+class NaturalConfig:
+  """The natural (pixel) learners: RMR (frozen pre-trained P) and C-SWM (P trained), in lockstep.
+
+  Attributes:
+    processor_model: which abstract model's processor export RMR uses ('mpnn' in the paper).
+    variants: which of 'rmr', 'cswm' to train (both for Table 1).
+    num_seeds: seeds per variant; every variant x seed sees the same batches (paper: 5).
+    num_steps: lockstep updates per (game, data fraction).
+    batch_size: transitions per update, split over local devices.
+    learning_rate: Adam learning rate (C-SWM's default 5e-4).
+    maps_per_slot: m, encoder feature maps per slot (1 = C-SWM-style object maps).
+    hinge: margin of the contrastive hinge loss (C-SWM: 1.0).
+    sigma: energy scale, d = ||x - y||^2 / (2 sigma^2) (C-SWM: 0.5).
+    data_fractions: fractions of the training episodes to train on (nested subsets); each
+      fraction < 1 gets its own Reverb table at collection time.
+    save_every: learner steps between Orbax checkpoints.
+    keep_checkpoints: checkpoints kept.
+    log_every: learner steps between TensorBoard scalars.
+    prefetch: batches prepared ahead of the learner.
+    export_timeout_s: how long the natural learners wait for the processor export.
+  """
+  processor_model: str
+  variants: tuple[str, ...]
+  num_seeds: int
+  num_steps: int
+  batch_size: int
+  learning_rate: float
+  maps_per_slot: int
+  hinge: float
+  sigma: float
+  data_fractions: tuple[float, ...]
+  save_every: int
+  keep_checkpoints: int
+  log_every: int
+  prefetch: int
+  export_timeout_s: float
+
+  def validate(self, path: str) -> None:
+    _require(self.processor_model in ('mpnn', 'deepsets', 'mlp'), f'{path}.processor_model',
+             self.processor_model, "one of ('mpnn', 'deepsets', 'mlp')")
+    bad = [v for v in self.variants if v not in NATURAL_VARIANTS]
+    _require(not bad and len(self.variants) >= 1 and len(set(self.variants)) ==
+             len(self.variants), f'{path}.variants', self.variants,
+             f'distinct variants from {NATURAL_VARIANTS}')
+    for name in ('num_seeds', 'num_steps', 'batch_size', 'maps_per_slot', 'save_every',
+                 'keep_checkpoints', 'log_every', 'prefetch'):
+      _require(getattr(self, name) >= 1, f'{path}.{name}', getattr(self, name), 'an int >= 1')
+    for name in ('learning_rate', 'hinge', 'sigma', 'export_timeout_s'):
+      _require(getattr(self, name) > 0, f'{path}.{name}', getattr(self, name), 'a float > 0')
+    _require(len(self.data_fractions) >= 1 and all(0.0 < f <= 1.0 for f in self.data_fractions)
+             and len(set(self.data_fractions)) == len(self.data_fractions),
+             f'{path}.data_fractions', self.data_fractions, 'distinct fractions in (0, 1]')
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeConfig:
+  """Linear RAM probes on the frozen natural encoders.
+
+  Attributes:
+    train_transitions: transitions sampled from the natural table to fit the probes on.
+    steps: Adam steps of each probe.
+    batch_size: probe minibatch size.
+    learning_rate: probe Adam learning rate.
+    weight_decay: L2 penalty on probe weights.
+    embed_batch_size: frames per encoder forward pass when embedding.
+  """
+  train_transitions: int
+  steps: int
+  batch_size: int
+  learning_rate: float
+  weight_decay: float
+  embed_batch_size: int
+
+  def validate(self, path: str) -> None:
+    for name in ('train_transitions', 'steps', 'batch_size', 'embed_batch_size'):
+      _require(getattr(self, name) >= 1, f'{path}.{name}', getattr(self, name), 'an int >= 1')
+    _require(self.learning_rate > 0, f'{path}.learning_rate', self.learning_rate, 'a float > 0')
+    _require(self.weight_decay >= 0, f'{path}.weight_decay', self.weight_decay, 'a float >= 0')
+
+
 @dataclasses.dataclass(frozen=True)
 class RayConfig:
   """Where the Ray program runs.
@@ -270,6 +354,8 @@ class AtariConfig:
     collect: collection stage.
     replay: Reverb tables and server.
     abstract: abstract (RAM) learners.
+    natural: natural (pixel) learners.
+    probe: linear RAM probes.
     ray: Ray placement.
   """
   games: tuple[str, ...]
@@ -279,6 +365,8 @@ class AtariConfig:
   collect: CollectConfig
   replay: ReplayConfig
   abstract: AbstractConfig
+  natural: NaturalConfig
+  probe: ProbeConfig
   ray: RayConfig
 
   def validate(self, path: str) -> None:
@@ -287,6 +375,10 @@ class AtariConfig:
              'distinct games')
     for game in self.games:
       check_game(game)
+    if 'rmr' in self.natural.variants:
+      _require(self.natural.processor_model in self.abstract.models,
+               f'{path}.natural.processor_model', self.natural.processor_model,
+               f'one of the trained abstract models {self.abstract.models}')
     _require(self.seed >= 0, f'{path}.seed', self.seed, 'an int >= 0')
 
 

@@ -126,7 +126,10 @@ class Collector:
     obs = env.reset(int(env_seq.generate_state(1)[0]))
     rams, frames, actions, rewards = [obs.ram], [obs.frame], [], []
     if to_replay:
-      self._adder.begin_episode(unit.game)
+      fractions = tuple(f for f in self._config.natural.data_fractions
+                        if splits.in_fraction(self._config.seed, unit.game, unit.head,
+                                              unit.episode, f))
+      self._adder.begin_episode(unit.game, fractions)
     terminal = False
     while True:
       action = head.act(obs)

@@ -26,7 +26,8 @@ class ReplayServer:
         tables.make_tables(config.games, (config.env.frame_height, config.env.frame_width),
                            abstract_max_size=r.abstract_max_size,
                            natural_max_size=r.natural_max_size,
-                           min_size_to_sample=r.min_size_to_sample),
+                           min_size_to_sample=r.min_size_to_sample,
+                           natural_fractions=config.natural.data_fractions),
         port=r.port, checkpoint_dir=checkpoint_dir)
     self._address = f'{host}:{self._server.port}'
 

@@ -49,24 +49,25 @@ class TransitionAdder:
     self._previous = None  # Cell references of the previous step's columns.
     self.items_written = 0
 
-  def begin_episode(self, game: str) -> None:
-    """Starts an episode of `game`."""
+  def begin_episode(self, game: str, fractions: tuple[float, ...] = ()) -> None:
+    """Starts an episode of `game`; its natural items also go to the tables of `fractions`."""
     self._tables = (tables.table_name(tables.ABSTRACT, game),
-                    tables.table_name(tables.NATURAL, game))
+                    [tables.table_name(tables.NATURAL, game)] +
+                    [tables.table_name(tables.NATURAL, game, f) for f in fractions if f < 1.0])
     self._previous = None
 
   def _append(self, observation: atari.Observation, action_one_hot: np.ndarray) -> None:
     refs = self._writer.Append([observation.ram, observation.frame, action_one_hot])
     prev = self._previous
     if prev is not None:
-      abstract_table, natural_table = self._tables
+      abstract_table, natural_tables = self._tables
       # Column lists in the tables' signature order (keys sorted): see tables.py.
       self._writer.CreateItem(abstract_table, 1.0,
                               [[prev[_ACTION]], [prev[_RAM]], [refs[_RAM]]], _SQUEEZED_3)
-      self._writer.CreateItem(natural_table, 1.0,
-                              [[prev[_ACTION]], [prev[_FRAME]], [refs[_FRAME]], [prev[_RAM]]],
-                              _SQUEEZED_4)
-      self.items_written += 2
+      natural_columns = [[prev[_ACTION]], [prev[_FRAME]], [refs[_FRAME]], [prev[_RAM]]]
+      for natural_table in natural_tables:
+        self._writer.CreateItem(natural_table, 1.0, natural_columns, _SQUEEZED_4)
+      self.items_written += 1 + len(natural_tables)
     self._previous = refs
 
   def add(self, observation: atari.Observation, action: int) -> None:

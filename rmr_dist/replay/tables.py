@@ -1,5 +1,10 @@
 """Reverb tables for RMR: one abstract (RAM) and one natural (pixel) table per game.
 
+For data-efficiency studies, a fraction f < 1 of the training episodes also feeds
+`natural_<game>_f<percent>` (e.g. `natural_pong_f10`): the same items over nested subsets of
+episodes (`rmr_dist.replay.splits.in_fraction`), referencing the same chunks, so they cost only
+item metadata.
+
 Items (one per environment transition t -> t+1):
   abstract_<game>: ram_t [128] uint8, action [18] uint8 one-hot, ram_tp1 [128] uint8
   natural_<game>:  frame_t [H, W, 3] uint8, action [18] uint8 one-hot,
@@ -37,11 +42,15 @@ ABSTRACT = 'abstract'
 NATURAL = 'natural'
 
 
-def table_name(kind: str, game: str) -> str:
-  """Name of the `kind` ('abstract' | 'natural') table of `game`."""
+def table_name(kind: str, game: str, fraction: float = 1.0) -> str:
+  """Name of the `kind` ('abstract' | 'natural') table of `game` (natural: of a data fraction)."""
   if kind not in (ABSTRACT, NATURAL):
     raise ValueError(f'Unknown table kind {kind!r}; valid: {ABSTRACT!r}, {NATURAL!r}')
-  return f'{kind}_{game}'
+  if fraction >= 1.0:
+    return f'{kind}_{game}'
+  if kind != NATURAL or not 0.0 < fraction:
+    raise ValueError(f'Only natural tables have data fractions in (0, 1); got {kind} {fraction}')
+  return f'{kind}_{game}_f{round(100 * fraction):d}'
 
 
 def abstract_signature() -> dict[str, tf.TensorSpec]:
@@ -70,14 +79,28 @@ def as_dict(flat_data, signature: dict[str, tf.TensorSpec]) -> dict:
 
 
 def make_tables(games: Sequence[str], frame_shape: Sequence[int], *, abstract_max_size: int,
-                natural_max_size: int, min_size_to_sample: int) -> list[reverb.Table]:
-  """The abstract and natural table of every game (see the module docstring for the choices)."""
+                natural_max_size: int, min_size_to_sample: int,
+                natural_fractions: Sequence[float] = ()) -> list[reverb.Table]:
+  """The tables of every game (see the module docstring for the choices).
+
+  Args:
+    games: game ids.
+    frame_shape: (height, width) of stored frames.
+    abstract_max_size: capacity of each abstract table.
+    natural_max_size: capacity of each natural table (fraction tables too).
+    min_size_to_sample: MinSize rate limiter of every table.
+    natural_fractions: data fractions; those < 1 get their own natural table.
+  """
   tables = []
+  fractions = sorted({f for f in natural_fractions if f < 1.0})
   for game in games:
-    for kind, size, signature in ((ABSTRACT, abstract_max_size, abstract_signature()),
-                                  (NATURAL, natural_max_size, natural_signature(frame_shape))):
+    specs = [(table_name(ABSTRACT, game), abstract_max_size, abstract_signature()),
+             (table_name(NATURAL, game), natural_max_size, natural_signature(frame_shape))]
+    specs += [(table_name(NATURAL, game, f), natural_max_size, natural_signature(frame_shape))
+              for f in fractions]
+    for name, size, signature in specs:
       tables.append(reverb.Table(
-          name=table_name(kind, game),
+          name=name,
           sampler=reverb.selectors.Uniform(),
           remover=reverb.selectors.Fifo(),
           max_size=size,

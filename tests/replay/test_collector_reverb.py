@@ -17,7 +17,8 @@ def server_and_client(test_config):
   cfg = test_config
   server = tables.make_server(tables.make_tables(
       cfg.games, (cfg.env.frame_height, cfg.env.frame_width), abstract_max_size=10_000,
-      natural_max_size=10_000, min_size_to_sample=1))
+      natural_max_size=10_000, min_size_to_sample=1,
+      natural_fractions=cfg.natural.data_fractions))
   yield server, reverb.Client(f'127.0.0.1:{server.port}')
   server.stop()
 
@@ -75,3 +76,26 @@ def test_val_episodes_only_in_store_and_resume_skips_them(tmp_path, test_config,
   again = collector.run(units)
   assert all(s.skipped for s in again if s.split == 'val')
   assert [s.length for s in again] == [s.length for s in first]
+
+
+def test_fraction_tables_hold_the_items_of_their_episodes(tmp_path, test_config):
+  cfg = dataclasses.replace(test_config, heads=dataclasses.replace(test_config.heads,
+                                                                   num_heads=8))
+  assert cfg.natural.data_fractions == (0.5, 1.0)
+  server = tables.make_server(tables.make_tables(
+      cfg.games, (cfg.env.frame_height, cfg.env.frame_width), abstract_max_size=10_000,
+      natural_max_size=10_000, min_size_to_sample=1, natural_fractions=cfg.natural.data_fractions))
+  try:
+    client = reverb.Client(f'127.0.0.1:{server.port}')
+    collector = collector_lib.Collector(cfg, episode_store.EpisodeStore(str(tmp_path)),
+                                        adders.TransitionAdder(client))
+    units = collector_lib.make_work_units(cfg.games, 8, cfg.heads.episodes_per_head)
+    stats = collector.run(units)
+    from rmr_dist.replay import splits
+    expected = sum(s.length for s in stats if s.split == 'train' and
+                   splits.in_fraction(cfg.seed, s.game, s.head, s.episode, 0.5))
+    info = client.server_info()
+    assert info['natural_pong_f50'].current_size == expected
+    assert 0 < expected < info['natural_pong'].current_size
+  finally:
+    server.stop()

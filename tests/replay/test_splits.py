@@ -26,3 +26,11 @@ def test_hand_computed_small_case():
   # 2 heads x 2 episodes, f=0.5: k=0 train, 1 val, 2 train, 3 val.
   assert [splits.episode_split(h, k, 2, 0.5) for h in range(2) for k in range(2)] == [
       'train', 'val', 'train', 'val']
+
+
+def test_data_fractions_are_nested_and_about_the_right_size():
+  eps = [(h, e) for h in range(32) for e in range(3)]
+  members = {f: {x for x in eps if splits.in_fraction(0, 'pong', *x, f)} for f in (0.1, 0.3, 1.0)}
+  assert members[0.1] <= members[0.3] <= members[1.0] and len(members[1.0]) == 96
+  assert 3 <= len(members[0.1]) <= 18 and 15 <= len(members[0.3]) <= 45
+  assert members[0.3] == {x for x in eps if splits.in_fraction(0, 'pong', *x, 0.3)}
