@@ -69,7 +69,8 @@ def _fill_replay(game: str, transitions: int, chunk_length: int):
   client = reverb.Client(f'127.0.0.1:{server.port}')
   collector = collector_lib.Collector(
       config, episode_store.EpisodeStore(tempfile.mkdtemp(prefix='rmr-bench-')),
-      adders.TransitionAdder(client, chunk_length=chunk_length))
+      adders.TransitionAdder(client, max_episode_steps=config.env.max_episode_steps,
+                             chunk_length=chunk_length))
   units = [u for u in collector_lib.make_work_units(config.games, config.heads.num_heads,
                                                     config.heads.episodes_per_head)
            if collector.split_of(u) == 'train']

@@ -56,7 +56,8 @@ def _collector(config, client, steps: int) -> tuple[float, int]:
   from rmr_dist.replay import adders  # pylint: disable=g-import-not-at-top
   from rmr_dist.replay import episode_store  # pylint: disable=g-import-not-at-top
   store = episode_store.EpisodeStore(tempfile.mkdtemp(prefix='rmr-bench-store-'))
-  adder = (adders.TransitionAdder(client, chunk_length=config.replay.chunk_length)
+  adder = (adders.TransitionAdder(client, max_episode_steps=config.env.max_episode_steps,
+                                  chunk_length=config.replay.chunk_length)
            if client is not None else None)
   collector = collector_lib.Collector(config, store, adder)
   # Training episodes only: they are the ones that go through Reverb.

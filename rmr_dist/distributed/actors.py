@@ -62,7 +62,8 @@ class CollectorWorker:
     from rmr_dist.replay import episode_store  # pylint: disable=g-import-not-at-top
     self._client = reverb.Client(replay_address)
     self._adder = adders.TransitionAdder(self._client,
-                                          chunk_length=config.replay.chunk_length)
+                                         max_episode_steps=config.env.max_episode_steps,
+                                         chunk_length=config.replay.chunk_length)
     self._collector = collector_lib.Collector(config, episode_store.EpisodeStore(store_root),
                                               self._adder)
 

@@ -1,11 +1,16 @@
 """Writes environment transitions into the abstract and natural Reverb tables of a game.
 
 One trajectory writer per collector, fed one step at a time: step t holds (ram_t, frame_t,
-action_t) and once step t+1 is appended, one item per table is created that references steps t
-and t+1:
+action_t), and each transition t -> t+1 becomes one item per table referencing steps t and t+1:
   abstract_<game>: (action_t, ram_t, ram_t+1)
   natural_<game>:  (action_t, frame_t, frame_t+1, ram_t)
 Both items point at the same chunks, so a frame crosses the wire and is stored once.
+
+Episodes are atomic in replay: steps are appended (and chunks compressed) as they come, but the
+items are created only in `end_episode`, and Reverb sends only chunks that items reference. A
+collector that dies mid-episode therefore leaves nothing of that episode in the tables, and its
+retry writes the episode exactly once. The writer keeps references to a whole episode's steps
+(`max_episode_steps + 1`; compressed chunks, ~400 bytes a step for Pong).
 
 This is the collector's hot loop, so it talks to Reverb 0.14's C++ trajectory writer directly
 (`Client._client.NewTrajectoryWriter`, the object `reverb.TrajectoryWriter` wraps): one `Append`
@@ -36,17 +41,20 @@ class TransitionAdder:
 
   Args:
     client: a Reverb client connected to the server holding the game's tables.
+    max_episode_steps: the longest episode (agent steps) this adder will see.
     chunk_length: steps per compressed chunk. Longer chunks compress more per call (cheaper to
       write) but a sampled item then fetches and decompresses the whole chunks it references.
   """
 
-  def __init__(self, client: reverb.Client, *, chunk_length: int = 1):
+  def __init__(self, client: reverb.Client, *, max_episode_steps: int, chunk_length: int = 1):
     if chunk_length < 1:
       raise ValueError(f'chunk_length must be >= 1, got {chunk_length}')
-    options = pybind.ConstantChunkerOptions(chunk_length, max(2, chunk_length))
+    keep_alive = max(max_episode_steps + 1, chunk_length, 2)
+    options = pybind.ConstantChunkerOptions(chunk_length, keep_alive)
     self._writer = client._client.NewTrajectoryWriter(options, True)  # pylint: disable=protected-access
-    self._tables: tuple[str, str] | None = None
-    self._previous = None  # Cell references of the previous step's columns.
+    self._max_steps = max_episode_steps
+    self._tables: tuple[str, list[str]] | None = None
+    self._steps: list = []  # Cell references of this episode's steps, in order.
     self.items_written = 0
 
   def begin_episode(self, game: str, fractions: tuple[float, ...] = ()) -> None:
@@ -54,13 +62,23 @@ class TransitionAdder:
     self._tables = (tables.table_name(tables.ABSTRACT, game),
                     [tables.table_name(tables.NATURAL, game)] +
                     [tables.table_name(tables.NATURAL, game, f) for f in fractions if f < 1.0])
-    self._previous = None
+    self._steps = []
 
   def _append(self, observation: atari.Observation, action_one_hot: np.ndarray) -> None:
-    refs = self._writer.Append([observation.ram, observation.frame, action_one_hot])
-    prev = self._previous
-    if prev is not None:
-      abstract_table, natural_tables = self._tables
+    if len(self._steps) > self._max_steps:
+      raise ValueError(f'Episode longer than max_episode_steps={self._max_steps}')
+    self._steps.append(self._writer.Append([observation.ram, observation.frame,
+                                            action_one_hot]))
+
+  def add(self, observation: atari.Observation, action: int) -> None:
+    """Records that `action` was taken at `observation` (the transition completes next call)."""
+    self._append(observation, _ONE_HOT[action])
+
+  def end_episode(self, final_observation: atari.Observation) -> None:
+    """Records the last observation, creates the episode's items and flushes them."""
+    self._append(final_observation, _NO_ACTION)
+    abstract_table, natural_tables = self._tables
+    for prev, refs in zip(self._steps[:-1], self._steps[1:]):
       # Column lists in the tables' signature order (keys sorted): see tables.py.
       self._writer.CreateItem(abstract_table, 1.0,
                               [[prev[_ACTION]], [prev[_RAM]], [refs[_RAM]]], _SQUEEZED_3)
@@ -68,17 +86,8 @@ class TransitionAdder:
       for natural_table in natural_tables:
         self._writer.CreateItem(natural_table, 1.0, natural_columns, _SQUEEZED_4)
       self.items_written += 1 + len(natural_tables)
-    self._previous = refs
-
-  def add(self, observation: atari.Observation, action: int) -> None:
-    """Records that `action` was taken at `observation` (the transition completes next call)."""
-    self._append(observation, _ONE_HOT[action])
-
-  def end_episode(self, final_observation: atari.Observation) -> None:
-    """Records the episode's last observation and flushes its items to the server."""
-    self._append(final_observation, _NO_ACTION)
     self._writer.EndEpisode(True, None)
-    self._previous = None
+    self._steps = []
 
   def close(self) -> None:
     self._writer.Close()

@@ -28,7 +28,8 @@ def test_items_counts_shapes_and_content(tmp_path, test_config, server_and_clien
   cfg = dataclasses.replace(test_config, collect=dataclasses.replace(
       test_config.collect, store_all_episodes=True))
   store = episode_store.EpisodeStore(str(tmp_path))
-  collector = collector_lib.Collector(cfg, store, adders.TransitionAdder(client))
+  collector = collector_lib.Collector(cfg, store, adders.TransitionAdder(
+      client, max_episode_steps=cfg.env.max_episode_steps))
   units = collector_lib.make_work_units(cfg.games, cfg.heads.num_heads,
                                         cfg.heads.episodes_per_head)
   stats = collector.run(units)
@@ -63,7 +64,8 @@ def test_val_episodes_only_in_store_and_resume_skips_them(tmp_path, test_config,
                                                           server_and_client):
   _, client = server_and_client
   store = episode_store.EpisodeStore(str(tmp_path))
-  collector = collector_lib.Collector(test_config, store, adders.TransitionAdder(client))
+  collector = collector_lib.Collector(test_config, store, adders.TransitionAdder(
+      client, max_episode_steps=test_config.env.max_episode_steps))
   units = collector_lib.make_work_units(test_config.games, 2, test_config.heads.episodes_per_head)
   first = collector.run(units)
   val = [s for s in first if s.split == 'val']
@@ -88,7 +90,8 @@ def test_fraction_tables_hold_the_items_of_their_episodes(tmp_path, test_config)
   try:
     client = reverb.Client(f'127.0.0.1:{server.port}')
     collector = collector_lib.Collector(cfg, episode_store.EpisodeStore(str(tmp_path)),
-                                        adders.TransitionAdder(client))
+                                        adders.TransitionAdder(
+      client, max_episode_steps=cfg.env.max_episode_steps))
     units = collector_lib.make_work_units(cfg.games, 8, cfg.heads.episodes_per_head)
     stats = collector.run(units)
     from rmr_dist.replay import splits

@@ -15,7 +15,7 @@ def test_table_iterator_yields_batches_from_a_real_server():
                                                  natural_max_size=100, min_size_to_sample=1))
   try:
     client = reverb.Client(f'127.0.0.1:{server.port}')
-    adder = adders.TransitionAdder(client, chunk_length=4)
+    adder = adders.TransitionAdder(client, max_episode_steps=20, chunk_length=4)
     adder.begin_episode('pong')
     rng = np.random.default_rng(0)
     obs = [atari.Observation(rng.integers(0, 256, 128, dtype=np.uint8),
@@ -49,3 +49,28 @@ def test_prefetcher_reraises_source_errors():
   assert next(p) == 1
   with pytest.raises(RuntimeError, match='replay went away'):
     next(p)
+
+
+def test_an_unfinished_episode_leaves_nothing_in_replay():
+  server = tables.make_server(tables.make_tables(('pong',), (8, 8), abstract_max_size=100,
+                                                 natural_max_size=100, min_size_to_sample=1))
+  try:
+    client = reverb.Client(f'127.0.0.1:{server.port}')
+    rng = np.random.default_rng(0)
+    obs = [atari.Observation(rng.integers(0, 256, 128, dtype=np.uint8),
+                             rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for _ in range(6)]
+    crashed = adders.TransitionAdder(client, max_episode_steps=20, chunk_length=2)
+    crashed.begin_episode('pong')
+    for t in range(5):
+      crashed.add(obs[t], t)
+    crashed.close()  # The collector died before end_episode.
+    assert client.server_info()['abstract_pong'].current_size == 0
+    retry = adders.TransitionAdder(client, max_episode_steps=20, chunk_length=2)
+    retry.begin_episode('pong')
+    for t in range(5):
+      retry.add(obs[t], t)
+    retry.end_episode(obs[5])
+    info = client.server_info()
+    assert info['abstract_pong'].current_size == 5 and info['natural_pong'].current_size == 5
+  finally:
+    server.stop()
