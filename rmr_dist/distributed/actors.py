@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Sequence
 
 import ray
@@ -79,3 +81,39 @@ def make_collector_actor_class(max_restarts: int):
   """CollectorWorker as a restartable Ray actor class (1 CPU each)."""
   return ray.remote(num_cpus=1, max_restarts=max_restarts,
                     max_task_retries=max_restarts)(CollectorWorker)
+
+
+@ray.remote(num_cpus=1)
+class SyntheticWriter:
+  """Inserts synthetic 210x160 transitions as fast as it can (Reverb saturation benchmark).
+
+  Frames are random-walk images (compressible like game frames, never identical), written
+  through the same TransitionAdder as real collection.
+  """
+
+  def __init__(self, replay_address: str, game: str, episode_steps: int = 200):
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    import reverb  # pylint: disable=g-import-not-at-top
+    from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
+    from rmr_dist.replay import adders  # pylint: disable=g-import-not-at-top
+    self._game, self._steps = game, episode_steps
+    self._adder = adders.TransitionAdder(reverb.Client(replay_address),
+                                         max_episode_steps=episode_steps, chunk_length=8)
+    rng = np.random.default_rng(os.getpid())
+    base = rng.integers(0, 8, (210, 160, 3), dtype=np.uint8) * 32
+    self._obs = [atari.Observation(rng.integers(0, 256, 128, dtype=np.uint8),
+                                   np.roll(base, t, axis=1)) for t in range(episode_steps + 1)]
+
+  def ready(self) -> bool:
+    return True
+
+  def write_for(self, seconds: float) -> int:
+    """Writes whole episodes until `seconds` have passed; returns transitions written."""
+    written, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+      self._adder.begin_episode(self._game)
+      for t in range(self._steps):
+        self._adder.add(self._obs[t], t % 18)
+      self._adder.end_episode(self._obs[self._steps])
+      written += self._steps
+    return written
