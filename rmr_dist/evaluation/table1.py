@@ -1,0 +1,262 @@
+"""Report Table 1 (probe F1 of RMR vs C-SWM encoders) and the data-efficiency study.
+
+Table 1: for every game, the linear-probe bit F1 of the frozen natural encoder per seed, for
+C-SWM (processor trained from scratch) and RMR (pre-trained, frozen processor), paired over
+seeds (identical batches per seed) and compared with `statistics.paired_ttest`. RMR counts as
+better when ``p < 0.05`` and its mean is higher. Written atomically:
+  table1.csv, table1.md, table1_probe_f1.png, and ``results.json['table1']`` (merged).
+Data efficiency: probe F1 against the fraction of natural transitions used for training:
+  data_efficiency.csv (fraction, game, variant, seed, f1) and data_efficiency.png.
+
+Figures use matplotlib's object API on an Agg canvas (no pyplot, no global backend switch).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from rmr_dist.evaluation import statistics
+from rmr_dist.replay import episode_store
+
+TABLE1_COLUMNS = ('game', 'cswm_f1_mean', 'cswm_f1_std', 'rmr_f1_mean', 'rmr_f1_std',
+                  'p_value', 'n_seeds', 'rmr_better')
+DATA_EFFICIENCY_COLUMNS = ('fraction', 'game', 'variant', 'seed', 'f1')
+VARIANTS = ('cswm', 'rmr')
+SIGNIFICANCE = 0.05
+_TITLES = {'cswm': 'C-SWM', 'rmr': 'RMR'}
+_COLOURS = {'cswm': '#4c72b0', 'rmr': '#dd8452'}
+
+
+def table1_rows(per_game: Mapping[str, Mapping[str, Sequence[float]]]) -> list[dict[str, Any]]:
+  """One Table 1 row per game (sorted by name).
+
+  Args:
+    per_game: {game: {'cswm': [f1 per seed], 'rmr': [f1 per seed]}}, seeds paired by index.
+
+  Returns:
+    Rows with the `TABLE1_COLUMNS` keys plus ``t`` and ``mean_diff``.
+  """
+  rows = []
+  for game in sorted(per_game):
+    scores = {v: [float(x) for x in per_game[game][v]] for v in VARIANTS}
+    summary = statistics.summarise(scores)
+    test = statistics.paired_ttest(scores['rmr'], scores['cswm'])
+    p = test['p_value']
+    better = bool(not math.isnan(p) and p < SIGNIFICANCE
+                  and summary['rmr']['mean'] > summary['cswm']['mean'])
+    rows.append({
+        'game': game,
+        'cswm_f1_mean': summary['cswm']['mean'], 'cswm_f1_std': summary['cswm']['std'],
+        'rmr_f1_mean': summary['rmr']['mean'], 'rmr_f1_std': summary['rmr']['std'],
+        'p_value': p, 'n_seeds': len(scores['rmr']), 'rmr_better': better,
+        't': test['t'], 'mean_diff': test['mean_diff'],
+    })
+  return rows
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+  return '—' if x is None or math.isnan(x) else f'{x:.{digits}f}'
+
+
+def _fmt_p(p: float) -> str:
+  if math.isnan(p):
+    return '— (indistinguishable)'
+  return f'{p:.2e}' if p < 1e-3 else f'{p:.3f}'
+
+
+def table1_markdown(rows: Sequence[dict[str, Any]]) -> str:
+  """Table 1 as Markdown; games where RMR is significantly better are bold with a `*`."""
+  lines = ['| Game | C-SWM probe F1 | RMR probe F1 | p (paired t) | seeds |',
+           '| --- | --- | --- | --- | --- |']
+  for r in rows:
+    rmr = f'{_fmt(r["rmr_f1_mean"])} ± {_fmt(r["rmr_f1_std"])}'
+    if r['rmr_better']:
+      rmr = f'**{rmr}** *'
+    lines.append(f'| {r["game"]} | {_fmt(r["cswm_f1_mean"])} ± {_fmt(r["cswm_f1_std"])} | '
+                 f'{rmr} | {_fmt_p(r["p_value"])} | {r["n_seeds"]} |')
+  n_better = sum(r['rmr_better'] for r in rows)
+  lines += ['', f'`*` RMR significantly better (two-sided paired t-test over seeds, '
+                f'p < {SIGNIFICANCE}, higher mean): {n_better} of {len(rows)} games. '
+                'Mean ± std (ddof=1) over seeds.']
+  return '\n'.join(lines) + '\n'
+
+
+def _json_safe(x: Any) -> Any:
+  """NaN/inf floats -> None (strict JSON), recursively."""
+  if isinstance(x, float) and not math.isfinite(x):
+    return None
+  if isinstance(x, dict):
+    return {k: _json_safe(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_json_safe(v) for v in x]
+  return x
+
+
+def _write_text(path: str, text: str) -> None:
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with open(tmp, 'w') as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def _save_figure(fig: Figure, path: str) -> None:
+  """Renders ``fig`` to PNG atomically (temp file, then rename)."""
+  FigureCanvasAgg(fig)
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with open(tmp, 'wb') as f:
+    fig.savefig(f, format='png', dpi=120, bbox_inches='tight')
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def _csv_text(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
+  buf = io.StringIO()
+  writer = csv.DictWriter(buf, fieldnames=columns, extrasaction='ignore', lineterminator='\n')
+  writer.writeheader()
+  writer.writerows(rows)
+  return buf.getvalue()
+
+
+def _table1_figure(rows: Sequence[dict[str, Any]],
+                   per_game: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure:
+  """Bars of mean probe F1 (± std) per game and variant, with each seed as a dot."""
+  fig = Figure(figsize=(max(4.0, 0.9 * len(rows) + 1.5), 3.6))
+  ax = fig.add_subplot(1, 1, 1)
+  width = 0.38
+  x = np.arange(len(rows))  # [G]
+  for k, v in enumerate(VARIANTS):
+    offset = (k - 0.5) * width
+    means = [r[f'{v}_f1_mean'] for r in rows]
+    stds = [r[f'{v}_f1_std'] for r in rows]
+    ax.bar(x + offset, means, width, yerr=stds, capsize=2, color=_COLOURS[v], alpha=0.6,
+           label=_TITLES[v])
+    for i, r in enumerate(rows):
+      seeds = np.asarray(per_game[r['game']][v], np.float64)
+      jitter = np.linspace(-0.25, 0.25, len(seeds)) * width if len(seeds) > 1 else [0.0]
+      ax.scatter(x[i] + offset + np.asarray(jitter), seeds, s=9, color='k', zorder=3)
+  for i, r in enumerate(rows):
+    if r['rmr_better']:
+      top = max(max(per_game[r['game']]['rmr'], default=0.0), r['rmr_f1_mean'])
+      ax.text(x[i], top + 0.02, '*', ha='center', fontsize=12)
+  tops = [max([r['rmr_f1_mean'], r['cswm_f1_mean'], *per_game[r['game']]['rmr'],
+               *per_game[r['game']]['cswm']]) for r in rows]
+  finite = [t for t in tops if math.isfinite(t)]
+  ax.set_ylim(0.0, max(finite, default=1.0) + 0.1)
+  ax.set_xticks(x)
+  ax.set_xticklabels([r['game'] for r in rows], rotation=45, ha='right')
+  ax.set_ylabel('probe bit F1 (high-entropy slots)')
+  ax.set_title(f'Linear RAM probes on frozen encoders (* RMR better, p < {SIGNIFICANCE})')
+  ax.legend(loc='lower right', fontsize=8)
+  return fig
+
+
+def write_table1(report_dir: str, per_game: Mapping[str, Mapping[str, Sequence[float]]],
+                 extra: Optional[dict[str, Any]] = None) -> dict[str, str]:
+  """Writes Table 1 (csv, md, png) and merges it into results.json, all atomically.
+
+  Args:
+    report_dir: output directory (created if needed).
+    per_game: {game: {'cswm': [f1 per seed], 'rmr': [f1 per seed]}}, seeds paired by index.
+    extra: more top-level keys merged into results.json.
+
+  Returns:
+    {file name: path} for table1.csv, table1.md, table1_probe_f1.png and results.json.
+  """
+  os.makedirs(report_dir, exist_ok=True)
+  rows = table1_rows(per_game)
+  paths = {name: os.path.join(report_dir, name) for name in
+           ('table1.csv', 'table1.md', 'table1_probe_f1.png', 'results.json')}
+  _write_text(paths['table1.csv'], _csv_text(TABLE1_COLUMNS, rows))
+  _write_text(paths['table1.md'], table1_markdown(rows))
+  _save_figure(_table1_figure(rows, per_game), paths['table1_probe_f1.png'])
+  results = {}
+  if os.path.exists(paths['results.json']):
+    with open(paths['results.json']) as f:
+      results = json.load(f)
+  results['table1'] = {
+      r['game']: {**r, 'per_seed': {v: [float(x) for x in per_game[r['game']][v]]
+                                    for v in VARIANTS}}
+      for r in rows}
+  results.update(extra or {})
+  episode_store.atomic_write_json(paths['results.json'], _json_safe(results))
+  return paths
+
+
+def data_efficiency_rows(
+    results: Mapping[Any, Mapping[str, Mapping[str, Sequence[float]]]]) -> list[dict[str, Any]]:
+  """Long-format rows (fraction, game, variant, seed, f1), sorted; seed = position in list."""
+  rows = []
+  for fraction in sorted(results, key=float):
+    for game in sorted(results[fraction]):
+      for v in VARIANTS:
+        for seed, f1 in enumerate(results[fraction][game].get(v, [])):
+          rows.append({'fraction': float(fraction), 'game': game, 'variant': v, 'seed': seed,
+                       'f1': float(f1)})
+  return rows
+
+
+def _data_efficiency_figure(rows: Sequence[dict[str, Any]]) -> Figure:
+  """One panel per game: mean probe F1 ± std over seeds against the data fraction."""
+  games = sorted({r['game'] for r in rows})
+  cols = min(4, max(1, len(games)))
+  nrows = -(-len(games) // cols) if games else 1
+  fig = Figure(figsize=(3.2 * cols, 2.6 * nrows))
+  for g, game in enumerate(games):
+    ax = fig.add_subplot(nrows, cols, g + 1)
+    for v in VARIANTS:
+      fractions = sorted({r['fraction'] for r in rows if r['game'] == game and r['variant'] == v})
+      if not fractions:
+        continue
+      scores = [[r['f1'] for r in rows
+                 if r['game'] == game and r['variant'] == v and r['fraction'] == f]
+                for f in fractions]
+      mean = np.array([np.mean(s) for s in scores])
+      std = np.array([np.std(s, ddof=1) if len(s) > 1 else 0.0 for s in scores])
+      ax.plot(fractions, mean, marker='o', color=_COLOURS[v], label=_TITLES[v])
+      ax.fill_between(fractions, mean - std, mean + std, color=_COLOURS[v], alpha=0.2)
+    ax.set_xscale('log')
+    ticks = sorted({r['fraction'] for r in rows if r['game'] == game})
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f'{f:g}' for f in ticks], fontsize=7)
+    ax.minorticks_off()
+    ax.set_title(game, fontsize=9)
+    ax.set_xlabel('fraction of natural transitions', fontsize=8)
+    ax.set_ylabel('probe bit F1', fontsize=8)
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  return fig
+
+
+def write_data_efficiency(
+    report_dir: str,
+    results: Mapping[Any, Mapping[str, Mapping[str, Sequence[float]]]]) -> dict[str, str]:
+  """Writes data_efficiency.csv and data_efficiency.png atomically.
+
+  Args:
+    report_dir: output directory (created if needed).
+    results: {fraction: {game: {'cswm': [f1 per seed], 'rmr': [f1 per seed]}}}; fraction
+      keys may be floats or strings of floats (as read back from JSON).
+
+  Returns:
+    {file name: path} for data_efficiency.csv and data_efficiency.png.
+  """
+  os.makedirs(report_dir, exist_ok=True)
+  rows = data_efficiency_rows(results)
+  paths = {name: os.path.join(report_dir, name)
+           for name in ('data_efficiency.csv', 'data_efficiency.png')}
+  _write_text(paths['data_efficiency.csv'], _csv_text(DATA_EFFICIENCY_COLUMNS, rows))
+  _save_figure(_data_efficiency_figure(rows), paths['data_efficiency.png'])
+  return paths

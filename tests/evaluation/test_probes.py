@@ -1,0 +1,154 @@
+"""Tests for rmr_dist.evaluation.probes: bit and byte linear probes on frozen embeddings."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rmr_dist.evaluation import metrics, probes
+from rmr_dist.networks.abstract import bytes_to_bits
+
+_FAST = dict(steps=150, batch_size=4096, learning_rate=0.05, weight_decay=0.0, seed=0)
+_NUM_RANDOM_SLOTS = 12
+
+
+def _synthetic(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+  """RAM with 12 random slots (the rest 0) and embeddings linear in their bits plus noise.
+
+  Returns:
+    emb [n, 12 * 8 + 16] float32 (±1 per bit + N(0, 0.3) noise, then 16 pure-noise features),
+    ram [n, 128] uint8.
+  """
+  ram = np.zeros((n, 128), np.uint8)
+  ram[:, :_NUM_RANDOM_SLOTS] = rng.integers(0, 256, (n, _NUM_RANDOM_SLOTS))
+  bits = bytes_to_bits(ram[:, :_NUM_RANDOM_SLOTS]).reshape(n, -1)  # [n, 96]
+  signal = 2.0 * bits - 1.0 + 0.3 * rng.standard_normal(bits.shape)
+  emb = np.concatenate([signal, rng.standard_normal((n, 16))], axis=1)
+  return emb.astype(np.float32), ram
+
+
+@pytest.fixture(scope='module')
+def data():
+  rng = np.random.default_rng(0)
+  train_emb, train_ram = _synthetic(512, rng)
+  val_emb, val_ram = _synthetic(256, rng)
+  return train_emb, train_ram, val_emb, val_ram
+
+
+@pytest.fixture(scope='module')
+def bit_params(data):
+  train_emb, train_ram, _, _ = data
+  return probes.train_bit_probes(train_emb, train_ram, **_FAST)
+
+
+def test_bit_probe_learns_linear_task(data, bit_params):
+  _, _, val_emb, val_ram = data
+  assert val_emb.shape[1] == 112 and bit_params.w.shape == (112, 1024)
+  assert bit_params.mean.shape == bit_params.std.shape == (112,)
+  out = probes.evaluate_bit_probes(bit_params, val_emb, val_ram)
+  assert out['num_slots'] == _NUM_RANDOM_SLOTS  # only the random slots pass 0.6 nats
+  assert out['bit_f1'] > 0.97
+  assert out['slot_accuracy'] > 0.8
+  pred = probes.predict_bits(bit_params, val_emb)
+  assert pred.shape == (256, 128, 8) and pred.dtype == np.uint8
+  assert set(np.unique(pred)) <= {0, 1}
+
+
+def test_bit_probe_is_deterministic_under_seed(data):
+  train_emb, train_ram, _, _ = data
+  kw = dict(_FAST, steps=20, batch_size=64)
+  a = probes.train_bit_probes(train_emb, train_ram, **kw)
+  b = probes.train_bit_probes(train_emb, train_ram, **kw)
+  c = probes.train_bit_probes(train_emb, train_ram, **dict(kw, seed=1))
+  np.testing.assert_array_equal(np.asarray(a.w), np.asarray(b.w))
+  np.testing.assert_array_equal(np.asarray(a.b), np.asarray(b.b))
+  assert not np.array_equal(np.asarray(a.w), np.asarray(c.w))  # a different minibatch order
+
+
+def test_standardisation_uses_train_statistics(data, bit_params):
+  train_emb = data[0]
+  np.testing.assert_allclose(np.asarray(bit_params.mean), train_emb.mean(0), atol=1e-5)
+  np.testing.assert_allclose(np.asarray(bit_params.std), train_emb.std(0), rtol=1e-4)
+
+
+def test_only_high_entropy_slots_are_scored(data, bit_params):
+  _, _, val_emb, val_ram = data
+  # Slot 100 is 0 in training, so the probe predicts 0 there; make it a constant 255 in the
+  # validation RAM. Constant -> entropy 0 -> filtered out -> the score does not move.
+  shifted = val_ram.copy()
+  shifted[:, 100] = 255
+  before = probes.evaluate_bit_probes(bit_params, val_emb, val_ram)
+  after = probes.evaluate_bit_probes(bit_params, val_emb, shifted)
+  assert after == before
+  # Scoring every slot instead would count the 8 * 256 missed bits of slot 100.
+  pred = probes.predict_bits(bit_params, val_emb)
+  all_slots = metrics.bit_f1(pred, bytes_to_bits(shifted), np.ones(128, bool))
+  assert all_slots < after['bit_f1'] - 0.05
+
+
+def test_frozen_embeddings_batches_and_flattens():
+  key = jax.random.PRNGKey(0)
+  params = {'w': jax.random.normal(key, (12, 4 * 3))}
+  frames = np.arange(7 * 2 * 2 * 3, dtype=np.uint8).reshape(7, 2, 2, 3)
+
+  def encode_fn(p, x):  # [B, 2, 2, 3] uint8 -> [B, 4 slots, 3]
+    flat = x.reshape(x.shape[0], -1).astype(jnp.float32) / 255.0  # [B, 12]
+    return (flat @ p['w']).reshape(x.shape[0], 4, 3)
+
+  before = np.asarray(params['w']).copy()
+  emb = probes.frozen_embeddings(encode_fn, params, frames, batch_size=3)  # 7 = 3 + 3 + 1
+  assert emb.shape == (7, 12) and emb.dtype == np.float32
+  expected = np.asarray(encode_fn(params, jnp.asarray(frames))).reshape(7, 12)
+  np.testing.assert_allclose(emb, expected, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(params['w']), before)  # never updated
+
+
+def test_weighted_f1_by_hand():
+  true = np.array([0, 0, 0, 1, 1, 2])
+  pred = np.array([0, 0, 3, 1, 2, 2])
+  # class 0 (support 3): TP 2, FP 0, FN 1 -> 2*2 / (4 + 0 + 1) = 0.8
+  # class 1 (support 2): TP 1, FP 0, FN 1 -> 2 / (2 + 0 + 1) = 2/3
+  # class 2 (support 1): TP 1, FP 1, FN 0 -> 2 / (2 + 1 + 0) = 2/3
+  # class 3 appears only in pred: support 0, weight 0.
+  # weighted = (3 * 0.8 + 2 * 2/3 + 1 * 2/3) / 6 = (2.4 + 2) / 6 = 0.7333...
+  assert probes.weighted_f1(pred, true) == pytest.approx(4.4 / 6, abs=1e-12)
+  assert probes.weighted_f1(true, true) == 1.0
+  assert np.isnan(probes.weighted_f1(np.array([], int), np.array([], int)))
+
+
+def test_pong_labels():
+  assert probes.ATARIARI_LABELS['pong'] == {
+      'player_y': 51, 'player_x': 46, 'enemy_y': 50, 'enemy_x': 45,
+      'ball_x': 49, 'ball_y': 54, 'enemy_score': 13, 'player_score': 14}
+  for game, labels in probes.ATARIARI_LABELS.items():
+    assert all(0 <= i < 128 for i in labels.values()), game
+  assert probes.ATARIARI_LABELS['breakout']['block_bit_map_29'] == 29
+  assert probes.ATARIARI_LABELS['berzerk']['player_score_2'] == 95
+
+
+def test_byte_probes_pong():
+  rng = np.random.default_rng(1)
+  labels = probes.ATARIARI_LABELS['pong']
+
+  def make(n):
+    ram = np.zeros((n, 128), np.uint8)
+    for name, idx in labels.items():
+      if name != 'player_x':  # player_x stays constant -> dropped by the entropy filter
+        ram[:, idx] = rng.integers(10, 14, n)  # 4 values: entropy ~ ln 4 > 0.6
+    onehot = np.concatenate([np.eye(4)[ram[:, i] - 10] for i in sorted(labels.values())
+                             if i != labels['player_x']], axis=1)  # [n, 7 * 4]
+    return (onehot + 0.1 * rng.standard_normal(onehot.shape)).astype(np.float32), ram
+
+  train_emb, train_ram = make(400)
+  val_emb, val_ram = make(200)
+  bp = probes.train_byte_probes(train_emb, train_ram, 'pong', **dict(_FAST, steps=200))
+  assert bp is not None and 'player_x' not in bp.variables and len(bp.variables) == 7
+  assert bp.params.w.shape == (28, 7 * 256)
+  out = probes.evaluate_byte_probes(bp, val_emb, val_ram)
+  assert out['num_variables'] == 7 and set(out['f1']) == set(bp.variables)
+  assert out['mean_f1'] > 0.95
+  assert out['mean_f1'] == pytest.approx(np.mean(list(out['f1'].values())))
+  assert probes.train_byte_probes(train_emb, train_ram, 'no_such_game', **_FAST) is None
+  assert probes.evaluate_byte_probes(None, val_emb, val_ram) is None

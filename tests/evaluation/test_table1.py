@@ -1,0 +1,84 @@
+"""Tests for rmr_dist.evaluation.table1: Table 1 and data-efficiency files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+
+import pytest
+
+from rmr_dist.evaluation import table1
+
+_PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+
+PER_GAME = {
+    'pong': {'cswm': [0.60, 0.62, 0.61, 0.63, 0.59], 'rmr': [0.70, 0.71, 0.69, 0.72, 0.70]},
+    'breakout': {'cswm': [0.50, 0.55, 0.52, 0.58, 0.51], 'rmr': [0.51, 0.54, 0.53, 0.57, 0.52]},
+    'boxing': {'cswm': [0.4, 0.4, 0.4], 'rmr': [0.4, 0.4, 0.4]},  # identical: p = NaN
+}
+
+
+def _assert_png(path: str) -> None:
+  assert os.path.getsize(path) > 1000
+  with open(path, 'rb') as f:
+    assert f.read(8) == _PNG_MAGIC
+
+
+def test_write_table1(tmp_path):
+  report = str(tmp_path / 'report')
+  os.makedirs(report)
+  with open(os.path.join(report, 'results.json'), 'w') as f:
+    json.dump({'table2': [{'game': 'pong'}]}, f)
+  paths = table1.write_table1(report, PER_GAME, extra={'run': 'test'})
+  assert set(paths) == {'table1.csv', 'table1.md', 'table1_probe_f1.png', 'results.json'}
+
+  with open(paths['table1.csv']) as f:
+    reader = csv.DictReader(f)
+    assert tuple(reader.fieldnames) == (
+        'game', 'cswm_f1_mean', 'cswm_f1_std', 'rmr_f1_mean', 'rmr_f1_std', 'p_value',
+        'n_seeds', 'rmr_better')
+    rows = {r['game']: r for r in reader}
+  assert list(rows) == ['boxing', 'breakout', 'pong']  # sorted
+  assert rows['pong']['n_seeds'] == '5' and rows['boxing']['n_seeds'] == '3'
+  assert rows['pong']['rmr_better'] == 'True'
+  assert rows['breakout']['rmr_better'] == 'False'  # not significant
+  assert rows['boxing']['rmr_better'] == 'False' and rows['boxing']['p_value'] == 'nan'
+  assert float(rows['pong']['rmr_f1_mean']) == pytest.approx(0.704)
+  assert float(rows['pong']['p_value']) < 0.05
+  for r in rows.values():
+    assert all(r[c] != '' for c in table1.TABLE1_COLUMNS)
+
+  md = open(paths['table1.md']).read()
+  assert '| pong |' in md and '**' in md and 'indistinguishable' in md
+  assert '1 of 3 games' in md
+
+  with open(paths['results.json']) as f:
+    results = json.load(f)
+  assert results['table2'] == [{'game': 'pong'}]  # merged, not overwritten
+  assert results['run'] == 'test'
+  assert results['table1']['pong']['per_seed']['rmr'] == PER_GAME['pong']['rmr']
+  assert results['table1']['boxing']['p_value'] is None  # NaN -> null (strict JSON)
+  _assert_png(paths['table1_probe_f1.png'])
+  assert not [n for n in os.listdir(report) if '.tmp' in n]  # no temp files left behind
+
+
+def test_write_data_efficiency(tmp_path):
+  results = {
+      0.1: {'pong': {'cswm': [0.4, 0.45], 'rmr': [0.5, 0.52]},
+            'breakout': {'cswm': [0.3], 'rmr': [0.35]}},
+      '1.0': {'pong': {'cswm': [0.6, 0.62], 'rmr': [0.7, 0.69]},
+              'breakout': {'cswm': [0.5], 'rmr': [0.55]}},
+  }
+  paths = table1.write_data_efficiency(str(tmp_path), results)
+  with open(paths['data_efficiency.csv']) as f:
+    reader = csv.DictReader(f)
+    assert tuple(reader.fieldnames) == ('fraction', 'game', 'variant', 'seed', 'f1')
+    rows = list(reader)
+  assert len(rows) == 2 * (4 + 2)
+  first = rows[0]
+  assert (first['fraction'], first['game'], first['variant'], first['seed']) == (
+      '0.1', 'breakout', 'cswm', '0')
+  assert math.isclose(float(rows[-1]['f1']), 0.69) and rows[-1]['seed'] == '1'
+  _assert_png(paths['data_efficiency.png'])
