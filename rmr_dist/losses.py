@@ -90,3 +90,119 @@ def predict(bit_logits: jax.Array, mask_logits: jax.Array, x_bits: jax.Array) ->
     [B, S, 8] float32 predicted next-RAM bits.
   """
   return combine(x_bits, bit_logits, mask_logits > 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Natural Atari model: the TransE-style contrastive hinge loss of C-SWM (Kipf et al., 2019),
+# which the paper re-uses "exactly" (section 4, natural pipeline).
+#
+# What C-SWM's public code (github.com/tkipf/c-swm, modules.py, ContrastiveSWM) computes, and
+# what is implemented here:
+#
+#   energy:    d(x, y) = 0.5 / sigma**2 * mean_slots( sum_features( (x - y)**2 ) )
+#              (C-SWM: ``norm = 0.5 / (self.sigma**2)``, ``norm * diff.pow(2).sum(2).mean(1)``:
+#              summed over the features of a slot, AVERAGED over the K slots, i.e. the
+#              paper's 1/K sum_k d(z^k, z'^k); with 128 slots a sum would be 128x larger).
+#   positive:  d(z_pred_next, z_next): the predicted next latent against the encoded next frame.
+#   negative:  max(0, hinge - d(z, z[perm])): the encoded CURRENT state against the encoded
+#              current states of a shuffled batch (C-SWM: ``neg_state = state[perm]`` and
+#              ``self.energy(state, action, neg_state, no_trans=True)``, so diff = state -
+#              neg_state; the next state is not in this term). The C-SWM paper's equation
+#              writes the negative as d(z~, z_t+1) instead; we follow the code, which produced
+#              C-SWM's results and which "exactly the same loss" most plausibly means.
+#   loss:      mean_i positive_i + mean_i negative_i over the batch (per-example means, so the
+#              mean of equal device shards is the full-batch loss).
+#
+# Where perm[i] == i the negative energy is 0 and the term is the constant ``hinge`` (no
+# gradient), as in C-SWM.
+# ---------------------------------------------------------------------------------------------
+
+
+def transe_energy(a: jax.Array, b: jax.Array, sigma: float = 0.5) -> jax.Array:
+  """C-SWM's energy: ``0.5 / sigma**2 * mean over slots of sum over features of (a - b)**2``.
+
+  Args:
+    a: [..., N, H] slot latents.
+    b: [..., N, H] slot latents.
+    sigma: energy scale (C-SWM: 0.5, so the factor is 2).
+
+  Returns:
+    [...] energies (one per example).
+  """
+  norm = 0.5 / sigma ** 2
+  return norm * jnp.mean(jnp.sum(jnp.square(a - b), axis=-1), axis=-1)
+
+
+def negative_permutation(rng: jax.Array, batch_size: int) -> jax.Array:
+  """The batch shuffle that picks each example's negative; a function of ``rng`` alone.
+
+  Args:
+    rng: PRNGKey.
+    batch_size: B.
+
+  Returns:
+    [B] int32, a permutation of 0..B-1 (the same for every model given the same key).
+  """
+  return jax.random.permutation(rng, batch_size).astype(jnp.int32)
+
+
+def _is_key(x: jax.Array) -> bool:
+  """A typed PRNG key, or a raw uint32 [2] key (a permutation is a signed integer array)."""
+  if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+    return True
+  return x.dtype == jnp.uint32 and tuple(x.shape) == (2,)
+
+
+def contrastive_loss(z_pred_next: jax.Array, z_next: jax.Array, z: jax.Array,
+                     rng_or_perm: jax.Array, *, hinge: float = 1.0, sigma: float = 0.5
+                     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """C-SWM's contrastive hinge loss with negatives ``z[perm]`` (see the comment above).
+
+  Args:
+    z_pred_next: [B, N, H] predicted next latents g~(P(f~(x_t), a_t)).
+    z_next: [B, N, H] encoded next frames f~(x_t+1).
+    z: [B, N, H] encoded current frames f~(x_t).
+    rng_or_perm: a PRNGKey (typed, or raw uint32 [2]), turned into the permutation by
+      :func:`negative_permutation`, or the [B] signed-integer permutation itself.
+    hinge: margin of the negative term (C-SWM: 1.0).
+    sigma: energy scale (C-SWM: 0.5).
+
+  Returns:
+    ``(loss, metrics)``: see :func:`contrastive_loss_with_negatives`.
+  """
+  if _is_key(rng_or_perm):
+    perm = negative_permutation(rng_or_perm, z.shape[0])  # [B]
+  else:
+    perm = jnp.asarray(rng_or_perm)  # [B]
+  return contrastive_loss_with_negatives(z_pred_next, z_next, z, z[perm], hinge=hinge,
+                                         sigma=sigma)
+
+
+def contrastive_loss_with_negatives(z_pred_next: jax.Array, z_next: jax.Array, z: jax.Array,
+                                    z_negative: jax.Array, *, hinge: float = 1.0,
+                                    sigma: float = 0.5
+                                    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The loss of :func:`contrastive_loss` with the negatives given (``z_negative = z[perm]``).
+
+  The natural learner uses this form: under pmap each device encodes the negatives of its own
+  rows from the gathered frames, so no latent crosses devices.
+
+  Args:
+    z_pred_next: [B, N, H] predicted next latents.
+    z_next: [B, N, H] encoded next frames.
+    z: [B, N, H] encoded current frames.
+    z_negative: [B, N, H] the negatives, encoded current frames of the shuffled batch.
+    hinge: margin of the negative term.
+    sigma: energy scale.
+
+  Returns:
+    ``(loss, metrics)``: scalar ``loss = positive_energy + negative_loss`` and scalar metrics
+    ``loss``, ``positive_energy`` (mean d(z_pred_next, z_next)), ``negative_energy``
+    (mean d(z, z_negative)) and ``negative_loss`` (mean max(0, hinge - d(z, z_negative))).
+  """
+  positive = transe_energy(z_pred_next, z_next, sigma)  # [B]
+  negative = transe_energy(z, z_negative, sigma)  # [B]
+  negative_loss = jnp.mean(jnp.maximum(0.0, hinge - negative))
+  loss = jnp.mean(positive) + negative_loss
+  return loss, {'loss': loss, 'positive_energy': jnp.mean(positive),
+                'negative_energy': jnp.mean(negative), 'negative_loss': negative_loss}

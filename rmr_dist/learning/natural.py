@@ -1,0 +1,624 @@
+"""Natural (pixel) learner: RMR and C-SWM x seeds, trained in lockstep on identical batches.
+
+Every model is ``g~(P(f~(x), a))`` (``rmr_dist.networks.natural``) trained with C-SWM's
+contrastive loss (``rmr_dist.losses.contrastive_loss``); paper section 4, natural pipeline.
+
+Variants (``VARIANTS``):
+  'rmr'   P is the pre-trained abstract processor export, FROZEN: its gradient is stopped in
+          the forward pass and the optimiser's update for it is masked, so it stays
+          bit-identical to the export. f~ still learns THROUGH the frozen P.
+  'cswm'  the same architecture, P initialised fresh and trained (C-SWM).
+
+Lockstep. The V variants x S seeds are M = V * S models whose parameters are stacked on a
+leading model axis (model i = variant ``i // S``, seed ``i % S``). One :func:`update` trains
+all of them with ``jax.vmap`` over that axis on ONE batch and ONE negative permutation (the
+batch is an unmapped vmap input), so the paired comparison of paper Table 1 is paired by
+construction. Seed s gives the SAME f~ and g~ initialisation to every variant (and C-SWM's P
+its own initialisation), so within a pair only the processor differs.
+
+Fingerprint. Each model's per-model function also folds a fingerprint of the exact arrays its
+loss reads (frames, actions, negative indices; an integer hash, exact and order-independent
+within a batch, order-dependent across steps) into ``state.fingerprint`` [M] uint32. Equal
+fingerprints show the models consumed the same batches in the same order; under vmap with an
+unmapped batch the hash is evaluated once and shared, and if models were ever fed different
+data (a mapped batch) their fingerprints would differ.
+
+Batches, from any iterator of numpy dicts (the natural Reverb table's 'ram_t' is ignored)::
+
+    {'frame_t':   [B, H, W, 3] uint8,   frame before the step
+     'action':    [B, 18]      uint8,   one-hot action
+     'frame_tp1': [B, H, W, 3] uint8}   frame after the step
+
+1 device == N devices. The loss is a per-example mean, so the pmean of equal shards' gradients
+is the full-batch gradient. The negative permutation is over the GLOBAL batch: each device
+all-gathers the (uint8) current frames, picks the negatives of its own rows and encodes them
+itself, so no latent (and no gradient) crosses devices.
+
+Freezing, exactly: (1) the per-model loss sees ``where(trainable, P, stop_gradient(P))``,
+so an RMR model's processor gradient is exactly 0; (2) the optimiser ends with
+:func:`freeze_processor`, which replaces the processor updates of frozen models by -0.0, and
+``p + (-0.0) == p`` bitwise for every float p (also p = -0.0, which ``p + 0.0`` would flip).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from rmr_dist import checkpointing
+from rmr_dist import losses
+from rmr_dist.learning import abstract as abstract_learning
+from rmr_dist.learning.abstract import replicate, shard_batch, unreplicate
+from rmr_dist.networks import natural as natural_net
+
+Batch = dict[str, Any]
+Metrics = dict[str, Any]
+
+VARIANTS = ('rmr', 'cswm')
+FROZEN_VARIANTS = ('rmr',)  # variants whose processor is the frozen export
+
+
+class NaturalTrainState(NamedTuple):
+  """Lockstep learner state; every params / opt-state leaf has a leading model axis [M]."""
+  params: Any  # {'encoder', 'processor', 'decoder'}, leaves [M, ...]
+  opt_state: optax.OptState
+  step: jax.Array  # [] int32, updates applied so far
+  rng: jax.Array  # [2] uint32 PRNGKey, split once per update (negative permutation)
+  fingerprint: jax.Array  # [M] uint32, running hash of the batches each model consumed
+
+
+def check_variants(variants: Sequence[str]) -> tuple[str, ...]:
+  """Returns ``variants`` as a tuple; ValueError naming a bad or repeated one."""
+  variants = tuple(variants)
+  bad = [v for v in variants if v not in VARIANTS]
+  if bad or not variants or len(set(variants)) != len(variants):
+    raise ValueError(f'variants={variants!r}: need distinct variants from {VARIANTS}')
+  return variants
+
+
+def model_index(variants: Sequence[str], num_seeds: int, variant: str, seed: int) -> int:
+  """Position of (variant, seed) on the stacked model axis: ``variants.index(v) * S + seed``."""
+  if variant not in variants or not 0 <= seed < num_seeds:
+    raise ValueError(f'No model ({variant!r}, seed {seed}); variants {tuple(variants)}, '
+                     f'seeds 0..{num_seeds - 1}')
+  return tuple(variants).index(variant) * num_seeds + seed
+
+
+def processor_trainable(variants: Sequence[str], num_seeds: int) -> np.ndarray:
+  """[M] bool: False for the models whose processor is frozen (RMR), True otherwise."""
+  return np.repeat([v not in FROZEN_VARIANTS for v in variants], num_seeds)
+
+
+def freeze_processor(trainable: np.ndarray) -> optax.GradientTransformation:
+  """Masks the ``processor`` updates of the frozen models (``trainable[i] == False``).
+
+  Acts on the STACKED tree (leaves [M, ...]): a frozen model's processor updates become
+  -0.0, the exact identity of ``optax.apply_updates`` (``p + -0.0 == p`` bitwise).
+  """
+  trainable = np.asarray(trainable, bool)  # [M]
+
+  def mask(u):
+    keep = trainable.reshape((-1,) + (1,) * (u.ndim - 1))  # [M, 1, ...]
+    return jnp.where(keep, u, jnp.asarray(-0.0, u.dtype))
+
+  def update_fn(updates, state, params=None):
+    del params
+    return dict(updates, processor=jax.tree_util.tree_map(mask, updates['processor'])), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def make_optimizer(learning_rate: float, variants: Sequence[str], num_seeds: int
+                   ) -> optax.GradientTransformation:
+  """Adam on the stacked tree (element-wise, so each model is its own Adam), then freezing."""
+  return optax.chain(optax.adam(learning_rate),
+                     freeze_processor(processor_trainable(variants, num_seeds)))
+
+
+def init_state(model: nn.Module, optimizer: optax.GradientTransformation, rng: jax.Array, *,
+               variants: Sequence[str], num_seeds: int, processor_params: Any,
+               frame_shape: tuple[int, int]) -> NaturalTrainState:
+  """Initialises the stacked parameters of all variants x seeds and the optimiser state.
+
+  Args:
+    model: the natural model.
+    optimizer: from :func:`make_optimizer`.
+    rng: PRNGKey; split into the init key and the state's key. Seed s initialises from
+      ``fold_in(init_key, s)``, the same f~ and g~ for every variant.
+    variants: e.g. ('rmr', 'cswm').
+    num_seeds: S.
+    processor_params: the exported processor (every RMR model's P).
+    frame_shape: (H, W) of the frames.
+
+  Returns:
+    A state at step 0 with leaves [M, ...], M = len(variants) * num_seeds.
+
+  Raises:
+    ValueError: the export's tree or shapes do not fit the model's processor.
+  """
+  init_rng, state_rng = jax.random.split(rng)
+  frames = jnp.zeros((1,) + tuple(frame_shape) + (3,), jnp.uint8)
+  action = jnp.zeros((1, natural_net.NUM_ACTIONS), jnp.float32)
+  init = jax.jit(model.init)
+  per_seed = [jax.device_get(init(jax.random.fold_in(init_rng, s), frames, action)['params'])
+              for s in range(num_seeds)]
+  fresh = jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), per_seed[0]['processor'])
+  given = jax.tree_util.tree_map(lambda x: (np.shape(x), np.asarray(x).dtype), processor_params)
+  if fresh != given:
+    raise ValueError('The processor export does not fit the natural model\'s processor: '
+                     f'export {given}, model {fresh}')
+  models = []
+  for variant in variants:
+    for s in range(num_seeds):
+      params = dict(per_seed[s])
+      if variant in FROZEN_VARIANTS:
+        params['processor'] = processor_params
+      models.append(params)
+  stacked = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *models)
+  return NaturalTrainState(params=stacked, opt_state=optimizer.init(stacked),
+                           step=jnp.zeros((), jnp.int32), rng=state_rng,
+                           fingerprint=jnp.zeros((len(models),), jnp.uint32))
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch fingerprint: sum_rows h_row(global row) * sum_cols h_col(col) * value (mod 2^32) per
+# array, exact integer arithmetic, so equal on 1 and N devices (psum of the shards' sums).
+# ---------------------------------------------------------------------------------------------
+
+_FINGERPRINTED = ('frame_t', 'action', 'frame_tp1', 'negative_index')
+_FNV_PRIME = 0x01000193
+
+
+def _hash_u32(i: jax.Array) -> jax.Array:
+  """An odd pseudo-random uint32 per uint32 index (murmur-style mixing)."""
+  h = i * jnp.uint32(0x9E3779B1)
+  h = h ^ (h >> jnp.uint32(15))
+  h = h * jnp.uint32(0x85EBCA6B)
+  h = h ^ (h >> jnp.uint32(13))
+  return h | jnp.uint32(1)
+
+
+def batch_fingerprint(inputs: Batch, row_offset: jax.Array | int = 0,
+                      axis_name: str | None = None) -> jax.Array:
+  """uint32 hash of the consumed arrays (``_FINGERPRINTED``) of a batch (or device shard).
+
+  Args:
+    inputs: integer arrays [b, ...] keyed as ``_FINGERPRINTED``.
+    row_offset: global index of this shard's first row.
+    axis_name: pmap axis to sum the shards over, or None.
+
+  Returns:
+    [] uint32, the same for the whole batch on 1 device and for its shards on N devices.
+  """
+  total = jnp.uint32(0)
+  for salt, key in enumerate(_FINGERPRINTED, start=1):
+    x = jnp.asarray(inputs[key])
+    x = x.reshape(x.shape[0], -1).astype(jnp.uint32)  # [b, F]
+    cols = _hash_u32(jnp.arange(x.shape[1], dtype=jnp.uint32) ^ jnp.uint32(salt << 24))  # [F]
+    rows = jnp.arange(x.shape[0], dtype=jnp.uint32) + jnp.asarray(row_offset, jnp.uint32)
+    rows = _hash_u32(rows ^ jnp.uint32((salt + 8) << 24))  # [b]
+    total = total + jnp.sum(jnp.sum(x * cols, axis=1, dtype=jnp.uint32) * rows,
+                            dtype=jnp.uint32)
+  if axis_name is not None:
+    total = jax.lax.psum(total, axis_name)
+  return total
+
+
+def accumulate_fingerprint(running: jax.Array, batch_fp: jax.Array) -> jax.Array:
+  """Folds one batch's fingerprint into the running one (order-sensitive, FNV-style)."""
+  running, batch_fp = jnp.asarray(running, jnp.uint32), jnp.asarray(batch_fp, jnp.uint32)
+  return (running ^ batch_fp) * jnp.uint32(_FNV_PRIME)
+
+
+# ---------------------------------------------------------------------------------------------
+# The train step.
+# ---------------------------------------------------------------------------------------------
+
+
+def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = None
+                    ) -> tuple[Batch, jax.Array]:
+  """This device's rows with their negatives: what every model consumes this step.
+
+  Args:
+    batch: this device's shard, ``frame_t`` / ``frame_tp1`` [b, H, W, 3], ``action`` [b, 18].
+    perm_key: PRNGKey of the global negative permutation.
+    axis_name: pmap axis (the global batch is the concatenation of the shards), or None.
+
+  Returns:
+    ``(inputs, row_offset)``: inputs ``frame_t``, ``action``, ``frame_tp1``, ``frame_neg``
+    [b, H, W, 3] (``frame_t`` of row ``perm[i]`` of the global batch) and ``negative_index``
+    [b] (those ``perm[i]``); row_offset the global index of this shard's first row.
+  """
+  frame_t = jnp.asarray(batch['frame_t'])  # [b, H, W, 3]
+  b = frame_t.shape[0]
+  if axis_name is None:
+    frames_all, row_offset = frame_t, jnp.zeros((), jnp.int32)  # [B, H, W, 3]
+  else:
+    frames_all = jax.lax.all_gather(frame_t, axis_name, tiled=True)  # [B, H, W, 3]
+    row_offset = jax.lax.axis_index(axis_name) * b
+  perm = losses.negative_permutation(perm_key, frames_all.shape[0])  # [B]
+  negative_index = jax.lax.dynamic_slice_in_dim(perm, row_offset, b)  # [b]
+  inputs = {'frame_t': frame_t, 'action': jnp.asarray(batch['action']),
+            'frame_tp1': jnp.asarray(batch['frame_tp1']),
+            'frame_neg': frames_all[negative_index], 'negative_index': negative_index}
+  return inputs, row_offset
+
+
+def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs: Batch,
+               row_offset: jax.Array, *, model: nn.Module, hinge: float, sigma: float,
+               axis_name: str | None = None) -> tuple[Any, Metrics, jax.Array]:
+  """One model's gradient and fingerprint on the lockstep inputs (vmapped over models).
+
+  Args:
+    params: ONE model's params (no model axis).
+    trainable: [] bool, False freezes the processor (stop_gradient).
+    fingerprint: [] uint32, this model's running fingerprint.
+    inputs: from :func:`lockstep_inputs`.
+    row_offset: from :func:`lockstep_inputs`.
+    model: the natural model.
+    hinge: contrastive margin.
+    sigma: energy scale.
+    axis_name: pmap axis (for the fingerprint's sum over shards), or None.
+
+  Returns:
+    ``(grads, metrics, fingerprint)``: this device's gradient, scalar loss metrics of this
+    device's rows and the updated fingerprint.
+  """
+  fingerprint = accumulate_fingerprint(
+      fingerprint, batch_fingerprint(inputs, row_offset, axis_name))
+
+  def objective(p):
+    frozen_or_not = lambda x: jnp.where(trainable, x, jax.lax.stop_gradient(x))
+    p = dict(p, processor=jax.tree_util.tree_map(frozen_or_not, p['processor']))
+    frames = jnp.concatenate([inputs['frame_t'], inputs['frame_tp1'], inputs['frame_neg']])
+    z_all = model.apply({'params': p}, frames, method='encode')  # [3b, S, H]
+    z, z_next, z_neg = jnp.split(z_all, 3)  # [b, S, H] each
+    z_pred = model.apply({'params': p}, z, inputs['action'], method='transition')  # [b, S, H]
+    return losses.contrastive_loss_with_negatives(z_pred, z_next, z, z_neg, hinge=hinge,
+                                                  sigma=sigma)
+
+  grads, metrics = jax.grad(objective, has_aux=True)(params)
+  return grads, metrics, fingerprint
+
+
+def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
+           optimizer: optax.GradientTransformation, variants: Sequence[str],
+           axis_name: str | None = None, hinge: float = 1.0, sigma: float = 0.5
+           ) -> tuple[NaturalTrainState, Metrics]:
+  """One lockstep step of all M models on one batch; pure, jit- and pmap-able.
+
+  Args:
+    state: the stacked state (per device under pmap).
+    batch: ``frame_t`` / ``frame_tp1`` [B, H, W, 3] uint8, ``action`` [B, 18] one-hot (this
+      device's shard under pmap); other keys are ignored.
+    model: the natural model.
+    optimizer: from :func:`make_optimizer` (same ``variants`` and seed count).
+    variants: the variants, in the order the model axis stacks them.
+    axis_name: the pmap axis to average over, or None on one device.
+    hinge: contrastive margin.
+    sigma: energy scale.
+
+  Returns:
+    ``(new_state, metrics)``: metrics [M] each -- ``loss``, ``positive_energy``,
+    ``negative_energy``, ``negative_loss`` (of the whole batch, before the update) and
+    ``grad_norm`` (of each model's averaged gradient).
+  """
+  num_models = jax.tree_util.tree_leaves(state.params)[0].shape[0]
+  if num_models % len(variants):
+    raise ValueError(f'{num_models} stacked models do not split into variants {variants}')
+  trainable = jnp.asarray(processor_trainable(variants, num_models // len(variants)))  # [M]
+  rng, perm_key = jax.random.split(state.rng)
+  inputs, row_offset = lockstep_inputs(batch, perm_key, axis_name)
+  step_fn = functools.partial(model_step, model=model, hinge=hinge, sigma=sigma,
+                              axis_name=axis_name)
+  # The batch is unmapped (None): every model reads the very same arrays.
+  grads, metrics, fingerprint = jax.vmap(step_fn, in_axes=(0, 0, 0, None, None))(
+      state.params, trainable, state.fingerprint, inputs, row_offset)
+  if axis_name is not None:
+    grads = jax.lax.pmean(grads, axis_name)
+    metrics = jax.lax.pmean(metrics, axis_name)  # equal shards: exact for per-example means
+  metrics = dict(metrics, grad_norm=jax.vmap(optax.global_norm)(grads))  # [M] each
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  return NaturalTrainState(params=params, opt_state=opt_state, step=state.step + 1, rng=rng,
+                           fingerprint=fingerprint), metrics
+
+
+def make_pmapped_update(model: nn.Module, optimizer: optax.GradientTransformation,
+                        variants: Sequence[str], *, hinge: float = 1.0, sigma: float = 0.5,
+                        axis_name: str = 'devices',
+                        devices: Sequence[jax.Device] | None = None
+                        ) -> Callable[[NaturalTrainState, Batch], tuple[NaturalTrainState,
+                                                                        Metrics]]:
+  """:func:`update` pmapped over ``devices`` (default: all local), donating the state.
+
+  Returns:
+    ``f(replicated_state, sharded_batch) -> (replicated_state, replicated_metrics)``, batch
+    leaves [D, B / D, ...] (``abstract.shard_batch``).
+  """
+  step = functools.partial(update, model=model, optimizer=optimizer, variants=tuple(variants),
+                           axis_name=axis_name, hinge=hinge, sigma=sigma)
+  return jax.pmap(step, axis_name=axis_name, devices=devices, donate_argnums=(0,))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints of the whole NaturalTrainState (fingerprint included), in an Orbax manager from
+# checkpointing.make_checkpoint_manager (atomic, asynchronous saves).
+# ---------------------------------------------------------------------------------------------
+
+
+def save_state(manager: ocp.CheckpointManager, step: int, state: NaturalTrainState) -> bool:
+  """Saves the UNREPLICATED state at ``step``; returns whether Orbax started a save."""
+  return manager.save(step, args=ocp.args.StandardSave(jax.device_get(state._asdict())))
+
+
+def restore_state(manager: ocp.CheckpointManager, target: NaturalTrainState
+                  ) -> NaturalTrainState | None:
+  """The newest saved state, shaped like ``target``; None when there is none.
+
+  Raises:
+    checkpointing.CheckpointError: it does not fit ``target`` (names the checkpoint).
+  """
+  step = manager.latest_step()
+  if step is None:
+    return None
+  where = os.path.join(str(manager.directory), str(step))
+  target_tree = jax.device_get(target._asdict())
+  try:
+    tree = manager.restore(step, args=ocp.args.StandardRestore(target_tree))
+  except (ValueError, KeyError, TypeError) as e:
+    raise checkpointing.CheckpointError(
+        f'Natural learner checkpoint {where!r} does not fit the learner state: {e}') from e
+  shape = lambda x: tuple(np.shape(x))
+  if (jax.tree_util.tree_structure(tree) != jax.tree_util.tree_structure(target_tree) or
+      jax.tree_util.tree_leaves(jax.tree_util.tree_map(shape, tree)) !=
+      jax.tree_util.tree_leaves(jax.tree_util.tree_map(shape, target_tree))):
+    raise checkpointing.CheckpointError(
+        f'Natural learner checkpoint {where!r} does not fit the learner state (variants, '
+        'seeds, maps per slot, frame size or processor differ).')
+  return NaturalTrainState(**tree)
+
+
+def flatten_metrics(metrics: Metrics, variants: Sequence[str], num_seeds: int
+                    ) -> dict[str, float]:
+  """{key: [M]} -> {'<variant>/seed_<s>/<key>': float} (TensorBoard scalars)."""
+  return {f'{v}/seed_{s}/{key}': float(values[model_index(variants, num_seeds, v, s)])
+          for key, values in metrics.items() for v in variants for s in range(num_seeds)}
+
+
+class NaturalLearner:
+  """Trains RMR and C-SWM x seeds in lockstep from one batch iterator, pmapped over devices.
+
+  Resumable: with ``checkpoint_dir`` holding a checkpoint, the full stacked state (params,
+  Adam state, step, key, fingerprints) is restored and :meth:`run` does only the remaining
+  steps. A non-finite loss or gradient norm in any model raises ``FloatingPointError`` (naming
+  the step, the models and the last good checkpoint) before anything is saved; the learner is
+  then unusable (build a new one to resume from the last good checkpoint).
+
+  Args:
+    processor_export: the abstract processor export (``checkpointing.export_processor``); RMR
+      freezes it, and its spec gives the architecture of every model's P.
+    variants: which of 'rmr', 'cswm' to train, in model-axis order.
+    num_seeds: S, seeds per variant.
+    maps_per_slot: m of the encoder.
+    learning_rate: Adam's learning rate.
+    seed: seeds initialisation (seed s of every variant shares f~, g~) and the negatives.
+    iterator: yields batches (module docstring) of a batch size divisible by the devices.
+    checkpoint_dir: Orbax checkpoint directory, or None for no checkpoints.
+    save_every: save every this many steps (and at the end of :meth:`run`).
+    keep: checkpoints to keep.
+    log_fn: called as ``log_fn(scalars, step)`` every ``log_every`` steps, scalars
+      ``'<variant>/seed_<s>/<metric>'`` plus ``'steps_per_s'``.
+    log_every: logging period in steps.
+    devices: devices to pmap over (default: all local devices).
+    frame_shape: (H, W) of the frames (210, 160 for Atari).
+    latent_size: features per slot; the export must have the same (else CheckpointError).
+    hinge: contrastive margin (C-SWM: 1.0).
+    sigma: energy scale (C-SWM: 0.5).
+
+  Raises:
+    checkpointing.CheckpointError: the export is missing, invalid, or of another latent size
+      (the message names its path); or a checkpoint in ``checkpoint_dir`` does not fit.
+  """
+
+  def __init__(self, *, processor_export: str, variants: Sequence[str] = VARIANTS,
+               num_seeds: int, maps_per_slot: int, learning_rate: float, seed: int,
+               iterator: Iterator[Batch], checkpoint_dir: str | None, save_every: int,
+               keep: int, log_fn: Callable[[dict, int], None] | None = None,
+               log_every: int = 50, devices: Sequence[jax.Device] | None = None,
+               frame_shape: tuple[int, int] = (210, 160),
+               latent_size: int = natural_net.LATENT_SIZE, hinge: float = 1.0,
+               sigma: float = 0.5):
+    self._variants = check_variants(variants)
+    if num_seeds < 1:
+      raise ValueError(f'num_seeds={num_seeds} must be >= 1')
+    self._num_seeds = num_seeds
+    self._iterator = iter(iterator)
+    self._save_every = save_every
+    self._log_fn = log_fn
+    self._log_every = log_every
+    self._devices = list(devices or jax.local_devices())
+    spec_dict, processor_params = checkpointing.restore_processor(
+        processor_export, expected_spec={'latent_size': latent_size})
+    self._spec = abstract_learning.ModelSpec.from_dict(spec_dict)
+    self._model = natural_net.NaturalModel(
+        processor=abstract_learning.make_spec_processor(self._spec),
+        maps_per_slot=maps_per_slot, latent_size=latent_size)
+    self._optimizer = make_optimizer(learning_rate, self._variants, num_seeds)
+    state = jax.device_get(init_state(
+        self._model, self._optimizer, jax.random.PRNGKey(seed), variants=self._variants,
+        num_seeds=num_seeds, processor_params=processor_params, frame_shape=frame_shape))
+    self._manager = None
+    if checkpoint_dir is not None:
+      self._manager = checkpointing.make_checkpoint_manager(checkpoint_dir, max_to_keep=keep)
+      restored = restore_state(self._manager, state)
+      if restored is not None:
+        state = restored
+    self._step = int(state.step)
+    self._state = replicate(state, self._devices)
+    self._update = make_pmapped_update(self._model, self._optimizer, self._variants,
+                                       hinge=hinge, sigma=sigma, devices=self._devices)
+
+  @staticmethod
+  def wait_for_export(path: str, timeout_s: float, poll_s: float = 5.0,
+                      log: Callable[[str], None] = print) -> str:
+    """Blocks until the processor export at ``path`` exists (it is written atomically).
+
+    Args:
+      path: the export directory.
+      timeout_s: how long to wait.
+      poll_s: seconds between checks.
+      log: receives one line when waiting starts (nothing if the export is already there).
+
+    Returns:
+      The absolute path.
+
+    Raises:
+      TimeoutError: no export at ``path`` after ``timeout_s`` (the message names the path).
+    """
+    path = os.path.abspath(path)
+    ready = lambda: all(os.path.isdir(os.path.join(path, d)) for d in ('params', 'spec'))
+    if ready():
+      return path
+    log(f'Natural learner: waiting up to {timeout_s:.0f}s for the processor export at {path}')
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+      time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
+      if ready():
+        return path
+    raise TimeoutError(f'No processor export at {path} after {timeout_s}s (is the abstract '
+                       'learner that writes it running?)')
+
+  @property
+  def model(self) -> natural_net.NaturalModel:
+    return self._model
+
+  @property
+  def spec(self) -> abstract_learning.ModelSpec:
+    """The processor's spec (from the export)."""
+    return self._spec
+
+  @property
+  def variants(self) -> tuple[str, ...]:
+    return self._variants
+
+  @property
+  def num_seeds(self) -> int:
+    return self._num_seeds
+
+  @property
+  def global_step(self) -> int:
+    """Updates applied so far (restored ones included)."""
+    return self._step
+
+  @property
+  def state(self) -> NaturalTrainState:
+    """The full stacked state, unreplicated, as host numpy."""
+    return jax.device_get(unreplicate(self._state))
+
+  @property
+  def params(self) -> Any:
+    """The stacked params (leaves [M, ...]), unreplicated, as host numpy."""
+    return jax.device_get(unreplicate(self._state.params))
+
+  @property
+  def fingerprints(self) -> np.ndarray:
+    """[M] uint32 running fingerprints of the batches each model consumed."""
+    return np.asarray(jax.device_get(unreplicate(self._state.fingerprint)))
+
+  def encoder_params(self, variant: str, seed: int) -> Any:
+    """f~'s params of one model (host numpy), for ``natural_net.make_encode_fn``."""
+    index = model_index(self._variants, self._num_seeds, variant, seed)
+    return jax.tree_util.tree_map(lambda x: np.asarray(x[0, index]),
+                                  jax.device_get(self._state.params['encoder']))
+
+  def _last_checkpoint(self) -> int | None:
+    if self._manager is None:
+      return None
+    self._manager.wait_until_finished()
+    return self._manager.latest_step()
+
+  def _dispatch(self) -> Metrics:
+    """Launches one update on the next batch; returns its metrics still on device."""
+    batch = next(self._iterator)
+    batch = {k: batch[k] for k in ('frame_t', 'action', 'frame_tp1')}  # not 'ram_t'
+    self._state, metrics = self._update(self._state, shard_batch(batch, len(self._devices)))
+    self._step += 1
+    return metrics
+
+  def _check(self, metrics: Metrics) -> dict[str, np.ndarray]:
+    """Brings metrics ([M] each) to the host; FloatingPointError if any is not finite."""
+    metrics = {k: np.asarray(v) for k, v in jax.device_get(unreplicate(metrics)).items()}
+    finite = np.isfinite(metrics['loss']) & np.isfinite(metrics['grad_norm'])  # [M]
+    if not finite.all():
+      bad = [f'{v}/seed_{s}' for v in self._variants for s in range(self._num_seeds)
+             if not finite[model_index(self._variants, self._num_seeds, v, s)]]
+      last = self._last_checkpoint()
+      where = ('no checkpoint' if last is None else
+               f'last good checkpoint: step {last} in {self._manager.directory}')
+      raise FloatingPointError(
+          f'Natural learner: non-finite loss detected at step {self._step} in models {bad} '
+          f'(loss={metrics["loss"].tolist()}, grad_norm={metrics["grad_norm"].tolist()}); '
+          f'the bad state was not saved; {where}.')
+    return metrics
+
+  def step(self) -> dict[str, np.ndarray]:
+    """Runs one update; returns its metrics, [M] float arrays keyed as :func:`update`'s.
+
+    Raises:
+      FloatingPointError: a loss or gradient norm is not finite (nothing is saved).
+    """
+    return self._check(self._dispatch())
+
+  def save(self) -> None:
+    """Saves the current state (asynchronously) unless this step is already saved."""
+    if self._manager is not None and self._manager.latest_step() != self._step:
+      save_state(self._manager, self._step, self.state)
+
+  def run(self, num_steps: int) -> dict[str, np.ndarray]:
+    """Trains until ``num_steps`` updates in all; saves periodically and at the end.
+
+    Args:
+      num_steps: the total step count to reach (a resumed learner does the rest only).
+
+    Returns:
+      The last step's metrics ([M] each; empty if there was nothing left to do).
+    """
+    metrics: dict[str, np.ndarray] = {}
+    window_start, window_steps = time.perf_counter(), 0
+    while self._step < num_steps:
+      device_metrics = self._dispatch()
+      window_steps += 1
+      save_due = bool(self._save_every) and self._step % self._save_every == 0
+      log_due = self._log_fn is not None and self._step % self._log_every == 0
+      if not (save_due or log_due or self._step == num_steps):
+        continue  # No host sync: the next update is dispatched while this one runs.
+      metrics = self._check(device_metrics)  # before any save: no non-finite checkpoint
+      if save_due:
+        self.save()
+      if log_due:
+        now = time.perf_counter()
+        scalars = flatten_metrics(metrics, self._variants, self._num_seeds)
+        scalars['steps_per_s'] = window_steps / max(now - window_start, 1e-9)
+        self._log_fn(scalars, self._step)
+        window_start, window_steps = now, 0
+    self.save()
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+    return metrics
+
+  def close(self) -> None:
+    """Waits for pending saves and releases the checkpoint manager."""
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+      self._manager.close()

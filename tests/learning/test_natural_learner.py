@@ -1,0 +1,286 @@
+"""Tests for rmr_dist.learning.natural: freezing, lockstep batches, 1 == 2 devices, resume.
+
+Random 84x64 frames (the `test` config's size; the trunk needs at least 44 pixels a side),
+2 seeds x ('rmr', 'cswm'), batch 4, latent and hidden 16. The RMR processor comes from an
+export written with ``checkpointing.export_processor`` from an abstract model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from rmr_dist import checkpointing
+from rmr_dist.learning import abstract as abstract_learning
+from rmr_dist.learning import natural as learning
+from rmr_dist.networks import natural as natural_net
+
+SPEC16 = abstract_learning.ModelSpec('mpnn', latent_size=16, hidden_size=16)
+FRAME_SHAPE = (84, 64)
+VARIANTS = ('rmr', 'cswm')
+NUM_SEEDS = 2
+
+
+def export(path: str, spec: abstract_learning.ModelSpec = SPEC16, seed: int = 7) -> str:
+  """A processor export of an (initialised) abstract model of `spec`."""
+  state = abstract_learning.init_state(abstract_learning.make_model(spec), optax.adam(1e-3),
+                                       jax.random.PRNGKey(seed))
+  return checkpointing.export_processor(path, jax.device_get(state.params['processor']),
+                                        spec.to_dict())
+
+
+@pytest.fixture(scope='module')
+def processor_export(tmp_path_factory) -> str:
+  return export(str(tmp_path_factory.mktemp('abstract') / 'processor'))
+
+
+def make_batch(rng: np.random.Generator, n: int = 4) -> dict[str, np.ndarray]:
+  shape = (n,) + FRAME_SHAPE + (3,)
+  return {'frame_t': rng.integers(0, 256, shape, np.uint8),
+          'action': np.eye(18, dtype=np.uint8)[rng.integers(0, 18, n)],
+          'frame_tp1': rng.integers(0, 256, shape, np.uint8),
+          'ram_t': rng.integers(0, 256, (n, 128), np.uint8)}
+
+
+def batches(start: int = 0, seed: int = 1, n: int = 4):
+  """Batch i depends only on (seed, i), so a resumed run can pick up at batch `start`."""
+  for i in itertools.count(start):
+    yield make_batch(np.random.default_rng([seed, i]), n)
+
+
+def make_learner(export_path, iterator, checkpoint_dir=None, devices=None, **kwargs):
+  kwargs = {'save_every': 2, 'keep': 3, 'latent_size': 16, **kwargs}
+  return learning.NaturalLearner(
+      processor_export=export_path, variants=VARIANTS, num_seeds=NUM_SEEDS, maps_per_slot=1,
+      learning_rate=1e-3, seed=0, iterator=iterator, checkpoint_dir=checkpoint_dir,
+      devices=devices, frame_shape=FRAME_SHAPE, **kwargs)
+
+
+def assert_trees_equal(a, b):
+  assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+
+
+def leaves_equal(a, b) -> bool:
+  return all(np.array_equal(x, y) for x, y in
+             zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def model_slice(tree, i):
+  return jax.tree_util.tree_map(lambda x: np.asarray(x)[i], tree)
+
+
+def test_frozen_rmr_processor_is_bit_identical_cswm_processor_trains(processor_export):
+  """The pure update, jitted on one device: 6 steps. RMR's P never moves (bit for bit),
+  C-SWM's does; every model's f~ and g~ learn and the loss falls."""
+  _, exported = checkpointing.restore_processor(processor_export)
+  model = natural_net.NaturalModel(processor=abstract_learning.make_spec_processor(SPEC16),
+                                   latent_size=16)
+  optimizer = learning.make_optimizer(1e-3, VARIANTS, NUM_SEEDS)
+  state = learning.init_state(model, optimizer, jax.random.PRNGKey(0), variants=VARIANTS,
+                              num_seeds=NUM_SEEDS, processor_params=exported,
+                              frame_shape=FRAME_SHAPE)
+  initial = jax.device_get(state.params)
+  step = jax.jit(lambda s, b: learning.update(s, b, model=model, optimizer=optimizer,
+                                              variants=VARIANTS))
+  batch = make_batch(np.random.default_rng(0))
+  loss = []
+  for _ in range(6):
+    state, metrics = step(state, batch)
+    assert metrics['loss'].shape == (4,)
+    loss.append(np.asarray(metrics['loss']))
+  params = jax.device_get(state.params)
+  for v, s in itertools.product(VARIANTS, range(NUM_SEEDS)):
+    i = learning.model_index(VARIANTS, NUM_SEEDS, v, s)
+    processor = model_slice(params['processor'], i)
+    if v == 'rmr':
+      assert_trees_equal(processor, exported)
+      # Adam never saw a processor gradient: its moments are still exactly zero.
+      mu = model_slice(state.opt_state[0][0].mu['processor'], i)
+      assert all(not np.any(x) for x in jax.tree_util.tree_leaves(mu))
+    else:
+      assert not leaves_equal(processor, model_slice(initial['processor'], i))
+    for part in ('encoder', 'decoder'):
+      assert not leaves_equal(model_slice(params[part], i), model_slice(initial[part], i))
+  assert np.all(loss[-1] < loss[0])
+  # Seed s starts RMR and C-SWM from the same f~ and g~ (a tight pair).
+  for part in ('encoder', 'decoder'):
+    assert leaves_equal(model_slice(initial[part], 0), model_slice(initial[part], 2))
+    assert not leaves_equal(model_slice(initial[part], 0), model_slice(initial[part], 1))
+
+
+def test_freeze_processor_update_is_the_exact_identity():
+  """Even with a (leaked) non-zero gradient, a frozen processor keeps every bit, the sign of
+  -0.0 included; the trainable model's processor and every encoder move."""
+  params = {'processor': {'w': np.array([[-0.0, 1.5], [-0.0, 1.5]], np.float32)},
+            'encoder': {'w': np.zeros((2, 2), np.float32)}}
+  grads = jax.tree_util.tree_map(np.ones_like, params)
+  optimizer = learning.make_optimizer(0.1, ('rmr', 'cswm'), num_seeds=1)  # model 0 frozen
+  updates, _ = optimizer.update(grads, optimizer.init(params), params)
+  new = jax.device_get(optax.apply_updates(params, updates))
+  frozen = new['processor']['w'][0]
+  assert frozen.tobytes() == params['processor']['w'][0].tobytes()
+  assert np.signbit(frozen[0])
+  assert not np.array_equal(new['processor']['w'][1], params['processor']['w'][1])
+  assert np.all(new['encoder']['w'] != 0)
+
+
+def test_encoder_gradient_flows_through_the_frozen_processor():
+  """stop_gradient only zeroes P's own gradient: f~ and g~ get the same gradient, through P,
+  whether P is frozen or not."""
+  model = natural_net.NaturalModel(processor=abstract_learning.make_spec_processor(SPEC16),
+                                   latent_size=16)
+  batch = make_batch(np.random.default_rng(3))
+  params = model.init(jax.random.PRNGKey(0), batch['frame_t'], batch['action'])['params']
+  inputs, offset = learning.lockstep_inputs(batch, jax.random.PRNGKey(1))
+
+  def grads(trainable):
+    return learning.model_step(params, jnp.asarray(trainable), jnp.uint32(0), inputs, offset,
+                               model=model, hinge=1.0, sigma=0.5)[0]
+
+  frozen, trained = grads(False), grads(True)
+  assert all(not np.any(g) for g in jax.tree_util.tree_leaves(frozen['processor']))
+  assert any(np.any(g) for g in jax.tree_util.tree_leaves(trained['processor']))
+  for part in ('encoder', 'decoder'):
+    jax.tree_util.tree_map(np.testing.assert_array_equal, frozen[part], trained[part])
+
+
+def test_all_models_consumed_identical_batches(processor_export):
+  learner = make_learner(processor_export, batches())
+  rng = jnp.asarray(learner.state.rng)
+  learner.run(3)
+  fingerprints = learner.fingerprints
+  assert fingerprints.shape == (4,) and fingerprints.dtype == np.uint32
+  assert len(set(fingerprints.tolist())) == 1
+  # It is the fingerprint of exactly these 3 batches, with these negatives, in this order.
+  expected = jnp.uint32(0)
+  for batch in itertools.islice(batches(), 3):
+    rng, perm_key = jax.random.split(rng)
+    inputs, offset = learning.lockstep_inputs(batch, perm_key)
+    expected = learning.accumulate_fingerprint(expected,
+                                               learning.batch_fingerprint(inputs, offset))
+  assert int(fingerprints[0]) == int(expected)
+  # Sensitive to one pixel and to the order of batches.
+  a, b = (learning.lockstep_inputs(x, jax.random.PRNGKey(0))[0]
+          for x in itertools.islice(batches(), 2))
+  a2 = dict(a, frame_tp1=np.array(a['frame_tp1']))
+  a2['frame_tp1'][2, 40, 30, 1] ^= 1
+  fa, fb, fa2 = (int(learning.batch_fingerprint(x)) for x in (a, b, a2))
+  assert len({fa, fb, fa2}) == 3
+  ab = learning.accumulate_fingerprint(learning.accumulate_fingerprint(jnp.uint32(0), fa), fb)
+  ba = learning.accumulate_fingerprint(learning.accumulate_fingerprint(jnp.uint32(0), fb), fa)
+  assert int(ab) != int(ba)
+  learner.close()
+
+
+def test_one_device_equals_two_devices(processor_export):
+  """3 lockstep updates on B=4 on one device == on 2 x 2 (pmean-ed gradients, global
+  negative permutation)."""
+  assert jax.local_device_count() >= 2, 'tests/conftest.py forces 2 CPU devices'
+  one = make_learner(processor_export, batches(), devices=jax.local_devices()[:1])
+  two = make_learner(processor_export, batches(), devices=jax.local_devices()[:2])
+  for _ in range(3):
+    m1, m2 = one.step(), two.step()
+    for key in m1:
+      np.testing.assert_allclose(m1[key], m2[key], rtol=1e-5, atol=1e-5, err_msg=key)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-5),
+                         one.params, two.params)
+  np.testing.assert_array_equal(one.fingerprints, two.fingerprints)
+  np.testing.assert_array_equal(one.state.rng, two.state.rng)
+
+
+def test_resume_after_restart_matches_uninterrupted_run(tmp_path, processor_export):
+  ckpt = str(tmp_path / 'ckpt')
+  logged = []
+  first = make_learner(processor_export, batches(), checkpoint_dir=ckpt, log_every=1,
+                       log_fn=lambda m, step: logged.append((step, m)))
+  first.run(2)  # saves at step 2
+  saved = first.state
+  first.close()
+  del first
+  assert [s for s, _ in logged] == [1, 2]
+  assert {'rmr/seed_0/loss', 'cswm/seed_1/negative_energy', 'steps_per_s'} <= set(logged[0][1])
+
+  resumed = make_learner(processor_export, batches(start=2), checkpoint_dir=ckpt)
+  assert resumed.global_step == 2
+  assert_trees_equal(resumed.state, saved)  # params, Adam state, step, rng, fingerprints
+  resumed.run(3)
+  straight = make_learner(processor_export, batches())
+  straight.run(3)
+  assert resumed.global_step == straight.global_step == 3
+  assert_trees_equal(resumed.state, straight.state)
+  # The encoder of one model, for the probes.
+  enc = resumed.encoder_params('cswm', 1)
+  assert_trees_equal(enc, model_slice(straight.params['encoder'], 3))
+  z = natural_net.make_encode_fn(1, 16)(enc, make_batch(np.random.default_rng(0))['frame_t'])
+  assert z.shape == (4, 128, 16)
+  resumed.close()
+
+
+@pytest.mark.parametrize('export_latent,model_latent', [(16, 64), (64, 16)])
+def test_export_of_another_latent_size_is_refused(tmp_path, export_latent, model_latent):
+  spec = abstract_learning.ModelSpec('mpnn', latent_size=export_latent, hidden_size=16)
+  path = export(str(tmp_path / f'processor{export_latent}'), spec)
+  with pytest.raises(checkpointing.CheckpointError) as err:
+    make_learner(path, batches(), latent_size=model_latent)
+  message = str(err.value)
+  assert path in message
+  assert f'latent_size: stored {export_latent}, expected {model_latent}' in message
+
+
+def test_wait_for_export(tmp_path):
+  path = str(tmp_path / 'processor')
+  lines = []
+  with pytest.raises(TimeoutError, match=str(path)):
+    learning.NaturalLearner.wait_for_export(path, timeout_s=0.2, poll_s=0.05, log=lines.append)
+  assert len(lines) == 1 and path in lines[0]
+  writer = threading.Timer(0.3, export, args=(path,))
+  writer.start()
+  start = time.monotonic()
+  assert learning.NaturalLearner.wait_for_export(path, timeout_s=30, poll_s=0.05,
+                                                 log=lines.append) == path
+  writer.join()
+  assert time.monotonic() - start < 30
+  assert learning.NaturalLearner.wait_for_export(path, timeout_s=0, log=lines.append) == path
+  assert len(lines) == 2  # no line when the export is already there
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, processor_export,
+                                                              monkeypatch):
+  """A uint8 batch cannot hold a NaN, so the test patches the per-model step: a batch whose
+  frame_t is all 255 (random frames never are) makes every loss and gradient NaN. It is
+  served for step 4, a save step."""
+  real_step = learning.model_step
+
+  def poisoned_step(params, trainable, fingerprint, inputs, row_offset, **kwargs):
+    grads, metrics, fingerprint = real_step(params, trainable, fingerprint, inputs,
+                                            row_offset, **kwargs)
+    poison = jnp.where(jnp.all(inputs['frame_t'] == 255), jnp.nan, 1.0)
+    grads = jax.tree_util.tree_map(lambda g: g * poison, grads)
+    return grads, dict(metrics, loss=metrics['loss'] * poison), fingerprint
+
+  monkeypatch.setattr(learning, 'model_step', poisoned_step)
+
+  def poisoned_batches():
+    for i, batch in enumerate(batches()):
+      if i == 3:
+        batch['frame_t'][:] = 255
+      yield batch
+
+  ckpt = str(tmp_path / 'ckpt')
+  learner = make_learner(processor_export, poisoned_batches(), checkpoint_dir=ckpt)
+  with pytest.raises(FloatingPointError,
+                     match=r"step 4 in models \['rmr/seed_0'.*last good checkpoint: step 2"):
+    learner.run(10)
+  learner.close()
+  monkeypatch.undo()
+  restarted = make_learner(processor_export, batches(start=2), checkpoint_dir=ckpt)
+  assert restarted.global_step == 2
+  assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(restarted.params))

@@ -1,0 +1,101 @@
+"""Tests for the C-SWM contrastive loss in rmr_dist.losses, on tiny hand-made latents."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rmr_dist import losses
+
+
+def test_transe_energy_by_hand():
+  a = np.array([[[1.0, 2.0], [0.0, 0.0]]])  # [B=1, N=2, H=2]
+  b = np.array([[[0.0, 0.0], [0.0, 1.0]]])
+  # slot 0: (1-0)^2 + (2-0)^2 = 5; slot 1: 0^2 + (0-1)^2 = 1; mean over slots = 3.
+  # sigma = 0.5: 0.5 / 0.25 = 2, energy 2 * 3 = 6.  sigma = 1: 0.5 * 3 = 1.5.
+  np.testing.assert_allclose(losses.transe_energy(a, b, sigma=0.5), [6.0])
+  np.testing.assert_allclose(losses.transe_energy(a, b, sigma=1.0), [1.5])
+  np.testing.assert_allclose(losses.transe_energy(a, a), [0.0])
+  # One energy per example: a batch of two gives two.
+  both = losses.transe_energy(np.concatenate([a, b]), np.concatenate([b, b]))
+  np.testing.assert_allclose(both, [6.0, 0.0])
+
+
+# B = 2 examples, N = 1 slot, H = 1 feature.
+Z = np.array([[[0.0]], [[1.0]]])  # encoded current states
+Z_NEXT = np.array([[[0.5]], [[1.0]]])  # encoded next states
+Z_PRED = np.array([[[0.0]], [[1.5]]])  # predicted next states
+SWAP = np.array([1, 0], np.int32)
+
+
+def test_contrastive_loss_by_hand():
+  # sigma 0.5 -> factor 2.
+  # positive: ex 0: 2 * (0 - 0.5)^2 = 0.5; ex 1: 2 * (1.5 - 1)^2 = 0.5; mean 0.5.
+  # negative (perm [1, 0]): d(z_0, z_1) = d(z_1, z_0) = 2 * 1^2 = 2 for both examples.
+  loss, m = losses.contrastive_loss(Z_PRED, Z_NEXT, Z, SWAP, hinge=1.0, sigma=0.5)
+  # hinge 1: max(0, 1 - 2) = 0 -> loss = 0.5 + 0.
+  np.testing.assert_allclose([loss, m['positive_energy'], m['negative_energy'],
+                              m['negative_loss']], [0.5, 0.5, 2.0, 0.0])
+  assert float(m['loss']) == float(loss)
+  # hinge 3: max(0, 3 - 2) = 1 per example -> loss = 0.5 + 1 = 1.5.
+  loss, m = losses.contrastive_loss(Z_PRED, Z_NEXT, Z, SWAP, hinge=3.0, sigma=0.5)
+  np.testing.assert_allclose([loss, m['negative_loss']], [1.5, 1.0])
+  # The identity permutation pairs each example with itself: energy 0, term = hinge.
+  loss, m = losses.contrastive_loss(Z_PRED, Z_NEXT, Z, np.array([0, 1]), hinge=1.0)
+  np.testing.assert_allclose([loss, m['negative_energy'], m['negative_loss']], [1.5, 0.0, 1.0])
+
+
+def test_negative_compares_current_states_not_next_states():
+  """C-SWM's code: hinge on d(z, z[perm]); the next states only enter the positive term."""
+  _, m1 = losses.contrastive_loss(Z_PRED, Z_NEXT, Z, SWAP, hinge=3.0)
+  _, m2 = losses.contrastive_loss(Z_PRED, Z_NEXT + 10.0, Z, SWAP, hinge=3.0)
+  assert float(m1['negative_energy']) == float(m2['negative_energy']) == 2.0
+  assert float(m2['positive_energy']) > float(m1['positive_energy'])
+  # Gradient of the negative term reaches z (both sides of the pair), not z_next.
+  grad_z, grad_next = jax.grad(
+      lambda z, zn: losses.contrastive_loss(Z_PRED, zn, z, SWAP, hinge=3.0)[1]['negative_loss'],
+      argnums=(0, 1))(jnp.asarray(Z), jnp.asarray(Z_NEXT))
+  # Both hinge terms are active (3 - 2 > 0) and equal, so
+  # negative_loss = 3 - 2 (z_0 - z_1)^2: d/dz_0 = -4 (z_0 - z_1) = 4, d/dz_1 = -4.
+  np.testing.assert_allclose(grad_z[:, 0, 0], [4.0, -4.0])
+  np.testing.assert_array_equal(grad_next, np.zeros_like(Z_NEXT))
+
+
+def test_key_gives_a_deterministic_permutation():
+  key = jax.random.PRNGKey(3)
+  perm = losses.negative_permutation(key, 8)
+  assert perm.dtype == jnp.int32 and sorted(np.asarray(perm).tolist()) == list(range(8))
+  np.testing.assert_array_equal(perm, losses.negative_permutation(key, 8))
+  rng = np.random.default_rng(0)
+  z, z_next, z_pred = (rng.normal(size=(8, 3, 4)).astype(np.float32) for _ in range(3))
+  with_key = losses.contrastive_loss(z_pred, z_next, z, key)
+  with_perm = losses.contrastive_loss(z_pred, z_next, z, perm)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, with_key, with_perm)
+  typed = losses.contrastive_loss(z_pred, z_next, z, jax.random.key(3))
+  np.testing.assert_array_equal(typed[0], losses.contrastive_loss(
+      z_pred, z_next, z, losses.negative_permutation(jax.random.key(3), 8))[0])
+
+
+def test_loss_is_a_per_example_mean():
+  """With the negatives given, the full-batch loss is the mean of equal halves' losses
+  (what makes the pmean of device gradients the full-batch gradient)."""
+  rng = np.random.default_rng(1)
+  z, z_next, z_pred = (rng.normal(size=(6, 2, 3)).astype(np.float32) for _ in range(3))
+  perm = np.array([3, 0, 5, 1, 2, 4])
+  z_neg = z[perm]
+  full = losses.contrastive_loss_with_negatives(z_pred, z_next, z, z_neg, hinge=20.0)
+  halves = [losses.contrastive_loss_with_negatives(z_pred[s], z_next[s], z[s], z_neg[s],
+                                                   hinge=20.0)
+            for s in (slice(0, 3), slice(3, 6))]
+  for key in full[1]:
+    np.testing.assert_allclose(full[1][key], (halves[0][1][key] + halves[1][1][key]) / 2,
+                               rtol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize('jit', [False, True])
+def test_jitted_and_eager_agree(jit):
+  fn = lambda *a: losses.contrastive_loss(*a, hinge=1.0, sigma=0.5)[0]
+  fn = jax.jit(fn) if jit else fn
+  np.testing.assert_allclose(fn(Z_PRED, Z_NEXT, Z, SWAP), 0.5)
