@@ -77,7 +77,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.natural.processor_model = 'mpnn'  # Abstract export that RMR freezes (paper: MPNN).
   c.natural.variants = ('rmr', 'cswm')  # RMR (frozen P) and C-SWM (same model, P trained).
   c.natural.num_seeds = 5  # Seeds per variant, all on identical batches (paper: 5).
-  c.natural.num_steps = 200  # Lockstep updates per (game, data fraction).
+  c.natural.num_steps = 60  # Lockstep updates per (game, data fraction) (2-core budget).
   c.natural.batch_size = 16  # Transitions per update (C-SWM reference timing: 50).
   c.natural.learning_rate = 5e-4  # Adam (C-SWM default).
   c.natural.maps_per_slot = 1  # m: encoder maps per slot (1 = C-SWM object maps).
@@ -92,11 +92,12 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
 
   c.probe = ml_collections.ConfigDict()
   c.probe.train_transitions = 2000  # Natural-table samples the probes are fit on.
-  c.probe.steps = 300  # Adam steps per probe.
-  c.probe.batch_size = 256  # Probe minibatch.
+  c.probe.steps = 100  # Adam steps per probe.
+  c.probe.batch_size = 128  # Probe minibatch.
   c.probe.learning_rate = 1e-3  # Probe Adam learning rate.
   c.probe.weight_decay = 1e-4  # L2 on probe weights.
   c.probe.embed_batch_size = 64  # Frames per frozen-encoder forward pass.
+  c.probe.max_eval_frames = 2000  # Validation frames probed (even stride); 0 = all.
 
   c.ray = ml_collections.ConfigDict()
   c.ray.address = ''  # '' = local Ray on 127.0.0.1; 'auto' or HOST:PORT joins a cluster.
@@ -130,6 +131,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.probe.steps = 20
     c.probe.batch_size = 32
     c.probe.embed_batch_size = 16
+    c.probe.max_eval_frames = 100
     c.ray.num_cpus = 2
   elif variant == 'paper':
     c.games = PAPER_GAMES
@@ -150,6 +152,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.natural.save_every = 5_000
     c.probe.train_transitions = 50_000
     c.probe.steps = 3_000
+    c.probe.max_eval_frames = 0
     c.abstract.save_every = 5_000
     c.abstract.log_every = 500
     c.ray.address = 'auto'

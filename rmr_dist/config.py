@@ -312,6 +312,8 @@ class ProbeConfig:
     learning_rate: probe Adam learning rate.
     weight_decay: L2 penalty on probe weights.
     embed_batch_size: frames per encoder forward pass when embedding.
+    max_eval_frames: cap on the validation frames probed, taken at an even stride over all
+      validation episodes; 0 probes every frame.
   """
   train_transitions: int
   steps: int
@@ -319,8 +321,11 @@ class ProbeConfig:
   learning_rate: float
   weight_decay: float
   embed_batch_size: int
+  max_eval_frames: int
 
   def validate(self, path: str) -> None:
+    _require(self.max_eval_frames >= 0, f'{path}.max_eval_frames', self.max_eval_frames,
+             'an int >= 0')
     for name in ('train_transitions', 'steps', 'batch_size', 'embed_batch_size'):
       _require(getattr(self, name) >= 1, f'{path}.{name}', getattr(self, name), 'an int >= 1')
     _require(self.learning_rate > 0, f'{path}.learning_rate', self.learning_rate, 'a float > 0')

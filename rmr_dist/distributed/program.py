@@ -6,7 +6,8 @@ Work directory layout (`workdir`, a local path or shared storage):
   replay/                Reverb checkpoints (written after collection; restored by later runs)
   collect/summary.json   per-game episode/transition counts and throughput
   abstract/<game>/<model>/  learner checkpoints, processor export, result.json (Table 2 row)
-  report/                table2.csv, table2.md, results.json
+  natural/<game>/f<pct>/  lockstep RMR/C-SWM checkpoints, trained.json, probe.json
+  report/                table1/table2 (.csv, .md), results.json, figures (.png)
   tb/                    TensorBoard run directory (collector, learner, evaluator scalars)
 
 Stages run in order; a stage whose outputs exist (for the same config) is skipped, so a crashed
@@ -33,7 +34,7 @@ from rmr_dist.distributed import ray_setup
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import splits
 
-STAGES = ('collect', 'abstract', 'report')
+STAGES = ('collect', 'abstract', 'natural', 'probe', 'report')
 
 
 def check_stages(stages: list[str]) -> list[str]:
@@ -257,23 +258,108 @@ class AtariProgram:
           f'The {stage} stage needs the collect stage\'s outputs, and {self.workdir} has none: '
           f'run with --stages=collect,{stage} (or point --workdir at a collected run).')
 
+  # ---------------------------------------------------------------- natural + probe
+  def natural(self) -> list[dict[str, Any]]:
+    """Trains RMR and C-SWM x seeds in lockstep for every game and data fraction (resumable)."""
+    from rmr_dist.learning import natural_stage  # pylint: disable=g-import-not-at-top
+    self._require_collect('natural')
+    address = self.replay_address(restore=True)
+    records = []
+    for game in self.config.games:
+      for fraction in self.config.natural.data_fractions:
+        prefix = f'natural/{game}/f{round(100 * fraction):d}/'
+
+        def log_fn(scalars, step, prefix=prefix):
+          self.logger.scalars({prefix + k: v for k, v in scalars.items()}, step)
+
+        print(f'natural: {game} fraction {fraction}: {len(self.config.natural.variants)} '
+              f'variants x {self.config.natural.num_seeds} seeds in lockstep ...', flush=True)
+        rec = natural_stage.run_natural_unit(self.config, game, fraction, address,
+                                             self.workdir, log_fn=log_fn)
+        print(f'natural: {game} fraction {fraction}: {rec["steps"]} steps in '
+              f'{rec["seconds"]:.0f} s; identical batches: {rec["identical_batches"]}',
+              flush=True)
+        records.append(rec)
+    return records
+
+  def probe(self) -> list[dict[str, Any]]:
+    """Fits linear RAM-bit probes on every frozen natural encoder."""
+    from rmr_dist.learning import natural_stage  # pylint: disable=g-import-not-at-top
+    self._require_collect('probe')
+    address = self.replay_address(restore=True)
+    records = []
+    for game in self.config.games:
+      for fraction in self.config.natural.data_fractions:
+        rec = natural_stage.run_probe_unit(self.config, game, fraction, address, self.workdir)
+        summary = ', '.join(f'{v} ' + ' '.join(f'{x:.3f}' for x in r['bit_f1'])
+                            for v, r in rec['variants'].items())
+        print(f'probe: {game} fraction {fraction}: bit F1 per seed: {summary}', flush=True)
+        for v, r in rec['variants'].items():
+          for seed, f1 in enumerate(r['bit_f1']):
+            self.logger.scalars({f'eval/{game}/f{round(100 * fraction):d}/{v}/seed_{seed}/'
+                                 'probe_bit_f1': f1}, self.config.natural.num_steps)
+        records.append(rec)
+    return records
+
   # ---------------------------------------------------------------- report
   def report(self) -> dict[str, str]:
-    """Writes Table 2 from the finished abstract units."""
-    from rmr_dist.evaluation import tables as report_tables  # pylint: disable=g-import-not-at-top
+    """Writes Table 2 (abstract units) and Table 1 + data efficiency (probed natural units)."""
+    paths = {}
+    if self._abstract_rows():
+      paths.update(self._report_table2())
+    paths.update(self._report_table1())
+    if not paths:
+      raise config_lib.ConfigError(f'Nothing to report in {self.workdir}: run the abstract '
+                                   f'(and natural, probe) stages first.')
+    return paths
+
+  def _abstract_rows(self) -> list[dict[str, Any]]:
     from rmr_dist.learning import stages  # pylint: disable=g-import-not-at-top
-    rows, missing = [], []
+    rows = []
     for game in self.config.games:
       for model in self.config.abstract.models:
         path = os.path.join(stages.unit_dir(self.workdir, game, model), 'result.json')
         if os.path.exists(path):
           with open(path) as f:
             rows.append(json.load(f))
-        else:
-          missing.append(f'{game}/{model}')
-    if not rows:
-      raise config_lib.ConfigError(f'Nothing to report in {self.workdir}: run the abstract '
-                                   f'stage first (--stages=collect,abstract,report).')
+    return rows
+
+  def _report_table1(self) -> dict[str, str]:
+    from rmr_dist.evaluation import table1  # pylint: disable=g-import-not-at-top
+    from rmr_dist.learning import natural_stage  # pylint: disable=g-import-not-at-top
+    nc = self.config.natural
+    by_fraction: dict[float, dict[str, dict[str, list[float]]]] = {}
+    for game in self.config.games:
+      for fraction in nc.data_fractions:
+        path = os.path.join(natural_stage.fraction_dir(self.workdir, game, fraction),
+                            'probe.json')
+        if os.path.exists(path):
+          with open(path) as f:
+            rec = json.load(f)
+          by_fraction.setdefault(fraction, {})[game] = {
+              v: r['bit_f1'] for v, r in rec['variants'].items()}
+    if not by_fraction or set(nc.variants) != {'rmr', 'cswm'}:
+      return {}
+    paths = {}
+    full = by_fraction.get(max(nc.data_fractions))
+    if full:
+      paths.update(table1.write_table1(os.path.join(self.workdir, 'report'), full))
+      with open(paths['table1.md']) as f:
+        text = f.read()
+      self.logger.text('eval/table1', text)
+      print(f'report: Table 1 written to {paths["table1.csv"]}\n{text}', flush=True)
+    if len(nc.data_fractions) > 1:
+      paths.update(table1.write_data_efficiency(os.path.join(self.workdir, 'report'),
+                                                by_fraction))
+    return paths
+
+  def _report_table2(self) -> dict[str, str]:
+    """Writes Table 2 from the finished abstract units."""
+    from rmr_dist.evaluation import tables as report_tables  # pylint: disable=g-import-not-at-top
+    rows = self._abstract_rows()
+    done = {(r['game'], r['model']) for r in rows}
+    missing = [f'{g}/{m}' for g in self.config.games for m in self.config.abstract.models
+               if (g, m) not in done]
     if missing:
       print(f'report: missing abstract results for {", ".join(missing)}', file=sys.stderr)
     paths = report_tables.write_table2(os.path.join(self.workdir, 'report'), rows)
