@@ -56,7 +56,7 @@ def main(argv):
     sys.exit(f'atari.py: error: {e}')
   try:
     program.run(stages)
-  except (config_lib.ConfigError, FloatingPointError) as e:
+  except (config_lib.ConfigError, FloatingPointError, TimeoutError) as e:
     sys.exit(f'atari.py: error: {e}')
   finally:
     program.close()

@@ -2,7 +2,7 @@
 
 import sys
 
-BENCHMARKS = ('collect', 'abstract', 'scaling')
+BENCHMARKS = ('collect', 'abstract', 'natural', 'scaling')
 
 
 def main(argv: list[str]) -> None:
@@ -17,6 +17,9 @@ def main(argv: list[str]) -> None:
   elif name == 'abstract':
     from rmr_dist.bench import abstract  # pylint: disable=g-import-not-at-top
     abstract.main(argv[2:])
+  elif name == 'natural':
+    from rmr_dist.bench import natural  # pylint: disable=g-import-not-at-top
+    natural.main(argv[2:])
   elif name == 'scaling':
     from rmr_dist.bench import scaling  # pylint: disable=g-import-not-at-top
     scaling.main(argv[2:])

@@ -79,8 +79,8 @@ class TransitionAdder:
     self._append(final_observation, _NO_ACTION)
     abstract_table, natural_tables = self._tables
     for t, (prev, refs) in enumerate(zip(self._steps[:-1], self._steps[1:])):
-      if t and t % 256 == 0:
-        self._writer.Flush(512, -1)  # Bound the items in flight (Reverb warns past a few hundred).
+      if t and t % 64 == 0:
+        self._writer.Flush(64, -1)  # Bound the items in flight (Reverb warns past ~100).
       # Column lists in the tables' signature order (keys sorted): see tables.py.
       self._writer.CreateItem(abstract_table, 1.0,
                               [[prev[_ACTION]], [prev[_RAM]], [refs[_RAM]]], _SQUEEZED_3)

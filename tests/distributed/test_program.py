@@ -85,10 +85,10 @@ def test_bad_command_line_fails_fast_with_a_clear_message(tmp_path, args, messag
   assert 'Traceback' not in proc.stderr
 
 
-def test_all_stages_write_table2(tmp_path):
+def test_all_stages_write_tables(tmp_path):
   workdir = str(tmp_path / 'run')
   proc = _atari('--config=configs/atari.py:test', f'--workdir={workdir}',
-                '--stages=collect,abstract,report', timeout=600)
+                '--stages=collect,abstract,natural,probe,report', timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   import csv
   with open(os.path.join(workdir, 'report', 'table2.csv')) as f:
@@ -101,6 +101,20 @@ def test_all_stages_write_table2(tmp_path):
   assert os.path.exists(os.path.join(workdir, 'report', 'table2.md'))
   for model in ('mlp', 'deepsets', 'mpnn'):
     assert os.path.isdir(os.path.join(workdir, 'abstract', 'pong', model, 'processor'))
+  # Table 1: one row per game with the test config's 2 seeds, from lockstep-trained models.
+  with open(os.path.join(workdir, 'report', 'table1.csv')) as f:
+    t1 = list(csv.DictReader(f))
+  assert [r['game'] for r in t1] == ['pong'] and t1[0]['n_seeds'] == '2'
+  for key in ('cswm_f1_mean', 'rmr_f1_mean'):
+    assert 0.0 <= float(t1[0][key]) <= 1.0
+  with open(os.path.join(workdir, 'report', 'results.json')) as f:
+    per_seed = json.load(f)['table1']['pong']['per_seed']
+  assert len(per_seed['rmr']) == len(per_seed['cswm']) == 2
+  for fraction in ('f50', 'f100'):
+    with open(os.path.join(workdir, 'natural', 'pong', fraction, 'trained.json')) as f:
+      assert json.load(f)['identical_batches'] is True
+  for name in ('table1.md', 'table1_probe_f1.png', 'data_efficiency.csv', 'data_efficiency.png'):
+    assert os.path.getsize(os.path.join(workdir, 'report', name)) > 0
 
 
 def test_abstract_stage_without_collect_fails_clearly(tmp_path):
@@ -108,3 +122,14 @@ def test_abstract_stage_without_collect_fails_clearly(tmp_path):
   assert proc.returncode != 0
   assert "needs the collect stage's outputs" in proc.stderr
   assert 'Traceback' not in proc.stderr
+
+
+def test_natural_stage_waits_for_the_processor_export_then_times_out(tmp_path):
+  workdir = str(tmp_path / 'run')
+  collect = _atari('--config=configs/atari.py:test', f'--workdir={workdir}', '--stages=collect')
+  assert collect.returncode == 0, collect.stderr[-2000:]
+  # The test config waits natural.export_timeout_s = 5 s for an export that never comes.
+  proc = _atari('--config=configs/atari.py:test', f'--workdir={workdir}', '--stages=natural')
+  assert proc.returncode != 0
+  assert 'waiting' in proc.stdout.lower()
+  assert 'processor' in proc.stderr and 'Traceback' not in proc.stderr

@@ -1,0 +1,95 @@
+"""Natural learner throughput: one lockstep update of all variants x seeds.
+
+Shapes default to the C-SWM reference point of the issue (batch 50, 3x210x160 frames, 128 slots
+x 64, hidden 128, 18 actions). Prints, as JSON lines with the summary last: lockstep steps/s,
+frames/s (2 frames per transition per model), seconds per model (= lockstep seconds / number of
+models, the figure to compare with C-SWM's public PyTorch code: ~5.9 s per step on 2 cores),
+model FLOPs per step from XLA's cost analysis, achieved GFLOP/s, this machine's float32 matmul
+GFLOP/s (same method as the abstract benchmark) and peak memory (host max RSS on CPU, the
+device's peak bytes in use on an accelerator).
+
+On a 24 GiB machine the full 5-seed lockstep does not fit at batch 50 (XLA plans ~24.5 GiB of
+scratch); `--seeds 1` (one RMR and one C-SWM model) measures the same per-model cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import resource
+import time
+
+
+def main(argv: list[str]) -> None:
+  p = argparse.ArgumentParser(prog='python -m rmr_dist.bench natural', description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--batch-size', type=int, default=50)
+  p.add_argument('--seeds', type=int, default=5, help='seeds per variant (models = 2 x seeds)')
+  p.add_argument('--hidden-size', type=int, default=128)
+  p.add_argument('--height', type=int, default=210)
+  p.add_argument('--width', type=int, default=160)
+  p.add_argument('--steps', type=int, default=3, help='timed lockstep updates')
+  args = p.parse_args(argv)
+
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  from rmr_dist.bench import abstract as abstract_bench  # pylint: disable=g-import-not-at-top
+  from rmr_dist.learning import abstract as abstract_learning  # pylint: disable=g-import-not-at-top
+  from rmr_dist.learning import natural  # pylint: disable=g-import-not-at-top
+  from rmr_dist.networks import natural as natural_net  # pylint: disable=g-import-not-at-top
+
+  variants = natural.VARIANTS
+  spec = abstract_learning.ModelSpec(processor='mpnn', hidden_size=args.hidden_size)
+  processor = abstract_learning.make_spec_processor(spec)
+  abstract_model = abstract_learning.make_model(spec)
+  processor_params = abstract_learning.init_state(
+      abstract_model, optax.adam(1e-3), jax.random.PRNGKey(1)).params['processor']
+  model = natural_net.NaturalModel(processor=processor)
+  optimizer = natural.make_optimizer(5e-4, variants, args.seeds)
+  state = natural.init_state(model, optimizer, jax.random.PRNGKey(0), variants=variants,
+                             num_seeds=args.seeds, processor_params=processor_params,
+                             frame_shape=(args.height, args.width))
+  rng = np.random.default_rng(0)
+  b, shape = args.batch_size, (args.batch_size, args.height, args.width, 3)
+  batch = jax.device_put({
+      'frame_t': rng.integers(0, 256, shape, dtype=np.uint8),
+      'action': np.eye(18, dtype=np.uint8)[rng.integers(0, 18, b)],
+      'frame_tp1': rng.integers(0, 256, shape, dtype=np.uint8)})
+  update = jax.jit(functools.partial(natural.update, model=model, optimizer=optimizer,
+                                     variants=variants))
+  compiled = update.lower(state, batch).compile()
+  flops = abstract_bench._flops(compiled)  # pylint: disable=protected-access
+  matmul = abstract_bench._matmul_gflops()  # pylint: disable=protected-access
+  print(json.dumps({'measure': 'matmul_f32', 'gflops_per_s': round(matmul, 1)}), flush=True)
+  state, _ = update(state, batch)  # Warm-up.
+  jax.block_until_ready(state)
+  start = time.perf_counter()
+  for _ in range(args.steps):
+    state, metrics = update(state, batch)
+  jax.block_until_ready(state)
+  seconds = (time.perf_counter() - start) / args.steps
+  models = len(variants) * args.seeds
+  device = jax.devices()[0]
+  if device.platform == 'cpu':
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB.
+    peak_what = 'host_max_rss'
+  else:
+    peak = (device.memory_stats() or {}).get('peak_bytes_in_use', float('nan'))
+    peak_what = 'device_peak_bytes_in_use'
+  print(json.dumps({
+      'benchmark': 'natural', 'device': device.platform, 'models': models,
+      'variants': list(variants), 'seeds': args.seeds, 'batch_size': b,
+      'frame_shape': [args.height, args.width], 'hidden_size': args.hidden_size,
+      'lockstep_seconds_per_step': round(seconds, 3), 'steps_per_s': round(1 / seconds, 3),
+      'frames_per_s': round(2 * b * models / seconds, 1),
+      'seconds_per_model': round(seconds / models, 3),
+      'cswm_reference_seconds_per_step': 5.9,
+      'ratio_to_reference': round(seconds / models / 5.9, 3),
+      'flops_per_step': flops, 'achieved_gflops_per_s': round(flops / seconds / 1e9, 1),
+      'matmul_gflops_per_s': round(matmul, 1),
+      'efficiency': round(flops / seconds / 1e9 / matmul, 3),
+      'peak_memory_gib': round(peak / 2 ** 30, 2), 'peak_memory_kind': peak_what,
+      'finite_loss': bool(np.all(np.isfinite(np.asarray(metrics['loss'])))),
+  }), flush=True)
