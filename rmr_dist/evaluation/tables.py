@@ -56,8 +56,8 @@ def write_table2(report_dir: str, rows: Sequence[dict[str, Any]],
   writer.writerows(rows)
   paths = {name: os.path.join(report_dir, name)
            for name in ('table2.csv', 'table2.md', 'results.json')}
-  _write_text(paths['table2.csv'], buf.getvalue())
-  _write_text(paths['table2.md'], table2_markdown(rows))
+  episode_store.atomic_write_text(paths['table2.csv'], buf.getvalue())
+  episode_store.atomic_write_text(paths['table2.md'], table2_markdown(rows))
   results = {}
   if os.path.exists(paths['results.json']):
     with open(paths['results.json']) as f:
@@ -66,12 +66,3 @@ def write_table2(report_dir: str, rows: Sequence[dict[str, Any]],
   results.update(extra or {})
   episode_store.atomic_write_json(paths['results.json'], results)
   return paths
-
-
-def _write_text(path: str, text: str) -> None:
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'w') as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
