@@ -58,7 +58,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
 
   c.abstract = ml_collections.ConfigDict()
   c.abstract.models = ('copy', 'mlp', 'deepsets', 'mpnn')  # Table 2's four models.
-  c.abstract.num_steps = 300  # Learner updates per (game, model).
+  c.abstract.num_steps = 200  # Learner updates per (game, model) (2-core budget).
   c.abstract.batch_size = 50  # Transitions per update (paper: 50), split over devices.
   c.abstract.learning_rate = 1e-3  # Adam learning rate (paper: 1e-3).
   c.abstract.latent_size = 64  # Features per RAM slot (paper: 64).
@@ -77,13 +77,13 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.natural.processor_model = 'mpnn'  # Abstract export that RMR freezes (paper: MPNN).
   c.natural.variants = ('rmr', 'cswm')  # RMR (frozen P) and C-SWM (same model, P trained).
   c.natural.num_seeds = 5  # Seeds per variant, all on identical batches (paper: 5).
-  c.natural.num_steps = 60  # Lockstep updates per (game, data fraction) (2-core budget).
+  c.natural.num_steps = 40  # Lockstep updates per (game, data fraction) (2-core budget).
   c.natural.batch_size = 16  # Transitions per update (C-SWM reference timing: 50).
   c.natural.learning_rate = 5e-4  # Adam (C-SWM default).
   c.natural.maps_per_slot = 1  # m: encoder maps per slot (1 = C-SWM object maps).
   c.natural.hinge = 1.0  # Contrastive hinge margin (C-SWM default).
   c.natural.sigma = 0.5  # Energy scale (C-SWM default).
-  c.natural.data_fractions = (1.0,)  # Fractions of train episodes (e.g. (0.1, 0.3, 1.0)).
+  c.natural.data_fractions = (0.3, 1.0)  # Nested fractions of train episodes to train on.
   c.natural.save_every = 100  # Learner steps between Orbax checkpoints.
   c.natural.keep_checkpoints = 2  # Checkpoints kept.
   c.natural.log_every = 25  # Learner steps between TensorBoard scalars.
@@ -92,7 +92,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
 
   c.probe = ml_collections.ConfigDict()
   c.probe.train_transitions = 2000  # Natural-table samples the probes are fit on.
-  c.probe.steps = 100  # Adam steps per probe.
+  c.probe.steps = 60  # Adam steps per probe.
   c.probe.batch_size = 128  # Probe minibatch.
   c.probe.learning_rate = 1e-3  # Probe Adam learning rate.
   c.probe.weight_decay = 1e-4  # L2 on probe weights.
