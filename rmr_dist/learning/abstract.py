@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -39,6 +38,7 @@ import optax
 
 from rmr_dist import checkpointing
 from rmr_dist import losses
+from rmr_dist.learning.loop import PmapLearner, unreplicate
 from rmr_dist.networks import abstract as abstract_net
 from rmr_dist.networks import processors
 
@@ -225,11 +225,6 @@ def replicate(tree: Any, devices: Sequence[jax.Device] | None = None) -> Any:
   return jax.tree_util.tree_map(lambda x: np.stack([np.asarray(x)] * num), tree)
 
 
-def unreplicate(tree: Any) -> Any:
-  """The first device's copy of a replicated tree: [D, ...] -> [...]."""
-  return jax.tree_util.tree_map(lambda x: x[0], tree)
-
-
 def shard_batch(batch: Batch, num_devices: int) -> Batch:
   """Splits every leaf [B, ...] into [D, B / D, ...] (device d gets rows d*B/D ...).
 
@@ -254,15 +249,14 @@ def shard_batch(batch: Batch, num_devices: int) -> Batch:
   return jax.tree_util.tree_map(split, batch)
 
 
-class AbstractLearner:
+class AbstractLearner(PmapLearner):
   """Trains one abstract model from a batch iterator, pmapped over local devices.
 
   Resumable: with ``checkpoint_dir`` holding a checkpoint, the learner restores the full
   state (params, Adam state, step, key) and :meth:`run` only does the remaining steps. If the
   loss or gradient norm becomes NaN / inf, :meth:`step` raises ``FloatingPointError`` and the
-  bad state is never saved (:meth:`run` keeps dispatching updates without a host sync and
-  checks the metrics at every log, save and the last step, always before saving); the learner object is then unusable (build a new one to resume
-  from the last good checkpoint).
+  bad state is never saved (the loop is `rmr_dist.learning.loop.PmapLearner`'s); the learner
+  object is then unusable (build a new one to resume from the last good checkpoint).
 
   Args:
     spec: the model.
@@ -300,27 +294,6 @@ class AbstractLearner:
     self._state = replicate(state, self._devices)
     self._update = make_pmapped_update(self._model, self._optimizer, devices=self._devices)
 
-  @property
-  def global_step(self) -> int:
-    """Updates applied so far (restored ones included)."""
-    return self._step
-
-  @property
-  def state(self) -> TrainState:
-    """The full state, unreplicated, as host numpy."""
-    return jax.device_get(unreplicate(self._state))
-
-  @property
-  def params(self) -> Any:
-    """The model parameters, unreplicated, as host numpy."""
-    return jax.device_get(unreplicate(self._state.params))
-
-  def _last_checkpoint(self) -> int | None:
-    if self._manager is None:
-      return None
-    self._manager.wait_until_finished()
-    return self._manager.latest_step()
-
   def _dispatch(self) -> Metrics:
     """Launches one update on the next batch; returns its metrics still on device."""
     batch = shard_batch(next(self._iterator), len(self._devices))  # [D, B / D, ...]
@@ -332,58 +305,17 @@ class AbstractLearner:
     """Brings metrics to the host; raises FloatingPointError if the loss is not finite."""
     metrics = {k: float(v) for k, v in jax.device_get(unreplicate(metrics)).items()}
     if not (math.isfinite(metrics['loss']) and math.isfinite(metrics['grad_norm'])):
-      last = self._last_checkpoint()
-      where = ('no checkpoint' if last is None else
-               f'last good checkpoint: step {last} in {self._manager.directory}')
+      where = self._where_last_good()
       raise FloatingPointError(
           f'Abstract learner: non-finite loss detected at step {self._step} (loss={metrics["loss"]}, '
           f'grad_norm={metrics["grad_norm"]}); the bad state was not saved; {where}.')
     return metrics
 
-  def step(self) -> dict[str, float]:
-    """Runs one update on the next batch and returns its metrics as floats.
+  def _save_state(self, step: int, state: TrainState) -> None:
+    checkpointing.save_learner_state(self._manager, step, state)
 
-    Raises:
-      FloatingPointError: the loss or gradient norm is not finite (nothing is saved).
-    """
-    return self._check(self._dispatch())
-
-  def save(self) -> None:
-    """Saves the current state (asynchronously) unless this step is already saved."""
-    if self._manager is not None and self._manager.latest_step() != self._step:
-      checkpointing.save_learner_state(self._manager, self._step, self.state)
-
-  def run(self, num_steps: int) -> dict[str, float]:
-    """Trains until ``num_steps`` updates in all; saves periodically and at the end.
-
-    Args:
-      num_steps: the total step count to reach (a resumed learner does the rest only).
-
-    Returns:
-      The last step's metrics (empty if there was nothing left to do).
-    """
-    metrics: dict[str, float] = {}
-    window_start, window_steps = time.perf_counter(), 0
-    while self._step < num_steps:
-      device_metrics = self._dispatch()
-      window_steps += 1
-      save_due = bool(self._save_every) and self._step % self._save_every == 0
-      log_due = self._log_fn is not None and self._step % self._log_every == 0
-      if not (save_due or log_due or self._step == num_steps):
-        continue  # No host sync: the next update is dispatched while this one runs.
-      # Checked before any save, so a non-finite state never reaches a checkpoint.
-      metrics = self._check(device_metrics)
-      if save_due:
-        self.save()
-      if log_due:
-        now = time.perf_counter()
-        self._log_fn(dict(metrics, steps_per_s=window_steps / max(now - window_start, 1e-9)),
-                     self._step)
-        window_start, window_steps = now, 0
-    self.save()
-    if self._manager is not None:
-      self._manager.wait_until_finished()
-    return metrics
+  def _scalars(self, metrics: dict[str, float]) -> dict[str, float]:
+    return dict(metrics)
 
   def export_processor(self, path: str, overwrite: bool = True) -> str:
     """Writes the processor export (params of P + this spec); see ``checkpointing``.
@@ -392,9 +324,3 @@ class AbstractLearner:
     """
     return checkpointing.export_processor(path, self.params['processor'], self._spec.to_dict(),
                                           overwrite=overwrite)
-
-  def close(self) -> None:
-    """Waits for pending saves and releases the checkpoint manager."""
-    if self._manager is not None:
-      self._manager.wait_until_finished()
-      self._manager.close()

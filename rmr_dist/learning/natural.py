@@ -59,6 +59,7 @@ from rmr_dist import checkpointing
 from rmr_dist import losses
 from rmr_dist.learning import abstract as abstract_learning
 from rmr_dist.learning.abstract import replicate, shard_batch, unreplicate
+from rmr_dist.learning.loop import PmapLearner
 from rmr_dist.networks import natural as natural_net
 
 Batch = dict[str, Any]
@@ -396,7 +397,7 @@ def flatten_metrics(metrics: Metrics, variants: Sequence[str], num_seeds: int
           for key, values in metrics.items() for v in variants for s in range(num_seeds)}
 
 
-class NaturalLearner:
+class NaturalLearner(PmapLearner):
   """Trains RMR and C-SWM x seeds in lockstep from one batch iterator, pmapped over devices.
 
   Resumable: with ``checkpoint_dir`` holding a checkpoint, the full stacked state (params,
@@ -517,21 +518,6 @@ class NaturalLearner:
     return self._num_seeds
 
   @property
-  def global_step(self) -> int:
-    """Updates applied so far (restored ones included)."""
-    return self._step
-
-  @property
-  def state(self) -> NaturalTrainState:
-    """The full stacked state, unreplicated, as host numpy."""
-    return jax.device_get(unreplicate(self._state))
-
-  @property
-  def params(self) -> Any:
-    """The stacked params (leaves [M, ...]), unreplicated, as host numpy."""
-    return jax.device_get(unreplicate(self._state.params))
-
-  @property
   def fingerprints(self) -> np.ndarray:
     """[M] uint32 running fingerprints of the batches each model consumed."""
     return np.asarray(jax.device_get(unreplicate(self._state.fingerprint)))
@@ -541,12 +527,6 @@ class NaturalLearner:
     index = model_index(self._variants, self._num_seeds, variant, seed)
     return jax.tree_util.tree_map(lambda x: np.asarray(x[0, index]),
                                   jax.device_get(self._state.params['encoder']))
-
-  def _last_checkpoint(self) -> int | None:
-    if self._manager is None:
-      return None
-    self._manager.wait_until_finished()
-    return self._manager.latest_step()
 
   def _dispatch(self) -> Metrics:
     """Launches one update on the next batch; returns its metrics still on device."""
@@ -563,62 +543,15 @@ class NaturalLearner:
     if not finite.all():
       bad = [f'{v}/seed_{s}' for v in self._variants for s in range(self._num_seeds)
              if not finite[model_index(self._variants, self._num_seeds, v, s)]]
-      last = self._last_checkpoint()
-      where = ('no checkpoint' if last is None else
-               f'last good checkpoint: step {last} in {self._manager.directory}')
+      where = self._where_last_good()
       raise FloatingPointError(
           f'Natural learner: non-finite loss detected at step {self._step} in models {bad} '
           f'(loss={metrics["loss"].tolist()}, grad_norm={metrics["grad_norm"].tolist()}); '
           f'the bad state was not saved; {where}.')
     return metrics
 
-  def step(self) -> dict[str, np.ndarray]:
-    """Runs one update; returns its metrics, [M] float arrays keyed as :func:`update`'s.
+  def _save_state(self, step: int, state: NaturalTrainState) -> None:
+    save_state(self._manager, step, state)
 
-    Raises:
-      FloatingPointError: a loss or gradient norm is not finite (nothing is saved).
-    """
-    return self._check(self._dispatch())
-
-  def save(self) -> None:
-    """Saves the current state (asynchronously) unless this step is already saved."""
-    if self._manager is not None and self._manager.latest_step() != self._step:
-      save_state(self._manager, self._step, self.state)
-
-  def run(self, num_steps: int) -> dict[str, np.ndarray]:
-    """Trains until ``num_steps`` updates in all; saves periodically and at the end.
-
-    Args:
-      num_steps: the total step count to reach (a resumed learner does the rest only).
-
-    Returns:
-      The last step's metrics ([M] each; empty if there was nothing left to do).
-    """
-    metrics: dict[str, np.ndarray] = {}
-    window_start, window_steps = time.perf_counter(), 0
-    while self._step < num_steps:
-      device_metrics = self._dispatch()
-      window_steps += 1
-      save_due = bool(self._save_every) and self._step % self._save_every == 0
-      log_due = self._log_fn is not None and self._step % self._log_every == 0
-      if not (save_due or log_due or self._step == num_steps):
-        continue  # No host sync: the next update is dispatched while this one runs.
-      metrics = self._check(device_metrics)  # before any save: no non-finite checkpoint
-      if save_due:
-        self.save()
-      if log_due:
-        now = time.perf_counter()
-        scalars = flatten_metrics(metrics, self._variants, self._num_seeds)
-        scalars['steps_per_s'] = window_steps / max(now - window_start, 1e-9)
-        self._log_fn(scalars, self._step)
-        window_start, window_steps = now, 0
-    self.save()
-    if self._manager is not None:
-      self._manager.wait_until_finished()
-    return metrics
-
-  def close(self) -> None:
-    """Waits for pending saves and releases the checkpoint manager."""
-    if self._manager is not None:
-      self._manager.wait_until_finished()
-      self._manager.close()
+  def _scalars(self, metrics: dict[str, np.ndarray]) -> dict[str, float]:
+    return flatten_metrics(metrics, self._variants, self._num_seeds)

@@ -1,0 +1,131 @@
+"""The training loop shared by the pmapped learners (abstract and natural).
+
+A subclass builds its replicated state and checkpoint manager, then implements four hooks:
+`_dispatch()` (launch one update, return device metrics), `_check(metrics)` (bring metrics to
+the host, raise FloatingPointError if not finite), `_save_state(step, state)` and
+`_scalars(metrics)` (the dict handed to `log_fn`).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+
+def unreplicate(tree: Any) -> Any:
+  """The first device's copy of a replicated tree: [D, ...] -> [...]."""
+  return jax.tree_util.tree_map(lambda x: x[0], tree)
+
+
+class PmapLearner(abc.ABC):
+  """Resumable loop: `run(num_steps)` dispatches updates without a host sync, and checks the
+  metrics at every log, save and the last step, always before saving, so a non-finite state
+  never reaches a checkpoint.
+
+  Attributes set by subclasses: `_state` (replicated), `_step`, `_manager` (or None),
+  `_save_every`, `_log_fn` (or None), `_log_every`.
+  """
+
+  _state: Any
+  _step: int
+  _manager: Any
+  _save_every: int
+  _log_fn: Callable[[dict, int], None] | None
+  _log_every: int
+
+  @abc.abstractmethod
+  def _dispatch(self) -> Any:
+    """Subclass hook (module docstring)."""
+
+  @abc.abstractmethod
+  def _check(self, metrics: Any) -> dict[str, Any]:
+    """Subclass hook (module docstring)."""
+
+  @abc.abstractmethod
+  def _save_state(self, step: int, state: Any) -> None:
+    """Subclass hook (module docstring)."""
+
+  @abc.abstractmethod
+  def _scalars(self, metrics: dict[str, Any]) -> dict[str, float]:
+    """Subclass hook (module docstring)."""
+
+  @property
+  def global_step(self) -> int:
+    """Updates applied so far (restored ones included)."""
+    return self._step
+
+  @property
+  def state(self) -> Any:
+    """The full state, unreplicated, as host numpy."""
+    return jax.device_get(unreplicate(self._state))
+
+  @property
+  def params(self) -> Any:
+    """The parameters, unreplicated, as host numpy."""
+    return jax.device_get(unreplicate(self._state.params))
+
+  def _last_checkpoint(self) -> int | None:
+    if self._manager is None:
+      return None
+    self._manager.wait_until_finished()
+    return self._manager.latest_step()
+
+  def _where_last_good(self) -> str:
+    last = self._last_checkpoint()
+    return ('no checkpoint' if last is None else
+            f'last good checkpoint: step {last} in {self._manager.directory}')
+
+  def step(self) -> dict[str, Any]:
+    """Runs one update on the next batch and returns its host metrics.
+
+    Raises:
+      FloatingPointError: a loss or gradient norm is not finite (nothing is saved).
+    """
+    return self._check(self._dispatch())
+
+  def save(self) -> None:
+    """Saves the current state (asynchronously) unless this step is already saved."""
+    if self._manager is not None and self._manager.latest_step() != self._step:
+      self._save_state(self._step, self.state)
+
+  def run(self, num_steps: int) -> dict[str, Any]:
+    """Trains until `num_steps` updates in all; saves periodically and at the end.
+
+    Args:
+      num_steps: the total step count to reach (a resumed learner does the rest only).
+
+    Returns:
+      The last checked step's metrics (empty if there was nothing left to do).
+    """
+    metrics: dict[str, Any] = {}
+    window_start, window_steps = time.perf_counter(), 0
+    while self._step < num_steps:
+      device_metrics = self._dispatch()
+      window_steps += 1
+      save_due = bool(self._save_every) and self._step % self._save_every == 0
+      log_due = self._log_fn is not None and self._step % self._log_every == 0
+      if not (save_due or log_due or self._step == num_steps):
+        continue  # No host sync: the next update is dispatched while this one runs.
+      metrics = self._check(device_metrics)  # Before any save: no non-finite checkpoint.
+      if save_due:
+        self.save()
+      if log_due:
+        now = time.perf_counter()
+        scalars = self._scalars(metrics)
+        scalars['steps_per_s'] = window_steps / max(now - window_start, 1e-9)
+        self._log_fn(scalars, self._step)
+        window_start, window_steps = now, 0
+    self.save()
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+    return metrics
+
+  def close(self) -> None:
+    """Waits for pending saves and releases the checkpoint manager."""
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+      self._manager.close()
