@@ -55,6 +55,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.replay.min_size_to_sample = 1  # Items needed before a table may be sampled.
   c.replay.chunk_length = 8  # Steps per compressed chunk: cheaper writes vs. bigger samples.
   c.replay.checkpoint = True  # Checkpoint Reverb after collection (later stages restore it).
+  c.replay.num_servers = 1  # Reverb servers, replay sharded by game (round-robin; <= games).
 
   c.abstract = ml_collections.ConfigDict()
   c.abstract.models = ('copy', 'mlp', 'deepsets', 'mpnn')  # Table 2's four models.
@@ -102,6 +103,10 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.ray = ml_collections.ConfigDict()
   c.ray.address = ''  # '' = local Ray on 127.0.0.1; 'auto' or HOST:PORT joins a cluster.
   c.ray.num_cpus = 0  # CPUs for a local Ray; 0 = all of this machine's.
+  c.ray.learner_num_cpus = 1.0  # CPUs each learner-group process reserves (one per host).
+  c.ray.learner_num_gpus = 0.0  # GPUs each learner-group process reserves; 0 = JAX on CPU.
+  c.ray.learner_max_restarts = 2  # Restarts of a dead learner process (resumes from Orbax).
+  c.ray.learner_hosts = 1  # Hosts per learner group; > 1 joins them with jax.distributed.
 
   if variant == 'test':
     c.games = ('pong',)
@@ -156,4 +161,6 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.abstract.save_every = 5_000
     c.abstract.log_every = 500
     c.ray.address = 'auto'
+    c.ray.learner_num_cpus = 8.0  # Input pipeline and evaluation on the learner node.
+    c.ray.learner_num_gpus = 4.0  # All GPUs of a learner node (cluster.yaml: p3.8xlarge).
   return c

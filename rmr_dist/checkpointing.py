@@ -113,6 +113,22 @@ def _shape_mismatches(stored: Any, target: Any) -> list[str]:
   return problems
 
 
+def tree_digest(tree: Any) -> str:
+  """SHA-256 of every leaf's key path, dtype, shape and bytes: equal iff bit-identical trees.
+
+  Lets a resumed learner record exactly which parameters it restored (and a test compare them
+  with a checkpoint read independently).
+  """
+  import hashlib  # pylint: disable=g-import-not-at-top
+  digest = hashlib.sha256()
+  leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]
+  for path, leaf in sorted(leaves, key=lambda kv: jax.tree_util.keystr(kv[0])):
+    leaf = np.ascontiguousarray(leaf)
+    digest.update(f'{jax.tree_util.keystr(path)}:{leaf.dtype.str}:{leaf.shape};'.encode())
+    digest.update(leaf.tobytes())
+  return digest.hexdigest()
+
+
 def make_checkpoint_manager(directory: str, *, max_to_keep: int,
                             save_interval_steps: int = 1) -> ocp.CheckpointManager:
   """An Orbax CheckpointManager for learner state (created if missing).
@@ -189,6 +205,10 @@ def export_processor(path: str, processor_params: Any, spec_dict: dict[str, Any]
                      overwrite: bool = False) -> str:
   """Saves the processor P alone: its params and the spec that rebuilds it, atomically.
 
+  Under `jax.distributed` (a multi-host learner group) every process calls this together with
+  the same params, as Orbax saves are collective: process 0 writes, the others take part in
+  the barriers, and all return once the export is in place.
+
   Args:
     path: target directory.
     processor_params: ``params['processor']`` of the abstract model.
@@ -200,22 +220,34 @@ def export_processor(path: str, processor_params: Any, spec_dict: dict[str, Any]
   Returns:
     The absolute path written.
   """
+  import shutil  # pylint: disable=g-import-not-at-top
   path = os.path.abspath(path)
   final = path
+  primary = jax.process_index() == 0
   if overwrite and os.path.exists(path):
-    import uuid  # pylint: disable=g-import-not-at-top
-    path = f'{final}.tmp-{uuid.uuid4().hex}'
+    # Named by the params, so every process of a group saves to the same temporary path.
+    path = f'{final}.tmp-{tree_digest(processor_params)[:16]}'
+    if primary and os.path.exists(path):
+      shutil.rmtree(path)  # Left by an export interrupted before its renames.
+    _sync_processes(f'export_processor:clear:{path}')
   args = ocp.args.Composite(params=ocp.args.StandardSave(jax.device_get(processor_params)),
                             spec=ocp.args.JsonSave(dict(spec_dict)))
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
     ckptr.save(path, args=args)
-  if path != final:
+  if path != final and primary:
     old = f'{path}.old'
     os.rename(final, old)
     os.rename(path, final)
-    import shutil  # pylint: disable=g-import-not-at-top
     shutil.rmtree(old, ignore_errors=True)
+  _sync_processes(f'export_processor:done:{final}')
   return final
+
+
+def _sync_processes(name: str) -> None:
+  """A barrier across the processes of a jax.distributed program (nothing with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
 
 
 def restore_processor(path: str, expected_spec: dict[str, Any] | None = None
@@ -237,7 +269,6 @@ def restore_processor(path: str, expected_spec: dict[str, Any] | None = None
   """
   # pylint: disable=g-import-not-at-top  (rmr_dist.learning imports this module)
   from rmr_dist.learning import abstract as abstract_learning
-  from rmr_dist.networks.abstract import NUM_ACTIONS, NUM_SLOTS
   path = os.path.abspath(path)
   if not os.path.exists(path):
     raise CheckpointError(f'No processor export at {path!r}: the path does not exist.')
@@ -258,8 +289,8 @@ def restore_processor(path: str, expected_spec: dict[str, Any] | None = None
   except (TypeError, ValueError) as e:
     raise CheckpointError(f'Processor export {path!r} holds an invalid spec {spec}: {e}') from e
   processor = abstract_learning.make_spec_processor(model_spec)
-  z = jax.ShapeDtypeStruct((1, NUM_SLOTS, model_spec.latent_size), np.float32)
-  action = jax.ShapeDtypeStruct((1, NUM_ACTIONS), np.float32)
+  z = jax.ShapeDtypeStruct((1, model_spec.num_slots, model_spec.latent_size), np.float32)
+  action = jax.ShapeDtypeStruct((1, model_spec.action_size), np.float32)
   target = jax.eval_shape(processor.init, jax.random.PRNGKey(0), z, action)['params']
   with ocp.StandardCheckpointer() as reader:
     stored = reader.metadata(os.path.join(path, 'params'))

@@ -1,10 +1,10 @@
-"""Typed, validated configuration for the Atari program.
+"""Typed, validated configuration for the Atari and bouncing-balls programs.
 
 Users write `ml_collections.ConfigDict` files under `configs/` (readable, overridable from the
 command line with `--config.heads.num_heads=8`). The program never reads those dicts directly:
-`load_atari_config` turns one into the frozen dataclasses below, and on the way fails at once on an
-unknown key, a missing key, a wrong type or an invalid value, naming the bad value and what would be
-valid. Everything downstream receives these dataclasses.
+`load_atari_config` / `load_balls_config` turn one into the frozen dataclasses below, and on the
+way fail at once on an unknown key, a missing key, a wrong type or an invalid value, naming the
+bad value and what would be valid. Everything downstream receives these dataclasses.
 """
 
 from __future__ import annotations
@@ -165,6 +165,10 @@ class ReplayConfig:
       item fetches and decompresses the whole chunks it references.
     checkpoint: write a Reverb checkpoint after collection so later stages (or a restarted
       run) restore the replay contents instead of collecting again.
+    num_servers: Reverb servers the replay is sharded over, by game (game i of `games` lives
+      on server i mod num_servers; `rmr_dist.replay.tables.server_games`). One server holds
+      every table; more spread the insert load past one server's saturation point
+      (`python -m rmr_dist.bench scaling`). At most the number of games.
   """
   server: str
   port: int
@@ -173,10 +177,12 @@ class ReplayConfig:
   min_size_to_sample: int
   chunk_length: int
   checkpoint: bool
+  num_servers: int
 
   def validate(self, path: str) -> None:
     _require(self.server in REPLAY_SERVERS, f'{path}.server', self.server,
              f'one of {REPLAY_SERVERS}')
+    _require(self.num_servers >= 1, f'{path}.num_servers', self.num_servers, 'an int >= 1')
     _require(0 <= self.port <= 65535, f'{path}.port', self.port, 'an int in [0, 65535]')
     _require(self.abstract_max_size >= 1, f'{path}.abstract_max_size', self.abstract_max_size,
              'an int >= 1')
@@ -339,12 +345,33 @@ class RayConfig:
   Attributes:
     address: '' starts a local Ray on 127.0.0.1; 'auto' or 'HOST:PORT' joins a cluster.
     num_cpus: CPUs a local Ray may use; 0 means all of this machine's.
+    learner_num_cpus: CPUs each learner-group process (one per host) reserves.
+    learner_num_gpus: GPUs each learner-group process reserves; 0 runs JAX on the CPU. Ray
+      sets CUDA_VISIBLE_DEVICES, so `jax.pmap` maps over exactly these devices.
+    learner_max_restarts: how often a dead learner process is restarted (by Ray on one host,
+      by the driver as a whole group on several); the unit resumes from its Orbax checkpoint.
+    learner_hosts: hosts (processes) per abstract / natural learner group. Above 1 they are
+      placed STRICT_SPREAD and joined by `jax.distributed`; each host samples
+      batch_size / learner_hosts of every update.
+  The learner fields have defaults (a config file may omit them); configs/atari.py sets them.
   """
   address: str
   num_cpus: int
+  learner_num_cpus: float = 1.0
+  learner_num_gpus: float = 0.0
+  learner_max_restarts: int = 2
+  learner_hosts: int = 1
 
   def validate(self, path: str) -> None:
     _require(self.num_cpus >= 0, f'{path}.num_cpus', self.num_cpus, 'an int >= 0')
+    _require(self.learner_num_cpus > 0, f'{path}.learner_num_cpus', self.learner_num_cpus,
+             'a float > 0')
+    _require(self.learner_num_gpus >= 0, f'{path}.learner_num_gpus', self.learner_num_gpus,
+             'a float >= 0')
+    _require(self.learner_max_restarts >= 0, f'{path}.learner_max_restarts',
+             self.learner_max_restarts, 'an int >= 0')
+    _require(self.learner_hosts >= 1, f'{path}.learner_hosts', self.learner_hosts,
+             'an int >= 1')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -378,6 +405,9 @@ class AtariConfig:
     _require(len(self.games) >= 1, f'{path}.games', self.games, 'at least one game')
     _require(len(set(self.games)) == len(self.games), f'{path}.games', self.games,
              'distinct games')
+    _require(self.replay.num_servers <= len(self.games), f'{path}.replay.num_servers',
+             self.replay.num_servers, f'at most the number of games ({len(self.games)}): '
+             'replay is sharded by game')
     for game in self.games:
       check_game(game)
     if 'rmr' in self.natural.variants:
@@ -385,6 +415,11 @@ class AtariConfig:
                f'{path}.natural.processor_model', self.natural.processor_model,
                f'one of the trained abstract models {self.abstract.models}')
     _require(self.seed >= 0, f'{path}.seed', self.seed, 'an int >= 0')
+    hosts = self.ray.learner_hosts
+    for section in ('abstract', 'natural'):
+      batch = getattr(self, section).batch_size
+      _require(batch % hosts == 0, f'{path}.{section}.batch_size', batch,
+               f'a multiple of ray.learner_hosts={hosts} (each host samples an equal share)')
 
 
 def _check_type(path: str, value: Any, annotation: Any) -> Any:
@@ -422,11 +457,15 @@ def _build(cls: type, values: Mapping[str, Any], path: str) -> Any:
   if unknown:
     raise ConfigError(f'Unknown config key(s) {", ".join(f"{path}.{k}" for k in unknown)}; '
                       f'valid keys of {path}: {", ".join(names)}.')
-  missing = [n for n in names if n not in values]
+  optional = {f.name for f in dataclasses.fields(cls)
+              if f.default is not dataclasses.MISSING}  # Fields with a default may be omitted.
+  missing = [n for n in names if n not in values and n not in optional]
   if missing:
     raise ConfigError(f'Missing config key(s) {", ".join(f"{path}.{k}" for k in missing)}.')
   kwargs = {}
   for name in names:
+    if name not in values:
+      continue  # An omitted field with a default.
     annotation, value = hints[name], values[name]
     if dataclasses.is_dataclass(annotation):
       if not isinstance(value, Mapping):
@@ -460,3 +499,207 @@ def load_atari_config(config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
     config = config.to_dict()
   return _build(AtariConfig, config, 'config')
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Bouncing balls (paper section 3, Appendix A): `configs/balls.py`, `load_balls_config`.
+# ---------------------------------------------------------------------------------------------
+
+BALLS_VARIANTS = ('rmr', 'end_to_end')
+
+
+@dataclasses.dataclass(frozen=True)
+class SimConfig:
+  """The MuJoCo bouncing-balls simulation and its renders.
+
+  Attributes:
+    num_balls: balls in the box (paper: 10).
+    radius_min: smallest ball radius, as a fraction of the box side.
+    radius_max: largest ball radius (equal to radius_min for one size of ball).
+    speed_min: smallest initial speed, box sides per second.
+    speed_max: largest initial speed.
+    frame_dt: simulated seconds between recorded states (and frames).
+    physics_dt: MuJoCo integration step; frame_dt / physics_dt substeps per frame.
+    image_size: side of the square RGB renders (paper: 64).
+  """
+  num_balls: int
+  radius_min: float
+  radius_max: float
+  speed_min: float
+  speed_max: float
+  frame_dt: float
+  physics_dt: float
+  image_size: int
+
+  def validate(self, path: str) -> None:
+    _require(self.num_balls >= 1, f'{path}.num_balls', self.num_balls, 'an int >= 1')
+    _require(0 < self.radius_min <= self.radius_max < 0.5, f'{path}.radius_min/radius_max',
+             (self.radius_min, self.radius_max), '0 < radius_min <= radius_max < 0.5')
+    _require(0 <= self.speed_min <= self.speed_max, f'{path}.speed_min/speed_max',
+             (self.speed_min, self.speed_max), '0 <= speed_min <= speed_max')
+    _require(0 < self.physics_dt <= self.frame_dt, f'{path}.physics_dt/frame_dt',
+             (self.physics_dt, self.frame_dt), '0 < physics_dt <= frame_dt')
+    _require(self.image_size >= 8 and self.image_size & (self.image_size - 1) == 0,
+             f'{path}.image_size', self.image_size, 'a power of two >= 8')
+
+
+@dataclasses.dataclass(frozen=True)
+class BallsDataConfig:
+  """Fixed train / validation trajectory sets, simulated by Ray actors into the episode store.
+
+  Attributes:
+    train_episodes: training trajectories.
+    val_episodes: validation trajectories (disjoint seeds).
+    episode_frames: recorded states per trajectory.
+    history: past states per input window (paper: 3); the next state is the target.
+    num_workers: simulation actors.
+  """
+  train_episodes: int
+  val_episodes: int
+  episode_frames: int
+  history: int
+  num_workers: int
+
+  def validate(self, path: str) -> None:
+    for name in ('train_episodes', 'val_episodes', 'history', 'num_workers'):
+      _require(getattr(self, name) >= 1, f'{path}.{name}', getattr(self, name), 'an int >= 1')
+    _require(self.episode_frames > self.history, f'{path}.episode_frames', self.episode_frames,
+             f'more than history={self.history} frames')
+
+
+@dataclasses.dataclass(frozen=True)
+class BallsAbstractConfig:
+  """The abstract learner on positions: f linear, P an MPNN, g linear (Appendix A).
+
+  Attributes:
+    latent_size: features per ball (paper: 128).
+    hidden_size: MPNN message / update width (paper: 128).
+    num_message_steps: message-passing steps (paper: 2).
+    aggregation: 'sum' | 'mean' | 'max' over incoming messages.
+    num_steps: learner updates.
+    batch_size: windows per update (paper: 512), split over local devices.
+    learning_rate: Adam learning rate (paper: 1e-4).
+    rollout_steps: steps of the autoregressive validation rollout (paper: 10).
+    eval_batch_size: windows per evaluation batch.
+    save_every: learner steps between Orbax checkpoints.
+    keep_checkpoints: checkpoints kept.
+    log_every: learner steps between TensorBoard scalars.
+  """
+  latent_size: int
+  hidden_size: int
+  num_message_steps: int
+  aggregation: str
+  num_steps: int
+  batch_size: int
+  learning_rate: float
+  rollout_steps: int
+  eval_batch_size: int
+  save_every: int
+  keep_checkpoints: int
+  log_every: int
+
+  def validate(self, path: str) -> None:
+    for name in ('latent_size', 'hidden_size', 'num_message_steps', 'num_steps', 'batch_size',
+                 'rollout_steps', 'eval_batch_size', 'save_every', 'keep_checkpoints',
+                 'log_every'):
+      _require(getattr(self, name) >= 1, f'{path}.{name}', getattr(self, name), 'an int >= 1')
+    _require(self.learning_rate > 0, f'{path}.learning_rate', self.learning_rate, 'a float > 0')
+    _require(self.aggregation in AGGREGATIONS, f'{path}.aggregation', self.aggregation,
+             f'one of {AGGREGATIONS}')
+
+
+@dataclasses.dataclass(frozen=True)
+class BallsNaturalConfig:
+  """The natural learners on frames: Slot Attention f~, P, broadcast decoder g~, in lockstep.
+
+  Attributes:
+    variants: 'rmr' (P the frozen abstract export) and/or 'end_to_end' (P trained).
+    num_seeds: seeds per variant, all on identical batches (paper: 3).
+    num_slots: Slot Attention slots (balls plus one for the background).
+    slot_size: Slot Attention slot width.
+    slot_iterations: Slot Attention iterations per image.
+    encoder_channels: channels of the encoder CNN.
+    encoder_layers: conv layers of the encoder CNN.
+    encoder_kernel: kernel size of the encoder CNN.
+    decoder_channels: channels of the broadcast decoder's transposed convolutions.
+    decoder_kernel: their kernel size.
+    broadcast_size: side of the grid each slot is broadcast to (upsampled to image_size).
+    num_steps: lockstep updates.
+    batch_size: windows per update, split over local devices.
+    learning_rate: Adam learning rate (paper: 1e-4).
+    eval_windows: validation windows scored (an even stride over all of them); 0 = all.
+    save_every: learner steps between Orbax checkpoints.
+    keep_checkpoints: checkpoints kept.
+    log_every: learner steps between TensorBoard scalars.
+    export_timeout_s: how long the natural learners wait for the processor export.
+  """
+  variants: tuple[str, ...]
+  num_seeds: int
+  num_slots: int
+  slot_size: int
+  slot_iterations: int
+  encoder_channels: int
+  encoder_layers: int
+  encoder_kernel: int
+  decoder_channels: int
+  decoder_kernel: int
+  broadcast_size: int
+  num_steps: int
+  batch_size: int
+  learning_rate: float
+  eval_windows: int
+  save_every: int
+  keep_checkpoints: int
+  log_every: int
+  export_timeout_s: float
+
+  def validate(self, path: str) -> None:
+    bad = [v for v in self.variants if v not in BALLS_VARIANTS]
+    _require(not bad and len(self.variants) >= 1 and len(set(self.variants)) ==
+             len(self.variants), f'{path}.variants', self.variants,
+             f'distinct variants from {BALLS_VARIANTS}')
+    for name in ('num_seeds', 'num_slots', 'slot_size', 'slot_iterations', 'encoder_channels',
+                 'encoder_layers', 'encoder_kernel', 'decoder_channels', 'decoder_kernel',
+                 'broadcast_size', 'num_steps', 'batch_size', 'save_every', 'keep_checkpoints',
+                 'log_every'):
+      _require(getattr(self, name) >= 1, f'{path}.{name}', getattr(self, name), 'an int >= 1')
+    _require(self.eval_windows >= 0, f'{path}.eval_windows', self.eval_windows, 'an int >= 0')
+    for name in ('learning_rate', 'export_timeout_s'):
+      _require(getattr(self, name) > 0, f'{path}.{name}', getattr(self, name), 'a float > 0')
+
+
+@dataclasses.dataclass(frozen=True)
+class BallsConfig:
+  """The whole bouncing-balls RMR program.
+
+  Attributes:
+    seed: root seed (trajectory seeds, initialisation, batch order).
+    sim: simulation and rendering.
+    data: train / validation trajectories.
+    abstract: abstract learner on positions.
+    natural: natural learners on frames.
+    ray: Ray placement.
+  """
+  seed: int
+  sim: SimConfig
+  data: BallsDataConfig
+  abstract: BallsAbstractConfig
+  natural: BallsNaturalConfig
+  ray: RayConfig
+
+  def validate(self, path: str) -> None:
+    _require(self.seed >= 0, f'{path}.seed', self.seed, 'an int >= 0')
+    b = self.natural.broadcast_size
+    _require(b <= self.sim.image_size and b & (b - 1) == 0, f'{path}.natural.broadcast_size',
+             b, f'a power of two <= sim.image_size={self.sim.image_size}')
+
+
+def load_balls_config(config: ml_collections.ConfigDict | Mapping[str, Any]) -> BallsConfig:
+  """Validates a user config (e.g. `configs/balls.py:local`) and returns the `BallsConfig`.
+
+  Raises:
+    ConfigError: naming the first unknown/missing key, wrong type or invalid value.
+  """
+  if isinstance(config, ml_collections.ConfigDict):
+    config = config.to_dict()
+  return _build(BallsConfig, config, 'config')

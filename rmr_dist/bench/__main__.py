@@ -2,7 +2,7 @@
 
 import sys
 
-BENCHMARKS = ('collect', 'abstract', 'natural', 'scaling')
+BENCHMARKS = ('collect', 'abstract', 'natural', 'scaling', 'balls')
 
 
 def main(argv: list[str]) -> None:
@@ -23,6 +23,9 @@ def main(argv: list[str]) -> None:
   elif name == 'scaling':
     from rmr_dist.bench import scaling  # pylint: disable=g-import-not-at-top
     scaling.main(argv[2:])
+  elif name == 'balls':
+    from rmr_dist.bench import balls  # pylint: disable=g-import-not-at-top
+    balls.main(argv[2:])
 
 
 if __name__ == '__main__':

@@ -1,10 +1,16 @@
-"""Ray actors wrapping the plain classes: the Reverb server and the collectors."""
+"""Ray actors wrapping the plain classes: the Reverb servers and the collectors.
+
+Replay may be sharded over several Reverb servers by game (`config.replay.num_servers`):
+`start_replay_servers` starts them and returns `{game: address}`, which collectors (and
+learners, per game) are given instead of one address.
+"""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import ray
 
@@ -13,29 +19,41 @@ from rmr_dist.acting import collector as collector_lib
 
 
 class ReplayServer:
-  """A Reverb server holding every game's tables (in-process, or inside a Ray actor).
+  """A Reverb server holding the tables of some games (in-process, or inside a Ray actor).
 
   Args:
     config: the program config (games, frame size, table sizes, port).
     checkpoint_dir: Reverb checkpoint directory; an existing checkpoint there is restored.
     host: the address clients should dial.
+    games: the games whose tables this server holds (default: all of `config.games`).
+    port: TCP port (default `config.replay.port`; 0 picks a free one).
   """
 
-  def __init__(self, config: config_lib.AtariConfig, checkpoint_dir: str | None, host: str):
+  def __init__(self, config: config_lib.AtariConfig, checkpoint_dir: str | None, host: str,
+               games: Sequence[str] | None = None, port: int | None = None):
     from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
     r = config.replay
+    self._games = tuple(config.games if games is None else games)
     self._server = tables.make_server(
-        tables.make_tables(config.games, (config.env.frame_height, config.env.frame_width),
+        tables.make_tables(self._games, (config.env.frame_height, config.env.frame_width),
                            abstract_max_size=r.abstract_max_size,
                            natural_max_size=r.natural_max_size,
                            min_size_to_sample=r.min_size_to_sample,
                            natural_fractions=config.natural.data_fractions),
-        port=r.port, checkpoint_dir=checkpoint_dir)
+        port=r.port if port is None else port, checkpoint_dir=checkpoint_dir)
     self._address = f'{host}:{self._server.port}'
 
   def address(self) -> str:
     """'host:port' that clients connect to."""
     return self._address
+
+  def games(self) -> tuple[str, ...]:
+    """The games whose tables this server holds."""
+    return self._games
+
+  def pid(self) -> int:
+    """The serving process (its CPU use is the server's; see `rmr_dist.bench.scaling`)."""
+    return os.getpid()
 
   def stop(self) -> None:
     self._server.stop()
@@ -45,27 +63,82 @@ class ReplayServer:
 class ReplayServerActor(ReplayServer):
   """The Reverb server as a Ray actor (clusters): dialled at its node's IP."""
 
-  def __init__(self, config: config_lib.AtariConfig, checkpoint_dir: str | None):
-    super().__init__(config, checkpoint_dir, ray.util.get_node_ip_address())
+  def __init__(self, config: config_lib.AtariConfig, checkpoint_dir: str | None,
+               games: Sequence[str] | None = None, port: int | None = None):
+    super().__init__(config, checkpoint_dir, ray.util.get_node_ip_address(), games, port)
 
 
-class CollectorWorker:
-  """A Collector connected to a Reverb server and the episode store, run inside an actor.
+def server_checkpoint_dir(root: str | None, server: int, num_servers: int) -> str | None:
+  """Checkpoint directory of one server: `root` itself for a single server, else `root/server_<i>`."""
+  if root is None or num_servers == 1:
+    return root
+  return os.path.join(root, f'server_{server}')
+
+
+def start_replay_servers(config: config_lib.AtariConfig, checkpoint_dir: str | None,
+                         host: str) -> tuple[list[Any], dict[str, str]]:
+  """Starts `config.replay.num_servers` Reverb servers, replay sharded by game.
+
+  Server s holds the tables of `tables.server_games(config.games, num_servers)[s]` and keeps
+  its checkpoints in `server_checkpoint_dir(checkpoint_dir, s, num_servers)`. With
+  `replay.server='in_process'` they run in this process (dialled at `host`); with 'actor'
+  each is a Ray actor, spread over the nodes. A fixed `replay.port` p gives server s port p + s.
 
   Args:
     config: the program config.
-    replay_address: 'host:port' of the Reverb server.
+    checkpoint_dir: the replay checkpoint root, or None for no checkpoints.
+    host: the address clients dial in-process servers at.
+
+  Returns:
+    (servers: ReplayServer objects or actor handles, in server order,
+     addresses: {game: 'host:port' of the server holding its tables}).
+  """
+  from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
+  r = config.replay
+  servers, addresses = [], {}
+  for s, games in enumerate(tables.server_games(config.games, r.num_servers)):
+    directory = server_checkpoint_dir(checkpoint_dir, s, r.num_servers)
+    port = r.port + s if r.port else 0
+    if r.server == 'in_process':
+      server = ReplayServer(config, directory, host, games, port)
+      address = server.address()
+    else:
+      server = ReplayServerActor.options(scheduling_strategy='SPREAD').remote(
+          config, directory, games, port)
+      address = ray.get(server.address.remote())
+    servers.append(server)
+    addresses.update({game: address for game in games})
+  return servers, addresses
+
+
+def stop_replay_servers(servers: Sequence[Any]) -> None:
+  """Stops servers from `start_replay_servers` (in-process ones, or kills the actors)."""
+  for server in servers:
+    if isinstance(server, ReplayServer):
+      server.stop()
+    else:
+      ray.kill(server)
+
+
+class CollectorWorker:
+  """A Collector connected to the Reverb server(s) and the episode store, run inside an actor.
+
+  Args:
+    config: the program config.
+    replay_addresses: {game: 'host:port'} of the server holding each game's tables (from
+      `start_replay_servers`); a single 'host:port' means one server holds every game.
     store_root: directory of the episode store (shared storage on a cluster).
   """
 
-  def __init__(self, config: config_lib.AtariConfig, replay_address: str, store_root: str):
-    import reverb  # pylint: disable=g-import-not-at-top
+  def __init__(self, config: config_lib.AtariConfig,
+               replay_addresses: Mapping[str, str] | str, store_root: str):
     from rmr_dist.replay import adders  # pylint: disable=g-import-not-at-top
     from rmr_dist.replay import episode_store  # pylint: disable=g-import-not-at-top
-    self._client = reverb.Client(replay_address)
-    self._adder = adders.TransitionAdder(self._client,
-                                         max_episode_steps=config.env.max_episode_steps,
-                                         chunk_length=config.replay.chunk_length)
+    if isinstance(replay_addresses, str):
+      replay_addresses = {game: replay_addresses for game in config.games}
+    self._adder = adders.make_adder(dict(replay_addresses),
+                                    max_episode_steps=config.env.max_episode_steps,
+                                    chunk_length=config.replay.chunk_length)
     self._collector = collector_lib.Collector(config, episode_store.EpisodeStore(store_root),
                                               self._adder)
 
@@ -78,34 +151,57 @@ class CollectorWorker:
 
 
 def make_collector_actor_class(max_restarts: int):
-  """CollectorWorker as a restartable Ray actor class (1 CPU each)."""
-  return ray.remote(num_cpus=1, max_restarts=max_restarts,
-                    max_task_retries=max_restarts)(CollectorWorker)
+  """CollectorWorker as a restartable Ray actor class (1 CPU each, spread over the nodes).
+
+  A collector whose process or node dies is restarted (on any node with a free CPU) up to
+  `max_restarts` times and its in-flight episodes are re-run there (max_task_retries); past
+  that the driver requeues them on the other collectors.
+  """
+  return ray.remote(num_cpus=1, max_restarts=max_restarts, max_task_retries=max_restarts,
+                    scheduling_strategy='SPREAD')(CollectorWorker)
 
 
 @ray.remote(num_cpus=1)
 class SyntheticWriter:
-  """Inserts synthetic 210x160 transitions as fast as it can (Reverb saturation benchmark).
+  """Inserts Atari transitions as fast as it can (Reverb saturation benchmark).
 
-  Frames are random-walk images (compressible like game frames, never identical), written
-  through the same TransitionAdder as real collection.
+  At start it records `episode_steps + 1` real observations of `game` (native 210x160 frames
+  and RAM, random actions), so items are the size of collected ones and compress like them;
+  then `write_for` replays them through the collectors' TransitionAdder without emulating, so
+  nothing but writing limits it.
   """
 
   def __init__(self, replay_address: str, game: str, episode_steps: int = 200):
     import numpy as np  # pylint: disable=g-import-not-at-top
-    import reverb  # pylint: disable=g-import-not-at-top
     from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
-    from rmr_dist.replay import adders  # pylint: disable=g-import-not-at-top
-    self._game, self._steps = game, episode_steps
-    self._adder = adders.TransitionAdder(reverb.Client(replay_address),
-                                         max_episode_steps=episode_steps, chunk_length=8)
+    self._steps = episode_steps
+    self._adder = None
+    self.connect(replay_address, game)
     rng = np.random.default_rng(os.getpid())
-    base = rng.integers(0, 8, (210, 160, 3), dtype=np.uint8) * 32
-    self._obs = [atari.Observation(rng.integers(0, 256, 128, dtype=np.uint8),
-                                   np.roll(base, t, axis=1)) for t in range(episode_steps + 1)]
+    env = atari.AtariEnv(game)
+    self._obs = [env.reset(int(rng.integers(1 << 31)))]
+    while len(self._obs) <= episode_steps:
+      result = env.step(int(rng.integers(atari.NUM_ACTIONS)))
+      self._obs.append(result.observation)
+      if result.terminal or result.truncated:
+        self._obs.append(env.reset(int(rng.integers(1 << 31))))
+    self._obs = self._obs[:episode_steps + 1]
+
+  def connect(self, replay_address: str, game: str) -> None:
+    """Writes `game`'s tables on the server at `replay_address` from now on."""
+    import reverb  # pylint: disable=g-import-not-at-top
+    from rmr_dist.replay import adders  # pylint: disable=g-import-not-at-top
+    if self._adder is not None:
+      self._adder.close()
+    self._game = game
+    self._adder = adders.TransitionAdder(reverb.Client(replay_address),
+                                         max_episode_steps=self._steps, chunk_length=8)
 
   def ready(self) -> bool:
     return True
+
+  def pid(self) -> int:
+    return os.getpid()
 
   def write_for(self, seconds: float) -> int:
     """Writes whole episodes until `seconds` have passed; returns transitions written."""

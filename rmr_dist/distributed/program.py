@@ -3,12 +3,18 @@
 Work directory layout (`workdir`, a local path or shared storage):
   config.json            the validated config the directory was created with
   episodes/              episode store (validation episodes; all with store_all_episodes)
-  replay/                Reverb checkpoints (written after collection; restored by later runs)
+  replay/                Reverb checkpoints (written after collection; restored by later runs);
+                         with replay.num_servers > 1, one server_<i>/ per server
   collect/summary.json   per-game episode/transition counts and throughput
   abstract/<game>/<model>/  learner checkpoints, processor export, result.json (Table 2 row)
   natural/<game>/f<pct>/  lockstep RMR/C-SWM checkpoints, trained.json, probe.json
   report/                table1/table2 (.csv, .md), results.json, figures (.png)
-  tb/                    TensorBoard run directory (collector, learner, evaluator scalars)
+  tb/                    TensorBoard run directory: collector counters, replay size and insert /
+                         sample rates, learner scalars, evaluation tables and figures
+
+The abstract, natural and probe units run in learner groups (`learners.py`): Ray actors that
+reserve `ray.learner_num_cpus` / `learner_num_gpus` each, one group alive at a time, killed
+when their stage ends. The driver keeps the order and prints the status lines.
 
 Stages run in order; a stage whose outputs exist (for the same config) is skipped, so a crashed
 or interrupted run resumes by running the same command again.
@@ -30,8 +36,10 @@ from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
 from rmr_dist.acting import collector as collector_lib
 from rmr_dist.distributed import actors
+from rmr_dist.distributed import learners
 from rmr_dist.distributed import ray_setup
 from rmr_dist.replay import episode_store
+from rmr_dist.replay import monitor as monitor_lib
 from rmr_dist.replay import splits
 
 STAGES = ('collect', 'abstract', 'natural', 'probe', 'report')
@@ -44,6 +52,36 @@ def check_stages(stages: list[str]) -> list[str]:
     raise config_lib.ConfigError(f'Unknown stage(s) {unknown or stages}; valid stages, in '
                                  f'order: {",".join(STAGES)}.')
   return [s for s in STAGES if s in stages]
+
+
+def _read_json(path: str) -> Any:
+  """The JSON at `path`, or None if there is none (a unit's result: present iff complete)."""
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+class _LazyGroup:
+  """`with _LazyGroup(...) as group:` - `group()` starts the learner group on first use; the
+  group is killed when the block ends, so a stage with nothing left to do starts no process."""
+
+  def __init__(self, config: config_lib.AtariConfig, role: str, workdir: str):
+    self._args = (config, role, workdir)
+    self._group: learners.LearnerGroup | None = None
+
+  def __call__(self) -> learners.LearnerGroup:
+    if self._group is None:
+      self._group = learners.LearnerGroup(*self._args)
+    return self._group
+
+  def __enter__(self) -> _LazyGroup:
+    return self
+
+  def __exit__(self, *exc) -> None:
+    if self._group is not None:
+      self._group.close()
+      self._group = None
 
 
 def _dir_bytes(path: str) -> int:
@@ -67,8 +105,9 @@ class AtariProgram:
     os.makedirs(self.workdir, exist_ok=True)
     self._check_workdir_config()
     self.logger = logging_lib.Logger(os.path.join(self.workdir, 'tb'))
-    self._replay: Any = None
-    self._replay_address: str | None = None
+    self._replay: list[Any] = []  # The Reverb servers (objects or actor handles).
+    self._replay_addresses: dict[str, str] | None = None  # game -> 'host:port'
+    self._replay_monitor: monitor_lib.ReplayMonitor | None = None
 
   def _check_workdir_config(self) -> None:
     """Refuses to mix runs of different configs in one work directory."""
@@ -88,26 +127,58 @@ class AtariProgram:
       episode_store.atomic_write_json(path, current)
 
   # ---------------------------------------------------------------- replay
-  def replay_address(self, restore: bool) -> str:
-    """Starts the Reverb server once (restoring its checkpoint if `restore`) and returns it."""
-    if self._replay_address is not None:
-      return self._replay_address
+  def replay_addresses(self, restore: bool) -> dict[str, str]:
+    """Starts the Reverb server(s) once and returns {game: 'host:port' of its server}.
+
+    `replay.num_servers` servers hold the tables, sharded by game
+    (`actors.start_replay_servers`). With `restore` each loads its checkpoint; without, stale
+    checkpoints of an interrupted collection are removed first. A background monitor logs
+    every table's size and insert / sample rates to TensorBoard until `close`.
+    """
+    if self._replay_addresses is not None:
+      return self._replay_addresses
     if not restore and os.path.isdir(self.replay_dir):
       shutil.rmtree(self.replay_dir)  # Stale contents of an interrupted collection.
     ray_setup.init_ray(self.config.ray)
     checkpoint_dir = self.replay_dir if self.config.replay.checkpoint else None
-    if self.config.replay.server == 'in_process':
-      host = ray_setup.LOOPBACK if not self.config.ray.address else ray.util.get_node_ip_address()
-      self._replay = actors.ReplayServer(self.config, checkpoint_dir, host)
-      self._replay_address = self._replay.address()
-    else:
-      self._replay = actors.ReplayServerActor.remote(self.config, checkpoint_dir)
-      self._replay_address = ray.get(self._replay.address.remote())
-    return self._replay_address
+    host = ray_setup.LOOPBACK if not self.config.ray.address else ray.util.get_node_ip_address()
+    self._replay, self._replay_addresses = actors.start_replay_servers(self.config,
+                                                                        checkpoint_dir, host)
+    self._replay_monitor = monitor_lib.ReplayMonitor(self._replay_addresses.values())
+    self._replay_monitor.start(self.logger.scalars, self.config.collect.status_interval_s)
+    return self._replay_addresses
 
-  def _replay_client(self):
+  def address_for(self, game: str) -> str:
+    """'host:port' of the Reverb server holding `game`'s tables (starting / restoring them)."""
+    addresses = self.replay_addresses(restore=True)
+    if game not in addresses:
+      raise config_lib.ConfigError(f'No replay tables for game {game!r}; games: '
+                                   f'{", ".join(addresses)}.')
+    return addresses[game]
+
+  def replay_address(self, restore: bool) -> str:
+    """The address of the single Reverb server (`replay.num_servers=1`).
+
+    Raises:
+      ConfigError: replay is sharded over several servers; use `address_for(game)`.
+    """
+    addresses = set(self.replay_addresses(restore).values())
+    if len(addresses) != 1:
+      raise config_lib.ConfigError(
+          f'replay.num_servers={self.config.replay.num_servers}: replay is sharded by game '
+          f'over {sorted(addresses)}; ask address_for(game) for the server of a game.')
+    return addresses.pop()
+
+  def _replay_clients(self) -> list[Any]:
+    """One Reverb client per server, in server order."""
     import reverb  # pylint: disable=g-import-not-at-top
-    return reverb.Client(self.replay_address(restore=True))
+    addresses = self.replay_addresses(restore=True)
+    return [reverb.Client(a) for a in dict.fromkeys(addresses.values())]
+
+  def _replay_sizes(self, clients: list[Any]) -> dict[str, int]:
+    """{table: current size} over every server."""
+    return {name: info.current_size for client in clients
+            for name, info in client.server_info().items()}
 
   # ---------------------------------------------------------------- collect
   def collect(self) -> dict[str, Any]:
@@ -116,20 +187,22 @@ class AtariProgram:
     if os.path.exists(summary_path) and (not self.config.replay.checkpoint
                                          or os.path.isdir(self.replay_dir)):
       print(f'collect: already complete ({summary_path}); restoring replay from its checkpoint.')
-      self.replay_address(restore=True)
+      self.replay_addresses(restore=True)
       with open(summary_path) as f:
         return json.load(f)
 
     cfg = self.config
-    address = self.replay_address(restore=False)
+    addresses = self.replay_addresses(restore=False)
     units = collector_lib.make_work_units(cfg.games, cfg.heads.num_heads,
                                           cfg.heads.episodes_per_head)
     actor_cls = actors.make_collector_actor_class(cfg.collect.max_actor_restarts)
     num_actors = min(cfg.collect.num_collectors, len(units))
-    workers = [actor_cls.remote(cfg, address, self.episodes_dir) for _ in range(num_actors)]
+    workers = [actor_cls.remote(cfg, addresses, self.episodes_dir) for _ in range(num_actors)]
+    servers = sorted(set(addresses.values()))
+    where = servers[0] if len(servers) == 1 else f'{len(servers)} servers {addresses}'
     print(f'collect: {len(units)} episodes ({len(cfg.games)} games x {cfg.heads.num_heads} heads '
           f'x {cfg.heads.episodes_per_head}) on {num_actors} collector actors; replay at '
-          f'{address}')
+          f'{where}')
     stats = self._dispatch(workers, units)
     for w in workers:
       ray.kill(w)
@@ -139,6 +212,7 @@ class AtariProgram:
                 units: list[collector_lib.WorkUnit]) -> list[collector_lib.EpisodeStats]:
     """Feeds units to workers (two in flight each) until all are done; logs progress."""
     queue = collections.deque(units)
+    actor_steps = [0] * len(workers)  # Agent steps played by each actor.
     pending: dict[Any, tuple[int, collector_lib.WorkUnit]] = {}
     alive = set(range(len(workers)))
 
@@ -152,14 +226,16 @@ class AtariProgram:
       submit(i)
     done: list[collector_lib.EpisodeStats] = []
     start = last_status = time.perf_counter()
-    client = self._replay_client()
+    clients = self._replay_clients()
     while pending:
       ready, _ = ray.wait(list(pending), num_returns=1,
                           timeout=self.config.collect.status_interval_s)
       for ref in ready:
         i, unit = pending.pop(ref)
         try:
-          done.extend(ray.get(ref))
+          result = ray.get(ref)
+          done.extend(result)
+          actor_steps[i] += sum(s.length for s in result if not s.skipped)
         except ray.exceptions.RayActorError as e:
           alive.discard(i)
           queue.appendleft(unit)
@@ -172,30 +248,40 @@ class AtariProgram:
       now = time.perf_counter()
       if now - last_status >= self.config.collect.status_interval_s or not pending:
         last_status = now
-        self._log_progress(done, len(done) + len(pending) + len(queue), now - start, client)
+        self._log_progress(done, len(done) + len(pending) + len(queue), now - start,
+                           actor_steps, clients)
     return done
 
   def _log_progress(self, done: list[collector_lib.EpisodeStats], total: int, elapsed: float,
-                    client) -> None:
+                    actor_steps: list[int], clients: list[Any]) -> None:
+    """Collector counters to TensorBoard (step: agent steps) and one status line.
+
+    (Replay sizes and insert / sample rates are logged by the replay monitor.)
+    """
     steps = sum(s.length for s in done if not s.skipped)
-    sizes = {name: info.current_size for name, info in client.server_info().items()}
-    scalars = {'collector/steps_per_s': steps / max(elapsed, 1e-9),
-               'collector/frames_per_s': steps * self.config.env.frame_skip / max(elapsed, 1e-9),
+    elapsed = max(elapsed, 1e-9)
+    scalars = {'collector/steps_per_s': steps / elapsed,
+               'collector/frames_per_s': steps * self.config.env.frame_skip / elapsed,
                'collector/episodes': len(done)}
+    for i, n in enumerate(actor_steps):
+      scalars[f'collector/actor_{i}/steps_per_s'] = n / elapsed
     for game in self.config.games:
       scalars[f'collector/{game}/episodes'] = sum(s.game == game for s in done)
-    for name, size in sizes.items():
-      scalars[f'replay/{name}/size'] = size
+    for head in range(self.config.heads.num_heads):
+      scalars[f'collector/head_{head}/episodes'] = sum(s.head == head for s in done)
     self.logger.scalars(scalars, step=steps)
+    eta = (logging_lib.format_duration(elapsed * (total - len(done)) / len(done)) if done
+           else '?')
+    items = sum(self._replay_sizes(clients).values())
     print(f'collect: {len(done)}/{total} episodes, {steps} steps, '
-          f'{scalars["collector/steps_per_s"]:.0f} steps/s, replay items '
-          f'{sum(sizes.values())}', flush=True)
+          f'{scalars["collector/steps_per_s"]:.0f} steps/s, ETA {eta}, replay items {items}',
+          flush=True)
 
   def _finish_collect(self, stats: list[collector_lib.EpisodeStats],
                       summary_path: str) -> dict[str, Any]:
     cfg = self.config
-    client = self._replay_client()
-    sizes = {name: info.current_size for name, info in client.server_info().items()}
+    clients = self._replay_clients()
+    sizes = self._replay_sizes(clients)
     games = {}
     for game in cfg.games:
       g = [s for s in stats if s.game == game]
@@ -214,10 +300,11 @@ class AtariProgram:
       }
     summary: dict[str, Any] = {'games': games, 'episodes_dir': self.episodes_dir}
     if cfg.replay.checkpoint:
-      path = client.checkpoint()
+      paths = [client.checkpoint() for client in clients]  # One per server.
       train = sum(g['train_transitions'] for g in games.values())
-      summary['replay_checkpoint'] = path
-      summary['replay_checkpoint_bytes_per_transition'] = _dir_bytes(path) / max(train, 1)
+      summary['replay_checkpoint'] = paths[0] if len(paths) == 1 else paths
+      summary['replay_checkpoint_bytes_per_transition'] = (
+          sum(_dir_bytes(p) for p in paths) / max(train, 1))
     store = episode_store.EpisodeStore(self.episodes_dir)
     store.write_index()
     episode_store.atomic_write_json(summary_path, summary)
@@ -228,28 +315,27 @@ class AtariProgram:
 
   # ---------------------------------------------------------------- abstract
   def abstract(self) -> list[dict[str, Any]]:
-    """Trains and evaluates every configured abstract model on every game (resumable)."""
+    """Trains and evaluates every configured abstract model on every game (resumable).
+
+    The units run in order in the abstract learner group (`learners.LearnerGroup`), started
+    when the first unfinished unit comes up and killed when the stage ends.
+    """
     from rmr_dist.learning import stages  # pylint: disable=g-import-not-at-top
     self._require_collect('abstract')
-    address = self.replay_address(restore=True)
     rows = []
-    for game in self.config.games:
-      for model in self.config.abstract.models:
-        prefix = f'abstract/{game}/{model}/'
-
-        def log_fn(scalars, step, prefix=prefix):
-          self.logger.scalars({prefix + k: v for k, v in scalars.items()}, step)
-
-        print(f'abstract: {game} / {model} ...', flush=True)
-        row = stages.run_abstract_unit(self.config, game, model, address, self.workdir,
-                                       log_fn=log_fn)
-        print(f'abstract: {game} / {model}: slot acc {100 * row["slot_acc"]:.2f}%, bit F1 '
-              f'{row["bit_f1"]:.3f} over {row["n_eval_slots"]} slots, '
-              f'{row["n_eval_transitions"]} transitions ({row["train_seconds"]:.0f} s)',
-              flush=True)
-        self.logger.scalars({prefix + 'eval/slot_acc': row['slot_acc'],
-                             prefix + 'eval/bit_f1': row['bit_f1']}, row['train_steps'])
-        rows.append(row)
+    with _LazyGroup(self.config, 'abstract', self.workdir) as group:
+      for game in self.config.games:
+        address = self.address_for(game)
+        for model in self.config.abstract.models:
+          print(f'abstract: {game} / {model} ...', flush=True)
+          row = (_read_json(os.path.join(stages.unit_dir(self.workdir, game, model),
+                                         'result.json'))
+                 or group().run('abstract_unit', address, game, model))
+          print(f'abstract: {game} / {model}: slot acc {100 * row["slot_acc"]:.2f}%, bit F1 '
+                f'{row["bit_f1"]:.3f} over {row["n_eval_slots"]} slots, '
+                f'{row["n_eval_transitions"]} transitions ({row["train_seconds"]:.0f} s)',
+                flush=True)
+          rows.append(row)
     return rows
 
   def _require_collect(self, stage: str) -> None:
@@ -260,45 +346,45 @@ class AtariProgram:
 
   # ---------------------------------------------------------------- natural + probe
   def natural(self) -> list[dict[str, Any]]:
-    """Trains RMR and C-SWM x seeds in lockstep for every game and data fraction (resumable)."""
+    """Trains RMR and C-SWM x seeds in lockstep for every game and data fraction (resumable).
+
+    The units run in order in the natural learner group (a separate group from the abstract
+    one), each waiting up to `natural.export_timeout_s` for its processor export.
+    """
     from rmr_dist.learning import natural_stage  # pylint: disable=g-import-not-at-top
     self._require_collect('natural')
-    address = self.replay_address(restore=True)
     records = []
-    for game in self.config.games:
-      for fraction in self.config.natural.data_fractions:
-        prefix = f'natural/{game}/f{round(100 * fraction):d}/'
-
-        def log_fn(scalars, step, prefix=prefix):
-          self.logger.scalars({prefix + k: v for k, v in scalars.items()}, step)
-
-        print(f'natural: {game} fraction {fraction}: {len(self.config.natural.variants)} '
-              f'variants x {self.config.natural.num_seeds} seeds in lockstep ...', flush=True)
-        rec = natural_stage.run_natural_unit(self.config, game, fraction, address,
-                                             self.workdir, log_fn=log_fn)
-        print(f'natural: {game} fraction {fraction}: {rec["steps"]} steps in '
-              f'{rec["seconds"]:.0f} s; identical batches: {rec["identical_batches"]}',
-              flush=True)
-        records.append(rec)
+    with _LazyGroup(self.config, 'natural', self.workdir) as group:
+      for game in self.config.games:
+        address = self.address_for(game)
+        for fraction in self.config.natural.data_fractions:
+          print(f'natural: {game} fraction {fraction}: {len(self.config.natural.variants)} '
+                f'variants x {self.config.natural.num_seeds} seeds in lockstep ...', flush=True)
+          rec = (_read_json(os.path.join(natural_stage.fraction_dir(self.workdir, game, fraction),
+                                         'trained.json'))
+                 or group().run('natural_unit', address, game, fraction))
+          print(f'natural: {game} fraction {fraction}: {rec["steps"]} steps in '
+                f'{rec["seconds"]:.0f} s; identical batches: {rec["identical_batches"]}',
+                flush=True)
+          records.append(rec)
     return records
 
   def probe(self) -> list[dict[str, Any]]:
-    """Fits linear RAM-bit probes on every frozen natural encoder."""
+    """Fits linear RAM-bit probes on every frozen natural encoder (in a one-host group)."""
     from rmr_dist.learning import natural_stage  # pylint: disable=g-import-not-at-top
     self._require_collect('probe')
-    address = self.replay_address(restore=True)
     records = []
-    for game in self.config.games:
-      for fraction in self.config.natural.data_fractions:
-        rec = natural_stage.run_probe_unit(self.config, game, fraction, address, self.workdir)
-        summary = ', '.join(f'{v} ' + ' '.join(f'{x:.3f}' for x in r['bit_f1'])
-                            for v, r in rec['variants'].items())
-        print(f'probe: {game} fraction {fraction}: bit F1 per seed: {summary}', flush=True)
-        for v, r in rec['variants'].items():
-          for seed, f1 in enumerate(r['bit_f1']):
-            self.logger.scalars({f'eval/{game}/f{round(100 * fraction):d}/{v}/seed_{seed}/'
-                                 'probe_bit_f1': f1}, self.config.natural.num_steps)
-        records.append(rec)
+    with _LazyGroup(self.config, 'probe', self.workdir) as group:
+      for game in self.config.games:
+        address = self.address_for(game)
+        for fraction in self.config.natural.data_fractions:
+          rec = (_read_json(os.path.join(natural_stage.fraction_dir(self.workdir, game, fraction),
+                                         'probe.json'))
+                 or group().run('probe_unit', address, game, fraction))
+          summary = ', '.join(f'{v} ' + ' '.join(f'{x:.3f}' for x in r['bit_f1'])
+                              for v, r in rec['variants'].items())
+          print(f'probe: {game} fraction {fraction}: bit F1 per seed: {summary}', flush=True)
+          records.append(rec)
     return records
 
   # ---------------------------------------------------------------- report
@@ -347,10 +433,12 @@ class AtariProgram:
       with open(paths['table1.md']) as f:
         text = f.read()
       self.logger.text('eval/table1', text)
+      self.logger.image('eval/table1_probe_f1', paths['table1_probe_f1.png'])
       print(f'report: Table 1 written to {paths["table1.csv"]}\n{text}', flush=True)
     if len(nc.data_fractions) > 1:
       paths.update(table1.write_data_efficiency(os.path.join(self.workdir, 'report'),
                                                 by_fraction))
+      self.logger.image('eval/data_efficiency', paths['data_efficiency.png'])
     return paths
 
   def _report_table2(self) -> dict[str, str]:
@@ -376,11 +464,14 @@ class AtariProgram:
       getattr(self, stage)()
 
   def close(self) -> None:
-    """Stops the replay server and flushes logs (Ray itself is left to the caller)."""
-    if isinstance(self._replay, actors.ReplayServer):
-      self._replay.stop()
-    elif self._replay is not None:
-      ray.kill(self._replay)
-    self._replay = self._replay_address = None
+    """Stops the replay servers and flushes logs (Ray itself is left to the caller)."""
+    if self._replay_monitor is not None:
+      try:
+        self._replay_monitor.stop(log_fn=self.logger.scalars)  # A last poll of the counters.
+      except Exception as e:  # pylint: disable=broad-except
+        print(f'replay monitor: last poll failed ({e})', file=sys.stderr)
+      self._replay_monitor = None
+    actors.stop_replay_servers(self._replay)
+    self._replay, self._replay_addresses = [], None
     self.logger.close()
 

@@ -23,7 +23,9 @@ def init_ray(ray_config: config_lib.RayConfig) -> None:
     ray.init(address=ray_config.address, logging_level=logging.WARNING)
     return
   os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] = '0'
-  ray.init(num_cpus=ray_config.num_cpus or None, include_dashboard=False,
+  # address='local' always starts a new local instance: a bare ray.init() would join any Ray
+  # already running on this machine (`ray start`, another job) and run our actors there.
+  ray.init(address='local', num_cpus=ray_config.num_cpus or None, include_dashboard=False,
            _node_ip_address=LOOPBACK, logging_level=logging.WARNING,
            log_to_driver=True)
 

@@ -102,7 +102,7 @@ def _json_safe(x: Any) -> Any:
   return x
 
 
-def _save_figure(fig: Figure, path: str) -> None:
+def save_figure(fig: Figure, path: str) -> None:
   """Renders ``fig`` to PNG atomically (temp file, then rename)."""
   FigureCanvasAgg(fig)
   tmp = f'{path}.tmp-{os.getpid()}'
@@ -113,7 +113,7 @@ def _save_figure(fig: Figure, path: str) -> None:
   os.replace(tmp, path)
 
 
-def _csv_text(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
+def csv_text(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
   buf = io.StringIO()
   writer = csv.DictWriter(buf, fieldnames=columns, extrasaction='ignore', lineterminator='\n')
   writer.writeheader()
@@ -170,9 +170,9 @@ def write_table1(report_dir: str, per_game: Mapping[str, Mapping[str, Sequence[f
   rows = table1_rows(per_game)
   paths = {name: os.path.join(report_dir, name) for name in
            ('table1.csv', 'table1.md', 'table1_probe_f1.png', 'results.json')}
-  episode_store.atomic_write_text(paths['table1.csv'], _csv_text(TABLE1_COLUMNS, rows))
+  episode_store.atomic_write_text(paths['table1.csv'], csv_text(TABLE1_COLUMNS, rows))
   episode_store.atomic_write_text(paths['table1.md'], table1_markdown(rows))
-  _save_figure(_table1_figure(rows, per_game), paths['table1_probe_f1.png'])
+  save_figure(_table1_figure(rows, per_game), paths['table1_probe_f1.png'])
   results = {}
   if os.path.exists(paths['results.json']):
     with open(paths['results.json']) as f:
@@ -248,6 +248,6 @@ def write_data_efficiency(
   rows = data_efficiency_rows(results)
   paths = {name: os.path.join(report_dir, name)
            for name in ('data_efficiency.csv', 'data_efficiency.png')}
-  episode_store.atomic_write_text(paths['data_efficiency.csv'], _csv_text(DATA_EFFICIENCY_COLUMNS, rows))
-  _save_figure(_data_efficiency_figure(rows), paths['data_efficiency.png'])
+  episode_store.atomic_write_text(paths['data_efficiency.csv'], csv_text(DATA_EFFICIENCY_COLUMNS, rows))
+  save_figure(_data_efficiency_figure(rows), paths['data_efficiency.png'])
   return paths

@@ -58,6 +58,8 @@ class ModelSpec:
     aggregation: 'sum', 'mean' or 'max' over incoming messages (MPNN).
     mlp_hidden_size: hidden width of the MLP processor.
     slot_embedding: learned per-slot embedding in the encoder f.
+    num_slots: N, nodes the processor sees (128 RAM bytes; the balls).
+    action_size: A, width of the action the processor reads (18 on Atari, 0 for balls).
   """
   processor: str
   latent_size: int = 64
@@ -66,6 +68,8 @@ class ModelSpec:
   aggregation: str = 'max'
   mlp_hidden_size: int = 256
   slot_embedding: bool = True
+  num_slots: int = abstract_net.NUM_SLOTS
+  action_size: int = abstract_net.NUM_ACTIONS
 
   def __post_init__(self):
     if self.processor not in processors.PROCESSORS:
@@ -74,9 +78,12 @@ class ModelSpec:
     if self.aggregation not in processors.AGGREGATIONS:
       raise ValueError(f'ModelSpec.aggregation={self.aggregation!r}; valid: '
                        f'{processors.AGGREGATIONS}')
-    for name in ('latent_size', 'hidden_size', 'num_message_steps', 'mlp_hidden_size'):
+    for name in ('latent_size', 'hidden_size', 'num_message_steps', 'mlp_hidden_size',
+                 'num_slots'):
       if int(getattr(self, name)) < 1:
         raise ValueError(f'ModelSpec.{name}={getattr(self, name)!r} must be >= 1')
+    if int(self.action_size) < 0:
+      raise ValueError(f'ModelSpec.action_size={self.action_size!r} must be >= 0')
 
   def to_dict(self) -> dict[str, Any]:
     """Returns the spec as a JSON-serialisable dict."""
@@ -266,9 +273,10 @@ class AbstractLearner(PmapLearner):
     checkpoint_dir: Orbax checkpoint directory, or None for no checkpoints.
     save_every: save every this many steps (and at the end of :meth:`run`).
     keep: checkpoints to keep.
-    log_fn: called as ``log_fn(metrics + {'steps_per_s'}, step)`` every ``log_every`` steps.
+    log_fn: called as ``log_fn(metrics + {'learning_rate', 'steps_per_s'}, step)`` every
+      ``log_every`` steps.
     log_every: logging period in steps.
-    devices: devices to pmap over (default: all local devices).
+    devices: devices to pmap over (default: all devices; a process feeds its local ones).
   """
 
   def __init__(self, spec: ModelSpec, *, learning_rate: float, seed: int,
@@ -282,6 +290,7 @@ class AbstractLearner(PmapLearner):
     self._log_every = log_every
     self._devices = list(devices or jax.local_devices())
     self._model = make_model(spec)
+    self._learning_rate = float(learning_rate)
     self._optimizer = optax.adam(learning_rate)
     state = jax.device_get(init_state(self._model, self._optimizer, jax.random.PRNGKey(seed)))
     self._manager = None
@@ -289,10 +298,12 @@ class AbstractLearner(PmapLearner):
       self._manager = checkpointing.make_checkpoint_manager(checkpoint_dir, max_to_keep=keep)
       restored = checkpointing.restore_learner_state(self._manager, state)
       if restored is not None:
-        state, _ = restored
+        state, self.restored_step = restored
+        self.restored_params_digest = checkpointing.tree_digest(state.params)
     self._step = int(state.step)
     self._state = replicate(state, self._devices)
-    self._update = make_pmapped_update(self._model, self._optimizer, devices=self._devices)
+    # devices=None maps over all devices, every process's under jax.distributed (multi-host).
+    self._update = make_pmapped_update(self._model, self._optimizer, devices=devices)
 
   def _dispatch(self) -> Metrics:
     """Launches one update on the next batch; returns its metrics still on device."""
@@ -315,7 +326,7 @@ class AbstractLearner(PmapLearner):
     checkpointing.save_learner_state(self._manager, step, state)
 
   def _scalars(self, metrics: dict[str, float]) -> dict[str, float]:
-    return dict(metrics)
+    return dict(metrics, learning_rate=self._learning_rate)
 
   def export_processor(self, path: str, overwrite: bool = True) -> str:
     """Writes the processor export (params of P + this spec); see ``checkpointing``.

@@ -4,6 +4,10 @@ A subclass builds its replicated state and checkpoint manager, then implements f
 `_dispatch()` (launch one update, return device metrics), `_check(metrics)` (bring metrics to
 the host, raise FloatingPointError if not finite), `_save_state(step, state)` and
 `_scalars(metrics)` (the dict handed to `log_fn`).
+
+`run(num_steps, progress_label=...)` also prints one compact status line per log period
+(step / total, steps/s, ETA, loss) to stdout; inside a Ray actor, Ray forwards it to the
+driver's terminal.
 """
 
 from __future__ import annotations
@@ -14,11 +18,29 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
+
+from rmr_dist import logging as logging_lib
 
 
 def unreplicate(tree: Any) -> Any:
   """The first device's copy of a replicated tree: [D, ...] -> [...]."""
   return jax.tree_util.tree_map(lambda x: x[0], tree)
+
+
+def format_progress(label: str, step: int, num_steps: int, scalars: dict[str, float]) -> str:
+  """One status line, e.g. 'abstract pong/mpnn: step 50/200, 12.3 steps/s, ETA 12s, loss 0.1234'.
+
+  The loss is `scalars['loss']`, or the mean of the `.../loss` entries (lockstep models).
+  """
+  rate = scalars.get('steps_per_s', 0.0)
+  eta = logging_lib.format_duration((num_steps - step) / rate) if rate > 0 else '?'
+  losses = ([scalars['loss']] if 'loss' in scalars else
+            [v for k, v in scalars.items() if k.endswith('/loss')])
+  loss = f', loss {np.mean(losses):.4f}' if losses else ''
+  if len(losses) > 1:
+    loss += f' (mean of {len(losses)} models)'
+  return f'{label}: step {step}/{num_steps}, {rate:.1f} steps/s, ETA {eta}{loss}'
 
 
 class PmapLearner(abc.ABC):
@@ -27,9 +49,16 @@ class PmapLearner(abc.ABC):
   never reaches a checkpoint.
 
   Attributes set by subclasses: `_state` (replicated), `_step`, `_manager` (or None),
-  `_save_every`, `_log_fn` (or None), `_log_every`.
+  `_save_every`, `_log_fn` (or None), `_log_every`; and, when they resumed from a checkpoint,
+  `restored_step` and `restored_params_digest` (`checkpointing.tree_digest` of the restored
+  parameters), else None.
+
+  Under `jax.distributed` (a multi-host learner group) the pmap spans every process's devices:
+  each process feeds its local share of the batch and all of them save together (Orbax).
   """
 
+  restored_step: int | None = None
+  restored_params_digest: str | None = None
   _state: Any
   _step: int
   _manager: Any
@@ -92,22 +121,25 @@ class PmapLearner(abc.ABC):
     if self._manager is not None and self._manager.latest_step() != self._step:
       self._save_state(self._step, self.state)
 
-  def run(self, num_steps: int) -> dict[str, Any]:
+  def run(self, num_steps: int, progress_label: str | None = None) -> dict[str, Any]:
     """Trains until `num_steps` updates in all; saves periodically and at the end.
 
     Args:
       num_steps: the total step count to reach (a resumed learner does the rest only).
+      progress_label: if set, every `log_every` steps prints a status line starting with it
+        (`format_progress`), e.g. 'abstract pong/mpnn'.
 
     Returns:
       The last checked step's metrics (empty if there was nothing left to do).
     """
     metrics: dict[str, Any] = {}
     window_start, window_steps = time.perf_counter(), 0
+    reporting = self._log_fn is not None or progress_label is not None
     while self._step < num_steps:
       device_metrics = self._dispatch()
       window_steps += 1
       save_due = bool(self._save_every) and self._step % self._save_every == 0
-      log_due = self._log_fn is not None and self._step % self._log_every == 0
+      log_due = reporting and self._step % self._log_every == 0
       if not (save_due or log_due or self._step == num_steps):
         continue  # No host sync: the next update is dispatched while this one runs.
       metrics = self._check(device_metrics)  # Before any save: no non-finite checkpoint.
@@ -117,7 +149,10 @@ class PmapLearner(abc.ABC):
         now = time.perf_counter()
         scalars = self._scalars(metrics)
         scalars['steps_per_s'] = window_steps / max(now - window_start, 1e-9)
-        self._log_fn(scalars, self._step)
+        if self._log_fn is not None:
+          self._log_fn(scalars, self._step)
+        if progress_label is not None:
+          print(format_progress(progress_label, self._step, num_steps, scalars), flush=True)
         window_start, window_steps = now, 0
     self.save()
     if self._manager is not None:

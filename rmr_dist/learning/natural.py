@@ -190,19 +190,21 @@ def _hash_u32(i: jax.Array) -> jax.Array:
 
 
 def batch_fingerprint(inputs: Batch, row_offset: jax.Array | int = 0,
-                      axis_name: str | None = None) -> jax.Array:
-  """uint32 hash of the consumed arrays (``_FINGERPRINTED``) of a batch (or device shard).
+                      axis_name: str | None = None,
+                      keys: Sequence[str] = _FINGERPRINTED) -> jax.Array:
+  """uint32 hash of the consumed arrays (``keys``) of a batch (or device shard).
 
   Args:
-    inputs: integer arrays [b, ...] keyed as ``_FINGERPRINTED``.
+    inputs: integer arrays [b, ...], at least those named by ``keys``.
     row_offset: global index of this shard's first row.
     axis_name: pmap axis to sum the shards over, or None.
+    keys: the arrays to hash (default: what the Atari natural loss reads).
 
   Returns:
     [] uint32, the same for the whole batch on 1 device and for its shards on N devices.
   """
   total = jnp.uint32(0)
-  for salt, key in enumerate(_FINGERPRINTED, start=1):
+  for salt, key in enumerate(keys, start=1):
     x = jnp.asarray(inputs[key])
     x = x.reshape(x.shape[0], -1).astype(jnp.uint32)  # [b, F]
     cols = _hash_u32(jnp.arange(x.shape[1], dtype=jnp.uint32) ^ jnp.uint32(salt << 24))  # [F]
@@ -365,7 +367,8 @@ def save_state(manager: ocp.CheckpointManager, step: int, state: NaturalTrainSta
 
 def restore_state(manager: ocp.CheckpointManager, target: NaturalTrainState
                   ) -> NaturalTrainState | None:
-  """The newest saved state, shaped like ``target``; None when there is none.
+  """The newest saved state, shaped like ``target`` (and of its NamedTuple type); None when
+  there is none.
 
   Raises:
     checkpointing.CheckpointError: it does not fit ``target`` (names the checkpoint).
@@ -387,7 +390,7 @@ def restore_state(manager: ocp.CheckpointManager, target: NaturalTrainState
     raise checkpointing.CheckpointError(
         f'Natural learner checkpoint {where!r} does not fit the learner state (variants, '
         'seeds, maps per slot, frame size or processor differ).')
-  return NaturalTrainState(**tree)
+  return type(target)(**tree)
 
 
 def flatten_metrics(metrics: Metrics, variants: Sequence[str], num_seeds: int
@@ -419,9 +422,9 @@ class NaturalLearner(PmapLearner):
     save_every: save every this many steps (and at the end of :meth:`run`).
     keep: checkpoints to keep.
     log_fn: called as ``log_fn(scalars, step)`` every ``log_every`` steps, scalars
-      ``'<variant>/seed_<s>/<metric>'`` plus ``'steps_per_s'``.
+      ``'<variant>/seed_<s>/<metric>'`` plus ``'learning_rate'`` and ``'steps_per_s'``.
     log_every: logging period in steps.
-    devices: devices to pmap over (default: all local devices).
+    devices: devices to pmap over (default: all devices; a process feeds its local ones).
     frame_shape: (H, W) of the frames (210, 160 for Atari).
     latent_size: features per slot; the export must have the same (else CheckpointError).
     hinge: contrastive margin (C-SWM: 1.0).
@@ -455,6 +458,7 @@ class NaturalLearner(PmapLearner):
     self._model = natural_net.NaturalModel(
         processor=abstract_learning.make_spec_processor(self._spec),
         maps_per_slot=maps_per_slot, latent_size=latent_size)
+    self._learning_rate = float(learning_rate)
     self._optimizer = make_optimizer(learning_rate, self._variants, num_seeds)
     state = jax.device_get(init_state(
         self._model, self._optimizer, jax.random.PRNGKey(seed), variants=self._variants,
@@ -465,10 +469,13 @@ class NaturalLearner(PmapLearner):
       restored = restore_state(self._manager, state)
       if restored is not None:
         state = restored
+        self.restored_step = int(state.step)
+        self.restored_params_digest = checkpointing.tree_digest(state.params)
     self._step = int(state.step)
     self._state = replicate(state, self._devices)
+    # devices=None maps over all devices, every process's under jax.distributed (multi-host).
     self._update = make_pmapped_update(self._model, self._optimizer, self._variants,
-                                       hinge=hinge, sigma=sigma, devices=self._devices)
+                                       hinge=hinge, sigma=sigma, devices=devices)
 
   @staticmethod
   def wait_for_export(path: str, timeout_s: float, poll_s: float = 5.0,
@@ -554,4 +561,5 @@ class NaturalLearner(PmapLearner):
     save_state(self._manager, step, state)
 
   def _scalars(self, metrics: dict[str, np.ndarray]) -> dict[str, float]:
-    return flatten_metrics(metrics, self._variants, self._num_seeds)
+    return dict(flatten_metrics(metrics, self._variants, self._num_seeds),
+                learning_rate=self._learning_rate)

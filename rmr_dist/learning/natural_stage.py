@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import numpy as np
 
 from rmr_dist import config as config_lib
@@ -53,12 +54,13 @@ def _make_learner(config: config_lib.AtariConfig, game: str, fraction: float, wo
 
 def run_natural_unit(config: config_lib.AtariConfig, game: str, fraction: float,
                      replay_address: str, workdir: str,
-                     log_fn: Callable[[dict[str, float], int], None] | None = None
-                     ) -> dict[str, Any]:
+                     log_fn: Callable[[dict[str, float], int], None] | None = None,
+                     wait_log: Callable[[str], None] = print) -> dict[str, Any] | None:
   """Trains every variant x seed in lockstep on the `fraction` table of `game`.
 
-  Waits (with a log line, up to `natural.export_timeout_s`) for the processor export first.
-  Returns the `trained.json` record.
+  Waits (with a line to `wait_log`, up to `natural.export_timeout_s`) for the processor export
+  first. Returns the `trained.json` record (None on processes other than 0 of a multi-host
+  learner group, which share the training but leave the record to process 0).
   """
   out_dir = fraction_dir(workdir, game, fraction)
   done_path = os.path.join(out_dir, 'trained.json')
@@ -69,17 +71,22 @@ def run_natural_unit(config: config_lib.AtariConfig, game: str, fraction: float,
   nc = config.natural
   natural_learning.NaturalLearner.wait_for_export(
       processor_export_path(config, workdir, game), nc.export_timeout_s,
-      poll_s=min(5.0, nc.export_timeout_s))
-  source = iterators.make_table_iterator(
-      replay_address, tables.table_name(tables.NATURAL, game, fraction), nc.batch_size)
+      poll_s=min(5.0, nc.export_timeout_s), log=wait_log)
+  source = iterators.make_table_iterator(  # This process's share of every batch.
+      replay_address, tables.table_name(tables.NATURAL, game, fraction),
+      nc.batch_size // jax.process_count())
   prefetcher = iterators.Prefetcher(
       ({k: v for k, v in batch.items() if k != 'ram_t'} for batch in source), size=nc.prefetch)
   start = time.perf_counter()
   try:
     learner = _make_learner(config, game, fraction, workdir, prefetcher, log_fn)
-    metrics = learner.run(nc.num_steps)
+    metrics = learner.run(nc.num_steps,
+                          progress_label=f'natural {game} f{round(100 * fraction):d}')
   finally:
     prefetcher.close()
+  learner.close()
+  if jax.process_index() != 0:
+    return None
   fingerprints = [int(x) for x in np.asarray(learner.fingerprints)]
   record = {
       'game': game, 'fraction': fraction, 'steps': nc.num_steps,
@@ -88,6 +95,8 @@ def run_natural_unit(config: config_lib.AtariConfig, game: str, fraction: float,
           {'loss': metrics['loss']}, nc.variants, nc.num_seeds) if metrics else {},
       'fingerprints': fingerprints,
       'identical_batches': len(set(fingerprints)) == 1,
+      'resumed_from': None if learner.restored_step is None else {
+          'step': learner.restored_step, 'params_sha256': learner.restored_params_digest},
   }
   episode_store.atomic_write_json(done_path, record)
   return record

@@ -17,6 +17,9 @@ This is the collector's hot loop, so it talks to Reverb 0.14's C++ trajectory wr
 and two `CreateItem` calls per step, with no per-step structure flattening in Python. Items are
 still validated against the table signatures by the C++ writer. `dm-reverb` is pinned to 0.14.0
 (constraints.txt); tests exercise this path against a real server.
+
+With replay sharded by game over several servers, `make_adder` gives a `GameRoutedAdder`: one
+TransitionAdder per server, each episode written whole to its game's server.
 """
 
 from __future__ import annotations
@@ -93,3 +96,55 @@ class TransitionAdder:
 
   def close(self) -> None:
     self._writer.Close()
+
+
+class GameRoutedAdder:
+  """Sends each episode to the adder of its game's Reverb server (replay sharded by game).
+
+  Same interface as TransitionAdder; an episode goes entirely to one server, so the atomicity
+  of `TransitionAdder` holds per server.
+
+  Args:
+    adders: game -> the TransitionAdder writing to the server that holds that game's tables
+      (games on the same server share one adder).
+  """
+
+  def __init__(self, adders: dict[str, TransitionAdder]):
+    self._adders = dict(adders)
+    self._current: TransitionAdder | None = None
+
+  @property
+  def items_written(self) -> int:
+    return sum(a.items_written for a in {id(a): a for a in self._adders.values()}.values())
+
+  def begin_episode(self, game: str, fractions: tuple[float, ...] = ()) -> None:
+    if game not in self._adders:
+      raise KeyError(f'No replay server for game {game!r}; known games: {sorted(self._adders)}')
+    self._current = self._adders[game]
+    self._current.begin_episode(game, fractions)
+
+  def add(self, observation: atari.Observation, action: int) -> None:
+    self._current.add(observation, action)
+
+  def end_episode(self, final_observation: atari.Observation) -> None:
+    self._current.end_episode(final_observation)
+    self._current = None
+
+  def close(self) -> None:
+    for adder in {id(a): a for a in self._adders.values()}.values():
+      adder.close()
+
+
+def make_adder(addresses: dict[str, str], *, max_episode_steps: int,
+               chunk_length: int) -> TransitionAdder | GameRoutedAdder:
+  """The adder for replay at `addresses` (game -> 'host:port'): one trajectory writer per server.
+
+  Returns a plain TransitionAdder when every game lives on one server, else a GameRoutedAdder.
+  """
+  by_address = {address: TransitionAdder(reverb.Client(address),
+                                         max_episode_steps=max_episode_steps,
+                                         chunk_length=chunk_length)
+                for address in sorted(set(addresses.values()))}
+  if len(by_address) == 1:
+    return next(iter(by_address.values()))
+  return GameRoutedAdder({game: by_address[address] for game, address in addresses.items()})

@@ -53,6 +53,27 @@ def table_name(kind: str, game: str, fraction: float = 1.0) -> str:
   return f'{kind}_{game}_f{round(100 * fraction):d}'
 
 
+def server_games(games: Sequence[str], num_servers: int) -> list[tuple[str, ...]]:
+  """Which games' tables each of `num_servers` Reverb servers holds (replay sharded by game).
+
+  Game i of `games` goes to server i mod num_servers (round-robin: a stable assignment that a
+  collector, a learner and a restarted run all compute alike from the config; every table of
+  a game, its data fractions included, lives on that one server, so its items' shared chunks
+  stay together).
+
+  Args:
+    games: the config's games, in order.
+    num_servers: servers, 1 <= num_servers <= len(games).
+
+  Returns:
+    [num_servers] tuples of games; server s holds `games[s::num_servers]`.
+  """
+  if not 1 <= num_servers <= len(games):
+    raise ValueError(f'num_servers={num_servers} must be in [1, {len(games)}] (the number of '
+                     'games): replay is sharded by game')
+  return [tuple(games[s::num_servers]) for s in range(num_servers)]
+
+
 def abstract_signature() -> dict[str, tf.TensorSpec]:
   """TensorSpecs of an abstract item."""
   return {

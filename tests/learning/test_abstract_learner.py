@@ -199,3 +199,24 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
   restarted = make_learner(batches(8, start=2), checkpoint_dir=ckpt)
   assert restarted.global_step == 2
   assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(restarted.params))
+
+
+def test_logs_learning_rate_and_prints_progress(capsys):
+  logged = []
+  learner = make_learner(batches(8), learning_rate=3e-4, log_every=2,
+                         log_fn=lambda m, step: logged.append((step, m)))
+  learner.run(4, progress_label='abstract pong/mpnn')
+  assert [step for step, _ in logged] == [2, 4]
+  assert all(m['learning_rate'] == pytest.approx(3e-4) for _, m in logged)
+  lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith('abstract pong/mpnn')]
+  assert len(lines) == 2
+  assert lines[-1].startswith('abstract pong/mpnn: step 4/4, ')
+  assert 'steps/s' in lines[-1] and 'ETA 0s' in lines[-1]
+  assert f'loss {logged[-1][1]["loss"]:.4f}' in lines[-1]
+
+
+def test_progress_without_log_fn_and_silent_by_default(capsys):
+  make_learner(batches(8), log_every=2).run(2)
+  assert capsys.readouterr().out == ''
+  make_learner(batches(8), log_every=2).run(2, progress_label='abstract x')
+  assert capsys.readouterr().out.startswith('abstract x: step 2/2')

@@ -284,3 +284,17 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, processo
   restarted = make_learner(processor_export, batches(start=2), checkpoint_dir=ckpt)
   assert restarted.global_step == 2
   assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(restarted.params))
+
+
+def test_logs_learning_rate_and_mean_loss_progress(processor_export, capsys):
+  logged = []
+  learner = make_learner(processor_export, batches(), log_every=1,
+                         log_fn=lambda m, step: logged.append((step, m)))
+  learner.run(1, progress_label='natural pong f100')
+  (step, scalars), = logged
+  assert step == 1 and scalars['learning_rate'] == pytest.approx(1e-3)
+  losses = [v for k, v in scalars.items() if k.endswith('/loss')]
+  assert len(losses) == len(VARIANTS) * NUM_SEEDS
+  line = capsys.readouterr().out.strip().splitlines()[-1]
+  assert line.startswith('natural pong f100: step 1/1, ')
+  assert f'loss {np.mean(losses):.4f} (mean of 4 models)' in line

@@ -1,0 +1,138 @@
+"""Bouncing-balls RMR configs: `test` (seconds), `local` (default; a 2-core laptop), `gpu`, `paper`.
+
+Use as `--config=configs/balls.py:VARIANT`; override any field from the command line, e.g.
+`--config.natural.num_seeds=5`. `rmr_dist.config.load_balls_config` validates the result.
+Paper values (section 3, Appendix A) are noted where the local budget departs from them.
+`gpu` keeps the local data and model sizes and spends one accelerator's minutes on longer,
+larger-batch training (the local natural budget is too small for Slot Attention to segment).
+"""
+
+import ml_collections
+
+VARIANTS = ('test', 'local', 'gpu', 'paper')
+
+
+def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
+  """Returns the config of `variant` (one of VARIANTS)."""
+  if variant not in VARIANTS:
+    raise ValueError(f'Unknown balls config variant {variant!r}; valid: {", ".join(VARIANTS)}.')
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # Root seed: trajectory seeds, initialisation and batch order derive from it.
+
+  c.sim = ml_collections.ConfigDict()
+  c.sim.num_balls = 10  # Balls in the box (paper: 10).
+  c.sim.radius_min = 0.05  # Ball radius range, fraction of the box side (one size here).
+  c.sim.radius_max = 0.05
+  c.sim.speed_min = 0.3  # Initial speed range, box sides per second.
+  c.sim.speed_max = 0.6
+  c.sim.frame_dt = 0.05  # Simulated seconds between recorded states.
+  c.sim.physics_dt = 0.001  # MuJoCo step: 50 substeps per recorded state.
+  c.sim.image_size = 64  # Square RGB renders (paper: 64x64x3).
+
+  c.data = ml_collections.ConfigDict()
+  c.data.train_episodes = 400  # Training trajectories.
+  c.data.val_episodes = 50  # Validation trajectories (disjoint seeds).
+  c.data.episode_frames = 40  # States per trajectory: 37 windows each.
+  c.data.history = 3  # Past states per input window (paper: 3).
+  c.data.num_workers = 2  # Simulation actors (Ray processes).
+
+  c.abstract = ml_collections.ConfigDict()
+  c.abstract.latent_size = 128  # Features per ball (paper: 128).
+  c.abstract.hidden_size = 128  # MPNN message / update width (paper: 128).
+  c.abstract.num_message_steps = 2  # Message-passing steps (paper: 2).
+  c.abstract.aggregation = 'mean'  # Over the other balls (and the node itself).
+  c.abstract.num_steps = 3000  # Learner updates (paper: 10000 epochs; 2-core budget).
+  c.abstract.batch_size = 128  # Windows per update (paper: 512; 2-core budget).
+  c.abstract.learning_rate = 1e-3  # Adam (paper: 1e-4 over 10000 epochs).
+  c.abstract.rollout_steps = 10  # Autoregressive validation rollout (paper: 10).
+  c.abstract.eval_batch_size = 1024  # Windows per evaluation batch.
+  c.abstract.save_every = 1000  # Learner steps between Orbax checkpoints.
+  c.abstract.keep_checkpoints = 2  # Checkpoints kept.
+  c.abstract.log_every = 100  # Learner steps between TensorBoard scalars.
+
+  c.natural = ml_collections.ConfigDict()
+  c.natural.variants = ('rmr', 'end_to_end')  # Frozen pre-trained P vs P trained end to end.
+  c.natural.num_seeds = 3  # Seeds per variant, all on identical batches (paper: 3).
+  c.natural.num_slots = 11  # Slot Attention slots: one per ball and one for the background.
+  c.natural.slot_size = 32  # Slot width (Slot Attention: 64; 2-core budget).
+  c.natural.slot_iterations = 3  # Slot Attention iterations (Locatello et al.: 3).
+  c.natural.encoder_channels = 16  # Encoder CNN channels (Slot Attention: 64; 2-core budget).
+  c.natural.encoder_layers = 4  # Encoder CNN layers (Slot Attention: 4).
+  c.natural.encoder_kernel = 3  # Encoder CNN kernel (Slot Attention: 5; 2-core budget).
+  c.natural.decoder_channels = 16  # Broadcast decoder channels (Slot Attention: 64).
+  c.natural.decoder_kernel = 3  # Decoder kernel (Slot Attention: 5; 2-core budget).
+  c.natural.broadcast_size = 8  # Slots broadcast to 8x8, upsampled to 64x64.
+  c.natural.num_steps = 150  # Lockstep updates (paper: 1000 epochs; 2-core budget).
+  c.natural.batch_size = 8  # Windows per update (paper: 512; 2-core budget).
+  c.natural.learning_rate = 1e-3  # Adam (paper: 1e-4, over far more updates).
+  c.natural.eval_windows = 400  # Validation windows scored, evenly spread; 0 = all.
+  c.natural.save_every = 100  # Learner steps between Orbax checkpoints.
+  c.natural.keep_checkpoints = 2  # Checkpoints kept.
+  c.natural.log_every = 10  # Learner steps between TensorBoard scalars.
+  c.natural.export_timeout_s = 600.0  # Wait for the abstract processor export this long.
+
+  c.ray = ml_collections.ConfigDict()
+  c.ray.address = ''  # '' = local Ray on 127.0.0.1; 'auto' / 'HOST:PORT' joins a cluster.
+  c.ray.num_cpus = 0  # CPUs a local Ray may use; 0 = all.
+
+  if variant == 'test':
+    c.sim.num_balls = 3
+    c.sim.image_size = 32
+    c.data.train_episodes = 6
+    c.data.val_episodes = 2
+    c.data.episode_frames = 10
+    c.abstract.latent_size = 16
+    c.abstract.hidden_size = 16
+    c.abstract.num_steps = 6
+    c.abstract.batch_size = 8
+    c.abstract.rollout_steps = 4
+    c.abstract.save_every = 3
+    c.abstract.log_every = 2
+    c.natural.num_seeds = 2
+    c.natural.num_slots = 4
+    c.natural.slot_size = 8
+    c.natural.slot_iterations = 2
+    c.natural.encoder_channels = 8
+    c.natural.encoder_layers = 2
+    c.natural.decoder_channels = 8
+    c.natural.num_steps = 4
+    c.natural.batch_size = 4
+    c.natural.eval_windows = 8
+    c.natural.save_every = 2
+    c.natural.log_every = 2
+    c.natural.export_timeout_s = 30.0
+    c.ray.num_cpus = 2
+  elif variant == 'gpu':
+    c.abstract.num_steps = 10_000
+    c.abstract.batch_size = 512  # Paper.
+    c.abstract.save_every = 2_000
+    c.natural.num_steps = 4_000
+    c.natural.batch_size = 32
+    c.natural.learning_rate = 4e-4
+    c.natural.eval_windows = 0  # Every validation window.
+    c.natural.save_every = 1_000
+    c.natural.log_every = 100
+  elif variant == 'paper':
+    c.data.train_episodes = 10_000
+    c.data.val_episodes = 1_000
+    c.data.episode_frames = 100
+    c.data.num_workers = 64
+    c.abstract.num_steps = 200_000  # A budget: the paper trains 10000 epochs of its data.
+    c.abstract.batch_size = 512
+    c.abstract.learning_rate = 1e-4
+    c.abstract.save_every = 5_000
+    c.abstract.log_every = 500
+    c.natural.slot_size = 64
+    c.natural.encoder_channels = 64
+    c.natural.encoder_kernel = 5
+    c.natural.decoder_channels = 64
+    c.natural.decoder_kernel = 5
+    c.natural.num_steps = 100_000  # A budget: the paper trains 1000 epochs of its data.
+    c.natural.batch_size = 512
+    c.natural.learning_rate = 1e-4
+    c.natural.eval_windows = 0
+    c.natural.save_every = 2_000
+    c.natural.log_every = 200
+    c.natural.export_timeout_s = 24 * 3600.0
+    c.ray.address = 'auto'
+  return c

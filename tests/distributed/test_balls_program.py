@@ -1,0 +1,75 @@
+"""balls.py end to end on the `test` config: real MuJoCo, real local Ray, real Orbax."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import balls as balls_configs
+from rmr_dist import config as config_lib
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.ray
+
+
+def _balls(*args, timeout=420):
+  env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER='0')
+  return subprocess.run([sys.executable, os.path.join(REPO, 'balls.py'), *args], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_balls_test_config_writes_report_and_resumes(tmp_path):
+  workdir = str(tmp_path / 'run')
+  proc = _balls('--config=configs/balls.py:test', f'--workdir={workdir}')
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  report = os.path.join(workdir, 'report')
+  for name in ('balls.csv', 'balls.md', 'abstract_rollout.png', 'natural_rollout.png'):
+    assert os.path.getsize(os.path.join(report, name)) > 0, name
+  with open(os.path.join(report, 'balls.csv')) as f:
+    rows = list(csv.DictReader(f))
+  assert list(rows[0]) == ['stage', 'variant', 'seed', 'mse']
+  config = config_lib.load_balls_config(balls_configs.get_config('test'))
+  stages = {(r['stage'], r['variant']) for r in rows}
+  assert stages == {('abstract_1step', 'mpnn'),
+                    (f'abstract_rollout{config.abstract.rollout_steps}', 'mpnn'),
+                    ('natural_1step', 'rmr'), ('natural_1step', 'end_to_end'),
+                    ('abstract_1step', 'copy_last'), ('natural_1step', 'copy_last')}
+  natural = [r for r in rows if r['stage'] == 'natural_1step']
+  assert len(natural) == 2 * config.natural.num_seeds + 1
+  assert all(0.0 < float(r['mse']) < 1.0 for r in rows)
+  with open(os.path.join(report, 'balls.md')) as f:
+    md = f.read()
+  assert '7.940e-04' in md and '4.590e-04' in md  # the paper's numbers beside ours
+  with open(os.path.join(workdir, 'natural', 'result.json')) as f:
+    assert json.load(f)['identical_batches']
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tb')))
+
+  again = _balls('--config=configs/balls.py:test', f'--workdir={workdir}')
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert 'data: complete' in again.stdout
+  assert 'natural: 2 variants' not in again.stdout  # finished stages are not re-run
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--config.sim.num_balls=0'], 'config.sim.num_balls=0'),
+    (['--config.natural.variants=("rmr","cswm")'], "distinct variants from ('rmr', "
+                                                   "'end_to_end')"),
+    (['--config.sim.radius=0.1'], 'has no key'),
+    (['--stages=data,train'], "Unknown stage(s) ['train']"),
+])
+def test_bad_input_fails_fast_with_a_message(tmp_path, args, message):
+  proc = _balls('--config=configs/balls.py:test', f'--workdir={tmp_path / "bad"}', *args,
+                timeout=120)
+  assert proc.returncode != 0
+  assert message in proc.stderr, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr
+
+
+def test_natural_stage_without_data_names_the_missing_stage(tmp_path):
+  proc = _balls('--config=configs/balls.py:test', f'--workdir={tmp_path / "empty"}',
+                '--stages=abstract', timeout=120)
+  assert proc.returncode != 0
+  assert 'run the data stage first' in proc.stderr, proc.stderr[-2000:]
