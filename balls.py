@@ -30,7 +30,7 @@ if __name__ == '__main__':
   cli.exit_on_bad_config_args(sys.argv, _DEFAULT_CONFIG, prog='balls.py')
 _CONFIG = config_flags.DEFINE_config_file(
     'config', _DEFAULT_CONFIG,
-    'Config file and variant, e.g. configs/balls.py:local (test | local | paper).')
+    'Config file and variant, e.g. configs/balls.py:local (test | local | gpu | paper).')
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Work directory (outputs, checkpoints, TensorBoard). Default: a fresh '
     'runs/balls-<time> directory. Re-running with the same directory resumes.')
@@ -55,7 +55,7 @@ def main(argv):
   try:
     program.run(stages)
   except (config_lib.ConfigError, checkpointing.CheckpointError, FloatingPointError,
-          TimeoutError) as e:
+          TimeoutError, RuntimeError) as e:
     sys.exit(f'balls.py: error: {e}')
   finally:
     program.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -539,6 +540,15 @@ class SimConfig:
              (self.speed_min, self.speed_max), '0 <= speed_min <= speed_max')
     _require(0 < self.physics_dt <= self.frame_dt, f'{path}.physics_dt/frame_dt',
              (self.physics_dt, self.frame_dt), '0 < physics_dt <= frame_dt')
+    substeps = round(self.frame_dt / self.physics_dt)
+    _require(abs(substeps * self.physics_dt - self.frame_dt) <= 1e-9 * max(1.0, self.frame_dt),
+             f'{path}.frame_dt/physics_dt', (self.frame_dt, self.physics_dt),
+             'frame_dt a whole multiple of physics_dt')
+    # The simulator places balls by rejection sampling (rmr_dist.envs.balls), up to this cover.
+    cover = self.num_balls * math.pi * self.radius_max ** 2
+    _require(cover <= 0.35, f'{path}.num_balls/radius_max', (self.num_balls, self.radius_max),
+             f'balls covering at most 0.35 of the box (these cover {cover:.2f}; radius_max <= '
+             f'{math.sqrt(0.35 / (math.pi * self.num_balls)):.4f} fits {self.num_balls})')
     _require(self.image_size >= 8 and self.image_size & (self.image_size - 1) == 0,
              f'{path}.image_size', self.image_size, 'a power of two >= 8')
 
@@ -689,9 +699,14 @@ class BallsConfig:
 
   def validate(self, path: str) -> None:
     _require(self.seed >= 0, f'{path}.seed', self.seed, 'an int >= 0')
+    need = self.data.history + self.abstract.rollout_steps
+    _require(self.data.episode_frames >= need, f'{path}.data.episode_frames',
+             self.data.episode_frames, f'at least data.history + abstract.rollout_steps = {need}')
     b = self.natural.broadcast_size
-    _require(b <= self.sim.image_size and b & (b - 1) == 0, f'{path}.natural.broadcast_size',
-             b, f'a power of two <= sim.image_size={self.sim.image_size}')
+    _require(b & (b - 1) == 0 and self.sim.image_size // 32 <= b <= self.sim.image_size,
+             f'{path}.natural.broadcast_size', b, 'a power of two from sim.image_size / 32 to '
+             f'sim.image_size={self.sim.image_size} (the decoder upsamples with at most 5 '
+             'stride-2 layers)')
 
 
 def load_balls_config(config: ml_collections.ConfigDict | Mapping[str, Any]) -> BallsConfig:

@@ -71,3 +71,45 @@ def test_stages_validated_and_ordered():
   assert program.check_stages(['collect']) == ['collect']
   with pytest.raises(config_lib.ConfigError, match=r"Unknown stage.*'trian'.*valid stages"):
     program.check_stages(['collect', 'trian'])
+
+
+def test_learner_group_fields():
+  local = config_lib.load_atari_config(atari_configs.get_config('local')).ray
+  assert (local.learner_num_gpus, local.learner_hosts) == (0.0, 1)  # Runs on this CPU.
+  paper = config_lib.load_atari_config(atari_configs.get_config('paper')).ray
+  assert paper.learner_num_gpus >= 1  # The paper config asks for accelerators.
+  c = atari_configs.get_config('test').to_dict()
+  for key in ('learner_num_cpus', 'learner_num_gpus', 'learner_max_restarts', 'learner_hosts'):
+    del c['ray'][key]  # Optional: a config file without them gets the defaults.
+  assert config_lib.load_atari_config(c).ray == config_lib.RayConfig(address='', num_cpus=2)
+
+
+@pytest.mark.parametrize('key,value,pattern', [
+    ('learner_num_cpus', 0.0, r'config\.ray\.learner_num_cpus=0\.0.*> 0'),
+    ('learner_num_gpus', -1.0, r'config\.ray\.learner_num_gpus=-1\.0'),
+    ('learner_max_restarts', -1, r'config\.ray\.learner_max_restarts=-1'),
+    ('learner_hosts', 0, r'config\.ray\.learner_hosts=0'),
+    ('learner_hosts', 3, r'config\.abstract\.batch_size=8.*multiple of ray\.learner_hosts=3'),
+])
+def test_bad_learner_group_fields(key, value, pattern):
+  c = atari_configs.get_config('test').to_dict()
+  c['ray'][key] = value
+  with pytest.raises(config_lib.ConfigError, match=pattern):
+    config_lib.load_atari_config(c)
+
+
+@pytest.mark.parametrize('variant', ['test', 'local', 'gpu', 'paper'])
+def test_balls_variants_load(variant):
+  from configs import balls as balls_configs
+  cfg = config_lib.load_balls_config(balls_configs.get_config(variant))
+  assert cfg.sim.num_balls >= 1 and cfg.natural.broadcast_size <= cfg.sim.image_size
+
+
+def test_balls_config_names_a_bad_value():
+  from configs import balls as balls_configs
+  c = balls_configs.get_config('test')
+  c.natural.broadcast_size = 64  # larger than the test config's 32x32 frames
+  with pytest.raises(config_lib.ConfigError, match=r'config.natural.broadcast_size=64'):
+    config_lib.load_balls_config(c)
+  with pytest.raises(ValueError, match="Unknown balls config variant 'big'"):
+    balls_configs.get_config('big')

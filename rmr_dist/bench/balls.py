@@ -8,7 +8,7 @@ Two parts (`--parts sim,natural`), printed as JSON lines with a summary line eac
            trajectories; ratios fast/mujoco.
   natural  one lockstep update of all variants x seeds of the natural model (Slot Attention,
            frozen or trained P, broadcast decoder) at the sizes of a balls config
-           (`--config local|paper|test`), jitted on one device: steps/s, model FLOPs per step
+           (`--config test|local|gpu|paper`), jitted on one device: steps/s, model FLOPs per step
            from XLA's cost analysis, achieved GFLOP/s against this device's float32 matmul
            GFLOP/s measured in the same run, and peak memory.
 """
@@ -16,6 +16,7 @@ Two parts (`--parts sim,natural`), printed as JSON lines with a summary line eac
 from __future__ import annotations
 
 import argparse
+import ctypes.util
 import functools
 import json
 import os
@@ -25,7 +26,8 @@ import time
 
 
 def _sim(config, seconds: float) -> None:
-  os.environ.setdefault('MUJOCO_GL', 'egl')
+  if 'MUJOCO_GL' not in os.environ and ctypes.util.find_library('EGL'):
+    os.environ['MUJOCO_GL'] = 'egl'  # MuJoCo's renderer; read when mujoco is first imported.
   from rmr_dist.envs import balls  # pylint: disable=g-import-not-at-top
   s = config.sim
   sim = balls.BallsSimulator(num_balls=s.num_balls, radius_range=(s.radius_min, s.radius_max),
@@ -57,9 +59,11 @@ def _sim(config, seconds: float) -> None:
       for positions in ep.positions:
         renderers[key].render(positions)
 
-    slow = run(mujoco_render)
-    for r in renderers.values():
-      r.close()
+    try:
+      slow = run(mujoco_render)
+    finally:
+      for r in renderers.values():
+        r.close()
     result.update(physics_and_mujoco_render_frames_per_s=round(slow, 1),
                   ratio_numpy_to_mujoco_render=round(fast / slow, 1))
   except (RuntimeError, ImportError) as e:
@@ -126,13 +130,16 @@ def _natural(config, steps: int) -> None:
 def main(argv: list[str]) -> None:
   p = argparse.ArgumentParser(prog='python -m rmr_dist.bench balls', description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--config', default='local', help='configs/balls.py variant: test|local|paper')
+  p.add_argument('--config', default='local', help='configs/balls.py variant: test|local|gpu|paper')
   p.add_argument('--parts', default='sim,natural', help='comma-separated: sim, natural')
   p.add_argument('--seconds', type=float, default=5.0, help='timed seconds per sim variant')
   p.add_argument('--steps', type=int, default=3, help='timed natural updates')
   p.add_argument('--batch-size', type=int, default=0, help='override natural.batch_size')
   p.add_argument('--seeds', type=int, default=0, help='override natural.num_seeds')
   args = p.parse_args(argv)
+  if args.steps < 1 or args.seconds <= 0:
+    sys.exit(f'rmr_dist.bench balls: --steps={args.steps} must be >= 1 and '
+             f'--seconds={args.seconds} > 0')
   parts = args.parts.split(',')
   bad = [x for x in parts if x not in ('sim', 'natural')]
   if bad:

@@ -69,7 +69,7 @@ class ReplayServerActor(ReplayServer):
 
 
 def server_checkpoint_dir(root: str | None, server: int, num_servers: int) -> str | None:
-  """Checkpoint directory of one server: `root` itself for a single server, else `root/server_<i>`."""
+  """Checkpoint directory of one server: `root` for a single server, else `root/server_<i>`."""
   if root is None or num_servers == 1:
     return root
   return os.path.join(root, f'server_{server}')

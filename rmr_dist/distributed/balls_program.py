@@ -6,8 +6,10 @@ Work directory layout (`workdir`):
   abstract/checkpoints/    Orbax learner state (resumable)
   abstract/processor/      the processor export (P of the trained MPNN + its spec)
   abstract/result.json     1-step MSE and the rollout error curve (marks the stage complete)
+  abstract/rollout_example.npz  one validation rollout for the figure
   natural/checkpoints/     lockstep RMR / end-to-end state (resumable)
   natural/result.json      per-model validation MSE, fingerprints (marks the stage complete)
+  natural/rollout_example.npz   per-variant frame rollouts and slot masks for the figure
   report/                  balls.csv, balls.md, abstract_rollout.png, natural_rollout.png
   tb/                      TensorBoard run directory
 
@@ -38,11 +40,7 @@ _ROLLOUT_FIGURE_STEPS = 6  # Predicted frames in the natural rollout strip.
 
 def check_stages(stages: list[str]) -> list[str]:
   """Validates stage names (order is normalised to the pipeline order)."""
-  unknown = [s for s in stages if s not in STAGES]
-  if unknown or not stages:
-    raise config_lib.ConfigError(f'Unknown stage(s) {unknown or stages}; valid stages, in '
-                                 f'order: {",".join(STAGES)}.')
-  return [s for s in STAGES if s in stages]
+  return workdir_lib.check_stage_names(stages, STAGES)
 
 
 class SimulationWorker:
@@ -118,18 +116,25 @@ class BallsProgram:
     print(f'data: simulating {len(todo)} of {total} trajectories ({d.episode_frames} frames '
           f'each) on {num_workers} simulation actors', flush=True)
     start, frames, done = time.perf_counter(), 0, 0
-    pending = {workers[n % num_workers].run.remote(split, indices): len(indices)
-               for n, (split, indices) in enumerate(tasks)}
-    while pending:
-      ready, _ = ray.wait(list(pending), num_returns=1)
-      count = pending.pop(ready[0])
-      frames += ray.get(ready[0])['frames']
-      done += count
-      elapsed = time.perf_counter() - start
-      print(f'\rdata: {done}/{len(todo)} trajectories, {frames / elapsed:.0f} frames/s',
-            end='' if pending else '\n', flush=True)
-    for w in workers:
-      ray.kill(w)
+    try:
+      pending = {workers[n % num_workers].run.remote(split, indices): len(indices)
+                 for n, (split, indices) in enumerate(tasks)}
+      while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        count = pending.pop(ready[0])
+        try:
+          frames += ray.get(ready[0])['frames']
+        except ray.exceptions.RayError as e:
+          raise RuntimeError(f'data: a simulation actor failed after its retries (the '
+                             f'trajectories written so far are kept; re-run to resume): '
+                             f'{e}') from e
+        done += count
+        elapsed = time.perf_counter() - start
+        print(f'\rdata: {done}/{len(todo)} trajectories, {frames / elapsed:.0f} frames/s',
+              end='' if pending else '\n', flush=True)
+    finally:
+      for w in workers:
+        ray.kill(w)
     elapsed = time.perf_counter() - start
     self.logger.scalars({'collector/balls/frames_per_s': frames / elapsed,
                          'collector/balls/trajectories': done}, step=done)
@@ -166,16 +171,20 @@ class BallsProgram:
     train, val = self._load(balls_data.TRAIN), self._load(balls_data.VAL)
     spec = balls_learning.abstract_spec(ac, self.config.sim.num_balls)
     start = time.perf_counter()
+    batches = balls_data.WindowBatches(train, history, ac.batch_size, self.config.seed,
+                                       frames=False)
     learner = balls_learning.BallsAbstractLearner(
         spec, history=history, learning_rate=ac.learning_rate, seed=self.config.seed,
-        iterator=balls_data.window_batches(train, history, ac.batch_size, self.config.seed,
-                                           frames=False),
+        iterator=batches,
         checkpoint_dir=os.path.join(out_dir, 'checkpoints'), save_every=ac.save_every,
         keep=ac.keep_checkpoints, log_fn=self._log_fn('abstract/'), log_every=ac.log_every)
+    batches.skip_to(learner.global_step)  # A resumed learner continues the batch sequence.
     print(f'abstract: MPNN on {train.window_count(history)} windows, {ac.num_steps} steps',
           flush=True)
-    learner.run(ac.num_steps)
-    learner.close()
+    try:
+      learner.run(ac.num_steps)
+    finally:
+      learner.close()
     print('', flush=True)
     learner.export_processor(os.path.join(out_dir, 'processor'))
     seconds = time.perf_counter() - start
@@ -206,19 +215,28 @@ class BallsProgram:
       with open(result_path) as f:
         return json.load(f)
     nc, history = self.config.natural, self.config.data.history
+    if not os.path.isdir(os.path.join(self.workdir, 'abstract')):
+      raise config_lib.ConfigError(
+          f'The natural stage needs the abstract stage\'s processor export, and no abstract '
+          f'learner has run in {self.workdir}: run with --stages=abstract,natural (the natural '
+          'learner waits for an export only while an abstract learner is writing it).')
     export = natural_learning.NaturalLearner.wait_for_export(
         os.path.join(self.workdir, 'abstract', 'processor'), nc.export_timeout_s)
     train, val = self._load(balls_data.TRAIN), self._load(balls_data.VAL)
     start = time.perf_counter()
+    batches = balls_data.WindowBatches(train, history, nc.batch_size, self.config.seed + 1)
     learner = balls_learning.BallsNaturalLearner(
         nc, processor_export=export, image_size=self.config.sim.image_size, history=history,
         seed=self.config.seed,
-        iterator=balls_data.window_batches(train, history, nc.batch_size, self.config.seed + 1),
+        iterator=batches,
         checkpoint_dir=os.path.join(out_dir, 'checkpoints'), log_fn=self._log_fn('natural/'))
+    batches.skip_to(learner.global_step)
     print(f'natural: {len(learner.variants)} variants x {learner.num_seeds} seeds in lockstep, '
           f'{nc.num_steps} steps of batch {nc.batch_size}', flush=True)
-    learner.run(nc.num_steps)
-    learner.close()
+    try:
+      learner.run(nc.num_steps)
+    finally:
+      learner.close()
     print('', flush=True)
     seconds = time.perf_counter() - start
     predict = balls_learning.make_predict_fn(learner.model)

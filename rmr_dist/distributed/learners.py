@@ -37,9 +37,9 @@ from collections.abc import Callable
 from typing import Any
 
 import ray
+from ray.util import scheduling_strategies
 from ray.util.placement_group import placement_group
 from ray.util.placement_group import remove_placement_group
-from ray.util import scheduling_strategies
 
 from rmr_dist import config as config_lib
 
@@ -293,7 +293,7 @@ class LearnerGroup:
         raise RuntimeError(f'{self._role}: the learner hosts do not reduce over each other '
                            f'(psum of ones {bad[0]["psum_of_ones"]} over '
                            f'{bad[0]["device_count"]} devices); check the network between them.')
-    where = sorted({ip for ip in (i['node_ip'] for i in self.info())})
+    where = sorted({i['node_ip'] for i in self.info()})
     print(f'{self._role}: learner group of {self.hosts} process(es) on {", ".join(where)}, '
           f'{self.devices[0]["device_count"]} {self.devices[0]["backend"]} device(s) in all',
           flush=True)

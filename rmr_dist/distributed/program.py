@@ -38,6 +38,7 @@ from rmr_dist.acting import collector as collector_lib
 from rmr_dist.distributed import actors
 from rmr_dist.distributed import learners
 from rmr_dist.distributed import ray_setup
+from rmr_dist.distributed import workdir as workdir_lib
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import monitor as monitor_lib
 from rmr_dist.replay import splits
@@ -47,11 +48,7 @@ STAGES = ('collect', 'abstract', 'natural', 'probe', 'report')
 
 def check_stages(stages: list[str]) -> list[str]:
   """Validates stage names (order is normalised to the pipeline order)."""
-  unknown = [s for s in stages if s not in STAGES]
-  if unknown or not stages:
-    raise config_lib.ConfigError(f'Unknown stage(s) {unknown or stages}; valid stages, in '
-                                 f'order: {",".join(STAGES)}.')
-  return [s for s in STAGES if s in stages]
+  return workdir_lib.check_stage_names(stages, STAGES)
 
 
 def _read_json(path: str) -> Any:
@@ -103,28 +100,11 @@ class AtariProgram:
     self.replay_dir = os.path.join(self.workdir, 'replay')
     self.collect_dir = os.path.join(self.workdir, 'collect')
     os.makedirs(self.workdir, exist_ok=True)
-    self._check_workdir_config()
+    workdir_lib.check_workdir_config(self.workdir, config)
     self.logger = logging_lib.Logger(os.path.join(self.workdir, 'tb'))
     self._replay: list[Any] = []  # The Reverb servers (objects or actor handles).
     self._replay_addresses: dict[str, str] | None = None  # game -> 'host:port'
     self._replay_monitor: monitor_lib.ReplayMonitor | None = None
-
-  def _check_workdir_config(self) -> None:
-    """Refuses to mix runs of different configs in one work directory."""
-    path = os.path.join(self.workdir, 'config.json')
-    current = json.loads(json.dumps(config_lib.to_dict(self.config)))
-    if os.path.exists(path):
-      with open(path) as f:
-        previous = json.load(f)
-      if previous != current:
-        diffs = [k for k in sorted(set(previous) | set(current))
-                 if previous.get(k) != current.get(k)]
-        raise config_lib.ConfigError(
-            f'Work directory {self.workdir} was created with a different config (sections '
-            f'differing: {", ".join(diffs)}). Use a fresh --workdir, or the config of '
-            f'{path}.')
-    else:
-      episode_store.atomic_write_json(path, current)
 
   # ---------------------------------------------------------------- replay
   def replay_addresses(self, restore: bool) -> dict[str, str]:

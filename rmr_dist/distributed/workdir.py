@@ -1,9 +1,10 @@
-"""The work directory's config record: one directory, one config."""
+"""Work-directory rules shared by the programs: one directory, one config; valid stage names."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from rmr_dist import config as config_lib
@@ -34,3 +35,16 @@ def check_workdir_config(workdir: str, config: Any) -> None:
           f'differing: {", ".join(diffs)}). Use a fresh --workdir, or the config of {path}.')
   else:
     episode_store.atomic_write_json(path, current)
+
+
+def check_stage_names(stages: Sequence[str], valid: Sequence[str]) -> list[str]:
+  """Returns `stages` in pipeline order (the order of `valid`).
+
+  Raises:
+    ConfigError: an unknown stage or none at all (lists the valid ones, in order).
+  """
+  unknown = [s for s in stages if s not in valid]
+  if unknown or not stages:
+    raise config_lib.ConfigError(f'Unknown stage(s) {unknown or list(stages)}; valid stages, '
+                                 f'in order: {",".join(valid)}.')
+  return [s for s in valid if s in stages]

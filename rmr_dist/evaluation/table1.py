@@ -248,6 +248,7 @@ def write_data_efficiency(
   rows = data_efficiency_rows(results)
   paths = {name: os.path.join(report_dir, name)
            for name in ('data_efficiency.csv', 'data_efficiency.png')}
-  episode_store.atomic_write_text(paths['data_efficiency.csv'], csv_text(DATA_EFFICIENCY_COLUMNS, rows))
+  episode_store.atomic_write_text(paths['data_efficiency.csv'],
+                                  csv_text(DATA_EFFICIENCY_COLUMNS, rows))
   save_figure(_data_efficiency_figure(rows), paths['data_efficiency.png'])
   return paths

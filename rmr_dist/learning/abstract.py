@@ -58,7 +58,8 @@ class ModelSpec:
     aggregation: 'sum', 'mean' or 'max' over incoming messages (MPNN).
     mlp_hidden_size: hidden width of the MLP processor.
     slot_embedding: learned per-slot embedding in the encoder f.
-    num_slots: N, nodes the processor sees (128 RAM bytes; the balls).
+    num_slots: N, nodes the abstract model's processor sees (128 RAM bytes; the balls). Only
+      the MLP processor's parameters depend on it: an MPNN export runs on any number of slots.
     action_size: A, width of the action the processor reads (18 on Atari, 0 for balls).
   """
   processor: str
@@ -206,13 +207,14 @@ def update(state: TrainState, batch: Batch, *, model: nn.Module,
 def make_pmapped_update(model: nn.Module, optimizer: optax.GradientTransformation,
                         axis_name: str = 'devices', devices: Sequence[jax.Device] | None = None
                         ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
-  """:func:`update` pmapped over ``devices`` (default: all local), donating the state.
+  """:func:`update` pmapped over ``devices`` (default: all, every process's under
+  jax.distributed), donating the state.
 
   Args:
     model: the abstract model.
     optimizer: the optax optimiser.
     axis_name: the pmap axis name that gradients and metrics are averaged over.
-    devices: the devices to map over (default: all local devices).
+    devices: the devices to map over (default: all, every process's under jax.distributed).
 
   Returns:
     ``f(replicated_state, sharded_batch) -> (replicated_state, replicated_metrics)``, batch
@@ -318,7 +320,8 @@ class AbstractLearner(PmapLearner):
     if not (math.isfinite(metrics['loss']) and math.isfinite(metrics['grad_norm'])):
       where = self._where_last_good()
       raise FloatingPointError(
-          f'Abstract learner: non-finite loss detected at step {self._step} (loss={metrics["loss"]}, '
+          f'Abstract learner: non-finite loss detected at step {self._step} '
+          f'(loss={metrics["loss"]}, '
           f'grad_norm={metrics["grad_norm"]}); the bad state was not saved; {where}.')
     return metrics
 

@@ -224,6 +224,10 @@ def evaluate_abstract(model: nn.Module, params: Any, data: balls_data.Trajectory
   """
   positions = data.positions  # [E, T, N, 2]
   num_episodes, length = positions.shape[:2]
+  starts = length - history - rollout_steps + 1
+  if starts < 1:
+    raise ValueError(f'episode_frames={length} is too short for history={history} plus a '
+                     f'{rollout_steps}-step rollout')
   total = data.window_count(history)
   se_sum, count = 0.0, 0
   for start in range(0, total, batch_size):
@@ -231,10 +235,6 @@ def evaluate_abstract(model: nn.Module, params: Any, data: balls_data.Trajectory
     pred = np.asarray(rollout(model, params, w['history'], 1))[:, 0]  # [b, N, 2]
     se_sum += float(np.sum(np.square(pred - w['target'], dtype=np.float64)))
     count += pred.size
-  starts = length - history - rollout_steps + 1
-  if starts < 1:
-    raise ValueError(f'episode_frames={length} is too short for history={history} plus a '
-                     f'{rollout_steps}-step rollout')
   roll_se = np.zeros(rollout_steps)
   inputs = np.stack([positions[:, s:s + history] for s in range(starts)], 1)  # [E, S, h, N, 2]
   truth = np.stack([positions[:, s + history:s + history + rollout_steps]
@@ -475,15 +475,9 @@ class BallsNaturalLearner(PmapLearner):
     return metrics
 
   def _check(self, metrics: Metrics) -> dict[str, np.ndarray]:
-    metrics = {k: np.asarray(v) for k, v in jax.device_get(unreplicate(metrics)).items()}
-    finite = np.isfinite(metrics['loss']) & np.isfinite(metrics['grad_norm'])  # [M]
-    if not finite.all():
-      bad = [f'{v}/seed_{s}' for v in self._variants for s in range(self._num_seeds)
-             if not finite[natural_learning.model_index(self._variants, self._num_seeds, v, s)]]
-      raise FloatingPointError(
-          f'Balls natural learner: non-finite loss at step {self._step} in models {bad}; the '
-          f'bad state was not saved; {self._where_last_good()}.')
-    return metrics
+    return natural_learning.check_lockstep_metrics(
+        metrics, self._variants, self._num_seeds, self._step, self._where_last_good(),
+        'Balls natural learner')
 
   def _save_state(self, step: int, state: BallsNaturalState) -> None:
     natural_learning.save_state(self._manager, step, state)

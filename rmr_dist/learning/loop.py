@@ -164,3 +164,4 @@ class PmapLearner(abc.ABC):
     if self._manager is not None:
       self._manager.wait_until_finished()
       self._manager.close()
+      self._manager = None  # A closed manager is not used again (save, _where_last_good).

@@ -343,7 +343,8 @@ def make_pmapped_update(model: nn.Module, optimizer: optax.GradientTransformatio
                         devices: Sequence[jax.Device] | None = None
                         ) -> Callable[[NaturalTrainState, Batch], tuple[NaturalTrainState,
                                                                         Metrics]]:
-  """:func:`update` pmapped over ``devices`` (default: all local), donating the state.
+  """:func:`update` pmapped over ``devices`` (default: all, every process's under
+  jax.distributed), donating the state.
 
   Returns:
     ``f(replicated_state, sharded_batch) -> (replicated_state, replicated_metrics)``, batch
@@ -389,7 +390,7 @@ def restore_state(manager: ocp.CheckpointManager, target: NaturalTrainState
       jax.tree_util.tree_leaves(jax.tree_util.tree_map(shape, target_tree))):
     raise checkpointing.CheckpointError(
         f'Natural learner checkpoint {where!r} does not fit the learner state (variants, '
-        'seeds, maps per slot, frame size or processor differ).')
+        'seeds, model sizes, frame size or processor differ).')
   return type(target)(**tree)
 
 
@@ -398,6 +399,33 @@ def flatten_metrics(metrics: Metrics, variants: Sequence[str], num_seeds: int
   """{key: [M]} -> {'<variant>/seed_<s>/<key>': float} (TensorBoard scalars)."""
   return {f'{v}/seed_{s}/{key}': float(values[model_index(variants, num_seeds, v, s)])
           for key, values in metrics.items() for v in variants for s in range(num_seeds)}
+
+
+def check_lockstep_metrics(metrics: Metrics, variants: Sequence[str], num_seeds: int,
+                           step: int, where: str, who: str) -> dict[str, np.ndarray]:
+  """Brings a lockstep learner's metrics ([M] each) to the host and checks them.
+
+  Args:
+    metrics: replicated device metrics with at least ``loss`` and ``grad_norm``.
+    variants: model-axis variants.
+    num_seeds: seeds per variant.
+    step: the learner's step (for the message).
+    where: the last good checkpoint (for the message).
+    who: the learner's name (for the message).
+
+  Raises:
+    FloatingPointError: naming the models whose loss or gradient norm is not finite.
+  """
+  metrics = {k: np.asarray(v) for k, v in jax.device_get(unreplicate(metrics)).items()}
+  finite = np.isfinite(metrics['loss']) & np.isfinite(metrics['grad_norm'])  # [M]
+  if not finite.all():
+    bad = [f'{v}/seed_{s}' for v in variants for s in range(num_seeds)
+           if not finite[model_index(variants, num_seeds, v, s)]]
+    raise FloatingPointError(
+        f'{who}: non-finite loss detected at step {step} in models {bad} '
+        f'(loss={metrics["loss"].tolist()}, grad_norm={metrics["grad_norm"].tolist()}); '
+        f'the bad state was not saved; {where}.')
+  return metrics
 
 
 class NaturalLearner(PmapLearner):
@@ -545,17 +573,8 @@ class NaturalLearner(PmapLearner):
 
   def _check(self, metrics: Metrics) -> dict[str, np.ndarray]:
     """Brings metrics ([M] each) to the host; FloatingPointError if any is not finite."""
-    metrics = {k: np.asarray(v) for k, v in jax.device_get(unreplicate(metrics)).items()}
-    finite = np.isfinite(metrics['loss']) & np.isfinite(metrics['grad_norm'])  # [M]
-    if not finite.all():
-      bad = [f'{v}/seed_{s}' for v in self._variants for s in range(self._num_seeds)
-             if not finite[model_index(self._variants, self._num_seeds, v, s)]]
-      where = self._where_last_good()
-      raise FloatingPointError(
-          f'Natural learner: non-finite loss detected at step {self._step} in models {bad} '
-          f'(loss={metrics["loss"].tolist()}, grad_norm={metrics["grad_norm"].tolist()}); '
-          f'the bad state was not saved; {where}.')
-    return metrics
+    return check_lockstep_metrics(metrics, self._variants, self._num_seeds, self._step,
+                                  self._where_last_good(), 'Natural learner')
 
   def _save_state(self, step: int, state: NaturalTrainState) -> None:
     save_state(self._manager, step, state)

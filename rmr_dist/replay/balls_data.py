@@ -18,10 +18,8 @@ target, for both positions and frames; every window of every trajectory is one e
 from __future__ import annotations
 
 import dataclasses
-import glob
 import io
 import os
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -59,9 +57,9 @@ def write_trajectory(root: str, split: str, index: int, positions: np.ndarray,
   path = _path(root, split, index)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   buffer = io.BytesIO()
-  np.savez_compressed(buffer, positions=positions.astype(np.float32), frames=frames.astype(np.uint8),
-           radii=radii.astype(np.float32))
-  episode_store._atomic_write(path, lambda f: f.write(buffer.getvalue()))  # pylint: disable=protected-access
+  np.savez_compressed(buffer, positions=positions.astype(np.float32),
+                      frames=frames.astype(np.uint8), radii=radii.astype(np.float32))
+  episode_store.atomic_write_bytes(path, buffer.getvalue())
   return path
 
 
@@ -133,22 +131,40 @@ def load_split(root: str, split: str, count: int) -> TrajectorySet:
   return TrajectorySet(np.stack(positions), np.stack(frames), np.stack(radii))
 
 
-def count_files(root: str, split: str) -> int:
-  """Trajectory files present in ``split``."""
-  return len(glob.glob(os.path.join(root, split, 'ep_*.npz')))
+class WindowBatches:
+  """Endless batches of windows drawn uniformly (with replacement); batch ``i`` depends only on
+  ``(seed, i)``, so a learner resumed at step k continues with batch k (:meth:`skip_to`) and
+  trains on exactly the batches of an uninterrupted run.
 
-
-def window_batches(data: TrajectorySet, history: int, batch_size: int, seed: int,
-                   frames: bool = True) -> Iterator[dict[str, np.ndarray]]:
-  """Endless batches of windows drawn uniformly (with replacement), reproducibly from ``seed``.
+  Args:
+    data: the trajectories.
+    history: input states per window.
+    batch_size: windows per batch.
+    seed: the batch sequence's seed.
+    frames: include the frame windows.
 
   Yields:
     dicts as :meth:`TrajectorySet.windows` returns, batch ``batch_size``.
   """
-  rng = np.random.default_rng(seed)
-  total = data.window_count(history)
-  while True:
-    yield data.windows(rng.integers(0, total, size=batch_size), history, frames=frames)
+
+  def __init__(self, data: TrajectorySet, history: int, batch_size: int, seed: int,
+               frames: bool = True):
+    self._data, self._history, self._batch_size = data, history, batch_size
+    self._seed, self._frames, self._next = seed, frames, 0
+    self._total = data.window_count(history)
+
+  def skip_to(self, index: int) -> None:
+    """The next batch yielded will be batch ``index``."""
+    self._next = int(index)
+
+  def __iter__(self) -> WindowBatches:
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng([self._seed, self._next])
+    self._next += 1
+    index = rng.integers(0, self._total, size=self._batch_size)
+    return self._data.windows(index, self._history, frames=self._frames)
 
 
 def eval_indices(total: int, max_windows: int) -> np.ndarray:

@@ -74,6 +74,12 @@ def _atomic_write(path: str, write_fn) -> None:
     raise
 
 
+def atomic_write_bytes(path: str, data: bytes) -> None:
+  """Writes `data` to `path` atomically."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  _atomic_write(os.path.abspath(path), lambda f: f.write(data))
+
+
 def atomic_write_text(path: str, text: str) -> None:
   """Writes `text` (UTF-8) to `path` atomically."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

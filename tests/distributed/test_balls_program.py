@@ -59,6 +59,8 @@ def test_balls_test_config_writes_report_and_resumes(tmp_path):
                                                    "'end_to_end')"),
     (['--config.sim.radius=0.1'], 'has no key'),
     (['--stages=data,train'], "Unknown stage(s) ['train']"),
+    (['--stages=natural'], 'no abstract learner has run'),
+    (['--config.abstract.rollout_steps=20'], 'config.data.episode_frames=10'),
 ])
 def test_bad_input_fails_fast_with_a_message(tmp_path, args, message):
   proc = _balls('--config=configs/balls.py:test', f'--workdir={tmp_path / "bad"}', *args,
@@ -68,7 +70,7 @@ def test_bad_input_fails_fast_with_a_message(tmp_path, args, message):
   assert 'Traceback' not in proc.stderr
 
 
-def test_natural_stage_without_data_names_the_missing_stage(tmp_path):
+def test_abstract_stage_without_data_names_the_missing_stage(tmp_path):
   proc = _balls('--config=configs/balls.py:test', f'--workdir={tmp_path / "empty"}',
                 '--stages=abstract', timeout=120)
   assert proc.returncode != 0

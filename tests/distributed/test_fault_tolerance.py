@@ -70,19 +70,29 @@ def _kill_one_collector(record):
   alive = [a for a in _actors('CollectorWorker') if a['State'] == 'ALIVE' and a['Pid']]
   victim = alive[0]
   os.kill(victim['Pid'], signal.SIGKILL)
-  record.update(actor_id=victim['ActorID'], pid=victim['Pid'], episodes_before=len(glob.glob(os.path.join(
-                    record['workdir'], 'episodes', GAME, '*', '*.json'))))
+  stored = glob.glob(os.path.join(record['workdir'], 'episodes', GAME, '*', '*.json'))
+  record.update(actor_id=victim['ActorID'], pid=victim['Pid'], episodes_before=len(stored))
 
 
-def _check_collection(workdir, summary):
-  """Every episode present exactly once, replay items = train transitions, nothing partial."""
+def _check_collection(workdir, summary, replay_exactly_once=True):
+  """Every episode stored exactly once, nothing partial; replay items = train transitions.
+
+  With ``replay_exactly_once=False`` (a node cut off from Ray): a collector on the lost node
+  can still finish its episode into Reverb (the server is elsewhere) after Ray has given up on
+  it, and the re-run inserts that episode again, so replay is at-least-once there: both tables
+  hold the same whole episodes, at least every train transition.
+  """
   from rmr_dist.replay import episode_store
   pong = summary['games'][GAME]
   half = HEADS * EPISODES_PER_HEAD // 2
   assert pong['train_episodes'] == half and pong['val_episodes'] == half
   # Items are created at episode end: a killed episode leaves none, its re-run adds all.
-  assert pong['replay_items'] == {f'abstract_{GAME}': pong['train_transitions'],
-                                  f'natural_{GAME}': pong['train_transitions']}
+  items = pong['replay_items']
+  if replay_exactly_once:
+    assert items == {f'abstract_{GAME}': pong['train_transitions'],
+                     f'natural_{GAME}': pong['train_transitions']}
+  else:
+    assert items[f'abstract_{GAME}'] == items[f'natural_{GAME}'] >= pong['train_transitions']
   store = episode_store.EpisodeStore(os.path.join(workdir, 'episodes'))
   entries = store.entries(GAME, 'val')
   assert sorted((e['head'], e['episode']) for e in entries) == sorted(
@@ -271,7 +281,7 @@ class TestCluster:
     # Ray restarted the collector on the surviving worker node and re-ran its episodes there.
     victim = next(a for a in _actors('CollectorWorker') if a['ActorID'] == removed['actor_id'])
     assert victim['NumRestarts'] >= 1 and _node_of(victim) != removed['node_id']
-    _check_collection(run['workdir'], run['summary'])
+    _check_collection(run['workdir'], run['summary'], replay_exactly_once=False)
 
   def test_two_host_learner_group_psums_across_processes_and_survives_a_host_death(self, run):
     from rmr_dist.distributed import learners

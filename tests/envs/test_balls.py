@@ -6,6 +6,8 @@ session where libEGL exists. Without a GL backend the MuJoCo render test skips (
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 

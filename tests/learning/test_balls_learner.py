@@ -36,7 +36,7 @@ def _abstract_learner(config, data, checkpoint_dir, seed=0):
   spec = balls_learning.abstract_spec(config.abstract, config.sim.num_balls)
   return balls_learning.BallsAbstractLearner(
       spec, history=HISTORY, learning_rate=1e-3, seed=seed,
-      iterator=balls_data.window_batches(data, HISTORY, 8, seed=1, frames=False),
+      iterator=balls_data.WindowBatches(data, HISTORY, 8, seed=1, frames=False),
       checkpoint_dir=checkpoint_dir, save_every=2, keep=2)
 
 
@@ -103,7 +103,7 @@ def test_natural_lockstep_freezes_rmr_processor(config, data, tmp_path):
   _, exported = checkpointing.restore_processor(export)
   learner = balls_learning.BallsNaturalLearner(
       config.natural, processor_export=export, image_size=config.sim.image_size,
-      history=HISTORY, seed=0, iterator=balls_data.window_batches(data, HISTORY, 4, seed=2),
+      history=HISTORY, seed=0, iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2),
       checkpoint_dir=str(tmp_path / 'natural'))
   before = learner.model_params('end_to_end', 0)
   metrics = learner.run(3)
@@ -119,7 +119,7 @@ def test_natural_lockstep_freezes_rmr_processor(config, data, tmp_path):
   learner.close()
   resumed = balls_learning.BallsNaturalLearner(
       config.natural, processor_export=export, image_size=config.sim.image_size,
-      history=HISTORY, seed=0, iterator=balls_data.window_batches(data, HISTORY, 4, seed=2),
+      history=HISTORY, seed=0, iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2),
       checkpoint_dir=str(tmp_path / 'natural'))
   assert resumed.global_step == 3
   np.testing.assert_array_equal(resumed.fingerprints, learner.fingerprints)
@@ -138,4 +138,17 @@ def test_natural_learner_names_a_missing_export(config, data, tmp_path):
     balls_learning.BallsNaturalLearner(
         config.natural, processor_export=str(tmp_path / 'no_such_export'),
         image_size=config.sim.image_size, history=HISTORY, seed=0,
-        iterator=balls_data.window_batches(data, HISTORY, 4, seed=2), checkpoint_dir=None)
+        iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2), checkpoint_dir=None)
+
+
+def test_window_batches_depend_only_on_seed_and_index(data):
+  a = balls_data.WindowBatches(data, HISTORY, 4, seed=3)
+  first = [next(a) for _ in range(3)]
+  b = balls_data.WindowBatches(data, HISTORY, 4, seed=3)
+  b.skip_to(2)  # A learner resumed at step 2 gets batch 2 next.
+  resumed = next(b)
+  for key in first[2]:
+    np.testing.assert_array_equal(resumed[key], first[2][key])
+  assert first[2]['frames'].shape == (4, HISTORY) + data.frames.shape[2:]
+  assert first[2]['target'].shape == (4,) + data.positions.shape[2:]
+  assert not np.array_equal(first[0]['target'], first[1]['target'])
