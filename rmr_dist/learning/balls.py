@@ -388,7 +388,7 @@ def natural_update(state: BallsNaturalState, batch: Batch, *, model: nn.Module,
                            fingerprint=fingerprint), metrics
 
 
-class BallsNaturalLearner(PmapLearner):
+class BallsNaturalLearner(natural_learning.LockstepLearner):
   """RMR and end-to-end x seeds in lockstep from one batch iterator, pmapped over devices.
 
   Resumable from ``checkpoint_dir``; a non-finite loss in any model raises
@@ -409,6 +409,7 @@ class BallsNaturalLearner(PmapLearner):
     checkpointing.CheckpointError: missing or invalid export, or a checkpoint that does not
       fit (the message names the path).
   """
+  _name = 'Balls natural learner'
 
   def __init__(self, config: config_lib.BallsNaturalConfig, *, processor_export: str,
                image_size: int, history: int, seed: int, iterator: Iterator[Batch],
@@ -449,19 +450,6 @@ class BallsNaturalLearner(PmapLearner):
   def model(self) -> balls_net.BallsNaturalModel:
     return self._model
 
-  @property
-  def variants(self) -> tuple[str, ...]:
-    return self._variants
-
-  @property
-  def num_seeds(self) -> int:
-    return self._num_seeds
-
-  @property
-  def fingerprints(self) -> np.ndarray:
-    """[M] uint32 running fingerprints of the batches each model consumed."""
-    return np.asarray(jax.device_get(unreplicate(self._state.fingerprint)))
-
   def model_params(self, variant: str, seed: int) -> Any:
     """One model's full params (host numpy)."""
     index = natural_learning.model_index(self._variants, self._num_seeds, variant, seed)
@@ -473,11 +461,6 @@ class BallsNaturalLearner(PmapLearner):
     self._state, metrics = self._update(self._state, shard_batch(batch, len(self._devices)))
     self._step += 1
     return metrics
-
-  def _check(self, metrics: Metrics) -> dict[str, np.ndarray]:
-    return natural_learning.check_lockstep_metrics(
-        metrics, self._variants, self._num_seeds, self._step, self._where_last_good(),
-        'Balls natural learner')
 
   def _save_state(self, step: int, state: BallsNaturalState) -> None:
     natural_learning.save_state(self._manager, step, state)

@@ -428,7 +428,37 @@ def check_lockstep_metrics(metrics: Metrics, variants: Sequence[str], num_seeds:
   return metrics
 
 
-class NaturalLearner(PmapLearner):
+class LockstepLearner(PmapLearner):
+  """A PmapLearner whose state stacks variants x seeds on a leading model axis, trained in
+  lockstep on identical batches (this module's and ``learning.balls``'s natural learners).
+
+  Subclasses set ``_variants``, ``_num_seeds`` and a ``fingerprint`` [M] field in the state.
+  """
+
+  _variants: tuple[str, ...]
+  _num_seeds: int
+  _name = 'Natural learner'  # Names the learner in error messages.
+
+  @property
+  def variants(self) -> tuple[str, ...]:
+    return self._variants
+
+  @property
+  def num_seeds(self) -> int:
+    return self._num_seeds
+
+  @property
+  def fingerprints(self) -> np.ndarray:
+    """[M] uint32 running fingerprints of the batches each model consumed."""
+    return np.asarray(jax.device_get(unreplicate(self._state.fingerprint)))
+
+  def _check(self, metrics: Metrics) -> dict[str, np.ndarray]:
+    """Brings metrics ([M] each) to the host; FloatingPointError if any is not finite."""
+    return check_lockstep_metrics(metrics, self._variants, self._num_seeds, self._step,
+                                  self._where_last_good(), self._name)
+
+
+class NaturalLearner(LockstepLearner):
   """Trains RMR and C-SWM x seeds in lockstep from one batch iterator, pmapped over devices.
 
   Resumable: with ``checkpoint_dir`` holding a checkpoint, the full stacked state (params,
@@ -544,19 +574,6 @@ class NaturalLearner(PmapLearner):
     """The processor's spec (from the export)."""
     return self._spec
 
-  @property
-  def variants(self) -> tuple[str, ...]:
-    return self._variants
-
-  @property
-  def num_seeds(self) -> int:
-    return self._num_seeds
-
-  @property
-  def fingerprints(self) -> np.ndarray:
-    """[M] uint32 running fingerprints of the batches each model consumed."""
-    return np.asarray(jax.device_get(unreplicate(self._state.fingerprint)))
-
   def encoder_params(self, variant: str, seed: int) -> Any:
     """f~'s params of one model (host numpy), for ``natural_net.make_encode_fn``."""
     index = model_index(self._variants, self._num_seeds, variant, seed)
@@ -570,11 +587,6 @@ class NaturalLearner(PmapLearner):
     self._state, metrics = self._update(self._state, shard_batch(batch, len(self._devices)))
     self._step += 1
     return metrics
-
-  def _check(self, metrics: Metrics) -> dict[str, np.ndarray]:
-    """Brings metrics ([M] each) to the host; FloatingPointError if any is not finite."""
-    return check_lockstep_metrics(metrics, self._variants, self._num_seeds, self._step,
-                                  self._where_last_good(), 'Natural learner')
 
   def _save_state(self, step: int, state: NaturalTrainState) -> None:
     save_state(self._manager, step, state)
