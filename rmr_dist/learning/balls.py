@@ -305,22 +305,10 @@ def init_natural_state(model: nn.Module, optimizer: optax.GradientTransformation
   frames = jnp.zeros((1, history, image_size, image_size, 3), jnp.uint8)
   init = jax.jit(lambda k: model.init({'params': k, 'slots': k}, frames)['params'])
   per_seed = [jax.device_get(init(jax.random.fold_in(init_rng, s))) for s in range(num_seeds)]
-  fresh = jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), per_seed[0]['processor'])
-  given = jax.tree_util.tree_map(lambda x: (np.shape(x), np.asarray(x).dtype), processor_params)
-  if fresh != given:
-    raise ValueError('The processor export does not fit the natural model\'s processor: '
-                     f'export {given}, model {fresh}')
-  models = []
-  for variant in variants:
-    for s in range(num_seeds):
-      params = dict(per_seed[s])
-      if variant in natural_learning.FROZEN_VARIANTS:
-        params['processor'] = processor_params
-      models.append(params)
-  stacked = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *models)
+  stacked = natural_learning.stack_models(per_seed, variants, processor_params)
   return BallsNaturalState(params=stacked, opt_state=optimizer.init(stacked),
                            step=np.zeros((), np.int32), rng=jax.device_get(state_rng),
-                           fingerprint=np.zeros((len(models),), np.uint32))
+                           fingerprint=np.zeros((len(variants) * num_seeds,), np.uint32))
 
 
 def natural_model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array,

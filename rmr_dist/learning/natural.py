@@ -126,6 +126,39 @@ def make_optimizer(learning_rate: float, variants: Sequence[str], num_seeds: int
                      freeze_processor(processor_trainable(variants, num_seeds)))
 
 
+def stack_models(per_seed: Sequence[Any], variants: Sequence[str], processor_params: Any
+                 ) -> Any:
+  """Stacks variants x seeds of initial params on a leading model axis (variant-major).
+
+  Seed s of every variant starts from ``per_seed[s]``; the frozen variants' processor is
+  replaced by ``processor_params`` (the export).
+
+  Args:
+    per_seed: S fresh param trees, one per seed.
+    variants: the variants, in model-axis order.
+    processor_params: the exported processor.
+
+  Returns:
+    The stacked tree, leaves [V * S, ...] numpy.
+
+  Raises:
+    ValueError: the export's tree or shapes do not fit the model's processor.
+  """
+  fresh = jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), per_seed[0]['processor'])
+  given = jax.tree_util.tree_map(lambda x: (np.shape(x), np.asarray(x).dtype), processor_params)
+  if fresh != given:
+    raise ValueError('The processor export does not fit the natural model\'s processor: '
+                     f'export {given}, model {fresh}')
+  models = []
+  for variant in variants:
+    for params in per_seed:
+      params = dict(params)
+      if variant in FROZEN_VARIANTS:
+        params['processor'] = processor_params
+      models.append(params)
+  return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *models)
+
+
 def init_state(model: nn.Module, optimizer: optax.GradientTransformation, rng: jax.Array, *,
                variants: Sequence[str], num_seeds: int, processor_params: Any,
                frame_shape: tuple[int, int]) -> NaturalTrainState:
@@ -153,22 +186,10 @@ def init_state(model: nn.Module, optimizer: optax.GradientTransformation, rng: j
   init = jax.jit(model.init)
   per_seed = [jax.device_get(init(jax.random.fold_in(init_rng, s), frames, action)['params'])
               for s in range(num_seeds)]
-  fresh = jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), per_seed[0]['processor'])
-  given = jax.tree_util.tree_map(lambda x: (np.shape(x), np.asarray(x).dtype), processor_params)
-  if fresh != given:
-    raise ValueError('The processor export does not fit the natural model\'s processor: '
-                     f'export {given}, model {fresh}')
-  models = []
-  for variant in variants:
-    for s in range(num_seeds):
-      params = dict(per_seed[s])
-      if variant in FROZEN_VARIANTS:
-        params['processor'] = processor_params
-      models.append(params)
-  stacked = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *models)
+  stacked = stack_models(per_seed, variants, processor_params)
   return NaturalTrainState(params=stacked, opt_state=optimizer.init(stacked),
                            step=jnp.zeros((), jnp.int32), rng=state_rng,
-                           fingerprint=jnp.zeros((len(models),), jnp.uint32))
+                           fingerprint=jnp.zeros((len(variants) * num_seeds,), jnp.uint32))
 
 
 # ---------------------------------------------------------------------------------------------
