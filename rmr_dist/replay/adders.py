@@ -37,6 +37,14 @@ _ONE_HOT = np.eye(atari.NUM_ACTIONS, dtype=np.uint8)  # Row a is the one-hot of 
 _NO_ACTION = np.zeros(atari.NUM_ACTIONS, np.uint8)  # An episode's last step has no action.
 _SQUEEZED_3 = [True] * 3
 _SQUEEZED_4 = [True] * 4
+# Reverb's trajectory writer logs "The number of pending items is alarmingly high" once items
+# waiting to be sent plus items sent but not yet confirmed reach 50
+# (kPendingItemsWarningThreshold in trajectory_writer.cc). `end_episode` keeps that count below
+# _FLUSH_AT + items of one step by waiting, whenever it reaches _FLUSH_AT, until at most
+# _FLUSH_KEEP are unconfirmed: the writer's stream stays busy (it is never drained to zero
+# mid-episode), and the pending count stays well under the threshold.
+_FLUSH_AT = 32
+_FLUSH_KEEP = 16
 
 
 class TransitionAdder:
@@ -81,9 +89,11 @@ class TransitionAdder:
     """Records the last observation, creates the episode's items and flushes them."""
     self._append(final_observation, _NO_ACTION)
     abstract_table, natural_tables = self._tables
-    for t, (prev, refs) in enumerate(zip(self._steps[:-1], self._steps[1:])):
-      if t and t % 64 == 0:
-        self._writer.Flush(64, -1)  # Bound the items in flight (Reverb warns past ~100).
+    pending = 0  # An upper bound on the writer's unconfirmed items.
+    for prev, refs in zip(self._steps[:-1], self._steps[1:]):
+      if pending >= _FLUSH_AT:
+        self._writer.Flush(_FLUSH_KEEP, -1)  # Blocks until <= _FLUSH_KEEP are unconfirmed.
+        pending = _FLUSH_KEEP
       # Column lists in the tables' signature order (keys sorted): see tables.py.
       self._writer.CreateItem(abstract_table, 1.0,
                               [[prev[_ACTION]], [prev[_RAM]], [refs[_RAM]]], _SQUEEZED_3)
@@ -91,6 +101,7 @@ class TransitionAdder:
       for natural_table in natural_tables:
         self._writer.CreateItem(natural_table, 1.0, natural_columns, _SQUEEZED_4)
       self.items_written += 1 + len(natural_tables)
+      pending += 1 + len(natural_tables)
     self._writer.EndEpisode(True, None)
     self._steps = []
 

@@ -102,3 +102,16 @@ def test_fraction_tables_hold_the_items_of_their_episodes(tmp_path, test_config)
     assert 0 < expected < info['natural_pong'].current_size
   finally:
     server.stop()
+
+
+def test_no_pending_items_warning(capfd, test_config, server_and_client, tmp_path):
+  """Reverb's writer warns ("The number of pending items is alarmingly high") once 50 items
+  are unconfirmed; the adder flushes before that, with several natural tables per game."""
+  _, client = server_and_client
+  cfg = dataclasses.replace(test_config, env=dataclasses.replace(test_config.env,
+                                                                 max_episode_steps=400))
+  collector = collector_lib.Collector(cfg, episode_store.EpisodeStore(str(tmp_path)),
+                                      adders.TransitionAdder(client, max_episode_steps=400))
+  stats = collector.run(collector_lib.make_work_units(cfg.games, 2, 1))
+  assert sum(s.length for s in stats) > 300  # Long enough episodes to have warned before.
+  assert 'alarmingly high' not in capfd.readouterr().err
