@@ -15,6 +15,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from rmr_dist.networks import processors
+
 POLICY_KIND = 'ram_q_network'
 
 
@@ -267,8 +269,6 @@ def restore_processor(path: str, expected_spec: dict[str, Any] | None = None
       from `expected_spec`, or the stored params do not have the shapes the stored spec
       implies. The message names the path and the mismatching keys / shapes.
   """
-  # pylint: disable=g-import-not-at-top  (rmr_dist.learning imports this module)
-  from rmr_dist.learning import abstract as abstract_learning
   path = os.path.abspath(path)
   if not os.path.exists(path):
     raise CheckpointError(f'No processor export at {path!r}: the path does not exist.')
@@ -285,10 +285,10 @@ def restore_processor(path: str, expected_spec: dict[str, Any] | None = None
       raise CheckpointError(f'Processor export {path!r} has a different spec: '
                             + '; '.join(diffs))
   try:
-    model_spec = abstract_learning.ModelSpec.from_dict(spec)
+    model_spec = processors.ModelSpec.from_dict(spec)
   except (TypeError, ValueError) as e:
     raise CheckpointError(f'Processor export {path!r} holds an invalid spec {spec}: {e}') from e
-  processor = abstract_learning.make_spec_processor(model_spec)
+  processor = processors.make_spec_processor(model_spec)
   z = jax.ShapeDtypeStruct((1, model_spec.num_slots, model_spec.latent_size), np.float32)
   action = jax.ShapeDtypeStruct((1, model_spec.action_size), np.float32)
   target = jax.eval_shape(processor.init, jax.random.PRNGKey(0), z, action)['params']

@@ -11,16 +11,17 @@ import pytest
 
 from rmr_dist import checkpointing
 from rmr_dist.learning import abstract as learning
+from rmr_dist.networks import processors
 
-SPEC16 = learning.ModelSpec('mpnn', latent_size=16, hidden_size=16, num_message_steps=2)
+SPEC16 = processors.ModelSpec('mpnn', latent_size=16, hidden_size=16, num_message_steps=2)
 
 
-def fresh_state(spec: learning.ModelSpec, seed: int = 0) -> learning.TrainState:
+def fresh_state(spec: processors.ModelSpec, seed: int = 0) -> learning.TrainState:
   model = learning.make_model(spec)
   return jax.device_get(learning.init_state(model, optax.adam(1e-3), jax.random.PRNGKey(seed)))
 
 
-def trained_state(spec: learning.ModelSpec) -> learning.TrainState:
+def trained_state(spec: processors.ModelSpec) -> learning.TrainState:
   """A state with non-trivial Adam moments, count, step and key (two real updates)."""
   model, opt = learning.make_model(spec), optax.adam(1e-3)
   state = learning.init_state(model, opt, jax.random.PRNGKey(1))
@@ -59,8 +60,8 @@ def test_learner_state_of_another_model_is_refused(tmp_path):
   manager = checkpointing.make_checkpoint_manager(str(tmp_path / 'ckpt'), max_to_keep=1)
   checkpointing.save_learner_state(manager, 5, fresh_state(SPEC16))
   manager.wait_until_finished()
-  other = fresh_state(learning.ModelSpec('mpnn', latent_size=32, hidden_size=16,
-                                         num_message_steps=2))
+  other = fresh_state(processors.ModelSpec('mpnn', latent_size=32, hidden_size=16,
+                                           num_message_steps=2))
   with pytest.raises(checkpointing.CheckpointError) as err:
     checkpointing.restore_learner_state(manager, other)
   assert str(tmp_path / 'ckpt' / '5') in str(err.value)
@@ -74,7 +75,7 @@ def test_processor_export_round_trip_is_bit_identical(tmp_path):
   assert spec == SPEC16.to_dict()
   assert_trees_equal(restored, params)
   # The restored subtree plugs straight into a freshly built model of the stored spec.
-  model_params = fresh_state(learning.ModelSpec.from_dict(spec), seed=3).params
+  model_params = fresh_state(processors.ModelSpec.from_dict(spec), seed=3).params
   assert (jax.tree_util.tree_structure(model_params['processor']) ==
           jax.tree_util.tree_structure(restored))
 

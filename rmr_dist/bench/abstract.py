@@ -109,9 +109,10 @@ def main(argv: list[str]) -> None:
   import numpy as np  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import abstract as learning  # pylint: disable=g-import-not-at-top
+  from rmr_dist.networks import processors  # pylint: disable=g-import-not-at-top
 
-  spec = learning.ModelSpec(processor=args.model, latent_size=args.latent_size,
-                            hidden_size=args.hidden_size)
+  spec = processors.ModelSpec(processor=args.model, latent_size=args.latent_size,
+                              hidden_size=args.hidden_size)
   model = learning.make_model(spec)
   optimizer = optax.adam(1e-3)
   state = learning.init_state(model, optimizer, jax.random.PRNGKey(0))

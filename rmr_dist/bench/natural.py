@@ -39,10 +39,11 @@ def main(argv: list[str]) -> None:
   from rmr_dist.learning import abstract as abstract_learning  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import natural  # pylint: disable=g-import-not-at-top
   from rmr_dist.networks import natural as natural_net  # pylint: disable=g-import-not-at-top
+  from rmr_dist.networks import processors  # pylint: disable=g-import-not-at-top
 
   variants = natural.VARIANTS
-  spec = abstract_learning.ModelSpec(processor='mpnn', hidden_size=args.hidden_size)
-  processor = abstract_learning.make_spec_processor(spec)
+  spec = processors.ModelSpec(processor='mpnn', hidden_size=args.hidden_size)
+  processor = processors.make_spec_processor(spec)
   abstract_model = abstract_learning.make_model(spec)
   processor_params = abstract_learning.init_state(
       abstract_model, optax.adam(1e-3), jax.random.PRNGKey(1)).params['processor']

@@ -24,7 +24,6 @@ reported metrics are formed the same way, so they match the 1-device ones too.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -33,89 +32,18 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from rmr_dist import checkpointing
 from rmr_dist import losses
-from rmr_dist.learning.loop import PmapLearner, unreplicate
+from rmr_dist.learning.loop import Batch, Metrics, PmapLearner, replicate, shard_batch
+from rmr_dist.learning.loop import unreplicate
 from rmr_dist.networks import abstract as abstract_net
 from rmr_dist.networks import processors
 
-Batch = dict[str, Any]
-Metrics = dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-  """Everything needed to rebuild an abstract model (and its processor) from scratch.
-
-  Attributes:
-    processor: 'mpnn', 'deepsets' or 'mlp'.
-    latent_size: H, features per slot (64 in the paper).
-    hidden_size: message / update width of the MPNN and Deep Sets.
-    num_message_steps: message-passing steps of the MPNN and Deep Sets.
-    aggregation: 'sum', 'mean' or 'max' over incoming messages (MPNN).
-    mlp_hidden_size: hidden width of the MLP processor.
-    slot_embedding: learned per-slot embedding in the encoder f.
-    num_slots: N, nodes the abstract model's processor sees (128 RAM bytes; the balls). Only
-      the MLP processor's parameters depend on it: an MPNN export runs on any number of slots.
-    action_size: A, width of the action the processor reads (18 on Atari, 0 for balls).
-  """
-  processor: str
-  latent_size: int = 64
-  hidden_size: int = 64
-  num_message_steps: int = 1
-  aggregation: str = 'max'
-  mlp_hidden_size: int = 256
-  slot_embedding: bool = True
-  num_slots: int = abstract_net.NUM_SLOTS
-  action_size: int = abstract_net.NUM_ACTIONS
-
-  def __post_init__(self):
-    if self.processor not in processors.PROCESSORS:
-      raise ValueError(f'ModelSpec.processor={self.processor!r}; valid: '
-                       f'{sorted(processors.PROCESSORS)}')
-    if self.aggregation not in processors.AGGREGATIONS:
-      raise ValueError(f'ModelSpec.aggregation={self.aggregation!r}; valid: '
-                       f'{processors.AGGREGATIONS}')
-    for name in ('latent_size', 'hidden_size', 'num_message_steps', 'mlp_hidden_size',
-                 'num_slots'):
-      if int(getattr(self, name)) < 1:
-        raise ValueError(f'ModelSpec.{name}={getattr(self, name)!r} must be >= 1')
-    if int(self.action_size) < 0:
-      raise ValueError(f'ModelSpec.action_size={self.action_size!r} must be >= 0')
-
-  def to_dict(self) -> dict[str, Any]:
-    """Returns the spec as a JSON-serialisable dict."""
-    return dataclasses.asdict(self)
-
-  @classmethod
-  def from_dict(cls, values: dict[str, Any]) -> ModelSpec:
-    """Builds a spec from :meth:`to_dict` output.
-
-    Raises:
-      ValueError: an unknown key (named in the message) or an invalid value.
-    """
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-      raise ValueError(f'Unknown ModelSpec keys {unknown}; valid: {sorted(known)}')
-    return cls(**values)
-
-
-def make_spec_processor(spec: ModelSpec) -> nn.Module:
-  """The unbound processor P that ``spec`` describes (see ``processors.make_processor``)."""
-  if spec.processor == 'mlp':
-    return processors.make_processor('mlp', hidden_size=spec.mlp_hidden_size)
-  return processors.make_processor(spec.processor, hidden_size=spec.hidden_size,
-                                   num_steps=spec.num_message_steps,
-                                   aggregation=spec.aggregation)
-
-
-def make_model(spec: ModelSpec) -> abstract_net.AbstractModel:
+def make_model(spec: processors.ModelSpec) -> abstract_net.AbstractModel:
   """The abstract model ``g(P(f(x), a))`` that ``spec`` describes."""
-  return abstract_net.AbstractModel(processor=make_spec_processor(spec),
+  return abstract_net.AbstractModel(processor=processors.make_spec_processor(spec),
                                     latent_size=spec.latent_size,
                                     slot_embedding=spec.slot_embedding)
 
@@ -218,44 +146,10 @@ def make_pmapped_update(model: nn.Module, optimizer: optax.GradientTransformatio
 
   Returns:
     ``f(replicated_state, sharded_batch) -> (replicated_state, replicated_metrics)``, batch
-    leaves [D, B / D, ...] (see :func:`shard_batch`).
+    leaves [D, B / D, ...] (see ``loop.shard_batch``).
   """
   step = functools.partial(update, model=model, optimizer=optimizer, axis_name=axis_name)
   return jax.pmap(step, axis_name=axis_name, devices=devices, donate_argnums=(0,))
-
-
-def replicate(tree: Any, devices: Sequence[jax.Device] | None = None) -> Any:
-  """Copies every leaf once per device, host-side: [...] -> [D, ...] (pmap shards axis 0).
-
-  Stacking on the host (rather than `jax.device_put_replicated`, gone from newer JAX) keeps
-  this working across the JAX versions of the pinned CPU stack and of accelerator images.
-  """
-  num = len(devices or jax.local_devices())
-  return jax.tree_util.tree_map(lambda x: np.stack([np.asarray(x)] * num), tree)
-
-
-def shard_batch(batch: Batch, num_devices: int) -> Batch:
-  """Splits every leaf [B, ...] into [D, B / D, ...] (device d gets rows d*B/D ...).
-
-  Args:
-    batch: a dict of numpy arrays [B, ...].
-    num_devices: D.
-
-  Returns:
-    The same dict with leaves [D, B / D, ...].
-
-  Raises:
-    ValueError: B is not divisible by ``num_devices``.
-  """
-
-  def split(x):
-    x = np.asarray(x)
-    if x.shape[0] % num_devices:
-      raise ValueError(f'Batch size {x.shape[0]} is not divisible by the {num_devices} '
-                       f'devices; pick a batch size that is a multiple of {num_devices}.')
-    return x.reshape((num_devices, x.shape[0] // num_devices) + x.shape[1:])
-
-  return jax.tree_util.tree_map(split, batch)
 
 
 class AbstractLearner(PmapLearner):
@@ -281,7 +175,7 @@ class AbstractLearner(PmapLearner):
     devices: devices to pmap over (default: all devices; a process feeds its local ones).
   """
 
-  def __init__(self, spec: ModelSpec, *, learning_rate: float, seed: int,
+  def __init__(self, spec: processors.ModelSpec, *, learning_rate: float, seed: int,
                iterator: Iterator[Batch], checkpoint_dir: str | None, save_every: int,
                keep: int, log_fn: Callable[[dict, int], None] | None = None,
                log_every: int = 50, devices: Sequence[jax.Device] | None = None):

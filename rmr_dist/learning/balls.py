@@ -36,15 +36,13 @@ import optax
 
 from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
-from rmr_dist.learning import abstract as abstract_learning
 from rmr_dist.learning import natural as natural_learning
-from rmr_dist.learning.abstract import TrainState, replicate, shard_batch
-from rmr_dist.learning.loop import PmapLearner, unreplicate
+from rmr_dist.learning.abstract import TrainState
+from rmr_dist.learning.loop import Batch, Metrics, PmapLearner, replicate, shard_batch
+from rmr_dist.learning.loop import unreplicate
 from rmr_dist.networks import balls as balls_net
+from rmr_dist.networks import processors
 from rmr_dist.replay import balls_data
-
-Batch = dict[str, Any]
-Metrics = dict[str, Any]
 
 VARIANTS = config_lib.BALLS_VARIANTS  # ('rmr', 'end_to_end')
 _FINGERPRINTED = ('frames', 'target_frame')
@@ -56,17 +54,17 @@ _FINGERPRINTED = ('frames', 'target_frame')
 
 
 def abstract_spec(config: config_lib.BallsAbstractConfig, num_balls: int
-                  ) -> abstract_learning.ModelSpec:
+                  ) -> processors.ModelSpec:
   """The processor spec of the balls MPNN (no action, ``num_balls`` nodes)."""
-  return abstract_learning.ModelSpec(
+  return processors.ModelSpec(
       processor='mpnn', latent_size=config.latent_size, hidden_size=config.hidden_size,
       num_message_steps=config.num_message_steps, aggregation=config.aggregation,
       slot_embedding=False, num_slots=num_balls, action_size=0)
 
 
-def make_abstract_model(spec: abstract_learning.ModelSpec) -> balls_net.BallsAbstractModel:
+def make_abstract_model(spec: processors.ModelSpec) -> balls_net.BallsAbstractModel:
   """``g(P(f(x)))`` for ``spec``."""
-  return balls_net.BallsAbstractModel(processor=abstract_learning.make_spec_processor(spec),
+  return balls_net.BallsAbstractModel(processor=processors.make_spec_processor(spec),
                                       latent_size=spec.latent_size)
 
 
@@ -122,7 +120,7 @@ class BallsAbstractLearner(PmapLearner):
     devices: devices to pmap over (default: all local).
   """
 
-  def __init__(self, spec: abstract_learning.ModelSpec, *, history: int, learning_rate: float,
+  def __init__(self, spec: processors.ModelSpec, *, history: int, learning_rate: float,
                seed: int, iterator: Iterator[Batch], checkpoint_dir: str | None,
                save_every: int, keep: int,
                log_fn: Callable[[dict, int], None] | None = None, log_every: int = 100,
@@ -268,7 +266,7 @@ class BallsNaturalState(NamedTuple):
   fingerprint: jax.Array  # [M] uint32
 
 
-def make_natural_model(config: config_lib.BallsNaturalConfig, spec: abstract_learning.ModelSpec,
+def make_natural_model(config: config_lib.BallsNaturalConfig, spec: processors.ModelSpec,
                        image_size: int) -> balls_net.BallsNaturalModel:
   """Slot Attention f~, the processor of ``spec``, broadcast decoder g~."""
   encoder = balls_net.SlotAttentionEncoder(
@@ -280,7 +278,7 @@ def make_natural_model(config: config_lib.BallsNaturalConfig, spec: abstract_lea
       image_size=image_size, broadcast_size=config.broadcast_size,
       channels=config.decoder_channels, kernel_size=config.decoder_kernel)
   return balls_net.BallsNaturalModel(
-      encoder=encoder, processor=abstract_learning.make_spec_processor(spec), decoder=decoder,
+      encoder=encoder, processor=processors.make_spec_processor(spec), decoder=decoder,
       latent_size=spec.latent_size)
 
 
@@ -412,7 +410,7 @@ class BallsNaturalLearner(natural_learning.LockstepLearner):
     self._learning_rate = config.learning_rate
     self._devices = list(devices or jax.local_devices())
     spec_dict, processor_params = checkpointing.restore_processor(processor_export)
-    self._spec = abstract_learning.ModelSpec.from_dict(spec_dict)
+    self._spec = processors.ModelSpec.from_dict(spec_dict)
     self._model = make_natural_model(config, self._spec, image_size)
     self._optimizer = natural_learning.make_optimizer(config.learning_rate, self._variants,
                                                       self._num_seeds)

@@ -1,4 +1,8 @@
-"""The training loop shared by the pmapped learners (abstract and natural).
+"""The training loop shared by the pmapped learners (abstract and natural), and its helpers.
+
+`replicate`, `unreplicate` and `shard_batch` move learner state and batches to and from the
+pmap layout ([D, ...] leading device axis); `Batch` and `Metrics` are the dicts every learner's
+update takes and returns.
 
 A subclass builds its replicated state and checkpoint manager, then implements four hooks:
 `_dispatch()` (launch one update, return device metrics), `_check(metrics)` (bring metrics to
@@ -14,13 +18,50 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
 from rmr_dist import logging as logging_lib
+
+Batch = dict[str, Any]
+Metrics = dict[str, Any]
+
+
+def replicate(tree: Any, devices: Sequence[jax.Device] | None = None) -> Any:
+  """Copies every leaf once per device, host-side: [...] -> [D, ...] (pmap shards axis 0).
+
+  Stacking on the host (rather than `jax.device_put_replicated`, gone from newer JAX) keeps
+  this working across the JAX versions of the pinned CPU stack and of accelerator images.
+  """
+  num = len(devices or jax.local_devices())
+  return jax.tree_util.tree_map(lambda x: np.stack([np.asarray(x)] * num), tree)
+
+
+def shard_batch(batch: Batch, num_devices: int) -> Batch:
+  """Splits every leaf [B, ...] into [D, B / D, ...] (device d gets rows d*B/D ...).
+
+  Args:
+    batch: a dict of numpy arrays [B, ...].
+    num_devices: D.
+
+  Returns:
+    The same dict with leaves [D, B / D, ...].
+
+  Raises:
+    ValueError: B is not divisible by ``num_devices``.
+  """
+
+  def split(x):
+    x = np.asarray(x)
+    if x.shape[0] % num_devices:
+      raise ValueError(f'Batch size {x.shape[0]} is not divisible by the {num_devices} '
+                       f'devices; pick a batch size that is a multiple of {num_devices}.')
+    return x.reshape((num_devices, x.shape[0] // num_devices) + x.shape[1:])
+
+  return jax.tree_util.tree_map(split, batch)
 
 
 def unreplicate(tree: Any) -> Any:

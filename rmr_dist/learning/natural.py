@@ -57,13 +57,11 @@ import orbax.checkpoint as ocp
 
 from rmr_dist import checkpointing
 from rmr_dist import losses
-from rmr_dist.learning import abstract as abstract_learning
-from rmr_dist.learning.abstract import replicate, shard_batch, unreplicate
-from rmr_dist.learning.loop import PmapLearner
+from rmr_dist.learning.loop import Batch, Metrics, PmapLearner, replicate, shard_batch
+from rmr_dist.learning.loop import unreplicate
 from rmr_dist.networks import natural as natural_net
+from rmr_dist.networks import processors
 
-Batch = dict[str, Any]
-Metrics = dict[str, Any]
 
 VARIANTS = ('rmr', 'cswm')
 FROZEN_VARIANTS = ('rmr',)  # variants whose processor is the frozen export
@@ -369,7 +367,7 @@ def make_pmapped_update(model: nn.Module, optimizer: optax.GradientTransformatio
 
   Returns:
     ``f(replicated_state, sharded_batch) -> (replicated_state, replicated_metrics)``, batch
-    leaves [D, B / D, ...] (``abstract.shard_batch``).
+    leaves [D, B / D, ...] (``loop.shard_batch``).
   """
   step = functools.partial(update, model=model, optimizer=optimizer, variants=tuple(variants),
                            axis_name=axis_name, hinge=hinge, sigma=sigma)
@@ -533,9 +531,9 @@ class NaturalLearner(LockstepLearner):
     self._devices = list(devices or jax.local_devices())
     spec_dict, processor_params = checkpointing.restore_processor(
         processor_export, expected_spec={'latent_size': latent_size})
-    self._spec = abstract_learning.ModelSpec.from_dict(spec_dict)
+    self._spec = processors.ModelSpec.from_dict(spec_dict)
     self._model = natural_net.NaturalModel(
-        processor=abstract_learning.make_spec_processor(self._spec),
+        processor=processors.make_spec_processor(self._spec),
         maps_per_slot=maps_per_slot, latent_size=latent_size)
     self._learning_rate = float(learning_rate)
     self._optimizer = make_optimizer(learning_rate, self._variants, num_seeds)
@@ -591,7 +589,7 @@ class NaturalLearner(LockstepLearner):
     return self._model
 
   @property
-  def spec(self) -> abstract_learning.ModelSpec:
+  def spec(self) -> processors.ModelSpec:
     """The processor's spec (from the export)."""
     return self._spec
 

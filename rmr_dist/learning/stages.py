@@ -24,14 +24,15 @@ import jax
 from rmr_dist import config as config_lib
 from rmr_dist.evaluation import abstract_eval
 from rmr_dist.learning import abstract as abstract_learning
+from rmr_dist.networks import processors
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import iterators
 from rmr_dist.replay import tables
 
 
-def model_spec(config: config_lib.AbstractConfig, model: str) -> abstract_learning.ModelSpec:
+def model_spec(config: config_lib.AbstractConfig, model: str) -> processors.ModelSpec:
   """The ModelSpec of a learned model ('mlp', 'deepsets' or 'mpnn') from the config."""
-  return abstract_learning.ModelSpec(
+  return processors.ModelSpec(
       processor=model, latent_size=config.latent_size, hidden_size=config.hidden_size,
       num_message_steps=config.num_message_steps, aggregation=config.aggregation,
       mlp_hidden_size=config.mlp_hidden_size, slot_embedding=config.slot_embedding)

@@ -17,13 +17,20 @@ connected graph of slots, the action concatenated to every node's features (as C
 three-layer message MLPs with a ReLU after each hidden layer. Deep Sets is "the same model,
 only it passes messages over the identity adjacency matrix": here it literally is the MPNN
 class with ``adjacency='identity'``, which computes only the N diagonal messages.
+
+:class:`ModelSpec` is the serialisable description of a processor (and of the abstract model
+around it) that a processor export carries; :func:`make_spec_processor` rebuilds the processor
+from it.
 """
 
-from typing import Optional, Protocol
+import dataclasses
+from typing import Any, Optional, Protocol
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from rmr_dist.networks import abstract as abstract_net
 
 AGGREGATIONS = ('sum', 'mean', 'max')
 ADJACENCIES = ('full', 'identity')
@@ -263,3 +270,67 @@ def make_processor(name: str, **kwargs) -> nn.Module:
   if name not in PROCESSORS:
     raise ValueError(f'Unknown processor {name!r}; valid processors: {sorted(PROCESSORS)}')
   return PROCESSORS[name](**kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """Everything needed to rebuild an abstract model (and its processor) from scratch.
+
+  Attributes:
+    processor: 'mpnn', 'deepsets' or 'mlp'.
+    latent_size: H, features per slot (64 in the paper).
+    hidden_size: message / update width of the MPNN and Deep Sets.
+    num_message_steps: message-passing steps of the MPNN and Deep Sets.
+    aggregation: 'sum', 'mean' or 'max' over incoming messages (MPNN).
+    mlp_hidden_size: hidden width of the MLP processor.
+    slot_embedding: learned per-slot embedding in the encoder f.
+    num_slots: N, nodes the abstract model's processor sees (128 RAM bytes; the balls). Only
+      the MLP processor's parameters depend on it: an MPNN export runs on any number of slots.
+    action_size: A, width of the action the processor reads (18 on Atari, 0 for balls).
+  """
+  processor: str
+  latent_size: int = 64
+  hidden_size: int = 64
+  num_message_steps: int = 1
+  aggregation: str = 'max'
+  mlp_hidden_size: int = 256
+  slot_embedding: bool = True
+  num_slots: int = abstract_net.NUM_SLOTS
+  action_size: int = abstract_net.NUM_ACTIONS
+
+  def __post_init__(self):
+    if self.processor not in PROCESSORS:
+      raise ValueError(f'ModelSpec.processor={self.processor!r}; valid: {sorted(PROCESSORS)}')
+    if self.aggregation not in AGGREGATIONS:
+      raise ValueError(f'ModelSpec.aggregation={self.aggregation!r}; valid: {AGGREGATIONS}')
+    for name in ('latent_size', 'hidden_size', 'num_message_steps', 'mlp_hidden_size',
+                 'num_slots'):
+      if int(getattr(self, name)) < 1:
+        raise ValueError(f'ModelSpec.{name}={getattr(self, name)!r} must be >= 1')
+    if int(self.action_size) < 0:
+      raise ValueError(f'ModelSpec.action_size={self.action_size!r} must be >= 0')
+
+  def to_dict(self) -> dict[str, Any]:
+    """Returns the spec as a JSON-serialisable dict."""
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, values: dict[str, Any]) -> 'ModelSpec':
+    """Builds a spec from :meth:`to_dict` output.
+
+    Raises:
+      ValueError: an unknown key (named in the message) or an invalid value.
+    """
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise ValueError(f'Unknown ModelSpec keys {unknown}; valid: {sorted(known)}')
+    return cls(**values)
+
+
+def make_spec_processor(spec: ModelSpec) -> nn.Module:
+  """The unbound processor P that ``spec`` describes (see :func:`make_processor`)."""
+  if spec.processor == 'mlp':
+    return make_processor('mlp', hidden_size=spec.mlp_hidden_size)
+  return make_processor(spec.processor, hidden_size=spec.hidden_size,
+                        num_steps=spec.num_message_steps, aggregation=spec.aggregation)

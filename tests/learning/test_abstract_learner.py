@@ -26,12 +26,13 @@ from rmr_dist import checkpointing
 from rmr_dist import losses
 from rmr_dist.evaluation import metrics
 from rmr_dist.learning import abstract as learning
+from rmr_dist.networks import processors
 from rmr_dist.networks.abstract import bits_to_bytes, bytes_to_bits
 
 
 ACTIVE = np.array([3, 5, 7, 9, 11, 13])
 BACKGROUND = np.random.default_rng(0).integers(0, 255, 128).astype(np.uint8)  # never 255
-SPEC = learning.ModelSpec('mpnn', latent_size=16, hidden_size=16)
+SPEC = processors.ModelSpec('mpnn', latent_size=16, hidden_size=16)
 
 
 def transitions(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -60,23 +61,6 @@ def make_learner(iterator, checkpoint_dir=None, devices=None, learning_rate=1e-3
 
 def assert_trees_equal(a, b):
   jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
-
-
-def test_shard_batch_shapes_and_error():
-  batch = transitions(np.random.default_rng(0), 6)
-  sharded = learning.shard_batch(batch, 2)
-  assert sharded['ram_t'].shape == (2, 3, 128) and sharded['action'].shape == (2, 3, 18)
-  np.testing.assert_array_equal(sharded['ram_tp1'][1], batch['ram_tp1'][3:])
-  with pytest.raises(ValueError, match='Batch size 6 is not divisible by the 4 devices'):
-    learning.shard_batch(batch, 4)
-
-
-def test_model_spec_round_trip_and_unknown_key():
-  assert learning.ModelSpec.from_dict(SPEC.to_dict()) == SPEC
-  with pytest.raises(ValueError, match='latent_dim'):
-    learning.ModelSpec.from_dict({'processor': 'mpnn', 'latent_dim': 3})
-  with pytest.raises(ValueError, match='processor'):
-    learning.ModelSpec('transformer')
 
 
 def test_training_lowers_loss_and_beats_copy_baseline():

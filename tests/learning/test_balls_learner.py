@@ -9,8 +9,8 @@ from configs import balls as balls_configs
 from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
 from rmr_dist.learning import balls as balls_learning
-from rmr_dist.learning.abstract import TrainState, replicate, shard_batch
-from rmr_dist.learning.loop import unreplicate
+from rmr_dist.learning.abstract import TrainState
+from rmr_dist.learning.loop import replicate, shard_batch, unreplicate
 from rmr_dist.replay import balls_data
 
 HISTORY = 3

@@ -21,14 +21,15 @@ from rmr_dist import checkpointing
 from rmr_dist.learning import abstract as abstract_learning
 from rmr_dist.learning import natural as learning
 from rmr_dist.networks import natural as natural_net
+from rmr_dist.networks import processors
 
-SPEC16 = abstract_learning.ModelSpec('mpnn', latent_size=16, hidden_size=16)
+SPEC16 = processors.ModelSpec('mpnn', latent_size=16, hidden_size=16)
 FRAME_SHAPE = (84, 64)
 VARIANTS = ('rmr', 'cswm')
 NUM_SEEDS = 2
 
 
-def export(path: str, spec: abstract_learning.ModelSpec = SPEC16, seed: int = 7) -> str:
+def export(path: str, spec: processors.ModelSpec = SPEC16, seed: int = 7) -> str:
   """A processor export of an (initialised) abstract model of `spec`."""
   state = abstract_learning.init_state(abstract_learning.make_model(spec), optax.adam(1e-3),
                                        jax.random.PRNGKey(seed))
@@ -81,7 +82,7 @@ def test_frozen_rmr_processor_is_bit_identical_cswm_processor_trains(processor_e
   """The pure update, jitted on one device: 6 steps. RMR's P never moves (bit for bit),
   C-SWM's does; every model's f~ and g~ learn and the loss falls."""
   _, exported = checkpointing.restore_processor(processor_export)
-  model = natural_net.NaturalModel(processor=abstract_learning.make_spec_processor(SPEC16),
+  model = natural_net.NaturalModel(processor=processors.make_spec_processor(SPEC16),
                                    latent_size=16)
   optimizer = learning.make_optimizer(1e-3, VARIANTS, NUM_SEEDS)
   state = learning.init_state(model, optimizer, jax.random.PRNGKey(0), variants=VARIANTS,
@@ -135,7 +136,7 @@ def test_freeze_processor_update_is_the_exact_identity():
 def test_encoder_gradient_flows_through_the_frozen_processor():
   """stop_gradient only zeroes P's own gradient: f~ and g~ get the same gradient, through P,
   whether P is frozen or not."""
-  model = natural_net.NaturalModel(processor=abstract_learning.make_spec_processor(SPEC16),
+  model = natural_net.NaturalModel(processor=processors.make_spec_processor(SPEC16),
                                    latent_size=16)
   batch = make_batch(np.random.default_rng(3))
   params = model.init(jax.random.PRNGKey(0), batch['frame_t'], batch['action'])['params']
@@ -226,7 +227,7 @@ def test_resume_after_restart_matches_uninterrupted_run(tmp_path, processor_expo
 
 @pytest.mark.parametrize('export_latent,model_latent', [(16, 64), (64, 16)])
 def test_export_of_another_latent_size_is_refused(tmp_path, export_latent, model_latent):
-  spec = abstract_learning.ModelSpec('mpnn', latent_size=export_latent, hidden_size=16)
+  spec = processors.ModelSpec('mpnn', latent_size=export_latent, hidden_size=16)
   path = export(str(tmp_path / f'processor{export_latent}'), spec)
   with pytest.raises(checkpointing.CheckpointError) as err:
     make_learner(path, batches(), latent_size=model_latent)

@@ -10,8 +10,9 @@ import pytest
 
 from rmr_dist.learning import abstract as abstract_learning
 from rmr_dist.networks import natural
+from rmr_dist.networks import processors
 
-SPEC16 = abstract_learning.ModelSpec('mpnn', latent_size=16, hidden_size=16)
+SPEC16 = processors.ModelSpec('mpnn', latent_size=16, hidden_size=16)
 
 
 def frames(batch: int, height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -73,7 +74,7 @@ def test_uint8_frames_are_scaled_inside():
 
 
 def make_model(maps_per_slot: int = 1) -> natural.NaturalModel:
-  return natural.NaturalModel(processor=abstract_learning.make_spec_processor(SPEC16),
+  return natural.NaturalModel(processor=processors.make_spec_processor(SPEC16),
                               maps_per_slot=maps_per_slot, latent_size=16)
 
 
@@ -88,7 +89,7 @@ def test_model_is_decoder_of_processor_of_encoder(jit):
   z_pred, z = apply({'params': params}, x, action)
   chex.assert_shape([z_pred, z], (2, 128, 16))
   z_manual = natural.AtariEncoder(latent_size=16).apply({'params': params['encoder']}, x)
-  p_out = abstract_learning.make_spec_processor(SPEC16).apply(
+  p_out = processors.make_spec_processor(SPEC16).apply(
       {'params': params['processor']}, z_manual, action)
   g_out = natural.LatentDecoder(16).apply({'params': params['decoder']}, p_out)
   np.testing.assert_allclose(z, z_manual, rtol=1e-5, atol=1e-5)

@@ -1,4 +1,5 @@
-"""Tests for rmr_dist.networks.processors: shapes, the split first layer, equivariance, Deep Sets."""
+"""Tests for rmr_dist.networks.processors: shapes, the split first layer, equivariance, Deep Sets,
+ModelSpec."""
 
 from __future__ import annotations
 
@@ -167,3 +168,12 @@ def test_action_changes_output(name):
   params = model.init(jax.random.PRNGKey(10), z, action)
   other = jnp.roll(action, 1, axis=-1)
   assert not np.allclose(model.apply(params, z, action), model.apply(params, z, other))
+
+
+def test_model_spec_round_trip_and_unknown_key():
+  spec = processors.ModelSpec('mpnn', latent_size=16, hidden_size=16)
+  assert processors.ModelSpec.from_dict(spec.to_dict()) == spec
+  with pytest.raises(ValueError, match='latent_dim'):
+    processors.ModelSpec.from_dict({'processor': 'mpnn', 'latent_dim': 3})
+  with pytest.raises(ValueError, match='processor'):
+    processors.ModelSpec('transformer')
