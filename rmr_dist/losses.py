@@ -12,6 +12,9 @@ batch has no change). The mask head gets its own sigmoid BCE against the true ma
 averaged over every slot of the batch. ``loss = bit_loss + mask_loss``.
 
 At evaluation :func:`predict` forms the output with the PREDICTED mask (sigmoid > 0.5).
+
+Natural Atari model: C-SWM's TransE contrastive loss (:func:`contrastive_loss`, section below).
+Bouncing balls: the per-pixel next-frame MSE (:func:`frame_mse`).
 """
 
 from __future__ import annotations
@@ -206,3 +209,20 @@ def contrastive_loss_with_negatives(z_pred_next: jax.Array, z_next: jax.Array, z
   loss = jnp.mean(positive) + negative_loss
   return loss, {'loss': loss, 'positive_energy': jnp.mean(positive),
                 'negative_energy': jnp.mean(negative), 'negative_loss': negative_loss}
+
+
+def frame_mse(recon: jax.Array, target: jax.Array) -> jax.Array:
+  """Per-pixel MSE of a reconstruction against the true frame (App. A's metric).
+
+  Args:
+    recon: [B, H, W, 3] float, in [0, 1] scale.
+    target: [B, H, W, 3] uint8 (scaled to [0, 1]); a float target is taken as already in
+      [0, 1].
+
+  Returns:
+    [] float32, the mean squared error over every pixel and channel.
+  """
+  target = jnp.asarray(target)
+  if jnp.issubdtype(target.dtype, jnp.integer):
+    target = target.astype(jnp.float32) / 255.0
+  return jnp.mean(jnp.square(jnp.asarray(recon, jnp.float32) - target))

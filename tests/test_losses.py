@@ -86,3 +86,11 @@ def test_predict_uses_the_predicted_mask():
   # (wrong), slot 1 copied 0xAA != 0xAB (wrong), slot 2 copied 0xFF == 0xFF (right): 1/3.
   _, m = losses.abstract_loss(bit_logits, jnp.array([[2.0, -2.0, -0.1]]), X, Y)
   np.testing.assert_allclose(m['slot_accuracy'], 1 / 3, rtol=1e-6)
+
+
+def test_frame_mse_on_hand_values():
+  target = np.array([[[[255, 0, 0], [0, 0, 255]]]], np.uint8)  # [1, 1, 2, 3]
+  recon = np.array([[[[1.0, 0.5, 0.0], [0.0, 0.0, 0.0]]]], np.float32)
+  # Squared errors: 0, 0.25, 0, 0, 0, 1 -> mean 1.25 / 6.
+  np.testing.assert_allclose(losses.frame_mse(recon, target), 1.25 / 6, rtol=1e-6)
+  assert losses.frame_mse(target.astype(np.float32) / 255.0, target) == 0.0

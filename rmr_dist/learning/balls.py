@@ -36,12 +36,15 @@ import optax
 
 from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
+from rmr_dist import losses
 from rmr_dist.learning import natural as natural_learning
 from rmr_dist.learning.abstract import TrainState
 from rmr_dist.learning.loop import Batch, Metrics, PmapLearner, replicate, shard_batch
 from rmr_dist.learning.loop import unreplicate
 from rmr_dist.networks import balls as balls_net
+from rmr_dist.networks import broadcast_decoder
 from rmr_dist.networks import processors
+from rmr_dist.networks import slot_attention
 from rmr_dist.replay import balls_data
 
 VARIANTS = config_lib.BALLS_VARIANTS  # ('rmr', 'end_to_end')
@@ -269,12 +272,12 @@ class BallsNaturalState(NamedTuple):
 def make_natural_model(config: config_lib.BallsNaturalConfig, spec: processors.ModelSpec,
                        image_size: int) -> balls_net.BallsNaturalModel:
   """Slot Attention f~, the processor of ``spec``, broadcast decoder g~."""
-  encoder = balls_net.SlotAttentionEncoder(
+  encoder = slot_attention.SlotAttentionEncoder(
       num_slots=config.num_slots, slot_size=config.slot_size,
       cnn_channels=config.encoder_channels, kernel_size=config.encoder_kernel,
       num_conv_layers=config.encoder_layers, num_iterations=config.slot_iterations,
       mlp_hidden_size=2 * config.slot_size)
-  decoder = balls_net.BroadcastDecoder(
+  decoder = broadcast_decoder.BroadcastDecoder(
       image_size=image_size, broadcast_size=config.broadcast_size,
       channels=config.decoder_channels, kernel_size=config.decoder_kernel)
   return balls_net.BallsNaturalModel(
@@ -333,7 +336,7 @@ def natural_model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array
     frozen_or_not = lambda x: jnp.where(trainable, x, jax.lax.stop_gradient(x))
     p = dict(p, processor=jax.tree_util.tree_map(frozen_or_not, p['processor']))
     out = model.apply({'params': p}, inputs['frames'], rngs={'slots': slot_key})
-    return balls_net.frame_mse(out['recon'], inputs['target_frame'])
+    return losses.frame_mse(out['recon'], inputs['target_frame'])
 
   loss, grads = jax.value_and_grad(objective)(params)
   return grads, {'loss': loss}, fingerprint

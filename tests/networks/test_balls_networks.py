@@ -6,9 +6,10 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from rmr_dist.networks import balls
+from rmr_dist.networks import broadcast_decoder
+from rmr_dist.networks import slot_attention
 from rmr_dist.networks.processors import MPNN
 
 B, T, N = 2, 3, 4  # batch, history length, balls
@@ -26,14 +27,14 @@ def _abstract_init(history):
 
 
 def _encoder():
-  return balls.SlotAttentionEncoder(num_slots=K, slot_size=SLOT, cnn_channels=CHANNELS,
-                                    kernel_size=3, num_conv_layers=2, num_iterations=2,
-                                    mlp_hidden_size=16)
+  return slot_attention.SlotAttentionEncoder(num_slots=K, slot_size=SLOT, cnn_channels=CHANNELS,
+                                             kernel_size=3, num_conv_layers=2, num_iterations=2,
+                                             mlp_hidden_size=16)
 
 
 def _decoder():
-  return balls.BroadcastDecoder(image_size=SIZE, broadcast_size=4, channels=CHANNELS,
-                                kernel_size=3, num_layers=3)
+  return broadcast_decoder.BroadcastDecoder(image_size=SIZE, broadcast_size=4, channels=CHANNELS,
+                                            kernel_size=3, num_layers=3)
 
 
 def _frames(seed=0, t=T):
@@ -57,60 +58,6 @@ def test_abstract_is_permutation_equivariant_over_balls():
   out = model.apply(params, history)
   out_perm = model.apply(params, history[:, :, perm])
   np.testing.assert_allclose(out_perm, out[:, perm], rtol=1e-5, atol=1e-6)
-
-
-def test_slot_attention_shapes_and_attention_sums_to_one_over_slots():
-  inputs = jax.random.normal(jax.random.PRNGKey(3), (B, 10, 6))  # [B, L, D]
-  slots = jax.random.normal(jax.random.PRNGKey(4), (B, K, SLOT))
-  module = balls.SlotAttention(num_iterations=2, slot_size=SLOT, mlp_hidden_size=16)
-  params = module.init(jax.random.PRNGKey(0), inputs, slots)
-  new_slots, attention = module.apply(params, inputs, slots)
-  chex.assert_shape(new_slots, (B, K, SLOT))
-  chex.assert_shape(attention, (B, K, 10))
-  np.testing.assert_allclose(attention.sum(axis=1), np.ones((B, 10)), rtol=1e-5)
-
-
-def test_slot_attention_encoder_shapes_and_randomness():
-  encoder = _encoder()
-  frames = _frames()
-  params = encoder.init({'params': jax.random.PRNGKey(0), 'slots': jax.random.PRNGKey(1)},
-                        frames)
-  apply = jax.jit(encoder.apply, static_argnames='deterministic')
-  slots, attention = apply(params, frames, rngs={'slots': jax.random.PRNGKey(5)})
-  chex.assert_shape(slots, (B, T, K, SLOT))
-  chex.assert_shape(attention, (B, T, K, SIZE * SIZE))
-  np.testing.assert_allclose(attention.sum(axis=2), np.ones((B, T, SIZE * SIZE)), rtol=1e-5)
-
-  # deterministic=True needs no rng and repeats itself; its slots are not all equal.
-  det_a, _ = apply(params, frames, deterministic=True)
-  det_b, _ = apply(params, frames, deterministic=True)
-  np.testing.assert_array_equal(det_a, det_b)
-  assert not np.allclose(det_a[:, :, 0], det_a[:, :, 1])
-
-  # Different 'slots' rngs give different slots.
-  other, _ = apply(params, frames, rngs={'slots': jax.random.PRNGKey(6)})
-  assert not np.allclose(slots, other)
-
-
-def test_broadcast_decoder_shapes_masks_and_composite():
-  decoder = _decoder()
-  z = jax.random.normal(jax.random.PRNGKey(7), (B, K, LATENT))
-  params = decoder.init(jax.random.PRNGKey(0), z)
-  out = decoder.apply(params, z)
-  chex.assert_shape(out['recon'], (B, SIZE, SIZE, 3))
-  chex.assert_shape(out['masks'], (B, K, SIZE, SIZE, 1))
-  chex.assert_shape(out['rgb'], (B, K, SIZE, SIZE, 3))
-  np.testing.assert_allclose(out['masks'].sum(axis=1), np.ones((B, SIZE, SIZE, 1)), rtol=1e-5)
-  np.testing.assert_allclose(out['recon'], np.sum(np.asarray(out['masks'] * out['rgb']), axis=1),
-                             rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize('image_size, broadcast_size, num_layers',
-                         [(48, 8, 5), (20, 8, 5), (64, 8, 2), (4, 8, 5)])
-def test_broadcast_decoder_rejects_bad_sizes(image_size, broadcast_size, num_layers):
-  with pytest.raises(ValueError):
-    balls.BroadcastDecoder(image_size=image_size, broadcast_size=broadcast_size,
-                           num_layers=num_layers)
 
 
 def test_natural_model_shapes_and_processor_subtree_matches_abstract():
@@ -139,11 +86,3 @@ def test_natural_model_shapes_and_processor_subtree_matches_abstract():
   swapped = {'params': {**params['params'], 'processor': abstract_proc}}
   chex.assert_shape(model.apply(swapped, frames, deterministic=True)['recon'],
                     (B, SIZE, SIZE, 3))
-
-
-def test_frame_mse_on_hand_values():
-  target = np.array([[[[255, 0, 0], [0, 0, 255]]]], np.uint8)  # [1, 1, 2, 3]
-  recon = np.array([[[[1.0, 0.5, 0.0], [0.0, 0.0, 0.0]]]], np.float32)
-  # Squared errors: 0, 0.25, 0, 0, 0, 1 -> mean 1.25 / 6.
-  np.testing.assert_allclose(balls.frame_mse(recon, target), 1.25 / 6, rtol=1e-6)
-  assert balls.frame_mse(target.astype(np.float32) / 255.0, target) == 0.0

@@ -1,0 +1,177 @@
+"""Slot Attention (Locatello et al., 2020): the pixel encoder f~ of the bouncing-balls model.
+
+* :func:`build_grid` / :class:`SoftPositionEmbed`: the soft position embedding added to a
+  feature map (also used by ``rmr_dist.networks.broadcast_decoder``);
+* :class:`SlotAttention`: the iterative attention module (Algorithm 1);
+* :class:`SlotAttentionEncoder`: CNN + position embedding + MLP + Slot Attention over a short
+  sequence of images, the slots of each image starting from the previous image's (as SAVi).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def build_grid(height: int, width: int) -> np.ndarray:
+  """The soft position grid of Slot Attention: [1, H, W, 4] channels ``[y, x, 1-y, 1-x]``.
+
+  ``y`` and ``x`` run over ``linspace(0, 1)`` along rows and columns.
+  """
+  ys, xs = np.meshgrid(np.linspace(0.0, 1.0, height), np.linspace(0.0, 1.0, width),
+                       indexing='ij')  # [H, W] each
+  grid = np.stack([ys, xs], axis=-1)  # [H, W, 2]
+  return np.concatenate([grid, 1.0 - grid], axis=-1)[None].astype(np.float32)  # [1, H, W, 4]
+
+
+class SoftPositionEmbed(nn.Module):
+  """Adds ``Dense(grid)`` to a feature map, the grid being :func:`build_grid`."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Args: x: [B, H, W, C]. Returns: [B, H, W, C]."""
+    grid = build_grid(x.shape[1], x.shape[2])  # [1, H, W, 4]
+    return x + nn.Dense(x.shape[-1], name='dense')(grid)
+
+
+class SlotAttention(nn.Module):
+  """Slot Attention (Locatello et al., 2020, Algorithm 1).
+
+  ``inputs = LayerNorm(inputs); k, v = Wk inputs, Wv inputs``; then ``num_iterations``
+  times::
+
+      q      = Wq LayerNorm(slots)
+      attn   = softmax_over_slots(q k^T / sqrt(slot_size))          [B, K, L]
+      w      = (attn + eps) / sum_over_inputs(attn + eps)             weighted mean
+      slots  = GRU(carry=slots, inputs=w v)
+      slots += MLP(LayerNorm(slots))                                 residual
+
+  Every iteration shares the same parameters. q, k, v projections have no bias.
+
+  Attributes:
+    num_iterations: attention iterations.
+    slot_size: S, features per slot (also the q / k / v width).
+    mlp_hidden_size: hidden width of the residual MLP.
+    epsilon: added to the attention before renormalising over inputs.
+  """
+  num_iterations: int = 3
+  slot_size: int = 64
+  mlp_hidden_size: int = 128
+  epsilon: float = 1e-8
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array, slots: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Args:
+      inputs: [B, L, D] input features.
+      slots: [B, K, S] initial slots.
+
+    Returns:
+      ``(slots, attention)``: the final slots [B, K, S] and the last iteration's attention
+      [B, K, L], softmaxed over slots (``attention.sum(axis=1) == 1``).
+    """
+    inputs = nn.LayerNorm(name='norm_inputs')(inputs)  # [B, L, D]
+    k = nn.Dense(self.slot_size, use_bias=False, name='project_k')(inputs)  # [B, L, S]
+    v = nn.Dense(self.slot_size, use_bias=False, name='project_v')(inputs)  # [B, L, S]
+    norm_slots = nn.LayerNorm(name='norm_slots')
+    project_q = nn.Dense(self.slot_size, use_bias=False, name='project_q')
+    gru = nn.GRUCell(self.slot_size, name='gru')
+    norm_mlp = nn.LayerNorm(name='norm_mlp')
+    mlp_hidden = nn.Dense(self.mlp_hidden_size, name='mlp_hidden')
+    mlp_out = nn.Dense(self.slot_size, name='mlp_out')
+    scale = self.slot_size ** -0.5
+    attention = None
+    for _ in range(self.num_iterations):
+      q = project_q(norm_slots(slots)) * scale  # [B, K, S]
+      logits = jnp.einsum('bks,bls->bkl', q, k)  # [B, K, L]
+      attention = jax.nn.softmax(logits, axis=1)  # [B, K, L], normalised over slots
+      weights = attention + self.epsilon
+      weights = weights / jnp.sum(weights, axis=2, keepdims=True)  # over inputs
+      updates = jnp.einsum('bkl,bls->bks', weights, v)  # [B, K, S]
+      slots, _ = gru(slots, updates)  # [B, K, S]
+      slots = slots + mlp_out(nn.relu(mlp_hidden(norm_mlp(slots))))
+    return slots, attention
+
+
+class SlotAttentionEncoder(nn.Module):
+  """f~ before the projection: Slot Attention over a short sequence of images.
+
+  Per image: a CNN (``num_conv_layers`` convolutions of ``cnn_channels`` channels,
+  ``kernel_size`` square kernels, stride 1, SAME padding, ReLU) -> soft position embedding
+  -> flatten to [H*W, C] -> LayerNorm -> MLP (Dense(cnn_channels), ReLU, Dense(cnn_channels))
+  -> :class:`SlotAttention` (one module, shared by every image).
+
+  Slot order across images (as SAVi, Kipf et al., 2022). Slot Attention is equivariant in
+  its slots, so separately initialised slots would come out in an arbitrary order for each
+  image and "slot k of image 1" and "slot k of image 2" would be unrelated. Here only the
+  first image's slots start from the learned Gaussian ``mu + exp(log_sigma) * noise``
+  (params ``slots_mu``, ``slots_log_sigma`` [1, 1, S]; noise from the ``'slots'`` rng
+  stream); every later image's slots start from the previous image's final slots, so slot k
+  keeps following the same object through the history. That is what makes concatenating
+  slot k's vectors across images (:class:`BallsNaturalModel`) meaningful.
+
+  ``deterministic=True`` draws the initial noise from a fixed key (``PRNGKey(0)``) rather
+  than the ``'slots'`` stream, so no rng is needed and repeated calls agree. (It does not
+  use ``mu`` alone: K identical initial slots get identical queries, a uniform softmax over
+  slots and identical updates, so they would stay identical through every iteration and
+  image and the encoder would see one object K times.)
+
+  Attributes:
+    num_slots: K (10 balls plus background).
+    slot_size: S.
+    cnn_channels: channels of every convolution and of the MLP (the attention inputs' D).
+    kernel_size: convolution kernel side.
+    num_conv_layers: convolutions in the CNN.
+    num_iterations: Slot Attention iterations per image.
+    mlp_hidden_size: hidden width of Slot Attention's residual MLP.
+  """
+  num_slots: int = 11
+  slot_size: int = 64
+  cnn_channels: int = 64
+  kernel_size: int = 5
+  num_conv_layers: int = 4
+  num_iterations: int = 3
+  mlp_hidden_size: int = 128
+
+  @nn.compact
+  def __call__(self, images: jax.Array,
+               deterministic: bool = False) -> tuple[jax.Array, jax.Array]:
+    """Args:
+      images: [B, T, H, W, 3] uint8 (0..255) or float in [0, 1].
+      deterministic: initial slot noise from a fixed key instead of the 'slots' stream.
+
+    Returns:
+      ``(slots, attention)``: slots [B, T, K, S]; each image's last-iteration attention
+      [B, T, K, H*W], softmaxed over slots.
+    """
+    b, t, h, w, c = images.shape
+    x = jnp.asarray(images)
+    if jnp.issubdtype(x.dtype, jnp.integer):
+      x = x.astype(jnp.float32) / 255.0
+    x = x.astype(jnp.float32).reshape(b * t, h, w, c)  # [B*T, H, W, 3] in [0, 1]
+    for i in range(self.num_conv_layers):
+      x = nn.Conv(self.cnn_channels, (self.kernel_size, self.kernel_size), padding='SAME',
+                  name=f'conv_{i}')(x)
+      x = nn.relu(x)  # [B*T, H, W, C]
+    x = SoftPositionEmbed(name='position_embedding')(x)  # [B*T, H, W, C]
+    x = x.reshape(b, t, h * w, self.cnn_channels)  # [B, T, L, C], L = H*W
+    x = nn.LayerNorm(name='norm')(x)
+    x = nn.relu(nn.Dense(self.cnn_channels, name='mlp_0')(x))
+    x = nn.Dense(self.cnn_channels, name='mlp_1')(x)  # [B, T, L, C]
+
+    mu = self.param('slots_mu', nn.initializers.xavier_uniform(), (1, 1, self.slot_size))
+    log_sigma = self.param('slots_log_sigma', nn.initializers.xavier_uniform(),
+                           (1, 1, self.slot_size))
+    key = jax.random.PRNGKey(0) if deterministic else self.make_rng('slots')
+    noise = jax.random.normal(key, (b, self.num_slots, self.slot_size))  # [B, K, S]
+    slots = mu + jnp.exp(log_sigma) * noise  # [B, K, S]
+
+    slot_attention = SlotAttention(self.num_iterations, self.slot_size,
+                                   self.mlp_hidden_size, name='slot_attention')
+    all_slots, all_attention = [], []
+    for step in range(t):  # each image starts from the previous image's slots
+      slots, attention = slot_attention(x[:, step], slots)  # [B, K, S], [B, K, L]
+      all_slots.append(slots)
+      all_attention.append(attention)
+    return jnp.stack(all_slots, axis=1), jnp.stack(all_attention, axis=1)
