@@ -75,26 +75,27 @@ def _natural(config, steps: int) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from rmr_dist.bench import abstract as abstract_bench  # pylint: disable=g-import-not-at-top
-  from rmr_dist.learning import balls as balls_learning  # pylint: disable=g-import-not-at-top
+  from rmr_dist.learning import balls_abstract  # pylint: disable=g-import-not-at-top
+  from rmr_dist.learning import balls_natural  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import natural as natural_learning  # pylint: disable=g-import-not-at-top
 
   nc, size, history = config.natural, config.sim.image_size, config.data.history
-  spec = balls_learning.abstract_spec(config.abstract, config.sim.num_balls)
-  abstract_model = balls_learning.make_abstract_model(spec)
+  spec = balls_abstract.abstract_spec(config.abstract, config.sim.num_balls)
+  abstract_model = balls_abstract.make_abstract_model(spec)
   processor_params = abstract_model.init(
       jax.random.PRNGKey(1), np.zeros((1, history, config.sim.num_balls, 2), np.float32)
   )['params']['processor']
-  model = balls_learning.make_natural_model(nc, spec, size)
-  variants = balls_learning.check_variants(nc.variants)
+  model = balls_natural.make_natural_model(nc, spec, size)
+  variants = balls_natural.check_variants(nc.variants)
   optimizer = natural_learning.make_optimizer(nc.learning_rate, variants, nc.num_seeds)
-  state = balls_learning.init_natural_state(
+  state = balls_natural.init_natural_state(
       model, optimizer, jax.random.PRNGKey(0), variants=variants, num_seeds=nc.num_seeds,
       processor_params=processor_params, history=history, image_size=size)
   rng = np.random.default_rng(0)
   batch = jax.device_put({
       'frames': rng.integers(0, 256, (nc.batch_size, history, size, size, 3), dtype=np.uint8),
       'target_frame': rng.integers(0, 256, (nc.batch_size, size, size, 3), dtype=np.uint8)})
-  update = jax.jit(functools.partial(balls_learning.natural_update, model=model,
+  update = jax.jit(functools.partial(balls_natural.natural_update, model=model,
                                      optimizer=optimizer, variants=variants))
   compiled = update.lower(state, batch).compile()
   flops = abstract_bench._flops(compiled)  # pylint: disable=protected-access

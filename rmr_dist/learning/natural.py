@@ -449,7 +449,7 @@ def check_lockstep_metrics(metrics: Metrics, variants: Sequence[str], num_seeds:
 
 class LockstepLearner(PmapLearner):
   """A PmapLearner whose state stacks variants x seeds on a leading model axis, trained in
-  lockstep on identical batches (this module's and ``learning.balls``'s natural learners).
+  lockstep on identical batches (this module's and ``learning.balls_natural``'s learners).
 
   Subclasses set ``_variants``, ``_num_seeds`` and a ``fingerprint`` [M] field in the state.
   """

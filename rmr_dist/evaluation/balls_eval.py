@@ -1,0 +1,115 @@
+"""Bouncing-balls evaluation (paper section 3): exact validation errors of the trained models.
+
+* :func:`evaluate_abstract`: 1-step MSE over every validation window and the MSE at each step
+  of an autoregressive rollout (``learning.balls_abstract.rollout``), with the copy-last
+  baseline;
+* :func:`evaluate_natural`: per-pixel next-frame MSE of one natural model;
+* :func:`copy_last_frame_mse`: the no-learning baseline that predicts the newest input frame;
+* :func:`natural_rollout`: an autoregressive frame rollout (with slot masks) for the figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import numpy as np
+
+from rmr_dist.learning import balls_abstract
+from rmr_dist.replay import balls_data
+
+
+def evaluate_abstract(model: nn.Module, params: Any, data: balls_data.TrajectorySet,
+                      history: int, rollout_steps: int, batch_size: int) -> dict[str, Any]:
+  """Exact validation errors over all windows and all rollout starts.
+
+  Args:
+    model: the abstract model.
+    params: its params.
+    data: the validation trajectories.
+    history: T_hist.
+    rollout_steps: R.
+    batch_size: windows per forward pass.
+
+  Returns:
+    ``mse_1step`` (mean over every window, ball and coordinate), ``rollout_mse`` [R] (MSE at
+    each rollout step over every start with R true future states), ``copy_last_mse_1step``
+    (the baseline that predicts the newest input state), ``n_windows``, ``n_rollouts``.
+  """
+  positions = data.positions  # [E, T, N, 2]
+  num_episodes, length = positions.shape[:2]
+  starts = length - history - rollout_steps + 1
+  if starts < 1:
+    raise ValueError(f'episode_frames={length} is too short for history={history} plus a '
+                     f'{rollout_steps}-step rollout')
+  total = data.window_count(history)
+  se_sum, count = 0.0, 0
+  for start in range(0, total, batch_size):
+    w = data.windows(np.arange(start, min(start + batch_size, total)), history, frames=False)
+    pred = np.asarray(balls_abstract.rollout(model, params, w['history'], 1))[:, 0]  # [b, N, 2]
+    se_sum += float(np.sum(np.square(pred - w['target'], dtype=np.float64)))
+    count += pred.size
+  roll_se = np.zeros(rollout_steps)
+  inputs = np.stack([positions[:, s:s + history] for s in range(starts)], 1)  # [E, S, h, N, 2]
+  truth = np.stack([positions[:, s + history:s + history + rollout_steps]
+                    for s in range(starts)], 1)  # [E, S, R, N, 2]
+  inputs = inputs.reshape((-1,) + inputs.shape[2:])
+  truth = truth.reshape((-1,) + truth.shape[2:])
+  for start in range(0, len(inputs), batch_size):
+    pred = np.asarray(balls_abstract.rollout(model, params, inputs[start:start + batch_size],
+                                             rollout_steps))
+    roll_se += np.sum(np.square(pred - truth[start:start + batch_size], dtype=np.float64),
+                      axis=(0, 2, 3))
+  per_step = roll_se / (len(inputs) * truth.shape[2] * truth.shape[3])
+  last = positions[:, history - 1:-1]  # [E, T - history, N, 2] the newest input state
+  copy_mse = float(np.mean(np.square(positions[:, history:] - last, dtype=np.float64)))
+  return {'mse_1step': se_sum / count, 'rollout_mse': per_step.tolist(),
+          'copy_last_mse_1step': copy_mse,
+          'n_windows': total, 'n_rollouts': int(len(inputs)),
+          'n_episodes': int(num_episodes)}
+
+
+def evaluate_natural(predict_fn: Callable[[Any, np.ndarray], dict], params: Any,
+                     data: balls_data.TrajectorySet, history: int, indices: np.ndarray,
+                     batch_size: int) -> float:
+  """Per-pixel MSE (frames in [0, 1]) of one model's next-frame predictions on ``indices``."""
+  se_sum, count = 0.0, 0
+  for start in range(0, len(indices), batch_size):
+    w = data.windows(indices[start:start + batch_size], history)
+    recon = np.asarray(predict_fn(params, w['frames'])['recon'], np.float64)  # [b, H, W, 3]
+    se_sum += float(np.sum(np.square(recon - w['target_frame'] / 255.0)))
+    count += recon.size
+  return se_sum / count
+
+
+def copy_last_frame_mse(data: balls_data.TrajectorySet, history: int,
+                        indices: np.ndarray) -> float:
+  """Per-pixel MSE of predicting the newest input frame as the next (a no-learning baseline)."""
+  w = data.windows(indices, history)
+  diff = w['frames'][:, -1].astype(np.float64) - w['target_frame']
+  return float(np.mean(np.square(diff / 255.0)))
+
+
+def natural_rollout(predict_fn: Callable[[Any, np.ndarray], dict], params: Any,
+                    frames: np.ndarray, steps: int) -> dict[str, np.ndarray]:
+  """Autoregressive frame rollout from one true window (predictions fed back as inputs).
+
+  Args:
+    predict_fn: from ``learning.balls_natural.make_predict_fn``.
+    params: one model's params.
+    frames: [T_hist, H, W, 3] uint8, the true input frames.
+    steps: predictions to make.
+
+  Returns:
+    ``frames`` [steps, H, W, 3] uint8 predictions and ``masks`` [steps, K, H, W] float32.
+  """
+  window = np.asarray(frames)[None]  # [1, T_hist, H, W, 3]
+  preds, masks = [], []
+  for _ in range(steps):
+    out = predict_fn(params, window)
+    frame = np.clip(np.asarray(out['recon'][0]) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    preds.append(frame)
+    masks.append(np.asarray(out['masks'][0, ..., 0]))
+    window = np.concatenate([window[:, 1:], frame[None, None]], axis=1)
+  return {'frames': np.stack(preds), 'masks': np.stack(masks)}

@@ -1,0 +1,180 @@
+"""Bouncing-balls abstract learner (paper section 3, Appendix A): a pure pmapped step and its loop.
+
+``g(P(f(x)))`` on positions (``networks.balls.BallsAbstractModel``), MSE on the next positions,
+Adam. Batches ``{'history': [B, T_hist, N, 2], 'target': [B, N, 2]}`` float32. The loss is a
+per-example mean over equal shards, so the pmean of the devices' gradients is the full-batch
+gradient (1 device == N devices). P is exported alone (``checkpointing``) with a
+``ModelSpec`` whose ``action_size`` is 0 and ``num_slots`` the number of balls.
+:func:`rollout` feeds predictions back as inputs (scored by ``evaluation.balls_eval``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rmr_dist import checkpointing
+from rmr_dist import config as config_lib
+from rmr_dist.learning.abstract import TrainState
+from rmr_dist.learning.loop import Batch, Metrics, PmapLearner, replicate, shard_batch
+from rmr_dist.learning.loop import unreplicate
+from rmr_dist.networks import balls as balls_net
+from rmr_dist.networks import processors
+
+
+def abstract_spec(config: config_lib.BallsAbstractConfig, num_balls: int
+                  ) -> processors.ModelSpec:
+  """The processor spec of the balls MPNN (no action, ``num_balls`` nodes)."""
+  return processors.ModelSpec(
+      processor='mpnn', latent_size=config.latent_size, hidden_size=config.hidden_size,
+      num_message_steps=config.num_message_steps, aggregation=config.aggregation,
+      slot_embedding=False, num_slots=num_balls, action_size=0)
+
+
+def make_abstract_model(spec: processors.ModelSpec) -> balls_net.BallsAbstractModel:
+  """``g(P(f(x)))`` for ``spec``."""
+  return balls_net.BallsAbstractModel(processor=processors.make_spec_processor(spec),
+                                      latent_size=spec.latent_size)
+
+
+def abstract_update(state: TrainState, batch: Batch, *, model: nn.Module,
+                    optimizer: optax.GradientTransformation, axis_name: str | None = None
+                    ) -> tuple[TrainState, Metrics]:
+  """One Adam step on the next-position MSE; pure, jit- and pmap-able.
+
+  Args:
+    state: the current state (per device under pmap).
+    batch: ``history`` [B, T_hist, N, 2], ``target`` [B, N, 2] (this device's shard).
+    model: the abstract model.
+    optimizer: the optax optimiser.
+    axis_name: the pmap axis to average over, or None on one device.
+
+  Returns:
+    ``(new_state, metrics)``: ``loss`` (MSE of the batch before the update) and ``grad_norm``.
+  """
+  history = jnp.asarray(batch['history'], jnp.float32)  # [B, T_hist, N, 2]
+  target = jnp.asarray(batch['target'], jnp.float32)  # [B, N, 2]
+
+  def objective(params):
+    return jnp.mean(jnp.square(model.apply({'params': params}, history) - target))
+
+  loss, grads = jax.value_and_grad(objective)(state.params)
+  if axis_name is not None:
+    grads = jax.lax.pmean(grads, axis_name)
+    loss = jax.lax.pmean(loss, axis_name)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  rng, _ = jax.random.split(state.rng)
+  return (TrainState(params=params, opt_state=opt_state, step=state.step + 1, rng=rng),
+          {'loss': loss, 'grad_norm': optax.global_norm(grads)})
+
+
+class BallsAbstractLearner(PmapLearner):
+  """Trains the balls abstract model from a batch iterator, pmapped over local devices.
+
+  Resumable from ``checkpoint_dir`` (full state: params, Adam, step, key); a non-finite loss
+  raises ``FloatingPointError`` before anything is saved.
+
+  Args:
+    spec: from :func:`abstract_spec`.
+    history: T_hist, input states per window.
+    learning_rate: Adam's learning rate.
+    seed: seeds initialisation.
+    iterator: yields batches (module docstring), batch size divisible by the devices.
+    checkpoint_dir: Orbax checkpoint directory, or None.
+    save_every: save period in steps.
+    keep: checkpoints kept.
+    log_fn: ``log_fn(scalars, step)`` every ``log_every`` steps.
+    log_every: logging period.
+    devices: devices to pmap over (default: all local).
+  """
+
+  def __init__(self, spec: processors.ModelSpec, *, history: int, learning_rate: float,
+               seed: int, iterator: Iterator[Batch], checkpoint_dir: str | None,
+               save_every: int, keep: int,
+               log_fn: Callable[[dict, int], None] | None = None, log_every: int = 100,
+               devices: Sequence[jax.Device] | None = None):
+    self._spec = spec
+    self._iterator = iter(iterator)
+    self._save_every, self._log_fn, self._log_every = save_every, log_fn, log_every
+    self._devices = list(devices or jax.local_devices())
+    self._model = make_abstract_model(spec)
+    self._learning_rate = learning_rate
+    self._optimizer = optax.adam(learning_rate)
+    init_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed))
+    dummy = jnp.zeros((1, history, spec.num_slots, 2), jnp.float32)
+    params = jax.device_get(self._model.init(init_rng, dummy)['params'])
+    state = TrainState(params=params, opt_state=self._optimizer.init(params),
+                       step=np.zeros((), np.int32), rng=jax.device_get(state_rng))
+    self._manager = None
+    if checkpoint_dir is not None:
+      self._manager = checkpointing.make_checkpoint_manager(checkpoint_dir, max_to_keep=keep)
+      restored = checkpointing.restore_learner_state(self._manager, state)
+      if restored is not None:
+        state, _ = restored
+    self._step = int(state.step)
+    self._state = replicate(state, self._devices)
+    self._update = jax.pmap(
+        functools.partial(abstract_update, model=self._model, optimizer=self._optimizer,
+                          axis_name='devices'),
+        axis_name='devices', devices=self._devices, donate_argnums=(0,))
+
+  @property
+  def model(self) -> balls_net.BallsAbstractModel:
+    return self._model
+
+  def _dispatch(self) -> Metrics:
+    batch = next(self._iterator)
+    batch = {k: batch[k] for k in ('history', 'target')}
+    self._state, metrics = self._update(self._state, shard_batch(batch, len(self._devices)))
+    self._step += 1
+    return metrics
+
+  def _check(self, metrics: Metrics) -> dict[str, float]:
+    metrics = {k: float(v) for k, v in jax.device_get(unreplicate(metrics)).items()}
+    if not (math.isfinite(metrics['loss']) and math.isfinite(metrics['grad_norm'])):
+      raise FloatingPointError(
+          f'Balls abstract learner: non-finite loss at step {self._step} ({metrics}); the bad '
+          f'state was not saved; {self._where_last_good()}.')
+    return metrics
+
+  def _save_state(self, step: int, state: TrainState) -> None:
+    checkpointing.save_learner_state(self._manager, step, state)
+
+  def _scalars(self, metrics: dict[str, float]) -> dict[str, float]:
+    return dict(metrics, learning_rate=self._learning_rate)
+
+  def export_processor(self, path: str) -> str:
+    """Writes the processor export (params of P + spec); replaces an older one atomically."""
+    return checkpointing.export_processor(path, self.params['processor'], self._spec.to_dict(),
+                                          overwrite=True)
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'steps'))
+def rollout(model: nn.Module, params: Any, history: jax.Array, steps: int) -> jax.Array:
+  """Autoregressive rollout: each prediction becomes the newest input state.
+
+  Args:
+    model: the abstract model.
+    params: its params.
+    history: [B, T_hist, N, 2] the true input window.
+    steps: R, predictions to make.
+
+  Returns:
+    [B, R, N, 2] predicted positions (step 1 is the ordinary 1-step prediction).
+  """
+
+  def body(window, _):
+    pred = model.apply({'params': params}, window)  # [B, N, 2]
+    return jnp.concatenate([window[:, 1:], pred[:, None]], axis=1), pred
+
+  _, preds = jax.lax.scan(body, jnp.asarray(history, jnp.float32), None, length=steps)
+  return jnp.swapaxes(preds, 0, 1)  # [B, R, N, 2]

@@ -1,0 +1,75 @@
+"""Tests for rmr_dist.learning.balls_natural: lockstep RMR / end-to-end, frozen export, resume."""
+
+import jax
+import numpy as np
+import pytest
+
+from configs import balls as balls_configs
+from rmr_dist import checkpointing
+from rmr_dist import config as config_lib
+from rmr_dist.learning import balls_abstract
+from rmr_dist.learning import balls_natural
+from rmr_dist.replay import balls_data
+
+HISTORY = 3
+
+
+@pytest.fixture(scope='module')
+def config():
+  return config_lib.load_balls_config(balls_configs.get_config('test'))
+
+
+@pytest.fixture(scope='module')
+def data(config):
+  """Random trajectories shaped like the test config's (the learners only need the shapes)."""
+  rng = np.random.default_rng(0)
+  n, size, frames = config.sim.num_balls, config.sim.image_size, config.data.episode_frames
+  return balls_data.TrajectorySet(
+      positions=rng.random((4, frames, n, 2), dtype=np.float32),
+      frames=rng.integers(0, 256, (4, frames, size, size, 3), dtype=np.uint8),
+      radii=np.full((4, n), 0.05, np.float32))
+
+
+def _abstract_learner(config, data, checkpoint_dir, seed=0):
+  spec = balls_abstract.abstract_spec(config.abstract, config.sim.num_balls)
+  return balls_abstract.BallsAbstractLearner(
+      spec, history=HISTORY, learning_rate=1e-3, seed=seed,
+      iterator=balls_data.WindowBatches(data, HISTORY, 8, seed=1, frames=False),
+      checkpoint_dir=checkpoint_dir, save_every=2, keep=2)
+
+
+def test_natural_lockstep_freezes_rmr_processor(config, data, tmp_path):
+  abstract = _abstract_learner(config, data, None)
+  abstract.run(1)
+  export = abstract.export_processor(str(tmp_path / 'processor'))
+  _, exported = checkpointing.restore_processor(export)
+  learner = balls_natural.BallsNaturalLearner(
+      config.natural, processor_export=export, image_size=config.sim.image_size,
+      history=HISTORY, seed=0, iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2),
+      checkpoint_dir=str(tmp_path / 'natural'))
+  before = learner.model_params('end_to_end', 0)
+  metrics = learner.run(3)
+  assert metrics['loss'].shape == (2 * config.natural.num_seeds,)
+  for s in range(config.natural.num_seeds):
+    rmr = learner.model_params('rmr', s)['processor']
+    for a, b in zip(jax.tree_util.tree_leaves(rmr), jax.tree_util.tree_leaves(exported)):
+      np.testing.assert_array_equal(a, b)  # bit-identical to the export
+  moved = learner.model_params('end_to_end', 0)['processor']
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree_util.tree_leaves(moved), jax.tree_util.tree_leaves(before['processor'])))
+  assert len(set(learner.fingerprints.tolist())) == 1  # every model saw the same batches
+  learner.close()
+  resumed = balls_natural.BallsNaturalLearner(
+      config.natural, processor_export=export, image_size=config.sim.image_size,
+      history=HISTORY, seed=0, iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2),
+      checkpoint_dir=str(tmp_path / 'natural'))
+  assert resumed.global_step == 3
+  np.testing.assert_array_equal(resumed.fingerprints, learner.fingerprints)
+
+
+def test_natural_learner_names_a_missing_export(config, data, tmp_path):
+  with pytest.raises(checkpointing.CheckpointError, match='no_such_export'):
+    balls_natural.BallsNaturalLearner(
+        config.natural, processor_export=str(tmp_path / 'no_such_export'),
+        image_size=config.sim.image_size, history=HISTORY, seed=0,
+        iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2), checkpoint_dir=None)
