@@ -423,7 +423,7 @@ class AtariProgram:
 
   def _report_table2(self) -> dict[str, str]:
     """Writes Table 2 from the finished abstract units."""
-    from rmr_dist.evaluation import tables as report_tables  # pylint: disable=g-import-not-at-top
+    from rmr_dist.evaluation import table2 as report_tables  # pylint: disable=g-import-not-at-top
     rows = self._abstract_rows()
     done = {(r['game'], r['model']) for r in rows}
     missing = [f'{g}/{m}' for g in self.config.games for m in self.config.abstract.models

@@ -1,13 +1,9 @@
-"""Exact abstract evaluation over the episode store, and the Table 2 files."""
-
-import csv
-import json
+"""Tests for rmr_dist.evaluation.abstract_eval: exact abstract evaluation over the episode store."""
 
 import numpy as np
 import pytest
 
 from rmr_dist.evaluation import abstract_eval
-from rmr_dist.evaluation import tables
 from rmr_dist.replay import episode_store
 
 
@@ -50,19 +46,3 @@ def test_copy_baseline_scores_all_unchanged_slots_and_misses_changed_ones(tmp_pa
   # Copying is right exactly when a random slot repeats its value.
   same = (ram[1:, :4] == ram[:-1, :4]).mean()
   assert row['slot_acc'] == pytest.approx(same)
-
-
-def test_table2_files(tmp_path):
-  rows = [dict(game='pong', model=m, slot_acc=acc, bit_f1=f1, n_eval_slots=12,
-               n_eval_transitions=500) for m, acc, f1 in
-          [('mpnn', 0.8323, 0.952), ('copy', 0.6876, 0.873)]]
-  paths = tables.write_table2(str(tmp_path), rows)
-  with open(paths['table2.csv']) as f:
-    got = list(csv.DictReader(f))
-  assert [r['model'] for r in got] == ['copy', 'mpnn']
-  assert list(got[0]) == list(tables.TABLE2_COLUMNS)
-  md = open(paths['table2.md']).read()
-  assert '| pong | 68.76% | 0.873 | 83.23% | 0.952 | 12 | 500 |' in md
-  assert 'Copy baseline slot acc.' in md and 'MPNN bit F1' in md
-  with open(paths['results.json']) as f:
-    assert len(json.load(f)['table2']) == 2

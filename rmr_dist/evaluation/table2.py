@@ -1,4 +1,4 @@
-"""Report tables: Table 2 (abstract models) as CSV, Markdown and JSON."""
+"""Paper Table 2 (abstract models' slot accuracy and bit F1) as CSV, Markdown and JSON."""
 
 from __future__ import annotations
 
