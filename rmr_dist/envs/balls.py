@@ -402,25 +402,3 @@ class MujocoRenderer:
     if getattr(self, '_renderer', None) is not None:
       self._renderer.close()
       self._renderer = None
-
-
-def make_windows(x: np.ndarray, history: int = 3) -> tuple[np.ndarray, np.ndarray]:
-  """Slices a trajectory into (history, next) windows, the paper's inputs and targets.
-
-  Args:
-    x: [T, ...] one trajectory (e.g. positions [T, N, 2] or frames [T, H, W, 3]).
-    history: number of past states in each input.
-
-  Returns:
-    inputs [T - history, history, ...] with inputs[i] = x[i:i + history], and
-    targets [T - history, ...] with targets[i] = x[i + history].
-  """
-  x = np.asarray(x)
-  if not isinstance(history, (int, np.integer)) or history < 1:
-    raise ValueError(f'history must be a positive integer, got {history!r}')
-  if x.ndim < 1 or x.shape[0] <= history:
-    raise ValueError(f'need more than history={history} steps, got x of shape {x.shape}')
-  num = x.shape[0] - history
-  inputs = np.lib.stride_tricks.sliding_window_view(x, history, axis=0)[:num]  # [W, ..., history]
-  inputs = np.ascontiguousarray(np.moveaxis(inputs, -1, 1))  # [W, history, ...]
-  return inputs, x[history:].copy()

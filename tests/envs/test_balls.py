@@ -177,22 +177,6 @@ def test_mujoco_render_matches_rasteriser():
     renderer.close()
 
 
-def test_make_windows_shapes_and_contents():
-  x = np.arange(6 * 2 * 3).reshape(6, 2, 3)  # [T=6, 2, 3]
-  inputs, targets = balls.make_windows(x, history=3)
-  assert inputs.shape == (3, 3, 2, 3) and targets.shape == (3, 2, 3)
-  for i in range(3):
-    np.testing.assert_array_equal(inputs[i], x[i:i + 3])
-    np.testing.assert_array_equal(targets[i], x[i + 3])
-  inputs, targets = balls.make_windows(np.arange(4), history=3)
-  np.testing.assert_array_equal(inputs, [[0, 1, 2]])
-  np.testing.assert_array_equal(targets, [3])
-  with pytest.raises(ValueError, match='history=3'):
-    balls.make_windows(np.arange(3), history=3)
-  with pytest.raises(ValueError, match='history must be a positive integer, got 0'):
-    balls.make_windows(np.arange(5), history=0)
-
-
 @pytest.mark.parametrize('kwargs, match', [
     (dict(num_balls=0), 'num_balls must be a positive integer, got 0'),
     (dict(radius_range=(0.08, 0.05)), r'radius_range .* got \(0.08, 0.05\)'),
