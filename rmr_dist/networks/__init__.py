@@ -1,1 +1,7 @@
-"""Networks: processors (MPNN, Deep Sets, MLP) and the abstract encode-process-decode model."""
+"""Networks, one file per role.
+
+``processors``: the processors P (MPNN, Deep Sets, MLP) and ``ModelSpec``, which rebuilds one;
+``abstract`` / ``natural``: the Atari RAM and pixel models around P; ``balls``: the
+bouncing-balls models, built from ``slot_attention`` (encoder) and ``broadcast_decoder``;
+``policy``: the RAM Q-network behind the ``checkpoint`` policy heads.
+"""
