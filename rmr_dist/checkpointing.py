@@ -8,7 +8,8 @@ config and shapes and fail with a message that names the checkpoint path.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -305,3 +306,52 @@ def restore_processor(path: str, expected_spec: dict[str, Any] | None = None
     params = ckptr.restore(path, args=ocp.args.Composite(
         params=ocp.args.StandardRestore(target)))['params']
   return spec, jax.tree_util.tree_map(np.asarray, params)
+
+
+def wait_for_export(path: str, timeout_s: float, poll_s: float = 5.0,
+                    log: Callable[[str], None] = print) -> str:
+  """Blocks until the processor export at ``path`` exists (it is written atomically).
+
+  Args:
+    path: the export directory.
+    timeout_s: how long to wait.
+    poll_s: seconds between checks.
+    log: receives one line when waiting starts (nothing if the export is already there).
+
+  Returns:
+    The absolute path.
+
+  Raises:
+    TimeoutError: no export at ``path`` after ``timeout_s`` (the message names the path).
+  """
+  path = os.path.abspath(path)
+  ready = lambda: all(os.path.isdir(os.path.join(path, d)) for d in ('params', 'spec'))
+  if ready():
+    return path
+  log(f'Natural learner: waiting up to {timeout_s:.0f}s for the processor export at {path}')
+  deadline = time.monotonic() + timeout_s
+  while time.monotonic() < deadline:
+    time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
+    if ready():
+      return path
+  raise TimeoutError(f'No processor export at {path} after {timeout_s}s (is the abstract '
+                     'learner that writes it running?)')
+
+
+def restore_latest_tree(directory: str) -> tuple[int, Any]:
+  """The newest checkpoint of a learner's Orbax directory as a plain tree (no target needed).
+
+  Returns:
+    (step, tree): dicts and lists of numpy arrays, as saved.
+
+  Raises:
+    CheckpointError: the directory holds no checkpoint (names it).
+  """
+  manager = make_checkpoint_manager(directory, max_to_keep=1_000_000)
+  try:
+    step = manager.latest_step()
+    if step is None:
+      raise CheckpointError(f'No learner checkpoint in {os.path.abspath(directory)!r}.')
+    return step, manager.restore(step)
+  finally:
+    manager.close()

@@ -1,19 +1,25 @@
-"""Command-line helpers shared by the entry points (`atari.py`, `balls.py`).
+"""The command line of both entry points (`atari.py`, `balls.py`): `main`.
 
 absl/ml_collections report a bad `--config.<key>=...` override with a bare `KeyError` traceback.
 `check_config_args` looks at the config arguments first and exits with a message that names the
-bad file, variant or key and lists what would be valid.
+bad file, variant or key and lists what would be valid. Every other bad input (config values,
+stage names, the work directory, a policy checkpoint) fails in the program's constructor, in
+the driver, before Ray starts, and `main` prints its message without a traceback.
 """
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import ml_collections
 
 from rmr_dist import config as config_lib
+from rmr_dist import workdir as workdir_lib
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
@@ -70,3 +76,59 @@ def exit_on_bad_config_args(argv: Sequence[str], default_spec: str, prog: str) -
     check_config_args(argv, default_spec)
   except config_lib.ConfigError as e:
     raise SystemExit(f'{prog}: error: {e}') from None
+
+
+def main(*, prog: str, default_config: str, load_config: Callable[[Any], Any],
+         make_program: Callable[[Any, str], Any], stages: Sequence[str]) -> None:
+  """Parses flags and runs a program: `--config`, `--config.a.b=...`, `--workdir`, `--stages`.
+
+  Args:
+    prog: the entry point's name (for messages and the default work directory).
+    default_config: 'configs/<file>.py:<variant>' used without --config.
+    load_config: validates the ml_collections config into the program's config dataclass.
+    make_program: `(config, workdir) -> program` with `run(stages)` and `close()`.
+    stages: the program's stages, in order (default: all).
+  """
+  # pylint: disable=g-import-not-at-top  (absl flags are defined only for a real command line)
+  from absl import app
+  from absl import flags
+  from absl import logging
+  from ml_collections import config_flags
+  from rmr_dist import checkpointing
+
+  exit_on_bad_config_args(sys.argv, default_config, prog)
+  config_flag = config_flags.DEFINE_config_file(
+      'config', default_config, f'Config file and variant, e.g. {default_config} '
+      '(variants: test | local | gpu | paper, as the file defines).')
+  workdir_flag = flags.DEFINE_string(
+      'workdir', None, f'Work directory (outputs, checkpoints, TensorBoard). Default: a fresh '
+      f'runs/{prog[:-3]}-<time> directory. Re-running with the same directory resumes, and '
+      'reuses the stages a changed config leaves unchanged.')
+  stages_flag = flags.DEFINE_list('stages', list(stages),
+                                  f'Comma-separated stages to run, from: {",".join(stages)}.')
+  user_errors = (config_lib.ConfigError, checkpointing.CheckpointError, FloatingPointError,
+                 TimeoutError, RuntimeError)
+
+  def run(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+      raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+    workdir = workdir_flag.value or os.path.join(
+        os.getcwd(), 'runs', f'{prog[:-3]}-' + datetime.datetime.now().strftime('%Y%m%d-%H%M%S'))
+    try:
+      config = load_config(config_flag.value)
+      chosen = workdir_lib.check_stage_names(stages_flag.value, stages)
+      print(f'{prog}: work directory {os.path.abspath(workdir)}', flush=True)
+      program = make_program(config, workdir)
+    except config_lib.ConfigError as e:
+      sys.exit(f'{prog}: error: {e}')
+    try:
+      program.run(chosen)
+    except user_errors as e:
+      sys.exit(f'{prog}: error: {e}')
+    finally:
+      program.close()
+    print(f'{prog}: done. Outputs in {os.path.abspath(workdir)}; TensorBoard: tensorboard '
+          f'--logdir {os.path.join(os.path.abspath(workdir), "tb")}')
+
+  app.run(run)

@@ -7,7 +7,8 @@ Scalars, text (tables, configs) and images (report figures).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import tensorboardX
@@ -23,6 +24,30 @@ def format_duration(seconds: float) -> str:
   return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m'
 
 
+LogFn = Callable[[Mapping[str, float], int], None]
+_MODEL_KEY = re.compile(r'^(?P<variant>[a-z_]+)/seed_(?P<seed>\d+)/(?P<tag>.+)$')
+
+
+def with_prefix(log_fn: LogFn | None, prefix: str) -> LogFn | None:
+  """`log_fn` with `prefix` put before every tag (None stays None)."""
+  if log_fn is None:
+    return None
+  return lambda scalars, step: log_fn({prefix + k: v for k, v in scalars.items()}, step)
+
+
+def model_run(key: str) -> tuple[str, str] | None:
+  """('<variant>/seed_<s>', tag) of a lockstep model's key '<variant>/seed_<s>/<tag>', else None.
+
+  The lockstep learners report '<variant>/seed_<s>/loss' etc.; `Logger.scalars` writes those
+  into a run directory per model (`<logdir>/<variant>/seed_<s>`) under the bare tag, so one
+  TensorBoard chart overlays every variant and seed.
+  """
+  match = _MODEL_KEY.match(key)
+  if match is None:
+    return None
+  return f'{match["variant"]}/seed_{match["seed"]}', match['tag']
+
+
 class Logger:
   """Writes scalars and text to one TensorBoard run directory.
 
@@ -36,13 +61,37 @@ class Logger:
 
   def __init__(self, logdir: str, flush_secs: int = 10, filename_suffix: str = ''):
     self.logdir = logdir
+    self._flush_secs, self._suffix = flush_secs, filename_suffix
     self._writer = tensorboardX.SummaryWriter(logdir=logdir, flush_secs=flush_secs,
                                               filename_suffix=filename_suffix)
+    self._runs: dict[str, Logger] = {}
+
+  def run(self, name: str) -> Logger:
+    """The logger of the sub-run `<logdir>/<name>` (one per lockstep model)."""
+    if name not in self._runs:
+      self._runs[name] = Logger(f'{self.logdir}/{name}', self._flush_secs, self._suffix)
+    return self._runs[name]
 
   def scalars(self, values: Mapping[str, float], step: int) -> None:
-    """Logs each `tag: value` at `step`."""
+    """Logs each `tag: value` at `step`.
+
+    A tag that embeds a lockstep model ('natural/pong/f100/rmr/seed_0/loss' or
+    'rmr/seed_0/loss') goes to that model's run directory without the model part
+    ('natural/pong/f100/loss' in run 'rmr/seed_0'), so the models overlay on one chart.
+    """
     for tag, value in values.items():
-      self._writer.add_scalar(tag, float(value), global_step=step)
+      prefix, found = '', None
+      parts = tag.split('/')
+      for i in range(len(parts) - 2):
+        found = model_run('/'.join(parts[i:]))
+        if found is not None:
+          prefix = '/'.join(parts[:i] + [''])
+          break
+      if found is None:
+        self._writer.add_scalar(tag, float(value), global_step=step)
+      else:
+        run, rest = found
+        self.run(run).scalars({prefix + rest: value}, step)
 
   def text(self, tag: str, text: str, step: int = 0) -> None:
     """Logs markdown text (configs, tables)."""
@@ -69,6 +118,10 @@ class Logger:
 
   def flush(self) -> None:
     self._writer.flush()
+    for run in self._runs.values():
+      run.flush()
 
   def close(self) -> None:
     self._writer.close()
+    for run in self._runs.values():
+      run.close()

@@ -30,6 +30,7 @@ the cross-process collectives use gloo.
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import sys
@@ -54,17 +55,27 @@ def inherited_runtime_env() -> dict[str, Any] | None:
   return {'env_vars': env} if env else None
 
 
+# The stage units a learner group runs: name -> module with `run(config, workdir, *args,
+# log_fn=..., say=...)`.
+UNITS = {
+    'atari_abstract': 'rmr_dist.stages.atari_abstract',
+    'atari_natural': 'rmr_dist.stages.atari_natural',
+    'atari_probe': 'rmr_dist.stages.atari_probe',
+    'balls_abstract': 'rmr_dist.stages.balls_abstract',
+    'balls_natural': 'rmr_dist.stages.balls_natural',
+}
+
+
 class LearnerWorker:
-  """One process of a learner group: runs the units of its stage in this process.
+  """One process of a learner group: runs stage units (`UNITS`) in this process.
 
   Args:
-    config: the program config.
-    workdir: the run's work directory (shared storage on a cluster).
+    config: the program config (Atari or balls).
+    workdir: the run's `WorkDir` (shared storage on a cluster).
     role: 'abstract', 'natural' or 'probe' (names its TensorBoard event file).
-  Every unit takes the 'host:port' of the Reverb server holding its game's tables.
   """
 
-  def __init__(self, config: config_lib.AtariConfig, workdir: str, role: str):
+  def __init__(self, config: Any, workdir: Any, role: str):
     self._config = config
     self._workdir = workdir
     self._role = role
@@ -121,67 +132,37 @@ class LearnerWorker:
             'device_count': jax.device_count()}
 
   # -------------------------------------------------------------- units
-  def abstract_unit(self, replay_address: str, game: str, model: str) -> dict[str, Any] | None:
-    """`stages.run_abstract_unit`, logging its scalars; returns the Table 2 row."""
-    from rmr_dist.learning import stages  # pylint: disable=g-import-not-at-top
-    log_fn = self._log_fn(f'abstract/{game}/{model}/')
-    try:
-      row = stages.run_abstract_unit(self._config, game, model, replay_address, self._workdir,
-                                     log_fn=log_fn)
-      if row is not None and log_fn is not None:
-        log_fn({'eval/slot_acc': row['slot_acc'], 'eval/bit_f1': row['bit_f1']},
-               row['train_steps'])
-      return row
-    finally:
-      self._flush()
+  def run_unit(self, unit: str, *args: Any) -> Any:
+    """Runs stage unit `unit` (a `UNITS` name) on `args`; returns its record.
 
-  def natural_unit(self, replay_address: str, game: str,
-                   fraction: float) -> dict[str, Any] | None:
-    """`natural_stage.run_natural_unit` (waits for the export); returns trained.json."""
-    from rmr_dist.learning import natural_stage  # pylint: disable=g-import-not-at-top
-    prefix = f'natural/{game}/f{round(100 * fraction):d}/'
+    Its scalars go to this process's event file (process 0 only), its status lines to the
+    driver's terminal (Ray forwards this process's stdout).
+    """
+    if unit not in UNITS:
+      raise ValueError(f'Unknown learner unit {unit!r}; valid: {sorted(UNITS)}')
+    module = importlib.import_module(UNITS[unit])
     try:
-      return natural_stage.run_natural_unit(self._config, game, fraction, replay_address,
-                                            self._workdir, log_fn=self._log_fn(prefix),
-                                            wait_log=self._say)
+      return module.run(self._config, self._workdir, *args, log_fn=self._log_fn(),
+                        say=self._say)
     finally:
-      self._flush()
-
-  def probe_unit(self, replay_address: str, game: str, fraction: float) -> dict[str, Any]:
-    """`natural_stage.run_probe_unit`, logging every probe F1; returns probe.json."""
-    from rmr_dist.learning import natural_stage  # pylint: disable=g-import-not-at-top
-    try:
-      rec = natural_stage.run_probe_unit(self._config, game, fraction, replay_address,
-                                         self._workdir)
-      log_fn = self._log_fn(f'eval/{game}/f{round(100 * fraction):d}/') or (lambda *_: None)
-      for variant, r in rec['variants'].items():
-        for seed, f1 in enumerate(r['bit_f1']):
-          log_fn({f'{variant}/seed_{seed}/probe_bit_f1': f1}, self._config.natural.num_steps)
-      return rec
-    finally:
-      self._flush()
+      if self._logger is not None:
+        self._logger.flush()  # The driver kills this process when the stage ends.
 
   # -------------------------------------------------------------- logging
   def _say(self, line: str) -> None:
     print(line, flush=True)  # Ray forwards it to the driver's output.
     self._lines.append(line)
 
-  def _log_fn(self, prefix: str) -> Callable[[dict[str, float], int], None] | None:
-    """Writes `prefix + key` scalars to this process's event file (process 0 only)."""
+  def _log_fn(self) -> Callable[[dict[str, float], int], None] | None:
+    """Writes scalars to this process's event file in `<workdir>/tb` (process 0 only)."""
     import jax  # pylint: disable=g-import-not-at-top
     if jax.process_index() != 0:
       return None
     if self._logger is None:
       from rmr_dist import logging as logging_lib  # pylint: disable=g-import-not-at-top
-      self._logger = logging_lib.Logger(os.path.join(self._workdir, 'tb'),
+      self._logger = logging_lib.Logger(self._workdir.tb,
                                         filename_suffix=f'.{self._role}-learner.{os.getpid()}')
-    logger = self._logger
-    return lambda scalars, step: logger.scalars({prefix + k: v for k, v in scalars.items()},
-                                                step)
-
-  def _flush(self) -> None:
-    if self._logger is not None:
-      self._logger.flush()  # The driver kills this process when the stage ends.
+    return self._logger.scalars
 
 
 class _OrbaxCompatibleClient:
@@ -236,10 +217,10 @@ class LearnerGroup:
   Args:
     config: the program config (its `ray.learner_*` fields place the group).
     role: 'abstract', 'natural' or 'probe' (probes run on one host).
-    workdir: the run's work directory.
+    workdir: the run's `WorkDir`.
   """
 
-  def __init__(self, config: config_lib.AtariConfig, role: str, workdir: str):
+  def __init__(self, config: Any, role: str, workdir: Any):
     if role not in ROLES:
       raise ValueError(f'Unknown learner group role {role!r}; valid: {ROLES}')
     self._config = config
@@ -307,11 +288,11 @@ class LearnerGroup:
     return ray.get([a.log_lines.remote() for a in self._actors])
 
   def run(self, unit: str, *args: Any) -> Any:
-    """Runs `unit` ('abstract_unit', 'natural_unit', 'probe_unit') on every process.
+    """Runs stage unit `unit` (a `UNITS` name, e.g. 'atari_abstract') on every process.
 
     Args:
-      unit: the LearnerWorker method.
-      *args: its arguments: the replay address of the game, the game, the model / fraction.
+      unit: the unit.
+      *args: its arguments after (config, workdir), e.g. game, model, replay address.
 
     Returns:
       Process 0's result (the unit's row / record).
@@ -323,7 +304,7 @@ class LearnerGroup:
     """
     while True:
       try:
-        return _get_all([getattr(a, unit).remote(*args) for a in self._actors])[0]
+        return _get_all([a.run_unit.remote(unit, *args) for a in self._actors])[0]
       except ray.exceptions.RayActorError as e:
         if self.hosts == 1 or self.restarts >= self._config.ray.learner_max_restarts:
           raise

@@ -1,23 +1,16 @@
 """The Atari RMR program: one Ray program, embedded on a laptop or spread over a cluster.
 
-Work directory layout (`workdir`, a local path or shared storage):
-  config.json            the validated config the directory was created with
-  episodes/              episode store (validation episodes; all with store_all_episodes)
-  replay/                Reverb checkpoints (written after collection; restored by later runs);
-                         with replay.num_servers > 1, one server_<i>/ per server
-  collect/summary.json   per-game episode/transition counts and throughput
-  abstract/<game>/<model>/  learner checkpoints, processor export, result.json (Table 2 row)
-  natural/<game>/f<pct>/  lockstep RMR/C-SWM checkpoints, trained.json, probe.json
-  report/                table1/table2 (.csv, .md), results.json, figures (.png)
-  tb/                    TensorBoard run directory: collector counters, replay size and insert /
-                         sample rates, learner scalars, evaluation tables and figures
-
+This module owns placement, restarts and stage order; what each stage computes lives in
+`rmr_dist.stages` (`atari_abstract`, `atari_natural`, `atari_probe`, `atari_report`) and the
+work directory's paths in `rmr_dist.workdir`. Collection is the distributed stage proper:
+collector actors (`actors.py`) play the policy heads into the Reverb server(s) started here.
 The abstract, natural and probe units run in learner groups (`learners.py`): Ray actors that
 reserve `ray.learner_num_cpus` / `learner_num_gpus` each, one group alive at a time, killed
 when their stage ends. The driver keeps the order and prints the status lines.
 
-Stages run in order; a stage whose outputs exist (for the same config) is skipped, so a crashed
-or interrupted run resumes by running the same command again.
+Stages run in order; a finished unit's result file is read back instead of redoing it, so a
+crashed or interrupted run resumes by running the same command again, and a run whose config
+changes only later stages reuses the earlier ones (`rmr_dist.workdir`, stage fingerprints).
 """
 
 from __future__ import annotations
@@ -34,11 +27,11 @@ import ray
 
 from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
+from rmr_dist import workdir as workdir_lib
 from rmr_dist.acting import collector as collector_lib
 from rmr_dist.distributed import actors
 from rmr_dist.distributed import learners
 from rmr_dist.distributed import ray_setup
-from rmr_dist.distributed import workdir as workdir_lib
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import monitor as monitor_lib
 from rmr_dist.replay import splits
@@ -51,19 +44,27 @@ def check_stages(stages: list[str]) -> list[str]:
   return workdir_lib.check_stage_names(stages, STAGES)
 
 
-def _read_json(path: str) -> Any:
-  """The JSON at `path`, or None if there is none (a unit's result: present iff complete)."""
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
+def check_policy_checkpoint(path: str) -> None:
+  """Loads the heads' policy checkpoint once in the driver, before any actor needs it.
+
+  Raises:
+    ConfigError: naming `heads.checkpoint_path` and why it cannot be used.
+  """
+  from rmr_dist import checkpointing  # pylint: disable=g-import-not-at-top
+  try:
+    checkpointing.load_policy(path)
+  except (checkpointing.CheckpointError, OSError, ValueError) as e:
+    raise config_lib.ConfigError(
+        f'heads.checkpoint_path={path!r} is not a usable policy checkpoint ({e}); give a '
+        'directory written by rmr_dist.checkpointing.save_policy, or heads.base_policy=random.'
+    ) from e
 
 
-class _LazyGroup:
-  """`with _LazyGroup(...) as group:` - `group()` starts the learner group on first use; the
+class LazyGroup:
+  """`with LazyGroup(...) as group:` - `group()` starts the learner group on first use; the
   group is killed when the block ends, so a stage with nothing left to do starts no process."""
 
-  def __init__(self, config: config_lib.AtariConfig, role: str, workdir: str):
+  def __init__(self, config: Any, role: str, workdir: workdir_lib.WorkDir):
     self._args = (config, role, workdir)
     self._group: learners.LearnerGroup | None = None
 
@@ -72,7 +73,7 @@ class _LazyGroup:
       self._group = learners.LearnerGroup(*self._args)
     return self._group
 
-  def __enter__(self) -> _LazyGroup:
+  def __enter__(self) -> LazyGroup:
     return self
 
   def __exit__(self, *exc) -> None:
@@ -95,13 +96,16 @@ class AtariProgram:
 
   def __init__(self, config: config_lib.AtariConfig, workdir: str):
     self.config = config
-    self.workdir = os.path.abspath(workdir)
-    self.episodes_dir = os.path.join(self.workdir, 'episodes')
-    self.replay_dir = os.path.join(self.workdir, 'replay')
-    self.collect_dir = os.path.join(self.workdir, 'collect')
-    os.makedirs(self.workdir, exist_ok=True)
-    workdir_lib.check_workdir_config(self.workdir, config)
-    self.logger = logging_lib.Logger(os.path.join(self.workdir, 'tb'))
+    if config.heads.base_policy == 'checkpoint':
+      check_policy_checkpoint(config.heads.checkpoint_path)
+    self.paths = workdir_lib.open_workdir(workdir, config, workdir_lib.ATARI_STAGES)
+    self.workdir = self.paths.root
+    self.episodes_dir = self.paths.episodes
+    self.replay_dir = self.paths.replay
+    self.collect_dir = os.path.dirname(self.paths.collect_summary)
+    self.logger = logging_lib.Logger(self.paths.tb)
+    self.logger.text('config', '```\n' + json.dumps(self.paths.config_dict, indent=1) +
+                     '\n```')
     self._replay: list[Any] = []  # The Reverb servers (objects or actor handles).
     self._replay_addresses: dict[str, str] | None = None  # game -> 'host:port'
     self._replay_monitor: monitor_lib.ReplayMonitor | None = None
@@ -163,7 +167,8 @@ class AtariProgram:
   # ---------------------------------------------------------------- collect
   def collect(self) -> dict[str, Any]:
     """Runs the collect stage (or returns its summary if already complete)."""
-    summary_path = os.path.join(self.collect_dir, 'summary.json')
+    summary_path = self.paths.collect_summary
+    self.paths.record_stage('collect')
     if os.path.exists(summary_path) and (not self.config.replay.checkpoint
                                          or os.path.isdir(self.replay_dir)):
       print(f'collect: already complete ({summary_path}); restoring replay from its checkpoint.')
@@ -287,155 +292,82 @@ class AtariProgram:
           sum(_dir_bytes(p) for p in paths) / max(train, 1))
     store = episode_store.EpisodeStore(self.episodes_dir)
     store.write_index()
-    episode_store.atomic_write_json(summary_path, summary)
+    workdir_lib.atomic_write_json(summary_path, summary)
     self.logger.text('collect/summary', '```\n' + json.dumps(summary, indent=1) + '\n```')
     self.logger.flush()
     print(f'collect: done; summary at {summary_path}')
     return summary
 
-  # ---------------------------------------------------------------- abstract
-  def abstract(self) -> list[dict[str, Any]]:
-    """Trains and evaluates every configured abstract model on every game (resumable).
+  # ---------------------------------------------------------------- learner stages
+  def _units(self, stage: str, role: str, unit: str, work: list[tuple[Any, ...]],
+             result_path, label, report) -> list[dict[str, Any]]:
+    """Runs `unit` on each `work` item (after the game's replay address) in a learner group.
 
-    The units run in order in the abstract learner group (`learners.LearnerGroup`), started
-    when the first unfinished unit comes up and killed when the stage ends.
+    A finished unit's result (at `result_path(*item)`) is read back; the group starts only
+    when an unfinished unit comes up and is killed when the stage ends.
     """
-    from rmr_dist.learning import stages  # pylint: disable=g-import-not-at-top
-    self._require_collect('abstract')
-    rows = []
-    with _LazyGroup(self.config, 'abstract', self.workdir) as group:
-      for game in self.config.games:
-        address = self.address_for(game)
-        for model in self.config.abstract.models:
-          print(f'abstract: {game} / {model} ...', flush=True)
-          row = (_read_json(os.path.join(stages.unit_dir(self.workdir, game, model),
-                                         'result.json'))
-                 or group().run('abstract_unit', address, game, model))
-          print(f'abstract: {game} / {model}: slot acc {100 * row["slot_acc"]:.2f}%, bit F1 '
-                f'{row["bit_f1"]:.3f} over {row["n_eval_slots"]} slots, '
-                f'{row["n_eval_transitions"]} transitions ({row["train_seconds"]:.0f} s)',
-                flush=True)
-          rows.append(row)
-    return rows
+    self._require_collect(stage)
+    self.paths.record_stage(stage)
+    records = []
+    with LazyGroup(self.config, role, self.paths) as group:
+      for item in work:
+        print(f'{stage}: {label(*item)} ...', flush=True)
+        rec = workdir_lib.read_json(result_path(*item))
+        if rec is None:
+          rec = group().run(unit, *item, self.address_for(item[0]))
+        print(f'{stage}: {label(*item)}: {report(rec)}', flush=True)
+        records.append(rec)
+    return records
+
+  def abstract(self) -> list[dict[str, Any]]:
+    """Trains and evaluates every configured abstract model on every game (resumable)."""
+    return self._units(
+        'abstract', 'abstract', 'atari_abstract',
+        [(g, m) for g in self.config.games for m in self.config.abstract.models],
+        lambda g, m: os.path.join(self.paths.abstract_unit(g, m), 'result.json'),
+        lambda g, m: f'{g} / {m}',
+        lambda row: (f'slot acc {100 * row["slot_acc"]:.2f}%, bit F1 {row["bit_f1"]:.3f} over '
+                     f'{row["n_eval_slots"]} slots, {row["n_eval_transitions"]} transitions '
+                     f'({row["train_seconds"]:.0f} s)'))
 
   def _require_collect(self, stage: str) -> None:
-    if not os.path.exists(os.path.join(self.collect_dir, 'summary.json')):
+    if not os.path.exists(self.paths.collect_summary):
       raise config_lib.ConfigError(
           f'The {stage} stage needs the collect stage\'s outputs, and {self.workdir} has none: '
           f'run with --stages=collect,{stage} (or point --workdir at a collected run).')
 
-  # ---------------------------------------------------------------- natural + probe
   def natural(self) -> list[dict[str, Any]]:
     """Trains RMR and C-SWM x seeds in lockstep for every game and data fraction (resumable).
 
     The units run in order in the natural learner group (a separate group from the abstract
     one), each waiting up to `natural.export_timeout_s` for its processor export.
     """
-    from rmr_dist.learning import natural_stage  # pylint: disable=g-import-not-at-top
-    self._require_collect('natural')
-    records = []
-    with _LazyGroup(self.config, 'natural', self.workdir) as group:
-      for game in self.config.games:
-        address = self.address_for(game)
-        for fraction in self.config.natural.data_fractions:
-          print(f'natural: {game} fraction {fraction}: {len(self.config.natural.variants)} '
-                f'variants x {self.config.natural.num_seeds} seeds in lockstep ...', flush=True)
-          rec = (_read_json(os.path.join(natural_stage.fraction_dir(self.workdir, game, fraction),
-                                         'trained.json'))
-                 or group().run('natural_unit', address, game, fraction))
-          print(f'natural: {game} fraction {fraction}: {rec["steps"]} steps in '
-                f'{rec["seconds"]:.0f} s; identical batches: {rec["identical_batches"]}',
-                flush=True)
-          records.append(rec)
-    return records
+    nc = self.config.natural
+    return self._units(
+        'natural', 'natural', 'atari_natural',
+        [(g, f) for g in self.config.games for f in nc.data_fractions],
+        lambda g, f: os.path.join(self.paths.natural_unit(g, f), 'trained.json'),
+        lambda g, f: (f'{g} fraction {f}: {len(nc.variants)} variants x {nc.num_seeds} seeds '
+                      'in lockstep'),
+        lambda rec: (f'{rec["steps"]} steps in {rec["seconds"]:.0f} s; identical batches: '
+                     f'{rec["identical_batches"]}'))
 
   def probe(self) -> list[dict[str, Any]]:
     """Fits linear RAM-bit probes on every frozen natural encoder (in a one-host group)."""
-    from rmr_dist.learning import natural_stage  # pylint: disable=g-import-not-at-top
-    self._require_collect('probe')
-    records = []
-    with _LazyGroup(self.config, 'probe', self.workdir) as group:
-      for game in self.config.games:
-        address = self.address_for(game)
-        for fraction in self.config.natural.data_fractions:
-          rec = (_read_json(os.path.join(natural_stage.fraction_dir(self.workdir, game, fraction),
-                                         'probe.json'))
-                 or group().run('probe_unit', address, game, fraction))
-          summary = ', '.join(f'{v} ' + ' '.join(f'{x:.3f}' for x in r['bit_f1'])
-                              for v, r in rec['variants'].items())
-          print(f'probe: {game} fraction {fraction}: bit F1 per seed: {summary}', flush=True)
-          records.append(rec)
-    return records
+    return self._units(
+        'probe', 'probe', 'atari_probe',
+        [(g, f) for g in self.config.games for f in self.config.natural.data_fractions],
+        self.paths.probe_result,
+        lambda g, f: f'{g} fraction {f}',
+        lambda rec: 'bit F1 per seed: ' + ', '.join(
+            f'{v} ' + ' '.join(f'{x:.3f}' for x in r['bit_f1'])
+            for v, r in rec['variants'].items()))
 
-  # ---------------------------------------------------------------- report
   def report(self) -> dict[str, str]:
     """Writes Table 2 (abstract units) and Table 1 + data efficiency (probed natural units)."""
-    paths = {}
-    if self._abstract_rows():
-      paths.update(self._report_table2())
-    paths.update(self._report_table1())
-    if not paths:
-      raise config_lib.ConfigError(f'Nothing to report in {self.workdir}: run the abstract '
-                                   f'(and natural, probe) stages first.')
-    return paths
-
-  def _abstract_rows(self) -> list[dict[str, Any]]:
-    from rmr_dist.learning import stages  # pylint: disable=g-import-not-at-top
-    rows = []
-    for game in self.config.games:
-      for model in self.config.abstract.models:
-        path = os.path.join(stages.unit_dir(self.workdir, game, model), 'result.json')
-        if os.path.exists(path):
-          with open(path) as f:
-            rows.append(json.load(f))
-    return rows
-
-  def _report_table1(self) -> dict[str, str]:
-    from rmr_dist.evaluation import table1  # pylint: disable=g-import-not-at-top
-    from rmr_dist.learning import natural_stage  # pylint: disable=g-import-not-at-top
-    nc = self.config.natural
-    by_fraction: dict[float, dict[str, dict[str, list[float]]]] = {}
-    for game in self.config.games:
-      for fraction in nc.data_fractions:
-        path = os.path.join(natural_stage.fraction_dir(self.workdir, game, fraction),
-                            'probe.json')
-        if os.path.exists(path):
-          with open(path) as f:
-            rec = json.load(f)
-          by_fraction.setdefault(fraction, {})[game] = {
-              v: r['bit_f1'] for v, r in rec['variants'].items()}
-    if not by_fraction or set(nc.variants) != {'rmr', 'cswm'}:
-      return {}
-    paths = {}
-    full = by_fraction.get(max(nc.data_fractions))
-    if full:
-      paths.update(table1.write_table1(os.path.join(self.workdir, 'report'), full))
-      with open(paths['table1.md']) as f:
-        text = f.read()
-      self.logger.text('eval/table1', text)
-      self.logger.image('eval/table1_probe_f1', paths['table1_probe_f1.png'])
-      print(f'report: Table 1 written to {paths["table1.csv"]}\n{text}', flush=True)
-    if len(nc.data_fractions) > 1:
-      paths.update(table1.write_data_efficiency(os.path.join(self.workdir, 'report'),
-                                                by_fraction))
-      self.logger.image('eval/data_efficiency', paths['data_efficiency.png'])
-    return paths
-
-  def _report_table2(self) -> dict[str, str]:
-    """Writes Table 2 from the finished abstract units."""
-    from rmr_dist.evaluation import table2 as report_tables  # pylint: disable=g-import-not-at-top
-    rows = self._abstract_rows()
-    done = {(r['game'], r['model']) for r in rows}
-    missing = [f'{g}/{m}' for g in self.config.games for m in self.config.abstract.models
-               if (g, m) not in done]
-    if missing:
-      print(f'report: missing abstract results for {", ".join(missing)}', file=sys.stderr)
-    paths = report_tables.write_table2(os.path.join(self.workdir, 'report'), rows)
-    with open(paths['table2.md']) as f:
-      table = f.read()
-    self.logger.text('eval/table2', table)
-    print(f'report: Table 2 written to {paths["table2.csv"]}\n{table}', flush=True)
-    return paths
+    from rmr_dist.stages import atari_report  # pylint: disable=g-import-not-at-top
+    return atari_report.run(self.config, self.paths, self.logger,
+                            say=lambda line: print(line, flush=True))
 
   # ---------------------------------------------------------------- driver
   def run(self, stages: list[str]) -> None:

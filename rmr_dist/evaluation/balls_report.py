@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from rmr_dist.evaluation.table1 import csv_text, save_figure
-from rmr_dist.replay import episode_store
+from rmr_dist import workdir as workdir_lib
 
 COLUMNS = ('stage', 'variant', 'seed', 'mse')
 # Paper section 3: (mean, std) of the MSE; std None where the paper gives one run.
@@ -73,8 +73,8 @@ def markdown(table_rows: Sequence[dict[str, Any]]) -> str:
 def write_tables(report_dir: str, table_rows: Sequence[dict[str, Any]]) -> dict[str, str]:
   """Writes balls.csv and balls.md; returns their paths."""
   paths = {name: os.path.join(report_dir, name) for name in ('balls.csv', 'balls.md')}
-  episode_store.atomic_write_text(paths['balls.csv'], csv_text(COLUMNS, table_rows))
-  episode_store.atomic_write_text(paths['balls.md'], markdown(table_rows))
+  workdir_lib.atomic_write_text(paths['balls.csv'], csv_text(COLUMNS, table_rows))
+  workdir_lib.atomic_write_text(paths['balls.md'], markdown(table_rows))
   return paths
 
 

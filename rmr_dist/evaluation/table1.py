@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from rmr_dist.evaluation import statistics
-from rmr_dist.replay import episode_store
+from rmr_dist import workdir as workdir_lib
 
 TABLE1_COLUMNS = ('game', 'cswm_f1_mean', 'cswm_f1_std', 'rmr_f1_mean', 'rmr_f1_std',
                   'p_value', 'n_seeds', 'rmr_better')
@@ -170,8 +170,8 @@ def write_table1(report_dir: str, per_game: Mapping[str, Mapping[str, Sequence[f
   rows = table1_rows(per_game)
   paths = {name: os.path.join(report_dir, name) for name in
            ('table1.csv', 'table1.md', 'table1_probe_f1.png', 'results.json')}
-  episode_store.atomic_write_text(paths['table1.csv'], csv_text(TABLE1_COLUMNS, rows))
-  episode_store.atomic_write_text(paths['table1.md'], table1_markdown(rows))
+  workdir_lib.atomic_write_text(paths['table1.csv'], csv_text(TABLE1_COLUMNS, rows))
+  workdir_lib.atomic_write_text(paths['table1.md'], table1_markdown(rows))
   save_figure(_table1_figure(rows, per_game), paths['table1_probe_f1.png'])
   results = {}
   if os.path.exists(paths['results.json']):
@@ -182,7 +182,7 @@ def write_table1(report_dir: str, per_game: Mapping[str, Mapping[str, Sequence[f
                                     for v in VARIANTS}}
       for r in rows}
   results.update(extra or {})
-  episode_store.atomic_write_json(paths['results.json'], _json_safe(results))
+  workdir_lib.atomic_write_json(paths['results.json'], _json_safe(results))
   return paths
 
 
@@ -248,7 +248,7 @@ def write_data_efficiency(
   rows = data_efficiency_rows(results)
   paths = {name: os.path.join(report_dir, name)
            for name in ('data_efficiency.csv', 'data_efficiency.png')}
-  episode_store.atomic_write_text(paths['data_efficiency.csv'],
+  workdir_lib.atomic_write_text(paths['data_efficiency.csv'],
                                   csv_text(DATA_EFFICIENCY_COLUMNS, rows))
   save_figure(_data_efficiency_figure(rows), paths['data_efficiency.png'])
   return paths

@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from rmr_dist.replay import episode_store
+from rmr_dist import workdir as workdir_lib
 
 TABLE2_COLUMNS = ('game', 'model', 'slot_acc', 'bit_f1', 'n_eval_slots', 'n_eval_transitions')
 TABLE2_MODELS = ('copy', 'mlp', 'deepsets', 'mpnn')
@@ -56,13 +56,13 @@ def write_table2(report_dir: str, rows: Sequence[dict[str, Any]],
   writer.writerows(rows)
   paths = {name: os.path.join(report_dir, name)
            for name in ('table2.csv', 'table2.md', 'results.json')}
-  episode_store.atomic_write_text(paths['table2.csv'], buf.getvalue())
-  episode_store.atomic_write_text(paths['table2.md'], table2_markdown(rows))
+  workdir_lib.atomic_write_text(paths['table2.csv'], buf.getvalue())
+  workdir_lib.atomic_write_text(paths['table2.md'], table2_markdown(rows))
   results = {}
   if os.path.exists(paths['results.json']):
     with open(paths['results.json']) as f:
       results = json.load(f)
   results['table2'] = list(rows)
   results.update(extra or {})
-  episode_store.atomic_write_json(paths['results.json'], results)
+  workdir_lib.atomic_write_json(paths['results.json'], results)
   return paths

@@ -132,26 +132,6 @@ def update(state: TrainState, batch: Batch, *, model: nn.Module,
   return TrainState(params=params, opt_state=opt_state, step=state.step + 1, rng=rng), metrics
 
 
-def make_pmapped_update(model: nn.Module, optimizer: optax.GradientTransformation,
-                        axis_name: str = 'devices', devices: Sequence[jax.Device] | None = None
-                        ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
-  """:func:`update` pmapped over ``devices`` (default: all, every process's under
-  jax.distributed), donating the state.
-
-  Args:
-    model: the abstract model.
-    optimizer: the optax optimiser.
-    axis_name: the pmap axis name that gradients and metrics are averaged over.
-    devices: the devices to map over (default: all, every process's under jax.distributed).
-
-  Returns:
-    ``f(replicated_state, sharded_batch) -> (replicated_state, replicated_metrics)``, batch
-    leaves [D, B / D, ...] (see ``loop.shard_batch``).
-  """
-  step = functools.partial(update, model=model, optimizer=optimizer, axis_name=axis_name)
-  return jax.pmap(step, axis_name=axis_name, devices=devices, donate_argnums=(0,))
-
-
 class AbstractLearner(PmapLearner):
   """Trains one abstract model from a batch iterator, pmapped over local devices.
 
@@ -180,33 +160,18 @@ class AbstractLearner(PmapLearner):
                keep: int, log_fn: Callable[[dict, int], None] | None = None,
                log_every: int = 50, devices: Sequence[jax.Device] | None = None):
     self._spec = spec
-    self._iterator = iter(iterator)
-    self._save_every = save_every
-    self._log_fn = log_fn
-    self._log_every = log_every
-    self._devices = list(devices or jax.local_devices())
     self._model = make_model(spec)
     self._learning_rate = float(learning_rate)
     self._optimizer = optax.adam(learning_rate)
     state = jax.device_get(init_state(self._model, self._optimizer, jax.random.PRNGKey(seed)))
-    self._manager = None
-    if checkpoint_dir is not None:
-      self._manager = checkpointing.make_checkpoint_manager(checkpoint_dir, max_to_keep=keep)
-      restored = checkpointing.restore_learner_state(self._manager, state)
-      if restored is not None:
-        state, self.restored_step = restored
-        self.restored_params_digest = checkpointing.tree_digest(state.params)
-    self._step = int(state.step)
-    self._state = replicate(state, self._devices)
-    # devices=None maps over all devices, every process's under jax.distributed (multi-host).
-    self._update = make_pmapped_update(self._model, self._optimizer, devices=devices)
+    self._setup(state, functools.partial(update, model=self._model, optimizer=self._optimizer),
+                iterator=iterator, batch_keys=('ram_t', 'action', 'ram_tp1'),
+                checkpoint_dir=checkpoint_dir, keep=keep, save_every=save_every,
+                log_fn=log_fn, log_every=log_every, devices=devices)
 
-  def _dispatch(self) -> Metrics:
-    """Launches one update on the next batch; returns its metrics still on device."""
-    batch = shard_batch(next(self._iterator), len(self._devices))  # [D, B / D, ...]
-    self._state, metrics = self._update(self._state, batch)
-    self._step += 1
-    return metrics
+  @property
+  def spec(self) -> processors.ModelSpec:
+    return self._spec
 
   def _check(self, metrics: Metrics) -> dict[str, float]:
     """Brings metrics to the host; raises FloatingPointError if the loss is not finite."""

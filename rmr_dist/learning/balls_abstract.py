@@ -24,7 +24,7 @@ import optax
 from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
 from rmr_dist.learning.abstract import TrainState
-from rmr_dist.learning.loop import Batch, Metrics, PmapLearner, replicate, shard_batch
+from rmr_dist.learning.loop import Batch, Metrics, PmapLearner
 from rmr_dist.learning.loop import unreplicate
 from rmr_dist.networks import balls as balls_net
 from rmr_dist.networks import processors
@@ -103,9 +103,6 @@ class BallsAbstractLearner(PmapLearner):
                log_fn: Callable[[dict, int], None] | None = None, log_every: int = 100,
                devices: Sequence[jax.Device] | None = None):
     self._spec = spec
-    self._iterator = iter(iterator)
-    self._save_every, self._log_fn, self._log_every = save_every, log_fn, log_every
-    self._devices = list(devices or jax.local_devices())
     self._model = make_abstract_model(spec)
     self._learning_rate = learning_rate
     self._optimizer = optax.adam(learning_rate)
@@ -114,29 +111,19 @@ class BallsAbstractLearner(PmapLearner):
     params = jax.device_get(self._model.init(init_rng, dummy)['params'])
     state = TrainState(params=params, opt_state=self._optimizer.init(params),
                        step=np.zeros((), np.int32), rng=jax.device_get(state_rng))
-    self._manager = None
-    if checkpoint_dir is not None:
-      self._manager = checkpointing.make_checkpoint_manager(checkpoint_dir, max_to_keep=keep)
-      restored = checkpointing.restore_learner_state(self._manager, state)
-      if restored is not None:
-        state, _ = restored
-    self._step = int(state.step)
-    self._state = replicate(state, self._devices)
-    self._update = jax.pmap(
-        functools.partial(abstract_update, model=self._model, optimizer=self._optimizer,
-                          axis_name='devices'),
-        axis_name='devices', devices=self._devices, donate_argnums=(0,))
+    self._setup(state, functools.partial(abstract_update, model=self._model,
+                                         optimizer=self._optimizer),
+                iterator=iterator, batch_keys=('history', 'target'),
+                checkpoint_dir=checkpoint_dir, keep=keep, save_every=save_every,
+                log_fn=log_fn, log_every=log_every, devices=devices)
+
+  @property
+  def spec(self) -> processors.ModelSpec:
+    return self._spec
 
   @property
   def model(self) -> balls_net.BallsAbstractModel:
     return self._model
-
-  def _dispatch(self) -> Metrics:
-    batch = next(self._iterator)
-    batch = {k: batch[k] for k in ('history', 'target')}
-    self._state, metrics = self._update(self._state, shard_batch(batch, len(self._devices)))
-    self._step += 1
-    return metrics
 
   def _check(self, metrics: Metrics) -> dict[str, float]:
     metrics = {k: float(v) for k, v in jax.device_get(unreplicate(metrics)).items()}

@@ -34,7 +34,7 @@ from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
 from rmr_dist import losses
 from rmr_dist.learning import natural as natural_learning
-from rmr_dist.learning.loop import Batch, Metrics, replicate, shard_batch
+from rmr_dist.learning.loop import Batch, Metrics
 from rmr_dist.networks import balls as balls_net
 from rmr_dist.networks import broadcast_decoder
 from rmr_dist.networks import processors
@@ -116,10 +116,15 @@ def natural_model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array
       fingerprint, natural_learning.batch_fingerprint(inputs, row_offset, axis_name,
                                                       keys=_FINGERPRINTED))
 
+  # Slot Attention's initial-slot noise, drawn per GLOBAL row: 1 device == N devices.
+  rows = row_offset + jnp.arange(inputs['frames'].shape[0])  # [b]
+  shape = (model.encoder.num_slots, model.encoder.slot_size)
+  noise = jax.vmap(lambda r: jax.random.normal(jax.random.fold_in(slot_key, r), shape))(rows)
+
   def objective(p):
     frozen_or_not = lambda x: jnp.where(trainable, x, jax.lax.stop_gradient(x))
     p = dict(p, processor=jax.tree_util.tree_map(frozen_or_not, p['processor']))
-    out = model.apply({'params': p}, inputs['frames'], rngs={'slots': slot_key})
+    out = model.apply({'params': p}, inputs['frames'], slot_noise=noise)
     return losses.frame_mse(out['recon'], inputs['target_frame'])
 
   loss, grads = jax.value_and_grad(objective)(params)
@@ -145,7 +150,6 @@ def natural_update(state: BallsNaturalState, batch: Batch, *, model: nn.Module,
     row_offset = jnp.zeros((), jnp.int32)
   else:
     row_offset = jax.lax.axis_index(axis_name) * b
-    step_key = jax.random.fold_in(step_key, jax.lax.axis_index(axis_name))
   seed_of_model = jnp.arange(num_models) % num_seeds  # [M]
   slot_keys = jax.vmap(lambda s: jax.random.fold_in(step_key, s))(seed_of_model)  # [M, 2]
   step_fn = functools.partial(natural_model_step, model=model, axis_name=axis_name)
@@ -191,11 +195,7 @@ class BallsNaturalLearner(natural_learning.LockstepLearner):
                devices: Sequence[jax.Device] | None = None):
     self._variants = check_variants(config.variants)
     self._num_seeds = config.num_seeds
-    self._iterator = iter(iterator)
-    self._save_every, self._log_fn, self._log_every = (config.save_every, log_fn,
-                                                       config.log_every)
     self._learning_rate = config.learning_rate
-    self._devices = list(devices or jax.local_devices())
     spec_dict, processor_params = checkpointing.restore_processor(processor_export)
     self._spec = processors.ModelSpec.from_dict(spec_dict)
     self._model = make_natural_model(config, self._spec, image_size)
@@ -205,19 +205,12 @@ class BallsNaturalLearner(natural_learning.LockstepLearner):
         self._model, self._optimizer, jax.random.PRNGKey(seed), variants=self._variants,
         num_seeds=self._num_seeds, processor_params=processor_params, history=history,
         image_size=image_size)
-    self._manager = None
-    if checkpoint_dir is not None:
-      self._manager = checkpointing.make_checkpoint_manager(checkpoint_dir,
-                                                            max_to_keep=config.keep_checkpoints)
-      restored = natural_learning.restore_state(self._manager, state)
-      if restored is not None:
-        state = restored
-    self._step = int(state.step)
-    self._state = replicate(state, self._devices)
-    self._update = jax.pmap(
-        functools.partial(natural_update, model=self._model, optimizer=self._optimizer,
-                          variants=self._variants, axis_name='devices'),
-        axis_name='devices', devices=self._devices, donate_argnums=(0,))
+    self._setup(state, functools.partial(natural_update, model=self._model,
+                                         optimizer=self._optimizer, variants=self._variants),
+                iterator=iterator, batch_keys=_FINGERPRINTED, checkpoint_dir=checkpoint_dir,
+                keep=config.keep_checkpoints, save_every=config.save_every, log_fn=log_fn,
+                log_every=config.log_every, devices=devices,
+                restore_fn=natural_learning.restore_state)
 
   @property
   def model(self) -> balls_net.BallsNaturalModel:
@@ -227,13 +220,6 @@ class BallsNaturalLearner(natural_learning.LockstepLearner):
     """One model's full params (host numpy)."""
     index = natural_learning.model_index(self._variants, self._num_seeds, variant, seed)
     return jax.tree_util.tree_map(lambda x: np.asarray(x[index]), self.params)
-
-  def _dispatch(self) -> Metrics:
-    batch = next(self._iterator)
-    batch = {k: batch[k] for k in _FINGERPRINTED}
-    self._state, metrics = self._update(self._state, shard_batch(batch, len(self._devices)))
-    self._step += 1
-    return metrics
 
   def _save_state(self, step: int, state: BallsNaturalState) -> None:
     natural_learning.save_state(self._manager, step, state)

@@ -4,10 +4,14 @@
 pmap layout ([D, ...] leading device axis); `Batch` and `Metrics` are the dicts every learner's
 update takes and returns.
 
-A subclass builds its replicated state and checkpoint manager, then implements four hooks:
-`_dispatch()` (launch one update, return device metrics), `_check(metrics)` (bring metrics to
-the host, raise FloatingPointError if not finite), `_save_state(step, state)` and
-`_scalars(metrics)` (the dict handed to `log_fn`).
+`PmapLearner` is the one learner scaffold. A learner's constructor builds its model, optimiser
+and initial (host) state, then calls `_setup`, which does what every learner does the same way:
+checkpoint manager -> restore the newest checkpoint (recording `restored_step` and the digest of
+the restored parameters) -> replicate over the local devices -> pmap the pure update over
+`devices` (None: every device, every process's under jax.distributed). A learner then
+implements three hooks: `_check(metrics)` (bring metrics to the host, raise FloatingPointError
+if not finite), `_save_state(step, state)` and `_scalars(metrics)` (the dict handed to
+`log_fn`); `_dispatch` feeds the next batch's `_batch_keys` to the update.
 
 `run(num_steps, progress_label=...)` also prints one compact status line per log period
 (step / total, steps/s, ETA, loss) to stdout; inside a Ray actor, Ray forwards it to the
@@ -17,6 +21,7 @@ driver's terminal.
 from __future__ import annotations
 
 import abc
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,10 +29,12 @@ from typing import Any
 import jax
 import numpy as np
 
+from rmr_dist import checkpointing
 from rmr_dist import logging as logging_lib
 
 Batch = dict[str, Any]
 Metrics = dict[str, Any]
+AXIS_NAME = 'devices'  # The pmap axis every learner averages its gradients over.
 
 
 def replicate(tree: Any, devices: Sequence[jax.Device] | None = None) -> Any:
@@ -107,9 +114,72 @@ class PmapLearner(abc.ABC):
   _log_fn: Callable[[dict, int], None] | None
   _log_every: int
 
-  @abc.abstractmethod
-  def _dispatch(self) -> Any:
-    """Subclass hook (module docstring)."""
+  _iterator: Any
+  _update: Callable[[Any, Batch], tuple[Any, Metrics]]
+  _num_local_devices: int
+  _batch_keys: tuple[str, ...]
+
+  def _setup(self, state: Any, update_fn: Callable[[Any, Batch], tuple[Any, Metrics]], *,
+             iterator: Any, batch_keys: Sequence[str], checkpoint_dir: str | None, keep: int,
+             save_every: int, log_fn: Callable[[dict, int], None] | None, log_every: int,
+             devices: Sequence[jax.Device] | None,
+             restore_fn: Callable[[Any, Any], Any | None] | None = None) -> None:
+    """Checkpoint manager -> restore -> replicate -> pmap (module docstring).
+
+    Args:
+      state: the initial host state (a NamedTuple with `params` and `step`).
+      update_fn: the pure update `(state, batch, axis_name=...) -> (state, metrics)` with
+        everything else bound; it is pmapped over axis 'devices'.
+      iterator: yields batches (dicts of numpy arrays [B, ...]).
+      batch_keys: the batch entries the update reads.
+      checkpoint_dir: Orbax directory, or None for no checkpoints.
+      keep: checkpoints to keep.
+      save_every: save period in steps (0: only at the end of `run`).
+      log_fn: `log_fn(scalars, step)` every `log_every` steps, or None.
+      log_every: logging period.
+      devices: the devices to pmap over; None maps over all devices (every process's under
+        jax.distributed), each process feeding its local ones.
+      restore_fn: `(manager, target_state) -> state or None`; default
+        `checkpointing.restore_learner_state`.
+    """
+    self._iterator = iter(iterator)
+    self._batch_keys = tuple(batch_keys)
+    self._save_every, self._log_fn, self._log_every = save_every, log_fn, log_every
+    self._manager = None
+    if checkpoint_dir is not None:
+      self._manager = checkpointing.make_checkpoint_manager(checkpoint_dir, max_to_keep=keep)
+      if restore_fn is None:
+        restored = checkpointing.restore_learner_state(self._manager, state)
+        restored = None if restored is None else restored[0]
+      else:
+        restored = restore_fn(self._manager, state)
+      if restored is not None:
+        state = restored
+        self.restored_step = int(state.step)
+        self.restored_params_digest = checkpointing.tree_digest(state.params)
+    self._step = int(state.step)
+    local = [d for d in devices if d.process_index == jax.process_index()] if devices \
+        else jax.local_devices()
+    self._num_local_devices = len(local)
+    self._state = replicate(state, local)
+    self._update = jax.pmap(functools.partial(update_fn, axis_name=AXIS_NAME),
+                            axis_name=AXIS_NAME, devices=devices, donate_argnums=(0,))
+
+  @property
+  def resumed_from(self) -> dict[str, Any] | None:
+    """{step, params_sha256} of the checkpoint this learner restored, or None."""
+    if self.restored_step is None:
+      return None
+    return {'step': self.restored_step, 'params_sha256': self.restored_params_digest}
+
+  def _dispatch(self) -> Metrics:
+    """Launches one update on the next batch; returns its metrics still on device."""
+    batch = next(self._iterator)
+    batch = {k: batch[k] for k in self._batch_keys}
+    self._state, metrics = self._update(self._state,
+                                        shard_batch(batch, self._num_local_devices))
+    self._step += 1
+    return metrics
 
   @abc.abstractmethod
   def _check(self, metrics: Any) -> dict[str, Any]:

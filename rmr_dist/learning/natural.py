@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -57,8 +56,7 @@ import orbax.checkpoint as ocp
 
 from rmr_dist import checkpointing
 from rmr_dist import losses
-from rmr_dist.learning.loop import Batch, Metrics, PmapLearner, replicate, shard_batch
-from rmr_dist.learning.loop import unreplicate
+from rmr_dist.learning.loop import Batch, Metrics, PmapLearner, unreplicate
 from rmr_dist.networks import natural as natural_net
 from rmr_dist.networks import processors
 
@@ -356,24 +354,6 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
                            fingerprint=fingerprint), metrics
 
 
-def make_pmapped_update(model: nn.Module, optimizer: optax.GradientTransformation,
-                        variants: Sequence[str], *, hinge: float = 1.0, sigma: float = 0.5,
-                        axis_name: str = 'devices',
-                        devices: Sequence[jax.Device] | None = None
-                        ) -> Callable[[NaturalTrainState, Batch], tuple[NaturalTrainState,
-                                                                        Metrics]]:
-  """:func:`update` pmapped over ``devices`` (default: all, every process's under
-  jax.distributed), donating the state.
-
-  Returns:
-    ``f(replicated_state, sharded_batch) -> (replicated_state, replicated_metrics)``, batch
-    leaves [D, B / D, ...] (``loop.shard_batch``).
-  """
-  step = functools.partial(update, model=model, optimizer=optimizer, variants=tuple(variants),
-                           axis_name=axis_name, hinge=hinge, sigma=sigma)
-  return jax.pmap(step, axis_name=axis_name, devices=devices, donate_argnums=(0,))
-
-
 # ---------------------------------------------------------------------------------------------
 # Checkpoints of the whole NaturalTrainState (fingerprint included), in an Orbax manager from
 # checkpointing.make_checkpoint_manager (atomic, asynchronous saves).
@@ -411,6 +391,33 @@ def restore_state(manager: ocp.CheckpointManager, target: NaturalTrainState
         f'Natural learner checkpoint {where!r} does not fit the learner state (variants, '
         'seeds, model sizes, frame size or processor differ).')
   return type(target)(**tree)
+
+
+def restore_encoder_params(checkpoint_dir: str, variants: Sequence[str],
+                           num_seeds: int) -> dict[tuple[str, int], Any]:
+  """f~'s params of every model in the newest lockstep checkpoint, without building a learner.
+
+  Args:
+    checkpoint_dir: the natural learner's Orbax directory.
+    variants: its variants, in model-axis order.
+    num_seeds: its seeds per variant.
+
+  Returns:
+    {(variant, seed): encoder params (host numpy)}, variant-major.
+
+  Raises:
+    checkpointing.CheckpointError: no checkpoint, or one with another number of models.
+  """
+  step, tree = checkpointing.restore_latest_tree(checkpoint_dir)
+  encoder = tree['params']['encoder']
+  stacked = jax.tree_util.tree_leaves(encoder)[0].shape[0]
+  if stacked != len(variants) * num_seeds:
+    raise checkpointing.CheckpointError(
+        f'Natural checkpoint {checkpoint_dir}/{step} stacks {stacked} models, not '
+        f'{len(variants)} variants x {num_seeds} seeds.')
+  return {(v, s): jax.tree_util.tree_map(
+      lambda x, i=model_index(variants, num_seeds, v, s): np.asarray(x[i]), encoder)
+          for v in variants for s in range(num_seeds)}
 
 
 def flatten_metrics(metrics: Metrics, variants: Sequence[str], num_seeds: int
@@ -524,11 +531,6 @@ class NaturalLearner(LockstepLearner):
     if num_seeds < 1:
       raise ValueError(f'num_seeds={num_seeds} must be >= 1')
     self._num_seeds = num_seeds
-    self._iterator = iter(iterator)
-    self._save_every = save_every
-    self._log_fn = log_fn
-    self._log_every = log_every
-    self._devices = list(devices or jax.local_devices())
     spec_dict, processor_params = checkpointing.restore_processor(
         processor_export, expected_spec={'latent_size': latent_size})
     self._spec = processors.ModelSpec.from_dict(spec_dict)
@@ -540,49 +542,11 @@ class NaturalLearner(LockstepLearner):
     state = jax.device_get(init_state(
         self._model, self._optimizer, jax.random.PRNGKey(seed), variants=self._variants,
         num_seeds=num_seeds, processor_params=processor_params, frame_shape=frame_shape))
-    self._manager = None
-    if checkpoint_dir is not None:
-      self._manager = checkpointing.make_checkpoint_manager(checkpoint_dir, max_to_keep=keep)
-      restored = restore_state(self._manager, state)
-      if restored is not None:
-        state = restored
-        self.restored_step = int(state.step)
-        self.restored_params_digest = checkpointing.tree_digest(state.params)
-    self._step = int(state.step)
-    self._state = replicate(state, self._devices)
-    # devices=None maps over all devices, every process's under jax.distributed (multi-host).
-    self._update = make_pmapped_update(self._model, self._optimizer, self._variants,
-                                       hinge=hinge, sigma=sigma, devices=devices)
-
-  @staticmethod
-  def wait_for_export(path: str, timeout_s: float, poll_s: float = 5.0,
-                      log: Callable[[str], None] = print) -> str:
-    """Blocks until the processor export at ``path`` exists (it is written atomically).
-
-    Args:
-      path: the export directory.
-      timeout_s: how long to wait.
-      poll_s: seconds between checks.
-      log: receives one line when waiting starts (nothing if the export is already there).
-
-    Returns:
-      The absolute path.
-
-    Raises:
-      TimeoutError: no export at ``path`` after ``timeout_s`` (the message names the path).
-    """
-    path = os.path.abspath(path)
-    ready = lambda: all(os.path.isdir(os.path.join(path, d)) for d in ('params', 'spec'))
-    if ready():
-      return path
-    log(f'Natural learner: waiting up to {timeout_s:.0f}s for the processor export at {path}')
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-      time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
-      if ready():
-        return path
-    raise TimeoutError(f'No processor export at {path} after {timeout_s}s (is the abstract '
-                       'learner that writes it running?)')
+    self._setup(state, functools.partial(update, model=self._model, optimizer=self._optimizer,
+                                         variants=self._variants, hinge=hinge, sigma=sigma),
+                iterator=iterator, batch_keys=('frame_t', 'action', 'frame_tp1'),
+                checkpoint_dir=checkpoint_dir, keep=keep, save_every=save_every,
+                log_fn=log_fn, log_every=log_every, devices=devices, restore_fn=restore_state)
 
   @property
   def model(self) -> natural_net.NaturalModel:
@@ -598,14 +562,6 @@ class NaturalLearner(LockstepLearner):
     index = model_index(self._variants, self._num_seeds, variant, seed)
     return jax.tree_util.tree_map(lambda x: np.asarray(x[0, index]),
                                   jax.device_get(self._state.params['encoder']))
-
-  def _dispatch(self) -> Metrics:
-    """Launches one update on the next batch; returns its metrics still on device."""
-    batch = next(self._iterator)
-    batch = {k: batch[k] for k in ('frame_t', 'action', 'frame_tp1')}  # not 'ram_t'
-    self._state, metrics = self._update(self._state, shard_batch(batch, len(self._devices)))
-    self._step += 1
-    return metrics
 
   def _save_state(self, step: int, state: NaturalTrainState) -> None:
     save_state(self._manager, step, state)

@@ -95,17 +95,19 @@ class BallsNaturalModel(nn.Module):
   latent_size: int = LATENT_SIZE
 
   @nn.compact
-  def __call__(self, frames: jax.Array, deterministic: bool = False) -> dict:
+  def __call__(self, frames: jax.Array, deterministic: bool = False,
+               slot_noise: jax.Array | None = None) -> dict:
     """Args:
       frames: [B, T_hist, H, W, 3] uint8 input frames, oldest first.
       deterministic: passed to the encoder (fixed initial slot noise, no 'slots' rng).
+      slot_noise: [B, K, S] initial slot noise for the encoder (else it draws its own).
 
     Returns:
       ``{'recon': [B, H, W, 3], 'masks': [B, K, H, W, 1], 'rgb': [B, K, H, W, 3],
       'latents': [B, K, latent] (f~(x), P's input), 'next_latents': [B, K, latent]
       (P's output, the decoder's input), 'attention': [B, T_hist, K, H*W]}``.
     """
-    slots, attention = self.encoder(frames, deterministic)  # [B, T, K, S], [B, T, K, L]
+    slots, attention = self.encoder(frames, deterministic, slot_noise)  # [B,T,K,S], [B,T,K,L]
     b, t, k, s = slots.shape
     x = jnp.transpose(slots, (0, 2, 1, 3)).reshape(b, k, t * s)  # [B, K, T*S]
     latents = nn.Dense(self.latent_size, name='projection')(x)  # [B, K, latent]

@@ -135,11 +135,13 @@ class SlotAttentionEncoder(nn.Module):
   mlp_hidden_size: int = 128
 
   @nn.compact
-  def __call__(self, images: jax.Array,
-               deterministic: bool = False) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, images: jax.Array, deterministic: bool = False,
+               slot_noise: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """Args:
       images: [B, T, H, W, 3] uint8 (0..255) or float in [0, 1].
       deterministic: initial slot noise from a fixed key instead of the 'slots' stream.
+      slot_noise: [B, K, S] standard-normal initial slot noise to use instead (the learners
+        draw it per global batch row, so a batch split over devices gets the same noise).
 
     Returns:
       ``(slots, attention)``: slots [B, T, K, S]; each image's last-iteration attention
@@ -163,8 +165,10 @@ class SlotAttentionEncoder(nn.Module):
     mu = self.param('slots_mu', nn.initializers.xavier_uniform(), (1, 1, self.slot_size))
     log_sigma = self.param('slots_log_sigma', nn.initializers.xavier_uniform(),
                            (1, 1, self.slot_size))
-    key = jax.random.PRNGKey(0) if deterministic else self.make_rng('slots')
-    noise = jax.random.normal(key, (b, self.num_slots, self.slot_size))  # [B, K, S]
+    if slot_noise is None:
+      key = jax.random.PRNGKey(0) if deterministic else self.make_rng('slots')
+      slot_noise = jax.random.normal(key, (b, self.num_slots, self.slot_size))  # [B, K, S]
+    noise = slot_noise
     slots = mu + jnp.exp(log_sigma) * noise  # [B, K, S]
 
     slot_attention = SlotAttention(self.num_iterations, self.slot_size,

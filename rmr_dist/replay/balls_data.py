@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from rmr_dist.replay import episode_store
+from rmr_dist import workdir as workdir_lib
 
 TRAIN, VAL = 'train', 'val'
 SPLITS = (TRAIN, VAL)
@@ -59,7 +59,7 @@ def write_trajectory(root: str, split: str, index: int, positions: np.ndarray,
   buffer = io.BytesIO()
   np.savez_compressed(buffer, positions=positions.astype(np.float32),
                       frames=frames.astype(np.uint8), radii=radii.astype(np.float32))
-  episode_store.atomic_write_bytes(path, buffer.getvalue())
+  workdir_lib.atomic_write_bytes(path, buffer.getvalue())
   return path
 
 

@@ -22,10 +22,11 @@ import dataclasses
 import glob
 import json
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
+
+from rmr_dist import workdir as workdir_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,41 +59,6 @@ class Episode:
     return len(self.action)
 
 
-def _atomic_write(path: str, write_fn) -> None:
-  """Calls write_fn(file) on a temp file beside `path`, fsyncs, then renames it to `path`."""
-  directory = os.path.dirname(path)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix=os.path.basename(path))
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      write_fn(f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-  """Writes `data` to `path` atomically."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  _atomic_write(os.path.abspath(path), lambda f: f.write(data))
-
-
-def atomic_write_text(path: str, text: str) -> None:
-  """Writes `text` (UTF-8) to `path` atomically."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  _atomic_write(os.path.abspath(path), lambda f: f.write(text.encode()))
-
-
-def atomic_write_json(path: str, obj: Any) -> None:
-  """Writes `obj` as JSON to `path` atomically."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  _atomic_write(os.path.abspath(path),
-                lambda f: f.write(json.dumps(obj, indent=1, sort_keys=True).encode()))
-
-
 class EpisodeStore:
   """Reads and writes episodes under `root` (see the module docstring)."""
 
@@ -111,12 +77,12 @@ class EpisodeStore:
     """Atomically writes an episode and its index entry; returns the entry."""
     stem = self._stem(game, split, head, episode_index)
     os.makedirs(os.path.dirname(stem), exist_ok=True)
-    _atomic_write(stem + '.npz', lambda f: np.savez_compressed(
-        f, ram=episode.ram, action=episode.action.astype(np.int32),
-        reward=episode.reward.astype(np.float32), frames=episode.frames))
+    workdir_lib.atomic_write_npz(stem + '.npz', ram=episode.ram,
+                                 action=episode.action.astype(np.int32),
+                                 reward=episode.reward.astype(np.float32), frames=episode.frames)
     entry = dict(game=game, head=head, episode=episode_index, split=split,
                  length=episode.length, **extra)
-    atomic_write_json(stem + '.json', entry)
+    workdir_lib.atomic_write_json(stem + '.json', entry)
     return entry
 
   def entries(self, game: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
@@ -141,5 +107,5 @@ class EpisodeStore:
   def write_index(self) -> str:
     """Rebuilds `index.json` from the per-episode entries; returns its path."""
     path = os.path.join(self.root, 'index.json')
-    atomic_write_json(path, self.entries())
+    workdir_lib.atomic_write_json(path, self.entries())
     return path

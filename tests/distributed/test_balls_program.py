@@ -10,6 +10,7 @@ import pytest
 
 from configs import balls as balls_configs
 from rmr_dist import config as config_lib
+from rmr_dist import workdir as workdir_lib
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.ray
@@ -43,14 +44,21 @@ def test_balls_test_config_writes_report_and_resumes(tmp_path):
   with open(os.path.join(report, 'balls.md')) as f:
     md = f.read()
   assert '7.940e-04' in md and '4.590e-04' in md  # the paper's numbers beside ours
-  with open(os.path.join(workdir, 'natural', 'result.json')) as f:
-    assert json.load(f)['identical_batches']
+  paths = workdir_lib.WorkDir.reopen(workdir, workdir_lib.BALLS_STAGES)
+  # Both learners ran in learner groups (Ray actors) that got the driver's 2 CPU devices.
+  for stage in ('abstract', 'natural'):
+    assert f'{stage}: learner group of 1 process(es)' in proc.stdout
+    with open(os.path.join(paths.stage_dir(stage), 'result.json')) as f:
+      result = json.load(f)
+    assert result['learner_processes'] == 1 and result['learner_devices'] == 2
+  assert result['identical_batches']
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tb')))
 
   again = _balls('--config=configs/balls.py:test', f'--workdir={workdir}')
   assert again.returncode == 0, again.stderr[-3000:]
   assert 'data: complete' in again.stdout
   assert 'natural: 2 variants' not in again.stdout  # finished stages are not re-run
+  assert 'learner group' not in again.stdout
 
 
 @pytest.mark.parametrize('args, message', [

@@ -160,18 +160,17 @@ class TestLocal:
 
   def test_learner_killed_after_a_checkpoint_resumes_from_it(self, run):
     from rmr_dist.distributed import learners
-    from rmr_dist.learning import stages
-    config, workdir = run['config'], run['workdir']
-    checkpoints = os.path.join(stages.unit_dir(workdir, GAME, 'mpnn'), 'checkpoints')
-    group = learners.LearnerGroup(config, 'abstract', workdir)
+    config, paths = run['config'], run['program'].paths
+    checkpoints = os.path.join(paths.abstract_unit(GAME, 'mpnn'), 'checkpoints')
+    group = learners.LearnerGroup(config, 'abstract', paths)
     try:
       # The learner process got the driver's JAX_PLATFORMS and XLA_FLAGS (2 CPU devices).
       assert group.devices[0]['backend'] == 'cpu'
       assert len(group.devices[0]['local_devices']) == 2
       first_pid = group.info()[0]['pid']
       with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        future = pool.submit(group.run, 'abstract_unit', run['program'].address_for(GAME),
-                             GAME, 'mpnn')
+        future = pool.submit(group.run, 'atari_abstract', GAME, 'mpnn',
+                             run['program'].address_for(GAME))
         deadline = time.monotonic() + 120
         while not _saved_steps(checkpoints) and time.monotonic() < deadline:
           time.sleep(0.02)
@@ -191,27 +190,26 @@ class TestLocal:
     # The parameters it resumed with are bit-identical to that checkpoint's.
     assert resumed['params_sha256'] == _params_digest_at(checkpoints, resumed['step'])
     assert row['train_steps'] == self.NUM_STEPS and _saved_steps(checkpoints)[-1] == self.NUM_STEPS
-    with open(os.path.join(stages.unit_dir(workdir, GAME, 'mpnn'), 'result.json')) as f:
+    with open(os.path.join(paths.abstract_unit(GAME, 'mpnn'), 'result.json')) as f:
       assert json.load(f)['resumed_from'] == resumed
 
   def test_natural_group_waits_for_the_export_then_proceeds(self, run):
     from rmr_dist.distributed import learners
     from rmr_dist.learning import abstract as abstract_learning
-    from rmr_dist.learning import natural_stage
-    from rmr_dist.learning import stages
-    config, workdir = run['config'], run['workdir']
-    export = natural_stage.processor_export_path(config, workdir, GAME)
+    from rmr_dist.stages import atari_abstract
+    config, paths = run['config'], run['program'].paths
+    export = paths.processor_export(GAME, config.natural.processor_model)
     if os.path.exists(export):
       shutil.rmtree(export)
     staged = export + '.staged'  # A real export, put in place while the group waits.
     abstract_learning.AbstractLearner(
-        stages.model_spec(config.abstract, 'mpnn'), learning_rate=1e-3, seed=0,
+        atari_abstract.model_spec(config.abstract, 'mpnn'), learning_rate=1e-3, seed=0,
         iterator=iter(()), checkpoint_dir=None, save_every=1, keep=1).export_processor(staged)
-    group = learners.LearnerGroup(config, 'natural', workdir)
+    group = learners.LearnerGroup(config, 'natural', paths)
     try:
       with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        future = pool.submit(group.run, 'natural_unit', run['program'].address_for(GAME),
-                             GAME, 1.0)
+        future = pool.submit(group.run, 'atari_natural', GAME, 1.0,
+                             run['program'].address_for(GAME))
         deadline = time.monotonic() + 120
         while not any(group.log_lines()) and time.monotonic() < deadline:
           time.sleep(0.1)
@@ -223,8 +221,7 @@ class TestLocal:
       group.close()
     assert len(waiting) == 1 and 'waiting up to 120s for the processor export' in waiting[0]
     assert record['steps'] == config.natural.num_steps and record['identical_batches']
-    assert os.path.exists(os.path.join(natural_stage.fraction_dir(workdir, GAME, 1.0),
-                                       'trained.json'))
+    assert os.path.exists(os.path.join(paths.natural_unit(GAME, 1.0), 'trained.json'))
 
 
 # Starting Ray's node processes is a fork + exec, which JAX (imported here) warns about anyway.
@@ -285,12 +282,11 @@ class TestCluster:
 
   def test_two_host_learner_group_psums_across_processes_and_survives_a_host_death(self, run):
     from rmr_dist.distributed import learners
-    from rmr_dist.learning import stages
-    config, workdir, cluster = run['config'], run['workdir'], run['cluster']
+    config, paths, cluster = run['config'], run['program'].paths, run['cluster']
     cluster.add_node(num_cpus=2, node_ip_address='127.0.0.1')  # Back to two worker nodes.
     cluster.wait_for_nodes()
-    checkpoints = os.path.join(stages.unit_dir(workdir, GAME, 'mlp'), 'checkpoints')
-    group = learners.LearnerGroup(config, 'abstract', workdir)
+    checkpoints = os.path.join(paths.abstract_unit(GAME, 'mlp'), 'checkpoints')
+    group = learners.LearnerGroup(config, 'abstract', paths)
     try:
       # One process per node (STRICT_SPREAD), 2 forced CPU devices each, one collective.
       nodes = {_node_of(a) for a in _actors('LearnerWorker') if a['State'] == 'ALIVE'}
@@ -299,8 +295,8 @@ class TestCluster:
       assert all(d['device_count'] == 4 and d['psum_of_ones'] == 4.0 for d in group.devices)
       first_pids = [i['pid'] for i in group.info()]
       with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        future = pool.submit(group.run, 'abstract_unit', run['program'].address_for(GAME),
-                             GAME, 'mlp')
+        future = pool.submit(group.run, 'atari_abstract', GAME, 'mlp',
+                             run['program'].address_for(GAME))
         deadline = time.monotonic() + 120
         while not _saved_steps(checkpoints) and time.monotonic() < deadline:
           time.sleep(0.02)
@@ -320,7 +316,7 @@ class TestCluster:
     assert resumed['params_sha256'] == _params_digest_at(checkpoints, resumed['step'])
     assert row['train_steps'] == config.abstract.num_steps
     assert _saved_steps(checkpoints)[-1] == config.abstract.num_steps
-    unit = stages.unit_dir(workdir, GAME, 'mlp')
+    unit = paths.abstract_unit(GAME, 'mlp')
     assert os.path.isdir(os.path.join(unit, 'processor', 'params'))
     with open(os.path.join(unit, 'result.json')) as f:
       assert json.load(f)['learner_processes'] == 2

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from rmr_dist import workdir as workdir_lib
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.ray
@@ -61,14 +62,34 @@ def test_collect_stage_end_to_end_and_resume(tmp_path):
   assert 'successfully loaded' in again.stderr.lower()
 
 
-def test_workdir_refuses_a_different_config(tmp_path):
+def test_workdir_refuses_other_collection_settings(tmp_path):
   workdir = str(tmp_path / 'run')
   os.makedirs(workdir)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+  with open(os.path.join(workdir, 'data.json'), 'w') as f:
     json.dump({'games': ['breakout']}, f)
   proc = _atari('--config=configs/atari.py:test', f'--workdir={workdir}')
   assert proc.returncode != 0
-  assert 'was created with a different config' in proc.stderr
+  assert 'holds collect data made with other settings' in proc.stderr
+  assert "games (recorded ['breakout'], now ['pong'])" in proc.stderr
+  assert 'Traceback' not in proc.stderr
+
+
+def test_workdir_that_is_a_file_fails_before_ray(tmp_path):
+  path = tmp_path / 'a-file'
+  path.write_text('not a directory')
+  proc = _atari('--config=configs/atari.py:test', f'--workdir={path}', timeout=120)
+  assert proc.returncode != 0
+  assert f'--workdir={path} is an existing file' in proc.stderr
+  assert 'Traceback' not in proc.stderr and 'Started a local Ray' not in proc.stderr
+
+
+def test_missing_policy_checkpoint_fails_in_the_driver(tmp_path):
+  proc = _atari('--config=configs/atari.py:test', f'--workdir={tmp_path}/w',
+                '--config.heads.base_policy=checkpoint',
+                '--config.heads.checkpoint_path=/missing', timeout=120)
+  assert proc.returncode != 0
+  assert "heads.checkpoint_path='/missing' is not a usable policy checkpoint" in proc.stderr
+  assert 'Traceback' not in proc.stderr and 'Started a local Ray' not in proc.stderr
 
 
 @pytest.mark.parametrize('args,message', [
@@ -85,7 +106,7 @@ def test_bad_command_line_fails_fast_with_a_clear_message(tmp_path, args, messag
   assert 'Traceback' not in proc.stderr
 
 
-def test_all_stages_write_tables(tmp_path):
+def test_all_stages_write_tables_then_reuse_upstream_stages(tmp_path):
   workdir = str(tmp_path / 'run')
   proc = _atari('--config=configs/atari.py:test', f'--workdir={workdir}',
                 '--stages=collect,abstract,natural,probe,report', timeout=600)
@@ -99,8 +120,9 @@ def test_all_stages_write_tables(tmp_path):
     assert 0.0 <= float(r['slot_acc']) <= 1.0 and 0.0 <= float(r['bit_f1']) <= 1.0
     assert int(r['n_eval_transitions']) > 0
   assert os.path.exists(os.path.join(workdir, 'report', 'table2.md'))
+  first = workdir_lib.WorkDir.reopen(workdir, workdir_lib.ATARI_STAGES)
   for model in ('mlp', 'deepsets', 'mpnn'):
-    assert os.path.isdir(os.path.join(workdir, 'abstract', 'pong', model, 'processor'))
+    assert os.path.isdir(first.processor_export('pong', model))
   # Table 1: one row per game with the test config's 2 seeds, from lockstep-trained models.
   with open(os.path.join(workdir, 'report', 'table1.csv')) as f:
     t1 = list(csv.DictReader(f))
@@ -110,11 +132,33 @@ def test_all_stages_write_tables(tmp_path):
   with open(os.path.join(workdir, 'report', 'results.json')) as f:
     per_seed = json.load(f)['table1']['pong']['per_seed']
   assert len(per_seed['rmr']) == len(per_seed['cswm']) == 2
-  for fraction in ('f50', 'f100'):
-    with open(os.path.join(workdir, 'natural', 'pong', fraction, 'trained.json')) as f:
+  for fraction in (0.5, 1.0):
+    with open(os.path.join(first.natural_unit('pong', fraction), 'trained.json')) as f:
       assert json.load(f)['identical_batches'] is True
   for name in ('table1.md', 'table1_probe_f1.png', 'data_efficiency.csv', 'data_efficiency.png'):
     assert os.path.getsize(os.path.join(workdir, 'report', name)) > 0
+
+  # Reuse: another natural budget in the same directory re-runs natural, probe and report
+  # only; the collected data and the abstract units are read back, untouched.
+  upstream = [first.collect_summary] + [
+      os.path.join(first.abstract_unit('pong', m), 'result.json')
+      for m in ('copy', 'mlp', 'deepsets', 'mpnn')]
+  mtimes = [os.path.getmtime(p) for p in upstream]
+  again = _atari('--config=configs/atari.py:test', f'--workdir={workdir}',
+                 '--config.natural.num_steps=3', timeout=600)
+  assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+  assert [os.path.getmtime(p) for p in upstream] == mtimes
+  assert 'already complete' in again.stdout and 'abstract: learner group' not in again.stdout
+  second = workdir_lib.WorkDir.reopen(workdir, workdir_lib.ATARI_STAGES)
+  assert second.fingerprints['abstract'] == first.fingerprints['abstract']
+  assert second.fingerprints['natural'] != first.fingerprints['natural']
+  for paths, steps in ((first, 4), (second, 3)):  # Both natural outputs are kept.
+    with open(os.path.join(paths.natural_unit('pong', 1.0), 'trained.json')) as f:
+      assert json.load(f)['steps'] == steps
+  with open(os.path.join(workdir, 'report', 'table1.md')) as f:
+    assert f'natural {second.fingerprints["natural"]}' in f.read()
+  with open(os.path.join(workdir, 'report', 'table2.md')) as f:
+    assert f'abstract {first.fingerprints["abstract"]}' in f.read()
 
 
 def test_abstract_stage_without_collect_fails_clearly(tmp_path):

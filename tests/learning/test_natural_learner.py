@@ -240,16 +240,16 @@ def test_wait_for_export(tmp_path):
   path = str(tmp_path / 'processor')
   lines = []
   with pytest.raises(TimeoutError, match=str(path)):
-    learning.NaturalLearner.wait_for_export(path, timeout_s=0.2, poll_s=0.05, log=lines.append)
+    checkpointing.wait_for_export(path, timeout_s=0.2, poll_s=0.05, log=lines.append)
   assert len(lines) == 1 and path in lines[0]
   writer = threading.Timer(0.3, export, args=(path,))
   writer.start()
   start = time.monotonic()
-  assert learning.NaturalLearner.wait_for_export(path, timeout_s=30, poll_s=0.05,
+  assert checkpointing.wait_for_export(path, timeout_s=30, poll_s=0.05,
                                                  log=lines.append) == path
   writer.join()
   assert time.monotonic() - start < 30
-  assert learning.NaturalLearner.wait_for_export(path, timeout_s=0, log=lines.append) == path
+  assert checkpointing.wait_for_export(path, timeout_s=0, log=lines.append) == path
   assert len(lines) == 2  # no line when the export is already there
 
 

@@ -1,0 +1,105 @@
+"""The Atari natural stage: RMR and C-SWM x seeds in lockstep for one (game, data fraction).
+
+Outputs under `WorkDir.natural_unit(game, fraction)`:
+  checkpoints/   Orbax state of all variants x seeds (resumable)
+  trained.json   steps, wall time, final losses, batch fingerprints (written when training ends)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import numpy as np
+
+from rmr_dist import checkpointing
+from rmr_dist import config as config_lib
+from rmr_dist import logging as logging_lib
+from rmr_dist import workdir as workdir_lib
+from rmr_dist.learning import natural as natural_learning
+from rmr_dist.replay import iterators
+from rmr_dist.replay import tables
+
+LogFn = Callable[[dict[str, float], int], None]
+
+
+def processor_export(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir,
+                     game: str) -> str:
+  """The processor export RMR freezes: that of the abstract `natural.processor_model`."""
+  return workdir.processor_export(game, config.natural.processor_model)
+
+
+def make_iterator(config: config_lib.AtariConfig, game: str, fraction: float,
+                  replay_address: str) -> iterators.Prefetcher:
+  """This process's share of every batch of the fraction's natural table (without RAM)."""
+  source = iterators.make_table_iterator(
+      replay_address, tables.table_name(tables.NATURAL, game, fraction),
+      config.natural.batch_size // jax.process_count())
+  return iterators.Prefetcher(
+      ({k: v for k, v in batch.items() if k != 'ram_t'} for batch in source),
+      size=config.natural.prefetch)
+
+
+def make_learner(config: config_lib.AtariConfig, export: str, iterator: Iterator[Any],
+                 checkpoint_dir: str | None,
+                 log_fn: LogFn | None = None) -> natural_learning.NaturalLearner:
+  """The lockstep learner of every variant x seed, resumed from `checkpoint_dir` if present."""
+  nc = config.natural
+  return natural_learning.NaturalLearner(
+      processor_export=export, variants=nc.variants, num_seeds=nc.num_seeds,
+      maps_per_slot=nc.maps_per_slot, learning_rate=nc.learning_rate, seed=config.seed,
+      iterator=iterator, checkpoint_dir=checkpoint_dir, save_every=nc.save_every,
+      keep=nc.keep_checkpoints, log_fn=log_fn, log_every=nc.log_every,
+      frame_shape=(config.env.frame_height, config.env.frame_width),
+      latent_size=config.abstract.latent_size, hinge=nc.hinge, sigma=nc.sigma)
+
+
+def run(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
+        fraction: float, replay_address: str, *, log_fn: LogFn | None = None,
+        say: Callable[[str], None] = print) -> dict[str, Any] | None:
+  """Trains every variant x seed in lockstep on the `fraction` table of `game`.
+
+  Waits (saying so, up to `natural.export_timeout_s`) for the processor export first.
+
+  Returns:
+    The `trained.json` record (None on processes other than 0 of a multi-host learner group,
+    which share the training but leave the record to process 0).
+  """
+  path = os.path.join(workdir.natural_unit(game, fraction), 'trained.json')
+  return workdir_lib.cached_result(path, lambda: _train(config, workdir, game, fraction,
+                                                        replay_address, log_fn, say))
+
+
+def _train(config, workdir, game, fraction, replay_address, log_fn, say):
+  out_dir = workdir.natural_unit(game, fraction)
+  os.makedirs(out_dir, exist_ok=True)
+  nc = config.natural
+  export = checkpointing.wait_for_export(processor_export(config, workdir, game),
+                                         nc.export_timeout_s,
+                                         poll_s=min(5.0, nc.export_timeout_s), log=say)
+  label = f'natural {game} f{round(100 * fraction):d}'
+  iterator = make_iterator(config, game, fraction, replay_address)
+  start = time.perf_counter()
+  try:
+    learner = make_learner(
+        config, export, iterator, os.path.join(out_dir, 'checkpoints'),
+        logging_lib.with_prefix(log_fn, f'natural/{game}/f{round(100 * fraction):d}/'))
+    metrics = learner.run(nc.num_steps, progress_label=label)
+  finally:
+    iterator.close()
+  learner.close()
+  if jax.process_index() != 0:
+    return None
+  fingerprints = [int(x) for x in np.asarray(learner.fingerprints)]
+  return {
+      'game': game, 'fraction': fraction, 'steps': nc.num_steps,
+      'seconds': round(time.perf_counter() - start, 2),
+      'final_loss': natural_learning.flatten_metrics(
+          {'loss': metrics['loss']}, nc.variants, nc.num_seeds) if metrics else {},
+      'fingerprints': fingerprints,
+      'identical_batches': len(set(fingerprints)) == 1,
+      'resumed_from': learner.resumed_from,
+  }

@@ -1,0 +1,75 @@
+"""Each Atari stage unit in one process, without Ray: a real in-process Reverb server filled by
+the plain collector, then abstract -> natural -> probe -> report on the `test` config."""
+
+import json
+import os
+
+import pytest
+import reverb
+
+from rmr_dist import logging as logging_lib
+from rmr_dist import workdir as workdir_lib
+from rmr_dist.acting import collector as collector_lib
+from rmr_dist.replay import adders
+from rmr_dist.replay import episode_store
+from rmr_dist.replay import tables
+from rmr_dist.stages import atari_abstract
+from rmr_dist.stages import atari_natural
+from rmr_dist.stages import atari_probe
+from rmr_dist.stages import atari_report
+
+
+@pytest.fixture(scope='module')
+def collected(tmp_path_factory):
+  from configs import atari as atari_configs
+  from rmr_dist import config as config_lib
+  config = config_lib.load_atari_config(atari_configs.get_config('test'))
+  config = config_lib.load_atari_config(dict(
+      config_lib.to_dict(config), abstract=dict(config_lib.to_dict(config.abstract),
+                                                models=('copy', 'mpnn'))))
+  root = str(tmp_path_factory.mktemp('atari_stages'))
+  paths = workdir_lib.open_workdir(root, config, workdir_lib.ATARI_STAGES)
+  server = tables.make_server(tables.make_tables(
+      config.games, (config.env.frame_height, config.env.frame_width),
+      abstract_max_size=1_000, natural_max_size=1_000, min_size_to_sample=1,
+      natural_fractions=config.natural.data_fractions))
+  address = f'127.0.0.1:{server.port}'
+  store = episode_store.EpisodeStore(paths.episodes)
+  collector = collector_lib.Collector(config, store, adders.TransitionAdder(
+      reverb.Client(address), max_episode_steps=config.env.max_episode_steps))
+  collector.run(collector_lib.make_work_units(config.games, config.heads.num_heads,
+                                              config.heads.episodes_per_head))
+  store.write_index()
+  yield config, paths, address
+  server.stop()
+
+
+def test_stage_units_run_in_one_process(collected):
+  config, paths, address = collected
+  logged = []
+  log_fn = lambda scalars, step: logged.append(dict(scalars))
+  rows = [atari_abstract.run(config, paths, 'pong', m, address, log_fn=log_fn)
+          for m in ('copy', 'mpnn')]
+  assert [r['model'] for r in rows] == ['copy', 'mpnn']
+  assert rows[1]['train_steps'] == config.abstract.num_steps and rows[1]['resumed_from'] is None
+  assert os.path.isdir(paths.processor_export('pong', 'mpnn'))
+  assert any('eval/abstract/pong/mpnn/bit_f1' in s for s in logged)
+  assert any('abstract/pong/mpnn/loss' in s for s in logged)
+
+  trained = atari_natural.run(config, paths, 'pong', 1.0, address, log_fn=log_fn)
+  assert trained['identical_batches'] and trained['steps'] == config.natural.num_steps
+  assert any('natural/pong/f100/rmr/seed_1/loss' in s for s in logged)
+
+  probe = atari_probe.run(config, paths, 'pong', 1.0, address)
+  assert set(probe['variants']) == set(config.natural.variants)
+  assert all(len(v['bit_f1']) == config.natural.num_seeds for v in probe['variants'].values())
+  # A finished unit is read back, not redone.
+  assert atari_probe.run(config, paths, 'pong', 1.0, address) == probe
+
+  logger = logging_lib.Logger(paths.tb)
+  written = atari_report.run(config, paths, logger, say=lambda line: None)
+  logger.close()
+  assert 'table2.md' in written and 'table1.md' in written
+  with open(written['results.json']) as f:
+    results = json.load(f)
+  assert results['fingerprints']['table1'] == paths.stage_fingerprints('probe')

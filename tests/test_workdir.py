@@ -1,0 +1,93 @@
+"""Work directory: stage fingerprints, the data-config check, cached results, atomic writers."""
+
+import dataclasses
+import json
+import os
+
+import pytest
+
+from rmr_dist import config as config_lib
+from rmr_dist import workdir as workdir_lib
+
+
+def _replace(config, section, **changes):
+  return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section),
+                                                                     **changes)})
+
+
+def test_a_later_change_keeps_upstream_fingerprints(test_config):
+  base = workdir_lib.fingerprints(config_lib.to_dict(test_config), workdir_lib.ATARI_STAGES)
+  changed = workdir_lib.fingerprints(
+      config_lib.to_dict(_replace(test_config, 'natural', num_steps=7)),
+      workdir_lib.ATARI_STAGES)
+  assert {k: base[k] == changed[k] for k in base} == {
+      'collect': True, 'abstract': True, 'natural': False, 'probe': False}
+
+
+def test_an_upstream_change_moves_every_later_fingerprint(test_config):
+  base = workdir_lib.fingerprints(config_lib.to_dict(test_config), workdir_lib.ATARI_STAGES)
+  changed = workdir_lib.fingerprints(
+      config_lib.to_dict(_replace(test_config, 'abstract', learning_rate=3e-3)),
+      workdir_lib.ATARI_STAGES)
+  assert base['collect'] == changed['collect']
+  assert all(base[k] != changed[k] for k in ('abstract', 'natural', 'probe'))
+
+
+def test_cadence_does_not_change_a_fingerprint(test_config):
+  base = workdir_lib.fingerprints(config_lib.to_dict(test_config), workdir_lib.ATARI_STAGES)
+  changed = workdir_lib.fingerprints(
+      config_lib.to_dict(_replace(test_config, 'natural', log_every=3, save_every=5)),
+      workdir_lib.ATARI_STAGES)
+  assert base == changed
+
+
+def test_data_change_is_refused_naming_it(tmp_path, test_config):
+  workdir_lib.open_workdir(str(tmp_path), test_config, workdir_lib.ATARI_STAGES)
+  workdir_lib.open_workdir(str(tmp_path), _replace(test_config, 'natural', num_steps=3),
+                           workdir_lib.ATARI_STAGES)  # A later stage: fine.
+  with pytest.raises(config_lib.ConfigError, match=r'env\.frame_skip \(recorded 4, now 2\)'):
+    workdir_lib.open_workdir(str(tmp_path), _replace(test_config, 'env', frame_skip=2),
+                             workdir_lib.ATARI_STAGES)
+
+
+def test_workdir_that_is_a_file_is_refused(tmp_path, test_config):
+  path = tmp_path / 'taken'
+  path.write_text('x')
+  with pytest.raises(config_lib.ConfigError, match='is an existing file'):
+    workdir_lib.open_workdir(str(path), test_config, workdir_lib.ATARI_STAGES)
+
+
+def test_stage_dirs_and_records(tmp_path, test_config):
+  wd = workdir_lib.open_workdir(str(tmp_path), test_config, workdir_lib.ATARI_STAGES)
+  fp = wd.fingerprints
+  assert wd.abstract_unit('pong', 'mpnn') == os.path.join(str(tmp_path), 'abstract',
+                                                          fp['abstract'], 'pong', 'mpnn')
+  assert wd.natural_unit('pong', 0.3).endswith(os.path.join(fp['natural'], 'pong', 'f30'))
+  directory = wd.record_stage('natural')
+  with open(os.path.join(directory, 'stage.json')) as f:
+    record = json.load(f)
+  assert record['upstream'] == {'abstract': fp['abstract']}
+  assert record['values']['natural.num_steps'] == test_config.natural.num_steps
+  assert 'natural.log_every' not in record['values']
+  assert wd.stage_fingerprints('probe') == {k: fp[k] for k in sorted(fp)}
+
+
+def test_cached_result_computes_once(tmp_path):
+  calls = []
+  compute = lambda: calls.append(1) or {'x': len(calls)}
+  path = str(tmp_path / 'unit' / 'result.json')
+  assert workdir_lib.cached_result(path, compute) == {'x': 1}
+  assert workdir_lib.cached_result(path, compute) == {'x': 1}
+  assert len(calls) == 1
+  assert workdir_lib.cached_result(str(tmp_path / 'none.json'), lambda: None) is None
+  assert not os.path.exists(tmp_path / 'none.json')
+
+
+def test_atomic_writers_leave_no_temp_files(tmp_path):
+  workdir_lib.atomic_write_json(str(tmp_path / 'a' / 'x.json'), {'b': 1})
+  workdir_lib.atomic_write_text(str(tmp_path / 'a' / 'y.md'), 'hi')
+  workdir_lib.atomic_write_npz(str(tmp_path / 'a' / 'z.npz'), v=[1, 2])
+  assert sorted(os.listdir(tmp_path / 'a')) == ['x.json', 'y.md', 'z.npz']
+  with pytest.raises(ZeroDivisionError):
+    workdir_lib._atomic_write(str(tmp_path / 'a' / 'w'), lambda f: 1 / 0)
+  assert sorted(os.listdir(tmp_path / 'a')) == ['x.json', 'y.md', 'z.npz']
