@@ -59,3 +59,18 @@ def test_image_rejects_a_non_image(tmp_path):
                                           (7620, '2h07m')])
 def test_format_duration(seconds, text):
   assert logging_lib.format_duration(seconds) == text
+
+
+def test_lockstep_model_scalars_go_to_one_run_per_model(tmp_path):
+  logger = logging_lib.Logger(str(tmp_path))
+  logger.scalars({'natural/pong/f100/rmr/seed_1/loss': 0.5,
+                  'natural/pong/f100/end_to_end/seed_0/loss': 0.25,
+                  'natural/pong/f100/steps_per_s': 3.0}, step=7)
+  logger.close()
+  main = read_events(str(tmp_path))
+  assert main.Tags()['scalars'] == ['natural/pong/f100/steps_per_s']
+  for run, value in (('rmr/seed_1', 0.5), ('end_to_end/seed_0', 0.25)):
+    events = read_events(str(tmp_path / run)).Scalars('natural/pong/f100/loss')
+    assert [(e.step, e.value) for e in events] == [(7, value)]
+  assert logging_lib.model_run('rmr/seed_12/eval/bit_f1') == ('rmr/seed_12', 'eval/bit_f1')
+  assert logging_lib.model_run('abstract/pong/mpnn/loss') is None
