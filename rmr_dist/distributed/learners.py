@@ -1,9 +1,10 @@
-"""Learner groups: the abstract, natural and probe units run in Ray actors, not in the driver.
+"""Learner groups: the learned stages' units run in Ray actors, not in the driver.
 
-A learner group is one Ray actor per host (`ray.learner_hosts`, default 1), each reserving
-`ray.learner_num_cpus` CPUs and `ray.learner_num_gpus` GPUs. Inside, the unit functions of
-`rmr_dist.learning` run unchanged and `jax.pmap` over the process's devices (on a GPU node Ray
-sets CUDA_VISIBLE_DEVICES, so those are the GPUs it reserved). The driver starts a group when a
+Both programs use them: Atari's abstract, natural and probe units and the balls abstract and
+natural stages (`UNITS`). A learner group is one Ray actor per host (`ray.learner_hosts`,
+default 1), each reserving `ray.learner_num_cpus` CPUs and `ray.learner_num_gpus` GPUs.
+Inside, the stage units of `rmr_dist.stages` run unchanged and `jax.pmap` over the process's
+devices (on a GPU node Ray sets CUDA_VISIBLE_DEVICES, so those are the GPUs it reserved). The driver starts a group when a
 stage has unfinished units, runs them one at a time in order, prints their status lines and
 kills the group when the stage ends: one learner process (per host) is alive at a time. The
 abstract, natural and probe stages each get their own group.
