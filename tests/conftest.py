@@ -27,3 +27,36 @@ def test_config():
   from configs import atari as atari_configs
   from rmr_dist import config as config_lib
   return config_lib.load_atari_config(atari_configs.get_config('test'))
+
+
+@pytest.fixture(scope='session')
+def balls_config():
+  """The validated `test` variant of configs/balls.py."""
+  from configs import balls as balls_configs
+  from rmr_dist import config as config_lib
+  return config_lib.load_balls_config(balls_configs.get_config('test'))
+
+
+@pytest.fixture(scope='session')
+def balls_data(balls_config):
+  """Random trajectories shaped like the balls test config's (learners only need the shapes)."""
+  import numpy as np
+  from rmr_dist.replay import balls_data as balls_data_lib
+  rng = np.random.default_rng(0)
+  c = balls_config
+  n, size, frames = c.sim.num_balls, c.sim.image_size, c.data.episode_frames
+  return balls_data_lib.TrajectorySet(
+      positions=rng.random((4, frames, n, 2), dtype=np.float32),
+      frames=rng.integers(0, 256, (4, frames, size, size, 3), dtype=np.uint8),
+      radii=np.full((4, n), 0.05, np.float32))
+
+
+def make_balls_abstract_learner(config, data, checkpoint_dir, seed=0, history=3):
+  """A small balls abstract learner on `data` (tests of the abstract and natural learners)."""
+  from rmr_dist.learning import balls_abstract
+  from rmr_dist.replay import balls_data as balls_data_lib
+  spec = balls_abstract.abstract_spec(config.abstract, config.sim.num_balls)
+  return balls_abstract.BallsAbstractLearner(
+      spec, history=history, learning_rate=1e-3, seed=seed,
+      iterator=balls_data_lib.WindowBatches(data, history, 8, seed=1, frames=False),
+      checkpoint_dir=checkpoint_dir, save_every=2, keep=2)

@@ -25,7 +25,6 @@ reported metrics are formed the same way, so they match the 1-device ones too.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -36,8 +35,7 @@ import optax
 
 from rmr_dist import checkpointing
 from rmr_dist import losses
-from rmr_dist.learning.loop import Batch, Metrics, PmapLearner, replicate, shard_batch
-from rmr_dist.learning.loop import unreplicate
+from rmr_dist.learning.loop import Batch, Metrics, PmapLearner
 from rmr_dist.networks import abstract as abstract_net
 from rmr_dist.networks import processors
 
@@ -155,6 +153,8 @@ class AbstractLearner(PmapLearner):
     devices: devices to pmap over (default: all devices; a process feeds its local ones).
   """
 
+  _name = 'Abstract learner'
+
   def __init__(self, spec: processors.ModelSpec, *, learning_rate: float, seed: int,
                iterator: Iterator[Batch], checkpoint_dir: str | None, save_every: int,
                keep: int, log_fn: Callable[[dict, int], None] | None = None,
@@ -172,23 +172,6 @@ class AbstractLearner(PmapLearner):
   @property
   def spec(self) -> processors.ModelSpec:
     return self._spec
-
-  def _check(self, metrics: Metrics) -> dict[str, float]:
-    """Brings metrics to the host; raises FloatingPointError if the loss is not finite."""
-    metrics = {k: float(v) for k, v in jax.device_get(unreplicate(metrics)).items()}
-    if not (math.isfinite(metrics['loss']) and math.isfinite(metrics['grad_norm'])):
-      where = self._where_last_good()
-      raise FloatingPointError(
-          f'Abstract learner: non-finite loss detected at step {self._step} '
-          f'(loss={metrics["loss"]}, '
-          f'grad_norm={metrics["grad_norm"]}); the bad state was not saved; {where}.')
-    return metrics
-
-  def _save_state(self, step: int, state: TrainState) -> None:
-    checkpointing.save_learner_state(self._manager, step, state)
-
-  def _scalars(self, metrics: dict[str, float]) -> dict[str, float]:
-    return dict(metrics, learning_rate=self._learning_rate)
 
   def export_processor(self, path: str, overwrite: bool = True) -> str:
     """Writes the processor export (params of P + this spec); see ``checkpointing``.

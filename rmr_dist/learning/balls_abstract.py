@@ -11,7 +11,6 @@ gradient (1 device == N devices). P is exported alone (``checkpointing``) with a
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -25,7 +24,6 @@ from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
 from rmr_dist.learning.abstract import TrainState
 from rmr_dist.learning.loop import Batch, Metrics, PmapLearner
-from rmr_dist.learning.loop import unreplicate
 from rmr_dist.networks import balls as balls_net
 from rmr_dist.networks import processors
 
@@ -97,6 +95,8 @@ class BallsAbstractLearner(PmapLearner):
     devices: devices to pmap over (default: all local).
   """
 
+  _name = 'Balls abstract learner'
+
   def __init__(self, spec: processors.ModelSpec, *, history: int, learning_rate: float,
                seed: int, iterator: Iterator[Batch], checkpoint_dir: str | None,
                save_every: int, keep: int,
@@ -124,20 +124,6 @@ class BallsAbstractLearner(PmapLearner):
   @property
   def model(self) -> balls_net.BallsAbstractModel:
     return self._model
-
-  def _check(self, metrics: Metrics) -> dict[str, float]:
-    metrics = {k: float(v) for k, v in jax.device_get(unreplicate(metrics)).items()}
-    if not (math.isfinite(metrics['loss']) and math.isfinite(metrics['grad_norm'])):
-      raise FloatingPointError(
-          f'Balls abstract learner: non-finite loss at step {self._step} ({metrics}); the bad '
-          f'state was not saved; {self._where_last_good()}.')
-    return metrics
-
-  def _save_state(self, step: int, state: TrainState) -> None:
-    checkpointing.save_learner_state(self._manager, step, state)
-
-  def _scalars(self, metrics: dict[str, float]) -> dict[str, float]:
-    return dict(metrics, learning_rate=self._learning_rate)
 
   def export_processor(self, path: str) -> str:
     """Writes the processor export (params of P + spec); replaces an older one atomically."""

@@ -20,8 +20,8 @@ driver's terminal.
 
 from __future__ import annotations
 
-import abc
 import functools
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -91,7 +91,7 @@ def format_progress(label: str, step: int, num_steps: int, scalars: dict[str, fl
   return f'{label}: step {step}/{num_steps}, {rate:.1f} steps/s, ETA {eta}{loss}'
 
 
-class PmapLearner(abc.ABC):
+class PmapLearner:
   """Resumable loop: `run(num_steps)` dispatches updates without a host sync, and checks the
   metrics at every log, save and the last step, always before saving, so a non-finite state
   never reaches a checkpoint.
@@ -105,6 +105,8 @@ class PmapLearner(abc.ABC):
   each process feeds its local share of the batch and all of them save together (Orbax).
   """
 
+  _name = 'Learner'  # Names the learner in error messages.
+  _learning_rate: float
   restored_step: int | None = None
   restored_params_digest: str | None = None
   _state: Any
@@ -181,17 +183,26 @@ class PmapLearner(abc.ABC):
     self._step += 1
     return metrics
 
-  @abc.abstractmethod
-  def _check(self, metrics: Any) -> dict[str, Any]:
-    """Subclass hook (module docstring)."""
+  def _check(self, metrics: Metrics) -> dict[str, Any]:
+    """Brings scalar metrics to the host; FloatingPointError if loss or grad norm is not finite.
 
-  @abc.abstractmethod
+    (The lockstep learners, whose metrics are [M] per model, override it.)
+    """
+    metrics = {k: float(v) for k, v in jax.device_get(unreplicate(metrics)).items()}
+    if not (math.isfinite(metrics['loss']) and math.isfinite(metrics['grad_norm'])):
+      raise FloatingPointError(
+          f'{self._name}: non-finite loss detected at step {self._step} (loss='
+          f'{metrics["loss"]}, grad_norm={metrics["grad_norm"]}); the bad state was not saved; '
+          f'{self._where_last_good()}.')
+    return metrics
+
   def _save_state(self, step: int, state: Any) -> None:
-    """Subclass hook (module docstring)."""
+    """Saves the unreplicated state (a TrainState) at `step`."""
+    checkpointing.save_learner_state(self._manager, step, state)
 
-  @abc.abstractmethod
   def _scalars(self, metrics: dict[str, Any]) -> dict[str, float]:
-    """Subclass hook (module docstring)."""
+    """What `log_fn` gets: the checked metrics and the learning rate."""
+    return dict(metrics, learning_rate=self._learning_rate)
 
   @property
   def global_step(self) -> int:

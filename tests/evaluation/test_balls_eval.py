@@ -4,8 +4,6 @@ import jax
 import numpy as np
 import pytest
 
-from configs import balls as balls_configs
-from rmr_dist import config as config_lib
 from rmr_dist.evaluation import balls_eval
 from rmr_dist.learning import balls_abstract
 from rmr_dist.learning import balls_natural
@@ -14,20 +12,14 @@ from rmr_dist.replay import balls_data
 HISTORY = 3
 
 
-@pytest.fixture(scope='module')
-def config():
-  return config_lib.load_balls_config(balls_configs.get_config('test'))
+@pytest.fixture(name='config')
+def _config(balls_config):
+  return balls_config
 
 
-@pytest.fixture(scope='module')
-def data(config):
-  """Random trajectories shaped like the test config's (the learners only need the shapes)."""
-  rng = np.random.default_rng(0)
-  n, size, frames = config.sim.num_balls, config.sim.image_size, config.data.episode_frames
-  return balls_data.TrajectorySet(
-      positions=rng.random((4, frames, n, 2), dtype=np.float32),
-      frames=rng.integers(0, 256, (4, frames, size, size, 3), dtype=np.uint8),
-      radii=np.full((4, n), 0.05, np.float32))
+@pytest.fixture(name='data')
+def _data(balls_data):
+  return balls_data
 
 
 def test_evaluate_abstract_counts_every_window_and_rollout_step(config, data):

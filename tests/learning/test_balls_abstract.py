@@ -5,39 +5,26 @@ import numpy as np
 import optax
 import pytest
 
-from configs import balls as balls_configs
 from rmr_dist import checkpointing
-from rmr_dist import config as config_lib
 from rmr_dist.learning import balls_abstract
 from rmr_dist.learning.abstract import TrainState
 from rmr_dist.learning.loop import replicate, shard_batch, unreplicate
-from rmr_dist.replay import balls_data
+from tests.conftest import make_balls_abstract_learner
 
 HISTORY = 3
 
 
-@pytest.fixture(scope='module')
-def config():
-  return config_lib.load_balls_config(balls_configs.get_config('test'))
+@pytest.fixture(name='config')
+def _config(balls_config):
+  return balls_config
 
 
-@pytest.fixture(scope='module')
-def data(config):
-  """Random trajectories shaped like the test config's (the learners only need the shapes)."""
-  rng = np.random.default_rng(0)
-  n, size, frames = config.sim.num_balls, config.sim.image_size, config.data.episode_frames
-  return balls_data.TrajectorySet(
-      positions=rng.random((4, frames, n, 2), dtype=np.float32),
-      frames=rng.integers(0, 256, (4, frames, size, size, 3), dtype=np.uint8),
-      radii=np.full((4, n), 0.05, np.float32))
+@pytest.fixture(name='data')
+def _data(balls_data):
+  return balls_data
 
 
-def _abstract_learner(config, data, checkpoint_dir, seed=0):
-  spec = balls_abstract.abstract_spec(config.abstract, config.sim.num_balls)
-  return balls_abstract.BallsAbstractLearner(
-      spec, history=HISTORY, learning_rate=1e-3, seed=seed,
-      iterator=balls_data.WindowBatches(data, HISTORY, 8, seed=1, frames=False),
-      checkpoint_dir=checkpoint_dir, save_every=2, keep=2)
+_abstract_learner = make_balls_abstract_learner
 
 
 def test_abstract_update_one_device_equals_two(config, data):
