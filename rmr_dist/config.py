@@ -642,6 +642,9 @@ class BallsNaturalConfig:
     keep_checkpoints: checkpoints kept.
     log_every: learner steps between TensorBoard scalars.
     export_timeout_s: how long the natural learners wait for the processor export.
+    eval_every: learner steps between validation scores (MSE, FG-ARI, mask entropy) logged
+      over training; 0 = only at the end.
+    eval_windows_during_training: validation windows those scores use.
   """
   variants: tuple[str, ...]
   num_seeds: int
@@ -662,6 +665,8 @@ class BallsNaturalConfig:
   keep_checkpoints: int
   log_every: int
   export_timeout_s: float
+  eval_every: int = 0
+  eval_windows_during_training: int = 64
 
   def validate(self, path: str) -> None:
     bad = [v for v in self.variants if v not in BALLS_VARIANTS]
@@ -674,6 +679,9 @@ class BallsNaturalConfig:
                  'log_every'):
       _require(getattr(self, name) >= 1, f'{path}.{name}', getattr(self, name), 'an int >= 1')
     _require(self.eval_windows >= 0, f'{path}.eval_windows', self.eval_windows, 'an int >= 0')
+    _require(self.eval_every >= 0, f'{path}.eval_every', self.eval_every, 'an int >= 0')
+    _require(self.eval_windows_during_training >= 1, f'{path}.eval_windows_during_training',
+             self.eval_windows_during_training, 'an int >= 1')
     for name in ('learning_rate', 'export_timeout_s'):
       _require(getattr(self, name) > 0, f'{path}.{name}', getattr(self, name), 'a float > 0')
 

@@ -137,8 +137,8 @@ class StageSpec:
   data: bool = False
 
 
-_LEARNER_CADENCE = ('save_every', 'keep_checkpoints', 'log_every', 'prefetch',
-                    'export_timeout_s', 'eval_batch_size')
+_LEARNER_CADENCE = ('save_every', 'keep_checkpoints', 'log_every', 'prefetch', 'eval_every',
+                    'eval_windows_during_training', 'export_timeout_s', 'eval_batch_size')
 
 
 def _cadence(section: str) -> tuple[str, ...]:

@@ -350,6 +350,37 @@ def render_frames(positions: np.ndarray, radii: np.ndarray, image_size: int = 64
   return out[0] if single else out
 
 
+def render_segmentation(positions: np.ndarray, radii: np.ndarray,
+                        image_size: int = 64) -> np.ndarray:
+  """Which ball each pixel shows, as `render_frames` draws it: 0 background, i + 1 ball i.
+
+  A pixel belongs to a ball when its centre lies inside the disc (coverage >= 0.5 in
+  `render_frames`); where discs overlap the later ball is on top, as in the frames.
+
+  Args:
+    positions: [T, N, 2] or [N, 2] ball centres in box units.
+    radii: [N] radii in box sides.
+    image_size: H = W in pixels.
+
+  Returns:
+    [T, H, W] (or [H, W]) int32 object ids.
+  """
+  positions = np.asarray(positions, np.float32)
+  single = positions.ndim == 2
+  if single:
+    positions = positions[None]
+  s = image_size
+  centres = (np.arange(s, dtype=np.float32) + 0.5)  # [S] pixel centres
+  seg = np.zeros((positions.shape[0], s, s), np.int32)  # [T, H, W]
+  for i, radius in enumerate(np.asarray(radii, np.float32)):
+    px = positions[:, i, 0] * s  # [T]
+    py = (1 - positions[:, i, 1]) * s  # [T]
+    inside = (np.square(centres[None, :, None] - py[:, None, None]) +
+              np.square(centres[None, None, :] - px[:, None, None])) <= (radius * s) ** 2
+    seg[inside] = i + 1
+  return seg[0] if single else seg
+
+
 class MujocoRenderer:
   """MuJoCo's OpenGL render of the simulator's scene, for checking `render_frames`.
 

@@ -1,9 +1,12 @@
 """Bouncing-balls evaluation (paper section 3): exact validation errors of the trained models.
 
 * :func:`evaluate_abstract`: 1-step MSE over every validation window and the MSE at each step
-  of an autoregressive rollout (``learning.balls_abstract.rollout``), with the copy-last
-  baseline;
-* :func:`evaluate_natural`: per-pixel next-frame MSE of one natural model;
+  of an autoregressive rollout (``learning.balls_abstract.rollout``), with its controls:
+  copy-last (the newest input state) and constant velocity (``x_t + k (x_t - x_{t-1})`` at
+  rollout step k; exact except at bounces and collisions), scored on the same windows;
+* :func:`evaluate_natural`: per-pixel next-frame MSE of one natural model, the FG-ARI of its
+  slot masks against the true ball segmentation of the predicted frame, and the mean entropy
+  of its masks over slots (log K for uniform masks, 0 for one slot per pixel);
 * :func:`copy_last_frame_mse`: the no-learning baseline that predicts the newest input frame;
 * :func:`natural_rollout`: an autoregressive frame rollout (with slot masks) for the figures.
 """
@@ -16,6 +19,8 @@ from typing import Any
 import flax.linen as nn
 import numpy as np
 
+from rmr_dist.envs import balls as balls_env
+from rmr_dist.evaluation import segmentation
 from rmr_dist.learning import balls_abstract
 from rmr_dist.replay import balls_data
 
@@ -35,7 +40,9 @@ def evaluate_abstract(model: nn.Module, params: Any, data: balls_data.Trajectory
   Returns:
     ``mse_1step`` (mean over every window, ball and coordinate), ``rollout_mse`` [R] (MSE at
     each rollout step over every start with R true future states), ``copy_last_mse_1step``
-    (the baseline that predicts the newest input state), ``n_windows``, ``n_rollouts``.
+    (the control that predicts the newest input state), ``const_velocity_mse_1step`` and
+    ``const_velocity_rollout_mse`` [R] (the control that extrapolates the last velocity, over
+    the same windows and starts), ``n_windows``, ``n_rollouts``.
   """
   positions = data.positions  # [E, T, N, 2]
   num_episodes, length = positions.shape[:2]
@@ -64,23 +71,51 @@ def evaluate_abstract(model: nn.Module, params: Any, data: balls_data.Trajectory
   per_step = roll_se / (len(inputs) * truth.shape[2] * truth.shape[3])
   last = positions[:, history - 1:-1]  # [E, T - history, N, 2] the newest input state
   copy_mse = float(np.mean(np.square(positions[:, history:] - last, dtype=np.float64)))
+  velocity = last - positions[:, history - 2:-2]  # [E, T - history, N, 2]
+  const_mse = float(np.mean(np.square(positions[:, history:] - (last + velocity),
+                                      dtype=np.float64)))
+  steps = np.arange(1, rollout_steps + 1)[None, :, None, None]  # [1, R, 1, 1]
+  extrapolated = (inputs[:, -1:] + steps * (inputs[:, -1:] - inputs[:, -2:-1]))  # [S', R, N, 2]
+  const_roll = np.mean(np.square(extrapolated - truth, dtype=np.float64), axis=(0, 2, 3))
   return {'mse_1step': se_sum / count, 'rollout_mse': per_step.tolist(),
-          'copy_last_mse_1step': copy_mse,
+          'copy_last_mse_1step': copy_mse, 'const_velocity_mse_1step': const_mse,
+          'const_velocity_rollout_mse': const_roll.tolist(),
           'n_windows': total, 'n_rollouts': int(len(inputs)),
           'n_episodes': int(num_episodes)}
 
 
 def evaluate_natural(predict_fn: Callable[[Any, np.ndarray], dict], params: Any,
                      data: balls_data.TrajectorySet, history: int, indices: np.ndarray,
-                     batch_size: int) -> float:
-  """Per-pixel MSE (frames in [0, 1]) of one model's next-frame predictions on ``indices``."""
-  se_sum, count = 0.0, 0
+                     batch_size: int, image_size: int | None = None) -> dict[str, float]:
+  """One natural model's next-frame predictions on the windows ``indices``.
+
+  Returns:
+    ``mse``: per-pixel MSE with frames in [0, 1]; ``fg_ari``: mean FG-ARI of the slot masks
+    against the true segmentation of the target frame (``envs.balls.render_segmentation`` of
+    its positions; images with fewer than 2 ball pixels left out); ``mask_entropy``: mean over
+    pixels of the masks' entropy over slots, in nats.
+  """
+  size = image_size or data.frames.shape[2]
+  per = data.positions.shape[1] - history
+  se_sum, count, aris, entropies = 0.0, 0, [], []
   for start in range(0, len(indices), batch_size):
-    w = data.windows(indices[start:start + batch_size], history)
-    recon = np.asarray(predict_fn(params, w['frames'])['recon'], np.float64)  # [b, H, W, 3]
+    index = np.asarray(indices[start:start + batch_size])
+    w = data.windows(index, history)
+    out = predict_fn(params, w['frames'])
+    recon = np.asarray(out['recon'], np.float64)  # [b, H, W, 3]
     se_sum += float(np.sum(np.square(recon - w['target_frame'] / 255.0)))
     count += recon.size
-  return se_sum / count
+    masks = np.asarray(out['masks'][..., 0], np.float64)  # [b, K, H, W]
+    radii = data.radii[index // per]  # [b, N]
+    truth = np.stack([balls_env.render_segmentation(p, r, size)
+                      for p, r in zip(w['target'], radii)])  # [b, H, W]
+    aris.append(segmentation.fg_ari(truth, masks))
+    entropy = -np.sum(masks * np.log(np.clip(masks, 1e-12, None)), axis=1)  # [b, H, W]
+    entropies.append((float(entropy.sum()), entropy.size))
+  aris = np.concatenate(aris)
+  return {'mse': se_sum / count,
+          'fg_ari': float(np.nanmean(aris)) if np.isfinite(aris).any() else float('nan'),
+          'mask_entropy': sum(e for e, _ in entropies) / sum(n for _, n in entropies)}
 
 
 def copy_last_frame_mse(data: balls_data.TrajectorySet, history: int,

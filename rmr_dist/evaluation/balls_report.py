@@ -1,18 +1,24 @@
-"""Bouncing-balls report: balls.csv / balls.md beside the paper's numbers, and rollout figures.
+"""Bouncing-balls report: balls.csv / balls.md beside the controls and the paper's numbers.
 
-balls.csv has one row per (stage, variant, seed) with its validation MSE:
+balls.csv has one row per (stage, variant, seed):
 
-  abstract_1step      the MPNN's 1-step next-position MSE (positions normalised to the box)
-  abstract_rollout10  its MSE at the last step of an autoregressive rollout (10 in the paper)
-  natural_1step       per-pixel next-frame MSE (frames in [0, 1]) of each natural model
+  abstract_1step       1-step next-position MSE (positions normalised to the box)
+  abstract_rollout<k>  MSE at step k of an autoregressive rollout, k = 1 .. R
+  natural_1step        per-pixel next-frame MSE (frames in [0, 1]) of each natural model, with
+                       the FG-ARI of its slot masks (learned variants only)
 
-Variant 'copy_last' is the no-learning baseline that predicts the newest input state / frame.
+Controls, scored by the same code on the same windows: 'copy_last' predicts the newest input
+state / frame; 'const_velocity' extrapolates the last velocity (abstract only). balls.md puts
+each learned model beside its control (the ratio must be below 1 for the model to count), the
+natural variants' FG-ARI, a paired t-test of RMR against end-to-end over seeds, and the paper's
+numbers.
 
 Written atomically. Figures use matplotlib's object API on an Agg canvas.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -20,54 +26,89 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from rmr_dist.evaluation.table1 import csv_text, save_figure
 from rmr_dist import workdir as workdir_lib
+from rmr_dist.evaluation import statistics
+from rmr_dist.evaluation.table1 import csv_text, save_figure
 
-COLUMNS = ('stage', 'variant', 'seed', 'mse')
+COLUMNS = ('stage', 'variant', 'seed', 'mse', 'fg_ari')
 # Paper section 3: (mean, std) of the MSE; std None where the paper gives one run.
 PAPER = {('abstract_1step', 'mpnn'): (4.59e-4, None),
          ('natural_1step', 'rmr'): (7.94e-4, 0.41e-4),
          ('natural_1step', 'end_to_end'): (9.47e-4, 0.24e-4)}
+CONTROL = {'abstract': 'const_velocity', 'natural': 'copy_last'}
 
 
 def rows(abstract: dict[str, Any] | None, natural: dict[str, Any] | None,
          seed: int) -> list[dict[str, Any]]:
   """The balls.csv rows from the stages' result.json contents (either may be None)."""
   out = []
+
+  def add(stage, variant, s, mse, fg_ari=None):
+    out.append({'stage': stage, 'variant': variant, 'seed': s, 'mse': mse,
+                'fg_ari': '' if fg_ari is None else fg_ari})
+
   if abstract is not None:
-    steps = len(abstract['rollout_mse'])
-    out.append({'stage': 'abstract_1step', 'variant': 'mpnn', 'seed': seed,
-                'mse': abstract['mse_1step']})
-    out.append({'stage': f'abstract_rollout{steps}', 'variant': 'mpnn', 'seed': seed,
-                'mse': abstract['rollout_mse'][-1]})
-    out.append({'stage': 'abstract_1step', 'variant': 'copy_last', 'seed': seed,
-                'mse': abstract['copy_last_mse_1step']})
+    add('abstract_1step', 'mpnn', seed, abstract['mse_1step'])
+    add('abstract_1step', 'copy_last', seed, abstract['copy_last_mse_1step'])
+    if 'const_velocity_mse_1step' in abstract:
+      add('abstract_1step', 'const_velocity', seed, abstract['const_velocity_mse_1step'])
+    for k, mse in enumerate(abstract['rollout_mse'], start=1):
+      add(f'abstract_rollout{k}', 'mpnn', seed, mse)
+      if 'const_velocity_rollout_mse' in abstract:
+        add(f'abstract_rollout{k}', 'const_velocity', seed,
+            abstract['const_velocity_rollout_mse'][k - 1])
   if natural is not None:
+    fg_ari = natural.get('fg_ari', {})
     for variant, values in natural['mse'].items():
-      out.extend({'stage': 'natural_1step', 'variant': variant, 'seed': s, 'mse': v}
-                 for s, v in enumerate(values))
-    out.append({'stage': 'natural_1step', 'variant': 'copy_last', 'seed': seed,
-                'mse': natural['copy_last_mse']})
+      for s, v in enumerate(values):
+        add('natural_1step', variant, s, v, fg_ari[variant][s] if variant in fg_ari else None)
+    add('natural_1step', 'copy_last', seed, natural['copy_last_mse'])
   return out
 
 
-def _fmt(mean: float, std: float | None) -> str:
-  return f'{mean:.3e}' if std is None else f'{mean:.3e} ± {std:.1e}'
+def _fmt(mean: float, std: float | None, digits: str = '.3e') -> str:
+  return f'{mean:{digits}}' if std is None else f'{mean:{digits}} ± {std:.1e}'
+
+
+def _stats(values: Sequence[float]) -> tuple[float, float | None]:
+  values = [float(v) for v in values if v != '' and not math.isnan(float(v))]
+  if not values:
+    return float('nan'), None
+  return float(np.mean(values)), (float(np.std(values)) if len(values) > 1 else None)
 
 
 def markdown(table_rows: Sequence[dict[str, Any]]) -> str:
-  """Mean ± std over seeds per (stage, variant), next to the paper's value."""
-  groups: dict[tuple[str, str], list[float]] = {}
+  """Per (stage, variant): seeds, MSE mean ± std, ratio to the stage's control, FG-ARI, paper;
+  then the paired t-test of RMR against end-to-end (natural MSE, per seed)."""
+  groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
   for r in table_rows:
-    groups.setdefault((r['stage'], r['variant']), []).append(float(r['mse']))
-  lines = ['| stage | variant | seeds | MSE (mean ± std) | paper |', '|---|---|---|---|---|']
-  for (stage, variant), values in groups.items():
-    std = float(np.std(values)) if len(values) > 1 else None
+    groups.setdefault((r['stage'], r['variant']), []).append(r)
+  lines = ['| stage | variant | seeds | MSE (mean ± std) | ÷ control | FG-ARI | paper MSE |',
+           '|---|---|---|---|---|---|---|']
+  for (stage, variant), group in groups.items():
+    mean, std = _stats([r['mse'] for r in group])
+    control = groups.get((stage, CONTROL[stage.split('_')[0]]))
+    ratio = '—'
+    if control is not None and variant != CONTROL[stage.split('_')[0]]:
+      ratio = f'{mean / _stats([r["mse"] for r in control])[0]:.3f}'
+    ari_mean, ari_std = _stats([r['fg_ari'] for r in group])
+    ari = '—' if math.isnan(ari_mean) else _fmt(ari_mean, ari_std, '.3f')
     paper = PAPER.get((stage, variant))
-    lines.append(f'| {stage} | {variant} | {len(values)} | '
-                 f'{_fmt(float(np.mean(values)), std)} | '
-                 f'{_fmt(*paper) if paper else "—"} |')
-  return '\n'.join(lines) + '\n'
+    lines.append(f'| {stage} | {variant} | {len(group)} | {_fmt(mean, std)} | {ratio} | {ari} '
+                 f'| {_fmt(*paper) if paper else "—"} |')
+  rmr = groups.get(('natural_1step', 'rmr'))
+  e2e = groups.get(('natural_1step', 'end_to_end'))
+  text = '\n'.join(lines) + '\n'
+  text += ('\nControls: abstract rows against constant velocity, natural rows against copying '
+           'the last frame, on the same validation windows; a ratio below 1 beats the control.\n')
+  if rmr and e2e and len(rmr) == len(e2e):
+    test = statistics.paired_ttest([r['mse'] for r in sorted(rmr, key=lambda r: r['seed'])],
+                                   [r['mse'] for r in sorted(e2e, key=lambda r: r['seed'])])
+    better = 'lower (better)' if test['mean_diff'] < 0 else 'higher (worse)'
+    text += (f'\nRMR vs end-to-end, natural 1-step MSE paired over {int(test["n"])} seeds: RMR '
+             f'is {better} by {abs(test["mean_diff"]):.3e} on average (t = {test["t"]:.2f}, '
+             f'two-sided p = {test["p_value"]:.3g}).\n')
+  return text
 
 
 def write_tables(report_dir: str, table_rows: Sequence[dict[str, Any]]) -> dict[str, str]:

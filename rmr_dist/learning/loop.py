@@ -243,13 +243,17 @@ class PmapLearner:
     if self._manager is not None and self._manager.latest_step() != self._step:
       self._save_state(self._step, self.state)
 
-  def run(self, num_steps: int, progress_label: str | None = None) -> dict[str, Any]:
+  def run(self, num_steps: int, progress_label: str | None = None,
+          eval_fn: Callable[[int], None] | None = None, eval_every: int = 0) -> dict[str, Any]:
     """Trains until `num_steps` updates in all; saves periodically and at the end.
 
     Args:
       num_steps: the total step count to reach (a resumed learner does the rest only).
       progress_label: if set, every `log_every` steps prints a status line starting with it
         (`format_progress`), e.g. 'abstract pong/mpnn'.
+      eval_fn: called as `eval_fn(step)` every `eval_every` steps (after the step's metrics
+        are checked), e.g. to log validation scores over training.
+      eval_every: its period in steps (0: never).
 
     Returns:
       The last checked step's metrics (empty if there was nothing left to do).
@@ -262,7 +266,8 @@ class PmapLearner:
       window_steps += 1
       save_due = bool(self._save_every) and self._step % self._save_every == 0
       log_due = reporting and self._step % self._log_every == 0
-      if not (save_due or log_due or self._step == num_steps):
+      eval_due = eval_fn is not None and eval_every > 0 and self._step % eval_every == 0
+      if not (save_due or log_due or eval_due or self._step == num_steps):
         continue  # No host sync: the next update is dispatched while this one runs.
       metrics = self._check(device_metrics)  # Before any save: no non-finite checkpoint.
       if save_due:
@@ -276,6 +281,8 @@ class PmapLearner:
         if progress_label is not None:
           print(format_progress(progress_label, self._step, num_steps, scalars), flush=True)
         window_start, window_steps = now, 0
+      if eval_due:
+        eval_fn(self._step)
     self.save()
     if self._manager is not None:
       self._manager.wait_until_finished()

@@ -49,13 +49,32 @@ def make_learner(config: config_lib.BallsConfig, export: str, iterator: Iterator
       checkpoint_dir=checkpoint_dir, log_fn=log_fn)
 
 
-def make_evaluator(config: config_lib.BallsConfig, val: balls_data.TrajectorySet
-                   ) -> Callable[[Any, Any], float]:
-  """`evaluate(predict_fn, params)`: per-pixel MSE on the fixed validation windows."""
+def make_evaluator(config: config_lib.BallsConfig, val: balls_data.TrajectorySet,
+                   max_windows: int | None = None) -> Callable[[Any, Any], dict[str, float]]:
+  """`evaluate(predict_fn, params)`: MSE, FG-ARI and mask entropy on fixed validation windows
+  (`natural.eval_windows` of them, or `max_windows`)."""
   history = config.data.history
-  indices = balls_data.eval_indices(val.window_count(history), config.natural.eval_windows)
-  return lambda predict, params: balls_eval.evaluate_natural(predict, params, val, history,
-                                                             indices, 32)
+  count = config.natural.eval_windows if max_windows is None else max_windows
+  indices = balls_data.eval_indices(val.window_count(history), count)
+  return lambda predict, params: balls_eval.evaluate_natural(
+      predict, params, val, history, indices, 32, config.sim.image_size)
+
+
+def make_training_eval(config: config_lib.BallsConfig, val: balls_data.TrajectorySet,
+                       learner: Any, log_fn: LogFn | None) -> Callable[[int], None] | None:
+  """`eval_fn(step)` logging every model's validation MSE, FG-ARI and mask entropy over
+  training, on `natural.eval_windows_during_training` fixed windows (None without a log_fn)."""
+  if log_fn is None or not config.natural.eval_every:
+    return None
+  evaluate = make_evaluator(config, val, config.natural.eval_windows_during_training)
+  predict = balls_natural_learning.make_predict_fn(learner.model)
+
+  def eval_fn(step: int) -> None:
+    log_fn({f'eval/natural/{v}/seed_{s}/{k}': value for v in learner.variants
+            for s in range(learner.num_seeds)
+            for k, value in evaluate(predict, learner.model_params(v, s)).items()}, step)
+
+  return eval_fn
 
 
 def run(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir, *,
@@ -74,6 +93,7 @@ def _train_and_evaluate(config, workdir, log_fn, say):
       os.path.join(workdir.stage_dir('abstract'), 'processor'), nc.export_timeout_s,
       poll_s=min(5.0, nc.export_timeout_s), log=say)
   train = data_stage.load_split(config, workdir, balls_data.TRAIN)
+  val = data_stage.load_split(config, workdir, balls_data.VAL)
   start = time.perf_counter()
   batches = make_iterator(config, train)
   learner = make_learner(config, export, batches, os.path.join(out_dir, 'checkpoints'),
@@ -82,17 +102,20 @@ def _train_and_evaluate(config, workdir, log_fn, say):
   say(f'natural: {len(learner.variants)} variants x {learner.num_seeds} seeds in lockstep, '
       f'{nc.num_steps} steps of batch {nc.batch_size}')
   try:
-    learner.run(nc.num_steps, progress_label='natural balls')
+    learner.run(nc.num_steps, progress_label='natural balls',
+                eval_fn=make_training_eval(config, val, learner,
+                                           log_fn if jax.process_index() == 0 else None),
+                eval_every=nc.eval_every)
   finally:
     learner.close()
   if jax.process_index() != 0:
     return None
   seconds = time.perf_counter() - start
-  val = data_stage.load_split(config, workdir, balls_data.VAL)
   evaluate = make_evaluator(config, val)
   predict = balls_natural_learning.make_predict_fn(learner.model)
-  mse = {v: [evaluate(predict, learner.model_params(v, s)) for s in range(learner.num_seeds)]
-         for v in learner.variants}
+  scores = {v: [evaluate(predict, learner.model_params(v, s))
+                 for s in range(learner.num_seeds)] for v in learner.variants}
+  mse = {v: [x['mse'] for x in values] for v, values in scores.items()}
   indices = balls_data.eval_indices(val.window_count(history), nc.eval_windows)
   example = val.frames[0, :history + ROLLOUT_FIGURE_STEPS]
   rollouts = {v: balls_eval.natural_rollout(predict, learner.model_params(v, 0),
@@ -102,15 +125,17 @@ def _train_and_evaluate(config, workdir, log_fn, say):
                                **{f'{v}_frames': r['frames'] for v, r in rollouts.items()},
                                **{f'{v}_masks': r['masks'] for v, r in rollouts.items()})
   fingerprints = learner.fingerprints.tolist()
-  result = {'mse': mse, 'n_eval_windows': int(len(indices)), 'train_steps': nc.num_steps,
+  result = {'mse': mse, 'fg_ari': {v: [x['fg_ari'] for x in xs] for v, xs in scores.items()},
+            'mask_entropy': {v: [x['mask_entropy'] for x in xs] for v, xs in scores.items()},
+            'n_eval_windows': int(len(indices)), 'train_steps': nc.num_steps,
             'copy_last_mse': balls_eval.copy_last_frame_mse(val, history, indices),
             'train_seconds': round(seconds, 2), 'fingerprints': fingerprints,
             'identical_batches': len(set(fingerprints)) == 1,
             'resumed_from': learner.resumed_from, 'learner_processes': jax.process_count(),
             'learner_devices': jax.device_count()}
   if log_fn is not None:
-    log_fn({f'eval/natural/{v}/seed_{s}/mse_1step': value
-            for v, values in mse.items() for s, value in enumerate(values)}, nc.num_steps)
+    log_fn({f'eval/natural/{v}/seed_{s}/{k}': value for v, values in scores.items()
+            for s, x in enumerate(values) for k, value in x.items()}, nc.num_steps)
   summary = ', '.join(f'{v} {np.mean(x):.3e} ± {np.std(x):.1e}' for v, x in mse.items())
   say(f'natural: validation MSE over {len(indices)} windows: {summary}, copy-last-frame '
       f'control {result["copy_last_mse"]:.3e} ({seconds:.0f} s); identical batches: '

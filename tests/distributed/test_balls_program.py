@@ -31,19 +31,23 @@ def test_balls_test_config_writes_report_and_resumes(tmp_path):
     assert os.path.getsize(os.path.join(report, name)) > 0, name
   with open(os.path.join(report, 'balls.csv')) as f:
     rows = list(csv.DictReader(f))
-  assert list(rows[0]) == ['stage', 'variant', 'seed', 'mse']
+  assert list(rows[0]) == ['stage', 'variant', 'seed', 'mse', 'fg_ari']
   config = config_lib.load_balls_config(balls_configs.get_config('test'))
   stages = {(r['stage'], r['variant']) for r in rows}
-  assert stages == {('abstract_1step', 'mpnn'),
-                    (f'abstract_rollout{config.abstract.rollout_steps}', 'mpnn'),
-                    ('natural_1step', 'rmr'), ('natural_1step', 'end_to_end'),
-                    ('abstract_1step', 'copy_last'), ('natural_1step', 'copy_last')}
+  rollout = {(f'abstract_rollout{k}', v) for k in range(1, config.abstract.rollout_steps + 1)
+             for v in ('mpnn', 'const_velocity')}
+  assert stages == {('abstract_1step', 'mpnn'), ('abstract_1step', 'copy_last'),
+                    ('abstract_1step', 'const_velocity'), ('natural_1step', 'rmr'),
+                    ('natural_1step', 'end_to_end'), ('natural_1step', 'copy_last')} | rollout
   natural = [r for r in rows if r['stage'] == 'natural_1step']
   assert len(natural) == 2 * config.natural.num_seeds + 1
   assert all(0.0 < float(r['mse']) < 1.0 for r in rows)
+  assert all(-1.0 <= float(r['fg_ari']) <= 1.0 for r in natural if r['variant'] != 'copy_last')
+  assert all(r['fg_ari'] == '' for r in rows if r['variant'] == 'copy_last')
   with open(os.path.join(report, 'balls.md')) as f:
     md = f.read()
   assert '7.940e-04' in md and '4.590e-04' in md  # the paper's numbers beside ours
+  assert 'RMR vs end-to-end, natural 1-step MSE paired over' in md
   paths = workdir_lib.WorkDir.reopen(workdir, workdir_lib.BALLS_STAGES)
   # Both learners ran in learner groups (Ray actors) that got the driver's 2 CPU devices.
   for stage in ('abstract', 'natural'):

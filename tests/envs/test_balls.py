@@ -202,3 +202,19 @@ def test_simulate_rejects_bad_states():
     sim.simulate(np.full((3, 2), 0.5), np.zeros((3, 2)), np.full(3, 0.05), 3)
   with pytest.raises(ValueError, match='num_frames must be a positive integer, got 0'):
     sim.simulate(np.array([[0.2, 0.5], [0.5, 0.5]]), v, r, 0)
+
+
+def test_segmentation_matches_the_frames():
+  """Pixels the segmentation gives to a ball are that ball's colour in the rendered frame."""
+  positions = np.array([[0.3, 0.3], [0.7, 0.6], [0.72, 0.62]], np.float32)  # 2 and 3 overlap
+  radii = np.array([0.08, 0.1, 0.06], np.float32)
+  frame = balls.render_frames(positions, radii, 64).astype(int)
+  seg = balls.render_segmentation(positions, radii, 64)
+  assert set(np.unique(seg)) == {0, 1, 2, 3}
+  assert frame[seg == 0].mean() < 10  # background is black but for the discs' blended edges
+  for i in range(3):
+    colour = balls.BALL_COLOURS[i].astype(int)
+    pixels = frame[seg == i + 1]
+    assert np.abs(pixels - colour).max(axis=-1).mean() < 40  # edge pixels are blended
+  # Ball 3 is drawn over ball 2: its centre pixel is ball 3.
+  assert seg[int((1 - 0.62) * 64), int(0.72 * 64)] == 3

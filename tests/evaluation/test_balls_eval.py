@@ -38,8 +38,11 @@ def test_evaluate_natural_and_rollout(config, data):
   key = jax.random.PRNGKey(0)
   params = model.init({'params': key, 'slots': key}, data.frames[:1, :HISTORY])['params']
   predict = balls_natural.make_predict_fn(model)
-  mse = balls_eval.evaluate_natural(predict, params, data, HISTORY, np.arange(5), batch_size=2)
-  assert 0.0 < mse < 1.0
+  scores = balls_eval.evaluate_natural(predict, params, data, HISTORY, np.arange(5),
+                                       batch_size=2)
+  assert 0.0 < scores['mse'] < 1.0
+  assert -1.0 <= scores['fg_ari'] <= 1.0
+  assert 0.0 <= scores['mask_entropy'] <= np.log(config.natural.num_slots) + 1e-6
   roll = balls_eval.natural_rollout(predict, params, data.frames[0, :HISTORY], steps=2)
   assert roll['frames'].shape == (2,) + data.frames.shape[2:] and roll['frames'].dtype == np.uint8
   np.testing.assert_allclose(roll['masks'].sum(axis=1), 1.0, rtol=1e-5)
@@ -54,3 +57,21 @@ def test_copy_last_frame_mse_on_hand_values():
   assert balls_eval.copy_last_frame_mse(data, 1, np.array([0])) == 1.0
   assert balls_eval.copy_last_frame_mse(data, 1, np.array([1])) == 0.0
   assert balls_eval.copy_last_frame_mse(data, 1, np.array([0, 1])) == 0.5
+
+
+def test_constant_velocity_control_is_exact_on_straight_lines(config):
+  """One ball moving at constant velocity: the control is exact at every rollout step, copy-last
+  is off by the velocity (squared, per coordinate)."""
+  t = np.arange(12, dtype=np.float32)
+  positions = np.stack([0.1 + 0.01 * t, 0.5 + 0.02 * t], -1)[None, :, None]  # [1, 12, 1, 2]
+  data = balls_data.TrajectorySet(positions=positions, frames=np.zeros((1, 12, 8, 8, 3),
+                                                                       np.uint8),
+                                  radii=np.full((1, 1), 0.05, np.float32))
+  spec = balls_abstract.abstract_spec(config.abstract, 1)
+  model = balls_abstract.make_abstract_model(spec)
+  params = model.init(jax.random.PRNGKey(0), positions[:, :HISTORY])['params']
+  result = balls_eval.evaluate_abstract(model, params, data, HISTORY, 4, batch_size=4)
+  assert result['const_velocity_mse_1step'] < 1e-12
+  np.testing.assert_allclose(result['const_velocity_rollout_mse'], 0.0, atol=1e-12)
+  np.testing.assert_allclose(result['copy_last_mse_1step'], (0.01 ** 2 + 0.02 ** 2) / 2,
+                             rtol=1e-4)

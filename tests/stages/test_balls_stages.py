@@ -28,7 +28,8 @@ def test_stage_units_run_in_one_process(tmp_path):
                               say=lambda line: None)
   assert natural['identical_batches']
   assert set(natural['mse']) == set(config.natural.variants)
-  assert any('eval/natural/rmr/seed_0/mse_1step' in s for s in logged)
+  assert any('eval/natural/rmr/seed_0/mse' in s and 'eval/natural/rmr/seed_0/fg_ari' in s
+             for s in logged)
   assert balls_natural.run(config, paths) == natural  # Read back, not redone.
 
   written = balls_report.run(config, paths, say=lambda line: None)
