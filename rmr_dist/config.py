@@ -594,6 +594,10 @@ class BallsAbstractConfig:
     save_every: learner steps between Orbax checkpoints.
     keep_checkpoints: checkpoints kept.
     log_every: learner steps between TensorBoard scalars.
+    warmup_steps: linear learning-rate warm-up (`learning.optimizers`); 0 = none.
+    decay_rate: the rate is multiplied by this every `decay_steps` (smoothly); 1 = constant.
+    decay_steps: the decay's period in steps.
+    grad_clip_norm: gradients are clipped to this global norm (per model); 0 = no clipping.
   """
   latent_size: int
   hidden_size: int
@@ -608,7 +612,18 @@ class BallsAbstractConfig:
   keep_checkpoints: int
   log_every: int
 
+  warmup_steps: int = 0
+  decay_rate: float = 1.0
+  decay_steps: int = 100_000
+  grad_clip_norm: float = 0.0
+
   def validate(self, path: str) -> None:
+    _require(self.warmup_steps >= 0, f'{path}.warmup_steps', self.warmup_steps, 'an int >= 0')
+    _require(0.0 < self.decay_rate <= 1.0, f'{path}.decay_rate', self.decay_rate,
+             'a float in (0, 1]')
+    _require(self.decay_steps >= 1, f'{path}.decay_steps', self.decay_steps, 'an int >= 1')
+    _require(self.grad_clip_norm >= 0.0, f'{path}.grad_clip_norm', self.grad_clip_norm,
+             'a float >= 0')
     for name in ('latent_size', 'hidden_size', 'num_message_steps', 'num_steps', 'batch_size',
                  'rollout_steps', 'eval_batch_size', 'save_every', 'keep_checkpoints',
                  'log_every'):
@@ -645,6 +660,10 @@ class BallsNaturalConfig:
     eval_every: learner steps between validation scores (MSE, FG-ARI, mask entropy) logged
       over training; 0 = only at the end.
     eval_windows_during_training: validation windows those scores use.
+    warmup_steps: linear learning-rate warm-up (`learning.optimizers`); 0 = none.
+    decay_rate: the rate is multiplied by this every `decay_steps` (smoothly); 1 = constant.
+    decay_steps: the decay's period in steps.
+    grad_clip_norm: gradients are clipped to this global norm (per model); 0 = no clipping.
   """
   variants: tuple[str, ...]
   num_seeds: int
@@ -668,7 +687,18 @@ class BallsNaturalConfig:
   eval_every: int = 0
   eval_windows_during_training: int = 64
 
+  warmup_steps: int = 0
+  decay_rate: float = 1.0
+  decay_steps: int = 100_000
+  grad_clip_norm: float = 0.0
+
   def validate(self, path: str) -> None:
+    _require(self.warmup_steps >= 0, f'{path}.warmup_steps', self.warmup_steps, 'an int >= 0')
+    _require(0.0 < self.decay_rate <= 1.0, f'{path}.decay_rate', self.decay_rate,
+             'a float in (0, 1]')
+    _require(self.decay_steps >= 1, f'{path}.decay_steps', self.decay_steps, 'an int >= 1')
+    _require(self.grad_clip_norm >= 0.0, f'{path}.grad_clip_norm', self.grad_clip_norm,
+             'a float >= 0')
     bad = [v for v in self.variants if v not in BALLS_VARIANTS]
     _require(not bad and len(self.variants) >= 1 and len(set(self.variants)) ==
              len(self.variants), f'{path}.variants', self.variants,

@@ -35,6 +35,7 @@ import optax
 
 from rmr_dist import checkpointing
 from rmr_dist import losses
+from rmr_dist.learning import optimizers
 from rmr_dist.learning.loop import Batch, Metrics, PmapLearner
 from rmr_dist.networks import abstract as abstract_net
 from rmr_dist.networks import processors
@@ -161,7 +162,7 @@ class AbstractLearner(PmapLearner):
                log_every: int = 50, devices: Sequence[jax.Device] | None = None):
     self._spec = spec
     self._model = make_model(spec)
-    self._learning_rate = float(learning_rate)
+    self._schedule = optimizers.make_schedule(float(learning_rate))
     self._optimizer = optax.adam(learning_rate)
     state = jax.device_get(init_state(self._model, self._optimizer, jax.random.PRNGKey(seed)))
     self._setup(state, functools.partial(update, model=self._model, optimizer=self._optimizer),

@@ -23,6 +23,7 @@ import optax
 from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
 from rmr_dist.learning.abstract import TrainState
+from rmr_dist.learning import optimizers
 from rmr_dist.learning.loop import Batch, Metrics, PmapLearner
 from rmr_dist.networks import balls as balls_net
 from rmr_dist.networks import processors
@@ -93,6 +94,8 @@ class BallsAbstractLearner(PmapLearner):
     log_fn: ``log_fn(scalars, step)`` every ``log_every`` steps.
     log_every: logging period.
     devices: devices to pmap over (default: all local).
+    schedule: step -> learning rate (`optimizers.make_schedule`); default constant.
+    grad_clip_norm: clip the global gradient norm to this (0: no clipping).
   """
 
   _name = 'Balls abstract learner'
@@ -101,11 +104,12 @@ class BallsAbstractLearner(PmapLearner):
                seed: int, iterator: Iterator[Batch], checkpoint_dir: str | None,
                save_every: int, keep: int,
                log_fn: Callable[[dict, int], None] | None = None, log_every: int = 100,
-               devices: Sequence[jax.Device] | None = None):
+               devices: Sequence[jax.Device] | None = None,
+               schedule: optax.Schedule | None = None, grad_clip_norm: float = 0.0):
     self._spec = spec
     self._model = make_abstract_model(spec)
-    self._learning_rate = learning_rate
-    self._optimizer = optax.adam(learning_rate)
+    self._schedule = schedule or optimizers.make_schedule(float(learning_rate))
+    self._optimizer = optimizers.make_adam(self._schedule, grad_clip_norm)
     init_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed))
     dummy = jnp.zeros((1, history, spec.num_slots, 2), jnp.float32)
     params = jax.device_get(self._model.init(init_rng, dummy)['params'])

@@ -34,6 +34,7 @@ from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
 from rmr_dist import losses
 from rmr_dist.learning import natural as natural_learning
+from rmr_dist.learning import optimizers
 from rmr_dist.learning.loop import Batch, Metrics
 from rmr_dist.networks import balls as balls_net
 from rmr_dist.networks import broadcast_decoder
@@ -195,12 +196,13 @@ class BallsNaturalLearner(natural_learning.LockstepLearner):
                devices: Sequence[jax.Device] | None = None):
     self._variants = check_variants(config.variants)
     self._num_seeds = config.num_seeds
-    self._learning_rate = config.learning_rate
+    self._schedule = optimizers.make_schedule(config.learning_rate, config.warmup_steps,
+                                              config.decay_rate, config.decay_steps)
     spec_dict, processor_params = checkpointing.restore_processor(processor_export)
     self._spec = processors.ModelSpec.from_dict(spec_dict)
     self._model = make_natural_model(config, self._spec, image_size)
-    self._optimizer = natural_learning.make_optimizer(config.learning_rate, self._variants,
-                                                      self._num_seeds)
+    self._optimizer = natural_learning.make_optimizer(self._schedule, self._variants,
+                                                      self._num_seeds, config.grad_clip_norm)
     state = init_natural_state(
         self._model, self._optimizer, jax.random.PRNGKey(seed), variants=self._variants,
         num_seeds=self._num_seeds, processor_params=processor_params, history=history,
@@ -226,7 +228,7 @@ class BallsNaturalLearner(natural_learning.LockstepLearner):
 
   def _scalars(self, metrics: dict[str, np.ndarray]) -> dict[str, float]:
     scalars = natural_learning.flatten_metrics(metrics, self._variants, self._num_seeds)
-    scalars['learning_rate'] = self._learning_rate
+    scalars['learning_rate'] = self.learning_rate
     return scalars
 
 

@@ -106,7 +106,7 @@ class PmapLearner:
   """
 
   _name = 'Learner'  # Names the learner in error messages.
-  _learning_rate: float
+  _schedule: Callable[[int], Any]  # step -> learning rate (learning.optimizers)
   restored_step: int | None = None
   restored_params_digest: str | None = None
   _state: Any
@@ -168,6 +168,11 @@ class PmapLearner:
                             axis_name=AXIS_NAME, devices=devices, donate_argnums=(0,))
 
   @property
+  def learning_rate(self) -> float:
+    """The learning rate of the next update (the schedule at the current step)."""
+    return float(self._schedule(self._step))
+
+  @property
   def resumed_from(self) -> dict[str, Any] | None:
     """{step, params_sha256} of the checkpoint this learner restored, or None."""
     if self.restored_step is None:
@@ -202,7 +207,7 @@ class PmapLearner:
 
   def _scalars(self, metrics: dict[str, Any]) -> dict[str, float]:
     """What `log_fn` gets: the checked metrics and the learning rate."""
-    return dict(metrics, learning_rate=self._learning_rate)
+    return dict(metrics, learning_rate=self.learning_rate)
 
   @property
   def global_step(self) -> int:

@@ -56,6 +56,7 @@ import orbax.checkpoint as ocp
 
 from rmr_dist import checkpointing
 from rmr_dist import losses
+from rmr_dist.learning import optimizers
 from rmr_dist.learning.loop import Batch, Metrics, PmapLearner, unreplicate
 from rmr_dist.networks import natural as natural_net
 from rmr_dist.networks import processors
@@ -115,10 +116,19 @@ def freeze_processor(trainable: np.ndarray) -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
-def make_optimizer(learning_rate: float, variants: Sequence[str], num_seeds: int
-                   ) -> optax.GradientTransformation:
-  """Adam on the stacked tree (element-wise, so each model is its own Adam), then freezing."""
-  return optax.chain(optax.adam(learning_rate),
+def make_optimizer(learning_rate: float | optax.Schedule, variants: Sequence[str],
+                   num_seeds: int, clip_norm: float = 0.0) -> optax.GradientTransformation:
+  """Adam on the stacked tree (element-wise, so each model is its own Adam), then freezing.
+
+  Args:
+    learning_rate: a rate or a schedule (`optimizers.make_schedule`).
+    variants: model-axis variants.
+    num_seeds: seeds per variant.
+    clip_norm: clip each model's gradient norm to this first (0: no clipping).
+  """
+  schedule = (learning_rate if callable(learning_rate)
+              else optimizers.make_schedule(float(learning_rate)))
+  return optax.chain(optimizers.make_adam(schedule, clip_norm, per_model=True),
                      freeze_processor(processor_trainable(variants, num_seeds)))
 
 
@@ -537,8 +547,8 @@ class NaturalLearner(LockstepLearner):
     self._model = natural_net.NaturalModel(
         processor=processors.make_spec_processor(self._spec),
         maps_per_slot=maps_per_slot, latent_size=latent_size)
-    self._learning_rate = float(learning_rate)
-    self._optimizer = make_optimizer(learning_rate, self._variants, num_seeds)
+    self._schedule = optimizers.make_schedule(float(learning_rate))
+    self._optimizer = make_optimizer(self._schedule, self._variants, num_seeds)
     state = jax.device_get(init_state(
         self._model, self._optimizer, jax.random.PRNGKey(seed), variants=self._variants,
         num_seeds=num_seeds, processor_params=processor_params, frame_shape=frame_shape))
@@ -568,4 +578,4 @@ class NaturalLearner(LockstepLearner):
 
   def _scalars(self, metrics: dict[str, np.ndarray]) -> dict[str, float]:
     return dict(flatten_metrics(metrics, self._variants, self._num_seeds),
-                learning_rate=self._learning_rate)
+                learning_rate=self.learning_rate)

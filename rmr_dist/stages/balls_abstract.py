@@ -25,6 +25,7 @@ from rmr_dist import logging as logging_lib
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.evaluation import balls_eval
 from rmr_dist.learning import balls_abstract as balls_abstract_learning
+from rmr_dist.learning import optimizers
 from rmr_dist.replay import balls_data
 from rmr_dist.stages import balls_data as data_stage
 
@@ -48,7 +49,9 @@ def make_learner(config: config_lib.BallsConfig, iterator: Iterator[Any],
       balls_abstract_learning.abstract_spec(ac, config.sim.num_balls),
       history=config.data.history, learning_rate=ac.learning_rate, seed=config.seed,
       iterator=iterator, checkpoint_dir=checkpoint_dir, save_every=ac.save_every,
-      keep=ac.keep_checkpoints, log_fn=log_fn, log_every=ac.log_every)
+      keep=ac.keep_checkpoints, log_fn=log_fn, log_every=ac.log_every,
+      schedule=optimizers.make_schedule(ac.learning_rate, ac.warmup_steps, ac.decay_rate,
+                                        ac.decay_steps), grad_clip_norm=ac.grad_clip_norm)
 
 
 def run(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir, *,
