@@ -532,6 +532,14 @@ class SimConfig:
   physics_dt: float
   image_size: int
 
+  @property
+  def displacement_scale(self) -> float:
+    """S: the typical per-frame displacement of one coordinate, frame_dt * mean speed / sqrt 2.
+
+    The balls abstract model measures velocities in units of S (`networks.balls`).
+    """
+    return max(self.frame_dt * (self.speed_min + self.speed_max) / (2 * math.sqrt(2)), 1e-6)
+
   def validate(self, path: str) -> None:
     _require(self.num_balls >= 1, f'{path}.num_balls', self.num_balls, 'an int >= 1')
     _require(0 < self.radius_min <= self.radius_max < 0.5, f'{path}.radius_min/radius_max',
@@ -595,9 +603,14 @@ class BallsAbstractConfig:
     keep_checkpoints: checkpoints kept.
     log_every: learner steps between TensorBoard scalars.
     warmup_steps: linear learning-rate warm-up (`learning.optimizers`); 0 = none.
-    decay_rate: the rate is multiplied by this every `decay_steps` (smoothly); 1 = constant.
-    decay_steps: the decay's period in steps.
+    lr_decay: 'exponential' or 'cosine' (`learning.optimizers`).
+    decay_rate: exponential: the rate is multiplied by this every `decay_steps` (smoothly);
+      cosine: the final fraction of the rate, reached `decay_steps` after the warm-up.
+      1 = constant.
+    decay_steps: the decay's period / length in steps.
     grad_clip_norm: gradients are clipped to this global norm (per model); 0 = no clipping.
+    input_noise: std of the random walk added to each training input history, in units of
+      S (`SimConfig.displacement_scale`); 0 = none.
   """
   latent_size: int
   hidden_size: int
@@ -613,12 +626,17 @@ class BallsAbstractConfig:
   log_every: int
 
   warmup_steps: int = 0
+  lr_decay: str = 'exponential'
   decay_rate: float = 1.0
   decay_steps: int = 100_000
   grad_clip_norm: float = 0.0
+  input_noise: float = 0.0
 
   def validate(self, path: str) -> None:
+    _require(self.input_noise >= 0.0, f'{path}.input_noise', self.input_noise, 'a float >= 0')
     _require(self.warmup_steps >= 0, f'{path}.warmup_steps', self.warmup_steps, 'an int >= 0')
+    _require(self.lr_decay in ('exponential', 'cosine'), f'{path}.lr_decay', self.lr_decay,
+             "'exponential' or 'cosine'")
     _require(0.0 < self.decay_rate <= 1.0, f'{path}.decay_rate', self.decay_rate,
              'a float in (0, 1]')
     _require(self.decay_steps >= 1, f'{path}.decay_steps', self.decay_steps, 'an int >= 1')
@@ -661,8 +679,11 @@ class BallsNaturalConfig:
       over training; 0 = only at the end.
     eval_windows_during_training: validation windows those scores use.
     warmup_steps: linear learning-rate warm-up (`learning.optimizers`); 0 = none.
-    decay_rate: the rate is multiplied by this every `decay_steps` (smoothly); 1 = constant.
-    decay_steps: the decay's period in steps.
+    lr_decay: 'exponential' or 'cosine' (`learning.optimizers`).
+    decay_rate: exponential: the rate is multiplied by this every `decay_steps` (smoothly);
+      cosine: the final fraction of the rate, reached `decay_steps` after the warm-up.
+      1 = constant.
+    decay_steps: the decay's period / length in steps.
     grad_clip_norm: gradients are clipped to this global norm (per model); 0 = no clipping.
   """
   variants: tuple[str, ...]
@@ -688,12 +709,15 @@ class BallsNaturalConfig:
   eval_windows_during_training: int = 64
 
   warmup_steps: int = 0
+  lr_decay: str = 'exponential'
   decay_rate: float = 1.0
   decay_steps: int = 100_000
   grad_clip_norm: float = 0.0
 
   def validate(self, path: str) -> None:
     _require(self.warmup_steps >= 0, f'{path}.warmup_steps', self.warmup_steps, 'an int >= 0')
+    _require(self.lr_decay in ('exponential', 'cosine'), f'{path}.lr_decay', self.lr_decay,
+             "'exponential' or 'cosine'")
     _require(0.0 < self.decay_rate <= 1.0, f'{path}.decay_rate', self.decay_rate,
              'a float in (0, 1]')
     _require(self.decay_steps >= 1, f'{path}.decay_steps', self.decay_steps, 'an int >= 1')

@@ -38,15 +38,17 @@ def abstract_spec(config: config_lib.BallsAbstractConfig, num_balls: int
       slot_embedding=False, num_slots=num_balls, action_size=0)
 
 
-def make_abstract_model(spec: processors.ModelSpec) -> balls_net.BallsAbstractModel:
-  """``g(P(f(x)))`` for ``spec``."""
+def make_abstract_model(spec: processors.ModelSpec, displacement_scale: float = 0.02
+                        ) -> balls_net.BallsAbstractModel:
+  """``g(P(f(x)))`` for ``spec``; ``displacement_scale`` is the sim's (``SimConfig``)."""
   return balls_net.BallsAbstractModel(processor=processors.make_spec_processor(spec),
-                                      latent_size=spec.latent_size)
+                                      latent_size=spec.latent_size,
+                                      displacement_scale=displacement_scale)
 
 
 def abstract_update(state: TrainState, batch: Batch, *, model: nn.Module,
-                    optimizer: optax.GradientTransformation, axis_name: str | None = None
-                    ) -> tuple[TrainState, Metrics]:
+                    optimizer: optax.GradientTransformation, axis_name: str | None = None,
+                    input_noise: float = 0.0) -> tuple[TrainState, Metrics]:
   """One Adam step on the next-position MSE; pure, jit- and pmap-able.
 
   Args:
@@ -55,12 +57,24 @@ def abstract_update(state: TrainState, batch: Batch, *, model: nn.Module,
     model: the abstract model.
     optimizer: the optax optimiser.
     axis_name: the pmap axis to average over, or None on one device.
+    input_noise: std of a random walk added along each input history (Sanchez-Gonzalez et
+      al., 2020), in position units; the target stays the true next position. It makes the
+      model correct its own small errors, which keeps autoregressive rollouts stable. The
+      noise of a row depends on its global index, so 1 device == N devices.
 
   Returns:
     ``(new_state, metrics)``: ``loss`` (MSE of the batch before the update) and ``grad_norm``.
   """
   history = jnp.asarray(batch['history'], jnp.float32)  # [B, T_hist, N, 2]
   target = jnp.asarray(batch['target'], jnp.float32)  # [B, N, 2]
+  rng, noise_key = jax.random.split(state.rng)
+  if input_noise > 0:
+    b = history.shape[0]
+    offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * b
+    rows = offset + jnp.arange(b)  # [B] global row indices
+    steps = jax.vmap(lambda r: jax.random.normal(jax.random.fold_in(noise_key, r),
+                                                 history.shape[1:]))(rows)
+    history = history + input_noise * jnp.cumsum(steps, axis=1)  # [B, T_hist, N, 2]
 
   def objective(params):
     return jnp.mean(jnp.square(model.apply({'params': params}, history) - target))
@@ -71,7 +85,6 @@ def abstract_update(state: TrainState, batch: Batch, *, model: nn.Module,
     loss = jax.lax.pmean(loss, axis_name)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  rng, _ = jax.random.split(state.rng)
   return (TrainState(params=params, opt_state=opt_state, step=state.step + 1, rng=rng),
           {'loss': loss, 'grad_norm': optax.global_norm(grads)})
 
@@ -96,6 +109,8 @@ class BallsAbstractLearner(PmapLearner):
     devices: devices to pmap over (default: all local).
     schedule: step -> learning rate (`optimizers.make_schedule`); default constant.
     grad_clip_norm: clip the global gradient norm to this (0: no clipping).
+    displacement_scale: S of the model (``SimConfig.displacement_scale``).
+    input_noise: random-walk input noise std, position units (``abstract_update``).
   """
 
   _name = 'Balls abstract learner'
@@ -105,9 +120,10 @@ class BallsAbstractLearner(PmapLearner):
                save_every: int, keep: int,
                log_fn: Callable[[dict, int], None] | None = None, log_every: int = 100,
                devices: Sequence[jax.Device] | None = None,
-               schedule: optax.Schedule | None = None, grad_clip_norm: float = 0.0):
+               schedule: optax.Schedule | None = None, grad_clip_norm: float = 0.0,
+               displacement_scale: float = 0.02, input_noise: float = 0.0):
     self._spec = spec
-    self._model = make_abstract_model(spec)
+    self._model = make_abstract_model(spec, displacement_scale)
     self._schedule = schedule or optimizers.make_schedule(float(learning_rate))
     self._optimizer = optimizers.make_adam(self._schedule, grad_clip_norm)
     init_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed))
@@ -116,7 +132,7 @@ class BallsAbstractLearner(PmapLearner):
     state = TrainState(params=params, opt_state=self._optimizer.init(params),
                        step=np.zeros((), np.int32), rng=jax.device_get(state_rng))
     self._setup(state, functools.partial(abstract_update, model=self._model,
-                                         optimizer=self._optimizer),
+                                         optimizer=self._optimizer, input_noise=input_noise),
                 iterator=iterator, batch_keys=('history', 'target'),
                 checkpoint_dir=checkpoint_dir, keep=keep, save_every=save_every,
                 log_fn=log_fn, log_every=log_every, devices=devices)

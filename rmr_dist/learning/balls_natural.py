@@ -197,7 +197,8 @@ class BallsNaturalLearner(natural_learning.LockstepLearner):
     self._variants = check_variants(config.variants)
     self._num_seeds = config.num_seeds
     self._schedule = optimizers.make_schedule(config.learning_rate, config.warmup_steps,
-                                              config.decay_rate, config.decay_steps)
+                                              config.decay_rate, config.decay_steps,
+                                              config.lr_decay)
     spec_dict, processor_params = checkpointing.restore_processor(processor_export)
     self._spec = processors.ModelSpec.from_dict(spec_dict)
     self._model = make_natural_model(config, self._spec, image_size)

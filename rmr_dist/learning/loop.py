@@ -85,7 +85,7 @@ def format_progress(label: str, step: int, num_steps: int, scalars: dict[str, fl
   eta = logging_lib.format_duration((num_steps - step) / rate) if rate > 0 else '?'
   losses = ([scalars['loss']] if 'loss' in scalars else
             [v for k, v in scalars.items() if k.endswith('/loss')])
-  loss = f', loss {np.mean(losses):.4f}' if losses else ''
+  loss = f', loss {np.mean(losses):.4g}' if losses else ''
   if len(losses) > 1:
     loss += f' (mean of {len(losses)} models)'
   return f'{label}: step {step}/{num_steps}, {rate:.1f} steps/s, ETA {eta}{loss}'

@@ -1,12 +1,14 @@
 """Optimisers of the learners: Adam with a warm-up + decay schedule and gradient clipping.
 
-The schedule is Slot Attention's (Locatello et al., 2020; google-research `slot_attention`):
-the rate rises linearly from 0 over `warmup_steps` and decays exponentially throughout,
+Two schedules, both rising linearly from 0 over `warmup_steps`:
 
-    lr(step) = learning_rate * min(1, step / warmup_steps) * decay_rate ** (step / decay_steps),
+  'exponential' (Slot Attention's, Locatello et al., 2020; google-research `slot_attention`):
+      lr(step) = learning_rate * min(1, step / warmup_steps) * decay_rate ** (step / decay_steps)
+    (their setting: 4e-4, 10k warm-up steps, halved every 100k);
+  'cosine': after the warm-up, a half cosine from learning_rate down to
+      decay_rate * learning_rate over the next `decay_steps` steps, then flat.
 
-(their setting: 4e-4, 10k warm-up steps, halved every 100k). `warmup_steps=0` and
-`decay_rate=1` give a constant rate. Clipping bounds the global gradient norm (SAVi clips at
+`warmup_steps=0` and `decay_rate=1` give a constant rate. Clipping bounds the global gradient norm (SAVi clips at
 0.05). For the lockstep learners, whose parameters stack M models on a leading axis, clipping is
 per model (`clip_per_model`), so one model's large gradient never scales another's.
 """
@@ -18,14 +20,23 @@ import jax.numpy as jnp
 import optax
 
 
+DECAYS = ('exponential', 'cosine')
+
+
 def make_schedule(learning_rate: float, warmup_steps: int = 0, decay_rate: float = 1.0,
-                  decay_steps: int = 1) -> optax.Schedule:
+                  decay_steps: int = 1, decay: str = 'exponential') -> optax.Schedule:
   """`step -> learning rate` (module docstring)."""
+  if decay not in DECAYS:
+    raise ValueError(f'decay={decay!r}; valid: {DECAYS}')
 
   def schedule(step):
     step = jnp.asarray(step, jnp.float32)
     warmup = jnp.minimum(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
-    return learning_rate * warmup * decay_rate ** (step / decay_steps)
+    if decay == 'exponential':
+      return learning_rate * warmup * decay_rate ** (step / decay_steps)
+    done = jnp.clip((step - warmup_steps) / decay_steps, 0.0, 1.0)
+    cosine = decay_rate + (1.0 - decay_rate) * 0.5 * (1.0 + jnp.cos(jnp.pi * done))
+    return learning_rate * warmup * cosine
 
   return schedule
 

@@ -51,7 +51,10 @@ def make_learner(config: config_lib.BallsConfig, iterator: Iterator[Any],
       iterator=iterator, checkpoint_dir=checkpoint_dir, save_every=ac.save_every,
       keep=ac.keep_checkpoints, log_fn=log_fn, log_every=ac.log_every,
       schedule=optimizers.make_schedule(ac.learning_rate, ac.warmup_steps, ac.decay_rate,
-                                        ac.decay_steps), grad_clip_norm=ac.grad_clip_norm)
+                                        ac.decay_steps, ac.lr_decay),
+      grad_clip_norm=ac.grad_clip_norm,
+      displacement_scale=config.sim.displacement_scale,
+      input_noise=ac.input_noise * config.sim.displacement_scale)
 
 
 def run(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir, *,

@@ -196,7 +196,7 @@ def test_logs_learning_rate_and_prints_progress(capsys):
   assert len(lines) == 2
   assert lines[-1].startswith('abstract pong/mpnn: step 4/4, ')
   assert 'steps/s' in lines[-1] and 'ETA 0s' in lines[-1]
-  assert f'loss {logged[-1][1]["loss"]:.4f}' in lines[-1]
+  assert f'loss {logged[-1][1]["loss"]:.4g}' in lines[-1]
 
 
 def test_progress_without_log_fn_and_silent_by_default(capsys):

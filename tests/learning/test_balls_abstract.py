@@ -27,7 +27,8 @@ def _data(balls_data):
 _abstract_learner = make_balls_abstract_learner
 
 
-def test_abstract_update_one_device_equals_two(config, data):
+@pytest.mark.parametrize('input_noise', [0.0, 2e-3])
+def test_abstract_update_one_device_equals_two(config, data, input_noise):
   spec = balls_abstract.abstract_spec(config.abstract, config.sim.num_balls)
   model = balls_abstract.make_abstract_model(spec)
   optimizer = optax.adam(1e-3)
@@ -36,11 +37,12 @@ def test_abstract_update_one_device_equals_two(config, data):
   state = TrainState(params, optimizer.init(params), np.zeros((), np.int32),
                      jax.random.PRNGKey(1))
   one, m1 = jax.jit(lambda s, b: balls_abstract.abstract_update(
-      s, b, model=model, optimizer=optimizer))(state, batch)
+      s, b, model=model, optimizer=optimizer, input_noise=input_noise))(state, batch)
   devices = jax.local_devices()[:2]
   assert len(devices) == 2
   two, m2 = jax.pmap(lambda s, b: balls_abstract.abstract_update(
-      s, b, model=model, optimizer=optimizer, axis_name='d'), axis_name='d',
+      s, b, model=model, optimizer=optimizer, axis_name='d', input_noise=input_noise),
+      axis_name='d',
       devices=devices)(replicate(state, devices), shard_batch(batch, 2))
   np.testing.assert_allclose(float(m1['loss']), float(m2['loss'][0]), rtol=1e-5)
   for a, b in zip(jax.tree_util.tree_leaves(one.params),
@@ -77,3 +79,16 @@ def test_rollout_step_one_is_the_one_step_prediction(config, data):
   window = np.concatenate([history[:, 1:], roll[:, :1]], axis=1)
   np.testing.assert_allclose(roll[:, 1], model.apply({'params': params}, window), rtol=1e-5,
                              atol=1e-6)
+
+
+def test_model_predicts_a_residual_from_the_last_position(config):
+  """f reads positions and scaled steps; g is a scaled displacement: with g's weights zeroed,
+  the prediction is exactly the last input position (copy-last)."""
+  spec = balls_abstract.abstract_spec(config.abstract, config.sim.num_balls)
+  model = balls_abstract.make_abstract_model(spec, displacement_scale=0.01)
+  history = np.random.default_rng(0).random((2, HISTORY, config.sim.num_balls, 2),
+                                            dtype=np.float32)
+  params = model.init(jax.random.PRNGKey(0), history)['params']
+  params = dict(params, decoder=jax.tree_util.tree_map(np.zeros_like, params['decoder']))
+  np.testing.assert_allclose(model.apply({'params': params}, history), history[:, -1],
+                             atol=1e-7)

@@ -298,4 +298,4 @@ def test_logs_learning_rate_and_mean_loss_progress(processor_export, capsys):
   assert len(losses) == len(VARIANTS) * NUM_SEEDS
   line = capsys.readouterr().out.strip().splitlines()[-1]
   assert line.startswith('natural pong f100: step 1/1, ')
-  assert f'loss {np.mean(losses):.4f} (mean of 4 models)' in line
+  assert f'loss {np.mean(losses):.4g} (mean of 4 models)' in line

@@ -14,6 +14,12 @@ def test_schedule_warms_up_then_decays():
   assert float(schedule(100)) == pytest.approx(4e-4 * 0.5 ** 0.1, rel=1e-5)
   assert float(schedule(1000)) == pytest.approx(2e-4, rel=1e-5)
   assert float(schedule(2000)) == pytest.approx(1e-4, rel=1e-5)
+  cosine = optimizers.make_schedule(1e-3, warmup_steps=10, decay_rate=0.01, decay_steps=100,
+                                    decay='cosine')
+  assert float(cosine(5)) == pytest.approx(5e-4)
+  assert float(cosine(10)) == pytest.approx(1e-3)
+  assert float(cosine(60)) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5), rel=1e-5)
+  assert float(cosine(110)) == float(cosine(500)) == pytest.approx(1e-5, rel=1e-4)
   constant = optimizers.make_schedule(1e-3)
   assert float(constant(0)) == float(constant(10_000)) == pytest.approx(1e-3)
 
