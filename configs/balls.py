@@ -76,6 +76,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.natural.keep_checkpoints = 2  # Checkpoints kept.
   c.natural.log_every = 10  # Learner steps between TensorBoard scalars.
   c.natural.export_timeout_s = 600.0  # Wait for the abstract processor export this long.
+  c.natural.eval_every = 50  # Steps between validation MSE / FG-ARI / mask entropy logs.
 
   c.ray = ml_collections.ConfigDict()
   c.ray.address = ''  # '' = local Ray on 127.0.0.1; 'auto' / 'HOST:PORT' joins a cluster.

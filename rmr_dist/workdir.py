@@ -322,10 +322,12 @@ def open_workdir(root: str, config: Any, specs: Sequence[StageSpec]) -> WorkDir:
   workdir = WorkDir(root, config_lib.to_dict(config), specs)
   data_spec = next(s for s in specs if s.data)
   current = stage_values(workdir.config_dict, data_spec)
-  previous = read_json(workdir.path('data.json'))
+  recorded = read_json(workdir.path('data.json'))
+  previous = recorded
   if previous is None:
-    atomic_write_json(workdir.path('data.json'), current)
-  elif previous != current:
+    legacy = read_json(workdir.path('config.json'))  # A directory made before data.json.
+    previous = current if legacy is None else stage_values(legacy, data_spec)
+  if previous != current:
     diffs = [f'{k} (recorded {previous.get(k)!r}, now {current.get(k)!r})'
              for k in sorted(set(previous) | set(current)) if previous.get(k) != current.get(k)]
     raise config_lib.ConfigError(
@@ -333,6 +335,8 @@ def open_workdir(root: str, config: Any, specs: Sequence[StageSpec]) -> WorkDir:
         f'differing: {"; ".join(diffs)}. These change the {data_spec.name} stage, whose data '
         f'cannot be replaced beside the old: use a fresh --workdir, or the recorded values '
         f'({workdir.path("data.json")}). Later stages may change freely.')
+  if recorded is None:
+    atomic_write_json(workdir.path('data.json'), current)
   atomic_write_json(workdir.path('config.json'), workdir.config_dict)
   return workdir
 

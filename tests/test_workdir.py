@@ -91,3 +91,12 @@ def test_atomic_writers_leave_no_temp_files(tmp_path):
   with pytest.raises(ZeroDivisionError):
     workdir_lib._atomic_write(str(tmp_path / 'a' / 'w'), lambda f: 1 / 0)
   assert sorted(os.listdir(tmp_path / 'a')) == ['x.json', 'y.md', 'z.npz']
+
+
+def test_a_directory_made_before_data_json_is_checked_against_its_config(tmp_path,
+                                                                        test_config):
+  other = config_lib.to_dict(_replace(test_config, 'heads', num_heads=7))
+  workdir_lib.atomic_write_json(str(tmp_path / 'config.json'), other)
+  with pytest.raises(config_lib.ConfigError, match=r'heads\.num_heads \(recorded 7, now 4\)'):
+    workdir_lib.open_workdir(str(tmp_path), test_config, workdir_lib.ATARI_STAGES)
+  assert not os.path.exists(tmp_path / 'data.json')
