@@ -299,9 +299,10 @@ class AtariProgram:
     return summary
 
   # ---------------------------------------------------------------- learner stages
-  def _units(self, stage: str, role: str, unit: str, work: list[tuple[Any, ...]],
+  def _units(self, stage: str, unit: str, work: list[tuple[Any, ...]],
              result_path, label, report) -> list[dict[str, Any]]:
-    """Runs `unit` on each `work` item (after the game's replay address) in a learner group.
+    """Runs stage unit `unit` on each `work` item (game first; the game's replay address is
+    appended) in the stage's learner group.
 
     A finished unit's result (at `result_path(*item)`) is read back; the group starts only
     when an unfinished unit comes up and is killed when the stage ends.
@@ -309,7 +310,7 @@ class AtariProgram:
     self._require_collect(stage)
     self.paths.record_stage(stage)
     records = []
-    with LazyGroup(self.config, role, self.paths) as group:
+    with LazyGroup(self.config, stage, self.paths) as group:
       for item in work:
         print(f'{stage}: {label(*item)} ...', flush=True)
         rec = workdir_lib.read_json(result_path(*item))
@@ -322,7 +323,7 @@ class AtariProgram:
   def abstract(self) -> list[dict[str, Any]]:
     """Trains and evaluates every configured abstract model on every game (resumable)."""
     return self._units(
-        'abstract', 'abstract', 'atari_abstract',
+        'abstract', 'atari_abstract',
         [(g, m) for g in self.config.games for m in self.config.abstract.models],
         lambda g, m: os.path.join(self.paths.abstract_unit(g, m), 'result.json'),
         lambda g, m: f'{g} / {m}',
@@ -344,7 +345,7 @@ class AtariProgram:
     """
     nc = self.config.natural
     return self._units(
-        'natural', 'natural', 'atari_natural',
+        'natural', 'atari_natural',
         [(g, f) for g in self.config.games for f in nc.data_fractions],
         lambda g, f: os.path.join(self.paths.natural_unit(g, f), 'trained.json'),
         lambda g, f: (f'{g} fraction {f}: {len(nc.variants)} variants x {nc.num_seeds} seeds '
@@ -355,7 +356,7 @@ class AtariProgram:
   def probe(self) -> list[dict[str, Any]]:
     """Fits linear RAM-bit probes on every frozen natural encoder (in a one-host group)."""
     return self._units(
-        'probe', 'probe', 'atari_probe',
+        'probe', 'atari_probe',
         [(g, f) for g in self.config.games for f in self.config.natural.data_fractions],
         self.paths.probe_result,
         lambda g, f: f'{g} fraction {f}',
