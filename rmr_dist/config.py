@@ -585,8 +585,39 @@ class BallsDataConfig:
              f'more than history={self.history} frames')
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ScheduleConfig:
+  """Learning-rate schedule and gradient clipping of a learner (`learning.optimizers`); the
+  balls learner sections inherit these optional fields.
+
+  Attributes:
+    warmup_steps: linear learning-rate warm-up; 0 = none.
+    lr_decay: 'exponential' or 'cosine'.
+    decay_rate: exponential: the rate is multiplied by this every `decay_steps` (smoothly);
+      cosine: the final fraction of the rate, reached `decay_steps` after the warm-up.
+      1 = constant.
+    decay_steps: the decay's period / length in steps.
+    grad_clip_norm: gradients are clipped to this global norm (per model); 0 = no clipping.
+  """
+  warmup_steps: int = 0
+  lr_decay: str = 'exponential'
+  decay_rate: float = 1.0
+  decay_steps: int = 100_000
+  grad_clip_norm: float = 0.0
+
+  def validate_schedule(self, path: str) -> None:
+    _require(self.warmup_steps >= 0, f'{path}.warmup_steps', self.warmup_steps, 'an int >= 0')
+    _require(self.lr_decay in ('exponential', 'cosine'), f'{path}.lr_decay', self.lr_decay,
+             "'exponential' or 'cosine'")
+    _require(0.0 < self.decay_rate <= 1.0, f'{path}.decay_rate', self.decay_rate,
+             'a float in (0, 1]')
+    _require(self.decay_steps >= 1, f'{path}.decay_steps', self.decay_steps, 'an int >= 1')
+    _require(self.grad_clip_norm >= 0.0, f'{path}.grad_clip_norm', self.grad_clip_norm,
+             'a float >= 0')
+
+
 @dataclasses.dataclass(frozen=True)
-class BallsAbstractConfig:
+class BallsAbstractConfig(ScheduleConfig):
   """The abstract learner on positions: f linear, P an MPNN, g linear (Appendix A).
 
   Attributes:
@@ -602,13 +633,7 @@ class BallsAbstractConfig:
     save_every: learner steps between Orbax checkpoints.
     keep_checkpoints: checkpoints kept.
     log_every: learner steps between TensorBoard scalars.
-    warmup_steps: linear learning-rate warm-up (`learning.optimizers`); 0 = none.
-    lr_decay: 'exponential' or 'cosine' (`learning.optimizers`).
-    decay_rate: exponential: the rate is multiplied by this every `decay_steps` (smoothly);
-      cosine: the final fraction of the rate, reached `decay_steps` after the warm-up.
-      1 = constant.
-    decay_steps: the decay's period / length in steps.
-    grad_clip_norm: gradients are clipped to this global norm (per model); 0 = no clipping.
+    (and the schedule and clipping fields of `ScheduleConfig`)
     input_noise: std of the random walk added to each training input history, in units of
       S (`SimConfig.displacement_scale`); 0 = none.
   """
@@ -625,23 +650,11 @@ class BallsAbstractConfig:
   keep_checkpoints: int
   log_every: int
 
-  warmup_steps: int = 0
-  lr_decay: str = 'exponential'
-  decay_rate: float = 1.0
-  decay_steps: int = 100_000
-  grad_clip_norm: float = 0.0
   input_noise: float = 0.0
 
   def validate(self, path: str) -> None:
     _require(self.input_noise >= 0.0, f'{path}.input_noise', self.input_noise, 'a float >= 0')
-    _require(self.warmup_steps >= 0, f'{path}.warmup_steps', self.warmup_steps, 'an int >= 0')
-    _require(self.lr_decay in ('exponential', 'cosine'), f'{path}.lr_decay', self.lr_decay,
-             "'exponential' or 'cosine'")
-    _require(0.0 < self.decay_rate <= 1.0, f'{path}.decay_rate', self.decay_rate,
-             'a float in (0, 1]')
-    _require(self.decay_steps >= 1, f'{path}.decay_steps', self.decay_steps, 'an int >= 1')
-    _require(self.grad_clip_norm >= 0.0, f'{path}.grad_clip_norm', self.grad_clip_norm,
-             'a float >= 0')
+    self.validate_schedule(path)
     for name in ('latent_size', 'hidden_size', 'num_message_steps', 'num_steps', 'batch_size',
                  'rollout_steps', 'eval_batch_size', 'save_every', 'keep_checkpoints',
                  'log_every'):
@@ -652,7 +665,7 @@ class BallsAbstractConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class BallsNaturalConfig:
+class BallsNaturalConfig(ScheduleConfig):
   """The natural learners on frames: Slot Attention f~, P, broadcast decoder g~, in lockstep.
 
   Attributes:
@@ -678,13 +691,7 @@ class BallsNaturalConfig:
     eval_every: learner steps between validation scores (MSE, FG-ARI, mask entropy) logged
       over training; 0 = only at the end.
     eval_windows_during_training: validation windows those scores use.
-    warmup_steps: linear learning-rate warm-up (`learning.optimizers`); 0 = none.
-    lr_decay: 'exponential' or 'cosine' (`learning.optimizers`).
-    decay_rate: exponential: the rate is multiplied by this every `decay_steps` (smoothly);
-      cosine: the final fraction of the rate, reached `decay_steps` after the warm-up.
-      1 = constant.
-    decay_steps: the decay's period / length in steps.
-    grad_clip_norm: gradients are clipped to this global norm (per model); 0 = no clipping.
+    (and the schedule and clipping fields of `ScheduleConfig`)
   """
   variants: tuple[str, ...]
   num_seeds: int
@@ -708,21 +715,9 @@ class BallsNaturalConfig:
   eval_every: int = 0
   eval_windows_during_training: int = 64
 
-  warmup_steps: int = 0
-  lr_decay: str = 'exponential'
-  decay_rate: float = 1.0
-  decay_steps: int = 100_000
-  grad_clip_norm: float = 0.0
 
   def validate(self, path: str) -> None:
-    _require(self.warmup_steps >= 0, f'{path}.warmup_steps', self.warmup_steps, 'an int >= 0')
-    _require(self.lr_decay in ('exponential', 'cosine'), f'{path}.lr_decay', self.lr_decay,
-             "'exponential' or 'cosine'")
-    _require(0.0 < self.decay_rate <= 1.0, f'{path}.decay_rate', self.decay_rate,
-             'a float in (0, 1]')
-    _require(self.decay_steps >= 1, f'{path}.decay_steps', self.decay_steps, 'an int >= 1')
-    _require(self.grad_clip_norm >= 0.0, f'{path}.grad_clip_norm', self.grad_clip_norm,
-             'a float >= 0')
+    self.validate_schedule(path)
     bad = [v for v in self.variants if v not in BALLS_VARIANTS]
     _require(not bad and len(self.variants) >= 1 and len(set(self.variants)) ==
              len(self.variants), f'{path}.variants', self.variants,
