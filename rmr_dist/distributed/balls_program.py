@@ -23,7 +23,7 @@ from typing import Any
 from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
 from rmr_dist import workdir as workdir_lib
-from rmr_dist.distributed import program as atari_program
+from rmr_dist.distributed import learners
 from rmr_dist.distributed import ray_setup
 
 STAGES = ('data', 'abstract', 'natural', 'report')
@@ -116,7 +116,7 @@ class BallsProgram:
       print(f'{stage}: complete ({self.paths.stage_dir(stage)})', flush=True)
       return record
     ray_setup.init_ray(self.config.ray)
-    with atari_program.LazyGroup(self.config, stage, self.paths) as group:
+    with learners.LazyGroup(self.config, stage, self.paths) as group:
       return group().run(f'balls_{stage}')
 
   def abstract(self) -> dict[str, Any]:

@@ -324,3 +324,25 @@ class LearnerGroup:
     if self._placement is not None:
       remove_placement_group(self._placement)
       self._placement = None
+
+
+class LazyGroup:
+  """`with LazyGroup(...) as group:` - `group()` starts the learner group on first use; the
+  group is killed when the block ends, so a stage with nothing left to do starts no process."""
+
+  def __init__(self, config: Any, role: str, workdir: Any):
+    self._args = (config, role, workdir)
+    self._group: LearnerGroup | None = None
+
+  def __call__(self) -> LearnerGroup:
+    if self._group is None:
+      self._group = LearnerGroup(*self._args)
+    return self._group
+
+  def __enter__(self) -> LazyGroup:
+    return self
+
+  def __exit__(self, *exc) -> None:
+    if self._group is not None:
+      self._group.close()
+      self._group = None

@@ -60,28 +60,6 @@ def check_policy_checkpoint(path: str) -> None:
     ) from e
 
 
-class LazyGroup:
-  """`with LazyGroup(...) as group:` - `group()` starts the learner group on first use; the
-  group is killed when the block ends, so a stage with nothing left to do starts no process."""
-
-  def __init__(self, config: Any, role: str, workdir: workdir_lib.WorkDir):
-    self._args = (config, role, workdir)
-    self._group: learners.LearnerGroup | None = None
-
-  def __call__(self) -> learners.LearnerGroup:
-    if self._group is None:
-      self._group = learners.LearnerGroup(*self._args)
-    return self._group
-
-  def __enter__(self) -> LazyGroup:
-    return self
-
-  def __exit__(self, *exc) -> None:
-    if self._group is not None:
-      self._group.close()
-      self._group = None
-
-
 def _dir_bytes(path: str) -> int:
   return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
@@ -310,7 +288,7 @@ class AtariProgram:
     self._require_collect(stage)
     self.paths.record_stage(stage)
     records = []
-    with LazyGroup(self.config, stage, self.paths) as group:
+    with learners.LazyGroup(self.config, stage, self.paths) as group:
       for item in work:
         print(f'{stage}: {label(*item)} ...', flush=True)
         rec = workdir_lib.read_json(result_path(*item))

@@ -1,7 +1,7 @@
 """One module per stage of each program, each a plain unit that runs in one process.
 
 Atari: `atari_abstract`, `atari_natural`, `atari_probe`, `atari_report` (collection is the
-distributed part: `rmr_dist.distributed.atari_program`). Bouncing balls: `balls_data`,
+distributed part: `rmr_dist.distributed.program`). Bouncing balls: `balls_data`,
 `balls_abstract`, `balls_natural`, `balls_report`.
 
 A learned stage's unit is `run(config, workdir, ..., log_fn=None, say=print)`, built from
