@@ -507,6 +507,7 @@ def load_atari_config(config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
 # ---------------------------------------------------------------------------------------------
 
 BALLS_VARIANTS = ('rmr', 'end_to_end')
+SLOT_INITS = ('learned', 'sampled')  # networks.slot_attention.SLOT_INITS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -677,9 +678,12 @@ class BallsNaturalConfig(ScheduleConfig):
     encoder_channels: channels of the encoder CNN.
     encoder_layers: conv layers of the encoder CNN.
     encoder_kernel: kernel size of the encoder CNN.
-    decoder_channels: channels of the broadcast decoder's transposed convolutions.
-    decoder_kernel: their kernel size.
-    broadcast_size: side of the grid each slot is broadcast to (upsampled to image_size).
+    slot_init: Slot Attention's initial slots, 'learned' (one learned vector per slot) or
+      'sampled' (Locatello et al.'s Gaussian).
+    decoder_channels: width of the broadcast decoder's per-pixel MLP.
+    decoder_layers: its hidden layers after the first.
+    position_scale: the decoder's slot-relative coordinates are multiplied by this (box units
+      -> about one ball radius per unit).
     num_steps: lockstep updates.
     batch_size: windows per update, split over local devices.
     learning_rate: Adam learning rate (paper: 1e-4).
@@ -701,9 +705,10 @@ class BallsNaturalConfig(ScheduleConfig):
   encoder_channels: int
   encoder_layers: int
   encoder_kernel: int
+  slot_init: str
   decoder_channels: int
-  decoder_kernel: int
-  broadcast_size: int
+  decoder_layers: int
+  position_scale: float
   num_steps: int
   batch_size: int
   learning_rate: float
@@ -723,15 +728,18 @@ class BallsNaturalConfig(ScheduleConfig):
              len(self.variants), f'{path}.variants', self.variants,
              f'distinct variants from {BALLS_VARIANTS}')
     for name in ('num_seeds', 'num_slots', 'slot_size', 'slot_iterations', 'encoder_channels',
-                 'encoder_layers', 'encoder_kernel', 'decoder_channels', 'decoder_kernel',
-                 'broadcast_size', 'num_steps', 'batch_size', 'save_every', 'keep_checkpoints',
-                 'log_every'):
+                 'encoder_layers', 'encoder_kernel', 'decoder_channels', 'num_steps',
+                 'batch_size', 'save_every', 'keep_checkpoints', 'log_every'):
       _require(getattr(self, name) >= 1, f'{path}.{name}', getattr(self, name), 'an int >= 1')
+    _require(self.slot_init in SLOT_INITS, f'{path}.slot_init', self.slot_init,
+             f'one of {SLOT_INITS}')
+    _require(self.decoder_layers >= 0, f'{path}.decoder_layers', self.decoder_layers,
+             'an int >= 0')
     _require(self.eval_windows >= 0, f'{path}.eval_windows', self.eval_windows, 'an int >= 0')
     _require(self.eval_every >= 0, f'{path}.eval_every', self.eval_every, 'an int >= 0')
     _require(self.eval_windows_during_training >= 1, f'{path}.eval_windows_during_training',
              self.eval_windows_during_training, 'an int >= 1')
-    for name in ('learning_rate', 'export_timeout_s'):
+    for name in ('learning_rate', 'export_timeout_s', 'position_scale'):
       _require(getattr(self, name) > 0, f'{path}.{name}', getattr(self, name), 'a float > 0')
 
 
@@ -759,11 +767,6 @@ class BallsConfig:
     need = self.data.history + self.abstract.rollout_steps
     _require(self.data.episode_frames >= need, f'{path}.data.episode_frames',
              self.data.episode_frames, f'at least data.history + abstract.rollout_steps = {need}')
-    b = self.natural.broadcast_size
-    _require(b & (b - 1) == 0 and self.sim.image_size // 32 <= b <= self.sim.image_size,
-             f'{path}.natural.broadcast_size', b, 'a power of two from sim.image_size / 32 to '
-             f'sim.image_size={self.sim.image_size} (the decoder upsamples with at most 5 '
-             'stride-2 layers)')
 
 
 def load_balls_config(config: ml_collections.ConfigDict | Mapping[str, Any]) -> BallsConfig:

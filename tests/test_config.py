@@ -102,14 +102,14 @@ def test_bad_learner_group_fields(key, value, pattern):
 def test_balls_variants_load(variant):
   from configs import balls as balls_configs
   cfg = config_lib.load_balls_config(balls_configs.get_config(variant))
-  assert cfg.sim.num_balls >= 1 and cfg.natural.broadcast_size <= cfg.sim.image_size
+  assert cfg.sim.num_balls >= 1 and cfg.natural.num_slots >= cfg.sim.num_balls
 
 
 def test_balls_config_names_a_bad_value():
   from configs import balls as balls_configs
   c = balls_configs.get_config('test')
-  c.natural.broadcast_size = 64  # larger than the test config's 32x32 frames
-  with pytest.raises(config_lib.ConfigError, match=r'config.natural.broadcast_size=64'):
+  c.natural.slot_init = 'random'
+  with pytest.raises(config_lib.ConfigError, match=r"config.natural.slot_init='random'"):
     config_lib.load_balls_config(c)
   with pytest.raises(ValueError, match="Unknown balls config variant 'big'"):
     balls_configs.get_config('big')

@@ -85,7 +85,7 @@ def _natural(config, steps: int) -> None:
   processor_params = abstract_model.init(
       jax.random.PRNGKey(1), np.zeros((1, history, config.sim.num_balls, 2), np.float32)
   )['params']['processor']
-  model = balls_natural.make_natural_model(nc, spec, size)
+  model = balls_natural.make_natural_model(nc, spec, size, config.sim.displacement_scale)
   variants = balls_natural.check_variants(nc.variants)
   optimizer = natural_learning.make_optimizer(nc.learning_rate, variants, nc.num_seeds)
   state = balls_natural.init_natural_state(

@@ -8,6 +8,8 @@
   slot masks against the true ball segmentation of the predicted frame, and the mean entropy
   of its masks over slots (log K for uniform masks, 0 for one slot per pixel);
 * :func:`copy_last_frame_mse`: the no-learning baseline that predicts the newest input frame;
+* :func:`outside_span_fraction` / :func:`latent_span`: how far a natural model's slot latents
+  (P's inputs) lie from the span of the abstract f, where the frozen P was trained;
 * :func:`natural_rollout`: an autoregressive frame rollout (with slot masks) for the figures.
 """
 
@@ -124,6 +126,50 @@ def copy_last_frame_mse(data: balls_data.TrajectorySet, history: int,
   w = data.windows(indices, history)
   diff = w['frames'][:, -1].astype(np.float64) - w['target_frame']
   return float(np.mean(np.square(diff / 255.0)))
+
+
+def outside_span_fraction(latents: np.ndarray, kernel: np.ndarray, bias: np.ndarray
+                          ) -> np.ndarray:
+  """The fraction of each latent's offset from ``bias`` outside the row span of ``kernel``.
+
+  The abstract f is ``z = h @ kernel + bias`` (h the F history features of a ball), so every
+  latent the abstract P saw in training lies in that affine F-dim subspace of R^D.
+
+  Args:
+    latents: [..., D].
+    kernel: [F, D] the abstract f's kernel.
+    bias: [D] its bias.
+
+  Returns:
+    [...] in [0, 1]: 0 on the subspace; about 1 - F/D for a random direction.
+  """
+  basis, _ = np.linalg.qr(np.asarray(kernel, np.float64).T)  # [D, F] orthonormal
+  offset = np.asarray(latents, np.float64) - np.asarray(bias, np.float64)  # [..., D]
+  outside = offset - (offset @ basis) @ basis.T
+  return np.sum(outside**2, axis=-1) / np.maximum(np.sum(offset**2, axis=-1), 1e-30)
+
+
+def latent_span(predict_fn: Callable[[Any, np.ndarray], dict], params: Any,
+                data: balls_data.TrajectorySet, history: int, indices: np.ndarray,
+                batch_size: int, kernel: np.ndarray, bias: np.ndarray) -> dict[str, float]:
+  """Mean :func:`outside_span_fraction` of one natural model's P inputs, ball slots and
+  background slot apart (per window, the background slot is the one whose mask covers the
+  most pixels).
+
+  Returns:
+    ``{'ball_slots': float, 'background_slot': float}``.
+  """
+  balls, background = [], []
+  for start in range(0, len(indices), batch_size):
+    w = data.windows(np.asarray(indices[start:start + batch_size]), history)
+    out = predict_fn(params, w['frames'])
+    fraction = outside_span_fraction(np.asarray(out['latents']), kernel, bias)  # [b, K]
+    area = np.asarray(out['masks'], np.float64).sum(axis=(2, 3, 4))  # [b, K]
+    is_background = np.arange(area.shape[1])[None] == np.argmax(area, axis=1)[:, None]
+    background.append(fraction[is_background])
+    balls.append(fraction[~is_background])
+  return {'ball_slots': float(np.mean(np.concatenate(balls))),
+          'background_slot': float(np.mean(np.concatenate(background)))}
 
 
 def natural_rollout(predict_fn: Callable[[Any, np.ndarray], dict], params: Any,

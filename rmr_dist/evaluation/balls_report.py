@@ -111,6 +111,20 @@ def markdown(table_rows: Sequence[dict[str, Any]]) -> str:
   return text
 
 
+def span_markdown(span: dict[str, dict[str, Sequence[float]]], latent_size: int,
+                  features: int) -> str:
+  """A table of where each natural variant's P inputs lie against the abstract f's span
+  (``balls_eval.latent_span``; per variant, mean ± std over seeds)."""
+  lines = [f'\nShare of P\'s input (slot latent minus the abstract f\'s bias) outside the '
+           f'{features}-dim span of the abstract f, where the frozen P was trained (0: inside; '
+           f'a random direction: {1 - features / latent_size:.3f}):\n',
+           '| variant | ball slots | background slot |', '|---|---|---|']
+  for variant, parts in span.items():
+    cells = [_fmt(*_stats(parts[k]), '.3f') for k in ('ball_slots', 'background_slot')]
+    lines.append(f'| {variant} | {cells[0]} | {cells[1]} |')
+  return '\n'.join(lines) + '\n'
+
+
 def write_tables(report_dir: str, table_rows: Sequence[dict[str, Any]]) -> dict[str, str]:
   """Writes balls.csv and balls.md; returns their paths."""
   paths = {name: os.path.join(report_dir, name) for name in ('balls.csv', 'balls.md')}

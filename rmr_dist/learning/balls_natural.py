@@ -55,16 +55,22 @@ class BallsNaturalState(NamedTuple):
 
 
 def make_natural_model(config: config_lib.BallsNaturalConfig, spec: processors.ModelSpec,
-                       image_size: int) -> balls_net.BallsNaturalModel:
-  """Slot Attention f~, the processor of ``spec``, broadcast decoder g~."""
+                       image_size: int, displacement_scale: float
+                       ) -> balls_net.BallsNaturalModel:
+  """Slot Attention f~, the processor of ``spec``, broadcast decoder g~.
+
+  ``displacement_scale``: S of the sim (``SimConfig.displacement_scale``), the same as the
+  abstract model's, so positions reach P's latents on the abstract f's scale.
+  """
   encoder = slot_attention.SlotAttentionEncoder(
       num_slots=config.num_slots, slot_size=config.slot_size,
       cnn_channels=config.encoder_channels, kernel_size=config.encoder_kernel,
       num_conv_layers=config.encoder_layers, num_iterations=config.slot_iterations,
-      mlp_hidden_size=2 * config.slot_size)
+      mlp_hidden_size=2 * config.slot_size, slot_init=config.slot_init)
   decoder = broadcast_decoder.BroadcastDecoder(
-      image_size=image_size, broadcast_size=config.broadcast_size,
-      channels=config.decoder_channels, kernel_size=config.decoder_kernel)
+      image_size=image_size, channels=config.decoder_channels,
+      num_layers=config.decoder_layers, position_scale=config.position_scale,
+      displacement_scale=displacement_scale)
   return balls_net.BallsNaturalModel(
       encoder=encoder, processor=processors.make_spec_processor(spec), decoder=decoder,
       latent_size=spec.latent_size)
@@ -176,6 +182,7 @@ class BallsNaturalLearner(natural_learning.LockstepLearner):
     config: the natural section of the balls config.
     processor_export: the abstract export; RMR freezes it, its spec gives every model's P.
     image_size: frame side.
+    displacement_scale: S of the sim (``make_natural_model``).
     history: T_hist.
     seed: seeds initialisation and the slot noise.
     iterator: yields batches (module docstring).
@@ -190,7 +197,8 @@ class BallsNaturalLearner(natural_learning.LockstepLearner):
   _name = 'Balls natural learner'
 
   def __init__(self, config: config_lib.BallsNaturalConfig, *, processor_export: str,
-               image_size: int, history: int, seed: int, iterator: Iterator[Batch],
+               image_size: int, displacement_scale: float, history: int, seed: int,
+               iterator: Iterator[Batch],
                checkpoint_dir: str | None,
                log_fn: Callable[[dict, int], None] | None = None,
                devices: Sequence[jax.Device] | None = None):
@@ -201,7 +209,7 @@ class BallsNaturalLearner(natural_learning.LockstepLearner):
                                               config.lr_decay)
     spec_dict, processor_params = checkpointing.restore_processor(processor_export)
     self._spec = processors.ModelSpec.from_dict(spec_dict)
-    self._model = make_natural_model(config, self._spec, image_size)
+    self._model = make_natural_model(config, self._spec, image_size, displacement_scale)
     self._optimizer = natural_learning.make_optimizer(self._schedule, self._variants,
                                                       self._num_seeds, config.grad_clip_norm)
     state = init_natural_state(

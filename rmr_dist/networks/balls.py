@@ -23,12 +23,18 @@ for ``A = 0``. f, g and an MPNN P all act per ball or equivariantly, so the abst
 permutation-equivariant over balls.
 
 Natural: ``g~(P(f~(x)))`` on frames. f~ runs Slot Attention (Locatello et al., 2020) on each
-of the T_hist input images (``slot_attention.SlotAttentionEncoder``), concatenates each slot's
-T_hist vectors and projects them with one Dense to 128 features; P is the same processor (its
-``params['processor']`` subtree has the same structure as the abstract model's, so a
-pre-trained abstract processor loads as-is); g~ is a spatial broadcast decoder (Watters et
-al., 2019; ``broadcast_decoder.BroadcastDecoder``) whose per-slot RGB and masks are composited
-into the predicted next frame, scored by ``rmr_dist.losses.frame_mse``.
+of the T_hist input images (``slot_attention.SlotAttentionEncoder``); each slot also has an
+explicit position, the centre of mass of its attention (as Invariant Slot Attention, Biza et
+al., 2023). Per slot, its T_hist vectors and its positions' history features (the same
+re-expression as the abstract f's input) are projected by one Dense to 128 features; P is the
+same processor (its ``params['processor']`` subtree has the same structure as the abstract
+model's, so a pre-trained abstract processor loads as-is); g~ is a spatial broadcast decoder
+(Watters et al., 2019; ``broadcast_decoder.BroadcastDecoder``) in coordinates centred on each
+slot's predicted position (its last position plus a displacement read from P's output, as the
+abstract g), whose per-slot RGB and masks are composited into the predicted next frame,
+scored by ``rmr_dist.losses.frame_mse``. Why the explicit positions: with App. A's plain
+Slot Attention + absolute-coordinate broadcast decoder, neither RMR nor end-to-end left the
+mean-frame solution within the updates a 2-core machine affords (README, "Bouncing balls").
 """
 
 from __future__ import annotations
@@ -41,6 +47,17 @@ from rmr_dist.networks import broadcast_decoder
 from rmr_dist.networks import slot_attention
 
 LATENT_SIZE = 128  # per-ball / per-slot latent (App. A)
+
+
+def history_features(history: jax.Array, displacement_scale: float) -> jax.Array:
+  """A position history re-expressed on one scale (module docstring): [B, T, N, 2] -> [B, N, 2T].
+
+  ``[2 x_t - 1, (x_t - x_{t-1}) / S, ..., (x_{t-T+2} - x_{t-T+1}) / S]`` with S =
+  ``displacement_scale``: a fixed invertible linear map of the history.
+  """
+  t = history.shape[1]
+  steps = [(history[:, k] - history[:, k - 1]) / displacement_scale for k in range(t - 1, 0, -1)]
+  return jnp.concatenate([2.0 * history[:, -1] - 1.0] + steps, axis=-1)
 
 
 def _no_action(batch_size: int) -> jax.Array:
@@ -75,22 +92,22 @@ class BallsAbstractModel(nn.Module):
     """
     b, t, n, d = history.shape
     history = jnp.asarray(history, jnp.float32)
-    s = self.displacement_scale
-    last = history[:, -1]  # [B, N, 2]
-    steps = [(history[:, k] - history[:, k - 1]) / s for k in range(t - 1, 0, -1)]
-    x = jnp.concatenate([2.0 * last - 1.0] + steps, axis=-1)  # [B, N, 2T]
+    x = history_features(history, self.displacement_scale)  # [B, N, 2T]
     z = nn.Dense(self.latent_size, name='encoder')(x)  # [B, N, latent]
     z = self.processor(z, _no_action(b))  # [B, N, latent]
-    return last + s * nn.Dense(d, name='decoder')(z)  # [B, N, 2]
+    return history[:, -1] + self.displacement_scale * nn.Dense(d, name='decoder')(z)  # [B, N, 2]
 
 
 class BallsNaturalModel(nn.Module):
   """``g~(P(f~(x)))`` on frames (paper section 3 / Appendix A), predicting the next frame.
 
-  f~: ``slot_attention.SlotAttentionEncoder`` on the T_hist input images -> slots [B, T, K, S]; per
-  slot the T vectors are concatenated [B, K, T*S] and one Dense (``projection``) maps them to
-  ``latent_size``; P: the processor (zero-width action); g~:
-  ``broadcast_decoder.BroadcastDecoder``.
+  f~: ``slot_attention.SlotAttentionEncoder`` on the T_hist input images -> per slot k and
+  image t a vector [S] and a position [2]; per slot, the T vectors and the positions' history
+  features (:func:`history_features`, as the abstract f reads its positions) are concatenated
+  [B, K, T*S + 2T] and one Dense (``projection``) maps them to ``latent_size``; P: the
+  processor (zero-width action); g~: ``broadcast_decoder.BroadcastDecoder``, each slot drawn
+  at its last-frame position plus a displacement read from P's output (the abstract g's
+  residual, ``BallsAbstractModel``).
 
   Parameters: exactly ``params['encoder']``, ``params['projection']``,
   ``params['processor']`` (the same structure as :class:`BallsAbstractModel`'s for the same
@@ -100,7 +117,8 @@ class BallsNaturalModel(nn.Module):
   Attributes:
     encoder: an unbound ``slot_attention.SlotAttentionEncoder``.
     processor: an unbound processor; Flax names it ``processor``.
-    decoder: an unbound ``broadcast_decoder.BroadcastDecoder``.
+    decoder: an unbound ``broadcast_decoder.BroadcastDecoder`` (its ``displacement_scale`` is
+      also the S of the history features).
     latent_size: per-slot latent (128); must match the abstract model's for the transfer.
   """
   encoder: slot_attention.SlotAttentionEncoder
@@ -117,15 +135,21 @@ class BallsNaturalModel(nn.Module):
       slot_noise: [B, K, S] initial slot noise for the encoder (else it draws its own).
 
     Returns:
-      ``{'recon': [B, H, W, 3], 'masks': [B, K, H, W, 1], 'rgb': [B, K, H, W, 3],
-      'latents': [B, K, latent] (f~(x), P's input), 'next_latents': [B, K, latent]
-      (P's output, the decoder's input), 'attention': [B, T_hist, K, H*W]}``.
+      ``{'recon': [B, H, W, 3] in [0, 1] scale, 'masks': [B, K, H, W, 1],
+      'rgb': [B, K, H, W, 3], 'positions': [B, K, 2] (where each slot is drawn),
+      'slot_positions': [B, T_hist, K, 2] (the encoder's), 'latents': [B, K, latent]
+      (f~(x), P's input), 'next_latents': [B, K, latent] (P's output, the decoder's input),
+      'attention': [B, T_hist, K, H*W]}``.
     """
-    slots, attention = self.encoder(frames, deterministic, slot_noise)  # [B,T,K,S], [B,T,K,L]
+    encoded = self.encoder(frames, deterministic, slot_noise)
+    slots, positions = encoded['slots'], encoded['positions']  # [B,T,K,S], [B,T,K,2]
     b, t, k, s = slots.shape
-    x = jnp.transpose(slots, (0, 2, 1, 3)).reshape(b, k, t * s)  # [B, K, T*S]
+    x = jnp.concatenate([
+        jnp.transpose(slots, (0, 2, 1, 3)).reshape(b, k, t * s),  # [B, K, T*S]
+        history_features(positions, self.decoder.displacement_scale)], axis=-1)  # + [B,K,2T]
     latents = nn.Dense(self.latent_size, name='projection')(x)  # [B, K, latent]
     next_latents = self.processor(latents, _no_action(b))  # [B, K, latent]
-    out = dict(self.decoder(next_latents))
-    out.update(latents=latents, next_latents=next_latents, attention=attention)
+    out = dict(self.decoder(next_latents, positions[:, -1]))
+    out.update(latents=latents, next_latents=next_latents, attention=encoded['attention'],
+               slot_positions=positions)
     return out

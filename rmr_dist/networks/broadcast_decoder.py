@@ -1,84 +1,82 @@
-"""The spatial broadcast decoder (Watters et al., 2019), as in Slot Attention: g~ of the
+"""The spatial broadcast decoder (Watters et al., 2019) in slot-centred coordinates: g~ of the
 bouncing-balls model, decoding slot latents into per-slot RGB and masks composited into a frame.
 """
 
 from __future__ import annotations
 
-import math
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rmr_dist.networks.slot_attention import SoftPositionEmbed
+from rmr_dist.networks.slot_attention import pixel_centres
 
 
 class BroadcastDecoder(nn.Module):
-  """g~: spatial broadcast decoder (Watters et al., 2019), as in Slot Attention.
+  """g~: a spatial broadcast decoder whose coordinates are centred on each slot's position.
 
-  Each slot latent [D] is tiled over a ``broadcast_size x broadcast_size`` grid, a soft
-  position embedding is added, then ``num_layers`` transposed convolutions (``channels``
-  channels, ReLU after each): the first ``log2(image_size / broadcast_size)`` with stride 2
-  (8 -> 16 -> 32 -> 64 at the defaults), the rest stride 1. A per-pixel Dense then gives 4
-  channels per slot: linear RGB and a mask logit. Masks are softmaxed across slots and
-  ``recon = sum_k mask_k * rgb_k``.
+  For each slot latent z [D] with an anchor position a [2] (box coordinates):
 
-  Memory: every slot is decoded at full resolution, so the last layers hold
-  ``B * K * image_size^2 * channels`` floats each (5,632 x 4,096 x 64 = 1.5G floats at
-  B=512, K=11, 64x64, 64 channels).
+    p      = a + displacement_scale * Dense_2(z)          the slot's drawn position
+    h(u)   = ReLU(Dense(z) + Dense(position_scale * (u - p)))   at every pixel centre u
+    h(u)   = ReLU(Dense(h(u))), ``num_layers`` times            (a per-pixel MLP, 1x1)
+    rgb(u) = Dense_3(h(u)),  logit(u) = Dense_1(h(u)) (no bias)
+
+  masks are softmaxed across slots, ``recon = sum_k mask_k * rgb_k`` in [-1, 1] scale,
+  returned mapped to [0, 1].
+
+  Departures from Watters et al. / Slot Attention's decoder (absolute coordinates in [0, 1],
+  broadcast to 8x8 and upsampled by transposed convolutions), and why: the balls are a few
+  pixels across, and with [0, 1] coordinates the decoder needs large weights to draw anything
+  that small, which Adam takes thousands of updates to grow; both models then sat at the
+  mean-frame solution. In coordinates relative to the slot's position, scaled to about a ball
+  radius per unit, drawing a ball is the same small function wherever the ball is, and where
+  it is drawn is an explicit output ``p`` whose gradient reaches the encoder's attention.
+  ``p`` is the anchor (in the balls model, the slot's position in the last input frame) plus
+  a scaled displacement read linearly from z, as the abstract model's g reads the next
+  position from its latent (``balls.BallsAbstractModel``); the Dense_2 starts at zero, so an
+  untrained decoder draws each slot where it was last seen.
+
+  Memory: every slot is decoded at full resolution: ``B * K * H * W * channels`` floats per
+  layer.
 
   Attributes:
     image_size: output side (square images).
-    broadcast_size: side of the broadcast grid; ``image_size / broadcast_size`` must be a
-      power of two needing at most ``num_layers`` stride-2 layers.
-    channels: channels of every transposed convolution.
-    kernel_size: kernel side.
-    num_layers: transposed convolutions (App. A: 5).
+    channels: width of the per-pixel MLP.
+    num_layers: hidden layers of the per-pixel MLP after the first.
+    position_scale: multiplies the relative coordinates (box units), ~ 1 / ball radius.
+    displacement_scale: S, box units per unit of the displacement read from z.
   """
   image_size: int = 64
-  broadcast_size: int = 8
   channels: int = 64
-  kernel_size: int = 5
-  num_layers: int = 5
-
-  def __post_init__(self):
-    ratio = self.image_size // self.broadcast_size if self.broadcast_size > 0 else 0
-    if (self.broadcast_size < 1 or ratio * self.broadcast_size != self.image_size
-        or ratio & (ratio - 1)):
-      raise ValueError(f'image_size={self.image_size} / broadcast_size={self.broadcast_size}'
-                       ' must be a power of two')
-    if self.num_upsampling > self.num_layers:
-      raise ValueError(f'image_size={self.image_size} from broadcast_size='
-                       f'{self.broadcast_size} needs {self.num_upsampling} stride-2 layers '
-                       f'but num_layers={self.num_layers}')
-    super().__post_init__()
-
-  @property
-  def num_upsampling(self) -> int:
-    """Stride-2 layers: log2(image_size / broadcast_size)."""
-    return int(round(math.log2(self.image_size // self.broadcast_size)))
+  num_layers: int = 3
+  position_scale: float = 8.0
+  displacement_scale: float = 0.02
 
   @nn.compact
-  def __call__(self, z: jax.Array) -> dict:
+  def __call__(self, z: jax.Array, anchor: jax.Array) -> dict:
     """Args:
       z: [B, K, D] slot latents.
+      anchor: [B, K, 2] positions (x, y) in box coordinates the drawn positions start from.
 
     Returns:
-      ``{'recon': [B, H, W, 3], 'masks': [B, K, H, W, 1] (sum over K == 1),
-      'rgb': [B, K, H, W, 3]}`` with H = W = image_size.
+      ``{'recon': [B, H, W, 3] in [0, 1] scale, 'masks': [B, K, H, W, 1] (sum over K == 1),
+      'rgb': [B, K, H, W, 3] in [-1, 1] scale, 'positions': [B, K, 2] (p)}``,
+      H = W = image_size.
     """
-    b, k, d = z.shape
-    s = self.broadcast_size
-    x = jnp.broadcast_to(z.reshape(b * k, 1, 1, d), (b * k, s, s, d))  # [B*K, s, s, D]
-    x = SoftPositionEmbed(name='position_embedding')(x)
+    b, k, _ = z.shape
+    s = self.image_size
+    step = nn.Dense(2, kernel_init=nn.initializers.zeros, name='displacement')(z)  # [B, K, 2]
+    positions = anchor + self.displacement_scale * step  # [B, K, 2]
+    centres = jnp.asarray(pixel_centres(s, s))  # [L, 2]
+    relative = self.position_scale * (centres[None, None] - positions[:, :, None])  # [B,K,L,2]
+    x = (nn.Dense(self.channels, name='latent')(z)[:, :, None]
+         + nn.Dense(self.channels, name='position')(relative))  # [B, K, L, C]
+    x = nn.relu(x)
     for i in range(self.num_layers):
-      stride = 2 if i < self.num_upsampling else 1
-      x = nn.ConvTranspose(self.channels, (self.kernel_size, self.kernel_size),
-                           strides=(stride, stride), padding='SAME', name=f'deconv_{i}')(x)
-      x = nn.relu(x)  # [B*K, h_i, w_i, C]; finally [B*K, H, W, C]
-    x = nn.Dense(4, name='output')(x)  # [B*K, H, W, 4]
-    x = x.reshape(b, k, self.image_size, self.image_size, 4)
-    rgb, mask_logits = x[..., :3], x[..., 3:]  # [B, K, H, W, 3], [B, K, H, W, 1]
+      x = nn.relu(nn.Dense(self.channels, name=f'hidden_{i}')(x))  # [B, K, L, C]
+    rgb = nn.Dense(3, name='rgb')(x).reshape(b, k, s, s, 3)  # [B, K, H, W, 3]
+    # No bias: one shared by every slot cancels in the softmax over slots.
+    mask_logits = nn.Dense(1, use_bias=False, name='mask')(x).reshape(b, k, s, s, 1)
     masks = jax.nn.softmax(mask_logits, axis=1)  # over slots
-    recon = jnp.sum(masks * rgb, axis=1)  # [B, H, W, 3]
-    return {'recon': recon, 'masks': masks, 'rgb': rgb}
+    recon = jnp.sum(masks * rgb, axis=1)  # [B, H, W, 3] in [-1, 1] scale
+    return {'recon': 0.5 * (recon + 1.0), 'masks': masks, 'rgb': rgb, 'positions': positions}

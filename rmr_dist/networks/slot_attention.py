@@ -3,8 +3,10 @@
 * :func:`build_grid` / :class:`SoftPositionEmbed`: the soft position embedding added to a
   feature map (also used by ``rmr_dist.networks.broadcast_decoder``);
 * :class:`SlotAttention`: the iterative attention module (Algorithm 1);
+* :func:`pixel_centres`: every pixel's centre in the simulator's box coordinates;
 * :class:`SlotAttentionEncoder`: CNN + position embedding + MLP + Slot Attention over a short
-  sequence of images, the slots of each image starting from the previous image's (as SAVi).
+  sequence of images, the slots of each image starting from the previous image's (as SAVi),
+  each slot with an explicit position: the centre of mass of its attention.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+SLOT_INITS = ('learned', 'sampled')
 
 
 def build_grid(height: int, width: int) -> np.ndarray:
@@ -24,6 +28,19 @@ def build_grid(height: int, width: int) -> np.ndarray:
                        indexing='ij')  # [H, W] each
   grid = np.stack([ys, xs], axis=-1)  # [H, W, 2]
   return np.concatenate([grid, 1.0 - grid], axis=-1)[None].astype(np.float32)  # [1, H, W, 4]
+
+
+def pixel_centres(height: int, width: int) -> np.ndarray:
+  """Pixel centres in box coordinates, as the balls renderer places them: [H*W, 2] (x, y).
+
+  Row-major over the image; pixel (i, j) has centre ``((j + 0.5) / W, 1 - (i + 0.5) / H)``
+  (x to the right, y up, row 0 at the top of the box), so a position computed from these
+  lives in the same coordinates as the simulator's ball positions.
+  """
+  ys = 1.0 - (np.arange(height) + 0.5) / height
+  xs = (np.arange(width) + 0.5) / width
+  y, x = np.meshgrid(ys, xs, indexing='ij')  # [H, W] each
+  return np.stack([x, y], axis=-1).reshape(height * width, 2).astype(np.float32)
 
 
 class SoftPositionEmbed(nn.Module):
@@ -97,34 +114,39 @@ class SlotAttention(nn.Module):
 class SlotAttentionEncoder(nn.Module):
   """f~ before the projection: Slot Attention over a short sequence of images.
 
-  Per image: a CNN (``num_conv_layers`` convolutions of ``cnn_channels`` channels,
-  ``kernel_size`` square kernels, stride 1, SAME padding, ReLU) -> soft position embedding
-  -> flatten to [H*W, C] -> LayerNorm -> MLP (Dense(cnn_channels), ReLU, Dense(cnn_channels))
-  -> :class:`SlotAttention` (one module, shared by every image).
+  Per image: scale to [-1, 1] -> a CNN (``num_conv_layers`` convolutions of ``cnn_channels``
+  channels, ``kernel_size`` square kernels, stride 1, SAME padding, ReLU) -> soft position
+  embedding -> flatten to [H*W, C] -> LayerNorm -> MLP (Dense(cnn_channels), ReLU,
+  Dense(cnn_channels)) -> :class:`SlotAttention` (one module, shared by every image).
 
-  Slot order across images (as SAVi, Kipf et al., 2022). Slot Attention is equivariant in
-  its slots, so separately initialised slots would come out in an arbitrary order for each
-  image and "slot k of image 1" and "slot k of image 2" would be unrelated. Here only the
-  first image's slots start from the learned Gaussian ``mu + exp(log_sigma) * noise``
-  (params ``slots_mu``, ``slots_log_sigma`` [1, 1, S]; noise from the ``'slots'`` rng
-  stream); every later image's slots start from the previous image's final slots, so slot k
-  keeps following the same object through the history. That is what makes concatenating
-  slot k's vectors across images (:class:`BallsNaturalModel`) meaningful.
+  Slot order across images (as SAVi, Kipf et al., 2022). Only the first image's slots start
+  from the initial slots; every later image's slots start from the previous image's final
+  slots, so slot k keeps following the same object through the history. That is what makes
+  concatenating slot k's vectors across images (``balls.BallsNaturalModel``) meaningful.
 
-  ``deterministic=True`` draws the initial noise from a fixed key (``PRNGKey(0)``) rather
-  than the ``'slots'`` stream, so no rng is needed and repeated calls agree. (It does not
-  use ``mu`` alone: K identical initial slots get identical queries, a uniform softmax over
-  slots and identical updates, so they would stay identical through every iteration and
-  image and the encoder would see one object K times.)
+  Initial slots (``slot_init``):
+    'learned'  K learned vectors (params ``slots_init`` [1, K, S]), one per slot, as the
+               learned queries of Jia et al. (2023, BO-QSA). Used for the balls: each ball
+               has its own colour, so slot k can learn to look for one colour from the start.
+    'sampled'  Locatello et al.'s ``mu + exp(log_sigma) * noise`` (params ``slots_mu``,
+               ``slots_log_sigma`` [1, 1, S]); noise from ``slot_noise``, else the ``'slots'``
+               rng stream, else (``deterministic``) a fixed key. (Not ``mu`` alone: K identical
+               slots would stay identical through every iteration.)
+
+  Slot positions (as Invariant Slot Attention, Biza et al., 2023): each slot's position is
+  the centre of mass of its last-iteration attention over :func:`pixel_centres`, in the
+  simulator's box coordinates. It is exact and differentiable in the attention, so a loss
+  on where the decoder draws a slot pulls that slot's attention toward the object.
 
   Attributes:
-    num_slots: K (10 balls plus background).
+    num_slots: K (the balls plus background).
     slot_size: S.
     cnn_channels: channels of every convolution and of the MLP (the attention inputs' D).
     kernel_size: convolution kernel side.
     num_conv_layers: convolutions in the CNN.
     num_iterations: Slot Attention iterations per image.
     mlp_hidden_size: hidden width of Slot Attention's residual MLP.
+    slot_init: 'learned' or 'sampled' (above).
   """
   num_slots: int = 11
   slot_size: int = 64
@@ -133,25 +155,31 @@ class SlotAttentionEncoder(nn.Module):
   num_conv_layers: int = 4
   num_iterations: int = 3
   mlp_hidden_size: int = 128
+  slot_init: str = 'learned'
+
+  def __post_init__(self):
+    if self.slot_init not in SLOT_INITS:
+      raise ValueError(f'slot_init={self.slot_init!r}; valid: {SLOT_INITS}')
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, images: jax.Array, deterministic: bool = False,
-               slot_noise: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+               slot_noise: jax.Array | None = None) -> dict:
     """Args:
       images: [B, T, H, W, 3] uint8 (0..255) or float in [0, 1].
-      deterministic: initial slot noise from a fixed key instead of the 'slots' stream.
-      slot_noise: [B, K, S] standard-normal initial slot noise to use instead (the learners
-        draw it per global batch row, so a batch split over devices gets the same noise).
+      deterministic: 'sampled' initial noise from a fixed key instead of the 'slots' stream.
+      slot_noise: [B, K, S] standard-normal initial noise for 'sampled' (the learners draw it
+        per global batch row, so a batch split over devices gets the same noise).
 
     Returns:
-      ``(slots, attention)``: slots [B, T, K, S]; each image's last-iteration attention
-      [B, T, K, H*W], softmaxed over slots.
+      ``{'slots': [B, T, K, S], 'positions': [B, T, K, 2] (x, y) in box coordinates,
+      'attention': [B, T, K, H*W] (each image's last iteration, softmaxed over slots)}``.
     """
     b, t, h, w, c = images.shape
     x = jnp.asarray(images)
     if jnp.issubdtype(x.dtype, jnp.integer):
       x = x.astype(jnp.float32) / 255.0
-    x = x.astype(jnp.float32).reshape(b * t, h, w, c)  # [B*T, H, W, 3] in [0, 1]
+    x = 2.0 * x.astype(jnp.float32).reshape(b * t, h, w, c) - 1.0  # [B*T, H, W, 3] in [-1, 1]
     for i in range(self.num_conv_layers):
       x = nn.Conv(self.cnn_channels, (self.kernel_size, self.kernel_size), padding='SAME',
                   name=f'conv_{i}')(x)
@@ -162,20 +190,30 @@ class SlotAttentionEncoder(nn.Module):
     x = nn.relu(nn.Dense(self.cnn_channels, name='mlp_0')(x))
     x = nn.Dense(self.cnn_channels, name='mlp_1')(x)  # [B, T, L, C]
 
-    mu = self.param('slots_mu', nn.initializers.xavier_uniform(), (1, 1, self.slot_size))
-    log_sigma = self.param('slots_log_sigma', nn.initializers.xavier_uniform(),
-                           (1, 1, self.slot_size))
-    if slot_noise is None:
-      key = jax.random.PRNGKey(0) if deterministic else self.make_rng('slots')
-      slot_noise = jax.random.normal(key, (b, self.num_slots, self.slot_size))  # [B, K, S]
-    noise = slot_noise
-    slots = mu + jnp.exp(log_sigma) * noise  # [B, K, S]
+    shape = (b, self.num_slots, self.slot_size)
+    if self.slot_init == 'learned':
+      init = self.param('slots_init', nn.initializers.normal(1.0),
+                        (1, self.num_slots, self.slot_size))
+      slots = jnp.broadcast_to(init, shape)  # [B, K, S]
+    else:
+      mu = self.param('slots_mu', nn.initializers.xavier_uniform(), (1, 1, self.slot_size))
+      log_sigma = self.param('slots_log_sigma', nn.initializers.xavier_uniform(),
+                             (1, 1, self.slot_size))
+      if slot_noise is None:
+        key = jax.random.PRNGKey(0) if deterministic else self.make_rng('slots')
+        slot_noise = jax.random.normal(key, shape)  # [B, K, S]
+      slots = mu + jnp.exp(log_sigma) * slot_noise  # [B, K, S]
 
+    centres = jnp.asarray(pixel_centres(h, w))  # [L, 2]
     slot_attention = SlotAttention(self.num_iterations, self.slot_size,
                                    self.mlp_hidden_size, name='slot_attention')
-    all_slots, all_attention = [], []
+    all_slots, all_positions, all_attention = [], [], []
     for step in range(t):  # each image starts from the previous image's slots
       slots, attention = slot_attention(x[:, step], slots)  # [B, K, S], [B, K, L]
+      weights = attention / jnp.sum(attention, axis=-1, keepdims=True)  # over pixels
       all_slots.append(slots)
+      all_positions.append(jnp.einsum('bkl,ld->bkd', weights, centres))  # [B, K, 2]
       all_attention.append(attention)
-    return jnp.stack(all_slots, axis=1), jnp.stack(all_attention, axis=1)
+    return {'slots': jnp.stack(all_slots, axis=1),
+            'positions': jnp.stack(all_positions, axis=1),
+            'attention': jnp.stack(all_attention, axis=1)}

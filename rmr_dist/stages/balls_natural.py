@@ -2,7 +2,8 @@
 
 Outputs under `WorkDir.stage_dir('natural')`:
   checkpoints/           lockstep RMR / end-to-end state (resumable)
-  result.json            per-model validation MSE, the copy-last control, fingerprints (last)
+  result.json            per-model validation MSE, FG-ARI, the copy-last control, where the
+                         slot latents lie against the abstract f's span, fingerprints (last)
   rollout_example.npz    per-variant frame rollouts and slot masks for the report's figure
 
 Waits for the abstract stage's processor export like the Atari natural units.
@@ -45,7 +46,7 @@ def make_learner(config: config_lib.BallsConfig, export: str, iterator: Iterator
   """The lockstep learner of every variant x seed, resumed from `checkpoint_dir` if present."""
   return balls_natural_learning.BallsNaturalLearner(
       config.natural, processor_export=export, image_size=config.sim.image_size,
-      history=config.data.history, seed=config.seed, iterator=iterator,
+      displacement_scale=config.sim.displacement_scale, history=config.data.history, seed=config.seed, iterator=iterator,
       checkpoint_dir=checkpoint_dir, log_fn=log_fn)
 
 
@@ -75,6 +76,27 @@ def make_training_eval(config: config_lib.BallsConfig, val: balls_data.Trajector
             for k, value in evaluate(predict, learner.model_params(v, s)).items()}, step)
 
   return eval_fn
+
+
+def latent_span(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir,
+                val: balls_data.TrajectorySet, indices: np.ndarray, predict: Any,
+                learner: Any) -> dict[str, dict[str, list[float]]]:
+  """Per variant, per seed: how far P's inputs lie outside the abstract f's span
+  (``balls_eval.latent_span``), the abstract f read from the abstract stage's checkpoint.
+
+  Returns ``{variant: {'ball_slots': [S], 'background_slot': [S]}}``.
+  """
+  _, tree = checkpointing.restore_latest_tree(
+      os.path.join(workdir.stage_dir('abstract'), 'checkpoints'))
+  f = tree['params']['encoder']
+  kernel, bias = np.asarray(f['kernel']), np.asarray(f['bias'])  # [F, D], [D]
+  span = {}
+  for v in learner.variants:
+    per_seed = [balls_eval.latent_span(predict, learner.model_params(v, s), val,
+                                       config.data.history, indices, 32, kernel, bias)
+                for s in range(learner.num_seeds)]
+    span[v] = {k: [x[k] for x in per_seed] for k in ('ball_slots', 'background_slot')}
+  return span
 
 
 def run(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir, *,
@@ -125,8 +147,10 @@ def _train_and_evaluate(config, workdir, log_fn, say):
                                **{f'{v}_frames': r['frames'] for v, r in rollouts.items()},
                                **{f'{v}_masks': r['masks'] for v, r in rollouts.items()})
   fingerprints = learner.fingerprints.tolist()
+  span = latent_span(config, workdir, val, indices, predict, learner)
   result = {'mse': mse, 'fg_ari': {v: [x['fg_ari'] for x in xs] for v, xs in scores.items()},
             'mask_entropy': {v: [x['mask_entropy'] for x in xs] for v, xs in scores.items()},
+            'latent_outside_abstract_span': span,
             'n_eval_windows': int(len(indices)), 'train_steps': nc.num_steps,
             'copy_last_mse': balls_eval.copy_last_frame_mse(val, history, indices),
             'train_seconds': round(seconds, 2), 'fingerprints': fingerprints,

@@ -39,7 +39,12 @@ def run(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir,
   last = 'natural' if 'natural' in results else 'abstract'
   prints = ', '.join(f'{k} {v}' for k, v in workdir.stage_fingerprints(last).items())
   with open(paths['balls.md']) as f:
-    text = f.read() + f'\nFrom {workdir.root}, stage fingerprints: {prints}.\n'
+    text = f.read()
+  span = results.get('natural', {}).get('latent_outside_abstract_span')
+  if span:
+    text += balls_report.span_markdown(span, config.abstract.latent_size,
+                                       2 * config.data.history)
+  text += f'\nFrom {workdir.root}, stage fingerprints: {prints}.\n'
   workdir_lib.atomic_write_text(paths['balls.md'], text)
   history = config.data.history
   if 'abstract' in results:

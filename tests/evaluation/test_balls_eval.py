@@ -34,7 +34,8 @@ def test_evaluate_abstract_counts_every_window_and_rollout_step(config, data):
 
 def test_evaluate_natural_and_rollout(config, data):
   spec = balls_abstract.abstract_spec(config.abstract, config.sim.num_balls)
-  model = balls_natural.make_natural_model(config.natural, spec, config.sim.image_size)
+  model = balls_natural.make_natural_model(config.natural, spec, config.sim.image_size,
+                                          config.sim.displacement_scale)
   key = jax.random.PRNGKey(0)
   params = model.init({'params': key, 'slots': key}, data.frames[:1, :HISTORY])['params']
   predict = balls_natural.make_predict_fn(model)
@@ -75,3 +76,19 @@ def test_constant_velocity_control_is_exact_on_straight_lines(config):
   np.testing.assert_allclose(result['const_velocity_rollout_mse'], 0.0, atol=1e-12)
   np.testing.assert_allclose(result['copy_last_mse_1step'], (0.01 ** 2 + 0.02 ** 2) / 2,
                              rtol=1e-4)
+
+
+def test_outside_span_fraction_is_zero_in_the_span_and_one_orthogonal_to_it():
+  rng = np.random.default_rng(0)
+  kernel, bias = rng.normal(size=(6, 32)), rng.normal(size=32)  # the abstract f: z = h W + b
+  inside = rng.normal(size=(5, 6)) @ kernel + bias  # [5, 32]
+  np.testing.assert_allclose(balls_eval.outside_span_fraction(inside, kernel, bias), 0,
+                             atol=1e-12)
+  basis, _ = np.linalg.qr(kernel.T)
+  direction = rng.normal(size=32)
+  orthogonal = direction - basis @ (basis.T @ direction)
+  np.testing.assert_allclose(
+      balls_eval.outside_span_fraction(bias + orthogonal, kernel, bias), 1.0, rtol=1e-9)
+  # Random directions: about 1 - F/D outside.
+  spread = balls_eval.outside_span_fraction(bias + rng.normal(size=(2000, 32)), kernel, bias)
+  assert abs(spread.mean() - (1 - 6 / 32)) < 0.02

@@ -33,8 +33,8 @@ def _encoder():
 
 
 def _decoder():
-  return broadcast_decoder.BroadcastDecoder(image_size=SIZE, broadcast_size=4, channels=CHANNELS,
-                                            kernel_size=3, num_layers=3)
+  return broadcast_decoder.BroadcastDecoder(image_size=SIZE, channels=CHANNELS, num_layers=2,
+                                            displacement_scale=0.05)
 
 
 def _frames(seed=0, t=T):
@@ -49,6 +49,12 @@ def test_abstract_shape_and_jit_agree():
   out = model.apply(params, history)
   chex.assert_shape(out, (B, N, 2))
   np.testing.assert_allclose(jax.jit(model.apply)(params, history), out, rtol=1e-5, atol=1e-6)
+
+
+def test_history_features_are_positions_and_scaled_steps():
+  history = jnp.array([[[[0.1, 0.2]], [[0.2, 0.2]], [[0.4, 0.1]]]])  # [1, T=3, N=1, 2]
+  features = balls.history_features(history, displacement_scale=0.1)  # [1, 1, 6]
+  np.testing.assert_allclose(features[0, 0], [-0.2, -0.8, 2.0, -1.0, 1.0, 0.0], atol=1e-6)
 
 
 def test_abstract_is_permutation_equivariant_over_balls():
@@ -74,7 +80,10 @@ def test_natural_model_shapes_and_processor_subtree_matches_abstract():
   chex.assert_shape(out['latents'], (B, K, LATENT))
   chex.assert_shape(out['next_latents'], (B, K, LATENT))
   chex.assert_shape(out['attention'], (B, T, K, SIZE * SIZE))
+  chex.assert_shape(out['slot_positions'], (B, T, K, 2))
   assert out['recon'].dtype == jnp.float32
+  # Untrained, every slot is drawn where the encoder found it in the last input frame.
+  np.testing.assert_allclose(out['positions'], out['slot_positions'][:, -1], atol=1e-6)
 
   # An abstract export plugs into the natural model: same tree, same leaf shapes.
   _, abstract_params = _abstract_init(jnp.zeros((B, T, N, 2)))

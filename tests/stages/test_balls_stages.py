@@ -1,6 +1,10 @@
 """Each bouncing-balls stage unit in one process, without Ray, on the `test` config."""
 
+import importlib.util
+import json
 import os
+
+import numpy as np
 
 from configs import balls as balls_configs
 from rmr_dist import config as config_lib
@@ -9,9 +13,10 @@ from rmr_dist.stages import balls_abstract
 from rmr_dist.stages import balls_data
 from rmr_dist.stages import balls_natural
 from rmr_dist.stages import balls_report
+from tests.conftest import REPO
 
 
-def test_stage_units_run_in_one_process(tmp_path):
+def test_stage_units_run_in_one_process(tmp_path, capsys):
   config = config_lib.load_balls_config(balls_configs.get_config('test'))
   paths = workdir_lib.open_workdir(str(tmp_path), config, workdir_lib.BALLS_STAGES)
   data = balls_data.run(config, paths, say=lambda line: None)
@@ -31,7 +36,25 @@ def test_stage_units_run_in_one_process(tmp_path):
   assert any('eval/natural/rmr/seed_0/mse' in s and 'eval/natural/rmr/seed_0/fg_ari' in s
              for s in logged)
   assert balls_natural.run(config, paths) == natural  # Read back, not redone.
+  for parts in natural['latent_outside_abstract_span'].values():
+    assert all(0.0 <= x <= 1.0 for k in ('ball_slots', 'background_slot') for x in parts[k])
 
   written = balls_report.run(config, paths, say=lambda line: None)
   with open(written['balls.md']) as f:
-    assert f'natural {paths.fingerprints["natural"]}' in f.read()
+    text = f.read()
+  assert f'natural {paths.fingerprints["natural"]}' in text
+  assert '| rmr |' in text and 'span of the abstract f' in text
+
+  # The ladder script runs on the same work directory.
+  spec = importlib.util.spec_from_file_location(
+      'balls_ladder', os.path.join(REPO, 'scripts', 'balls_ladder.py'))
+  ladder = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(ladder)
+  ladder.main([f'--workdir={tmp_path}', 'controls', '--windows=4'])
+  ladder.main([f'--workdir={tmp_path}', 'train', '--processor=rmr', '--steps=2',
+               '--eval-every=1', '--windows=4', '--set', 'natural.slot_init=sampled'])
+  lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+           if line.startswith('{')]
+  assert lines[0]['mean_frame_mse'] > 0 and lines[0]['n_windows'] == 4
+  assert [x['step'] for x in lines[1:]] == [0, 1, 2]
+  assert all(np.isfinite(x['mse']) and x['ratio_copy_last'] > 0 for x in lines[1:])
