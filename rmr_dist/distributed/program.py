@@ -31,12 +31,14 @@ from rmr_dist import workdir as workdir_lib
 from rmr_dist.acting import collector as collector_lib
 from rmr_dist.distributed import actors
 from rmr_dist.distributed import learners
+from rmr_dist.distributed import placement
 from rmr_dist.distributed import ray_setup
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import monitor as monitor_lib
 from rmr_dist.replay import splits
 
 STAGES = ('collect', 'abstract', 'natural', 'probe', 'report')
+LEARNER_STAGES = ('abstract', 'natural', 'probe')  # Their units run in learner groups.
 
 
 def check_stages(stages: list[str]) -> list[str]:
@@ -350,8 +352,15 @@ class AtariProgram:
 
   # ---------------------------------------------------------------- driver
   def run(self, stages: list[str]) -> None:
-    """Runs `stages` (validated names) in pipeline order."""
-    for stage in check_stages(stages):
+    """Runs `stages` (validated names) in pipeline order.
+
+    Raises:
+      ConfigError: before any stage runs, if the stages include learner stages
+        (`LEARNER_STAGES`) and the Ray cluster cannot place a learner group.
+    """
+    stages = check_stages(stages)
+    placement.check_before_stages(self.config.ray, stages, LEARNER_STAGES)
+    for stage in stages:
       getattr(self, stage)()
 
   def close(self) -> None:
