@@ -56,6 +56,9 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.replay.chunk_length = 8  # Steps per compressed chunk: cheaper writes vs. bigger samples.
   c.replay.checkpoint = True  # Checkpoint Reverb after collection (later stages restore it).
   c.replay.num_servers = 1  # Reverb servers, replay sharded by game (round-robin; <= games).
+  # Learners read batches from 'reverb' or from the episode 'store' (then no Reverb import;
+  # needs collect.store_all_episodes=True).
+  c.replay.learner_source = 'reverb'
 
   c.abstract = ml_collections.ConfigDict()
   c.abstract.models = ('copy', 'mlp', 'deepsets', 'mpnn')  # Table 2's four models.

@@ -285,7 +285,9 @@ class AtariProgram:
     appended) in the stage's learner group.
 
     A finished unit's result (at `result_path(*item)`) is read back; the group starts only
-    when an unfinished unit comes up and is killed when the stage ends.
+    when an unfinished unit comes up and is killed when the stage ends. With
+    `replay.learner_source='store'` the units read the episode store: no Reverb server is
+    started for them and the address is ''.
     """
     self._require_collect(stage)
     self.paths.record_stage(stage)
@@ -295,7 +297,8 @@ class AtariProgram:
         print(f'{stage}: {label(*item)} ...', flush=True)
         rec = workdir_lib.read_json(result_path(*item))
         if rec is None:
-          rec = group().run(unit, *item, self.address_for(item[0]))
+          store = self.config.replay.learner_source == 'store'
+          rec = group().run(unit, *item, '' if store else self.address_for(item[0]))
         print(f'{stage}: {label(*item)}: {report(rec)}', flush=True)
         records.append(rec)
     return records
