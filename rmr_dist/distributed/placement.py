@@ -5,12 +5,14 @@ node types can fulfill resource request" every half minute). Before a program st
 whose units run in learner groups, `check_learner_resources` compares what one group asks for,
 `ray.learner_hosts` nodes with `ray.learner_num_cpus` CPUs and `ray.learner_num_gpus` GPUs each,
 with the nodes the cluster has plus those its autoscaler may add, and fails at once naming the
-settings and what the cluster has. Inside a learner process that reserved GPUs,
+settings and what the cluster has (on a cluster whose autoscaler does not report its node types
+to Ray, it warns instead: nodes may still join). Inside a learner process that reserved GPUs,
 `check_backend` fails when JAX found no GPU (a CPU-only jaxlib), with the install command.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +29,7 @@ def _describe(resources: Mapping[str, float]) -> str:
 
 
 def learner_shortfall(ray_config: config_lib.RayConfig, nodes: Sequence[Mapping[str, Any]],
-                      node_groups: Sequence[Mapping[str, Any]] = ()) -> str | None:
+                      node_groups: Sequence[Mapping[str, Any]] | None = ()) -> str | None:
   """Why a learner group cannot be placed, or None when it can.
 
   Args:
@@ -35,7 +37,7 @@ def learner_shortfall(ray_config: config_lib.RayConfig, nodes: Sequence[Mapping[
     nodes: the alive nodes, each {'address': str, 'resources': {'CPU': n, 'GPU': n, ...}}
       (totals, not what is free now).
     node_groups: node types the autoscaler may add, each {'name': str, 'resources': {...},
-      'max_count': n (-1: unlimited)}; empty for a local Ray.
+      'max_count': n (-1: unlimited)}; empty for a local Ray, None when unknown.
 
   Returns:
     None if `learner_hosts` distinct nodes (present or addable) each have the CPUs and GPUs one
@@ -48,7 +50,7 @@ def learner_shortfall(ray_config: config_lib.RayConfig, nodes: Sequence[Mapping[
     return resources.get('CPU', 0) >= cpus and resources.get('GPU', 0) >= gpus
 
   can_hold = sum(fits(n['resources']) for n in nodes)
-  for group in node_groups:
+  for group in node_groups or ():
     if fits(group['resources']) and group['max_count']:
       can_hold += hosts if group['max_count'] < 0 else group['max_count']
   if can_hold >= hosts:
@@ -62,8 +64,9 @@ def learner_shortfall(ray_config: config_lib.RayConfig, nodes: Sequence[Mapping[
   if hosts > 1 or not short:
     short.append(f'ray.learner_hosts={hosts}')
   have = '; '.join(f'{n["address"]}: {_describe(n["resources"])}' for n in nodes) or 'none'
-  addable = ', '.join(f'{g["name"]} ({_describe(g["resources"])}, up to {g["max_count"]})'
-                      for g in node_groups) or 'none'
+  addable = ('(unknown)' if node_groups is None else
+             ', '.join(f'{g["name"]} ({_describe(g["resources"])}, up to {g["max_count"]})'
+                       for g in node_groups) or 'none')
   total = {k: sum(n['resources'].get(k, 0) for n in nodes) for k in ('CPU', 'GPU')}
   return (f'{" and ".join(short)}: each learner group needs {hosts} node(s) with at least '
           f'{cpus:g} CPU and {gpus:g} GPU each (ray.learner_num_gpus x ray.learner_hosts = '
@@ -79,15 +82,16 @@ def cluster_nodes() -> list[dict[str, Any]]:
           for n in ray.nodes() if n.get('Alive')]
 
 
-def autoscaler_node_groups() -> list[dict[str, Any]]:
-  """The node types the cluster's autoscaler may start ([] for a local Ray, or if unknown)."""
+def autoscaler_node_groups() -> list[dict[str, Any]] | None:
+  """The node types the cluster's autoscaler may start, as it reported them to Ray's GCS;
+  None when none were reported (an autoscaler that does not report them, or none at all)."""
   try:
     from ray._private import state  # pylint: disable=g-import-not-at-top
     config = state.state.get_cluster_config()
-  except Exception:  # pylint: disable=broad-except  (a private API: treat as "no autoscaler")
-    return []
-  if config is None:
-    return []
+  except Exception:  # pylint: disable=broad-except  (a private API: treat as unknown)
+    return None
+  if config is None or not config.node_group_configs:
+    return None
   return [{'name': g.name, 'resources': dict(g.resources), 'max_count': g.max_count}
           for g in config.node_group_configs]
 
@@ -95,12 +99,22 @@ def autoscaler_node_groups() -> list[dict[str, Any]]:
 def check_learner_resources(ray_config: config_lib.RayConfig) -> None:
   """Fails unless the connected Ray cluster can place a learner group (call after `init_ray`).
 
+  A local Ray (`ray.address=''`) has no autoscaler, so its nodes decide. On a cluster whose
+  autoscaler's node types are unknown here, a shortfall is only warned about (on stderr): an
+  autoscaler may still add the nodes, and Ray then places the group when they join.
+
   Raises:
     ConfigError: `learner_shortfall`'s message.
   """
-  message = learner_shortfall(ray_config, cluster_nodes(), autoscaler_node_groups())
-  if message is not None:
-    raise config_lib.ConfigError(message)
+  groups = autoscaler_node_groups() if ray_config.address else []
+  message = learner_shortfall(ray_config, cluster_nodes(), groups)
+  if message is None:
+    return
+  if groups is None:
+    print(f'placement: warning: {message} The learner groups wait until such nodes join.',
+          file=sys.stderr, flush=True)
+    return
+  raise config_lib.ConfigError(message)
 
 
 def check_before_stages(ray_config: config_lib.RayConfig, stages: Sequence[str],

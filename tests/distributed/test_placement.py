@@ -89,7 +89,7 @@ def test_more_gpus_than_local_ray_has_fails_within_seconds(tmp_path, entry):
 
 
 @pytest.mark.ray
-def test_learner_that_reserved_a_gpu_but_has_cpu_jax_fails(test_config, tmp_path):
+def test_learner_that_reserved_a_gpu_but_has_cpu_jax_fails(test_config, tmp_path, capsys):
   import ray
   from rmr_dist import workdir as workdir_lib
   from rmr_dist.distributed import learners
@@ -102,5 +102,11 @@ def test_learner_that_reserved_a_gpu_but_has_cpu_jax_fails(test_config, tmp_path
   try:
     with pytest.raises(config_lib.ConfigError, match='this learner process reserved GPU'):
       learners.LearnerGroup(config, 'abstract', paths)
+    # The driver's check on the same Ray: 2 GPUs per learner fail a local Ray at once; on a
+    # cluster whose autoscaler reports no node types they are only warned about.
+    with pytest.raises(config_lib.ConfigError, match='ray.learner_num_gpus=2: '):
+      placement.check_learner_resources(_ray(test_config, learner_num_gpus=2.0))
+    placement.check_learner_resources(_ray(test_config, learner_num_gpus=2.0, address='auto'))
+    assert 'placement: warning: ray.learner_num_gpus=2: ' in capsys.readouterr().err
   finally:
     ray.shutdown()
