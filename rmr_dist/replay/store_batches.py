@@ -20,6 +20,7 @@ episode arrays); an abstract source never decompresses frames.
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Iterator
 
@@ -65,19 +66,20 @@ class StoreTransitions:
                                    f'{fraction} ({table}); raise natural.data_fractions.')
     self.kind, self.table = kind, table
     rams, actions, frames, starts, offset = [], [], [], [], 0
+    names = ('ram', 'action') + (('frames',) if kind == table_names.NATURAL else ())
     for e in entries:
-      ep = store.read(game, splits.TRAIN, e['head'], e['episode'])
-      rams.append(ep.ram)  # [T+1, 128]
-      actions.append(np.append(ep.action, 0))  # [T+1]; the last step has no action.
-      if kind == table_names.NATURAL:
-        frames.append(ep.frames)  # [T+1, H, W, 3]
-      starts.append(offset + np.arange(ep.length))  # Steps t that begin a transition.
-      offset += ep.length + 1
+      ep = store.read_arrays(game, splits.TRAIN, e['head'], e['episode'], names)
+      length = len(ep['action'])  # T
+      rams.append(ep['ram'])  # [T+1, 128]
+      actions.append(np.append(ep['action'], 0))  # [T+1]; the last step has no action.
+      if 'frames' in ep:
+        frames.append(ep['frames'])  # [T+1, H, W, 3]
+      starts.append(offset + np.arange(length))  # Steps t that begin a transition.
+      offset += length + 1
     self.ram = np.concatenate(rams)  # [S, 128] uint8 over all steps S of the episodes.
     self.action = np.concatenate(actions).astype(np.int64)  # [S]
     self.frames = np.concatenate(frames) if frames else None  # [S, H, W, 3] uint8
     self.starts = np.concatenate(starts)  # [N] step index of each transition's t.
-    self.episodes = len(entries)
 
   def __len__(self) -> int:
     return len(self.starts)
@@ -118,4 +120,4 @@ def make_store_iterator(root: str, kind: str, game: str, batch_size: int, *,
   """
   data = StoreTransitions(root, kind, game, fraction, seed)
   rng = np.random.default_rng(batch_seed(seed, data.table, process_index))
-  return (data.batch(rng.integers(0, len(data), batch_size)) for _ in iter(int, 1))
+  return (data.batch(rng.integers(0, len(data), batch_size)) for _ in itertools.count())
