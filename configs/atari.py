@@ -1,4 +1,5 @@
-"""Atari RMR configs: `test` (seconds), `local` (default; a 2-core laptop) and `paper` (cluster).
+"""Atari RMR configs: `test` (seconds), `local` (default; a 2-core laptop), `gpu` (one GPU) and
+`paper` (cluster).
 
 Use as `--config=configs/atari.py:VARIANT`; override any field from the command line, e.g.
 `--config.heads.num_heads=8`. `rmr_dist.config.load_atari_config` validates the result.
@@ -12,7 +13,7 @@ PAPER_GAMES = (
     'montezuma_revenge', 'ms_pacman', 'pitfall', 'pong', 'private_eye', 'riverraid', 'skiing',
     'space_invaders', 'tennis', 'venture', 'yars_revenge')
 
-VARIANTS = ('test', 'local', 'paper')
+VARIANTS = ('test', 'local', 'gpu', 'paper')
 
 
 def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
@@ -56,6 +57,9 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.replay.chunk_length = 8  # Steps per compressed chunk: cheaper writes vs. bigger samples.
   c.replay.checkpoint = True  # Checkpoint Reverb after collection (later stages restore it).
   c.replay.num_servers = 1  # Reverb servers, replay sharded by game (round-robin; <= games).
+  # Learners read batches from 'reverb' or from the episode 'store' (then no Reverb import;
+  # needs collect.store_all_episodes=True).
+  c.replay.learner_source = 'reverb'
 
   c.abstract = ml_collections.ConfigDict()
   c.abstract.models = ('copy', 'mlp', 'deepsets', 'mpnn')  # Table 2's four models.
@@ -138,6 +142,28 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.probe.embed_batch_size = 16
     c.probe.max_eval_frames = 100
     c.ray.num_cpus = 2
+  elif variant == 'gpu':
+    # One GPU machine for the learners, sized (not yet timed) for all learner stages in about
+    # 10 minutes: 3 games, 3,000 abstract and 1,000 lockstep natural updates at the paper's
+    # batch and widths. Collect on a CPU machine (`--stages=collect`), copy the work directory,
+    # then run the learner stages on the GPU machine: they read the episode store, so it needs
+    # no Reverb (README, Environment).
+    c.games = ('pong', 'breakout', 'space_invaders')
+    c.collect.store_all_episodes = True
+    c.replay.learner_source = 'store'
+    c.abstract.num_steps = 3_000
+    c.abstract.hidden_size = 64  # Paper.
+    c.abstract.save_every = 1_000
+    c.abstract.log_every = 100
+    c.natural.num_steps = 1_000
+    c.natural.batch_size = 50  # Paper.
+    c.natural.save_every = 500
+    c.natural.log_every = 50
+    c.probe.train_transitions = 10_000
+    c.probe.steps = 500
+    c.probe.max_eval_frames = 0  # Every validation frame.
+    c.ray.learner_num_cpus = 4.0  # Input pipeline and evaluation beside the GPU.
+    c.ray.learner_num_gpus = 1.0
   elif variant == 'paper':
     c.games = PAPER_GAMES
     c.env.max_episode_steps = 27_000  # 108k frames, the standard Atari episode cap.

@@ -149,6 +149,7 @@ class CollectConfig:
 
 
 REPLAY_SERVERS = ('in_process', 'actor')
+LEARNER_SOURCES = ('reverb', 'store')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +171,10 @@ class ReplayConfig:
       on server i mod num_servers; `rmr_dist.replay.tables.server_games`). One server holds
       every table; more spread the insert load past one server's saturation point
       (`python -m rmr_dist.bench scaling`). At most the number of games.
+    learner_source: where the abstract, natural and probe learners read their batches:
+      'reverb' (the tables) or 'store' (the same items from the on-disk episode store,
+      `rmr_dist.replay.store_batches`; needs `collect.store_all_episodes=True`). With 'store'
+      the learners never import Reverb, so they run where it cannot be installed.
   """
   server: str
   port: int
@@ -179,10 +184,13 @@ class ReplayConfig:
   chunk_length: int
   checkpoint: bool
   num_servers: int
+  learner_source: str = 'reverb'
 
   def validate(self, path: str) -> None:
     _require(self.server in REPLAY_SERVERS, f'{path}.server', self.server,
              f'one of {REPLAY_SERVERS}')
+    _require(self.learner_source in LEARNER_SOURCES, f'{path}.learner_source',
+             self.learner_source, f'one of {LEARNER_SOURCES}')
     _require(self.num_servers >= 1, f'{path}.num_servers', self.num_servers, 'an int >= 1')
     _require(0 <= self.port <= 65535, f'{path}.port', self.port, 'an int in [0, 65535]')
     _require(self.abstract_max_size >= 1, f'{path}.abstract_max_size', self.abstract_max_size,
@@ -411,6 +419,12 @@ class AtariConfig:
              'replay is sharded by game')
     for game in self.games:
       check_game(game)
+    if self.replay.learner_source == 'store' and not self.collect.store_all_episodes:
+      raise ConfigError(
+          f"Invalid config value {path}.replay.learner_source='store' with "
+          f'{path}.collect.store_all_episodes=False: the learners would read training episodes '
+          'that the episode store does not keep. Set collect.store_all_episodes=True (it '
+          "changes the collected data: a fresh --workdir), or replay.learner_source='reverb'.")
     if 'rmr' in self.natural.variants:
       _require(self.natural.processor_model in self.abstract.models,
                f'{path}.natural.processor_model', self.natural.processor_model,

@@ -13,6 +13,14 @@ def test_variants_validate(variant):
   assert cfg.games and all(g in config_lib.valid_games() for g in cfg.games)
 
 
+def test_gpu_variants_reserve_a_gpu_and_the_atari_one_reads_the_store():
+  from configs import balls as balls_configs
+  config_lib.load_balls_config(balls_configs.get_config('gpu'))
+  cfg = config_lib.load_atari_config(atari_configs.get_config('gpu'))
+  assert cfg.ray.learner_num_gpus == 1.0 and len(cfg.games) >= 3
+  assert cfg.replay.learner_source == 'store' and cfg.collect.store_all_episodes
+
+
 def test_paper_variant_has_paper_scale():
   cfg = config_lib.load_atari_config(atari_configs.get_config('paper'))
   assert len(cfg.games) == 19
@@ -63,7 +71,7 @@ def test_checkpoint_policy_requires_path():
 
 
 def test_unknown_variant():
-  with pytest.raises(ValueError, match="'tset'.*test, local, paper"):
+  with pytest.raises(ValueError, match="'tset'.*test, local, gpu, paper"):
     atari_configs.get_config('tset')
 
 

@@ -16,6 +16,7 @@ import dataclasses
 import time
 import zlib
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,9 +24,11 @@ from rmr_dist import config as config_lib
 from rmr_dist.acting import heads as heads_lib
 from rmr_dist.acting import policies
 from rmr_dist.envs import atari
-from rmr_dist.replay import adders
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import splits
+
+if TYPE_CHECKING:  # Reverb only for the annotation: the driver imports this without Reverb.
+  from rmr_dist.replay import adders
 
 
 @dataclasses.dataclass(frozen=True, order=True)

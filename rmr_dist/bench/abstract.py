@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import statistics
 import tempfile
 import time
+
+from rmr_dist.bench import output
 
 
 def _matmul_gflops(n: int = 2048, trials: int = 3, min_seconds: float = 0.5) -> float:
@@ -125,7 +126,7 @@ def main(argv: list[str]) -> None:
   update = jax.jit(functools.partial(learning.update, model=model, optimizer=optimizer))
   flops = _flops(update.lower(state, batch).compile())
   matmul = _matmul_gflops()
-  print(json.dumps({'measure': 'matmul_f32', 'gflops_per_s': round(matmul, 1)}), flush=True)
+  output.emit({'measure': 'matmul_f32', 'gflops_per_s': round(matmul, 1)})
 
   def repeat(x):
     while True:
@@ -137,19 +138,19 @@ def main(argv: list[str]) -> None:
     server, address, n = _fill_replay(args.game, 5000, 8)
     source = iterators.make_table_iterator(address, f'abstract_{args.game}', b)
     prefetcher = iterators.Prefetcher(source, transform=jax.device_put, size=2)
-    print(json.dumps({'measure': 'replay_filled', 'items': n}), flush=True)
+    output.emit({'measure': 'replay_filled', 'items': n})
   resident, fed = [], []
   for r in range(args.repeats):  # Alternating, so drift in machine speed hits both alike.
     sps, _ = _time_steps(update, state, repeat(batch), args.steps)
     resident.append(sps)
-    print(json.dumps({'measure': 'update_device_resident', 'repeat': r,
-                      'steps_per_s': round(sps, 3),
-                      'achieved_gflops_per_s': round(sps * flops / 1e9, 1)}), flush=True)
+    output.emit({'measure': 'update_device_resident', 'repeat': r,
+                 'steps_per_s': round(sps, 3),
+                 'achieved_gflops_per_s': round(sps * flops / 1e9, 1)})
     if prefetcher is not None:
       sps, _ = _time_steps(update, state, prefetcher, args.steps)
       fed.append(sps)
-      print(json.dumps({'measure': 'update_from_reverb', 'repeat': r,
-                        'steps_per_s': round(sps, 3)}), flush=True)
+      output.emit({'measure': 'update_from_reverb', 'repeat': r,
+                   'steps_per_s': round(sps, 3)})
   sps_a = statistics.median(resident)
   achieved = sps_a * flops / 1e9
   summary = {'benchmark': 'abstract', 'device': str(jax.devices()[0].platform),
@@ -163,4 +164,4 @@ def main(argv: list[str]) -> None:
     server.stop()
     sps_b = statistics.median(fed)
     summary.update(reverb_steps_per_s=round(sps_b, 3), input_ratio=round(sps_b / sps_a, 3))
-  print(json.dumps(summary), flush=True)
+  output.emit(summary)

@@ -18,11 +18,12 @@ from __future__ import annotations
 import argparse
 import ctypes.util
 import functools
-import json
 import os
 import resource
 import sys
 import time
+
+from rmr_dist.bench import output
 
 
 def _sim(config, seconds: float) -> None:
@@ -68,7 +69,7 @@ def _sim(config, seconds: float) -> None:
                   ratio_numpy_to_mujoco_render=round(fast / slow, 1))
   except (RuntimeError, ImportError) as e:
     result['mujoco_render'] = f'unavailable: {e}'
-  print(json.dumps(result), flush=True)
+  output.emit(result)
 
 
 def _natural(config, steps: int) -> None:
@@ -113,7 +114,7 @@ def _natural(config, steps: int) -> None:
   else:
     peak = (device.memory_stats() or {}).get('peak_bytes_in_use', float('nan'))
   models = len(variants) * nc.num_seeds
-  print(json.dumps({
+  output.emit({
       'benchmark': 'balls_natural', 'device': device.platform, 'device_kind': device.device_kind,
       'models': models, 'batch_size': nc.batch_size, 'image_size': size,
       'num_slots': nc.num_slots, 'encoder_channels': nc.encoder_channels,
@@ -125,7 +126,7 @@ def _natural(config, steps: int) -> None:
       'efficiency': round(flops / seconds / 1e9 / matmul, 3),
       'peak_memory_gib': round(peak / 2 ** 30, 2),
       'finite_loss': bool(np.all(np.isfinite(np.asarray(metrics['loss'])))),
-  }), flush=True)
+  })
 
 
 def main(argv: list[str]) -> None:

@@ -19,11 +19,12 @@ checkpoint size on disk / transitions; both tables share their chunks).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
+
+from rmr_dist.bench import output
 
 
 def _bare(game: str, steps: int, frame_skip: int, sticky: float, seed: int) -> float:
@@ -119,22 +120,21 @@ def main(argv: list[str]) -> None:
   for r in range(args.repeats):
     b = _bare(args.game, args.steps, args.frame_skip, args.sticky, seed=r)
     bare.append(b)
-    print(json.dumps({'measure': 'bare_ale', 'repeat': r, 'steps_per_s': round(b, 1)}),
-          flush=True)
+    output.emit({'measure': 'bare_ale', 'repeat': r, 'steps_per_s': round(b, 1)})
     cs, n = _collector(config, client, args.steps)
     coll.append(cs)
     stored += n
-    print(json.dumps({'measure': 'collector', 'repeat': r, 'steps_per_s': round(cs, 1),
-                      'steps': n}), flush=True)
+    output.emit({'measure': 'collector', 'repeat': r, 'steps_per_s': round(cs, 1),
+                 'steps': n})
     nr, _ = _collector(config, None, args.steps)
     no_replay.append(nr)
-    print(json.dumps({'measure': 'collector_without_replay', 'repeat': r,
-                      'steps_per_s': round(nr, 1)}), flush=True)
+    output.emit({'measure': 'collector_without_replay', 'repeat': r,
+                 'steps_per_s': round(nr, 1)})
   path = client.checkpoint()
   ckpt_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
   server.stop()
   ale_sps, col_sps = statistics.median(bare), statistics.median(coll)
-  print(json.dumps({
+  output.emit({
       'benchmark': 'collect', 'game': args.game, 'frame_skip': args.frame_skip,
       'sticky': args.sticky, 'chunk_length': config.replay.chunk_length,
       'cores': args.cores or len(os.sched_getaffinity(0)),
@@ -145,4 +145,4 @@ def main(argv: list[str]) -> None:
       'stored_transitions': stored,
       'bytes_per_transition': round(ckpt_bytes / stored, 1),
       'raw_bytes_per_transition': 210 * 160 * 3 + 128 + 18,
-  }), flush=True)
+  })

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import resource
 import time
+
+from rmr_dist.bench import output
 
 
 def main(argv: list[str]) -> None:
@@ -63,7 +64,7 @@ def main(argv: list[str]) -> None:
   compiled = update.lower(state, batch).compile()
   flops = abstract_bench._flops(compiled)  # pylint: disable=protected-access
   matmul = abstract_bench._matmul_gflops()  # pylint: disable=protected-access
-  print(json.dumps({'measure': 'matmul_f32', 'gflops_per_s': round(matmul, 1)}), flush=True)
+  output.emit({'measure': 'matmul_f32', 'gflops_per_s': round(matmul, 1)})
   state, _ = update(state, batch)  # Warm-up.
   jax.block_until_ready(state)
   start = time.perf_counter()
@@ -79,7 +80,7 @@ def main(argv: list[str]) -> None:
   else:
     peak = (device.memory_stats() or {}).get('peak_bytes_in_use', float('nan'))
     peak_what = 'device_peak_bytes_in_use'
-  print(json.dumps({
+  output.emit({
       'benchmark': 'natural', 'device': device.platform, 'models': models,
       'variants': list(variants), 'seeds': args.seeds, 'batch_size': b,
       'frame_shape': [args.height, args.width], 'hidden_size': args.hidden_size,
@@ -93,4 +94,4 @@ def main(argv: list[str]) -> None:
       'efficiency': round(flops / seconds / 1e9 / matmul, 3),
       'peak_memory_gib': round(peak / 2 ** 30, 2), 'peak_memory_kind': peak_what,
       'finite_loss': bool(np.all(np.isfinite(np.asarray(metrics['loss'])))),
-  }), flush=True)
+  })

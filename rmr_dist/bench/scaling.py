@@ -23,10 +23,11 @@ Actor start-up (imports) is excluded from every timing.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
+
+from rmr_dist.bench import output
 
 # One agent step's uncompressed data: frame + RAM + one-hot action. A natural item references
 # two frames, but consecutive items share them, so each transition adds one step's data.
@@ -183,7 +184,7 @@ def _reverb_saturation(args, config, ray, actors) -> list[dict]:
         ray.get(refs)
         row = dict(_measure(before, after, num_servers, n), repeat=repeat)
         samples.setdefault((num_servers, n), []).append(row)
-        print(json.dumps(row), flush=True)
+        output.emit(row)
   for w in pool:
     ray.kill(w)
   for server_set in sets.values():
@@ -283,9 +284,9 @@ def main(argv: list[str]) -> None:
     cluster.add_node(num_cpus=args.cpus_per_node, node_ip_address='127.0.0.1')
   ray.init(address=cluster.address)
   nodes = sorted({n['NodeManagerAddress'] for n in ray.nodes() if n['Alive']})
-  print(json.dumps({'measure': 'cluster', 'nodes': len(ray.nodes()), 'addresses': nodes,
-                    'cpus': ray.cluster_resources().get('CPU'),
-                    'machine_cores': os.cpu_count()}), flush=True)
+  output.emit({'measure': 'cluster', 'nodes': len(ray.nodes()), 'addresses': nodes,
+               'cpus': ray.cluster_resources().get('CPU'),
+               'machine_cores': os.cpu_count()})
 
   single = None
   if args.actors:
@@ -305,9 +306,9 @@ def main(argv: list[str]) -> None:
       steps = sum(s.length for r in results for s in r)
       rate = steps / seconds
       single = single or rate / n
-      print(json.dumps({'measure': 'collectors', 'actors': n, 'steps': steps,
-                        'steps_per_s': round(rate, 1), 'per_actor': round(rate / n, 1),
-                        'efficiency': round(rate / (n * single), 3)}), flush=True)
+      output.emit({'measure': 'collectors', 'actors': n, 'steps': steps,
+                   'steps_per_s': round(rate, 1), 'per_actor': round(rate / n, 1),
+                   'efficiency': round(rate / (n * single), 3)})
       for w in workers:
         ray.kill(w)
     replay.stop()
@@ -316,11 +317,11 @@ def main(argv: list[str]) -> None:
   ray.shutdown()
   cluster.shutdown()
   verdicts = _print_tables(rows, args.servers) if rows else []
-  print(json.dumps({
+  output.emit({
       'benchmark': 'scaling', 'nodes': args.nodes, 'cpus': args.nodes * args.cpus_per_node,
       'machine_cores': os.cpu_count(),
       'collector_steps_per_s_1_actor': None if single is None else round(single, 1),
       'reverb_saturation': verdicts,
       'note': 'writers and servers share this machine\'s cores: where the limit is "machine", '
               'the saturation point is this machine\'s, not one Reverb server\'s',
-  }), flush=True)
+  })

@@ -24,9 +24,11 @@ from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.distributed import learners
+from rmr_dist.distributed import placement
 from rmr_dist.distributed import ray_setup
 
 STAGES = ('data', 'abstract', 'natural', 'report')
+LEARNER_STAGES = ('abstract', 'natural')  # Their units run in learner groups.
 
 
 def check_stages(stages: list[str]) -> list[str]:
@@ -135,8 +137,11 @@ class BallsProgram:
 
   # ---------------------------------------------------------------- driver
   def run(self, stages: list[str]) -> None:
-    """Runs `stages` (validated names) in pipeline order."""
-    for stage in check_stages(stages):
+    """Runs `stages` in pipeline order; first, as `AtariProgram.run`, fails (ConfigError) if
+    they include `LEARNER_STAGES` and the Ray cluster cannot place a learner group."""
+    stages = check_stages(stages)
+    placement.check_before_stages(self.config.ray, stages, LEARNER_STAGES)
+    for stage in stages:
       getattr(self, stage)()
 
   def close(self) -> None:

@@ -44,6 +44,7 @@ from ray.util.placement_group import placement_group
 from ray.util.placement_group import remove_placement_group
 
 from rmr_dist import config as config_lib
+from rmr_dist.distributed import placement
 
 ROLES = ('abstract', 'natural', 'probe')
 INHERITED_ENV = ('JAX_PLATFORMS', 'XLA_FLAGS')
@@ -125,8 +126,15 @@ class LearnerWorker:
     return dict(self.devices(), psum_of_ones=float(np.asarray(total)[0]))
 
   def devices(self) -> dict[str, Any]:
-    """What JAX sees here: backend, process index / count, local and global devices."""
+    """What JAX sees here: backend, process index / count, local and global devices.
+
+    Raises:
+      ConfigError: this process reserved GPUs but JAX's backend is not 'gpu'
+        (`placement.check_backend`: the message gives the CUDA install command).
+    """
     import jax  # pylint: disable=g-import-not-at-top
+    placement.check_backend(self._config.ray.learner_num_gpus, jax.default_backend(),
+                            [str(g) for g in ray.get_gpu_ids()])
     return {'backend': jax.default_backend(), 'process_index': jax.process_index(),
             'process_count': jax.process_count(),
             'local_devices': [str(d) for d in jax.local_devices()],

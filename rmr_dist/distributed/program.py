@@ -31,12 +31,14 @@ from rmr_dist import workdir as workdir_lib
 from rmr_dist.acting import collector as collector_lib
 from rmr_dist.distributed import actors
 from rmr_dist.distributed import learners
+from rmr_dist.distributed import placement
 from rmr_dist.distributed import ray_setup
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import monitor as monitor_lib
 from rmr_dist.replay import splits
 
 STAGES = ('collect', 'abstract', 'natural', 'probe', 'report')
+LEARNER_STAGES = ('abstract', 'natural', 'probe')  # Their units run in learner groups.
 
 
 def check_stages(stages: list[str]) -> list[str]:
@@ -283,7 +285,9 @@ class AtariProgram:
     appended) in the stage's learner group.
 
     A finished unit's result (at `result_path(*item)`) is read back; the group starts only
-    when an unfinished unit comes up and is killed when the stage ends.
+    when an unfinished unit comes up and is killed when the stage ends. With
+    `replay.learner_source='store'` the units read the episode store: no Reverb server is
+    started for them and the address is ''.
     """
     self._require_collect(stage)
     self.paths.record_stage(stage)
@@ -293,7 +297,8 @@ class AtariProgram:
         print(f'{stage}: {label(*item)} ...', flush=True)
         rec = workdir_lib.read_json(result_path(*item))
         if rec is None:
-          rec = group().run(unit, *item, self.address_for(item[0]))
+          store = self.config.replay.learner_source == 'store'
+          rec = group().run(unit, *item, '' if store else self.address_for(item[0]))
         print(f'{stage}: {label(*item)}: {report(rec)}', flush=True)
         records.append(rec)
     return records
@@ -350,8 +355,15 @@ class AtariProgram:
 
   # ---------------------------------------------------------------- driver
   def run(self, stages: list[str]) -> None:
-    """Runs `stages` (validated names) in pipeline order."""
-    for stage in check_stages(stages):
+    """Runs `stages` (validated names) in pipeline order.
+
+    Raises:
+      ConfigError: before any stage runs, if the stages include learner stages
+        (`LEARNER_STAGES`) and the Ray cluster cannot place a learner group.
+    """
+    stages = check_stages(stages)
+    placement.check_before_stages(self.config.ray, stages, LEARNER_STAGES)
+    for stage in stages:
       getattr(self, stage)()
 
   def close(self) -> None:

@@ -96,13 +96,19 @@ class EpisodeStore:
 
   def read(self, game: str, split: str, head: int, episode: int) -> Episode:
     """Loads one episode; raises FileNotFoundError naming it if it is not in the store."""
+    return Episode(**self.read_arrays(game, split, head, episode,
+                                      ('ram', 'action', 'reward', 'frames')))
+
+  def read_arrays(self, game: str, split: str, head: int, episode: int,
+                  names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Loads only the arrays `names` (of ram, action, reward, frames) of one episode: the
+    others are not decompressed. Raises FileNotFoundError naming it if it is not in the store."""
     stem = self._stem(game, split, head, episode)
     if not os.path.exists(stem + '.json'):
       raise FileNotFoundError(f'No episode game={game} split={split} head={head} '
                               f'episode={episode} in store {self.root}')
     with np.load(stem + '.npz') as data:
-      return Episode(ram=data['ram'], action=data['action'], reward=data['reward'],
-                     frames=data['frames'])
+      return {name: data[name] for name in names}
 
   def write_index(self) -> str:
     """Rebuilds `index.json` from the per-episode entries; returns its path."""

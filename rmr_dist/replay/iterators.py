@@ -1,7 +1,9 @@
-"""Batches from Reverb for the learners, prefetched so the devices stay busy.
+"""Batches for the learners, from Reverb or the episode store, prefetched so the devices stay busy.
 
 `make_table_iterator` samples whole items from a table through Reverb's `TrajectoryDataset`
-(its batched, parallel tf.data path) and yields dicts of numpy arrays `[B, ...]`. `Prefetcher`
+(its batched, parallel tf.data path) and yields dicts of numpy arrays `[B, ...]`.
+`make_learner_source` picks that or the same items from the episode store
+(`store_batches`, no Reverb import) by `replay.learner_source`. `Prefetcher`
 runs any such iterator in a background thread, applies a transform there (e.g. sharding over
 devices and `jax.device_put`), and keeps `size` ready batches queued; an exception in the thread
 is re-raised to the consumer.
@@ -13,6 +15,10 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from rmr_dist import config as config_lib
+from rmr_dist.replay import store_batches
+from rmr_dist.replay import table_names
 
 
 def make_table_iterator(address: str, table: str, batch_size: int) -> Iterator[dict[str, Any]]:
@@ -30,6 +36,33 @@ def make_table_iterator(address: str, table: str, batch_size: int) -> Iterator[d
   dataset = dataset.map(lambda sample: sample.data, num_parallel_calls=tf.data.AUTOTUNE)
   dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(2)
   return dataset.as_numpy_iterator()
+
+
+def make_learner_source(config: config_lib.AtariConfig, episodes_dir: str, replay_address: str,
+                        kind: str, game: str, batch_size: int, *, fraction: float = 1.0,
+                        process_index: int = 0) -> Iterator[dict[str, Any]]:
+  """Uniform i.i.d. batches of the `kind` table of `game` from `config.replay.learner_source`.
+
+  Args:
+    config: the program config (replay.learner_source, seed).
+    episodes_dir: the episode store ('store').
+    replay_address: 'host:port' of the Reverb server holding the table ('reverb').
+    kind: 'abstract' or 'natural'.
+    game: the game.
+    batch_size: items per batch (this process's share).
+    fraction: the natural table's data fraction.
+    process_index: this learner process (seeds the store's sampling).
+
+  Returns:
+    An iterator of dicts of [batch_size, ...] numpy arrays, the same keys, shapes and dtypes
+    from either source (`rmr_dist.replay.tables` lists them).
+  """
+  if config.replay.learner_source == 'store':
+    return store_batches.make_store_iterator(episodes_dir, kind, game, batch_size,
+                                             fraction=fraction, seed=config.seed,
+                                             process_index=process_index)
+  return make_table_iterator(replay_address, table_names.table_name(kind, game, fraction),
+                             batch_size)
 
 
 _DONE = object()

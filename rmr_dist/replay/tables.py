@@ -11,7 +11,8 @@ Items (one per environment transition t -> t+1):
                    frame_tp1 [H, W, 3] uint8, ram_t [128] uint8 (probe label only)
 
 Both tables reference the same chunks, so each frame and RAM array is stored once on the server
-(compressed) however many items point at it.
+(compressed) however many items point at it. Table names and the game -> server assignment live in
+`rmr_dist.replay.table_names` (no Reverb import), re-exported here.
 
 Table choices, and why:
   * Sampler `Uniform`: the learners fit one-step transition models on a fixed dataset of episodes
@@ -37,42 +38,13 @@ import tree
 import tensorflow as tf
 
 from rmr_dist.envs import atari
+from rmr_dist.replay import table_names
 
-ABSTRACT = 'abstract'
-NATURAL = 'natural'
-
-
-def table_name(kind: str, game: str, fraction: float = 1.0) -> str:
-  """Name of the `kind` ('abstract' | 'natural') table of `game` (natural: of a data fraction)."""
-  if kind not in (ABSTRACT, NATURAL):
-    raise ValueError(f'Unknown table kind {kind!r}; valid: {ABSTRACT!r}, {NATURAL!r}')
-  if fraction >= 1.0:
-    return f'{kind}_{game}'
-  if kind != NATURAL or not 0.0 < fraction:
-    raise ValueError(f'Only natural tables have data fractions in (0, 1); got {kind} {fraction}')
-  return f'{kind}_{game}_f{round(100 * fraction):d}'
-
-
-def server_games(games: Sequence[str], num_servers: int) -> list[tuple[str, ...]]:
-  """Which games' tables each of `num_servers` Reverb servers holds (replay sharded by game).
-
-  Game i of `games` goes to server i mod num_servers (round-robin: a stable assignment that a
-  collector, a learner and a restarted run all compute alike from the config; every table of
-  a game, its data fractions included, lives on that one server, so its items' shared chunks
-  stay together).
-
-  Args:
-    games: the config's games, in order.
-    num_servers: servers, 1 <= num_servers <= len(games).
-
-  Returns:
-    [num_servers] tuples of games; server s holds `games[s::num_servers]`.
-  """
-  if not 1 <= num_servers <= len(games):
-    raise ValueError(f'num_servers={num_servers} must be in [1, {len(games)}] (the number of '
-                     'games): replay is sharded by game')
-  return [tuple(games[s::num_servers]) for s in range(num_servers)]
-
+# Re-exported: callers that build or write the tables name them through this module.
+ABSTRACT = table_names.ABSTRACT
+NATURAL = table_names.NATURAL
+table_name = table_names.table_name
+server_games = table_names.server_games
 
 def abstract_signature() -> dict[str, tf.TensorSpec]:
   """TensorSpecs of an abstract item."""

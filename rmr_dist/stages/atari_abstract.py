@@ -28,7 +28,7 @@ from rmr_dist.learning import abstract as abstract_learning
 from rmr_dist.networks import processors
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import iterators
-from rmr_dist.replay import tables
+from rmr_dist.replay import table_names
 
 LogFn = Callable[[dict[str, float], int], None]
 
@@ -41,12 +41,13 @@ def model_spec(config: config_lib.AbstractConfig, model: str) -> processors.Mode
       mlp_hidden_size=config.mlp_hidden_size, slot_embedding=config.slot_embedding)
 
 
-def make_iterator(config: config_lib.AtariConfig, game: str,
+def make_iterator(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
                   replay_address: str) -> iterators.Prefetcher:
-  """This process's share of every batch of the game's abstract table, prefetched."""
-  source = iterators.make_table_iterator(
-      replay_address, tables.table_name(tables.ABSTRACT, game),
-      config.abstract.batch_size // jax.process_count())
+  """This process's share of every batch of the game's abstract table (from Reverb or the
+  episode store, `replay.learner_source`), prefetched."""
+  source = iterators.make_learner_source(
+      config, workdir.episodes, replay_address, table_names.ABSTRACT, game,
+      config.abstract.batch_size // jax.process_count(), process_index=jax.process_index())
   return iterators.Prefetcher(source, size=config.abstract.prefetch)
 
 
@@ -79,7 +80,8 @@ def run(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
     workdir: the run's work directory.
     game: the game.
     model: 'copy', 'mlp', 'deepsets' or 'mpnn'.
-    replay_address: Reverb server holding `abstract_<game>`.
+    replay_address: Reverb server holding `abstract_<game>` (unused with
+      replay.learner_source='store').
     log_fn: receives (scalars, step) for TensorBoard.
     say: prints a status line.
 
@@ -102,7 +104,7 @@ def _train_and_evaluate(config, workdir, game, model, replay_address, log_fn, sa
   start = time.perf_counter()
   net, params, steps, resumed_from = None, None, 0, None
   if model != 'copy':
-    iterator = make_iterator(config, game, replay_address)
+    iterator = make_iterator(config, workdir, game, replay_address)
     try:
       learner = make_learner(config, model, iterator, os.path.join(out_dir, 'checkpoints'),
                              logging_lib.with_prefix(log_fn, f'abstract/{game}/{model}/'))

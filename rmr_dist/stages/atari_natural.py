@@ -21,7 +21,7 @@ from rmr_dist import logging as logging_lib
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.learning import natural as natural_learning
 from rmr_dist.replay import iterators
-from rmr_dist.replay import tables
+from rmr_dist.replay import table_names
 
 LogFn = Callable[[dict[str, float], int], None]
 
@@ -32,12 +32,14 @@ def processor_export(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDi
   return workdir.processor_export(game, config.natural.processor_model)
 
 
-def make_iterator(config: config_lib.AtariConfig, game: str, fraction: float,
-                  replay_address: str) -> iterators.Prefetcher:
-  """This process's share of every batch of the fraction's natural table (without RAM)."""
-  source = iterators.make_table_iterator(
-      replay_address, tables.table_name(tables.NATURAL, game, fraction),
-      config.natural.batch_size // jax.process_count())
+def make_iterator(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
+                  fraction: float, replay_address: str) -> iterators.Prefetcher:
+  """This process's share of every batch of the fraction's natural table (without RAM), from
+  Reverb or the episode store (`replay.learner_source`)."""
+  source = iterators.make_learner_source(
+      config, workdir.episodes, replay_address, table_names.NATURAL, game,
+      config.natural.batch_size // jax.process_count(), fraction=fraction,
+      process_index=jax.process_index())
   return iterators.Prefetcher(
       ({k: v for k, v in batch.items() if k != 'ram_t'} for batch in source),
       size=config.natural.prefetch)
@@ -81,7 +83,7 @@ def _train(config, workdir, game, fraction, replay_address, log_fn, say):
                                          nc.export_timeout_s,
                                          poll_s=min(5.0, nc.export_timeout_s), log=say)
   label = f'natural {game} f{round(100 * fraction):d}'
-  iterator = make_iterator(config, game, fraction, replay_address)
+  iterator = make_iterator(config, workdir, game, fraction, replay_address)
   start = time.perf_counter()
   try:
     learner = make_learner(

@@ -23,21 +23,22 @@ from rmr_dist.networks import natural as natural_net
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import iterators
 from rmr_dist.replay import splits
-from rmr_dist.replay import tables
+from rmr_dist.replay import table_names
 
 LogFn = Callable[[dict[str, float], int], None]
 
 
 def make_train_data(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
                     replay_address: str) -> tuple[np.ndarray, np.ndarray]:
-  """The game's fixed probe training set: (frames [N,H,W,3], ram [N,128]) from train episodes."""
+  """The game's fixed probe training set: (frames [N,H,W,3], ram [N,128]) from train episodes
+  (sampled from the natural table, or its items in the episode store: `replay.learner_source`)."""
   path = workdir.probe_data(game)
   if os.path.exists(path):
     with np.load(path) as data:
       return data['frames'], data['ram']
   n = config.probe.train_transitions
-  source = iterators.make_table_iterator(
-      replay_address, tables.table_name(tables.NATURAL, game), min(n, 64))
+  source = iterators.make_learner_source(config, workdir.episodes, replay_address,
+                                         table_names.NATURAL, game, min(n, 64))
   frames, ram, have = [], [], 0
   while have < n:
     b = next(source)

@@ -1,0 +1,123 @@
+"""Learner batches from the on-disk episode store, in the Reverb iterator's format, without Reverb.
+
+With `replay.learner_source='store'` (and `collect.store_all_episodes=True`, so the training
+episodes are in the store too) the learner stages read their batches here instead of from the
+Reverb tables. A batch is what `iterators.make_table_iterator` yields for the same table:
+
+  abstract: ram_t [B,128] uint8, action [B,18] uint8 one-hot, ram_tp1 [B,128] uint8
+  natural:  frame_t [B,H,W,3] uint8, action [B,18] uint8 one-hot, frame_tp1 [B,H,W,3] uint8,
+            ram_t [B,128] uint8
+
+over the same items: every transition t -> t+1 of the game's training episodes, for a natural
+data fraction f < 1 only those of the episodes in the fraction (`splits.in_fraction`, the rule the
+collectors use to fill `natural_<game>_f<pct>`). Sampling is the tables' too: uniform, i.i.d.,
+with replacement. Unlike Reverb's sampling it is seeded. One difference: a Reverb table holds at
+most `replay.*_max_size` items (the oldest leave first); the store keeps every episode.
+
+The episodes are read once into memory (one copy of each frame: the transitions index into the
+episode arrays); an abstract source never decompresses frames.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from collections.abc import Iterator
+
+import numpy as np
+
+from rmr_dist import config as config_lib
+from rmr_dist.envs import atari
+from rmr_dist.replay import episode_store
+from rmr_dist.replay import splits
+from rmr_dist.replay import table_names
+
+_ONE_HOT = np.eye(atari.NUM_ACTIONS, dtype=np.uint8)  # Row a is the one-hot of action a.
+
+
+class StoreTransitions:
+  """Every training transition of one table's episodes, held as whole-episode arrays.
+
+  Args:
+    root: the episode store's directory (`WorkDir.episodes`).
+    kind: 'abstract' or 'natural' (natural also loads frames).
+    game: the game.
+    fraction: the natural table's data fraction (1.0: every training episode).
+    seed: the config's root seed (ranks episodes for data fractions).
+
+  Raises:
+    ConfigError: the store holds no training episode of `game` (collected without
+      `collect.store_all_episodes=True`).
+  """
+
+  def __init__(self, root: str, kind: str, game: str, fraction: float = 1.0, seed: int = 0):
+    table = table_names.table_name(kind, game, fraction)  # Validates kind and fraction.
+    store = episode_store.EpisodeStore(root)
+    train = store.entries(game, splits.TRAIN)
+    entries = [e for e in train
+               if splits.in_fraction(seed, game, e['head'], e['episode'], fraction)]
+    if not train:
+      raise config_lib.ConfigError(
+          f'replay.learner_source=store: the episode store {store.root} holds no training '
+          f'episodes of {game!r}; collect with collect.store_all_episodes=True (a fresh '
+          '--workdir), or use replay.learner_source=reverb.')
+    if not entries:
+      raise config_lib.ConfigError(f'No training episode of {game!r} falls in data fraction '
+                                   f'{fraction} ({table}); raise natural.data_fractions.')
+    self.kind, self.table = kind, table
+    rams, actions, frames, starts, offset = [], [], [], [], 0
+    names = ('ram', 'action') + (('frames',) if kind == table_names.NATURAL else ())
+    for e in entries:
+      ep = store.read_arrays(game, splits.TRAIN, e['head'], e['episode'], names)
+      length = len(ep['action'])  # T
+      rams.append(ep['ram'])  # [T+1, 128]
+      actions.append(np.append(ep['action'], 0))  # [T+1]; the last step has no action.
+      if 'frames' in ep:
+        frames.append(ep['frames'])  # [T+1, H, W, 3]
+      starts.append(offset + np.arange(length))  # Steps t that begin a transition.
+      offset += length + 1
+    self.ram = np.concatenate(rams)  # [S, 128] uint8 over all steps S of the episodes.
+    self.action = np.concatenate(actions).astype(np.int64)  # [S]
+    self.frames = np.concatenate(frames) if frames else None  # [S, H, W, 3] uint8
+    self.starts = np.concatenate(starts)  # [N] step index of each transition's t.
+
+  def __len__(self) -> int:
+    return len(self.starts)
+
+  def batch(self, index: np.ndarray) -> dict[str, np.ndarray]:
+    """The items of transitions `index` [B] (positions in 0..len-1), as Reverb yields them."""
+    t = self.starts[index]  # [B]
+    out = {'ram_t': self.ram[t], 'action': _ONE_HOT[self.action[t]]}
+    if self.kind == table_names.ABSTRACT:
+      out['ram_tp1'] = self.ram[t + 1]
+    else:
+      out['frame_t'], out['frame_tp1'] = self.frames[t], self.frames[t + 1]
+    return out
+
+
+def batch_seed(seed: int, table: str, process_index: int = 0) -> np.random.SeedSequence:
+  """The sampling seed of one learner process reading `table`."""
+  return np.random.SeedSequence([seed, zlib.crc32(table.encode()), process_index, 0x5704E])
+
+
+def make_store_iterator(root: str, kind: str, game: str, batch_size: int, *,
+                        fraction: float = 1.0, seed: int = 0,
+                        process_index: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  """Endless uniform i.i.d. batches (with replacement) of one table's items from the store.
+
+  Args:
+    root: the episode store's directory.
+    kind: 'abstract' or 'natural'.
+    game: the game.
+    batch_size: items per batch (B).
+    fraction: natural data fraction (1.0: all training episodes).
+    seed: the config's root seed.
+    process_index: this learner process (hosts of a group draw different batches).
+
+  Returns:
+    An iterator of dicts of [B, ...] numpy arrays (see the module docstring). The episodes are
+    read (and a store without them fails) here, not at the first batch.
+  """
+  data = StoreTransitions(root, kind, game, fraction, seed)
+  rng = np.random.default_rng(batch_seed(seed, data.table, process_index))
+  return (data.batch(rng.integers(0, len(data), batch_size)) for _ in itertools.count())

@@ -1,0 +1,112 @@
+"""Fail-fast placement: learner groups that no node can hold, and GPU learners without a GPU JAX."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rmr_dist import config as config_lib
+from rmr_dist.distributed import placement
+from tests.conftest import REPO
+
+CPU_NODE = {'address': '127.0.0.1', 'resources': {'CPU': 2.0}}
+GPU_NODE = {'address': '10.0.0.9', 'resources': {'CPU': 32.0, 'GPU': 4.0}}
+
+
+def _ray(test_config, **fields):
+  return dataclasses.replace(test_config.ray, **fields)
+
+
+def test_shortfall_names_the_settings_and_what_the_cluster_has(test_config):
+  assert placement.learner_shortfall(_ray(test_config), [CPU_NODE]) is None
+  message = placement.learner_shortfall(_ray(test_config, learner_num_gpus=1.0), [CPU_NODE])
+  assert message.startswith('ray.learner_num_gpus=1: ')
+  assert '127.0.0.1: 2 CPU, 0 GPU' in message and 'can add: none' in message
+  assert placement.GPU_INSTALL in message
+  cpus = placement.learner_shortfall(_ray(test_config, learner_num_cpus=4.0), [CPU_NODE])
+  assert cpus.startswith('ray.learner_num_cpus=4 (local Ray: ray.num_cpus=2)')
+  # Two hosts need two distinct nodes: one GPU node is not enough, two are.
+  two = _ray(test_config, learner_num_gpus=4.0, learner_hosts=2, address='auto')
+  assert 'ray.learner_hosts=2' in placement.learner_shortfall(two, [CPU_NODE, GPU_NODE])
+  assert placement.learner_shortfall(two, [GPU_NODE, dict(GPU_NODE, address='x')]) is None
+
+
+def test_nodes_the_autoscaler_can_add_count(test_config):
+  rc = _ray(test_config, learner_num_gpus=4.0, learner_num_cpus=8.0, address='auto')
+  group = {'name': 'learner', 'resources': {'CPU': 32.0, 'GPU': 4.0}, 'max_count': 2}
+  assert placement.learner_shortfall(rc, [CPU_NODE], [group]) is None
+  assert placement.learner_shortfall(rc, [CPU_NODE], [dict(group, max_count=-1)]) is None
+  small = dict(group, resources={'CPU': 8.0, 'GPU': 1.0})
+  assert 'learner (8 CPU, 1 GPU, up to 2)' in placement.learner_shortfall(rc, [CPU_NODE], [small])
+
+
+def test_a_gpu_learner_on_a_cpu_backend_fails_with_the_install_command():
+  placement.check_backend(0.0, 'cpu', [])
+  placement.check_backend(1.0, 'gpu', ['0'])
+  with pytest.raises(config_lib.ConfigError) as e:
+    placement.check_backend(1.0, 'cpu', ['0'])
+  assert "ray.learner_num_gpus=1: this learner process reserved GPU(s) ['0']" in str(e.value)
+  assert "JAX runs on 'cpu'" in str(e.value) and placement.GPU_INSTALL in str(e.value)
+
+
+# configs/balls.py leaves the ray.learner_* fields to their defaults (so no command-line
+# override of them): its `test` config with one GPU per learner, as a config file.
+BALLS_ONE_GPU = f"""
+import sys
+sys.path.insert(0, {REPO!r})
+from configs import balls
+
+
+def get_config(variant='test'):
+  c = balls.get_config(variant)
+  c.ray.learner_num_gpus = 1.0
+  return c
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize('entry', ['atari.py', 'balls.py'])
+def test_more_gpus_than_local_ray_has_fails_within_seconds(tmp_path, entry):
+  if entry == 'atari.py':
+    args = ['--config=configs/atari.py:test', '--config.ray.learner_num_gpus=1']
+  else:
+    (tmp_path / 'balls_gpu.py').write_text(BALLS_ONE_GPU)
+    args = [f'--config={tmp_path}/balls_gpu.py:test']
+  env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER='0')
+  start = time.perf_counter()
+  proc = subprocess.run([sys.executable, os.path.join(REPO, entry), *args,
+                         f'--workdir={tmp_path}/w'],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  elapsed = time.perf_counter() - start
+  assert proc.returncode != 0
+  assert f'{entry}: error: ray.learner_num_gpus=1: ' in proc.stderr, proc.stderr[-2000:]
+  assert '127.0.0.1: 2 CPU, 0 GPU' in proc.stderr and 'Traceback' not in proc.stderr
+  assert 'collect:' not in proc.stdout and 'data:' not in proc.stdout  # Before any stage.
+  assert elapsed < 60
+
+
+@pytest.mark.ray
+def test_learner_that_reserved_a_gpu_but_has_cpu_jax_fails(test_config, tmp_path, capsys):
+  import ray
+  from rmr_dist import workdir as workdir_lib
+  from rmr_dist.distributed import learners
+  config = dataclasses.replace(test_config, ray=_ray(test_config, learner_num_gpus=1.0))
+  paths = workdir_lib.open_workdir(str(tmp_path), config, workdir_lib.ATARI_STAGES)
+  # A local Ray that advertises one GPU it does not have: Ray hands it to the learner process,
+  # whose JAX (JAX_PLATFORMS=cpu, CPU jaxlib) has no GPU backend.
+  ray.init(address='local', num_cpus=2, num_gpus=1, include_dashboard=False,
+           _node_ip_address='127.0.0.1')
+  try:
+    with pytest.raises(config_lib.ConfigError, match='this learner process reserved GPU'):
+      learners.LearnerGroup(config, 'abstract', paths)
+    # The driver's check on the same Ray: 2 GPUs per learner fail a local Ray at once; on a
+    # cluster whose autoscaler reports no node types they are only warned about.
+    with pytest.raises(config_lib.ConfigError, match='ray.learner_num_gpus=2: '):
+      placement.check_learner_resources(_ray(test_config, learner_num_gpus=2.0))
+    placement.check_learner_resources(_ray(test_config, learner_num_gpus=2.0, address='auto'))
+    assert 'placement: warning: ray.learner_num_gpus=2: ' in capsys.readouterr().err
+  finally:
+    ray.shutdown()

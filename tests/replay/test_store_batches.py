@@ -1,0 +1,83 @@
+"""Store batches against the Reverb tables they stand in for: one `test`-config collection writes
+both (a real in-process Reverb server, `collect.store_all_episodes=True`); the store iterator
+must give the Reverb iterator's keys, shapes and dtypes over the same items, data fractions
+included."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import reverb
+
+from rmr_dist import config as config_lib
+from rmr_dist.acting import collector as collector_lib
+from rmr_dist.replay import adders
+from rmr_dist.replay import episode_store
+from rmr_dist.replay import iterators
+from rmr_dist.replay import store_batches
+from rmr_dist.replay import tables
+
+
+@pytest.fixture(scope='module')
+def collected(tmp_path_factory):
+  from configs import atari as atari_configs
+  config = config_lib.load_atari_config(atari_configs.get_config('test'))
+  config = dataclasses.replace(
+      config, collect=dataclasses.replace(config.collect, store_all_episodes=True))
+  root = str(tmp_path_factory.mktemp('store_batches'))
+  server = tables.make_server(tables.make_tables(
+      config.games, (config.env.frame_height, config.env.frame_width),
+      abstract_max_size=1_000, natural_max_size=1_000, min_size_to_sample=1,
+      natural_fractions=config.natural.data_fractions))
+  address = f'127.0.0.1:{server.port}'
+  collector = collector_lib.Collector(config, episode_store.EpisodeStore(root),
+                                      adders.TransitionAdder(reverb.Client(address),
+                                                             max_episode_steps=40))
+  collector.run(collector_lib.make_work_units(config.games, config.heads.num_heads,
+                                              config.heads.episodes_per_head))
+  yield config, root, address
+  server.stop()
+
+
+def _items(batch, keys):
+  """The set of items of a batch, each a tuple of its arrays' bytes in `keys` order."""
+  return {tuple(batch[k][i].tobytes() for k in keys) for i in range(len(batch[keys[0]]))}
+
+
+@pytest.mark.parametrize('kind,fraction', [('abstract', 1.0), ('natural', 1.0),
+                                           ('natural', 0.5)])
+def test_store_batches_are_the_reverb_tables_items_in_their_format(collected, kind, fraction):
+  config, root, address = collected
+  table = tables.table_name(kind, 'pong', fraction)
+  size = reverb.Client(address).server_info()[table].current_size
+  data = store_batches.StoreTransitions(root, kind, 'pong', fraction, config.seed)
+  assert len(data) == size > 0  # The same items: every transition of the table's episodes.
+  from_reverb = next(iterators.make_table_iterator(address, table, 8))
+  store_config = dataclasses.replace(
+      config, replay=dataclasses.replace(config.replay, learner_source='store'))
+  from_store = next(iterators.make_learner_source(store_config, root, '', kind, 'pong', 8,
+                                                  fraction=fraction))
+  assert ({k: (v.shape, v.dtype) for k, v in from_store.items()} ==
+          {k: (v.shape, v.dtype) for k, v in from_reverb.items()})
+  keys = sorted(from_reverb)
+  everything = _items(data.batch(np.arange(len(data))), keys)
+  assert len(everything) <= size and _items(from_reverb, keys) <= everything
+  assert all(from_store['action'].sum(axis=1) == 1)  # One-hot, as the adder writes.
+
+
+def test_store_sampling_is_uniform_with_replacement_and_seeded(collected):
+  config, root, _ = collected
+  draw = lambda **kw: next(store_batches.make_store_iterator(root, 'abstract', 'pong', 4096,
+                                                             seed=config.seed, **kw))
+  a, b, other = draw(), draw(), draw(process_index=1)
+  assert all(np.array_equal(a[k], b[k]) for k in a)  # Seeded: the same draws again.
+  assert not np.array_equal(a['ram_t'], other['ram_t'])  # Each learner host its own.
+  data = store_batches.StoreTransitions(root, 'abstract', 'pong')
+  rng = np.random.default_rng(store_batches.batch_seed(config.seed, data.table))
+  counts = np.bincount(rng.integers(0, len(data), 4096), minlength=len(data))
+  assert counts.min() > 0 and counts.max() < 4 * 4096 / len(data)  # Every item, evenly.
+
+
+def test_a_store_without_training_episodes_fails_naming_the_setting(tmp_path):
+  with pytest.raises(config_lib.ConfigError, match='collect.store_all_episodes=True'):
+    store_batches.make_store_iterator(str(tmp_path), 'abstract', 'pong', 4)
