@@ -19,7 +19,7 @@ class BroadcastDecoder(nn.Module):
     p      = a + displacement_scale * Dense_2(z)          the slot's drawn position
     h(u)   = ReLU(Dense(z) + Dense(position_scale * (u - p)))   at every pixel centre u
     h(u)   = ReLU(Dense(h(u))), ``num_layers`` times            (a per-pixel MLP, 1x1)
-    rgb(u) = Dense_3(h(u)),  logit(u) = Dense_1(h(u)) (no bias)
+    rgb(u) = Dense_3(h(u)),  logit(u) = Dense_1(h(u)) - |position_scale * (u - p)|^2 / 2
 
   masks are softmaxed across slots, ``recon = sum_k mask_k * rgb_k`` in [-1, 1] scale,
   returned mapped to [0, 1].
@@ -31,6 +31,10 @@ class BroadcastDecoder(nn.Module):
   mean-frame solution. In coordinates relative to the slot's position, scaled to about a ball
   radius per unit, drawing a ball is the same small function wherever the ball is, and where
   it is drawn is an explicit output ``p`` whose gradient reaches the encoder's attention.
+  The fixed Gaussian term in the mask logits (no parameter) makes every slot's mask start as a
+  soft disc around its position: with masks uniform and every slot drawing the same mean
+  colour, no slot's drawing matters to the loss: a saddle at the mean frame where models
+  lingered for hundreds of updates (README, "Bouncing balls", has the measurements).
   ``p`` is the anchor (in the balls model, the slot's position in the last input frame) plus
   a scaled displacement read linearly from z, as the abstract model's g reads the next
   position from its latent (``balls.BallsAbstractModel``); the Dense_2 starts at zero, so an
@@ -75,8 +79,11 @@ class BroadcastDecoder(nn.Module):
     for i in range(self.num_layers):
       x = nn.relu(nn.Dense(self.channels, name=f'hidden_{i}')(x))  # [B, K, L, C]
     rgb = nn.Dense(3, name='rgb')(x).reshape(b, k, s, s, 3)  # [B, K, H, W, 3]
-    # No bias: one shared by every slot cancels in the softmax over slots.
-    mask_logits = nn.Dense(1, use_bias=False, name='mask')(x).reshape(b, k, s, s, 1)
+    # No bias: one shared by every slot cancels in the softmax over slots. Plus a fixed
+    # Gaussian prior around the slot's position, so masks start as soft regions around the
+    # slots rather than uniform (uniform masks over identical slot drawings are a saddle).
+    prior = -0.5 * jnp.sum(jnp.square(relative), axis=-1, keepdims=True)  # [B, K, L, 1]
+    mask_logits = (nn.Dense(1, use_bias=False, name='mask')(x) + prior).reshape(b, k, s, s, 1)
     masks = jax.nn.softmax(mask_logits, axis=1)  # over slots
     recon = jnp.sum(masks * rgb, axis=1)  # [B, H, W, 3] in [-1, 1] scale
     return {'recon': 0.5 * (recon + 1.0), 'masks': masks, 'rgb': rgb, 'positions': positions}

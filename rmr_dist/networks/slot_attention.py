@@ -43,6 +43,14 @@ def pixel_centres(height: int, width: int) -> np.ndarray:
   return np.stack([x, y], axis=-1).reshape(height * width, 2).astype(np.float32)
 
 
+def _spread_slots(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+  """Initial learned slots [1, K, S]: orthogonal rows of norm sqrt(S) (K <= S), so the K
+  initial queries are as different as they can be and split the image between them."""
+  k, s = shape[-2], shape[-1]
+  rows = nn.initializers.orthogonal(scale=float(np.sqrt(s)))(key, (k, s), dtype)
+  return rows.reshape(shape)
+
+
 class SoftPositionEmbed(nn.Module):
   """Adds ``Dense(grid)`` to a feature map, the grid being :func:`build_grid`."""
 
@@ -192,8 +200,7 @@ class SlotAttentionEncoder(nn.Module):
 
     shape = (b, self.num_slots, self.slot_size)
     if self.slot_init == 'learned':
-      init = self.param('slots_init', nn.initializers.normal(1.0),
-                        (1, self.num_slots, self.slot_size))
+      init = self.param('slots_init', _spread_slots, (1, self.num_slots, self.slot_size))
       slots = jnp.broadcast_to(init, shape)  # [B, K, S]
     else:
       mu = self.param('slots_mu', nn.initializers.xavier_uniform(), (1, 1, self.slot_size))
