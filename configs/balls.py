@@ -91,6 +91,10 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.ray = ml_collections.ConfigDict()
   c.ray.address = ''  # '' = local Ray on 127.0.0.1; 'auto' / 'HOST:PORT' joins a cluster.
   c.ray.num_cpus = 0  # CPUs a local Ray may use; 0 = all.
+  c.ray.learner_num_cpus = 1.0  # CPUs each learner-group process reserves.
+  c.ray.learner_num_gpus = 0.0  # GPUs each learner-group process reserves (0: JAX on the CPU).
+  c.ray.learner_max_restarts = 2  # Restarts of a dead learner process.
+  c.ray.learner_hosts = 1  # Learner processes (hosts) per abstract / natural group.
 
   if variant == 'test':
     c.sim.num_balls = 3
@@ -128,6 +132,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.natural.decay_steps = 1_900
     c.natural.batch_size = 64
     c.natural.eval_windows = 0  # Every validation window.
+    c.ray.learner_num_gpus = 1.0  # Each learner on one GPU.
     c.natural.save_every = 1_000
     c.natural.log_every = 100
   elif variant == 'paper':
