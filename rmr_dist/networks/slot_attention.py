@@ -1,7 +1,7 @@
 """Slot Attention (Locatello et al., 2020): the pixel encoder f~ of the bouncing-balls model.
 
 * :func:`build_grid` / :class:`SoftPositionEmbed`: the soft position embedding added to a
-  feature map (also used by ``rmr_dist.networks.broadcast_decoder``);
+  feature map;
 * :class:`SlotAttention`: the iterative attention module (Algorithm 1);
 * :func:`pixel_centres`: every pixel's centre in the simulator's box coordinates;
 * :class:`SlotAttentionEncoder`: CNN + position embedding + MLP + Slot Attention over a short
@@ -133,9 +133,10 @@ class SlotAttentionEncoder(nn.Module):
   concatenating slot k's vectors across images (``balls.BallsNaturalModel``) meaningful.
 
   Initial slots (``slot_init``):
-    'learned'  K learned vectors (params ``slots_init`` [1, K, S]), one per slot, as the
-               learned queries of Jia et al. (2023, BO-QSA). Used for the balls: each ball
-               has its own colour, so slot k can learn to look for one colour from the start.
+    'learned'  K learned vectors (params ``slots_init`` [1, K, S], initialised orthogonal),
+               one per slot, as the learned queries of Jia et al. (2023, BO-QSA). Used for
+               the balls: each ball has its own colour, so slot k can learn to look for one
+               colour from the start.
     'sampled'  Locatello et al.'s ``mu + exp(log_sigma) * noise`` (params ``slots_mu``,
                ``slots_log_sigma`` [1, 1, S]); noise from ``slot_noise``, else the ``'slots'``
                rng stream, else (``deterministic``) a fixed key. (Not ``mu`` alone: K identical

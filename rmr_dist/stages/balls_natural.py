@@ -46,7 +46,8 @@ def make_learner(config: config_lib.BallsConfig, export: str, iterator: Iterator
   """The lockstep learner of every variant x seed, resumed from `checkpoint_dir` if present."""
   return balls_natural_learning.BallsNaturalLearner(
       config.natural, processor_export=export, image_size=config.sim.image_size,
-      displacement_scale=config.sim.displacement_scale, history=config.data.history, seed=config.seed, iterator=iterator,
+      displacement_scale=config.sim.displacement_scale, history=config.data.history,
+      seed=config.seed, iterator=iterator,
       checkpoint_dir=checkpoint_dir, log_fn=log_fn)
 
 
