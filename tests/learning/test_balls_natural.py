@@ -35,7 +35,8 @@ def test_natural_lockstep_freezes_rmr_processor(config, data, tmp_path):
   _, exported = checkpointing.restore_processor(export)
   learner = balls_natural.BallsNaturalLearner(
       config.natural, processor_export=export, image_size=config.sim.image_size,
-      displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0, iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2),
+      displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0,
+      iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2),
       checkpoint_dir=str(tmp_path / 'natural'))
   before = learner.model_params('end_to_end', 0)
   metrics = learner.run(3)
@@ -51,7 +52,8 @@ def test_natural_lockstep_freezes_rmr_processor(config, data, tmp_path):
   learner.close()
   resumed = balls_natural.BallsNaturalLearner(
       config.natural, processor_export=export, image_size=config.sim.image_size,
-      displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0, iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2),
+      displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0,
+      iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2),
       checkpoint_dir=str(tmp_path / 'natural'))
   assert resumed.global_step == 3
   np.testing.assert_array_equal(resumed.fingerprints, learner.fingerprints)
