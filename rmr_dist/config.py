@@ -694,6 +694,8 @@ class BallsNaturalConfig(ScheduleConfig):
     encoder_kernel: kernel size of the encoder CNN.
     slot_init: Slot Attention's initial slots, 'learned' (one learned vector per slot) or
       'sampled' (Locatello et al.'s Gaussian).
+    attention_locality: strength of a Gaussian locality term around each slot's position in
+      Slot Attention's logits (0: none; networks.slot_attention.SlotAttentionEncoder).
     decoder_channels: width of the broadcast decoder's per-pixel MLP.
     decoder_layers: its hidden layers after the first.
     position_scale: the decoder's slot-relative coordinates are multiplied by this (box units
@@ -720,6 +722,7 @@ class BallsNaturalConfig(ScheduleConfig):
   encoder_layers: int
   encoder_kernel: int
   slot_init: str
+  attention_locality: float
   decoder_channels: int
   decoder_layers: int
   position_scale: float
@@ -749,6 +752,8 @@ class BallsNaturalConfig(ScheduleConfig):
              f'one of {SLOT_INITS}')
     _require(self.decoder_layers >= 0, f'{path}.decoder_layers', self.decoder_layers,
              'an int >= 0')
+    _require(self.attention_locality >= 0, f'{path}.attention_locality',
+             self.attention_locality, 'a float >= 0')
     _require(self.eval_windows >= 0, f'{path}.eval_windows', self.eval_windows, 'an int >= 0')
     _require(self.eval_every >= 0, f'{path}.eval_every', self.eval_every, 'an int >= 0')
     _require(self.eval_windows_during_training >= 1, f'{path}.eval_windows_during_training',

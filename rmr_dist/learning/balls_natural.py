@@ -66,7 +66,8 @@ def make_natural_model(config: config_lib.BallsNaturalConfig, spec: processors.M
       num_slots=config.num_slots, slot_size=config.slot_size,
       cnn_channels=config.encoder_channels, kernel_size=config.encoder_kernel,
       num_conv_layers=config.encoder_layers, num_iterations=config.slot_iterations,
-      mlp_hidden_size=2 * config.slot_size, slot_init=config.slot_init)
+      mlp_hidden_size=2 * config.slot_size, slot_init=config.slot_init,
+      attention_locality=config.attention_locality)
   decoder = broadcast_decoder.BroadcastDecoder(
       image_size=image_size, channels=config.decoder_channels,
       num_layers=config.decoder_layers, position_scale=config.position_scale,
