@@ -14,11 +14,19 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # Reverb's TF runtime: warni
 
 from rmr_dist import cli  # noqa: E402
 from rmr_dist import config as config_lib  # noqa: E402
-from rmr_dist.distributed import program  # noqa: E402
+from rmr_dist import workdir as workdir_lib  # noqa: E402
+
+
+def make_program(config, workdir):
+  """The AtariProgram, imported only once the command line and the config have been checked:
+  Ray, JAX and Reverb take seconds to import, and a bad input fails before that."""
+  from rmr_dist.distributed import program  # pylint: disable=g-import-not-at-top
+  return program.AtariProgram(config, workdir)
+
 
 if __name__ == '__main__':
   cli.main(prog='atari.py',
            default_config=os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
                                        'atari.py') + ':local',
-           load_config=config_lib.load_atari_config, make_program=program.AtariProgram,
-           stages=program.STAGES)
+           load_config=config_lib.load_atari_config, make_program=make_program,
+           stages=workdir_lib.ATARI_STAGE_NAMES)

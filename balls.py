@@ -14,11 +14,19 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from rmr_dist import cli  # noqa: E402
 from rmr_dist import config as config_lib  # noqa: E402
-from rmr_dist.distributed import balls_program  # noqa: E402
+from rmr_dist import workdir as workdir_lib  # noqa: E402
+
+
+def make_program(config, workdir):
+  """The BallsProgram, imported only once the command line and the config have been checked:
+  Ray and JAX take seconds to import, and a bad input fails before that."""
+  from rmr_dist.distributed import balls_program  # pylint: disable=g-import-not-at-top
+  return balls_program.BallsProgram(config, workdir)
+
 
 if __name__ == '__main__':
   cli.main(prog='balls.py',
            default_config=os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
                                        'balls.py') + ':local',
-           load_config=config_lib.load_balls_config, make_program=balls_program.BallsProgram,
-           stages=balls_program.STAGES)
+           load_config=config_lib.load_balls_config, make_program=make_program,
+           stages=workdir_lib.BALLS_STAGE_NAMES)

@@ -94,7 +94,6 @@ def main(*, prog: str, default_config: str, load_config: Callable[[Any], Any],
   from absl import flags
   from absl import logging
   from ml_collections import config_flags
-  from rmr_dist import checkpointing
 
   exit_on_bad_config_args(sys.argv, default_config, prog)
   config_flag = config_flags.DEFINE_config_file(
@@ -106,8 +105,6 @@ def main(*, prog: str, default_config: str, load_config: Callable[[Any], Any],
       'reuses the stages a changed config leaves unchanged.')
   stages_flag = flags.DEFINE_list('stages', list(stages),
                                   f'Comma-separated stages to run, from: {",".join(stages)}.')
-  user_errors = (config_lib.ConfigError, checkpointing.CheckpointError, FloatingPointError,
-                 TimeoutError, RuntimeError)
 
   def run(argv: Sequence[str]) -> None:
     if len(argv) > 1:
@@ -122,6 +119,10 @@ def main(*, prog: str, default_config: str, load_config: Callable[[Any], Any],
       program = make_program(config, workdir)
     except config_lib.ConfigError as e:
       sys.exit(f'{prog}: error: {e}')
+    # Imported here: JAX and Orbax take seconds, and a bad command line fails before them.
+    from rmr_dist import checkpointing  # pylint: disable=g-import-not-at-top
+    user_errors = (config_lib.ConfigError, checkpointing.CheckpointError, FloatingPointError,
+                   TimeoutError, RuntimeError)
     try:
       program.run(chosen)
     except user_errors as e:

@@ -145,6 +145,12 @@ def _cadence(section: str) -> tuple[str, ...]:
   return tuple(f'{section}.{k}' for k in _LEARNER_CADENCE)
 
 
+# The stages each entry point runs, in pipeline order (`report` has no fingerprint: it rewrites
+# report/ from the latest outputs). Here, not in the Ray programs, so that `atari.py` and
+# `balls.py` can check `--stages` before importing Ray, JAX or Reverb.
+ATARI_STAGE_NAMES = ('collect', 'abstract', 'natural', 'probe', 'report')
+BALLS_STAGE_NAMES = ('data', 'abstract', 'natural', 'report')
+
 ATARI_STAGES = (
     StageSpec('collect', ('games', 'seed', 'env', 'heads', 'collect', 'replay',
                           'natural.data_fractions'),

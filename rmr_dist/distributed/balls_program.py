@@ -27,7 +27,7 @@ from rmr_dist.distributed import learners
 from rmr_dist.distributed import placement
 from rmr_dist.distributed import ray_setup
 
-STAGES = ('data', 'abstract', 'natural', 'report')
+STAGES = workdir_lib.BALLS_STAGE_NAMES
 LEARNER_STAGES = ('abstract', 'natural')  # Their units run in learner groups.
 
 

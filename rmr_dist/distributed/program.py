@@ -37,7 +37,7 @@ from rmr_dist.replay import episode_store
 from rmr_dist.replay import monitor as monitor_lib
 from rmr_dist.replay import splits
 
-STAGES = ('collect', 'abstract', 'natural', 'probe', 'report')
+STAGES = workdir_lib.ATARI_STAGE_NAMES
 LEARNER_STAGES = ('abstract', 'natural', 'probe')  # Their units run in learner groups.
 
 

@@ -122,6 +122,7 @@ def _saved_steps(checkpoint_dir):
   return sorted(int(d) for d in os.listdir(checkpoint_dir) if d.isdigit())
 
 
+@pytest.mark.xdist_group('fault_tolerance_local')  # One xdist worker: one shared run.
 class TestLocal:
   """One local Ray on 127.0.0.1 and one collected run, shared by the tests of this class."""
 
@@ -226,6 +227,7 @@ class TestLocal:
 
 # Starting Ray's node processes is a fork + exec, which JAX (imported here) warns about anyway.
 @pytest.mark.filterwarnings('ignore:os.fork:RuntimeWarning')
+@pytest.mark.xdist_group('fault_tolerance_cluster')  # One xdist worker: one shared run.
 class TestCluster:
   """A head without CPUs and two 2-CPU worker nodes on 127.0.0.1; one run collected on them."""
 

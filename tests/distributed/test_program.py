@@ -36,9 +36,18 @@ def test_ray_nodes_are_loopback(test_config):
     ray.shutdown()
 
 
-def test_collect_stage_end_to_end_and_resume(tmp_path):
-  workdir = str(tmp_path / 'run')
-  proc = _atari('--config=configs/atari.py:test', f'--workdir={workdir}', '--stages=collect')
+@pytest.fixture(scope='module')
+def collected(tmp_path_factory):
+  """(work directory, completed process) of one `atari.py --stages=collect` on the test config,
+  shared by the two tests marked xdist_group('atari_collected') (one xdist worker runs both)."""
+  workdir = str(tmp_path_factory.mktemp('collected') / 'run')
+  return workdir, _atari('--config=configs/atari.py:test', f'--workdir={workdir}',
+                         '--stages=collect')
+
+
+@pytest.mark.xdist_group('atari_collected')
+def test_collect_stage_end_to_end_and_resume(collected):
+  workdir, proc = collected
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   with open(os.path.join(workdir, 'collect', 'summary.json')) as f:
     summary = json.load(f)
@@ -168,9 +177,9 @@ def test_abstract_stage_without_collect_fails_clearly(tmp_path):
   assert 'Traceback' not in proc.stderr
 
 
-def test_natural_stage_waits_for_the_processor_export_then_times_out(tmp_path):
-  workdir = str(tmp_path / 'run')
-  collect = _atari('--config=configs/atari.py:test', f'--workdir={workdir}', '--stages=collect')
+@pytest.mark.xdist_group('atari_collected')
+def test_natural_stage_waits_for_the_processor_export_then_times_out(collected):
+  workdir, collect = collected  # No abstract stage has run there: no processor export.
   assert collect.returncode == 0, collect.stderr[-2000:]
   # The test config waits natural.export_timeout_s = 5 s for an export that never comes.
   proc = _atari('--config=configs/atari.py:test', f'--workdir={workdir}', '--stages=natural')

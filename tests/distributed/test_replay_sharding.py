@@ -10,7 +10,9 @@ import pytest
 
 from tests.test_logging import read_events
 
-pytestmark = pytest.mark.ray
+# Under pytest-xdist (`-n 2 --dist loadgroup`) one worker runs this module's tests, so the
+# shared collection runs once.
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group('replay_sharding')]
 
 GAMES = ('pong', 'breakout')
 

@@ -17,6 +17,10 @@ from rmr_dist.replay import iterators
 from rmr_dist.replay import store_batches
 from rmr_dist.replay import tables
 
+# Under pytest-xdist (`-n 2 --dist loadgroup`) one worker runs this module's tests, so the
+# shared collection runs once.
+pytestmark = pytest.mark.xdist_group('store_batches')
+
 
 @pytest.fixture(scope='module')
 def collected(tmp_path_factory):
