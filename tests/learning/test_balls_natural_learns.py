@@ -16,7 +16,7 @@ from rmr_dist.learning import natural as natural_learning
 from rmr_dist.learning import optimizers
 from rmr_dist.replay import balls_data
 
-HISTORY, SIZE, STEPS = 3, 24, 300
+HISTORY, SIZE, STEPS = 3, 24, 400
 VARIANTS = ('end_to_end',)
 
 
