@@ -13,7 +13,8 @@ from rmr_dist.distributed import placement
 from tests.conftest import REPO
 
 CPU_NODE = {'address': '127.0.0.1', 'resources': {'CPU': 2.0}}
-GPU_NODE = {'address': '10.0.0.9', 'resources': {'CPU': 32.0, 'GPU': 4.0}}
+GPU_NODE = {'address': 'gpu-host',  # a label: nothing connects to it
+             'resources': {'CPU': 32.0, 'GPU': 4.0}}
 
 
 def _ray(test_config, **fields):
