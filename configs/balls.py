@@ -71,6 +71,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.natural.encoder_kernel = 3  # Encoder CNN kernel (Slot Attention: 5; 2-core budget).
   c.natural.slot_init = 'learned'  # One learned initial vector per slot (Locatello: sampled).
   c.natural.attention_locality = 0.0  # Gaussian locality of each slot's attention (0: none).
+  c.natural.processor_graph = 'all'  # P's graph: every slot ('objects': no background slot).
   c.natural.decoder_channels = 32  # Broadcast decoder's per-pixel MLP width (Slot Attention: 64).
   c.natural.decoder_layers = 3  # Its hidden layers after the first.
   c.natural.position_scale = 8.0  # Slot-relative coordinates x 8: ~1 unit per ball radius.

@@ -522,6 +522,7 @@ def load_atari_config(config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
 
 BALLS_VARIANTS = ('rmr', 'end_to_end')
 SLOT_INITS = ('learned', 'sampled')  # networks.slot_attention.SLOT_INITS
+PROCESSOR_GRAPHS = ('all', 'objects')  # networks.balls.PROCESSOR_GRAPHS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -711,6 +712,10 @@ class BallsNaturalConfig(ScheduleConfig):
     eval_every: learner steps between validation scores (MSE, FG-ARI, mask entropy) logged
       over training; 0 = only at the end.
     eval_windows_during_training: validation windows those scores use.
+    processor_graph: P's graph over the slots, 'all' or 'objects' (the background slot cut
+      off; networks.balls.BallsNaturalModel).
+    autoencode_steps: the first updates reconstruct the last input frame with P bypassed
+      (learning.balls_natural's warm-start); 0: none. Fewer than num_steps.
     (and the schedule and clipping fields of `ScheduleConfig`)
   """
   variants: tuple[str, ...]
@@ -736,6 +741,8 @@ class BallsNaturalConfig(ScheduleConfig):
   export_timeout_s: float
   eval_every: int = 0
   eval_windows_during_training: int = 64
+  processor_graph: str = 'all'
+  autoencode_steps: int = 0
 
 
   def validate(self, path: str) -> None:
@@ -752,6 +759,10 @@ class BallsNaturalConfig(ScheduleConfig):
              f'one of {SLOT_INITS}')
     _require(self.decoder_layers >= 0, f'{path}.decoder_layers', self.decoder_layers,
              'an int >= 0')
+    _require(0 <= self.autoencode_steps < self.num_steps, f'{path}.autoencode_steps',
+             self.autoencode_steps, f'an int >= 0 and < natural.num_steps = {self.num_steps}')
+    _require(self.processor_graph in PROCESSOR_GRAPHS, f'{path}.processor_graph',
+             self.processor_graph, f'one of {PROCESSOR_GRAPHS}')
     _require(self.attention_locality >= 0, f'{path}.attention_locality',
              self.attention_locality, 'a float >= 0')
     _require(self.eval_windows >= 0, f'{path}.eval_windows', self.eval_windows, 'an int >= 0')

@@ -22,6 +22,7 @@ the one training batch it sees every step).
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import functools
 import json
@@ -49,14 +50,26 @@ def _config(workdir: str, overrides: list[str]) -> config_lib.BallsConfig:
   config_dict = workdir_lib.read_json(os.path.join(workdir, 'config.json'))
   if config_dict is None:
     raise config_lib.ConfigError(f'--workdir={workdir} holds no balls run (no config.json).')
+  sections = {f.name: f.type for f in dataclasses.fields(config_lib.BallsConfig)}
   for item in overrides:
     key, sep, text = item.partition('=')
     section, _, name = key.partition('.')
-    if not sep or section not in config_dict or name not in config_dict[section]:
+    # Keys of the section's dataclass count too: a work directory written before a field
+    # with a default existed has no entry for it.
+    known = (section in config_dict and isinstance(config_dict[section], dict) and
+             (name in config_dict[section] or
+              name in {f.name for f in dataclasses.fields(getattr(config_lib, sections[section]))}))
+    if not sep or not known:
       raise config_lib.ConfigError(f'--set {item!r}: expected SECTION.KEY=VALUE with a key of '
                                    f'the config (sections: {", ".join(config_dict)})')
-    old = config_dict[section][name]
-    config_dict[section][name] = type(old)(text) if not isinstance(old, str) else text
+    old = config_dict[section].get(name)
+    if old is None:
+      try:
+        config_dict[section][name] = ast.literal_eval(text)
+      except (ValueError, SyntaxError):
+        config_dict[section][name] = text
+    else:
+      config_dict[section][name] = type(old)(text) if not isinstance(old, str) else text
   return config_lib.load_balls_config(config_dict)
 
 
@@ -91,7 +104,8 @@ def _train(args, config, workdir, train, val, indices) -> None:
       model, optimizer, jax.random.PRNGKey(args.seed), variants=(variant,), num_seeds=1,
       processor_params=processor, history=history, image_size=size)
   update = jax.jit(functools.partial(balls_natural.natural_update, model=model,
-                                     optimizer=optimizer, variants=(variant,)))
+                                     optimizer=optimizer, variants=(variant,),
+                                     autoencode_steps=nc.autoencode_steps))
   predict = balls_natural.make_predict_fn(model)
   batches = balls_data.WindowBatches(train, history, nc.batch_size, seed=args.seed + 1)
   fixed = next(batches) if args.overfit else None

@@ -10,6 +10,16 @@ x S seeds are M models stacked on a leading axis and trained by ONE vmapped step
                 bit-identical to the export throughout;
   'end_to_end'  the same pipeline with P initialised fresh and trained (the baseline).
 
+Autoencoding warm-start (``natural.autoencode_steps``, a departure from App. A, which trains
+next-frame prediction from the start): the first updates train f~, the projection and g~ to
+reconstruct the LAST INPUT frame with P bypassed (``skip_processor``: g~ decodes f~'s latents
+directly); the next-frame objective through P takes over after them, on the same optimiser
+state and schedule. P is not used in the warm-start, so paired models get identical updates
+and leave it with identical f~, g~ (the comparison stays paired); P itself (trained or
+frozen) is untouched. Why: trained through the frozen P from the start, slot masks that
+found the balls depended on the seed (README, "Bouncing balls"); after the warm-start the
+slots already sit on the balls when P enters.
+
 Seed s gives every variant the same f~ and g~ initialisation and the same Slot Attention
 initial-slot noise at every step, so within a pair only the processor differs. Each model
 folds a fingerprint of the arrays its loss reads into ``state.fingerprint``: equal
@@ -74,7 +84,7 @@ def make_natural_model(config: config_lib.BallsNaturalConfig, spec: processors.M
       displacement_scale=displacement_scale)
   return balls_net.BallsNaturalModel(
       encoder=encoder, processor=processors.make_spec_processor(spec), decoder=decoder,
-      latent_size=spec.latent_size)
+      latent_size=spec.latent_size, processor_graph=config.processor_graph)
 
 
 def check_variants(variants: Sequence[str]) -> tuple[str, ...]:
@@ -105,9 +115,9 @@ def init_natural_state(model: nn.Module, optimizer: optax.GradientTransformation
 
 
 def natural_model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array,
-                       slot_key: jax.Array, inputs: Batch, row_offset: jax.Array, *,
-                       model: nn.Module, axis_name: str | None = None
-                       ) -> tuple[Any, Metrics, jax.Array]:
+                       slot_key: jax.Array, inputs: Batch, row_offset: jax.Array,
+                       autoencode: jax.Array, *, model: nn.Module,
+                       axis_name: str | None = None) -> tuple[Any, Metrics, jax.Array]:
   """One model's gradient, loss and fingerprint (vmapped over the model axis).
 
   Args:
@@ -117,6 +127,8 @@ def natural_model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array
     slot_key: PRNGKey of Slot Attention's initial-slot noise (shared by paired models).
     inputs: ``frames`` [b, T_hist, H, W, 3], ``target_frame`` [b, H, W, 3] uint8.
     row_offset: global index of this shard's first row.
+    autoencode: [] bool, the same for every model: the warm-start objective (P bypassed,
+      the target the LAST INPUT frame; module docstring) instead of the next frame.
     model: the natural model.
     axis_name: pmap axis (fingerprint sum over shards), or None.
   """
@@ -132,8 +144,15 @@ def natural_model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array
   def objective(p):
     frozen_or_not = lambda x: jnp.where(trainable, x, jax.lax.stop_gradient(x))
     p = dict(p, processor=jax.tree_util.tree_map(frozen_or_not, p['processor']))
-    out = model.apply({'params': p}, inputs['frames'], slot_noise=noise)
-    return losses.frame_mse(out['recon'], inputs['target_frame'])
+
+    def loss(skip_processor: bool, target: jax.Array) -> jax.Array:
+      out = model.apply({'params': p}, inputs['frames'], slot_noise=noise,
+                        skip_processor=skip_processor)
+      return losses.frame_mse(out['recon'], target)
+
+    # `autoencode` is not batched over models, so this stays a cond (one branch runs).
+    return jax.lax.cond(autoencode, lambda: loss(True, inputs['frames'][:, -1]),
+                        lambda: loss(False, inputs['target_frame']))
 
   loss, grads = jax.value_and_grad(objective)(params)
   return grads, {'loss': loss}, fingerprint
@@ -141,8 +160,11 @@ def natural_model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array
 
 def natural_update(state: BallsNaturalState, batch: Batch, *, model: nn.Module,
                    optimizer: optax.GradientTransformation, variants: Sequence[str],
-                   axis_name: str | None = None) -> tuple[BallsNaturalState, Metrics]:
+                   autoencode_steps: int = 0, axis_name: str | None = None
+                   ) -> tuple[BallsNaturalState, Metrics]:
   """One lockstep step of all M models on one batch; pure, jit- and pmap-able.
+
+  Steps ``0 .. autoencode_steps - 1`` are the autoencoding warm-start (module docstring).
 
   Returns:
     ``(new_state, metrics)``: ``loss`` [M] (per-pixel MSE of the batch before the update) and
@@ -161,8 +183,9 @@ def natural_update(state: BallsNaturalState, batch: Batch, *, model: nn.Module,
   seed_of_model = jnp.arange(num_models) % num_seeds  # [M]
   slot_keys = jax.vmap(lambda s: jax.random.fold_in(step_key, s))(seed_of_model)  # [M, 2]
   step_fn = functools.partial(natural_model_step, model=model, axis_name=axis_name)
-  grads, metrics, fingerprint = jax.vmap(step_fn, in_axes=(0, 0, 0, 0, None, None))(
-      state.params, trainable, state.fingerprint, slot_keys, inputs, row_offset)
+  autoencode = state.step < autoencode_steps  # [] bool
+  grads, metrics, fingerprint = jax.vmap(step_fn, in_axes=(0, 0, 0, 0, None, None, None))(
+      state.params, trainable, state.fingerprint, slot_keys, inputs, row_offset, autoencode)
   if axis_name is not None:
     grads = jax.lax.pmean(grads, axis_name)
     metrics = jax.lax.pmean(metrics, axis_name)
@@ -218,7 +241,8 @@ class BallsNaturalLearner(natural_learning.LockstepLearner):
         num_seeds=self._num_seeds, processor_params=processor_params, history=history,
         image_size=image_size)
     self._setup(state, functools.partial(natural_update, model=self._model,
-                                         optimizer=self._optimizer, variants=self._variants),
+                                         optimizer=self._optimizer, variants=self._variants,
+                                         autoencode_steps=config.autoencode_steps),
                 iterator=iterator, batch_keys=_FINGERPRINTED, checkpoint_dir=checkpoint_dir,
                 keep=config.keep_checkpoints, save_every=config.save_every, log_fn=log_fn,
                 log_every=config.log_every, devices=devices,

@@ -47,6 +47,7 @@ from rmr_dist.networks import broadcast_decoder
 from rmr_dist.networks import slot_attention
 
 LATENT_SIZE = 128  # per-ball / per-slot latent (App. A)
+PROCESSOR_GRAPHS = ('all', 'objects')  # BallsNaturalModel.processor_graph
 
 
 def history_features(history: jax.Array, displacement_scale: float) -> jax.Array:
@@ -58,6 +59,20 @@ def history_features(history: jax.Array, displacement_scale: float) -> jax.Array
   t = history.shape[1]
   steps = [(history[:, k] - history[:, k - 1]) / displacement_scale for k in range(t - 1, 0, -1)]
   return jnp.concatenate([2.0 * history[:, -1] - 1.0] + steps, axis=-1)
+
+
+def objects_adjacency(attention: jax.Array) -> jax.Array:
+  """P's graph over K slots without the background slot: [B, K, L] -> [B, K, K].
+
+  The background is the slot with the most attention (``attention`` [B, K, L], softmaxed
+  over slots, of the last input image): it covers most pixels. ``mask[i, j] = 1`` when j
+  sends to i: every pair of other slots, and every slot's self-loop, so the background slot
+  only updates from its own message.
+  """
+  k = attention.shape[1]
+  background = jax.nn.one_hot(jnp.argmax(jnp.sum(attention, axis=-1), axis=-1), k)  # [B, K]
+  obj = 1.0 - background
+  return jnp.maximum(obj[:, :, None] * obj[:, None, :], jnp.eye(k)[None])  # [B, K, K]
 
 
 def _no_action(batch_size: int) -> jax.Array:
@@ -120,19 +135,32 @@ class BallsNaturalModel(nn.Module):
     decoder: an unbound ``broadcast_decoder.BroadcastDecoder`` (its ``displacement_scale`` is
       also the S of the history features).
     latent_size: per-slot latent (128); must match the abstract model's for the transfer.
+    processor_graph: the graph P passes messages over. 'all': every slot, the background
+      slot too (App. A's fully connected graph over the slots). 'objects'
+      (:func:`objects_adjacency`): the background slot neither sends nor receives
+      messages; the other slots form the fully connected graph of balls the abstract P was
+      trained on (so 'mean' aggregation averages over as many nodes as in training).
   """
   encoder: slot_attention.SlotAttentionEncoder
   processor: nn.Module
   decoder: broadcast_decoder.BroadcastDecoder
   latent_size: int = LATENT_SIZE
+  processor_graph: str = 'all'
+
+  def __post_init__(self):
+    if self.processor_graph not in PROCESSOR_GRAPHS:
+      raise ValueError(f'processor_graph={self.processor_graph!r}; valid: {PROCESSOR_GRAPHS}')
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, frames: jax.Array, deterministic: bool = False,
-               slot_noise: jax.Array | None = None) -> dict:
+               slot_noise: jax.Array | None = None, skip_processor: bool = False) -> dict:
     """Args:
       frames: [B, T_hist, H, W, 3] uint8 input frames, oldest first.
       deterministic: passed to the encoder (fixed initial slot noise, no 'slots' rng).
       slot_noise: [B, K, S] initial slot noise for the encoder (else it draws its own).
+      skip_processor: decode f~'s latents directly (P replaced by the identity; the
+        autoencoding warm-start of ``learning.balls_natural``).
 
     Returns:
       ``{'recon': [B, H, W, 3] in [0, 1] scale, 'masks': [B, K, H, W, 1],
@@ -148,7 +176,14 @@ class BallsNaturalModel(nn.Module):
         jnp.transpose(slots, (0, 2, 1, 3)).reshape(b, k, t * s),  # [B, K, T*S]
         history_features(positions, self.decoder.displacement_scale)], axis=-1)  # + [B,K,2T]
     latents = nn.Dense(self.latent_size, name='projection')(x)  # [B, K, latent]
-    next_latents = self.processor(latents, _no_action(b))  # [B, K, latent]
+    if skip_processor and not self.is_initializing():
+      next_latents = latents
+    else:
+      graph = {}
+      if self.processor_graph == 'objects':
+        attention = jax.lax.stop_gradient(encoded['attention'][:, -1])  # [B, K, L]
+        graph = {'adjacency_mask': objects_adjacency(attention)}
+      next_latents = self.processor(latents, _no_action(b), **graph)  # [B, K, latent]
     out = dict(self.decoder(next_latents, positions[:, -1]))
     out.update(latents=latents, next_latents=next_latents, attention=encoded['attention'],
                slot_positions=positions)

@@ -108,3 +108,34 @@ def test_natural_update_one_device_equals_two(config, data, tmp_path):
                                   jax.tree_util.tree_leaves(state.params)):
     np.testing.assert_allclose(np.asarray(a) - before, np.asarray(b) - before, rtol=1e-3,
                                atol=1e-6, err_msg=jax.tree_util.keystr(path))
+
+
+def test_autoencoding_warm_start_keeps_pairs_equal_and_leaves_p_alone(config, data, tmp_path):
+  """During the warm-start P is bypassed: paired models get identical f~ / g~ updates and no
+  P moves; afterwards the next-frame objective runs through P (end-to-end P moves)."""
+  abstract = _abstract_learner(config, data, None)
+  export = abstract.export_processor(str(tmp_path / 'processor'))
+  natural = dataclasses.replace(config.natural, autoencode_steps=2, num_seeds=1)
+  learner = balls_natural.BallsNaturalLearner(
+      natural, processor_export=export, image_size=config.sim.image_size,
+      displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0,
+      iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2), checkpoint_dir=None)
+  start = learner.model_params('end_to_end', 0)
+  learner.run(2)
+  rmr, e2e = learner.model_params('rmr', 0), learner.model_params('end_to_end', 0)
+  for part in ('encoder', 'projection', 'decoder'):
+    leaves = zip(jax.tree_util.tree_leaves(rmr[part]), jax.tree_util.tree_leaves(e2e[part]),
+                 jax.tree_util.tree_leaves(start[part]))
+    moved = False
+    for a, b, s in leaves:
+      np.testing.assert_array_equal(a, b)
+      moved = moved or not np.array_equal(a, s)
+    assert moved, part
+  for a, b in zip(jax.tree_util.tree_leaves(e2e['processor']),
+                  jax.tree_util.tree_leaves(start['processor'])):
+    np.testing.assert_array_equal(a, b)  # P unused in the warm-start
+  learner.run(3)  # one step of the next-frame phase: P enters
+  e2e = learner.model_params('end_to_end', 0)
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree_util.tree_leaves(e2e['processor']), jax.tree_util.tree_leaves(start['processor'])))
+  learner.close()

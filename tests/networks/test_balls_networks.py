@@ -95,3 +95,37 @@ def test_natural_model_shapes_and_processor_subtree_matches_abstract():
   swapped = {'params': {**params['params'], 'processor': abstract_proc}}
   chex.assert_shape(model.apply(swapped, frames, deterministic=True)['recon'],
                     (B, SIZE, SIZE, 3))
+
+
+def test_objects_adjacency_cuts_off_the_slot_with_most_attention():
+  attention = jnp.array([[[0.1, 0.1, 0.0, 0.0],   # slot 0: mass 0.2
+                          [0.8, 0.8, 0.9, 0.9],   # slot 1: the background (mass 3.4)
+                          [0.1, 0.1, 0.1, 0.1]]])  # [1, K=3, L=4]
+  mask = np.asarray(balls.objects_adjacency(attention))[0]
+  np.testing.assert_array_equal(mask, [[1, 0, 1], [0, 1, 0], [1, 0, 1]])
+
+
+def test_objects_graph_hides_the_background_from_the_ball_slots():
+  """With processor_graph='objects', P's outputs for the ball slots do not depend on the
+  background slot's latent; with 'all' they do."""
+  frames = _frames(seed=3)
+  outs = {}
+  for graph in ('all', 'objects'):
+    model = balls.BallsNaturalModel(_encoder(), _processor(), _decoder(), latent_size=LATENT,
+                                    processor_graph=graph)
+    params = model.init({'params': jax.random.PRNGKey(0), 'slots': jax.random.PRNGKey(1)},
+                        frames)
+    out = model.apply(params, frames, deterministic=True)
+    background = np.asarray(jnp.argmax(jnp.sum(out['attention'][:, -1], axis=-1), axis=-1))
+    proc = lambda z: model.processor.apply({'params': params['params']['processor']}, z,
+                                           jnp.zeros((B, 0)), **(
+                                               {} if graph == 'all' else
+                                               {'adjacency_mask': balls.objects_adjacency(
+                                                   out['attention'][:, -1])}))
+    z = out['latents']
+    np.testing.assert_allclose(proc(z), out['next_latents'], rtol=1e-5, atol=1e-5)
+    bumped = z.at[np.arange(B), background].add(1.0)  # change only the background latent
+    others = np.ones((B, K), bool)
+    others[np.arange(B), background] = False
+    outs[graph] = np.abs(np.asarray(proc(bumped) - proc(z)))[others].max()
+  assert outs['objects'] < 1e-6 < outs['all'], outs
