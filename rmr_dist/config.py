@@ -715,7 +715,8 @@ class BallsNaturalConfig(ScheduleConfig):
     processor_graph: P's graph over the slots, 'all' or 'objects' (the background slot cut
       off; networks.balls.BallsNaturalModel).
     autoencode_steps: the first updates reconstruct the last input frame with P bypassed
-      (learning.balls_natural's warm-start); 0: none. Fewer than num_steps.
+      (learning.balls_natural's warm-start); 0: none. Fewer than num_steps. The next-frame
+      phase restarts Adam and the schedule (warm-up and decay count from its first step).
     (and the schedule and clipping fields of `ScheduleConfig`)
   """
   variants: tuple[str, ...]

@@ -121,3 +121,11 @@ def test_balls_config_names_a_bad_value():
     config_lib.load_balls_config(c)
   with pytest.raises(ValueError, match="Unknown balls config variant 'big'"):
     balls_configs.get_config('big')
+  c = balls_configs.get_config('test')
+  c.natural.autoencode_steps = c.natural.num_steps
+  with pytest.raises(config_lib.ConfigError, match=r'natural.autoencode_steps=4.*< natural'):
+    config_lib.load_balls_config(c)
+  c = balls_configs.get_config('test')
+  c.natural.processor_graph = 'balls'
+  with pytest.raises(config_lib.ConfigError, match=r"processor_graph='balls'.*'objects'"):
+    config_lib.load_balls_config(c)

@@ -13,8 +13,9 @@ x S seeds are M models stacked on a leading axis and trained by ONE vmapped step
 Autoencoding warm-start (``natural.autoencode_steps``, a departure from App. A, which trains
 next-frame prediction from the start): the first updates train f~, the projection and g~ to
 reconstruct the LAST INPUT frame with P bypassed (``skip_processor``: g~ decodes f~'s latents
-directly); the next-frame objective through P takes over after them, on the same optimiser
-state and schedule. P is not used in the warm-start, so paired models get identical updates
+directly); the next-frame objective through P takes over after them from a fresh Adam state,
+its schedule (warm-up, decay) restarting: the moments of the autoencoding gradients do not
+fit the new objective, whose first updates are large (P's output is new to g~). P is not used in the warm-start, so paired models get identical updates
 and leave it with identical f~, g~ (the comparison stays paired); P itself (trained or
 frozen) is untouched. Why: trained through the frozen P from the start, slot masks that
 found the balls depended on the seed (README, "Bouncing balls"); after the warm-start the
@@ -190,7 +191,12 @@ def natural_update(state: BallsNaturalState, batch: Batch, *, model: nn.Module,
     grads = jax.lax.pmean(grads, axis_name)
     metrics = jax.lax.pmean(metrics, axis_name)
   metrics = dict(metrics, grad_norm=jax.vmap(optax.global_norm)(grads))
-  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  opt_state = state.opt_state
+  if autoencode_steps:  # the next-frame phase starts from a fresh Adam state and schedule
+    fresh = optimizer.init(state.params)
+    restart = state.step == autoencode_steps
+    opt_state = jax.tree_util.tree_map(lambda f, o: jnp.where(restart, f, o), fresh, opt_state)
+  updates, opt_state = optimizer.update(grads, opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   return BallsNaturalState(params=params, opt_state=opt_state, step=state.step + 1, rng=rng,
                            fingerprint=fingerprint), metrics
@@ -228,6 +234,7 @@ class BallsNaturalLearner(natural_learning.LockstepLearner):
                devices: Sequence[jax.Device] | None = None):
     self._variants = check_variants(config.variants)
     self._num_seeds = config.num_seeds
+    self._autoencode_steps = config.autoencode_steps
     self._schedule = optimizers.make_schedule(config.learning_rate, config.warmup_steps,
                                               config.decay_rate, config.decay_steps,
                                               config.lr_decay)
@@ -251,6 +258,14 @@ class BallsNaturalLearner(natural_learning.LockstepLearner):
   @property
   def model(self) -> balls_net.BallsNaturalModel:
     return self._model
+
+  @property
+  def learning_rate(self) -> float:
+    """The rate of the next update (the schedule restarts with the next-frame phase)."""
+    step = self._step
+    if self._autoencode_steps and step >= self._autoencode_steps:
+      step -= self._autoencode_steps
+    return float(self._schedule(step))
 
   def model_params(self, variant: str, seed: int) -> Any:
     """One model's full params (host numpy)."""
