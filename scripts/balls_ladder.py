@@ -103,9 +103,9 @@ def _train(args, config, workdir, train, val, indices) -> None:
   state = balls_natural.init_natural_state(
       model, optimizer, jax.random.PRNGKey(args.seed), variants=(variant,), num_seeds=1,
       processor_params=processor, history=history, image_size=size)
-  update = jax.jit(functools.partial(balls_natural.natural_update, model=model,
-                                     optimizer=optimizer, variants=(variant,),
-                                     autoencode_steps=nc.autoencode_steps))
+  updates = [jax.jit(functools.partial(
+      balls_natural.natural_update, model=model, optimizer=optimizer, variants=(variant,),
+      autoencode=autoencode, restart_step=nc.autoencode_steps)) for autoencode in (False, True)]
   predict = balls_natural.make_predict_fn(model)
   batches = balls_data.WindowBatches(train, history, nc.batch_size, seed=args.seed + 1)
   fixed = next(batches) if args.overfit else None
@@ -130,6 +130,7 @@ def _train(args, config, workdir, train, val, indices) -> None:
       break
     batch = fixed if fixed is not None else next(batches)
     start = time.perf_counter()
+    update = updates[step < nc.autoencode_steps]  # the warm-start's first (README)
     state, metrics = update(state, {k: batch[k] for k in ('frames', 'target_frame')})
     jax.block_until_ready(metrics['loss'])
     seconds += time.perf_counter() - start

@@ -116,8 +116,8 @@ def init_natural_state(model: nn.Module, optimizer: optax.GradientTransformation
 
 
 def natural_model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array,
-                       slot_key: jax.Array, inputs: Batch, row_offset: jax.Array,
-                       autoencode: jax.Array, *, model: nn.Module,
+                       slot_key: jax.Array, inputs: Batch, row_offset: jax.Array, *,
+                       model: nn.Module, autoencode: bool = False,
                        axis_name: str | None = None) -> tuple[Any, Metrics, jax.Array]:
   """One model's gradient, loss and fingerprint (vmapped over the model axis).
 
@@ -128,9 +128,9 @@ def natural_model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array
     slot_key: PRNGKey of Slot Attention's initial-slot noise (shared by paired models).
     inputs: ``frames`` [b, T_hist, H, W, 3], ``target_frame`` [b, H, W, 3] uint8.
     row_offset: global index of this shard's first row.
-    autoencode: [] bool, the same for every model: the warm-start objective (P bypassed,
-      the target the LAST INPUT frame; module docstring) instead of the next frame.
     model: the natural model.
+    autoencode: the warm-start objective (P bypassed, the target the LAST INPUT frame;
+      module docstring) instead of the next frame.
     axis_name: pmap axis (fingerprint sum over shards), or None.
   """
   fingerprint = natural_learning.accumulate_fingerprint(
@@ -142,18 +142,14 @@ def natural_model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array
   shape = (model.encoder.num_slots, model.encoder.slot_size)
   noise = jax.vmap(lambda r: jax.random.normal(jax.random.fold_in(slot_key, r), shape))(rows)
 
+  target = inputs['frames'][:, -1] if autoencode else inputs['target_frame']
+
   def objective(p):
     frozen_or_not = lambda x: jnp.where(trainable, x, jax.lax.stop_gradient(x))
     p = dict(p, processor=jax.tree_util.tree_map(frozen_or_not, p['processor']))
-
-    def loss(skip_processor: bool, target: jax.Array) -> jax.Array:
-      out = model.apply({'params': p}, inputs['frames'], slot_noise=noise,
-                        skip_processor=skip_processor)
-      return losses.frame_mse(out['recon'], target)
-
-    # `autoencode` is not batched over models, so this stays a cond (one branch runs).
-    return jax.lax.cond(autoencode, lambda: loss(True, inputs['frames'][:, -1]),
-                        lambda: loss(False, inputs['target_frame']))
+    out = model.apply({'params': p}, inputs['frames'], slot_noise=noise,
+                      skip_processor=autoencode)
+    return losses.frame_mse(out['recon'], target)
 
   loss, grads = jax.value_and_grad(objective)(params)
   return grads, {'loss': loss}, fingerprint
@@ -161,11 +157,15 @@ def natural_model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array
 
 def natural_update(state: BallsNaturalState, batch: Batch, *, model: nn.Module,
                    optimizer: optax.GradientTransformation, variants: Sequence[str],
-                   autoencode_steps: int = 0, axis_name: str | None = None
-                   ) -> tuple[BallsNaturalState, Metrics]:
+                   autoencode: bool = False, restart_step: int = 0,
+                   axis_name: str | None = None) -> tuple[BallsNaturalState, Metrics]:
   """One lockstep step of all M models on one batch; pure, jit- and pmap-able.
 
-  Steps ``0 .. autoencode_steps - 1`` are the autoencoding warm-start (module docstring).
+  ``autoencode`` (static): a warm-start update (module docstring). ``restart_step`` (static,
+  0: never): the update with ``state.step == restart_step`` first resets the optimiser state
+  (Adam's moments and its schedule's count), as the first next-frame update after the
+  warm-start does. (Two functions, not a ``lax.cond`` on the step: under ``vmap`` and ``grad``
+  XLA:CPU ran the conditional 8x slower than either branch.)
 
   Returns:
     ``(new_state, metrics)``: ``loss`` [M] (per-pixel MSE of the batch before the update) and
@@ -183,18 +183,18 @@ def natural_update(state: BallsNaturalState, batch: Batch, *, model: nn.Module,
     row_offset = jax.lax.axis_index(axis_name) * b
   seed_of_model = jnp.arange(num_models) % num_seeds  # [M]
   slot_keys = jax.vmap(lambda s: jax.random.fold_in(step_key, s))(seed_of_model)  # [M, 2]
-  step_fn = functools.partial(natural_model_step, model=model, axis_name=axis_name)
-  autoencode = state.step < autoencode_steps  # [] bool
-  grads, metrics, fingerprint = jax.vmap(step_fn, in_axes=(0, 0, 0, 0, None, None, None))(
-      state.params, trainable, state.fingerprint, slot_keys, inputs, row_offset, autoencode)
+  step_fn = functools.partial(natural_model_step, model=model, autoencode=autoencode,
+                              axis_name=axis_name)
+  grads, metrics, fingerprint = jax.vmap(step_fn, in_axes=(0, 0, 0, 0, None, None))(
+      state.params, trainable, state.fingerprint, slot_keys, inputs, row_offset)
   if axis_name is not None:
     grads = jax.lax.pmean(grads, axis_name)
     metrics = jax.lax.pmean(metrics, axis_name)
   metrics = dict(metrics, grad_norm=jax.vmap(optax.global_norm)(grads))
   opt_state = state.opt_state
-  if autoencode_steps:  # the next-frame phase starts from a fresh Adam state and schedule
+  if restart_step:  # the next-frame phase starts from a fresh Adam state and schedule
     fresh = optimizer.init(state.params)
-    restart = state.step == autoencode_steps
+    restart = state.step == restart_step
     opt_state = jax.tree_util.tree_map(lambda f, o: jnp.where(restart, f, o), fresh, opt_state)
   updates, opt_state = optimizer.update(grads, opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -247,13 +247,18 @@ class BallsNaturalLearner(natural_learning.LockstepLearner):
         self._model, self._optimizer, jax.random.PRNGKey(seed), variants=self._variants,
         num_seeds=self._num_seeds, processor_params=processor_params, history=history,
         image_size=image_size)
-    self._setup(state, functools.partial(natural_update, model=self._model,
-                                         optimizer=self._optimizer, variants=self._variants,
-                                         autoencode_steps=config.autoencode_steps),
+    update = functools.partial(natural_update, model=self._model, optimizer=self._optimizer,
+                               variants=self._variants)
+    self._setup(state, functools.partial(update, restart_step=config.autoencode_steps),
                 iterator=iterator, batch_keys=_FINGERPRINTED, checkpoint_dir=checkpoint_dir,
                 keep=config.keep_checkpoints, save_every=config.save_every, log_fn=log_fn,
                 log_every=config.log_every, devices=devices,
                 restore_fn=natural_learning.restore_state)
+    self._autoencode_update = (self._pmap(functools.partial(update, autoencode=True))
+                               if config.autoencode_steps else None)
+
+  def _update_for_step(self, step: int) -> Callable:
+    return self._autoencode_update if step < self._autoencode_steps else self._update
 
   @property
   def model(self) -> balls_net.BallsNaturalModel:

@@ -164,8 +164,18 @@ class PmapLearner:
         else jax.local_devices()
     self._num_local_devices = len(local)
     self._state = replicate(state, local)
-    self._update = jax.pmap(functools.partial(update_fn, axis_name=AXIS_NAME),
-                            axis_name=AXIS_NAME, devices=devices, donate_argnums=(0,))
+    self._devices = devices
+    self._update = self._pmap(update_fn)
+
+  def _pmap(self, update_fn: Callable[[Any, Batch], tuple[Any, Metrics]]) -> Callable:
+    """``update_fn`` pmapped over this learner's devices (axis 'devices', state donated)."""
+    return jax.pmap(functools.partial(update_fn, axis_name=AXIS_NAME), axis_name=AXIS_NAME,
+                    devices=self._devices, donate_argnums=(0,))
+
+  def _update_for_step(self, step: int) -> Callable:
+    """The pmapped update that performs update number ``step`` (0-based); one by default."""
+    del step
+    return self._update
 
   @property
   def learning_rate(self) -> float:
@@ -183,8 +193,8 @@ class PmapLearner:
     """Launches one update on the next batch; returns its metrics still on device."""
     batch = next(self._iterator)
     batch = {k: batch[k] for k in self._batch_keys}
-    self._state, metrics = self._update(self._state,
-                                        shard_batch(batch, self._num_local_devices))
+    update = self._update_for_step(self._step)
+    self._state, metrics = update(self._state, shard_batch(batch, self._num_local_devices))
     self._step += 1
     return metrics
 

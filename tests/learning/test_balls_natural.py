@@ -134,7 +134,7 @@ def test_autoencoding_warm_start_keeps_pairs_equal_and_leaves_p_alone(config, da
   for a, b in zip(jax.tree_util.tree_leaves(e2e['processor']),
                   jax.tree_util.tree_leaves(start['processor'])):
     np.testing.assert_array_equal(a, b)  # P unused in the warm-start
-  learner.run(3)  # one step of the next-frame phase: P enters
+  learner.run(4)  # the next-frame phase (its first rate is 0, warm-up): P enters
   e2e = learner.model_params('end_to_end', 0)
   assert any(not np.array_equal(a, b) for a, b in zip(
       jax.tree_util.tree_leaves(e2e['processor']), jax.tree_util.tree_leaves(start['processor'])))
