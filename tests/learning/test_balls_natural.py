@@ -33,8 +33,9 @@ def test_natural_lockstep_freezes_rmr_processor(config, data, tmp_path):
   abstract.run(1)
   export = abstract.export_processor(str(tmp_path / 'processor'))
   _, exported = checkpointing.restore_processor(export)
+  natural = dataclasses.replace(config.natural, autoencode_steps=0)  # P in every update
   learner = balls_natural.BallsNaturalLearner(
-      config.natural, processor_export=export, image_size=config.sim.image_size,
+      natural, processor_export=export, image_size=config.sim.image_size,
       displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0,
       iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2),
       checkpoint_dir=str(tmp_path / 'natural'))
@@ -51,7 +52,7 @@ def test_natural_lockstep_freezes_rmr_processor(config, data, tmp_path):
   assert len(set(learner.fingerprints.tolist())) == 1  # every model saw the same batches
   learner.close()
   resumed = balls_natural.BallsNaturalLearner(
-      config.natural, processor_export=export, image_size=config.sim.image_size,
+      natural, processor_export=export, image_size=config.sim.image_size,
       displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0,
       iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2),
       checkpoint_dir=str(tmp_path / 'natural'))
