@@ -285,6 +285,8 @@ class NaturalConfig:
     sigma: energy scale, d = ||x - y||^2 / (2 sigma^2) (C-SWM: 0.5).
     data_fractions: fractions of the training episodes to train on (nested subsets); each
       fraction < 1 gets its own Reverb table at collection time.
+    curve_steps: update counts (below num_steps) after which f~ is saved and probed, for the
+      learning curve of the largest fraction (report/learning_curve.*); () = none.
     save_every: learner steps between Orbax checkpoints.
     keep_checkpoints: checkpoints kept.
     log_every: learner steps between TensorBoard scalars.
@@ -303,6 +305,7 @@ class NaturalConfig:
   hinge: float
   sigma: float
   data_fractions: tuple[float, ...]
+  curve_steps: tuple[int, ...]
   save_every: int
   keep_checkpoints: int
   log_every: int
@@ -326,6 +329,9 @@ class NaturalConfig:
     _require(len(self.data_fractions) >= 1 and all(0.0 < f <= 1.0 for f in self.data_fractions)
              and len(set(self.data_fractions)) == len(self.data_fractions),
              f'{path}.data_fractions', self.data_fractions, 'distinct fractions in (0, 1]')
+    _require(all(isinstance(k, int) and 0 < k < self.num_steps for k in self.curve_steps)
+             and len(set(self.curve_steps)) == len(self.curve_steps), f'{path}.curve_steps',
+             self.curve_steps, f'distinct ints in [1, num_steps={self.num_steps})')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,6 +351,9 @@ class ProbeConfig:
     embed_batch_size: frames per encoder forward pass when embedding.
     max_eval_frames: cap on the validation frames probed, taken at an even stride over all
       validation episodes; 0 probes every frame.
+    max_components: whiten the standardised embeddings onto at most this many principal
+      components of the probe's training frames before fitting (0: fit on all features).
+    byte_probes: also fit AtariARI's byte probes (results.json's byte_f1).
   """
   train_transitions: int
   steps: int
@@ -356,6 +365,8 @@ class ProbeConfig:
   weight_decay: float
   embed_batch_size: int
   max_eval_frames: int
+  max_components: int
+  byte_probes: bool
 
   def validate(self, path: str) -> None:
     _require(self.max_eval_frames >= 0, f'{path}.max_eval_frames', self.max_eval_frames,
@@ -363,6 +374,8 @@ class ProbeConfig:
     for name in ('train_transitions', 'steps', 'batch_size', 'embed_batch_size', 'eval_every',
                  'patience'):
       _require(getattr(self, name) >= 1, f'{path}.{name}', getattr(self, name), 'an int >= 1')
+    _require(self.max_components >= 0, f'{path}.max_components', self.max_components,
+             'an int >= 0')
     _require(0.0 <= self.val_fraction <= 0.5, f'{path}.val_fraction', self.val_fraction,
              'a float in [0, 0.5]')
     _require(self.learning_rate > 0, f'{path}.learning_rate', self.learning_rate, 'a float > 0')

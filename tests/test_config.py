@@ -71,7 +71,7 @@ def test_checkpoint_policy_requires_path():
 
 
 def test_unknown_variant():
-  with pytest.raises(ValueError, match="'tset'.*test, local, gpu, paper"):
+  with pytest.raises(ValueError, match="'tset'.*test, local, study, gpu, paper"):
     atari_configs.get_config('tset')
 
 

@@ -141,15 +141,13 @@ def whitening(x: np.ndarray, max_components: int, rel_tol: float = 1e-4) -> np.n
   n, d = x.shape
   if n <= d:
     lam, u = np.linalg.eigh(x @ x.T)  # ascending, [N], [N, N]
-    lam, u = lam[::-1], u[:, ::-1]
-    k = int(min(max_components, np.sum(lam > (rel_tol ** 2) * lam[0])))
-    v = x.T @ u[:, :k] / np.sqrt(lam[:k])  # [D, k] right singular vectors
+    lam, u = lam[::-1].copy(), np.ascontiguousarray(u[:, ::-1])
+    k = max(1, int(min(max_components, np.sum(lam > (rel_tol ** 2) * lam[0]))))
+    v = x.T @ np.ascontiguousarray(u[:, :k]) / np.sqrt(lam[:k])  # [D, k] singular vectors
   else:
     lam, v = np.linalg.eigh(x.T @ x)
-    lam, v = lam[::-1], v[:, ::-1]
-    k = int(min(max_components, np.sum(lam > (rel_tol ** 2) * lam[0])))
-    v = v[:, :k]
-  k = max(k, 1)
+    lam, v = lam[::-1].copy(), np.ascontiguousarray(v[:, ::-1])
+    k = max(1, int(min(max_components, np.sum(lam > (rel_tol ** 2) * lam[0]))))
   return (v[:, :k] * np.sqrt(n / lam[:k])).astype(np.float32)  # [D, k]
 
 
@@ -292,41 +290,47 @@ def _train_linear(emb: np.ndarray, targets: np.ndarray, num_outputs: int, loss_f
   if steps < 1 or batch_size < 1:
     raise ValueError(f'steps and batch_size must be >= 1, got {steps}, {batch_size}')
   fit_idx, val_idx = split_indices(emb.shape[0], early_stopping.val_fraction, seed)
-  fit_emb, fit_y = jnp.asarray(emb[fit_idx]), jnp.asarray(targets[fit_idx])
   mean = emb[fit_idx].mean(axis=0, dtype=np.float64).astype(np.float32)  # [D]
   std = emb[fit_idx].std(axis=0, dtype=np.float64).astype(np.float32)  # [D]
   std = np.where(std < _MIN_STD, 1.0, std).astype(np.float32)
   proj = None
   if max_components > 0:
-    proj = jnp.asarray(whitening((emb[fit_idx] - mean) / std, max_components))  # [D, k]
-  d = emb.shape[1] if proj is None else proj.shape[1]
-  params = ProbeParams(w=jnp.zeros((d, num_outputs), jnp.float32),
-                       b=jnp.zeros((num_outputs,), jnp.float32),
-                       mean=jnp.asarray(mean), std=jnp.asarray(std), proj=proj)
+    proj = whitening((emb[fit_idx] - mean) / std, max_components)  # [D, k]
+  # The fit runs on the transformed features, computed once: x = ((emb - mean) / std) @ proj.
+  feats = (emb - mean) / std  # [N, D]
+  feats = jnp.asarray(feats if proj is None else feats @ proj)  # [N, D']
+  d = feats.shape[1]
+  on_feats = ProbeParams(w=jnp.zeros((d, num_outputs), jnp.float32),
+                         b=jnp.zeros((num_outputs,), jnp.float32),
+                         mean=jnp.zeros((d,), jnp.float32), std=jnp.ones((d,), jnp.float32))
+  to_emb = lambda p: p._replace(mean=jnp.asarray(mean), std=jnp.asarray(std),
+                                proj=None if proj is None else jnp.asarray(proj))
+  fit_x, fit_y = feats[fit_idx], jnp.asarray(targets[fit_idx])
   idx = _batch_indices(len(fit_idx), steps, batch_size, seed)
-  opt_state = optax.adam(float(learning_rate)).init((params.w, params.b))
+  opt_state = optax.adam(float(learning_rate)).init((on_feats.w, on_feats.b))
   kw = dict(loss_fn=loss_fn, learning_rate=float(learning_rate),
             weight_decay=float(weight_decay))
-  train_loss = lambda p: float(_mean_loss(p, fit_emb, fit_y, loss_fn=loss_fn))
+  train_loss = lambda p: float(_mean_loss(p, fit_x, fit_y, loss_fn=loss_fn))
   if not len(val_idx):
-    params, _ = _fit(params, opt_state, fit_emb, fit_y, None if idx is None else
+    params, _ = _fit(on_feats, opt_state, fit_x, fit_y, None if idx is None else
                      jnp.asarray(idx), steps=int(steps), **kw)
-    return params, FitInfo(int(steps), int(steps), False, train_loss(params), float('nan'),
-                           fit_idx, val_idx)
-  val_emb, val_y = jnp.asarray(emb[val_idx]), jnp.asarray(targets[val_idx])
-  best, best_loss, best_step, done, waited = params, np.inf, 0, 0, 0
+    return to_emb(params), FitInfo(int(steps), int(steps), False, train_loss(params),
+                                   float('nan'), fit_idx, val_idx)
+  val_x, val_y = feats[val_idx], jnp.asarray(targets[val_idx])
+  params = best = on_feats
+  best_loss, best_step, done, waited = np.inf, 0, 0, 0
   while done < steps and waited < early_stopping.patience:
     chunk = min(early_stopping.eval_every, steps - done)
     chunk_idx = None if idx is None else jnp.asarray(idx[done:done + chunk])
-    params, opt_state = _fit(params, opt_state, fit_emb, fit_y, chunk_idx, steps=chunk, **kw)
+    params, opt_state = _fit(params, opt_state, fit_x, fit_y, chunk_idx, steps=chunk, **kw)
     done += chunk
-    loss = float(_mean_loss(params, val_emb, val_y, loss_fn=loss_fn))
+    loss = float(_mean_loss(params, val_x, val_y, loss_fn=loss_fn))
     if loss < best_loss:
       best, best_loss, best_step, waited = params, loss, done, 0
     else:
       waited += 1
-  return best, FitInfo(done, best_step, done < steps, train_loss(best), best_loss, fit_idx,
-                       val_idx)
+  return to_emb(best), FitInfo(done, best_step, done < steps, train_loss(best), best_loss,
+                               fit_idx, val_idx)
 
 
 def train_bit_probes(train_emb: np.ndarray, train_ram: np.ndarray, **kwargs) -> ProbeParams:
@@ -417,6 +421,14 @@ def evaluate_bit_probes(params: ProbeParams, val_emb: np.ndarray,
       'slot_accuracy': metrics.slot_accuracy(bits_to_bytes(pred_bits), val_ram, mask),
       'num_slots': float(mask.sum()),
   }
+
+
+def bit_f1_on_slots(params: ProbeParams, emb: np.ndarray, ram: np.ndarray,
+                    slots: np.ndarray) -> float:
+  """Micro bit F1 of bit probes on (emb [N, D], ram [N, 128]) over the given [128] bool slots
+  (e.g. a probe's own training frames, scored on the validation RAM's slots)."""
+  return float(metrics.bit_f1(predict_bits(params, emb), bytes_to_bits(np.asarray(ram)),
+                              np.asarray(slots, bool)))
 
 
 def weighted_f1(pred: np.ndarray, true: np.ndarray) -> float:
