@@ -6,7 +6,6 @@ by the same probe code (held-out early stopping)."""
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from rmr_dist.envs import atari
