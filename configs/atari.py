@@ -107,7 +107,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.probe.steps = 3000  # Most Adam steps per probe (held-out early stopping ends it sooner).
   c.probe.val_fraction = 0.2  # Probe frames held out to stop the fit (AtariARI-style).
   c.probe.eval_every = 25  # Probe steps between held-out evaluations.
-  c.probe.patience = 4  # Held-out evaluations without improvement before stopping.
+  c.probe.patience = 8  # Held-out evaluations without improvement before stopping.
   c.probe.max_components = 1024  # Whiten embeddings onto <= this many principal components.
   c.probe.byte_probes = False  # Also fit AtariARI's byte probes (results.json byte_f1).
   c.probe.batch_size = 128  # Probe minibatch.

@@ -341,8 +341,8 @@ class ProbeConfig:
   Attributes:
     train_transitions: transitions sampled from the natural table to fit the probes on.
     steps: Adam steps of each probe (the most, with early stopping).
-    val_fraction: part of the probe's training frames held out to stop the fit when their loss
-      stops improving (AtariARI's early stopping); 0 = exactly `steps` steps.
+    val_fraction: part of the probe's training frames held out to stop the fit when their score
+      (bit F1) stops improving (AtariARI's early stopping); 0 = exactly `steps` steps.
     eval_every: probe steps between held-out evaluations.
     patience: held-out evaluations without improvement before a probe stops.
     batch_size: probe minibatch size.

@@ -212,17 +212,33 @@ def _batch_indices(n: int, steps: int, batch_size: int, seed: int) -> Optional[n
   return perms[:steps * batch_size].reshape(steps, batch_size).astype(np.int32)
 
 
+@functools.partial(jax.jit, static_argnames=('loss_fn',))
+def _heldout_score(params: ProbeParams, emb: jax.Array, targets: jax.Array, *,
+                   loss_fn: Callable[[jax.Array, jax.Array], jax.Array]) -> jax.Array:
+  """Higher is better: micro F1 (positive = 1) for bit probes, minus the loss otherwise."""
+  logits = _logits(params, emb)
+  if loss_fn is _bit_loss:
+    pred, true = logits > 0, targets > 0.5
+    tp = jnp.sum(pred & true)
+    return 2 * tp / jnp.maximum(2 * tp + jnp.sum(pred != true), 1)
+  return -loss_fn(logits, targets)
+
+
 @dataclasses.dataclass(frozen=True)
 class EarlyStopping:
-  """Fit-to-convergence settings of a probe (AtariARI: train until the held-out loss stops
+  """Fit-to-convergence settings of a probe (AtariARI: train until the held-out score stops
   improving).
+
+  The held-out score is the micro bit F1 for bit probes (the metric they are scored by: their
+  held-out cross-entropy turns up long before their F1 stops improving) and minus the
+  cross-entropy for byte probes.
 
   Attributes:
     val_fraction: fraction of the probe's training frames held out (never fitted on) to choose
       the stopping step; 0 disables early stopping (exactly ``steps`` steps).
     eval_every: Adam steps between held-out evaluations.
-    patience: evaluations without a held-out loss improvement before stopping; the parameters
-      of the best evaluation are returned.
+    patience: evaluations without a held-out improvement before stopping; the parameters of
+      the best evaluation are returned.
   """
   val_fraction: float = 0.0
   eval_every: int = 50
@@ -245,7 +261,7 @@ class FitInfo(NamedTuple):
   Attributes:
     steps: Adam steps taken.
     best_step: the step whose parameters were kept (== steps without early stopping).
-    stopped_early: the held-out loss stopped improving before the step budget ran out.
+    stopped_early: the held-out score stopped improving before the step budget ran out.
     train_loss: data loss on the fitted frames at ``best_step``.
     val_loss: data loss on the held-out frames at ``best_step`` (NaN without a split).
     fit_index: [N_fit] indices of the fitted frames; val_index: [N_val] of the held-out ones.
@@ -318,18 +334,19 @@ def _train_linear(emb: np.ndarray, targets: np.ndarray, num_outputs: int, loss_f
                                    float('nan'), fit_idx, val_idx)
   val_x, val_y = feats[val_idx], jnp.asarray(targets[val_idx])
   params = best = on_feats
-  best_loss, best_step, done, waited = np.inf, 0, 0, 0
+  best_score, best_step, done, waited = -np.inf, 0, 0, 0
   while done < steps and waited < early_stopping.patience:
     chunk = min(early_stopping.eval_every, steps - done)
     chunk_idx = None if idx is None else jnp.asarray(idx[done:done + chunk])
     params, opt_state = _fit(params, opt_state, fit_x, fit_y, chunk_idx, steps=chunk, **kw)
     done += chunk
-    loss = float(_mean_loss(params, val_x, val_y, loss_fn=loss_fn))
-    if loss < best_loss:
-      best, best_loss, best_step, waited = params, loss, done, 0
+    score = float(_heldout_score(params, val_x, val_y, loss_fn=loss_fn))
+    if score > best_score:
+      best, best_score, best_step, waited = params, score, done, 0
     else:
       waited += 1
-  return to_emb(best), FitInfo(done, best_step, done < steps, train_loss(best), best_loss,
+  val_loss = float(_mean_loss(best, val_x, val_y, loss_fn=loss_fn))
+  return to_emb(best), FitInfo(done, best_step, done < steps, train_loss(best), val_loss,
                                fit_idx, val_idx)
 
 
@@ -353,7 +370,7 @@ def fit_bit_probes(train_emb: np.ndarray, train_ram: np.ndarray, *, steps: int,
     learning_rate: Adam learning rate.
     weight_decay: L2 coefficient on the weights.
     seed: minibatch-order and held-out-split seed (training is deterministic given it).
-    early_stopping: hold out part of the frames and stop when their loss stops improving.
+    early_stopping: hold out part of the frames and stop when their score (bit F1) stops improving.
     max_components: whiten onto at most this many principal components first (0: no).
     slots: None, or [128] bool: fit only these slots' bits (e.g. the scored, high-entropy
       slots; the others are then predicted 0 and must not be scored).
