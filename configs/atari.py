@@ -1,5 +1,6 @@
-"""Atari RMR configs: `test` (seconds), `local` (default; a 2-core laptop), `gpu` (one GPU) and
-`paper` (cluster).
+"""Atari RMR configs: `test` (seconds), `local` (default; a 2-core laptop, about 20 minutes),
+`study` (a 2-core laptop, about 2 hours, with a learning curve), `gpu` (one GPU) and `paper`
+(cluster).
 
 Use as `--config=configs/atari.py:VARIANT`; override any field from the command line, e.g.
 `--config.heads.num_heads=8`. `rmr_dist.config.load_atari_config` validates the result.
@@ -13,7 +14,7 @@ PAPER_GAMES = (
     'montezuma_revenge', 'ms_pacman', 'pitfall', 'pong', 'private_eye', 'riverraid', 'skiing',
     'space_invaders', 'tennis', 'venture', 'yars_revenge')
 
-VARIANTS = ('test', 'local', 'gpu', 'paper')
+VARIANTS = ('test', 'local', 'study', 'gpu', 'paper')
 
 
 def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
@@ -26,7 +27,10 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
 
   c.env = ml_collections.ConfigDict()
   c.env.frame_skip = 4  # Emulator frames per agent step (DQN/Agent57 convention).
-  c.env.repeat_action_probability = 0.25  # Sticky actions per frame (Machado et al., 2018).
+  # Sticky actions per frame (Machado et al., 2018: 0.25); 0 keeps RAM transitions
+  # deterministic, as the paper assumes.
+  c.env.repeat_action_probability = 0.0
+  c.env.noop_max = 30  # Seeded 0..30 NOOP steps at every episode start (Agent57's no-op starts).
   c.env.max_episode_steps = 1000  # Agent-step cap per episode (truncation).
   c.env.frame_height = 210  # Stored frame height; 210 = ALE native (the paper's 210x160).
   c.env.frame_width = 160  # Stored frame width; 160 = ALE native.
@@ -83,12 +87,15 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.natural.variants = ('rmr', 'cswm')  # RMR (frozen P) and C-SWM (same model, P trained).
   c.natural.num_seeds = 5  # Seeds per variant, all on identical batches (paper: 5).
   c.natural.num_steps = 40  # Lockstep updates per (game, data fraction) (2-core budget).
-  c.natural.batch_size = 16  # Transitions per update (C-SWM reference timing: 50).
-  c.natural.learning_rate = 5e-4  # Adam (C-SWM default).
+  c.natural.batch_size = 50  # Transitions per update (paper, Appendix B: 50).
+  c.natural.learning_rate = 1e-3  # Adam (paper, Appendix B: 1e-3).
   c.natural.maps_per_slot = 1  # m: encoder maps per slot (1 = C-SWM object maps).
+  c.natural.slot_embedding = True  # Learned slot-index embedding in f~ (as the abstract f).
+  c.natural.map_activation = 'sigmoid'  # f~'s per-slot maps: 'sigmoid' (C-SWM) or 'none'.
   c.natural.hinge = 1.0  # Contrastive hinge margin (C-SWM default).
   c.natural.sigma = 0.5  # Energy scale (C-SWM default).
   c.natural.data_fractions = (0.3, 1.0)  # Nested fractions of train episodes to train on.
+  c.natural.curve_steps = ()  # Updates after which f~ is probed too (report/learning_curve).
   c.natural.save_every = 100  # Learner steps between Orbax checkpoints.
   c.natural.keep_checkpoints = 2  # Checkpoints kept.
   c.natural.log_every = 25  # Learner steps between TensorBoard scalars.
@@ -97,7 +104,12 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
 
   c.probe = ml_collections.ConfigDict()
   c.probe.train_transitions = 2000  # Natural-table samples the probes are fit on.
-  c.probe.steps = 60  # Adam steps per probe.
+  c.probe.steps = 3000  # Most Adam steps per probe (held-out early stopping ends it sooner).
+  c.probe.val_fraction = 0.2  # Probe frames held out to stop the fit (AtariARI-style).
+  c.probe.eval_every = 25  # Probe steps between held-out evaluations.
+  c.probe.patience = 8  # Held-out evaluations without improvement before stopping.
+  c.probe.max_components = 1024  # Whiten embeddings onto <= this many principal components.
+  c.probe.byte_probes = False  # Also fit AtariARI's byte probes (results.json byte_f1).
   c.probe.batch_size = 128  # Probe minibatch.
   c.probe.learning_rate = 1e-3  # Probe Adam learning rate.
   c.probe.weight_decay = 1e-4  # L2 on probe weights.
@@ -112,6 +124,29 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.ray.learner_max_restarts = 2  # Restarts of a dead learner process (resumes from Orbax).
   c.ray.learner_hosts = 1  # Hosts per learner group; > 1 joins them with jax.distributed.
 
+  if variant in ('local', 'study'):
+    # 2-core budgets: 84x64 frames (the trunk's 3x2 local map), a small MPNN (its 128 x 128
+    # messages dominate the natural update), 3 seeds (the untrained control's std needs >= 2).
+    c.env.frame_height = 84
+    c.env.frame_width = 64
+    c.env.max_episode_steps = 500
+    c.heads.num_heads = 8
+    c.abstract.hidden_size = 16
+    c.natural.num_seeds = 3
+    c.natural.num_steps = 100
+    c.natural.batch_size = 16  # Appendix B's 50 does not fit 20 minutes on 2 cores.
+    c.natural.data_fractions = (1.0,)  # The data-efficiency study is the `study` config's.
+  if variant == 'study':
+    c.natural.data_fractions = (0.3, 1.0)
+    c.env.max_episode_steps = 1000
+    c.heads.num_heads = 16
+    c.abstract.num_steps = 1000
+    c.abstract.hidden_size = 32
+    c.natural.num_steps = 600
+    c.natural.batch_size = 32
+    c.natural.curve_steps = (25, 50, 100, 200, 400)
+    c.probe.train_transitions = 4000
+    c.probe.byte_probes = True
   if variant == 'test':
     c.games = ('pong',)
     c.env.max_episode_steps = 40
@@ -138,6 +173,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.natural.export_timeout_s = 5.0
     c.probe.train_transitions = 64
     c.probe.steps = 20
+    c.probe.eval_every = 5
     c.probe.batch_size = 32
     c.probe.embed_batch_size = 16
     c.probe.max_eval_frames = 100
@@ -160,7 +196,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.natural.save_every = 500
     c.natural.log_every = 50
     c.probe.train_transitions = 10_000
-    c.probe.steps = 500
+    c.probe.byte_probes = True
     c.probe.max_eval_frames = 0  # Every validation frame.
     c.ray.learner_num_cpus = 4.0  # Input pipeline and evaluation beside the GPU.
     c.ray.learner_num_gpus = 1.0
@@ -182,7 +218,8 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.natural.log_every = 500
     c.natural.save_every = 5_000
     c.probe.train_transitions = 50_000
-    c.probe.steps = 3_000
+    c.probe.max_components = 0  # All 8,192 features.
+    c.probe.byte_probes = True
     c.probe.max_eval_frames = 0
     c.abstract.save_every = 5_000
     c.abstract.log_every = 500

@@ -52,16 +52,20 @@ class EnvConfig:
 
   Attributes:
     frame_skip: emulator frames per agent step (the action is repeated; rewards summed).
-    repeat_action_probability: sticky-action probability per emulator frame (Machado et al.).
+    repeat_action_probability: sticky-action probability per emulator frame (Machado et al.);
+      0 keeps RAM transitions deterministic, as the paper assumes.
     max_episode_steps: agent-step cap of an episode (truncation).
     frame_height: height of stored RGB frames; 210 keeps ALE's native size.
     frame_width: width of stored RGB frames; 160 keeps ALE's native size.
+    noop_max: every episode starts with a seeded number of NOOP steps in 0..noop_max (Agent57's
+      random no-op starts), not recorded.
   """
   frame_skip: int
   repeat_action_probability: float
   max_episode_steps: int
   frame_height: int
   frame_width: int
+  noop_max: int
 
   def validate(self, path: str) -> None:
     _require(1 <= self.frame_skip <= 64, f'{path}.frame_skip', self.frame_skip, 'an int in [1, 64]')
@@ -73,6 +77,8 @@ class EnvConfig:
              'an int in [8, 210]')
     _require(8 <= self.frame_width <= 160, f'{path}.frame_width', self.frame_width,
              'an int in [8, 160]')
+    _require(0 <= self.noop_max <= 1000, f'{path}.noop_max', self.noop_max,
+             'an int in [0, 1000]')
 
 
 BASE_POLICIES = ('random', 'checkpoint')
@@ -273,10 +279,14 @@ class NaturalConfig:
     batch_size: transitions per update, split over local devices.
     learning_rate: Adam learning rate (C-SWM's default 5e-4).
     maps_per_slot: m, encoder feature maps per slot (1 = C-SWM-style object maps).
+    slot_embedding: add a learned slot-index embedding to f~'s slots (as the abstract f has).
+    map_activation: 'sigmoid' (C-SWM's object maps) or 'none' on f~'s per-slot maps.
     hinge: margin of the contrastive hinge loss (C-SWM: 1.0).
     sigma: energy scale, d = ||x - y||^2 / (2 sigma^2) (C-SWM: 0.5).
     data_fractions: fractions of the training episodes to train on (nested subsets); each
       fraction < 1 gets its own Reverb table at collection time.
+    curve_steps: update counts (below num_steps) after which f~ is saved and probed, for the
+      learning curve of the largest fraction (report/learning_curve.*); () = none.
     save_every: learner steps between Orbax checkpoints.
     keep_checkpoints: checkpoints kept.
     log_every: learner steps between TensorBoard scalars.
@@ -290,9 +300,12 @@ class NaturalConfig:
   batch_size: int
   learning_rate: float
   maps_per_slot: int
+  slot_embedding: bool
+  map_activation: str
   hinge: float
   sigma: float
   data_fractions: tuple[float, ...]
+  curve_steps: tuple[int, ...]
   save_every: int
   keep_checkpoints: int
   log_every: int
@@ -311,9 +324,14 @@ class NaturalConfig:
       _require(getattr(self, name) >= 1, f'{path}.{name}', getattr(self, name), 'an int >= 1')
     for name in ('learning_rate', 'hinge', 'sigma', 'export_timeout_s'):
       _require(getattr(self, name) > 0, f'{path}.{name}', getattr(self, name), 'a float > 0')
+    _require(self.map_activation in ('sigmoid', 'none'), f'{path}.map_activation',
+             self.map_activation, "'sigmoid' or 'none'")
     _require(len(self.data_fractions) >= 1 and all(0.0 < f <= 1.0 for f in self.data_fractions)
              and len(set(self.data_fractions)) == len(self.data_fractions),
              f'{path}.data_fractions', self.data_fractions, 'distinct fractions in (0, 1]')
+    _require(all(isinstance(k, int) and 0 < k < self.num_steps for k in self.curve_steps)
+             and len(set(self.curve_steps)) == len(self.curve_steps), f'{path}.curve_steps',
+             self.curve_steps, f'distinct ints in [1, num_steps={self.num_steps})')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,27 +340,44 @@ class ProbeConfig:
 
   Attributes:
     train_transitions: transitions sampled from the natural table to fit the probes on.
-    steps: Adam steps of each probe.
+    steps: Adam steps of each probe (the most, with early stopping).
+    val_fraction: part of the probe's training frames held out to stop the fit when their score
+      (bit F1) stops improving (AtariARI's early stopping); 0 = exactly `steps` steps.
+    eval_every: probe steps between held-out evaluations.
+    patience: held-out evaluations without improvement before a probe stops.
     batch_size: probe minibatch size.
     learning_rate: probe Adam learning rate.
     weight_decay: L2 penalty on probe weights.
     embed_batch_size: frames per encoder forward pass when embedding.
     max_eval_frames: cap on the validation frames probed, taken at an even stride over all
       validation episodes; 0 probes every frame.
+    max_components: whiten the standardised embeddings onto at most this many principal
+      components of the probe's training frames before fitting (0: fit on all features).
+    byte_probes: also fit AtariARI's byte probes (results.json's byte_f1).
   """
   train_transitions: int
   steps: int
+  val_fraction: float
+  eval_every: int
+  patience: int
   batch_size: int
   learning_rate: float
   weight_decay: float
   embed_batch_size: int
   max_eval_frames: int
+  max_components: int
+  byte_probes: bool
 
   def validate(self, path: str) -> None:
     _require(self.max_eval_frames >= 0, f'{path}.max_eval_frames', self.max_eval_frames,
              'an int >= 0')
-    for name in ('train_transitions', 'steps', 'batch_size', 'embed_batch_size'):
+    for name in ('train_transitions', 'steps', 'batch_size', 'embed_batch_size', 'eval_every',
+                 'patience'):
       _require(getattr(self, name) >= 1, f'{path}.{name}', getattr(self, name), 'an int >= 1')
+    _require(self.max_components >= 0, f'{path}.max_components', self.max_components,
+             'an int >= 0')
+    _require(0.0 <= self.val_fraction <= 0.5, f'{path}.val_fraction', self.val_fraction,
+             'a float in [0, 0.5]')
     _require(self.learning_rate > 0, f'{path}.learning_rate', self.learning_rate, 'a float > 0')
     _require(self.weight_decay >= 0, f'{path}.weight_decay', self.weight_decay, 'a float >= 0')
 

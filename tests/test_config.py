@@ -21,6 +21,15 @@ def test_gpu_variants_reserve_a_gpu_and_the_atari_one_reads_the_store():
   assert cfg.replay.learner_source == 'store' and cfg.collect.store_all_episodes
 
 
+def test_study_variant_has_a_learning_curve_and_two_fractions():
+  cfg = config_lib.load_atari_config(atari_configs.get_config('study'))
+  assert cfg.natural.curve_steps and max(cfg.natural.curve_steps) < cfg.natural.num_steps
+  assert cfg.natural.data_fractions == (0.3, 1.0) and cfg.natural.num_seeds >= 3
+  local = config_lib.load_atari_config(atari_configs.get_config('local'))
+  assert local.env.repeat_action_probability == 0.0 and local.env.noop_max > 0
+  assert local.natural.slot_embedding and local.probe.val_fraction > 0
+
+
 def test_paper_variant_has_paper_scale():
   cfg = config_lib.load_atari_config(atari_configs.get_config('paper'))
   assert len(cfg.games) == 19
@@ -48,6 +57,13 @@ def test_missing_key_is_reported():
     ('collect', 'val_fraction', 1.0, r'val_fraction=1\.0.*\(0, 1\)'),
     ('replay', 'server', 'remote', r"server='remote'"),
     ('heads', 'checkpoint_path', 3, r'checkpoint_path must be a str'),
+    ('env', 'noop_max', -1, r'config\.env\.noop_max=-1'),
+    ('natural', 'map_activation', 'relu', r"config\.natural\.map_activation='relu'"),
+    ('natural', 'curve_steps', (0, 2), r'config\.natural\.curve_steps=\(0, 2\)'),
+    ('natural', 'curve_steps', (4,), r'config\.natural\.curve_steps=\(4,\)'),
+    ('probe', 'val_fraction', 0.9, r'config\.probe\.val_fraction=0\.9'),
+    ('probe', 'patience', 0, r'config\.probe\.patience=0'),
+    ('probe', 'max_components', -1, r'config\.probe\.max_components=-1'),
 ])
 def test_wrong_type_or_value(section, key, value, pattern):
   c = atari_configs.get_config('test').to_dict()
@@ -71,7 +87,7 @@ def test_checkpoint_policy_requires_path():
 
 
 def test_unknown_variant():
-  with pytest.raises(ValueError, match="'tset'.*test, local, gpu, paper"):
+  with pytest.raises(ValueError, match="'tset'.*test, local, study, gpu, paper"):
     atari_configs.get_config('tset')
 
 

@@ -6,6 +6,11 @@ emulator frame exactly as ALE's own `repeat_action_probability` does (Machado et
 with a numpy RNG that we seed per episode. ALE's own stochasticity is switched off, so an episode
 is a pure function of (ROM, episode seed, actions): a collector can reuse one emulator for many
 episodes and any episode can be replayed bit-exactly on any machine.
+
+Transitions are deterministic by default (no sticky actions: the paper assumes deterministic
+RAM transitions); diversity across episodes comes from random no-op starts (Agent57's
+protocol): every reset plays ``k ~ U{0..noop_max}`` NOOP agent steps, k drawn from the
+episode's seed, before the first returned observation.
 """
 
 from __future__ import annotations
@@ -71,15 +76,20 @@ class AtariEnv:
   Args:
     game: ale-py ROM id, e.g. 'pong'.
     frame_skip: emulator frames per agent step.
-    repeat_action_probability: per-frame probability of repeating the previous frame's action.
-    max_episode_steps: agent steps after which an episode is truncated.
+    repeat_action_probability: per-frame probability of repeating the previous frame's action
+      (0: deterministic transitions).
+    max_episode_steps: agent steps after which an episode is truncated (no-ops not counted).
+    noop_max: each reset plays a seeded number of NOOP steps in 0..noop_max first.
     frame_shape: (height, width) of returned frames; (210, 160) is native (no resize).
   """
 
-  def __init__(self, game: str, *, frame_skip: int = 4, repeat_action_probability: float = 0.25,
+  def __init__(self, game: str, *, frame_skip: int = 4, repeat_action_probability: float = 0.0,
                max_episode_steps: int = 27_000,
-               frame_shape: tuple[int, int] = NATIVE_FRAME_SHAPE):
+               frame_shape: tuple[int, int] = NATIVE_FRAME_SHAPE, noop_max: int = 0):
     config_lib.check_game(game)
+    if noop_max < 0:
+      raise ValueError(f'noop_max={noop_max!r} must be >= 0')
+    self.noop_max = noop_max
     self.game = game
     self.frame_skip = frame_skip
     self.repeat_action_probability = repeat_action_probability
@@ -114,7 +124,7 @@ class AtariEnv:
     return cls(game, frame_skip=env.frame_skip,
                repeat_action_probability=env.repeat_action_probability,
                max_episode_steps=env.max_episode_steps,
-               frame_shape=(env.frame_height, env.frame_width))
+               frame_shape=(env.frame_height, env.frame_width), noop_max=env.noop_max)
 
   def _observe(self, screen: np.ndarray | None = None) -> Observation:
     self._ale.getRAM(self._ram)
@@ -126,12 +136,19 @@ class AtariEnv:
     return Observation(ram=self._ram.copy(), frame=frame.copy())
 
   def reset(self, seed: int) -> Observation:
-    """Starts a new episode whose randomness (sticky actions) comes from `seed`."""
+    """Starts a new episode whose randomness (no-op start, sticky actions) comes from `seed`."""
     self._ale.restoreState(self._start_state)
     self._rng = np.random.default_rng(seed)
     self._last_action = 0  # ALE's reset leaves NOOP as the previous action.
+    noops = int(self._rng.integers(0, self.noop_max + 1)) if self.noop_max else 0
+    self.last_noops = noops
+    for _ in range(noops):
+      for _ in range(self.frame_skip):
+        self._ale.act(self._actions[0])
+      if self._ale.game_over():
+        break
     self._steps = 0
-    return self._observe(self._start_screen)
+    return self._observe(self._start_screen if not noops else None)
 
   def step(self, action: int) -> StepResult:
     """Plays `action` (an index into the 18 actions) for `frame_skip` frames."""

@@ -53,18 +53,26 @@ class EncodeFn(Protocol):
 
 
 class ProbeParams(NamedTuple):
-  """A bank of linear classifiers on standardised embeddings.
+  """A bank of linear classifiers on standardised (optionally whitened) embeddings.
 
   Attributes:
-    w: [D, K] float32 weights (K = 1024 bit logits, or V * 256 byte logits).
+    w: [D', K] float32 weights (K = 1024 bit logits, or V * 256 byte logits; D' = D, or k
+      with ``proj``).
     b: [K] float32 biases.
     mean: [D] float32 train mean of the embeddings.
     std: [D] float32 train std of the embeddings (1 where it was < 1e-6).
+    proj: None, or [D, k] float32 whitening projection of the standardised embeddings onto
+      their k leading principal components (a linear map: the probe stays linear in the
+      embeddings).
+    outputs: None (w's columns are all K outputs), or [K'] int32: the bit columns (0..1023)
+      that w's K' columns predict; the others are predicted 0 (`fit_bit_probes`'s ``slots``).
   """
   w: jax.Array
   b: jax.Array
   mean: jax.Array
   std: jax.Array
+  proj: Optional[jax.Array] = None
+  outputs: Optional[jax.Array] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +128,27 @@ def frozen_embeddings(encode_fn: EncodeFn, params: Any, frames: np.ndarray,
 
 
 def _standardise(emb: jax.Array, params: ProbeParams) -> jax.Array:
-  return (emb - params.mean) / params.std  # [B, D]
+  x = (emb - params.mean) / params.std  # [B, D]
+  return x if params.proj is None else x @ params.proj  # [B, D']
+
+
+def whitening(x: np.ndarray, max_components: int, rel_tol: float = 1e-4) -> np.ndarray:
+  """[D, k] projection of centred ``x`` [N, D] onto its principal components, scaled to unit
+  variance: the k = min(max_components, rank) components whose singular value exceeds
+  ``rel_tol`` times the largest. Computed from the smaller of the Gram and covariance matrices.
+  """
+  x = np.asarray(x, np.float64)
+  n, d = x.shape
+  if n <= d:
+    lam, u = np.linalg.eigh(x @ x.T)  # ascending, [N], [N, N]
+    lam, u = lam[::-1].copy(), np.ascontiguousarray(u[:, ::-1])
+    k = max(1, int(min(max_components, np.sum(lam > (rel_tol ** 2) * lam[0]))))
+    v = x.T @ np.ascontiguousarray(u[:, :k]) / np.sqrt(lam[:k])  # [D, k] singular vectors
+  else:
+    lam, v = np.linalg.eigh(x.T @ x)
+    lam, v = lam[::-1].copy(), np.ascontiguousarray(v[:, ::-1])
+    k = max(1, int(min(max_components, np.sum(lam > (rel_tol ** 2) * lam[0]))))
+  return (v[:, :k] * np.sqrt(n / lam[:k])).astype(np.float32)  # [D, k]
 
 
 def _logits(params: ProbeParams, emb: jax.Array) -> jax.Array:
@@ -140,10 +168,11 @@ def _byte_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=('loss_fn', 'steps', 'learning_rate',
                                              'weight_decay'))
-def _fit(init: ProbeParams, emb: jax.Array, targets: jax.Array,
+def _fit(init: ProbeParams, opt_state: optax.OptState, emb: jax.Array, targets: jax.Array,
          batch_idx: Optional[jax.Array], *, loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
-         steps: int, learning_rate: float, weight_decay: float) -> ProbeParams:
-  """Adam on (w, b) only; mean and std stay fixed.
+         steps: int, learning_rate: float, weight_decay: float
+         ) -> tuple[ProbeParams, optax.OptState]:
+  """``steps`` Adam steps on (w, b) only, from ``opt_state``; mean and std stay fixed.
 
   ``batch_idx`` [steps, B] picks each step's minibatch; None means full batch every step.
   """
@@ -161,8 +190,15 @@ def _fit(init: ProbeParams, emb: jax.Array, targets: jax.Array,
     return (optax.apply_updates(wb, updates), opt_state), None
 
   wb = (init.w, init.b)
-  (wb, _), _ = jax.lax.scan(step, (wb, optimiser.init(wb)), batch_idx, length=steps)
-  return init._replace(w=wb[0], b=wb[1])
+  (wb, opt_state), _ = jax.lax.scan(step, (wb, opt_state), batch_idx, length=steps)
+  return init._replace(w=wb[0], b=wb[1]), opt_state
+
+
+@functools.partial(jax.jit, static_argnames=('loss_fn',))
+def _mean_loss(params: ProbeParams, emb: jax.Array, targets: jax.Array, *,
+               loss_fn: Callable[[jax.Array, jax.Array], jax.Array]) -> jax.Array:
+  """The data loss (no L2) of ``params`` on ``emb`` [N, D]: the early-stopping criterion."""
+  return loss_fn(_logits(params, emb), targets)
 
 
 def _batch_indices(n: int, steps: int, batch_size: int, seed: int) -> Optional[np.ndarray]:
@@ -176,53 +212,190 @@ def _batch_indices(n: int, steps: int, batch_size: int, seed: int) -> Optional[n
   return perms[:steps * batch_size].reshape(steps, batch_size).astype(np.int32)
 
 
+@functools.partial(jax.jit, static_argnames=('loss_fn',))
+def _heldout_score(params: ProbeParams, emb: jax.Array, targets: jax.Array, *,
+                   loss_fn: Callable[[jax.Array, jax.Array], jax.Array]) -> jax.Array:
+  """Higher is better: micro F1 (positive = 1) for bit probes, minus the loss otherwise."""
+  logits = _logits(params, emb)
+  if loss_fn is _bit_loss:
+    pred, true = logits > 0, targets > 0.5
+    tp = jnp.sum(pred & true)
+    return 2 * tp / jnp.maximum(2 * tp + jnp.sum(pred != true), 1)
+  return -loss_fn(logits, targets)
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStopping:
+  """Fit-to-convergence settings of a probe (AtariARI: train until the held-out score stops
+  improving).
+
+  The held-out score is the micro bit F1 for bit probes (the metric they are scored by: their
+  held-out cross-entropy turns up long before their F1 stops improving) and minus the
+  cross-entropy for byte probes.
+
+  Attributes:
+    val_fraction: fraction of the probe's training frames held out (never fitted on) to choose
+      the stopping step; 0 disables early stopping (exactly ``steps`` steps).
+    eval_every: Adam steps between held-out evaluations.
+    patience: evaluations without a held-out improvement before stopping; the parameters of
+      the best evaluation are returned.
+  """
+  val_fraction: float = 0.0
+  eval_every: int = 50
+  patience: int = 5
+
+  def __post_init__(self):
+    if not 0.0 <= self.val_fraction < 1.0:
+      raise ValueError(f'val_fraction={self.val_fraction!r} must be in [0, 1)')
+    if self.eval_every < 1 or self.patience < 1:
+      raise ValueError(f'eval_every={self.eval_every!r} and patience={self.patience!r} must '
+                       'be >= 1')
+
+
+NO_EARLY_STOPPING = EarlyStopping()
+
+
+class FitInfo(NamedTuple):
+  """How a probe's fit went (for results.json: a reader sees whether it converged).
+
+  Attributes:
+    steps: Adam steps taken.
+    best_step: the step whose parameters were kept (== steps without early stopping).
+    stopped_early: the held-out score stopped improving before the step budget ran out.
+    train_loss: data loss on the fitted frames at ``best_step``.
+    val_loss: data loss on the held-out frames at ``best_step`` (NaN without a split).
+    fit_index: [N_fit] indices of the fitted frames; val_index: [N_val] of the held-out ones.
+  """
+  steps: int
+  best_step: int
+  stopped_early: bool
+  train_loss: float
+  val_loss: float
+  fit_index: np.ndarray
+  val_index: np.ndarray
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """(fit [N - V], held-out [V]) sorted index arrays, V = round(val_fraction * n) (>= 1 when
+  val_fraction > 0), drawn by ``numpy.random.default_rng(seed)``."""
+  if val_fraction <= 0.0:
+    return np.arange(n), np.zeros((0,), np.int64)
+  v = min(n - 1, max(1, int(round(val_fraction * n))))
+  if v < 1:
+    raise ValueError(f'{n} probe frames are too few to hold out a validation part')
+  perm = np.random.default_rng(seed + 7919).permutation(n)
+  return np.sort(perm[v:]), np.sort(perm[:v])
+
+
 def _train_linear(emb: np.ndarray, targets: np.ndarray, num_outputs: int, loss_fn, *,
                   steps: int, batch_size: int, learning_rate: float, weight_decay: float,
-                  seed: int) -> ProbeParams:
-  """Fits ``num_outputs`` linear logits on standardised ``emb`` [N, D] (see module doc)."""
+                  seed: int, early_stopping: EarlyStopping = NO_EARLY_STOPPING,
+                  max_components: int = 0) -> tuple[ProbeParams, FitInfo]:
+  """Fits ``num_outputs`` linear logits on standardised ``emb`` [N, D] (see module doc).
+
+  With ``early_stopping.val_fraction > 0`` a held-out part of the frames chooses the stopping
+  step (at most ``steps``); the standardisation and the fit use only the rest. With
+  ``max_components > 0`` the standardised embeddings are first whitened onto at most that many
+  principal components of the fitted frames (`whitening`): the same linear function class on
+  those frames when the embeddings' rank is below it, far cheaper and better conditioned.
+  """
   emb = np.asarray(emb, np.float32)
   if emb.ndim != 2 or emb.shape[0] != targets.shape[0] or emb.shape[0] == 0:
     raise ValueError(f'expected emb [N, D] matching targets [N, ...], got {emb.shape} and '
                      f'{targets.shape}')
   if steps < 1 or batch_size < 1:
     raise ValueError(f'steps and batch_size must be >= 1, got {steps}, {batch_size}')
-  mean = emb.mean(axis=0, dtype=np.float64).astype(np.float32)  # [D]
-  std = emb.std(axis=0, dtype=np.float64).astype(np.float32)  # [D]
+  fit_idx, val_idx = split_indices(emb.shape[0], early_stopping.val_fraction, seed)
+  mean = emb[fit_idx].mean(axis=0, dtype=np.float64).astype(np.float32)  # [D]
+  std = emb[fit_idx].std(axis=0, dtype=np.float64).astype(np.float32)  # [D]
   std = np.where(std < _MIN_STD, 1.0, std).astype(np.float32)
-  d = emb.shape[1]
-  init = ProbeParams(w=jnp.zeros((d, num_outputs), jnp.float32),
-                     b=jnp.zeros((num_outputs,), jnp.float32),
-                     mean=jnp.asarray(mean), std=jnp.asarray(std))
-  idx = _batch_indices(emb.shape[0], steps, batch_size, seed)
-  return _fit(init, jnp.asarray(emb), jnp.asarray(targets),
-              None if idx is None else jnp.asarray(idx), loss_fn=loss_fn, steps=int(steps),
-              learning_rate=float(learning_rate), weight_decay=float(weight_decay))
+  proj = None
+  if max_components > 0:
+    proj = whitening((emb[fit_idx] - mean) / std, max_components)  # [D, k]
+  # The fit runs on the transformed features, computed once: x = ((emb - mean) / std) @ proj.
+  feats = (emb - mean) / std  # [N, D]
+  feats = jnp.asarray(feats if proj is None else feats @ proj)  # [N, D']
+  d = feats.shape[1]
+  on_feats = ProbeParams(w=jnp.zeros((d, num_outputs), jnp.float32),
+                         b=jnp.zeros((num_outputs,), jnp.float32),
+                         mean=jnp.zeros((d,), jnp.float32), std=jnp.ones((d,), jnp.float32))
+  to_emb = lambda p: p._replace(mean=jnp.asarray(mean), std=jnp.asarray(std),
+                                proj=None if proj is None else jnp.asarray(proj))
+  fit_x, fit_y = feats[fit_idx], jnp.asarray(targets[fit_idx])
+  idx = _batch_indices(len(fit_idx), steps, batch_size, seed)
+  opt_state = optax.adam(float(learning_rate)).init((on_feats.w, on_feats.b))
+  kw = dict(loss_fn=loss_fn, learning_rate=float(learning_rate),
+            weight_decay=float(weight_decay))
+  train_loss = lambda p: float(_mean_loss(p, fit_x, fit_y, loss_fn=loss_fn))
+  if not len(val_idx):
+    params, _ = _fit(on_feats, opt_state, fit_x, fit_y, None if idx is None else
+                     jnp.asarray(idx), steps=int(steps), **kw)
+    return to_emb(params), FitInfo(int(steps), int(steps), False, train_loss(params),
+                                   float('nan'), fit_idx, val_idx)
+  val_x, val_y = feats[val_idx], jnp.asarray(targets[val_idx])
+  params = best = on_feats
+  best_score, best_step, done, waited = -np.inf, 0, 0, 0
+  while done < steps and waited < early_stopping.patience:
+    chunk = min(early_stopping.eval_every, steps - done)
+    chunk_idx = None if idx is None else jnp.asarray(idx[done:done + chunk])
+    params, opt_state = _fit(params, opt_state, fit_x, fit_y, chunk_idx, steps=chunk, **kw)
+    done += chunk
+    score = float(_heldout_score(params, val_x, val_y, loss_fn=loss_fn))
+    if score > best_score:
+      best, best_score, best_step, waited = params, score, done, 0
+    else:
+      waited += 1
+  val_loss = float(_mean_loss(best, val_x, val_y, loss_fn=loss_fn))
+  return to_emb(best), FitInfo(done, best_step, done < steps, train_loss(best), val_loss,
+                               fit_idx, val_idx)
 
 
-def train_bit_probes(train_emb: np.ndarray, train_ram: np.ndarray, *, steps: int,
-                     batch_size: int, learning_rate: float, weight_decay: float,
-                     seed: int) -> ProbeParams:
+def train_bit_probes(train_emb: np.ndarray, train_ram: np.ndarray, **kwargs) -> ProbeParams:
+  """`fit_bit_probes`'s probes alone."""
+  return fit_bit_probes(train_emb, train_ram, **kwargs)[0]
+
+
+def fit_bit_probes(train_emb: np.ndarray, train_ram: np.ndarray, *, steps: int,
+                   batch_size: int, learning_rate: float, weight_decay: float, seed: int,
+                   early_stopping: EarlyStopping = NO_EARLY_STOPPING,
+                   max_components: int = 0, slots: Optional[np.ndarray] = None
+                   ) -> tuple[ProbeParams, FitInfo]:
   """Trains one logistic-regression classifier per RAM bit (1024 in all, one matrix).
 
   Args:
     train_emb: [N, D] float32 frozen-encoder embeddings.
     train_ram: [N, 128] uint8 RAM of the same frames (the labels).
-    steps: Adam steps.
+    steps: Adam steps (the most, with early stopping).
     batch_size: minibatch size (full batch when >= N).
     learning_rate: Adam learning rate.
     weight_decay: L2 coefficient on the weights.
-    seed: minibatch-order seed (training is deterministic given it).
+    seed: minibatch-order and held-out-split seed (training is deterministic given it).
+    early_stopping: hold out part of the frames and stop when their score (bit F1) stops improving.
+    max_components: whiten onto at most this many principal components first (0: no).
+    slots: None, or [128] bool: fit only these slots' bits (e.g. the scored, high-entropy
+      slots; the others are then predicted 0 and must not be scored).
 
   Returns:
-    ProbeParams with w [D, 1024] (column ``8 * slot + k`` predicts bit k, MSB first).
+    ``(params, info)``: ProbeParams with w [D, 1024] (column ``8 * slot + k`` predicts bit k,
+    MSB first; with ``slots``, w [D, 8 * slots.sum()] and ``outputs`` naming those columns)
+    and the fit's `FitInfo`.
   """
   train_ram = np.asarray(train_ram)
   if train_ram.ndim != 2 or train_ram.shape[1] != NUM_SLOTS:
     raise ValueError(f'expected train_ram [N, {NUM_SLOTS}], got {train_ram.shape}')
   targets = bytes_to_bits(train_ram).reshape(len(train_ram), NUM_SLOTS * NUM_BITS)  # [N, 1024]
-  return _train_linear(train_emb, targets.astype(np.float32), NUM_SLOTS * NUM_BITS, _bit_loss,
-                       steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-                       weight_decay=weight_decay, seed=seed)
+  outputs = None
+  if slots is not None:
+    slots = np.asarray(slots, bool)
+    if slots.shape != (NUM_SLOTS,) or not slots.any():
+      raise ValueError(f'slots must be [{NUM_SLOTS}] bool with at least one True')
+    outputs = np.repeat(slots, NUM_BITS).nonzero()[0].astype(np.int32)  # [K']
+    targets = targets[:, outputs]
+  params, info = _train_linear(
+      train_emb, targets.astype(np.float32), targets.shape[1], _bit_loss, steps=steps,
+      batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay, seed=seed,
+      early_stopping=early_stopping, max_components=max_components)
+  return params._replace(outputs=None if outputs is None else jnp.asarray(outputs)), info
 
 
 def predict_bits(params: ProbeParams, emb: np.ndarray) -> np.ndarray:
@@ -235,8 +408,13 @@ def predict_bits(params: ProbeParams, emb: np.ndarray) -> np.ndarray:
   Returns:
     [N, 128, 8] uint8 of 0/1 (1 where the logit is > 0), MSB first.
   """
-  logits = np.asarray(_logits(params, jnp.asarray(emb, jnp.float32)))  # [N, 1024]
-  return (logits > 0).astype(np.uint8).reshape(-1, NUM_SLOTS, NUM_BITS)
+  logits = np.asarray(_logits(params, jnp.asarray(emb, jnp.float32)))  # [N, K']
+  bits = (logits > 0).astype(np.uint8)
+  if params.outputs is not None:
+    full = np.zeros((len(bits), NUM_SLOTS * NUM_BITS), np.uint8)  # [N, 1024]
+    full[:, np.asarray(params.outputs)] = bits
+    bits = full
+  return bits.reshape(-1, NUM_SLOTS, NUM_BITS)
 
 
 def evaluate_bit_probes(params: ProbeParams, val_emb: np.ndarray,
@@ -260,6 +438,14 @@ def evaluate_bit_probes(params: ProbeParams, val_emb: np.ndarray,
       'slot_accuracy': metrics.slot_accuracy(bits_to_bytes(pred_bits), val_ram, mask),
       'num_slots': float(mask.sum()),
   }
+
+
+def bit_f1_on_slots(params: ProbeParams, emb: np.ndarray, ram: np.ndarray,
+                    slots: np.ndarray) -> float:
+  """Micro bit F1 of bit probes on (emb [N, D], ram [N, 128]) over the given [128] bool slots
+  (e.g. a probe's own training frames, scored on the validation RAM's slots)."""
+  return float(metrics.bit_f1(predict_bits(params, emb), bytes_to_bits(np.asarray(ram)),
+                              np.asarray(slots, bool)))
 
 
 def weighted_f1(pred: np.ndarray, true: np.ndarray) -> float:
@@ -294,7 +480,8 @@ def weighted_f1(pred: np.ndarray, true: np.ndarray) -> float:
 
 def train_byte_probes(train_emb: np.ndarray, train_ram: np.ndarray, game: str, *, steps: int,
                       batch_size: int, learning_rate: float, weight_decay: float,
-                      seed: int) -> Optional[ByteProbes]:
+                      seed: int, early_stopping: EarlyStopping = NO_EARLY_STOPPING
+                      ) -> Optional[ByteProbes]:
   """Trains a linear 256-way softmax classifier per AtariARI variable of ``game``.
 
   As in AtariARI, variables whose label entropy (nats, over ``train_ram``) is below 0.6 are
@@ -304,7 +491,8 @@ def train_byte_probes(train_emb: np.ndarray, train_ram: np.ndarray, game: str, *
     train_emb: [N, D] float32 frozen-encoder embeddings.
     train_ram: [N, 128] uint8 RAM of the same frames.
     game: ale-py ROM id, e.g. ``'pong'``.
-    steps, batch_size, learning_rate, weight_decay, seed: as for `train_bit_probes`.
+    steps, batch_size, learning_rate, weight_decay, seed, early_stopping: as for
+      `fit_bit_probes`.
 
   Returns:
     ByteProbes, or None when the game has no AtariARI labels or none passes the filter.
@@ -321,9 +509,9 @@ def train_byte_probes(train_emb: np.ndarray, train_ram: np.ndarray, game: str, *
   names = tuple(n for n, k in zip(names, keep) if k)
   indices = indices[keep]
   targets = train_ram[:, indices].astype(np.int32)  # [N, V]
-  params = _train_linear(train_emb, targets, len(names) * NUM_BYTE_CLASSES, _byte_loss,
-                         steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-                         weight_decay=weight_decay, seed=seed)
+  params, _ = _train_linear(train_emb, targets, len(names) * NUM_BYTE_CLASSES, _byte_loss,
+                            steps=steps, batch_size=batch_size, learning_rate=learning_rate,
+                            weight_decay=weight_decay, seed=seed, early_stopping=early_stopping)
   return ByteProbes(params=params, variables=names, ram_indices=tuple(int(i) for i in indices))
 
 
@@ -360,4 +548,28 @@ def evaluate_byte_probes(probes: Optional[ByteProbes], val_emb: np.ndarray,
       'mean_f1': float(np.mean(list(f1.values()))),
       'mean_accuracy': float(np.mean(list(acc.values()))),
       'num_variables': len(probes.variables),
+  }
+
+
+def majority_bit_f1(train_ram: np.ndarray, val_ram: np.ndarray) -> dict[str, float]:
+  """The majority-class-per-bit control, scored like `evaluate_bit_probes`.
+
+  Every bit is predicted as its more frequent value over ``train_ram`` (ties: 0), whatever the
+  frame; the scored slots are the validation RAM's high-entropy ones, as for the probes.
+
+  Args:
+    train_ram: [N, 128] uint8 RAM the probes are fit on.
+    val_ram: [M, 128] uint8 validation RAM.
+
+  Returns:
+    ``bit_f1``, ``slot_accuracy`` and ``num_slots``, as `evaluate_bit_probes`.
+  """
+  val_ram = np.asarray(val_ram)
+  majority = (bytes_to_bits(np.asarray(train_ram)).mean(axis=0) > 0.5).astype(np.uint8)
+  pred_bits = np.broadcast_to(majority, (len(val_ram),) + majority.shape)  # [M, 128, 8]
+  mask = metrics.high_entropy_slots(val_ram)  # [128] bool
+  return {
+      'bit_f1': metrics.bit_f1(pred_bits, bytes_to_bits(val_ram), mask),
+      'slot_accuracy': metrics.slot_accuracy(bits_to_bytes(pred_bits), val_ram, mask),
+      'num_slots': float(mask.sum()),
   }

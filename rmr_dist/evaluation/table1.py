@@ -7,6 +7,13 @@ better when ``p < 0.05`` and its mean is higher. Written atomically:
   table1.csv, table1.md, table1_probe_f1.png, and ``results.json['table1']`` (merged).
 Data efficiency: probe F1 against the fraction of natural transitions used for training:
   data_efficiency.csv (fraction, game, variant, seed, f1) and data_efficiency.png.
+Learning curve: probe F1 against natural updates (step 0: the untrained encoders):
+  learning_curve.csv (game, step, variant, seed, f1) and learning_curve.png.
+
+Controls, in every table and figure: the untrained encoders (the natural learners'
+initialisations, zero updates, probed by the same code) and the majority-class-per-bit
+predictor. A variant "beats the untrained control" when its seed mean exceeds the untrained
+seeds' mean by more than their std (ddof=1).
 
 Figures use matplotlib's object API on an Agg canvas (no pyplot, no global backend switch).
 """
@@ -29,22 +36,33 @@ from rmr_dist.evaluation import statistics
 from rmr_dist import workdir as workdir_lib
 
 TABLE1_COLUMNS = ('game', 'cswm_f1_mean', 'cswm_f1_std', 'rmr_f1_mean', 'rmr_f1_std',
-                  'p_value', 'n_seeds', 'rmr_better')
+                  'p_value', 'n_seeds', 'rmr_better', 'untrained_f1_mean', 'untrained_f1_std',
+                  'majority_f1')
 DATA_EFFICIENCY_COLUMNS = ('fraction', 'game', 'variant', 'seed', 'f1')
+LEARNING_CURVE_COLUMNS = ('game', 'step', 'variant', 'seed', 'f1')
 VARIANTS = ('cswm', 'rmr')
 SIGNIFICANCE = 0.05
 _TITLES = {'cswm': 'C-SWM', 'rmr': 'RMR'}
 _COLOURS = {'cswm': '#4c72b0', 'rmr': '#dd8452'}
 
 
-def table1_rows(per_game: Mapping[str, Mapping[str, Sequence[float]]]) -> list[dict[str, Any]]:
+def beats_control(scores: Sequence[float], untrained: Sequence[float]) -> bool:
+  """Seed mean of ``scores`` above the untrained seeds' mean by more than their std (ddof=1)."""
+  if len(untrained) < 2 or not len(scores):
+    return False
+  return bool(np.mean(scores) - np.mean(untrained) > np.std(untrained, ddof=1))
+
+
+def table1_rows(per_game: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
   """One Table 1 row per game (sorted by name).
 
   Args:
-    per_game: {game: {'cswm': [f1 per seed], 'rmr': [f1 per seed]}}, seeds paired by index.
+    per_game: {game: {'cswm': [f1 per seed], 'rmr': [f1 per seed], and optionally the controls
+      'untrained': [f1 per seed] and 'majority': f1}}, seeds paired by index.
 
   Returns:
-    Rows with the `TABLE1_COLUMNS` keys plus ``t`` and ``mean_diff``.
+    Rows with the `TABLE1_COLUMNS` keys (NaN controls when absent) plus ``t``, ``mean_diff``,
+    ``rmr_beats_untrained`` and ``cswm_beats_untrained``.
   """
   rows = []
   for game in sorted(per_game):
@@ -60,8 +78,21 @@ def table1_rows(per_game: Mapping[str, Mapping[str, Sequence[float]]]) -> list[d
         'rmr_f1_mean': summary['rmr']['mean'], 'rmr_f1_std': summary['rmr']['std'],
         'p_value': p, 'n_seeds': len(scores['rmr']), 'rmr_better': better,
         't': test['t'], 'mean_diff': test['mean_diff'],
+        **_control_columns(per_game[game], scores),
     })
   return rows
+
+
+def _control_columns(entry: Mapping[str, Any], scores: Mapping[str, Sequence[float]]
+                     ) -> dict[str, Any]:
+  untrained = [float(x) for x in entry.get('untrained', [])]
+  nan = float('nan')
+  return {
+      'untrained_f1_mean': float(np.mean(untrained)) if untrained else nan,
+      'untrained_f1_std': float(np.std(untrained, ddof=1)) if len(untrained) > 1 else nan,
+      'majority_f1': float(entry['majority']) if entry.get('majority') is not None else nan,
+      **{f'{v}_beats_untrained': beats_control(scores[v], untrained) for v in VARIANTS},
+  }
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -76,18 +107,25 @@ def _fmt_p(p: float) -> str:
 
 def table1_markdown(rows: Sequence[dict[str, Any]]) -> str:
   """Table 1 as Markdown; games where RMR is significantly better are bold with a `*`."""
-  lines = ['| Game | C-SWM probe F1 | RMR probe F1 | p (paired t) | seeds |',
-           '| --- | --- | --- | --- | --- |']
+  lines = ['| Game | C-SWM probe F1 | RMR probe F1 | p (paired t) | untrained f~ | majority '
+           '| seeds |', '| --- | --- | --- | --- | --- | --- | --- |']
   for r in rows:
     rmr = f'{_fmt(r["rmr_f1_mean"])} ± {_fmt(r["rmr_f1_std"])}'
+    cswm = f'{_fmt(r["cswm_f1_mean"])} ± {_fmt(r["cswm_f1_std"])}'
+    rmr += ' †' if r.get('rmr_beats_untrained') else ''
+    cswm += ' †' if r.get('cswm_beats_untrained') else ''
     if r['rmr_better']:
       rmr = f'**{rmr}** *'
-    lines.append(f'| {r["game"]} | {_fmt(r["cswm_f1_mean"])} ± {_fmt(r["cswm_f1_std"])} | '
-                 f'{rmr} | {_fmt_p(r["p_value"])} | {r["n_seeds"]} |')
+    lines.append(f'| {r["game"]} | {cswm} | {rmr} | {_fmt_p(r["p_value"])} | '
+                 f'{_fmt(r["untrained_f1_mean"])} ± {_fmt(r["untrained_f1_std"])} | '
+                 f'{_fmt(r["majority_f1"])} | {r["n_seeds"]} |')
   n_better = sum(r['rmr_better'] for r in rows)
   lines += ['', f'`*` RMR significantly better (two-sided paired t-test over seeds, '
                 f'p < {SIGNIFICANCE}, higher mean): {n_better} of {len(rows)} games. '
-                'Mean ± std (ddof=1) over seeds.']
+                'Mean ± std (ddof=1) over seeds. Controls: "untrained f~" probes the same '
+                'initialisations after zero updates with the same code; "majority" predicts '
+                'every bit as its more frequent value in the probe training RAM. `†` the seed '
+                'mean beats the untrained control (above its mean by more than its std).']
   return '\n'.join(lines) + '\n'
 
 
@@ -139,6 +177,11 @@ def _table1_figure(rows: Sequence[dict[str, Any]],
       jitter = np.linspace(-0.25, 0.25, len(seeds)) * width if len(seeds) > 1 else [0.0]
       ax.scatter(x[i] + offset + np.asarray(jitter), seeds, s=9, color='k', zorder=3)
   for i, r in enumerate(rows):
+    for key, style in (('untrained_f1_mean', '--'), ('majority_f1', ':')):
+      if math.isfinite(r.get(key, float('nan'))):
+        ax.hlines(r[key], x[i] - 2 * width, x[i] + 2 * width, colors='k', linestyles=style,
+                  label=None if i else ('untrained f~' if style == '--' else 'majority'))
+  for i, r in enumerate(rows):
     if r['rmr_better']:
       top = max(max(per_game[r['game']]['rmr'], default=0.0), r['rmr_f1_mean'])
       ax.text(x[i], top + 0.02, '*', ha='center', fontsize=12)
@@ -179,7 +222,8 @@ def write_table1(report_dir: str, per_game: Mapping[str, Mapping[str, Sequence[f
       results = json.load(f)
   results['table1'] = {
       r['game']: {**r, 'per_seed': {v: [float(x) for x in per_game[r['game']][v]]
-                                    for v in VARIANTS}}
+                                    for v in VARIANTS + ('untrained',)
+                                    if v in per_game[r['game']]}}
       for r in rows}
   results.update(extra or {})
   workdir_lib.atomic_write_json(paths['results.json'], _json_safe(results))
@@ -199,8 +243,10 @@ def data_efficiency_rows(
   return rows
 
 
-def _data_efficiency_figure(rows: Sequence[dict[str, Any]]) -> Figure:
-  """One panel per game: mean probe F1 ± std over seeds against the data fraction."""
+def _data_efficiency_figure(rows: Sequence[dict[str, Any]],
+                            controls: Mapping[str, Mapping[str, float]]) -> Figure:
+  """One panel per game: mean probe F1 ± std over seeds against the data fraction, with the
+  untrained encoders' mean (dashed) and the majority predictor (dotted) as reference lines."""
   games = sorted({r['game'] for r in rows})
   cols = min(4, max(1, len(games)))
   nrows = -(-len(games) // cols) if games else 1
@@ -218,6 +264,7 @@ def _data_efficiency_figure(rows: Sequence[dict[str, Any]]) -> Figure:
       std = np.array([np.std(s, ddof=1) if len(s) > 1 else 0.0 for s in scores])
       ax.plot(fractions, mean, marker='o', color=_COLOURS[v], label=_TITLES[v])
       ax.fill_between(fractions, mean - std, mean + std, color=_COLOURS[v], alpha=0.2)
+    _reference_lines(ax, controls.get(game, {}))
     ax.set_xscale('log')
     ticks = sorted({r['fraction'] for r in rows if r['game'] == game})
     ax.set_xticks(ticks)
@@ -231,15 +278,30 @@ def _data_efficiency_figure(rows: Sequence[dict[str, Any]]) -> Figure:
   return fig
 
 
+def _reference_lines(ax, controls: Mapping[str, float]) -> None:
+  """Untrained-encoder mean (dashed, ± std band) and majority F1 (dotted) across the panel."""
+  untrained = controls.get('untrained_f1_mean', float('nan'))
+  if math.isfinite(untrained):
+    ax.axhline(untrained, color='k', linestyle='--', linewidth=1, label='untrained f~')
+    std = controls.get('untrained_f1_std', float('nan'))
+    if math.isfinite(std):
+      ax.axhspan(untrained - std, untrained + std, color='k', alpha=0.08)
+  majority = controls.get('majority_f1', float('nan'))
+  if math.isfinite(majority):
+    ax.axhline(majority, color='grey', linestyle=':', linewidth=1, label='majority')
+
+
 def write_data_efficiency(
     report_dir: str,
-    results: Mapping[Any, Mapping[str, Mapping[str, Sequence[float]]]]) -> dict[str, str]:
+    results: Mapping[Any, Mapping[str, Mapping[str, Sequence[float]]]],
+    controls: Optional[Mapping[str, Mapping[str, float]]] = None) -> dict[str, str]:
   """Writes data_efficiency.csv and data_efficiency.png atomically.
 
   Args:
     report_dir: output directory (created if needed).
     results: {fraction: {game: {'cswm': [f1 per seed], 'rmr': [f1 per seed]}}}; fraction
       keys may be floats or strings of floats (as read back from JSON).
+    controls: {game: {'untrained_f1_mean', 'untrained_f1_std', 'majority_f1'}} reference lines.
 
   Returns:
     {file name: path} for data_efficiency.csv and data_efficiency.png.
@@ -250,5 +312,63 @@ def write_data_efficiency(
            for name in ('data_efficiency.csv', 'data_efficiency.png')}
   workdir_lib.atomic_write_text(paths['data_efficiency.csv'],
                                   csv_text(DATA_EFFICIENCY_COLUMNS, rows))
-  save_figure(_data_efficiency_figure(rows), paths['data_efficiency.png'])
+  save_figure(_data_efficiency_figure(rows, controls or {}), paths['data_efficiency.png'])
+  return paths
+
+
+def learning_curve_rows(curve: Mapping[str, Mapping[Any, Mapping[str, Sequence[float]]]]
+                        ) -> list[dict[str, Any]]:
+  """Long-format rows (game, step, variant, seed, f1), sorted; variant 'untrained' at step 0."""
+  rows = []
+  for game in sorted(curve):
+    for step in sorted(curve[game], key=int):
+      for v in sorted(curve[game][step]):
+        for seed, f1 in enumerate(curve[game][step][v]):
+          rows.append({'game': game, 'step': int(step), 'variant': v, 'seed': seed,
+                       'f1': float(f1)})
+  return rows
+
+
+def write_learning_curve(report_dir: str,
+                         curve: Mapping[str, Mapping[Any, Mapping[str, Sequence[float]]]],
+                         controls: Optional[Mapping[str, Mapping[str, float]]] = None
+                         ) -> dict[str, str]:
+  """Writes learning_curve.csv and learning_curve.png atomically.
+
+  Args:
+    report_dir: output directory.
+    curve: {game: {step: {variant: [f1 per seed]}}}; every variant starts from the untrained
+      encoders, so step 0 (if present) is their probe F1 for each variant.
+    controls: reference lines per game, as for `write_data_efficiency`.
+
+  Returns:
+    {file name: path}.
+  """
+  os.makedirs(report_dir, exist_ok=True)
+  rows = learning_curve_rows(curve)
+  paths = {name: os.path.join(report_dir, name)
+           for name in ('learning_curve.csv', 'learning_curve.png')}
+  workdir_lib.atomic_write_text(paths['learning_curve.csv'],
+                                csv_text(LEARNING_CURVE_COLUMNS, rows))
+  games = sorted(curve)
+  fig = Figure(figsize=(3.6 * max(1, len(games)), 2.8))
+  for g, game in enumerate(games):
+    ax = fig.add_subplot(1, max(1, len(games)), g + 1)
+    for v in VARIANTS:
+      steps = sorted({r['step'] for r in rows if r['game'] == game and r['variant'] == v})
+      scores = [[r['f1'] for r in rows if r['game'] == game and r['variant'] == v
+                 and r['step'] == s] for s in steps]
+      if not steps:
+        continue
+      mean = np.array([np.mean(x) for x in scores])
+      std = np.array([np.std(x, ddof=1) if len(x) > 1 else 0.0 for x in scores])
+      ax.plot(steps, mean, marker='o', color=_COLOURS[v], label=_TITLES[v])
+      ax.fill_between(steps, mean - std, mean + std, color=_COLOURS[v], alpha=0.2)
+    _reference_lines(ax, (controls or {}).get(game, {}))
+    ax.set_title(game, fontsize=9)
+    ax.set_xlabel('natural updates', fontsize=8)
+    ax.set_ylabel('probe bit F1', fontsize=8)
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  save_figure(fig, paths['learning_curve.png'])
   return paths

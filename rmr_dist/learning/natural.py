@@ -165,6 +165,38 @@ def stack_models(per_seed: Sequence[Any], variants: Sequence[str], processor_par
   return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *models)
 
 
+def init_per_seed(model: nn.Module, init_rng: jax.Array, num_seeds: int,
+                  frame_shape: tuple[int, int]) -> list[Any]:
+  """Seed s's fresh params (host numpy), initialised from ``fold_in(init_rng, s)``."""
+  frames = jnp.zeros((1,) + tuple(frame_shape) + (3,), jnp.uint8)
+  action = jnp.zeros((1, natural_net.NUM_ACTIONS), jnp.float32)
+  init = jax.jit(model.init)
+  return [jax.device_get(init(jax.random.fold_in(init_rng, s), frames, action)['params'])
+          for s in range(num_seeds)]
+
+
+def initial_encoder_params(model: nn.Module, seed: int, num_seeds: int,
+                           frame_shape: tuple[int, int]) -> dict[int, Any]:
+  """The untrained f~ of every seed: exactly what :class:`NaturalLearner` (root ``seed``)
+  starts every variant's seed s from, before any update (the untrained-encoder control).
+
+  Returns:
+    {s: encoder params (host numpy)}.
+  """
+  init_rng, _ = jax.random.split(jax.random.PRNGKey(seed))
+  return {s: params['encoder']
+          for s, params in enumerate(init_per_seed(model, init_rng, num_seeds, frame_shape))}
+
+
+def make_model(spec: processors.ModelSpec, *, maps_per_slot: int,
+               latent_size: int = natural_net.LATENT_SIZE, map_activation: str = 'sigmoid',
+               slot_embedding: bool = False) -> natural_net.NaturalModel:
+  """The natural model around the processor that ``spec`` (the export's spec) describes."""
+  return natural_net.NaturalModel(
+      processor=processors.make_spec_processor(spec), maps_per_slot=maps_per_slot,
+      latent_size=latent_size, map_activation=map_activation, slot_embedding=slot_embedding)
+
+
 def init_state(model: nn.Module, optimizer: optax.GradientTransformation, rng: jax.Array, *,
                variants: Sequence[str], num_seeds: int, processor_params: Any,
                frame_shape: tuple[int, int]) -> NaturalTrainState:
@@ -187,11 +219,7 @@ def init_state(model: nn.Module, optimizer: optax.GradientTransformation, rng: j
     ValueError: the export's tree or shapes do not fit the model's processor.
   """
   init_rng, state_rng = jax.random.split(rng)
-  frames = jnp.zeros((1,) + tuple(frame_shape) + (3,), jnp.uint8)
-  action = jnp.zeros((1, natural_net.NUM_ACTIONS), jnp.float32)
-  init = jax.jit(model.init)
-  per_seed = [jax.device_get(init(jax.random.fold_in(init_rng, s), frames, action)['params'])
-              for s in range(num_seeds)]
+  per_seed = init_per_seed(model, init_rng, num_seeds, frame_shape)
   stacked = stack_models(per_seed, variants, processor_params)
   return NaturalTrainState(params=stacked, opt_state=optimizer.init(stacked),
                            step=jnp.zeros((), jnp.int32), rng=state_rng,
@@ -523,6 +551,8 @@ class NaturalLearner(LockstepLearner):
     latent_size: features per slot; the export must have the same (else CheckpointError).
     hinge: contrastive margin (C-SWM: 1.0).
     sigma: energy scale (C-SWM: 0.5).
+    map_activation: f~'s per-slot map activation (``natural_net.AtariEncoder``).
+    slot_embedding: give f~'s slots a learned slot-index embedding.
 
   Raises:
     checkpointing.CheckpointError: the export is missing, invalid, or of another latent size
@@ -536,7 +566,8 @@ class NaturalLearner(LockstepLearner):
                log_every: int = 50, devices: Sequence[jax.Device] | None = None,
                frame_shape: tuple[int, int] = (210, 160),
                latent_size: int = natural_net.LATENT_SIZE, hinge: float = 1.0,
-               sigma: float = 0.5):
+               sigma: float = 0.5, map_activation: str = 'sigmoid',
+               slot_embedding: bool = False):
     self._variants = check_variants(variants)
     if num_seeds < 1:
       raise ValueError(f'num_seeds={num_seeds} must be >= 1')
@@ -544,9 +575,8 @@ class NaturalLearner(LockstepLearner):
     spec_dict, processor_params = checkpointing.restore_processor(
         processor_export, expected_spec={'latent_size': latent_size})
     self._spec = processors.ModelSpec.from_dict(spec_dict)
-    self._model = natural_net.NaturalModel(
-        processor=processors.make_spec_processor(self._spec),
-        maps_per_slot=maps_per_slot, latent_size=latent_size)
+    self._model = make_model(self._spec, maps_per_slot=maps_per_slot, latent_size=latent_size,
+                             map_activation=map_activation, slot_embedding=slot_embedding)
     self._schedule = optimizers.make_schedule(float(learning_rate))
     self._optimizer = make_optimizer(self._schedule, self._variants, num_seeds)
     state = jax.device_get(init_state(

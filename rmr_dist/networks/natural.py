@@ -23,13 +23,17 @@ kernel k and stride s maps a side n to ``(n - k) // s + 1``, so
 and each side needs at least 44 pixels (44 -> 10 -> 4 -> 1); 42 x 32 gives 9 x 7 -> 3 x 2 and
 then nothing, which :func:`trunk_output_shape` reports with a ValueError.
 
-Slot identity. Unlike the abstract encoder, f~ needs no learned slot embedding for slots to
-differ: the 1x1 convolution has its own weights for each slot's ``m`` maps (kernel columns
-``k*m ... k*m + m - 1`` belong to slot k), so every slot sees its own detector of the local
-features, and the shared projection then reads a spatial map, i.e. where that slot's
-detector fired. With ``m = 1`` each slot is one object map, the style of C-SWM. The maps pass
-through a sigmoid, as C-SWM's object-extractor outputs do (``map_activation='none'`` leaves
-them linear, the paper's text taken literally).
+Slot identity. The 1x1 convolution has its own weights for each slot's ``m`` maps (kernel
+columns ``k*m ... k*m + m - 1`` belong to slot k), so every slot sees its own detector of the
+local features, and the shared projection then reads a spatial map, i.e. where that slot's
+detector fired. That alone gives slots no identity the processor can read: two slots whose
+maps look alike get alike latents, whereas the abstract f the frozen P was trained on adds a
+learned slot-index embedding ``e_k``. ``slot_embedding=True`` adds the same to f~ (a learned
+[S, H] embedding after the shared projection), so P sees inputs like its training data; it is
+a per-slot constant, so it changes no probe's information about the frame. With ``m = 1``
+each slot is one object map, the style of C-SWM. The maps pass through a sigmoid, as C-SWM's
+object-extractor outputs do (``map_activation='none'`` leaves them linear, the paper's text
+taken literally).
 """
 
 from __future__ import annotations
@@ -75,11 +79,14 @@ class AtariEncoder(nn.Module):
     num_slots: S (128).
     latent_size: features per slot (64).
     map_activation: 'sigmoid' (C-SWM's object maps) or 'none' on the 1x1 maps.
+    slot_embedding: add a learned [S, latent_size] slot-index embedding after the projection
+      (initialised N(0, 1), as the abstract f's).
   """
   maps_per_slot: int = 1
   num_slots: int = NUM_SLOTS
   latent_size: int = LATENT_SIZE
   map_activation: str = 'sigmoid'
+  slot_embedding: bool = False
 
   def __post_init__(self):
     if self.maps_per_slot < 1:
@@ -111,7 +118,11 @@ class AtariEncoder(nn.Module):
     maps = maps.reshape(b, h, w, self.num_slots, m)  # channel k * m + j -> slot k, map j
     maps = jnp.transpose(maps, (0, 3, 4, 1, 2))  # [B, S, m, h, w]
     maps = maps.reshape(b, self.num_slots, m * h * w)  # [B, S, m * h * w]
-    return nn.Dense(self.latent_size, name='projection')(maps)  # [B, S, latent_size]
+    z = nn.Dense(self.latent_size, name='projection')(maps)  # [B, S, latent_size]
+    if self.slot_embedding:
+      z = z + self.param('slot_embedding', nn.initializers.normal(stddev=1.0),
+                         (self.num_slots, self.latent_size))  # [S, latent_size]
+    return z
 
 
 class LatentDecoder(nn.Module):
@@ -137,16 +148,18 @@ class NaturalModel(nn.Module):
     num_slots: S (128).
     latent_size: H (64); must equal the processor's latent size.
     map_activation: see :class:`AtariEncoder`.
+    slot_embedding: see :class:`AtariEncoder`.
   """
   processor: nn.Module
   maps_per_slot: int = 1
   num_slots: int = NUM_SLOTS
   latent_size: int = LATENT_SIZE
   map_activation: str = 'sigmoid'
+  slot_embedding: bool = False
 
   def setup(self):
     self.encoder = AtariEncoder(self.maps_per_slot, self.num_slots, self.latent_size,
-                                self.map_activation)
+                                self.map_activation, self.slot_embedding)
     self.decoder = LatentDecoder(self.latent_size)
 
   def encode(self, frames: jax.Array) -> jax.Array:
@@ -171,14 +184,14 @@ class NaturalModel(nn.Module):
 
 
 def make_encode_fn(maps_per_slot: int, latent_size: int = LATENT_SIZE,
-                   map_activation: str = 'sigmoid'
+                   map_activation: str = 'sigmoid', slot_embedding: bool = False
                    ) -> Callable[[Any, jax.Array], jax.Array]:
   """f~ alone as ``encode_fn(encoder_params, frames [B, H, W, 3]) -> [B, 128, latent]``.
 
   For the probes (``rmr_dist.evaluation.probes.EncodeFn``): pass the ``params['encoder']``
   subtree of one trained model (e.g. ``NaturalLearner.encoder_params(variant, seed)``).
   """
-  encoder = AtariEncoder(maps_per_slot, NUM_SLOTS, latent_size, map_activation)
+  encoder = AtariEncoder(maps_per_slot, NUM_SLOTS, latent_size, map_activation, slot_embedding)
 
   def encode_fn(params: Any, frames: jax.Array) -> jax.Array:
     return encoder.apply({'params': params}, frames)

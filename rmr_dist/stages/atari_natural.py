@@ -2,6 +2,8 @@
 
 Outputs under `WorkDir.natural_unit(game, fraction)`:
   checkpoints/   Orbax state of all variants x seeds (resumable)
+  snapshots/step_<k>.npz  f~ of every variant x seed after k updates, for each k of
+                 natural.curve_steps below num_steps (the learning curve's points)
   trained.json   steps, wall time, final losses, batch fingerprints (written when training ends)
 """
 
@@ -12,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import flax
 import jax
 import numpy as np
 
@@ -56,7 +59,42 @@ def make_learner(config: config_lib.AtariConfig, export: str, iterator: Iterator
       iterator=iterator, checkpoint_dir=checkpoint_dir, save_every=nc.save_every,
       keep=nc.keep_checkpoints, log_fn=log_fn, log_every=nc.log_every,
       frame_shape=(config.env.frame_height, config.env.frame_width),
-      latent_size=config.abstract.latent_size, hinge=nc.hinge, sigma=nc.sigma)
+      latent_size=config.abstract.latent_size, hinge=nc.hinge, sigma=nc.sigma,
+      map_activation=nc.map_activation, slot_embedding=nc.slot_embedding)
+
+
+def snapshot_path(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
+                  fraction: float, step: int) -> str:
+  del config
+  return os.path.join(workdir.natural_unit(game, fraction), 'snapshots', f'step_{step:d}.npz')
+
+
+def write_snapshot(path: str, learner: natural_learning.NaturalLearner) -> None:
+  """Saves f~ of every model (keys '<variant>/<seed>/<param path>') atomically."""
+  arrays = {}
+  for v in learner.variants:
+    for s in range(learner.num_seeds):
+      flat = flax.traverse_util.flatten_dict(learner.encoder_params(v, s), sep='/')
+      arrays.update({f'{v}/{s}/{k}': np.asarray(x) for k, x in flat.items()})
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  workdir_lib.atomic_write_npz(path, **arrays)
+
+
+def read_snapshots(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
+                   fraction: float) -> dict[int, dict[tuple[str, int], Any]]:
+  """{step: {(variant, seed): f~ params}} of the saved snapshots (natural.curve_steps)."""
+  out = {}
+  for step in sorted(k for k in config.natural.curve_steps if 0 < k < config.natural.num_steps):
+    path = snapshot_path(config, workdir, game, fraction, step)
+    if not os.path.exists(path):
+      continue
+    models: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+    with np.load(path) as data:
+      for key in data.files:
+        v, s, rest = key.split('/', 2)
+        models.setdefault((v, int(s)), {})[rest] = data[key]
+    out[step] = {k: flax.traverse_util.unflatten_dict(p, sep='/') for k, p in models.items()}
+  return out
 
 
 def run(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
@@ -89,6 +127,12 @@ def _train(config, workdir, game, fraction, replay_address, log_fn, say):
     learner = make_learner(
         config, export, iterator, os.path.join(out_dir, 'checkpoints'),
         logging_lib.with_prefix(log_fn, f'natural/{game}/f{round(100 * fraction):d}/'))
+    for step in sorted(k for k in nc.curve_steps if 0 < k < nc.num_steps):
+      path = snapshot_path(config, workdir, game, fraction, step)
+      if not os.path.exists(path):
+        learner.run(step, progress_label=label)
+        if jax.process_index() == 0:
+          write_snapshot(path, learner)
     metrics = learner.run(nc.num_steps, progress_label=label)
   finally:
     iterator.close()

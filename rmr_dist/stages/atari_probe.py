@@ -3,7 +3,11 @@
 Outputs under `WorkDir.stage_dir('probe')`:
   <game>/probe_data.npz       the fixed probe training set (frames and RAM sampled once from the
                               game's natural table), shared by every fraction, variant and seed
-  <game>/f<pct>/probe.json    per variant and seed: RAM-bit probe F1 (and AtariARI byte F1)
+  <game>/untrained.json       the controls: probes on the untrained encoders (per seed) and the
+                              majority-class-per-bit F1, shared by every fraction
+  <game>/f<pct>/probe.json    per variant and seed: RAM-bit probe F1 (validation episodes), the
+                              probes' train and held-out F1 and fit steps (and AtariARI byte
+                              F1); the controls; the learning curve of encoder snapshots
 """
 
 from __future__ import annotations
@@ -15,15 +19,19 @@ from typing import Any
 
 import numpy as np
 
+from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
 from rmr_dist import workdir as workdir_lib
+from rmr_dist.evaluation import metrics
 from rmr_dist.evaluation import probes
 from rmr_dist.learning import natural as natural_learning
 from rmr_dist.networks import natural as natural_net
+from rmr_dist.networks import processors
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import iterators
 from rmr_dist.replay import splits
 from rmr_dist.replay import table_names
+from rmr_dist.stages import atari_natural
 
 LogFn = Callable[[dict[str, float], int], None]
 
@@ -68,6 +76,73 @@ def make_eval_data(config: config_lib.AtariConfig,
   return np.concatenate(frames), np.concatenate(ram)
 
 
+def make_encode_fn(config: config_lib.AtariConfig) -> probes.EncodeFn:
+  """f~ alone, as the natural stage builds it (`natural_net.make_encode_fn`)."""
+  nc = config.natural
+  return natural_net.make_encode_fn(nc.maps_per_slot, config.abstract.latent_size,
+                                    nc.map_activation, nc.slot_embedding)
+
+
+def untrained_encoders(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir,
+                       game: str) -> dict[int, Any]:
+  """{seed: f~ params} of the natural learners' initialisation (zero updates): the control."""
+  nc = config.natural
+  spec_dict, _ = checkpointing.restore_processor(
+      atari_natural.processor_export(config, workdir, game),
+      expected_spec={'latent_size': config.abstract.latent_size})
+  model = natural_learning.make_model(
+      processors.ModelSpec.from_dict(spec_dict), maps_per_slot=nc.maps_per_slot,
+      latent_size=config.abstract.latent_size, map_activation=nc.map_activation,
+      slot_embedding=nc.slot_embedding)
+  return natural_learning.initial_encoder_params(
+      model, config.seed, nc.num_seeds, (config.env.frame_height, config.env.frame_width))
+
+
+def score_encoder(config: config_lib.AtariConfig, encode_fn: probes.EncodeFn, params: Any,
+                  data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], game: str,
+                  seed: int) -> dict[str, Any]:
+  """Fits and scores the linear RAM probes of one frozen encoder: THE code path of every
+  encoder in Table 1, trained or untrained.
+
+  Args:
+    config: program config (`probe` section).
+    encode_fn: f~ (`make_encode_fn`).
+    params: its parameters (only run forward).
+    data: (train frames [N, H, W, 3], train RAM [N, 128], validation frames, validation RAM).
+    game: for the AtariARI byte probes.
+    seed: the model's seed (probe minibatch order and held-out split: config.seed + seed).
+
+  Returns:
+    ``bit_f1`` and ``slot_accuracy`` on the validation episodes' high-entropy slots (Table 2's
+    protocol), ``train_f1`` (the fitted probe frames) and ``holdout_f1`` (the held-out probe
+    frames) on the same slots, ``probe_steps``, ``best_step``, ``stopped_early``, ``byte_f1``
+    (None unless probe.byte_probes and the game has AtariARI labels).
+  """
+  pc = config.probe
+  train_frames, train_ram, val_frames, val_ram = data
+  train_emb = probes.frozen_embeddings(encode_fn, params, train_frames, pc.embed_batch_size)
+  val_emb = probes.frozen_embeddings(encode_fn, params, val_frames, pc.embed_batch_size)
+  mask = metrics.high_entropy_slots(val_ram)  # [128] bool, the scored slots
+  kw = dict(steps=pc.steps, batch_size=pc.batch_size, learning_rate=pc.learning_rate,
+            weight_decay=pc.weight_decay, seed=config.seed + seed,
+            early_stopping=probes.EarlyStopping(pc.val_fraction, pc.eval_every, pc.patience),
+            max_components=pc.max_components)
+  bit_params, info = probes.fit_bit_probes(train_emb, train_ram, slots=mask, **kw)
+  bit = probes.evaluate_bit_probes(bit_params, val_emb, val_ram)
+  on = lambda idx: (probes.bit_f1_on_slots(bit_params, train_emb[idx], train_ram[idx], mask)
+                    if len(idx) else None)
+  byte = None
+  if pc.byte_probes:
+    byte = probes.evaluate_byte_probes(
+        probes.train_byte_probes(train_emb, train_ram, game, **kw), val_emb, val_ram)
+  return {'bit_f1': float(bit['bit_f1']), 'slot_accuracy': float(bit['slot_accuracy']),
+          'train_f1': on(info.fit_index), 'holdout_f1': on(info.val_index),
+          'probe_steps': info.steps, 'best_step': info.best_step,
+          'stopped_early': bool(info.stopped_early),
+          'byte_f1': None if byte is None else float(byte['mean_f1']),
+          'num_slots': int(bit['num_slots'])}
+
+
 def run(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
         fraction: float, replay_address: str, *, log_fn: LogFn | None = None,
         say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -75,12 +150,34 @@ def run(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
 
   The encoders' parameters are read from the natural checkpoint
   (`natural_learning.restore_encoder_params`) and only run forward; the probes alone are
-  optimised.
+  optimised. The record also holds the controls: the untrained encoders (the same
+  initialisations, zero updates; probed once per game and shared by its fractions) and the
+  majority-class-per-bit predictor; and, where the natural stage saved encoder snapshots
+  (natural.curve_steps), the probe F1 of every snapshot (the learning curve).
   """
   del say
   return workdir_lib.cached_result(
       workdir.probe_result(game, fraction),
       lambda: _probe(config, workdir, game, fraction, replay_address, log_fn))
+
+
+def _untrained(config, workdir, game, data, encode_fn):
+  path = os.path.join(os.path.dirname(workdir.probe_data(game)), 'untrained.json')
+
+  def compute():
+    start = time.perf_counter()
+    per_seed = [score_encoder(config, encode_fn, params, data, game, seed)
+                for seed, params in untrained_encoders(config, workdir, game).items()]
+    return {'game': game, 'per_seed': per_seed,
+            'majority': probes.majority_bit_f1(data[1], data[3]),
+            'seconds': round(time.perf_counter() - start, 2)}
+
+  return workdir_lib.cached_result(path, compute)
+
+
+def _collect(records: list[dict[str, Any]]) -> dict[str, list]:
+  """[per-seed record] -> {key: [value per seed]}."""
+  return {k: [r[k] for r in records] for k in records[0]} if records else {}
 
 
 def _probe(config, workdir, game, fraction, replay_address, log_fn):
@@ -89,32 +186,32 @@ def _probe(config, workdir, game, fraction, replay_address, log_fn):
     raise config_lib.ConfigError(
         f'The probe stage needs trained natural models in {natural_dir}: run the natural stage '
         f'first (--stages=...,natural,probe).')
-  pc, nc = config.probe, config.natural
+  nc = config.natural
   train_frames, train_ram = make_train_data(config, workdir, game, replay_address)
   val_frames, val_ram = make_eval_data(config, workdir, game)
+  data = (train_frames, train_ram, val_frames, val_ram)
+  encode_fn = make_encode_fn(config)
+  start = time.perf_counter()
+  untrained = _untrained(config, workdir, game, data, encode_fn)
   encoders = natural_learning.restore_encoder_params(os.path.join(natural_dir, 'checkpoints'),
                                                      nc.variants, nc.num_seeds)
-  encode = natural_net.make_encode_fn(nc.maps_per_slot, config.abstract.latent_size)
-  start = time.perf_counter()
-  per_model: dict[str, dict[str, list]] = {}
+  per_model: dict[str, list] = {}
   for (variant, seed), params in encoders.items():
-    train_emb = probes.frozen_embeddings(encode, params, train_frames, pc.embed_batch_size)
-    val_emb = probes.frozen_embeddings(encode, params, val_frames, pc.embed_batch_size)
-    kw = dict(steps=pc.steps, batch_size=pc.batch_size, learning_rate=pc.learning_rate,
-              weight_decay=pc.weight_decay, seed=config.seed + seed)
-    bit = probes.evaluate_bit_probes(
-        probes.train_bit_probes(train_emb, train_ram, **kw), val_emb, val_ram)
-    byte = probes.evaluate_byte_probes(
-        probes.train_byte_probes(train_emb, train_ram, game, **kw), val_emb, val_ram)
-    entry = per_model.setdefault(variant, {'bit_f1': [], 'slot_accuracy': [], 'byte_f1': []})
-    entry['bit_f1'].append(float(bit['bit_f1']))
-    entry['slot_accuracy'].append(float(bit['slot_accuracy']))
-    entry['byte_f1'].append(None if byte is None else float(byte['mean_f1']))
-    num_slots = int(bit['num_slots'])
+    rec = score_encoder(config, encode_fn, params, data, game, seed)
+    per_model.setdefault(variant, []).append(rec)
     if log_fn is not None:
       log_fn({f'eval/probe/{game}/f{round(100 * fraction):d}/{variant}/seed_{seed}/bit_f1':
-              float(bit['bit_f1'])}, nc.num_steps)
-  return {'game': game, 'fraction': fraction, 'variants': per_model,
-          'n_seeds': nc.num_seeds, 'n_eval_slots': num_slots,
+              rec['bit_f1']}, nc.num_steps)
+  curve = {}
+  for step, snapshot in atari_natural.read_snapshots(config, workdir, game, fraction).items():
+    curve[str(step)] = {v: [score_encoder(config, encode_fn, snapshot[(v, s)], data, game,
+                                          s)['bit_f1'] for s in range(nc.num_seeds)]
+                        for v in nc.variants}
+  return {'game': game, 'fraction': fraction,
+          'variants': {v: _collect(recs) for v, recs in per_model.items()},
+          'untrained': _collect(untrained['per_seed']),
+          'majority_f1': float(untrained['majority']['bit_f1']),
+          'learning_curve': curve, 'n_seeds': nc.num_seeds,
+          'n_eval_slots': int(metrics.high_entropy_slots(val_ram).sum()),
           'n_train_frames': int(len(train_ram)), 'n_eval_frames': int(len(val_ram)),
           'seconds': round(time.perf_counter() - start, 2)}

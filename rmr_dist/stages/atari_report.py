@@ -2,7 +2,8 @@
 
 Reads the units of the current fingerprints (`WorkDir.stage_dir`) and writes `report/`:
 table2.{csv,md}, table1.{csv,md}, table1_probe_f1.png, data_efficiency.{csv,png},
-results.json. Each table's markdown ends with the stage fingerprints it came from, and
+learning_curve.{csv,png} (with natural.curve_steps), results.json (its 'probes' holds every
+probe record: per seed the validation, probe-train and held-out F1 and the fit's steps). Each table's markdown ends with the stage fingerprints it came from, and
 results.json holds them under 'fingerprints'.
 """
 
@@ -44,17 +45,42 @@ def abstract_rows(config: config_lib.AtariConfig,
   return rows
 
 
-def probe_f1(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir
-             ) -> dict[float, dict[str, dict[str, list[float]]]]:
-  """{fraction: {game: {variant: [probe bit F1 per seed]}}} of the finished probe units."""
-  by_fraction: dict[float, dict[str, dict[str, list[float]]]] = {}
+def probe_records(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir
+                  ) -> dict[float, dict[str, dict[str, Any]]]:
+  """{fraction: {game: probe.json record}} of the finished probe units."""
+  out: dict[float, dict[str, dict[str, Any]]] = {}
   for game in config.games:
     for fraction in config.natural.data_fractions:
       rec = workdir_lib.read_json(workdir.probe_result(game, fraction))
       if rec is not None:
-        by_fraction.setdefault(fraction, {})[game] = {
-            v: r['bit_f1'] for v, r in rec['variants'].items()}
-  return by_fraction
+        out.setdefault(fraction, {})[game] = rec
+  return out
+
+
+def probe_f1(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir
+             ) -> dict[float, dict[str, dict[str, Any]]]:
+  """{fraction: {game: {variant: [probe bit F1 per seed], 'untrained': [per seed],
+  'majority': f1}}} of the finished probe units."""
+  return {fraction: {game: {**{v: r['bit_f1'] for v, r in rec['variants'].items()},
+                            'untrained': rec['untrained']['bit_f1'],
+                            'majority': rec['majority_f1']}
+                     for game, rec in by_game.items()}
+          for fraction, by_game in probe_records(config, workdir).items()}
+
+
+def learning_curve(config: config_lib.AtariConfig, by_fraction: dict[float, dict[str, Any]]
+                   ) -> dict[str, dict[int, dict[str, list[float]]]]:
+  """{game: {step: {variant: [f1 per seed]}}} of the largest fraction: step 0 the untrained
+  encoders (every variant's start), the saved snapshots, and the final encoders."""
+  curve = {}
+  for game, rec in by_fraction.get(max(config.natural.data_fractions), {}).items():
+    if not rec.get('learning_curve'):
+      continue
+    points = {0: {v: rec['untrained']['bit_f1'] for v in rec['variants']}}
+    points.update({int(k): v for k, v in rec['learning_curve'].items()})
+    points[config.natural.num_steps] = {v: r['bit_f1'] for v, r in rec['variants'].items()}
+    curve[game] = points
+  return curve
 
 
 def run(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir,
@@ -95,14 +121,19 @@ def _write_table2(config, workdir, rows, logger, say) -> dict[str, str]:
 
 def _write_table1(config, workdir, logger, say) -> dict[str, str]:
   nc = config.natural
+  records = probe_records(config, workdir)
   by_fraction = probe_f1(config, workdir)
   if not by_fraction or set(nc.variants) != {'rmr', 'cswm'}:
     return {}
   paths: dict[str, str] = {}
-  prints = {'fingerprints': {'table1': workdir.stage_fingerprints('probe')}}
+  extra = {'fingerprints': {'table1': workdir.stage_fingerprints('probe')},
+           'probes': {f'{game}/f{round(100 * fraction):d}': rec
+                      for fraction, by_game in records.items()
+                      for game, rec in by_game.items()}}
   full = by_fraction.get(max(nc.data_fractions))
+  controls = {}
   if full:
-    paths.update(table1.write_table1(workdir.report, full, extra=prints))
+    paths.update(table1.write_table1(workdir.report, full, extra=extra))
     _append(paths['table1.md'], _source_line(workdir, 'probe'))
     with open(paths['table1.md']) as f:
       text = f.read()
@@ -110,8 +141,15 @@ def _write_table1(config, workdir, logger, say) -> dict[str, str]:
       logger.text('eval/table1', text)
       logger.image('eval/table1_probe_f1', paths['table1_probe_f1.png'])
     say(f'report: Table 1 written to {paths["table1.csv"]}\n{text}')
+    controls = {r['game']: r for r in table1.table1_rows(full)}
   if len(by_fraction) > 1:
-    paths.update(table1.write_data_efficiency(workdir.report, by_fraction))
+    paths.update(table1.write_data_efficiency(workdir.report, by_fraction, controls))
     if logger is not None:
       logger.image('eval/data_efficiency', paths['data_efficiency.png'])
+  curve = learning_curve(config, records)
+  if curve:
+    paths.update(table1.write_learning_curve(workdir.report, curve, controls))
+    say(f'report: learning curve written to {paths["learning_curve.csv"]}')
+    if logger is not None:
+      logger.image('eval/learning_curve', paths['learning_curve.png'])
   return paths

@@ -32,8 +32,8 @@ def test_same_seed_same_episode_even_after_other_episodes():
 
 
 def test_sticky_actions_depend_on_seed():
-  a, _, _ = _rollout(atari.AtariEnv('breakout'), seed=1)
-  b, _, _ = _rollout(atari.AtariEnv('breakout'), seed=2)
+  a, _, _ = _rollout(atari.AtariEnv('breakout', repeat_action_probability=0.25), seed=1)
+  b, _, _ = _rollout(atari.AtariEnv('breakout', repeat_action_probability=0.25), seed=2)
   n = min(len(a), len(b))
   assert not np.array_equal(a[:n], b[:n])
 
@@ -92,3 +92,25 @@ def test_bad_game_and_action():
   env.reset(0)
   with pytest.raises(ValueError, match='action 18'):
     env.step(18)
+
+
+def test_noop_starts_deterministic_under_seed():
+  env = atari.AtariEnv('pong', noop_max=30, frame_shape=(84, 64))
+  first = [env.reset(seed) for seed in (3, 4, 3)]
+  noops = []
+  for seed in (3, 4, 3):
+    env.reset(seed)
+    noops.append(env.last_noops)
+  assert noops[0] == noops[2] and 0 <= min(noops) and max(noops) <= 30
+  np.testing.assert_array_equal(first[0].ram, first[2].ram)
+  np.testing.assert_array_equal(first[0].frame, first[2].frame)
+  # Some seed in a handful starts after a different number of no-ops, hence another state.
+  starts = {}
+  for seed in range(6):
+    obs = env.reset(seed)
+    starts[env.last_noops] = obs.ram.tobytes()
+  assert len(starts) > 1 and len(set(starts.values())) > 1
+  # Without sticky actions, the steps after the start are a function of the start alone.
+  a, _, _ = _rollout(env, seed=3)
+  b, _, _ = _rollout(env, seed=3)
+  np.testing.assert_array_equal(a, b)

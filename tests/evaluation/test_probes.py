@@ -142,3 +142,33 @@ def test_byte_probes_pong():
   assert out['mean_f1'] == pytest.approx(np.mean(list(out['f1'].values())))
   assert probes.train_byte_probes(train_emb, train_ram, 'no_such_game', **_FAST) is None
   assert probes.evaluate_byte_probes(None, val_emb, val_ram) is None
+
+
+def test_early_stopping_converges_on_a_separable_problem_and_stops(data):
+  train_emb, train_ram, val_emb, val_ram = data
+  mask = metrics.high_entropy_slots(val_ram)
+  fitted, info = probes.fit_bit_probes(
+      train_emb, train_ram, steps=5000, batch_size=64, learning_rate=0.01, weight_decay=0.0,
+      seed=0, early_stopping=probes.EarlyStopping(val_fraction=0.2, eval_every=10, patience=3),
+      max_components=256, slots=mask)  # rank 112 < 256: every component kept
+  assert info.stopped_early and info.steps < 5000 and 0 < info.best_step <= info.steps
+  assert info.steps - info.best_step == 3 * 10  # stopped after `patience` evaluations
+  assert len(info.val_index) == round(0.2 * len(train_ram))
+  assert not set(info.fit_index) & set(info.val_index)
+  assert fitted.proj.shape == (train_emb.shape[1], 112) and fitted.w.shape == (112, 8 * 12)
+  assert probes.evaluate_bit_probes(fitted, val_emb, val_ram)['bit_f1'] > 0.97
+  # Bits of unfitted slots are predicted 0.
+  assert not probes.predict_bits(fitted, val_emb)[:, ~mask].any()
+
+
+def test_majority_control_hand_computed():
+  # Slot 0 takes 0x0F in 3 of 4 train frames, so the majority predicts 0x0F for it.
+  train = np.zeros((4, 128), np.uint8)
+  train[:3, 0] = 0x0F
+  val = np.zeros((4, 128), np.uint8)
+  val[:, 0] = [0x0F, 0xF0, 0x0F, 0x03]  # entropy > 0.6 nats: slot 0 alone is scored
+  out = probes.majority_bit_f1(train, val)
+  assert out['num_slots'] == 1
+  # Predicted 1s: 4 frames x 4 low bits = 16. True 1s: 4 + 4 + 4 + 2 = 14; TP = 4 + 0 + 4 + 2.
+  assert out['bit_f1'] == pytest.approx(2 * 10 / (2 * 10 + 6 + 4))
+  assert out['slot_accuracy'] == pytest.approx(0.5)

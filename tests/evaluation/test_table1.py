@@ -14,9 +14,12 @@ from rmr_dist.evaluation import table1
 _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 PER_GAME = {
-    'pong': {'cswm': [0.60, 0.62, 0.61, 0.63, 0.59], 'rmr': [0.70, 0.71, 0.69, 0.72, 0.70]},
-    'breakout': {'cswm': [0.50, 0.55, 0.52, 0.58, 0.51], 'rmr': [0.51, 0.54, 0.53, 0.57, 0.52]},
-    'boxing': {'cswm': [0.4, 0.4, 0.4], 'rmr': [0.4, 0.4, 0.4]},  # identical: p = NaN
+    'pong': {'cswm': [0.60, 0.62, 0.61, 0.63, 0.59], 'rmr': [0.70, 0.71, 0.69, 0.72, 0.70],
+             'untrained': [0.60, 0.62, 0.61, 0.60, 0.61], 'majority': 0.5},
+    'breakout': {'cswm': [0.50, 0.55, 0.52, 0.58, 0.51], 'rmr': [0.51, 0.54, 0.53, 0.57, 0.52],
+                 'untrained': [0.50, 0.50, 0.51, 0.52, 0.50], 'majority': 0.45},
+    'boxing': {'cswm': [0.4, 0.4, 0.4], 'rmr': [0.4, 0.4, 0.4],  # identical: p = NaN
+               'untrained': [0.4, 0.41, 0.39], 'majority': 0.3},
 }
 
 
@@ -38,8 +41,11 @@ def test_write_table1(tmp_path):
     reader = csv.DictReader(f)
     assert tuple(reader.fieldnames) == (
         'game', 'cswm_f1_mean', 'cswm_f1_std', 'rmr_f1_mean', 'rmr_f1_std', 'p_value',
-        'n_seeds', 'rmr_better')
+        'n_seeds', 'rmr_better', 'untrained_f1_mean', 'untrained_f1_std', 'majority_f1')
     rows = {r['game']: r for r in reader}
+  assert float(rows['pong']['untrained_f1_mean']) == pytest.approx(0.608)
+  assert float(rows['boxing']['untrained_f1_std']) == pytest.approx(0.01)
+  assert float(rows['breakout']['majority_f1']) == pytest.approx(0.45)
   assert list(rows) == ['boxing', 'breakout', 'pong']  # sorted
   assert rows['pong']['n_seeds'] == '5' and rows['boxing']['n_seeds'] == '3'
   assert rows['pong']['rmr_better'] == 'True'
@@ -60,6 +66,11 @@ def test_write_table1(tmp_path):
   assert results['run'] == 'test'
   assert results['table1']['pong']['per_seed']['rmr'] == PER_GAME['pong']['rmr']
   assert results['table1']['boxing']['p_value'] is None  # NaN -> null (strict JSON)
+  assert results['table1']['pong']['per_seed']['untrained'] == PER_GAME['pong']['untrained']
+  # pong: RMR 0.704 - 0.608 > 0.0084 beats the control, C-SWM (0.61) does not.
+  assert results['table1']['pong']['rmr_beats_untrained']
+  assert not results['table1']['pong']['cswm_beats_untrained']
+  assert '†' in md
   _assert_png(paths['table1_probe_f1.png'])
   assert not [n for n in os.listdir(report) if '.tmp' in n]  # no temp files left behind
 
@@ -71,7 +82,8 @@ def test_write_data_efficiency(tmp_path):
       '1.0': {'pong': {'cswm': [0.6, 0.62], 'rmr': [0.7, 0.69]},
               'breakout': {'cswm': [0.5], 'rmr': [0.55]}},
   }
-  paths = table1.write_data_efficiency(str(tmp_path), results)
+  controls = {'pong': {'untrained_f1_mean': 0.5, 'untrained_f1_std': 0.01, 'majority_f1': 0.4}}
+  paths = table1.write_data_efficiency(str(tmp_path), results, controls)
   with open(paths['data_efficiency.csv']) as f:
     reader = csv.DictReader(f)
     assert tuple(reader.fieldnames) == ('fraction', 'game', 'variant', 'seed', 'f1')
@@ -82,3 +94,22 @@ def test_write_data_efficiency(tmp_path):
       '0.1', 'breakout', 'cswm', '0')
   assert math.isclose(float(rows[-1]['f1']), 0.69) and rows[-1]['seed'] == '1'
   _assert_png(paths['data_efficiency.png'])
+
+
+def test_write_learning_curve(tmp_path):
+  curve = {'pong': {0: {'cswm': [0.5, 0.52], 'rmr': [0.5, 0.52]},
+                    10: {'cswm': [0.6, 0.61], 'rmr': [0.62, 0.6]}}}
+  paths = table1.write_learning_curve(str(tmp_path), curve,
+                                      {'pong': {'untrained_f1_mean': 0.51}})
+  with open(paths['learning_curve.csv']) as f:
+    rows = list(csv.DictReader(f))
+  assert tuple(rows[0]) == table1.LEARNING_CURVE_COLUMNS and len(rows) == 8
+  assert [(r['step'], r['variant'], r['seed']) for r in rows[:2]] == [('0', 'cswm', '0'),
+                                                                       ('0', 'cswm', '1')]
+  _assert_png(paths['learning_curve.png'])
+
+
+def test_beats_control():
+  assert table1.beats_control([0.7, 0.72], [0.6, 0.62, 0.61])
+  assert not table1.beats_control([0.61, 0.62], [0.6, 0.62, 0.61])  # within one std
+  assert not table1.beats_control([0.9], [0.6])  # one untrained seed: no std, no claim

@@ -299,3 +299,16 @@ def test_logs_learning_rate_and_mean_loss_progress(processor_export, capsys):
   line = capsys.readouterr().out.strip().splitlines()[-1]
   assert line.startswith('natural pong f100: step 1/1, ')
   assert f'loss {np.mean(losses):.4g} (mean of 4 models)' in line
+
+
+@pytest.mark.parametrize('slot_embedding', [False, True])
+def test_initial_encoder_params_are_the_learners_start(processor_export, slot_embedding):
+  """The untrained-encoder control is exactly every variant's seed-s f~ before any update."""
+  learner = make_learner(processor_export, batches(), slot_embedding=slot_embedding)
+  initial = learning.initial_encoder_params(learner.model, 0, NUM_SEEDS, FRAME_SHAPE)
+  assert sorted(initial) == list(range(NUM_SEEDS))
+  for v in VARIANTS:
+    for s in range(NUM_SEEDS):
+      assert_trees_equal(learner.encoder_params(v, s), initial[s])
+  assert ('slot_embedding' in initial[0]) == slot_embedding
+  learner.close()

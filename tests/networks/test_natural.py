@@ -120,3 +120,30 @@ def test_make_encode_fn_matches_the_model_encoder():
   np.testing.assert_allclose(jax.jit(encode_fn)(params['encoder'], x),
                              model.apply({'params': params}, x, method='encode'),
                              rtol=1e-5, atol=1e-5)
+
+
+def test_slot_embedding_keeps_p_equivariant_and_makes_slots_distinguishable():
+  """With the slot embedding, two slots whose maps are identical get different latents, and P
+  stays permutation-equivariant over slots (the embedding lives in f~, not in P)."""
+  model = natural.NaturalModel(processor=processors.make_spec_processor(SPEC16), latent_size=16,
+                               slot_embedding=True)
+  x, action = frames(2, 84, 64), np.eye(18, dtype=np.float32)[[0, 3]]
+  params = model.init(jax.random.PRNGKey(0), x, action)['params']
+  assert params['encoder']['slot_embedding'].shape == (natural.NUM_SLOTS, 16)
+  # Give slots 0 and 1 the same 1x1-conv detector: without the embedding they coincide.
+  enc = jax.tree_util.tree_map(np.array, params['encoder'])
+  kernel = enc['slot_maps']['kernel']  # [1, 1, 128, S]
+  kernel[..., 1] = kernel[..., 0]
+  enc['slot_maps']['bias'][1] = enc['slot_maps']['bias'][0]
+  z = np.asarray(natural.make_encode_fn(1, 16, slot_embedding=True)(enc, x))  # [2, S, 16]
+  without = {k: v for k, v in enc.items() if k != 'slot_embedding'}
+  z0 = np.asarray(natural.make_encode_fn(1, 16, slot_embedding=False)(without, x))
+  np.testing.assert_allclose(z0[:, 0], z0[:, 1], rtol=1e-6)
+  assert np.abs(z[:, 0] - z[:, 1]).min() > 1e-3
+  np.testing.assert_allclose(z - z0, np.broadcast_to(enc['slot_embedding'], z.shape),
+                             rtol=1e-5, atol=1e-5)
+  # P(perm(z)) == perm(P(z)).
+  perm = np.random.default_rng(0).permutation(natural.NUM_SLOTS)
+  transition = lambda zz: model.apply({'params': params}, zz, action, method='transition')
+  chex.assert_trees_all_close(transition(z[:, perm]), transition(z)[:, perm], rtol=1e-4,
+                              atol=1e-4)

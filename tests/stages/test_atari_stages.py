@@ -26,7 +26,8 @@ def collected(tmp_path_factory):
   config = config_lib.load_atari_config(atari_configs.get_config('test'))
   config = config_lib.load_atari_config(dict(
       config_lib.to_dict(config), abstract=dict(config_lib.to_dict(config.abstract),
-                                                models=('copy', 'mpnn'))))
+                                                models=('copy', 'mpnn')),
+      natural=dict(config_lib.to_dict(config.natural), curve_steps=(2,))))
   root = str(tmp_path_factory.mktemp('atari_stages'))
   paths = workdir_lib.open_workdir(root, config, workdir_lib.ATARI_STAGES)
   server = tables.make_server(tables.make_tables(
@@ -65,6 +66,25 @@ def test_stage_units_run_in_one_process(collected):
   assert all(len(v['bit_f1']) == config.natural.num_seeds for v in probe['variants'].values())
   # A finished unit is read back, not redone.
   assert atari_probe.run(config, paths, 'pong', 1.0, address) == probe
+  # Every probe reports its fit: train and held-out F1 on the scored slots, steps taken.
+  for rec in list(probe['variants'].values()) + [probe['untrained']]:
+    assert all(0.0 <= f <= 1.0 for f in rec['train_f1'] + rec['holdout_f1'])
+    assert all(0 < b <= n <= config.probe.steps
+               for b, n in zip(rec['best_step'], rec['probe_steps']))
+  # The controls: the untrained encoders are the learners' initialisations, scored by the
+  # very function that scores the trained ones (same numbers when called again).
+  assert len(probe['untrained']['bit_f1']) == config.natural.num_seeds
+  assert 0.0 <= probe['majority_f1'] <= 1.0
+  data = (*atari_probe.make_train_data(config, paths, 'pong', address),
+          *atari_probe.make_eval_data(config, paths, 'pong'))
+  encode_fn = atari_probe.make_encode_fn(config)
+  for seed, params in atari_probe.untrained_encoders(config, paths, 'pong').items():
+    again = atari_probe.score_encoder(config, encode_fn, params, data, 'pong', seed)
+    assert again['bit_f1'] == probe['untrained']['bit_f1'][seed]
+  # The learning curve's snapshot (curve_steps=(2,)) was probed for every model.
+  assert set(probe['learning_curve']) == {'2'}
+  assert all(len(f1) == config.natural.num_seeds
+             for f1 in probe['learning_curve']['2'].values())
 
   logger = logging_lib.Logger(paths.tb)
   written = atari_report.run(config, paths, logger, say=lambda line: None)
@@ -73,3 +93,10 @@ def test_stage_units_run_in_one_process(collected):
   with open(written['results.json']) as f:
     results = json.load(f)
   assert results['fingerprints']['table1'] == paths.stage_fingerprints('probe')
+  assert results['probes']['pong/f100']['untrained'] == probe['untrained']
+  with open(written['table1.csv']) as f:
+    header, row = f.read().splitlines()[:2]
+  assert header.endswith('untrained_f1_mean,untrained_f1_std,majority_f1')
+  with open(written['learning_curve.csv']) as f:
+    steps = {line.split(',')[1] for line in f.read().splitlines()[1:]}
+  assert steps == {'0', '2', str(config.natural.num_steps)}

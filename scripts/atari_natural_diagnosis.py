@@ -1,0 +1,142 @@
+"""Why does (or doesn't) the Atari natural encoder learn? Cheap experiments in one process.
+
+Collects a few episodes of one game straight from ALE (persistent random actions, no sticky
+actions, seeded no-op starts), trains the natural model's C-SWM variant (P fresh and trained)
+for a few seeds in lockstep, and after each listed number of updates prints one JSON line: the
+linear RAM-probe bit F1 per seed on held-out episodes (the probe stage's probes: early stopping
+on a held-out part of the probe frames, whitened features, the validation RAM's high-entropy
+slots), the embeddings' mean per-feature std over frames (collapse), and the last update's
+positive and negative energies. Step 0 is the untrained encoders; the majority-class-per-bit
+F1 is printed first.
+
+  python scripts/atari_natural_diagnosis.py --steps=0,50,150
+  python scripts/atari_natural_diagnosis.py --game=breakout --slot-embedding
+  python scripts/atari_natural_diagnosis.py --map-activation=none --batch=50
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import time
+
+import jax
+import numpy as np
+
+from rmr_dist.envs import atari
+from rmr_dist.evaluation import metrics
+from rmr_dist.evaluation import probes
+from rmr_dist.learning import natural as natural_learning
+from rmr_dist.networks import natural as natural_net
+from rmr_dist.networks import processors
+
+
+def collect(game, shape, episodes, steps):
+  """[(frames [T+1, H, W, 3], ram [T+1, 128], actions [T])] per episode."""
+  env = atari.AtariEnv(game, frame_shape=shape, max_episode_steps=steps, noop_max=30)
+  out = []
+  for e in range(episodes):
+    rng = np.random.default_rng(e)
+    obs = env.reset(e)
+    frames, ram, actions, action = [obs.frame], [obs.ram], [], 0
+    for _ in range(steps):
+      if rng.random() < 0.3:
+        action = int(rng.integers(atari.NUM_ACTIONS))
+      r = env.step(action)
+      frames.append(r.observation.frame)
+      ram.append(r.observation.ram)
+      actions.append(action)
+      if r.terminal or r.truncated:
+        break
+    out.append((np.stack(frames), np.stack(ram), np.asarray(actions)))
+  return out
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--game', default='pong')
+  p.add_argument('--height', type=int, default=84)
+  p.add_argument('--width', type=int, default=64)
+  p.add_argument('--episodes', type=int, default=12, help='2/3 train, 1/3 held out')
+  p.add_argument('--episode-steps', type=int, default=400)
+  p.add_argument('--steps', default='0,50,150,300', help='updates after which to probe')
+  p.add_argument('--batch', type=int, default=32)
+  p.add_argument('--lr', type=float, default=1e-3)
+  p.add_argument('--seeds', type=int, default=2)
+  p.add_argument('--processor', default='mpnn', choices=('mpnn', 'deepsets', 'mlp'))
+  p.add_argument('--hidden', type=int, default=16)
+  p.add_argument('--latent', type=int, default=64)
+  p.add_argument('--slot-embedding', action='store_true')
+  p.add_argument('--map-activation', default='sigmoid', choices=natural_net.MAP_ACTIVATIONS)
+  p.add_argument('--hinge', type=float, default=1.0)
+  p.add_argument('--sigma', type=float, default=0.5)
+  p.add_argument('--probe-frames', type=int, default=2000)
+  a = p.parse_args()
+  steps = sorted(int(x) for x in a.steps.split(','))
+  shape = (a.height, a.width)
+  start = time.perf_counter()
+
+  episodes = collect(a.game, shape, a.episodes, a.episode_steps)
+  n_train = a.episodes * 2 // 3
+  train, held = episodes[:n_train], episodes[n_train:]
+  frames_t = np.concatenate([f[:-1] for f, _, _ in train])
+  frames_tp1 = np.concatenate([f[1:] for f, _, _ in train])
+  actions = np.eye(atari.NUM_ACTIONS, dtype=np.uint8)[np.concatenate([x for _, _, x in train])]
+  ram_t = np.concatenate([r[:-1] for _, r, _ in train])
+  pick = np.random.default_rng(1).choice(len(frames_t), min(a.probe_frames, len(frames_t)),
+                                         replace=False)
+  probe_train = (frames_t[pick], ram_t[pick])
+  val = (np.concatenate([f for f, _, _ in held]), np.concatenate([r for _, r, _ in held]))
+  mask = metrics.high_entropy_slots(val[1])
+  print(json.dumps({'game': a.game, 'train_transitions': len(frames_t),
+                    'val_frames': len(val[1]), 'scored_slots': int(mask.sum()),
+                    'majority_f1': round(probes.majority_bit_f1(probe_train[1],
+                                                                val[1])['bit_f1'], 4)}),
+        flush=True)
+
+  spec = processors.ModelSpec(a.processor, latent_size=a.latent, hidden_size=a.hidden)
+  model = natural_learning.make_model(spec, maps_per_slot=1, latent_size=a.latent,
+                                      map_activation=a.map_activation,
+                                      slot_embedding=a.slot_embedding)
+  variants = ('cswm',)
+  optimizer = natural_learning.make_optimizer(a.lr, variants, a.seeds)
+  fresh = natural_learning.init_per_seed(model, jax.random.PRNGKey(99), 1, shape)[0]
+  state = natural_learning.init_state(model, optimizer, jax.random.PRNGKey(0),
+                                      variants=variants, num_seeds=a.seeds,
+                                      processor_params=fresh['processor'], frame_shape=shape)
+  update = jax.jit(functools.partial(natural_learning.update, model=model, optimizer=optimizer,
+                                     variants=variants, hinge=a.hinge, sigma=a.sigma))
+  encode_fn = natural_net.make_encode_fn(1, a.latent, a.map_activation, a.slot_embedding)
+  rng = np.random.default_rng(5)
+  done, last, train_s = 0, {}, 0.0
+  for target in steps:
+    t = time.perf_counter()
+    while done < target:
+      i = rng.choice(len(frames_t), a.batch, replace=False)
+      state, last = update(state, {'frame_t': frames_t[i], 'action': actions[i],
+                                   'frame_tp1': frames_tp1[i]})
+      done += 1
+    jax.block_until_ready(state.params)
+    train_s += time.perf_counter() - t
+    f1, spread = [], []
+    for s in range(a.seeds):
+      params = jax.tree_util.tree_map(lambda x, s=s: np.asarray(x[s]),
+                                      jax.device_get(state.params['encoder']))
+      emb = probes.frozen_embeddings(encode_fn, params, probe_train[0], 100)
+      val_emb = probes.frozen_embeddings(encode_fn, params, val[0], 100)
+      fitted, _ = probes.fit_bit_probes(
+          emb, probe_train[1], steps=3000, batch_size=128, learning_rate=1e-3,
+          weight_decay=0.0, seed=s, early_stopping=probes.EarlyStopping(0.2, 25, 4),
+          max_components=1024, slots=mask)
+      f1.append(round(probes.evaluate_bit_probes(fitted, val_emb, val[1])['bit_f1'], 4))
+      spread.append(float(emb.std(axis=0).mean()))
+    energies = {k: [round(float(x), 5) for x in np.asarray(last[k])]
+                for k in ('positive_energy', 'negative_energy')} if last else {}
+    print(json.dumps({'step': done, 'probe_f1': f1, 'emb_std': [f'{x:.2e}' for x in spread],
+                      **energies, 'train_s': round(train_s, 1),
+                      'wall_s': round(time.perf_counter() - start, 1)}), flush=True)
+
+
+if __name__ == '__main__':
+  main()
