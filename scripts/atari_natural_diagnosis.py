@@ -24,6 +24,7 @@ import time
 import jax
 import numpy as np
 
+from rmr_dist.acting import policies
 from rmr_dist.envs import atari
 from rmr_dist.evaluation import metrics
 from rmr_dist.evaluation import probes
@@ -35,22 +36,7 @@ from rmr_dist.networks import processors
 def collect(game, shape, episodes, steps):
   """[(frames [T+1, H, W, 3], ram [T+1, 128], actions [T])] per episode."""
   env = atari.AtariEnv(game, frame_shape=shape, max_episode_steps=steps, noop_max=30)
-  out = []
-  for e in range(episodes):
-    rng = np.random.default_rng(e)
-    obs = env.reset(e)
-    frames, ram, actions, action = [obs.frame], [obs.ram], [], 0
-    for _ in range(steps):
-      if rng.random() < 0.3:
-        action = int(rng.integers(atari.NUM_ACTIONS))
-      r = env.step(action)
-      frames.append(r.observation.frame)
-      ram.append(r.observation.ram)
-      actions.append(action)
-      if r.terminal or r.truncated:
-        break
-    out.append((np.stack(frames), np.stack(ram), np.asarray(actions)))
-  return out
+  return [policies.persistent_random_episode(env, e, steps) for e in range(episodes)]
 
 
 def main():

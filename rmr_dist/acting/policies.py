@@ -25,6 +25,33 @@ class RandomPolicy:
     return int(rng.integers(atari.NUM_ACTIONS))
 
 
+def persistent_random_episode(env: atari.AtariEnv, seed: int, steps: int,
+                              switch_prob: float = 0.3
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """One episode of persistent random actions, in this process (no Reverb, no Ray).
+
+  From ``env.reset(seed)``, each step keeps the previous action (NOOP at first) or, with
+  probability ``switch_prob``, draws a new uniform one (numpy generator seeded by ``seed``);
+  stops after ``steps`` steps or at the end of the episode.
+
+  Returns:
+    ``(frames [T+1, H, W, 3] uint8, ram [T+1, 128] uint8, actions [T] int)``.
+  """
+  rng = np.random.default_rng(seed)
+  obs = env.reset(seed)
+  frames, ram, actions, action = [obs.frame], [obs.ram], [], 0
+  for _ in range(steps):
+    if rng.random() < switch_prob:
+      action = int(rng.integers(atari.NUM_ACTIONS))
+    result = env.step(action)
+    frames.append(result.observation.frame)
+    ram.append(result.observation.ram)
+    actions.append(action)
+    if result.terminal or result.truncated:
+      break
+  return np.stack(frames), np.stack(ram), np.asarray(actions)
+
+
 class CheckpointPolicy:
   """Greedy (argmax-Q) policy network restored from an Orbax checkpoint.
 

@@ -51,3 +51,15 @@ def test_mismatched_checkpoint_names_path(tmp_path):
       fh.write(text.replace('32', '48'))
   with pytest.raises(checkpointing.CheckpointError, match=str(tmp_path)):
     policies.CheckpointPolicy(path)
+
+
+def test_persistent_random_episode_is_seeded_and_stops_at_the_limit():
+  env = atari.AtariEnv('pong', frame_shape=(42, 32), max_episode_steps=40)
+  frames, ram, actions = policies.persistent_random_episode(env, 5, 30)
+  assert frames.shape == (31, 42, 32, 3) and ram.shape == (31, 128) and actions.shape == (30,)
+  assert len(set(actions.tolist())) > 1  # it does switch actions
+  again = policies.persistent_random_episode(env, 5, 30)
+  np.testing.assert_array_equal(again[2], actions)
+  np.testing.assert_array_equal(again[1], ram)
+  longer = policies.persistent_random_episode(env, 5, 100)  # truncated at 40 steps
+  assert longer[2].shape == (40,)
