@@ -15,9 +15,9 @@ next-frame prediction from the start): the first updates train f~, the projectio
 reconstruct the LAST INPUT frame with P bypassed (``skip_processor``: g~ decodes f~'s latents
 directly); the next-frame objective through P takes over after them from a fresh Adam state,
 its schedule (warm-up, decay) restarting: the moments of the autoencoding gradients do not
-fit the new objective, whose first updates are large (P's output is new to g~). P is not used in the warm-start, so paired models get identical updates
-and leave it with identical f~, g~ (the comparison stays paired); P itself (trained or
-frozen) is untouched. Why: trained through the frozen P from the start, slot masks that
+fit the new objective, whose first gradients are large (P's output is new to g~). P is not
+used in the warm-start, so paired models get identical updates and leave it with identical
+f~, g~ (the comparison stays paired); P itself (trained or frozen) is untouched. Why: trained through the frozen P from the start, slot masks that
 found the balls depended on the seed (README, "Bouncing balls"); after the warm-start the
 slots already sit on the balls when P enters.
 
