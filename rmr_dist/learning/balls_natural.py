@@ -17,9 +17,10 @@ directly); the next-frame objective through P takes over after them from a fresh
 its schedule (warm-up, decay) restarting: the moments of the autoencoding gradients do not
 fit the new objective, whose first gradients are large (P's output is new to g~). P is not
 used in the warm-start, so paired models get identical updates and leave it with identical
-f~, g~ (the comparison stays paired); P itself (trained or frozen) is untouched. Why: trained through the frozen P from the start, slot masks that
-found the balls depended on the seed (README, "Bouncing balls"); after the warm-start the
-slots already sit on the balls when P enters.
+f~, g~ (the comparison stays paired); P itself (trained or frozen) is untouched. Why:
+trained through the frozen P from the start, slot masks that found the balls depended on the
+seed (README, "Bouncing balls"); after the warm-start the slots already sit on the balls when
+P enters.
 
 Seed s gives every variant the same f~ and g~ initialisation and the same Slot Attention
 initial-slot noise at every step, so within a pair only the processor differs. Each model
