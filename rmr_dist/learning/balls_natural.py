@@ -166,7 +166,7 @@ def natural_update(state: BallsNaturalState, batch: Batch, *, model: nn.Module,
   0: never): the update with ``state.step == restart_step`` first resets the optimiser state
   (Adam's moments and its schedule's count), as the first next-frame update after the
   warm-start does. (Two functions, not a ``lax.cond`` on the step: under ``vmap`` and ``grad``
-  XLA:CPU ran the conditional 8x slower than either branch.)
+  XLA:CPU ran such a conditional several times slower than either branch.)
 
   Returns:
     ``(new_state, metrics)``: ``loss`` [M] (per-pixel MSE of the batch before the update) and
