@@ -243,6 +243,20 @@ def data_efficiency_rows(
   return rows
 
 
+def _plot_seed_curves(ax, rows: Sequence[dict[str, Any]], game: str, x: str) -> None:
+  """Per variant, mean probe F1 ± std over seeds against ``rows``' key ``x`` for ``game``."""
+  for v in VARIANTS:
+    xs = sorted({r[x] for r in rows if r['game'] == game and r['variant'] == v})
+    if not xs:
+      continue
+    scores = [[r['f1'] for r in rows if r['game'] == game and r['variant'] == v and r[x] == at]
+              for at in xs]
+    mean = np.array([np.mean(s) for s in scores])
+    std = np.array([np.std(s, ddof=1) if len(s) > 1 else 0.0 for s in scores])
+    ax.plot(xs, mean, marker='o', color=_COLOURS[v], label=_TITLES[v])
+    ax.fill_between(xs, mean - std, mean + std, color=_COLOURS[v], alpha=0.2)
+
+
 def _data_efficiency_figure(rows: Sequence[dict[str, Any]],
                             controls: Mapping[str, Mapping[str, float]]) -> Figure:
   """One panel per game: mean probe F1 ± std over seeds against the data fraction, with the
@@ -253,17 +267,7 @@ def _data_efficiency_figure(rows: Sequence[dict[str, Any]],
   fig = Figure(figsize=(3.2 * cols, 2.6 * nrows))
   for g, game in enumerate(games):
     ax = fig.add_subplot(nrows, cols, g + 1)
-    for v in VARIANTS:
-      fractions = sorted({r['fraction'] for r in rows if r['game'] == game and r['variant'] == v})
-      if not fractions:
-        continue
-      scores = [[r['f1'] for r in rows
-                 if r['game'] == game and r['variant'] == v and r['fraction'] == f]
-                for f in fractions]
-      mean = np.array([np.mean(s) for s in scores])
-      std = np.array([np.std(s, ddof=1) if len(s) > 1 else 0.0 for s in scores])
-      ax.plot(fractions, mean, marker='o', color=_COLOURS[v], label=_TITLES[v])
-      ax.fill_between(fractions, mean - std, mean + std, color=_COLOURS[v], alpha=0.2)
+    _plot_seed_curves(ax, rows, game, 'fraction')
     _reference_lines(ax, controls.get(game, {}))
     ax.set_xscale('log')
     ticks = sorted({r['fraction'] for r in rows if r['game'] == game})
@@ -276,6 +280,16 @@ def _data_efficiency_figure(rows: Sequence[dict[str, Any]],
     ax.legend(fontsize=7)
   fig.tight_layout()
   return fig
+
+
+def _write_csv_and_figure(report_dir: str, stem: str, columns: Sequence[str],
+                          rows: Sequence[dict[str, Any]], fig: Figure) -> dict[str, str]:
+  """Writes ``<stem>.csv`` and ``<stem>.png`` atomically; returns {file name: path}."""
+  os.makedirs(report_dir, exist_ok=True)
+  paths = {name: os.path.join(report_dir, name) for name in (f'{stem}.csv', f'{stem}.png')}
+  workdir_lib.atomic_write_text(paths[f'{stem}.csv'], csv_text(columns, rows))
+  save_figure(fig, paths[f'{stem}.png'])
+  return paths
 
 
 def _reference_lines(ax, controls: Mapping[str, float]) -> None:
@@ -306,14 +320,9 @@ def write_data_efficiency(
   Returns:
     {file name: path} for data_efficiency.csv and data_efficiency.png.
   """
-  os.makedirs(report_dir, exist_ok=True)
   rows = data_efficiency_rows(results)
-  paths = {name: os.path.join(report_dir, name)
-           for name in ('data_efficiency.csv', 'data_efficiency.png')}
-  workdir_lib.atomic_write_text(paths['data_efficiency.csv'],
-                                  csv_text(DATA_EFFICIENCY_COLUMNS, rows))
-  save_figure(_data_efficiency_figure(rows, controls or {}), paths['data_efficiency.png'])
-  return paths
+  return _write_csv_and_figure(report_dir, 'data_efficiency', DATA_EFFICIENCY_COLUMNS, rows,
+                               _data_efficiency_figure(rows, controls or {}))
 
 
 def learning_curve_rows(curve: Mapping[str, Mapping[Any, Mapping[str, Sequence[float]]]]
@@ -344,31 +353,16 @@ def write_learning_curve(report_dir: str,
   Returns:
     {file name: path}.
   """
-  os.makedirs(report_dir, exist_ok=True)
   rows = learning_curve_rows(curve)
-  paths = {name: os.path.join(report_dir, name)
-           for name in ('learning_curve.csv', 'learning_curve.png')}
-  workdir_lib.atomic_write_text(paths['learning_curve.csv'],
-                                csv_text(LEARNING_CURVE_COLUMNS, rows))
   games = sorted(curve)
   fig = Figure(figsize=(3.6 * max(1, len(games)), 2.8))
   for g, game in enumerate(games):
     ax = fig.add_subplot(1, max(1, len(games)), g + 1)
-    for v in VARIANTS:
-      steps = sorted({r['step'] for r in rows if r['game'] == game and r['variant'] == v})
-      scores = [[r['f1'] for r in rows if r['game'] == game and r['variant'] == v
-                 and r['step'] == s] for s in steps]
-      if not steps:
-        continue
-      mean = np.array([np.mean(x) for x in scores])
-      std = np.array([np.std(x, ddof=1) if len(x) > 1 else 0.0 for x in scores])
-      ax.plot(steps, mean, marker='o', color=_COLOURS[v], label=_TITLES[v])
-      ax.fill_between(steps, mean - std, mean + std, color=_COLOURS[v], alpha=0.2)
+    _plot_seed_curves(ax, rows, game, 'step')
     _reference_lines(ax, (controls or {}).get(game, {}))
     ax.set_title(game, fontsize=9)
     ax.set_xlabel('natural updates', fontsize=8)
     ax.set_ylabel('probe bit F1', fontsize=8)
     ax.legend(fontsize=7)
   fig.tight_layout()
-  save_figure(fig, paths['learning_curve.png'])
-  return paths
+  return _write_csv_and_figure(report_dir, 'learning_curve', LEARNING_CURVE_COLUMNS, rows, fig)
