@@ -63,9 +63,8 @@ def make_learner(config: config_lib.AtariConfig, export: str, iterator: Iterator
       map_activation=nc.map_activation, slot_embedding=nc.slot_embedding)
 
 
-def snapshot_path(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
-                  fraction: float, step: int) -> str:
-  del config
+def snapshot_path(workdir: workdir_lib.WorkDir, game: str, fraction: float, step: int) -> str:
+  """Where the f~ snapshot after ``step`` updates of unit (game, fraction) lives."""
   return os.path.join(workdir.natural_unit(game, fraction), 'snapshots', f'step_{step:d}.npz')
 
 
@@ -85,7 +84,7 @@ def read_snapshots(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir,
   """{step: {(variant, seed): f~ params}} of the saved snapshots (natural.curve_steps)."""
   out = {}
   for step in sorted(k for k in config.natural.curve_steps if 0 < k < config.natural.num_steps):
-    path = snapshot_path(config, workdir, game, fraction, step)
+    path = snapshot_path(workdir, game, fraction, step)
     if not os.path.exists(path):
       continue
     models: dict[tuple[str, int], dict[str, np.ndarray]] = {}
@@ -128,10 +127,11 @@ def _train(config, workdir, game, fraction, replay_address, log_fn, say):
         config, export, iterator, os.path.join(out_dir, 'checkpoints'),
         logging_lib.with_prefix(log_fn, f'natural/{game}/f{round(100 * fraction):d}/'))
     for step in sorted(k for k in nc.curve_steps if 0 < k < nc.num_steps):
-      path = snapshot_path(config, workdir, game, fraction, step)
+      path = snapshot_path(workdir, game, fraction, step)
       if not os.path.exists(path):
         learner.run(step, progress_label=label)
-        if jax.process_index() == 0:
+        # A learner resumed past `step` cannot give that point back: no snapshot then.
+        if jax.process_index() == 0 and learner.global_step == step:
           write_snapshot(path, learner)
     metrics = learner.run(nc.num_steps, progress_label=label)
   finally:
