@@ -92,6 +92,9 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.natural.maps_per_slot = 1  # m: encoder maps per slot (1 = C-SWM object maps).
   c.natural.slot_embedding = True  # Learned slot-index embedding in f~ (as the abstract f).
   c.natural.map_activation = 'sigmoid'  # f~'s per-slot maps: 'sigmoid' (C-SWM) or 'none'.
+  # 'hinge': C-SWM's contrastive loss (the paper's); 'infonce': softmax over the batch's next
+  # frames with the same energy.
+  c.natural.loss = 'hinge'
   c.natural.hinge = 1.0  # Contrastive hinge margin (C-SWM default).
   c.natural.sigma = 0.5  # Energy scale (C-SWM default).
   c.natural.data_fractions = (0.3, 1.0)  # Nested fractions of train episodes to train on.

@@ -281,6 +281,8 @@ class NaturalConfig:
     maps_per_slot: m, encoder feature maps per slot (1 = C-SWM-style object maps).
     slot_embedding: add a learned slot-index embedding to f~'s slots (as the abstract f has).
     map_activation: 'sigmoid' (C-SWM's object maps) or 'none' on f~'s per-slot maps.
+    loss: 'hinge' (C-SWM's contrastive hinge, the paper's) or 'infonce' (softmax over the
+      batch's next frames with the same energy; ``rmr_dist.losses.infonce_loss``).
     hinge: margin of the contrastive hinge loss (C-SWM: 1.0).
     sigma: energy scale, d = ||x - y||^2 / (2 sigma^2) (C-SWM: 0.5).
     data_fractions: fractions of the training episodes to train on (nested subsets); each
@@ -302,6 +304,7 @@ class NaturalConfig:
   maps_per_slot: int
   slot_embedding: bool
   map_activation: str
+  loss: str
   hinge: float
   sigma: float
   data_fractions: tuple[float, ...]
@@ -326,6 +329,8 @@ class NaturalConfig:
       _require(getattr(self, name) > 0, f'{path}.{name}', getattr(self, name), 'a float > 0')
     _require(self.map_activation in ('sigmoid', 'none'), f'{path}.map_activation',
              self.map_activation, "'sigmoid' or 'none'")
+    _require(self.loss in ('hinge', 'infonce'), f'{path}.loss', self.loss,
+             "'hinge' or 'infonce'")
     _require(len(self.data_fractions) >= 1 and all(0.0 < f <= 1.0 for f in self.data_fractions)
              and len(set(self.data_fractions)) == len(self.data_fractions),
              f'{path}.data_fractions', self.data_fractions, 'distinct fractions in (0, 1]')

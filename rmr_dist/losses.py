@@ -13,7 +13,8 @@ averaged over every slot of the batch. ``loss = bit_loss + mask_loss``.
 
 At evaluation :func:`predict` forms the output with the PREDICTED mask (sigmoid > 0.5).
 
-Natural Atari model: C-SWM's TransE contrastive loss (:func:`contrastive_loss`, section below).
+Natural Atari model: C-SWM's TransE contrastive loss (:func:`contrastive_loss`, section below),
+or InfoNCE over the batch's next frames (:func:`infonce_loss`, an option beside the paper's).
 Bouncing balls: the per-pixel next-frame MSE (:func:`frame_mse`).
 """
 
@@ -209,6 +210,64 @@ def contrastive_loss_with_negatives(z_pred_next: jax.Array, z_next: jax.Array, z
   loss = jnp.mean(positive) + negative_loss
   return loss, {'loss': loss, 'positive_energy': jnp.mean(positive),
                 'negative_energy': jnp.mean(negative), 'negative_loss': negative_loss}
+
+
+# ---------------------------------------------------------------------------------------------
+# InfoNCE over the batch's next frames: an alternative objective for the natural Atari model
+# (config ``natural.loss='infonce'``), not the paper's. With C-SWM's hinge the single negative
+# per example is far from the hinge only while the encoder is near its initialisation, and its
+# squared-distance gradient vanishes as latents of different frames stay close (Atari frames
+# differ in a few pixels). Here every example's prediction must pick its own next frame out of
+# all B next frames of the batch: a softmax over ``-d(z_pred_i, z_next_j)`` with the same
+# energy ``d`` (:func:`transe_energy`), so the push to tell frames apart never saturates
+# while any two frames of the batch look alike to the encoder (the objective of CPC / ST-DIM).
+# ---------------------------------------------------------------------------------------------
+
+
+def pairwise_energy(a: jax.Array, b: jax.Array, sigma: float = 0.5) -> jax.Array:
+  """:func:`transe_energy` of every pair: ``out[i, j] = transe_energy(a[i], b[j])``.
+
+  Args:
+    a: [b, N, H] slot latents.
+    b: [B, N, H] slot latents.
+    sigma: energy scale.
+
+  Returns:
+    [b, B] energies.
+  """
+  norm = 0.5 / sigma ** 2
+  n = a.shape[-2]
+  a = a.reshape(a.shape[0], -1)  # [b, N * H]
+  b = b.reshape(b.shape[0], -1)  # [B, N * H]
+  squared = (jnp.sum(jnp.square(a), -1)[:, None] + jnp.sum(jnp.square(b), -1)[None, :]
+             - 2.0 * a @ b.T)  # [b, B]
+  return norm * jnp.maximum(squared, 0.0) / n
+
+
+def infonce_loss(z_pred_next: jax.Array, z_next_all: jax.Array, positive_index: jax.Array, *,
+                 sigma: float = 0.5) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Cross-entropy of picking each row's own next frame among all the batch's next frames.
+
+  Args:
+    z_pred_next: [b, N, H] predicted next latents of this device's rows.
+    z_next_all: [B, N, H] encoded next frames of the whole (global) batch, b <= B.
+    positive_index: [b] int, the row of ``z_next_all`` that is each prediction's own.
+    sigma: energy scale; the logits are ``-pairwise_energy(z_pred_next, z_next_all, sigma)``.
+
+  Returns:
+    ``(loss, metrics)``: scalar ``loss`` (mean over the rows) and scalar metrics ``loss``,
+    ``positive_energy`` (mean energy to the own next frame), ``negative_energy`` (mean energy
+    to the other next frames) and ``accuracy`` (share of rows whose own next frame has the
+    lowest energy).
+  """
+  energy = pairwise_energy(z_pred_next, z_next_all, sigma)  # [b, B]
+  own = jax.nn.one_hot(positive_index, energy.shape[1], dtype=energy.dtype)  # [b, B]
+  loss = jnp.mean(optax.softmax_cross_entropy(-energy, own))
+  positive = jnp.sum(energy * own, axis=1)  # [b]
+  negative = jnp.sum(energy * (1.0 - own), axis=1) / max(energy.shape[1] - 1, 1)  # [b]
+  accuracy = jnp.mean((jnp.argmin(energy, axis=1) == positive_index).astype(jnp.float32))
+  return loss, {'loss': loss, 'positive_energy': jnp.mean(positive),
+                'negative_energy': jnp.mean(negative), 'accuracy': accuracy}
 
 
 def frame_mse(recon: jax.Array, target: jax.Array) -> jax.Array:

@@ -12,6 +12,7 @@ F1 is printed first.
   python scripts/atari_natural_diagnosis.py --steps=0,50,150
   python scripts/atari_natural_diagnosis.py --game=breakout --slot-embedding
   python scripts/atari_natural_diagnosis.py --map-activation=none --batch=50
+  python scripts/atari_natural_diagnosis.py --loss=infonce --slot-embedding
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def main():
   p.add_argument('--latent', type=int, default=64)
   p.add_argument('--slot-embedding', action='store_true')
   p.add_argument('--map-activation', default='sigmoid', choices=natural_net.MAP_ACTIVATIONS)
+  p.add_argument('--loss', default='hinge', choices=natural_learning.LOSSES)
   p.add_argument('--hinge', type=float, default=1.0)
   p.add_argument('--sigma', type=float, default=0.5)
   p.add_argument('--probe-frames', type=int, default=2000)
@@ -92,7 +94,8 @@ def main():
                                       variants=variants, num_seeds=a.seeds,
                                       processor_params=fresh['processor'], frame_shape=shape)
   update = jax.jit(functools.partial(natural_learning.update, model=model, optimizer=optimizer,
-                                     variants=variants, hinge=a.hinge, sigma=a.sigma))
+                                     variants=variants, hinge=a.hinge, sigma=a.sigma,
+                                     loss=a.loss))
   encode_fn = natural_net.make_encode_fn(1, a.latent, a.map_activation, a.slot_embedding)
   rng = np.random.default_rng(5)
   done, last, train_s = 0, {}, 0.0

@@ -59,6 +59,7 @@ def test_missing_key_is_reported():
     ('heads', 'checkpoint_path', 3, r'checkpoint_path must be a str'),
     ('env', 'noop_max', -1, r'config\.env\.noop_max=-1'),
     ('natural', 'map_activation', 'relu', r"config\.natural\.map_activation='relu'"),
+    ('natural', 'loss', 'triplet', r"config\.natural\.loss='triplet'"),
     ('natural', 'curve_steps', (0, 2), r'config\.natural\.curve_steps=\(0, 2\)'),
     ('natural', 'curve_steps', (4,), r'config\.natural\.curve_steps=\(4,\)'),
     ('probe', 'val_fraction', 0.9, r'config\.probe\.val_fraction=0\.9'),

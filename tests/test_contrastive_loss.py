@@ -99,3 +99,33 @@ def test_jitted_and_eager_agree(jit):
   fn = lambda *a: losses.contrastive_loss(*a, hinge=1.0, sigma=0.5)[0]
   fn = jax.jit(fn) if jit else fn
   np.testing.assert_allclose(fn(Z_PRED, Z_NEXT, Z, SWAP), 0.5)
+
+
+def test_pairwise_energy_is_transe_energy_of_every_pair():
+  rng = np.random.default_rng(0)
+  a, b = rng.normal(size=(3, 4, 5)), rng.normal(size=(6, 4, 5))  # [b, N, H], [B, N, H]
+  expected = np.array([[float(losses.transe_energy(a[i], b[j], sigma=0.3)) for j in range(6)]
+                       for i in range(3)])
+  np.testing.assert_allclose(losses.pairwise_energy(a, b, sigma=0.3), expected, rtol=1e-5,
+                             atol=1e-5)
+
+
+def test_infonce_loss_by_hand():
+  # Energies (sigma 0.5, factor 2): row 0 [2 * 0.5^2, 2 * 1^2] = [0.5, 2]; row 1 [2, 0.5].
+  # Each row: -log(e^-0.5 / (e^-0.5 + e^-2)) = log(1 + e^-1.5).
+  loss, m = losses.infonce_loss(Z_PRED, Z_NEXT, np.array([0, 1]), sigma=0.5)
+  np.testing.assert_allclose([loss, m['positive_energy'], m['negative_energy'], m['accuracy']],
+                             [np.log1p(np.exp(-1.5)), 0.5, 2.0, 1.0], rtol=1e-6)
+  # A shard's rows against the whole batch: row 1 alone, its own next frame at index 1.
+  loss1, m1 = losses.infonce_loss(Z_PRED[1:], Z_NEXT, np.array([1]), sigma=0.5)
+  np.testing.assert_allclose([loss1, m1['accuracy']], [np.log1p(np.exp(-1.5)), 1.0], rtol=1e-6)
+  # Swapped positives: each row's own frame is the far one.
+  loss_w, m_w = losses.infonce_loss(Z_PRED, Z_NEXT, np.array([1, 0]), sigma=0.5)
+  np.testing.assert_allclose([loss_w, m_w['accuracy']], [np.log1p(np.exp(1.5)), 0.0], rtol=1e-6)
+
+
+def test_infonce_gradient_pulls_the_positive_and_pushes_the_negative():
+  grad = jax.grad(lambda zn: losses.infonce_loss(Z_PRED[:1], zn, np.array([0]))[0])(Z_NEXT)
+  # Row 0 predicts 0.0: its own next frame (0.5) is pulled down towards it (positive
+  # gradient), the other (1.0) pushed further up (negative gradient).
+  assert float(grad[0, 0, 0]) > 0 > float(grad[1, 0, 0])

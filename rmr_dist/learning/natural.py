@@ -64,6 +64,9 @@ from rmr_dist.networks import processors
 
 VARIANTS = ('rmr', 'cswm')
 FROZEN_VARIANTS = ('rmr',)  # variants whose processor is the frozen export
+# 'hinge': C-SWM's contrastive hinge (the paper's); 'infonce': softmax over the batch's next
+# frames (``rmr_dist.losses.infonce_loss``).
+LOSSES = ('hinge', 'infonce')
 
 
 class NaturalTrainState(NamedTuple):
@@ -283,38 +286,49 @@ def accumulate_fingerprint(running: jax.Array, batch_fp: jax.Array) -> jax.Array
 # ---------------------------------------------------------------------------------------------
 
 
-def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = None
-                    ) -> tuple[Batch, jax.Array]:
+def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = None,
+                    loss: str = 'hinge') -> tuple[Batch, jax.Array]:
   """This device's rows with their negatives: what every model consumes this step.
 
   Args:
     batch: this device's shard, ``frame_t`` / ``frame_tp1`` [b, H, W, 3], ``action`` [b, 18].
-    perm_key: PRNGKey of the global negative permutation.
+    perm_key: PRNGKey of the global negative permutation (used by the hinge loss).
     axis_name: pmap axis (the global batch is the concatenation of the shards), or None.
+    loss: 'hinge' or 'infonce' (``LOSSES``): which negatives to gather.
 
   Returns:
-    ``(inputs, row_offset)``: inputs ``frame_t``, ``action``, ``frame_tp1``, ``frame_neg``
-    [b, H, W, 3] (``frame_t`` of row ``perm[i]`` of the global batch) and ``negative_index``
-    [b] (those ``perm[i]``); row_offset the global index of this shard's first row.
+    ``(inputs, row_offset)``: inputs ``frame_t``, ``action``, ``frame_tp1`` [b, ...] and,
+    for 'hinge', ``frame_neg`` [b, H, W, 3] (``frame_t`` of row ``perm[i]`` of the global
+    batch) and ``negative_index`` [b] (those ``perm[i]``); for 'infonce',
+    ``frame_tp1_all`` [B, H, W, 3] (every next frame of the global batch) and
+    ``positive_index`` [b] (each row's own place in it); row_offset the global index of
+    this shard's first row.
   """
   frame_t = jnp.asarray(batch['frame_t'])  # [b, H, W, 3]
+  frame_tp1 = jnp.asarray(batch['frame_tp1'])  # [b, H, W, 3]
   b = frame_t.shape[0]
-  if axis_name is None:
-    frames_all, row_offset = frame_t, jnp.zeros((), jnp.int32)  # [B, H, W, 3]
-  else:
-    frames_all = jax.lax.all_gather(frame_t, axis_name, tiled=True)  # [B, H, W, 3]
-    row_offset = jax.lax.axis_index(axis_name) * b
+
+  def gather(x):  # [b, ...] -> [B, ...], the global batch
+    return x if axis_name is None else jax.lax.all_gather(x, axis_name, tiled=True)
+
+  row_offset = (jnp.zeros((), jnp.int32) if axis_name is None
+                else jax.lax.axis_index(axis_name) * b)
+  inputs = {'frame_t': frame_t, 'action': jnp.asarray(batch['action']), 'frame_tp1': frame_tp1}
+  if loss == 'infonce':
+    inputs['frame_tp1_all'] = gather(frame_tp1)  # [B, H, W, 3]
+    inputs['positive_index'] = row_offset + jnp.arange(b, dtype=jnp.int32)  # [b]
+    return inputs, row_offset
+  frames_all = gather(frame_t)  # [B, H, W, 3]
   perm = losses.negative_permutation(perm_key, frames_all.shape[0])  # [B]
   negative_index = jax.lax.dynamic_slice_in_dim(perm, row_offset, b)  # [b]
-  inputs = {'frame_t': frame_t, 'action': jnp.asarray(batch['action']),
-            'frame_tp1': jnp.asarray(batch['frame_tp1']),
-            'frame_neg': frames_all[negative_index], 'negative_index': negative_index}
+  inputs.update(frame_neg=frames_all[negative_index], negative_index=negative_index)
   return inputs, row_offset
 
 
 def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs: Batch,
                row_offset: jax.Array, *, model: nn.Module, hinge: float, sigma: float,
-               axis_name: str | None = None) -> tuple[Any, Metrics, jax.Array]:
+               axis_name: str | None = None, loss: str = 'hinge'
+               ) -> tuple[Any, Metrics, jax.Array]:
   """One model's gradient and fingerprint on the lockstep inputs (vmapped over models).
 
   Args:
@@ -324,20 +338,29 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
     inputs: from :func:`lockstep_inputs`.
     row_offset: from :func:`lockstep_inputs`.
     model: the natural model.
-    hinge: contrastive margin.
+    hinge: contrastive margin ('hinge' loss).
     sigma: energy scale.
     axis_name: pmap axis (for the fingerprint's sum over shards), or None.
+    loss: 'hinge' (C-SWM's, with ``frame_neg``) or 'infonce' (over ``frame_tp1_all``).
 
   Returns:
     ``(grads, metrics, fingerprint)``: this device's gradient, scalar loss metrics of this
     device's rows and the updated fingerprint.
   """
+  keys = _FINGERPRINTED if loss == 'hinge' else _FINGERPRINTED[:3]
   fingerprint = accumulate_fingerprint(
-      fingerprint, batch_fingerprint(inputs, row_offset, axis_name))
+      fingerprint, batch_fingerprint(inputs, row_offset, axis_name, keys))
 
   def objective(p):
     frozen_or_not = lambda x: jnp.where(trainable, x, jax.lax.stop_gradient(x))
     p = dict(p, processor=jax.tree_util.tree_map(frozen_or_not, p['processor']))
+    if loss == 'infonce':
+      b = inputs['frame_t'].shape[0]
+      frames = jnp.concatenate([inputs['frame_t'], inputs['frame_tp1_all']])  # [b + B, ...]
+      z_all = model.apply({'params': p}, frames, method='encode')  # [b + B, S, H]
+      z, z_next_all = z_all[:b], z_all[b:]
+      z_pred = model.apply({'params': p}, z, inputs['action'], method='transition')
+      return losses.infonce_loss(z_pred, z_next_all, inputs['positive_index'], sigma=sigma)
     frames = jnp.concatenate([inputs['frame_t'], inputs['frame_tp1'], inputs['frame_neg']])
     z_all = model.apply({'params': p}, frames, method='encode')  # [3b, S, H]
     z, z_next, z_neg = jnp.split(z_all, 3)  # [b, S, H] each
@@ -351,8 +374,8 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
 
 def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
            optimizer: optax.GradientTransformation, variants: Sequence[str],
-           axis_name: str | None = None, hinge: float = 1.0, sigma: float = 0.5
-           ) -> tuple[NaturalTrainState, Metrics]:
+           axis_name: str | None = None, hinge: float = 1.0, sigma: float = 0.5,
+           loss: str = 'hinge') -> tuple[NaturalTrainState, Metrics]:
   """One lockstep step of all M models on one batch; pure, jit- and pmap-able.
 
   Args:
@@ -363,22 +386,25 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
     optimizer: from :func:`make_optimizer` (same ``variants`` and seed count).
     variants: the variants, in the order the model axis stacks them.
     axis_name: the pmap axis to average over, or None on one device.
-    hinge: contrastive margin.
+    hinge: contrastive margin ('hinge' loss).
     sigma: energy scale.
+    loss: 'hinge' (C-SWM's, the paper's) or 'infonce' (``LOSSES``).
 
   Returns:
     ``(new_state, metrics)``: metrics [M] each -- ``loss``, ``positive_energy``,
-    ``negative_energy``, ``negative_loss`` (of the whole batch, before the update) and
-    ``grad_norm`` (of each model's averaged gradient).
+    ``negative_energy`` and ``negative_loss`` ('hinge') or ``accuracy`` ('infonce') (of the
+    whole batch, before the update) and ``grad_norm`` (of each model's averaged gradient).
   """
   num_models = jax.tree_util.tree_leaves(state.params)[0].shape[0]
   if num_models % len(variants):
     raise ValueError(f'{num_models} stacked models do not split into variants {variants}')
   trainable = jnp.asarray(processor_trainable(variants, num_models // len(variants)))  # [M]
   rng, perm_key = jax.random.split(state.rng)
-  inputs, row_offset = lockstep_inputs(batch, perm_key, axis_name)
+  if loss not in LOSSES:
+    raise ValueError(f'loss={loss!r}; valid: {LOSSES}')
+  inputs, row_offset = lockstep_inputs(batch, perm_key, axis_name, loss)
   step_fn = functools.partial(model_step, model=model, hinge=hinge, sigma=sigma,
-                              axis_name=axis_name)
+                              axis_name=axis_name, loss=loss)
   # The batch is unmapped (None): every model reads the very same arrays.
   grads, metrics, fingerprint = jax.vmap(step_fn, in_axes=(0, 0, 0, None, None))(
       state.params, trainable, state.fingerprint, inputs, row_offset)
@@ -551,6 +577,7 @@ class NaturalLearner(LockstepLearner):
     latent_size: features per slot; the export must have the same (else CheckpointError).
     hinge: contrastive margin (C-SWM: 1.0).
     sigma: energy scale (C-SWM: 0.5).
+    loss: 'hinge' (C-SWM's, the paper's) or 'infonce' (``LOSSES``).
     map_activation: f~'s per-slot map activation (``natural_net.AtariEncoder``).
     slot_embedding: give f~'s slots a learned slot-index embedding.
 
@@ -566,9 +593,11 @@ class NaturalLearner(LockstepLearner):
                log_every: int = 50, devices: Sequence[jax.Device] | None = None,
                frame_shape: tuple[int, int] = (210, 160),
                latent_size: int = natural_net.LATENT_SIZE, hinge: float = 1.0,
-               sigma: float = 0.5, map_activation: str = 'sigmoid',
+               sigma: float = 0.5, loss: str = 'hinge', map_activation: str = 'sigmoid',
                slot_embedding: bool = False):
     self._variants = check_variants(variants)
+    if loss not in LOSSES:
+      raise ValueError(f'loss={loss!r}; valid: {LOSSES}')
     if num_seeds < 1:
       raise ValueError(f'num_seeds={num_seeds} must be >= 1')
     self._num_seeds = num_seeds
@@ -583,7 +612,8 @@ class NaturalLearner(LockstepLearner):
         self._model, self._optimizer, jax.random.PRNGKey(seed), variants=self._variants,
         num_seeds=num_seeds, processor_params=processor_params, frame_shape=frame_shape))
     self._setup(state, functools.partial(update, model=self._model, optimizer=self._optimizer,
-                                         variants=self._variants, hinge=hinge, sigma=sigma),
+                                         variants=self._variants, hinge=hinge, sigma=sigma,
+                                         loss=loss),
                 iterator=iterator, batch_keys=('frame_t', 'action', 'frame_tp1'),
                 checkpoint_dir=checkpoint_dir, keep=keep, save_every=save_every,
                 log_fn=log_fn, log_every=log_every, devices=devices, restore_fn=restore_state)

@@ -60,7 +60,7 @@ def make_learner(config: config_lib.AtariConfig, export: str, iterator: Iterator
       keep=nc.keep_checkpoints, log_fn=log_fn, log_every=nc.log_every,
       frame_shape=(config.env.frame_height, config.env.frame_width),
       latent_size=config.abstract.latent_size, hinge=nc.hinge, sigma=nc.sigma,
-      map_activation=nc.map_activation, slot_embedding=nc.slot_embedding)
+      loss=nc.loss, map_activation=nc.map_activation, slot_embedding=nc.slot_embedding)
 
 
 def snapshot_path(workdir: workdir_lib.WorkDir, game: str, fraction: float, step: int) -> str:

@@ -181,18 +181,23 @@ def test_all_models_consumed_identical_batches(processor_export):
   learner.close()
 
 
-def test_one_device_equals_two_devices(processor_export):
-  """3 lockstep updates on B=4 on one device == on 2 x 2 (pmean-ed gradients, global
-  negative permutation)."""
+@pytest.mark.parametrize('loss', learning.LOSSES)
+def test_one_device_equals_two_devices(processor_export, loss):
+  """3 lockstep updates on B=4 on one device == on 2 x 2 (pmean-ed gradients; the hinge's
+  global negative permutation, InfoNCE's candidates from the global batch)."""
   assert jax.local_device_count() >= 2, 'tests/conftest.py forces 2 CPU devices'
-  one = make_learner(processor_export, batches(), devices=jax.local_devices()[:1])
-  two = make_learner(processor_export, batches(), devices=jax.local_devices()[:2])
+  one = make_learner(processor_export, batches(), devices=jax.local_devices()[:1], loss=loss)
+  two = make_learner(processor_export, batches(), devices=jax.local_devices()[:2], loss=loss)
   for _ in range(3):
     m1, m2 = one.step(), two.step()
     for key in m1:
       np.testing.assert_allclose(m1[key], m2[key], rtol=1e-5, atol=1e-5, err_msg=key)
-  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-5),
-                         one.params, two.params)
+  # Float sums in another order (InfoNCE's candidates mix both devices' rows) can flip the
+  # Adam step (up to the learning rate, 1e-3) of a few parameters whose gradient is near 0;
+  # a wrong gradient would move most parameters by about a step.
+  diff = np.concatenate([np.abs(np.asarray(a) - np.asarray(b)).ravel() for a, b in zip(
+      jax.tree_util.tree_leaves(one.params), jax.tree_util.tree_leaves(two.params))])
+  assert np.quantile(diff, 0.999) <= 1e-5, np.quantile(diff, 0.999)
   np.testing.assert_array_equal(one.fingerprints, two.fingerprints)
   np.testing.assert_array_equal(one.state.rng, two.state.rng)
 
