@@ -26,6 +26,16 @@ def _source_line(workdir: workdir_lib.WorkDir, stage: str) -> str:
   return f'\nFrom {workdir.root}, stage fingerprints: {prints}.\n'
 
 
+def _objective_line(nc: config_lib.NaturalConfig) -> str:
+  """How the natural models were trained: both variants share it; 'C-SWM' names the model
+  with P trained, whatever the objective."""
+  objective = ("C-SWM's contrastive hinge (the paper's)" if nc.loss == 'hinge' else
+               "InfoNCE over the batch's next frames (natural.loss='infonce', not the paper's "
+               "hinge)")
+  return (f'\nBoth variants: {objective}, {nc.num_steps} updates of batch {nc.batch_size}, '
+          f'{nc.num_seeds} seeds.\n')
+
+
 def _append(path: str, text: str) -> None:
   with open(path) as f:
     body = f.read()
@@ -134,7 +144,7 @@ def _write_table1(config, workdir, logger, say) -> dict[str, str]:
   controls = {}
   if full:
     paths.update(table1.write_table1(workdir.report, full, extra=extra))
-    _append(paths['table1.md'], _source_line(workdir, 'probe'))
+    _append(paths['table1.md'], _objective_line(nc) + _source_line(workdir, 'probe'))
     with open(paths['table1.md']) as f:
       text = f.read()
     if logger is not None:

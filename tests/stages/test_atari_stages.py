@@ -90,6 +90,8 @@ def test_stage_units_run_in_one_process(collected):
   written = atari_report.run(config, paths, logger, say=lambda line: None)
   logger.close()
   assert 'table2.md' in written and 'table1.md' in written
+  with open(written['table1.md']) as f:
+    assert "Both variants: C-SWM's contrastive hinge (the paper's), 4 updates" in f.read()
   with open(written['results.json']) as f:
     results = json.load(f)
   assert results['fingerprints']['table1'] == paths.stage_fingerprints('probe')
