@@ -26,6 +26,7 @@ from rmr_dist import workdir as workdir_lib
 from rmr_dist.distributed import learners
 from rmr_dist.distributed import placement
 from rmr_dist.distributed import ray_setup
+from rmr_dist.distributed import workdir_check
 
 STAGES = workdir_lib.BALLS_STAGE_NAMES
 LEARNER_STAGES = ('abstract', 'natural')  # Their units run in learner groups.
@@ -141,6 +142,9 @@ class BallsProgram:
     they include `LEARNER_STAGES` and the Ray cluster cannot place a learner group."""
     stages = check_stages(stages)
     placement.check_before_stages(self.config.ray, stages, LEARNER_STAGES)
+    if any(stage != 'report' for stage in stages):  # The report is written by the driver.
+      ray_setup.init_ray(self.config.ray)
+      workdir_check.check_nodes_see(self.paths.root)
     for stage in stages:
       getattr(self, stage)()
 

@@ -33,6 +33,7 @@ from rmr_dist.distributed import actors
 from rmr_dist.distributed import learners
 from rmr_dist.distributed import placement
 from rmr_dist.distributed import ray_setup
+from rmr_dist.distributed import workdir_check
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import monitor as monitor_lib
 from rmr_dist.replay import splits
@@ -363,6 +364,9 @@ class AtariProgram:
     """
     stages = check_stages(stages)
     placement.check_before_stages(self.config.ray, stages, LEARNER_STAGES)
+    if any(stage != 'report' for stage in stages):  # The report is written by the driver.
+      ray_setup.init_ray(self.config.ray)
+      workdir_check.check_nodes_see(self.paths.root)
     for stage in stages:
       getattr(self, stage)()
 
