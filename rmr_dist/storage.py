@@ -11,9 +11,12 @@ A path is a local path (`/shared/run`, `runs/x`) or an object-store URI (`s3://b
                                object), so callers that write an index entry last keep their
                                "complete when the entry exists" rule on both
   remove_tree                  a directory or every object under a prefix
-  upload_tree / download_tree  for components that can only write local files (Orbax,
+  upload_tree / Mirror         for components that can only write local files (Orbax,
                                Reverb's checkpointer, TensorBoard): they write on their node and
-                               the result is copied to / from the work directory
+                               the result is copied to / from the work directory. A Mirror
+                               uploads changed files, then its index (`.mirror-index.json`)
+                               last, and reads back only what an index lists, so an interrupted
+                               upload is never taken for a complete one
 
 Backends: local paths use `os`; `s3://` uses boto3 (the `s3` extra; endpoint and credentials come
 from boto3's usual sources: `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, the environment, or a
@@ -181,10 +184,12 @@ _BACKENDS: dict[str, Any] = {}
 
 
 def _backend(path: str) -> Any:
+  """The backend of `path`'s scheme (one per scheme and endpoint setting, made on first use)."""
   name = scheme(path)
-  if name not in _BACKENDS:
-    _BACKENDS[name] = _S3() if name == 's3' else _Fsspec(name)
-  return _BACKENDS[name]
+  key = (name, os.environ.get('AWS_ENDPOINT_URL_S3'), os.environ.get('AWS_ENDPOINT_URL'))
+  if key not in _BACKENDS:
+    _BACKENDS[key] = _S3() if name == 's3' else _Fsspec(name)
+  return _BACKENDS[key]
 
 
 def check_path(path: str, *, flag: str = '--workdir') -> str:
@@ -203,7 +208,7 @@ def check_path(path: str, *, flag: str = '--workdir') -> str:
                                    'is not installed.')
   else:
     import fsspec  # pylint: disable=g-import-not-at-top
-    known = fsspec.registry.known_implementations
+    from fsspec.registry import known_implementations as known  # pylint: disable=g-import-not-at-top
     if name not in known:
       raise config_lib.ConfigError(
           f'{flag}={path}: unknown scheme {name}://; a work directory is a local path, s3://'
@@ -264,6 +269,26 @@ def listdir(path: str) -> list[str]:
     return sorted(os.listdir(path)) if os.path.isdir(path) else []
   prefix = path.rstrip('/') + '/'
   return sorted({k[len(prefix):].split('/', 1)[0] for k in walk_files(path)})
+
+
+def glob(pattern: str) -> list[str]:
+  """The files matching `pattern` (`*`, `?`, `[...]` within a path part), sorted."""
+  if not is_remote(pattern):
+    import glob as glob_lib  # pylint: disable=g-import-not-at-top
+    return sorted(glob_lib.glob(pattern))
+  import fnmatch  # pylint: disable=g-import-not-at-top
+  parts = pattern.split('/')
+  fixed = next(i for i, part in enumerate(parts) if any(c in part for c in '*?['))
+  depth = len(parts)
+  return sorted(k for k in walk_files('/'.join(parts[:fixed]))
+                if len(k.split('/')) == depth and fnmatch.fnmatchcase(k, pattern))
+
+
+def open_binary(path: str) -> Any:
+  """A binary file object to read `path` from (an object is read whole into memory)."""
+  if is_remote(path):
+    return io.BytesIO(read_bytes(path))
+  return open(path, 'rb')
 
 
 def size(path: str) -> int:
@@ -342,15 +367,92 @@ def upload_tree(local_dir: str, dest: str) -> None:
       write_bytes(join(dest, *os.path.relpath(path, local_dir).split(os.sep)), f.read())
 
 
-def download_tree(src: str, local_dir: str) -> int:
-  """Copies every file under `src` to `local_dir` (same relative paths); returns the count."""
-  files = walk_files(src)
-  prefix = src.rstrip('/') + '/'
-  for path in files:
-    rel = path[len(prefix):] if is_remote(src) else os.path.relpath(path, src)
-    _atomic_local(os.path.join(local_dir, *rel.split('/')),
-                  lambda f, p=path: f.write(read_bytes(p)))
-  return len(files)
+def tree_bytes(path: str) -> int:
+  """Total bytes of the files under the directory `path`."""
+  if is_remote(path):
+    return sum(len(read_bytes(p)) for p in walk_files(path))
+  return sum(os.path.getsize(p) for p in walk_files(path))
+
+
+MIRROR_INDEX = '.mirror-index.json'
+
+
+class Mirror:
+  """A node-local working copy of a work-directory subtree (identity for a local work dir).
+
+  For a component that writes only local files: it works in `local`; `pull()` fills `local`
+  with what the last complete `push()` left at `remote`; `push()` uploads the files that
+  changed, then the index of all files (the commit point), then deletes objects the index no
+  longer lists. With a local `remote`, `local` is `remote` and both do nothing.
+
+  Args:
+    remote: the subtree's path in the work directory.
+  """
+
+  def __init__(self, remote: str):
+    self.remote = remote
+    self.local = remote
+    self._pushed: dict[str, tuple[int, int]] = {}  # relpath -> (size, mtime_ns) uploaded
+    if is_remote(remote):
+      import hashlib  # pylint: disable=g-import-not-at-top
+      digest = hashlib.sha256(remote.encode()).hexdigest()[:16]
+      self.local = os.path.join(tempfile.gettempdir(), f'rmr-mirror-{os.getpid()}', digest)
+
+  def index(self) -> list[str] | None:
+    """The files of the last complete push (relative paths), or None when there was none."""
+    if not is_remote(self.remote):
+      return None
+    import json  # pylint: disable=g-import-not-at-top
+    try:
+      return json.loads(read_text(join(self.remote, MIRROR_INDEX)))
+    except FileNotFoundError:
+      return None
+
+  def complete(self) -> bool:
+    """Whether a push completed (for a local path: whether it exists)."""
+    return self.index() is not None if is_remote(self.remote) else os.path.exists(self.remote)
+
+  def pull(self) -> str:
+    """Replaces `local` with the last complete push; returns `local`."""
+    if not is_remote(self.remote):
+      return self.local
+    remove_tree(self.local)
+    os.makedirs(self.local)
+    for rel in self.index() or []:
+      _atomic_local(os.path.join(self.local, *rel.split('/')),
+                    lambda f, r=rel: f.write(read_bytes(join(self.remote, r))))
+    self._pushed = self._stat()
+    return self.local
+
+  def _stat(self) -> dict[str, tuple[int, int]]:
+    out = {}
+    for path in walk_files(self.local):
+      st = os.stat(path)
+      out['/'.join(os.path.relpath(path, self.local).split(os.sep))] = (st.st_size,
+                                                                       st.st_mtime_ns)
+    return out
+
+  def push(self) -> None:
+    """Uploads what changed in `local`, then the index, then drops what is no longer there."""
+    if not is_remote(self.remote):
+      return
+    import json  # pylint: disable=g-import-not-at-top
+    now = self._stat()
+    for rel, stat in sorted(now.items()):
+      if self._pushed.get(rel) != stat:
+        with open(os.path.join(self.local, *rel.split('/')), 'rb') as f:
+          write_bytes(join(self.remote, rel), f.read())
+    old = set(self.index() or [])
+    write_text(join(self.remote, MIRROR_INDEX), json.dumps(sorted(now)))
+    stale = [join(self.remote, rel) for rel in sorted(old - set(now))]
+    if stale:
+      _backend(self.remote).delete(stale)
+    self._pushed = now
+
+  def to_remote(self, local_path: str) -> str:
+    """The work-directory path of a file or directory under `local`."""
+    rel = os.path.relpath(local_path, self.local)
+    return self.remote if rel == '.' else join(self.remote, *rel.split(os.sep))
 
 
 def remove(path: str) -> None:

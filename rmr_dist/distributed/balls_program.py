@@ -16,12 +16,12 @@ the earlier ones (`rmr_dist.workdir`, stage fingerprints).
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
 from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.distributed import learners
 from rmr_dist.distributed import placement
@@ -103,7 +103,7 @@ class BallsProgram:
   # ---------------------------------------------------------------- learner stages
   def _unit(self, stage: str) -> dict[str, Any]:
     """Runs the stage's unit in its learner group, unless its result is already there."""
-    if stage == 'natural' and not os.path.isdir(self.paths.stage_dir('abstract')):
+    if stage == 'natural' and not storage.isdir(self.paths.stage_dir('abstract')):
       raise config_lib.ConfigError(
           f'The natural stage needs the abstract stage\'s processor export, and no abstract '
           f'learner has run in {self.workdir} with this config: run with '
