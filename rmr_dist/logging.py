@@ -136,6 +136,9 @@ class Logger:
   def close(self) -> None:
     self._writer.close()
     self._upload()
+    if self._local is not None:
+      import shutil  # pylint: disable=g-import-not-at-top
+      shutil.rmtree(self._local, ignore_errors=True)
     for run in self._runs.values():
       run.close()
 

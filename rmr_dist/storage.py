@@ -377,6 +377,18 @@ def tree_bytes(path: str) -> int:
 MIRROR_INDEX = '.mirror-index.json'
 
 
+def _mirror_root() -> str:
+  """This process's directory of Mirror copies, removed when the process exits normally (a
+  killed process leaves it in the temp directory)."""
+  root = os.path.join(tempfile.gettempdir(), f'rmr-mirror-{os.getpid()}')
+  if not os.path.isdir(root):
+    import atexit  # pylint: disable=g-import-not-at-top
+    import shutil  # pylint: disable=g-import-not-at-top
+    os.makedirs(root)
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+  return root
+
+
 class Mirror:
   """A node-local working copy of a work-directory subtree (identity for a local work dir).
 
@@ -396,7 +408,7 @@ class Mirror:
     if is_remote(remote):
       import hashlib  # pylint: disable=g-import-not-at-top
       digest = hashlib.sha256(remote.encode()).hexdigest()[:16]
-      self.local = os.path.join(tempfile.gettempdir(), f'rmr-mirror-{os.getpid()}', digest)
+      self.local = os.path.join(_mirror_root(), digest)
 
   def index(self) -> list[str] | None:
     """The files of the last complete push (relative paths), or None when there was none."""

@@ -1,7 +1,8 @@
 """A work directory: every path in it, its atomic writers, cached results, stage fingerprints.
 
 Both programs keep everything a run produces under one directory (local, or storage every node
-sees on a cluster). Layout (Atari, then bouncing balls):
+sees on a cluster: a shared file system or an object-store URI such as `s3://bucket/run`; every
+path goes through `rmr_dist.storage`). Layout (Atari, then bouncing balls):
 
   config.json                      the validated config of the latest run (for reference)
   data.json                        the config values that made the collected data (checked)
@@ -304,10 +305,18 @@ def open_workdir(root: str, config: Any, specs: Sequence[StageSpec]) -> WorkDir:
     specs: the program's stages.
 
   Raises:
-    ConfigError: `root` is an existing file, cannot be created, or was made with other data
-      values (the message names them and their recorded and new values).
+    ConfigError: `root` is an existing file, cannot be created, has a scheme or bucket that
+      cannot be used (`storage.check_path`), is an object store with `ray.learner_hosts` > 1,
+      or was made with other data values (the message names them and their recorded and new
+      values).
   """
   root = storage.check_path(root)
+  hosts = getattr(getattr(config, 'ray', None), 'learner_hosts', 1)
+  if storage.is_remote(root) and hosts > 1:
+    raise config_lib.ConfigError(
+        f'--workdir={root} with ray.learner_hosts={hosts}: the hosts of a learner group save '
+        'one Orbax checkpoint together, which needs a shared file system; an object-store work '
+        'directory takes ray.learner_hosts=1 (or mount shared storage: launch/cluster.yaml).')
   if storage.isfile(root):
     raise config_lib.ConfigError(f'--workdir={root} is an existing file, not a directory: give '
                                  'a new path or an existing work directory.')

@@ -86,3 +86,11 @@ def test_a_work_directory_on_s3_is_created_and_reopened(test_config, s3_env):
   assert storage.listdir(paths.root) == ['config.json', 'data.json']
   again = workdir_lib.WorkDir.reopen(paths.root, workdir_lib.ATARI_STAGES)
   assert again.fingerprints == paths.fingerprints
+
+
+def test_an_object_store_work_directory_refuses_multi_host_learners(test_config, s3_env):
+  import dataclasses
+  config = dataclasses.replace(test_config, ray=dataclasses.replace(test_config.ray,
+                                                                    learner_hosts=2))
+  with pytest.raises(config_lib.ConfigError, match=r'ray\.learner_hosts=2: .* shared file system'):
+    workdir_lib.open_workdir('s3://rmr-test/multi', config, workdir_lib.ATARI_STAGES)
