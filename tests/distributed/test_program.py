@@ -92,6 +92,19 @@ def test_workdir_that_is_a_file_fails_before_ray(tmp_path):
   assert 'Traceback' not in proc.stderr and 'Started a local Ray' not in proc.stderr
 
 
+@pytest.mark.parametrize('workdir,message', [
+    ('foo://bucket/run', '--workdir=foo://bucket/run: unknown scheme foo://'),
+    ('s3://no-such-bucket/run', "bucket 'no-such-bucket' does not exist at http://127.0.0.1:"),
+])
+def test_unusable_workdir_uri_fails_before_ray(s3_server, workdir, message):
+  proc = _atari('--config=configs/atari.py:test', f'--workdir={workdir}', '--stages=collect',
+                timeout=120, env=s3_server)
+  assert proc.returncode != 0
+  assert message in proc.stderr, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr and 'Started a local Ray' not in proc.stderr
+  assert not os.path.exists(os.path.join(REPO, workdir.split(':')[0] + ':'))
+
+
 def test_missing_policy_checkpoint_fails_in_the_driver(tmp_path):
   proc = _atari('--config=configs/atari.py:test', f'--workdir={tmp_path}/w',
                 '--config.heads.base_policy=checkpoint',
