@@ -3,6 +3,12 @@
 Every save is atomic: Orbax writes into a temporary directory and renames it when complete, so a
 crash never leaves a half-written checkpoint under the final name. Restores check the stored
 config and shapes and fail with a message that names the checkpoint path.
+
+Object-store work directories (`s3://...`): Orbax 0.11 writes only local paths (and `gs://`), so
+learner checkpoints and processor exports are written into a node-local copy and copied to the
+work directory (`rmr_dist.storage.Mirror`: the changed files, then an index last) after every
+save; a learner that starts reads back the last complete copy. One learner process per
+checkpoint directory (a multi-host group needs a shared file system).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from rmr_dist import storage
 from rmr_dist.networks import processors
 
 POLICY_KIND = 'ram_q_network'
@@ -150,7 +157,32 @@ def make_checkpoint_manager(directory: str, *, max_to_keep: int,
   """
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                          save_interval_steps=save_interval_steps)
+  if storage.is_remote(directory):
+    mirror = storage.Mirror(directory)
+    return _MirroredManager(ocp.CheckpointManager(mirror.pull(), options=options), mirror)
   return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+class _MirroredManager:
+  """An Orbax CheckpointManager on a node-local copy of an object-store directory: every save
+  is finished and copied to the work directory before `save` returns."""
+
+  def __init__(self, manager: ocp.CheckpointManager, mirror: storage.Mirror):
+    self._manager, self._mirror = manager, mirror
+    self.directory = mirror.remote
+
+  def __getattr__(self, name: str) -> Any:
+    return getattr(self._manager, name)
+
+  def save(self, step: int, *args: Any, **kwargs: Any) -> bool:
+    saved = self._manager.save(step, *args, **kwargs)
+    if saved:
+      self._manager.wait_until_finished()
+      self._mirror.push()
+    return saved
+
+  def close(self) -> None:
+    self._manager.close()  # Every save was copied when it finished.
 
 
 def save_learner_state(manager: ocp.CheckpointManager, step: int, state: Any) -> bool:
@@ -224,6 +256,16 @@ def export_processor(path: str, processor_params: Any, spec_dict: dict[str, Any]
     The absolute path written.
   """
   import shutil  # pylint: disable=g-import-not-at-top
+  if storage.is_remote(path):
+    mirror = storage.Mirror(path)
+    if mirror.complete() and not overwrite:
+      raise CheckpointError(f'A processor export exists at {path!r}.')
+    shutil.rmtree(mirror.local, ignore_errors=True)
+    export_processor(mirror.local, processor_params, spec_dict)
+    if jax.process_index() == 0:
+      mirror.push()
+    _sync_processes(f'export_processor:pushed:{path}')
+    return path
   path = os.path.abspath(path)
   final = path
   primary = jax.process_index() == 0
@@ -270,6 +312,11 @@ def restore_processor(path: str, expected_spec: dict[str, Any] | None = None
       from `expected_spec`, or the stored params do not have the shapes the stored spec
       implies. The message names the path and the mismatching keys / shapes.
   """
+  if storage.is_remote(path):
+    mirror = storage.Mirror(path)
+    if not mirror.complete():
+      raise CheckpointError(f'No processor export at {path!r}: the path does not exist.')
+    return restore_processor(mirror.pull(), expected_spec)
   path = os.path.abspath(path)
   if not os.path.exists(path):
     raise CheckpointError(f'No processor export at {path!r}: the path does not exist.')
@@ -324,8 +371,11 @@ def wait_for_export(path: str, timeout_s: float, poll_s: float = 5.0,
   Raises:
     TimeoutError: no export at ``path`` after ``timeout_s`` (the message names the path).
   """
-  path = os.path.abspath(path)
-  ready = lambda: all(os.path.isdir(os.path.join(path, d)) for d in ('params', 'spec'))
+  if storage.is_remote(path):
+    ready = storage.Mirror(path).complete
+  else:
+    path = os.path.abspath(path)
+    ready = lambda: all(os.path.isdir(os.path.join(path, d)) for d in ('params', 'spec'))
   if ready():
     return path
   log(f'Natural learner: waiting up to {timeout_s:.0f}s for the processor export at {path}')
@@ -351,7 +401,7 @@ def restore_latest_tree(directory: str) -> tuple[int, Any]:
   try:
     step = manager.latest_step()
     if step is None:
-      raise CheckpointError(f'No learner checkpoint in {os.path.abspath(directory)!r}.')
+      raise CheckpointError(f'No learner checkpoint in {storage.normalize(directory)!r}.')
     return step, manager.restore(step)
   finally:
     manager.close()

@@ -19,6 +19,7 @@ from typing import Any
 import ml_collections
 
 from rmr_dist import config as config_lib
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 
 
@@ -115,7 +116,7 @@ def main(*, prog: str, default_config: str, load_config: Callable[[Any], Any],
     try:
       config = load_config(config_flag.value)
       chosen = workdir_lib.check_stage_names(stages_flag.value, stages)
-      print(f'{prog}: work directory {os.path.abspath(workdir)}', flush=True)
+      print(f'{prog}: work directory {storage.normalize(workdir)}', flush=True)
       program = make_program(config, workdir)
     except config_lib.ConfigError as e:
       sys.exit(f'{prog}: error: {e}')
@@ -129,7 +130,7 @@ def main(*, prog: str, default_config: str, load_config: Callable[[Any], Any],
       sys.exit(f'{prog}: error: {e}')
     finally:
       program.close()
-    print(f'{prog}: done. Outputs in {os.path.abspath(workdir)}; TensorBoard: tensorboard '
-          f'--logdir {os.path.join(os.path.abspath(workdir), "tb")}')
+    print(f'{prog}: done. Outputs in {storage.normalize(workdir)}; TensorBoard: tensorboard '
+          f'--logdir {storage.join(storage.normalize(workdir), "tb")}')
 
   app.run(run)

@@ -3,15 +3,24 @@
 One run directory per job (`<workdir>/tb`); tags are namespaced by role:
 `collector/...`, `replay/...`, `abstract/<game>/<model>/...`, `natural/...`, `eval/...`.
 Scalars, text (tables, configs) and images (report figures).
+
+tensorboardX appends to an event file as it goes, which an object store cannot do: with an
+object-store work directory (`s3://...`) each Logger writes its event files into a local temp
+directory of its process and copies them whole to `<logdir>` on `flush()` and `close()`
+(`rmr_dist.storage.upload_tree`).
 """
 
 from __future__ import annotations
 
+import io
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 
 import numpy as np
 import tensorboardX
+
+from rmr_dist import storage
 
 
 def format_duration(seconds: float) -> str:
@@ -62,7 +71,9 @@ class Logger:
   def __init__(self, logdir: str, flush_secs: int = 10, filename_suffix: str = ''):
     self.logdir = logdir
     self._flush_secs, self._suffix = flush_secs, filename_suffix
-    self._writer = tensorboardX.SummaryWriter(logdir=logdir, flush_secs=flush_secs,
+    # An object store: events go to a local directory, copied to `logdir` on flush / close.
+    self._local = tempfile.mkdtemp(prefix='rmr-tb-') if storage.is_remote(logdir) else None
+    self._writer = tensorboardX.SummaryWriter(logdir=self._local or logdir, flush_secs=flush_secs,
                                               filename_suffix=filename_suffix)
     self._runs: dict[str, Logger] = {}
 
@@ -108,7 +119,7 @@ class Logger:
     """
     if isinstance(image, str):
       from PIL import Image  # pylint: disable=g-import-not-at-top
-      with Image.open(image) as img:
+      with Image.open(io.BytesIO(storage.read_bytes(image))) as img:
         image = np.asarray(img.convert('RGB'))  # [H, W, 3] uint8
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (3, 4):
@@ -118,10 +129,19 @@ class Logger:
 
   def flush(self) -> None:
     self._writer.flush()
+    self._upload()
     for run in self._runs.values():
       run.flush()
 
   def close(self) -> None:
     self._writer.close()
+    self._upload()
+    if self._local is not None:
+      import shutil  # pylint: disable=g-import-not-at-top
+      shutil.rmtree(self._local, ignore_errors=True)
     for run in self._runs.values():
       run.close()
+
+  def _upload(self) -> None:
+    if self._local is not None:
+      storage.upload_tree(self._local, self.logdir)

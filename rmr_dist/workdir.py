@@ -1,7 +1,8 @@
 """A work directory: every path in it, its atomic writers, cached results, stage fingerprints.
 
 Both programs keep everything a run produces under one directory (local, or storage every node
-sees on a cluster). Layout (Atari, then bouncing balls):
+sees on a cluster: a shared file system or an object-store URI such as `s3://bucket/run`; every
+path goes through `rmr_dist.storage`). Layout (Atari, then bouncing balls):
 
   config.json                      the validated config of the latest run (for reference)
   data.json                        the config values that made the collected data (checked)
@@ -37,65 +38,54 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rmr_dist import config as config_lib
+from rmr_dist import storage
 
 
 # ------------------------------------------------------------------------------------------
-# Atomic writers: a temp file beside the target, fsynced, then renamed over it.
+# Atomic writers (through the path layer: local files or object-store URIs).
 # ------------------------------------------------------------------------------------------
-
-
-def _atomic_write(path: str, write_fn: Callable[[Any], None]) -> None:
-  """Calls write_fn(file) on a temp file beside `path`, fsyncs, then renames it to `path`."""
-  path = os.path.abspath(path)
-  directory = os.path.dirname(path)
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix=os.path.basename(path))
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      write_fn(f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
   """Writes `data` to `path` atomically (creating its directory)."""
-  _atomic_write(path, lambda f: f.write(data))
+  storage.write_bytes(path, data)
 
 
 def atomic_write_text(path: str, text: str) -> None:
   """Writes `text` (UTF-8) to `path` atomically (creating its directory)."""
-  _atomic_write(path, lambda f: f.write(text.encode()))
+  storage.write_text(path, text)
 
 
 def atomic_write_json(path: str, obj: Any) -> None:
   """Writes `obj` as indented, key-sorted JSON to `path` atomically."""
-  _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, sort_keys=True).encode()))
+  storage.write_text(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def atomic_write_npz(path: str, **arrays: Any) -> None:
   """Writes `arrays` as a compressed .npz to `path` atomically."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  _atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+  storage.write_with(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def read_npz(path: str) -> dict[str, Any]:
+  """The arrays of the .npz at `path` (local or URI), loaded whole."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  with np.load(io.BytesIO(storage.read_bytes(path))) as data:
+    return {k: data[k] for k in data.files}
 
 
 def read_json(path: str) -> Any:
   """The JSON at `path`, or None when there is none."""
-  if not os.path.exists(path):
+  try:
+    return json.loads(storage.read_text(path))
+  except FileNotFoundError:
     return None
-  with open(path) as f:
-    return json.load(f)
 
 
 def cached_result(path: str, compute: Callable[[], Any]) -> Any:
@@ -217,7 +207,7 @@ class WorkDir:
   """
 
   def __init__(self, root: str, config_dict: Mapping[str, Any], specs: Sequence[StageSpec]):
-    self.root = os.path.abspath(root)
+    self.root = storage.normalize(root)
     self.specs = {s.name: s for s in specs}
     self.config_dict = json.loads(json.dumps(config_dict))
     self.fingerprints = fingerprints(self.config_dict, specs)
@@ -225,13 +215,13 @@ class WorkDir:
   @classmethod
   def reopen(cls, root: str, specs: Sequence[StageSpec]) -> WorkDir:
     """The work directory as its latest run left it (from its config.json)."""
-    config_dict = read_json(os.path.join(root, 'config.json'))
+    config_dict = read_json(storage.join(root, 'config.json'))
     if config_dict is None:
       raise config_lib.ConfigError(f'{root} is not a work directory (no config.json).')
     return cls(root, config_dict, specs)
 
   def path(self, *parts: str) -> str:
-    return os.path.join(self.root, *parts)
+    return storage.join(self.root, *parts)
 
   @property
   def tb(self) -> str:
@@ -258,7 +248,7 @@ class WorkDir:
     record = {'stage': stage, 'fingerprint': self.fingerprints[stage],
               'values': stage_values(self.config_dict, spec),
               'upstream': {u: self.fingerprints[u] for u in spec.upstream}}
-    path = os.path.join(directory, 'stage.json')
+    path = storage.join(directory, 'stage.json')
     if read_json(path) != record:
       atomic_write_json(path, record)
     return directory
@@ -282,19 +272,19 @@ class WorkDir:
     return self.path('collect', 'summary.json')
 
   def abstract_unit(self, game: str, model: str) -> str:
-    return os.path.join(self.stage_dir('abstract'), game, model)
+    return storage.join(self.stage_dir('abstract'), game, model)
 
   def processor_export(self, game: str, model: str) -> str:
-    return os.path.join(self.abstract_unit(game, model), 'processor')
+    return storage.join(self.abstract_unit(game, model), 'processor')
 
   def natural_unit(self, game: str, fraction: float) -> str:
-    return os.path.join(self.stage_dir('natural'), game, f'f{round(100 * fraction):d}')
+    return storage.join(self.stage_dir('natural'), game, f'f{round(100 * fraction):d}')
 
   def probe_data(self, game: str) -> str:
-    return os.path.join(self.stage_dir('probe'), game, 'probe_data.npz')
+    return storage.join(self.stage_dir('probe'), game, 'probe_data.npz')
 
   def probe_result(self, game: str, fraction: float) -> str:
-    return os.path.join(self.stage_dir('probe'), game, f'f{round(100 * fraction):d}',
+    return storage.join(self.stage_dir('probe'), game, f'f{round(100 * fraction):d}',
                         'probe.json')
 
   # ---------------------------------------------------------------- bouncing balls
@@ -315,15 +305,23 @@ def open_workdir(root: str, config: Any, specs: Sequence[StageSpec]) -> WorkDir:
     specs: the program's stages.
 
   Raises:
-    ConfigError: `root` is an existing file, cannot be created, or was made with other data
-      values (the message names them and their recorded and new values).
+    ConfigError: `root` is an existing file, cannot be created, has a scheme or bucket that
+      cannot be used (`storage.check_path`), is an object store with `ray.learner_hosts` > 1,
+      or was made with other data values (the message names them and their recorded and new
+      values).
   """
-  root = os.path.abspath(root)
-  if os.path.exists(root) and not os.path.isdir(root):
+  root = storage.check_path(root)
+  hosts = getattr(getattr(config, 'ray', None), 'learner_hosts', 1)
+  if storage.is_remote(root) and hosts > 1:
+    raise config_lib.ConfigError(
+        f'--workdir={root} with ray.learner_hosts={hosts}: the hosts of a learner group save '
+        'one Orbax checkpoint together, which needs a shared file system; an object-store work '
+        'directory takes ray.learner_hosts=1 (or mount shared storage: launch/cluster.yaml).')
+  if storage.isfile(root):
     raise config_lib.ConfigError(f'--workdir={root} is an existing file, not a directory: give '
                                  'a new path or an existing work directory.')
   try:
-    os.makedirs(root, exist_ok=True)
+    storage.makedirs(root)
   except OSError as e:
     raise config_lib.ConfigError(f'--workdir={root} cannot be created: {e}') from e
   workdir = WorkDir(root, config_lib.to_dict(config), specs)

@@ -60,3 +60,54 @@ def make_balls_abstract_learner(config, data, checkpoint_dir, seed=0, history=3)
       spec, history=history, learning_rate=1e-3, seed=seed,
       iterator=balls_data_lib.WindowBatches(data, history, 8, seed=1, frames=False),
       checkpoint_dir=checkpoint_dir, save_every=2, keep=2)
+
+
+@pytest.fixture(scope='session')
+def s3_server(tmp_path_factory):
+  """A real S3-compatible server on 127.0.0.1: moto's server mode, in its own process, on a free
+  loopback port, with one bucket, `rmr-test`.
+
+  Yields the environment that points boto3 (and so `rmr_dist.storage`, in this process and in
+  every process started with it) at the server: `AWS_ENDPOINT_URL_S3` and test credentials.
+  """
+  import socket
+  import subprocess
+  import time
+  import boto3
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  log_path = tmp_path_factory.mktemp('s3') / 'moto.log'
+  log = open(log_path, 'w')
+  proc = subprocess.Popen([sys.executable, '-m', 'moto.server', '-H', '127.0.0.1', '-p',
+                           str(port)], stdout=log, stderr=subprocess.STDOUT)
+  env = {'AWS_ENDPOINT_URL_S3': f'http://127.0.0.1:{port}', 'AWS_ACCESS_KEY_ID': 'testing',
+         'AWS_SECRET_ACCESS_KEY': 'testing', 'AWS_DEFAULT_REGION': 'us-east-1',
+         'AWS_EC2_METADATA_DISABLED': 'true', 'NO_PROXY': '127.0.0.1'}
+  try:
+    client = boto3.client('s3', endpoint_url=env['AWS_ENDPOINT_URL_S3'],
+                          aws_access_key_id='testing', aws_secret_access_key='testing',
+                          region_name='us-east-1')
+    deadline = time.monotonic() + 60
+    while True:
+      try:
+        client.list_buckets()
+        break
+      except Exception:  # pylint: disable=broad-except  (not listening yet)
+        if proc.poll() is not None or time.monotonic() > deadline:
+          raise AssertionError('moto server did not start:\n' + log_path.read_text()[-3000:])
+        time.sleep(0.2)
+    client.create_bucket(Bucket='rmr-test')
+    yield env
+  finally:
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+  """`s3_server`'s environment set in this process (for the test's duration)."""
+  for key, value in s3_server.items():
+    monkeypatch.setenv(key, value)
+  return s3_server

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from rmr_dist import config as config_lib
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 
 
@@ -89,7 +90,7 @@ def test_atomic_writers_leave_no_temp_files(tmp_path):
   workdir_lib.atomic_write_npz(str(tmp_path / 'a' / 'z.npz'), v=[1, 2])
   assert sorted(os.listdir(tmp_path / 'a')) == ['x.json', 'y.md', 'z.npz']
   with pytest.raises(ZeroDivisionError):
-    workdir_lib._atomic_write(str(tmp_path / 'a' / 'w'), lambda f: 1 / 0)
+    storage.write_with(str(tmp_path / 'a' / 'w'), lambda f: 1 / 0)
   assert sorted(os.listdir(tmp_path / 'a')) == ['x.json', 'y.md', 'z.npz']
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import ray
 
 from rmr_dist import config as config_lib
+from rmr_dist import storage
 from rmr_dist.acting import collector as collector_lib
 
 
@@ -34,14 +35,26 @@ class ReplayServer:
     from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
     r = config.replay
     self._games = tuple(config.games if games is None else games)
+    # Reverb's checkpointer writes local files: with an object-store work directory it writes
+    # into a copy on this node, which `publish_checkpoint` copies to the work directory.
+    self._mirror = storage.Mirror(checkpoint_dir) if checkpoint_dir else None
     self._server = tables.make_server(
         tables.make_tables(self._games, (config.env.frame_height, config.env.frame_width),
                            abstract_max_size=r.abstract_max_size,
                            natural_max_size=r.natural_max_size,
                            min_size_to_sample=r.min_size_to_sample,
                            natural_fractions=config.natural.data_fractions),
-        port=r.port if port is None else port, checkpoint_dir=checkpoint_dir)
+        port=r.port if port is None else port,
+        checkpoint_dir=self._mirror.pull() if self._mirror else None)
     self._address = f'{host}:{self._server.port}'
+
+  def publish_checkpoint(self, path: str) -> str:
+    """The work-directory path of the checkpoint Reverb just wrote at `path` on this node,
+    copied there first when the work directory is an object store."""
+    if self._mirror is None:
+      return path
+    self._mirror.push()
+    return self._mirror.to_remote(path)
 
   def address(self) -> str:
     """'host:port' that clients connect to."""
@@ -72,7 +85,7 @@ def server_checkpoint_dir(root: str | None, server: int, num_servers: int) -> st
   """Checkpoint directory of one server: `root` for a single server, else `root/server_<i>`."""
   if root is None or num_servers == 1:
     return root
-  return os.path.join(root, f'server_{server}')
+  return storage.join(root, f'server_{server}')
 
 
 def start_replay_servers(config: config_lib.AtariConfig, checkpoint_dir: str | None,

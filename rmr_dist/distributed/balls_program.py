@@ -16,16 +16,17 @@ the earlier ones (`rmr_dist.workdir`, stage fingerprints).
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
 from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.distributed import learners
 from rmr_dist.distributed import placement
 from rmr_dist.distributed import ray_setup
+from rmr_dist.distributed import workdir_check
 
 STAGES = workdir_lib.BALLS_STAGE_NAMES
 LEARNER_STAGES = ('abstract', 'natural')  # Their units run in learner groups.
@@ -102,7 +103,7 @@ class BallsProgram:
   # ---------------------------------------------------------------- learner stages
   def _unit(self, stage: str) -> dict[str, Any]:
     """Runs the stage's unit in its learner group, unless its result is already there."""
-    if stage == 'natural' and not os.path.isdir(self.paths.stage_dir('abstract')):
+    if stage == 'natural' and not storage.isdir(self.paths.stage_dir('abstract')):
       raise config_lib.ConfigError(
           f'The natural stage needs the abstract stage\'s processor export, and no abstract '
           f'learner has run in {self.workdir} with this config: run with '
@@ -141,6 +142,9 @@ class BallsProgram:
     they include `LEARNER_STAGES` and the Ray cluster cannot place a learner group."""
     stages = check_stages(stages)
     placement.check_before_stages(self.config.ray, stages, LEARNER_STAGES)
+    if any(stage != 'report' for stage in stages):  # The report is written by the driver.
+      ray_setup.init_ray(self.config.ray)
+      workdir_check.check_nodes_see(self.paths.root)
     for stage in stages:
       getattr(self, stage)()
 

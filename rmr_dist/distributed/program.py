@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
-import shutil
 import sys
 import time
 from typing import Any
@@ -27,12 +25,14 @@ import ray
 
 from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.acting import collector as collector_lib
 from rmr_dist.distributed import actors
 from rmr_dist.distributed import learners
 from rmr_dist.distributed import placement
 from rmr_dist.distributed import ray_setup
+from rmr_dist.distributed import workdir_check
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import monitor as monitor_lib
 from rmr_dist.replay import splits
@@ -62,10 +62,6 @@ def check_policy_checkpoint(path: str) -> None:
     ) from e
 
 
-def _dir_bytes(path: str) -> int:
-  return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-
-
 class AtariProgram:
   """Builds and runs the stages of the Atari program.
 
@@ -82,7 +78,7 @@ class AtariProgram:
     self.workdir = self.paths.root
     self.episodes_dir = self.paths.episodes
     self.replay_dir = self.paths.replay
-    self.collect_dir = os.path.dirname(self.paths.collect_summary)
+    self.collect_dir = storage.dirname(self.paths.collect_summary)
     self.logger = logging_lib.Logger(self.paths.tb)
     self.logger.text('config', '```\n' + json.dumps(self.paths.config_dict, indent=1) +
                      '\n```')
@@ -101,8 +97,8 @@ class AtariProgram:
     """
     if self._replay_addresses is not None:
       return self._replay_addresses
-    if not restore and os.path.isdir(self.replay_dir):
-      shutil.rmtree(self.replay_dir)  # Stale contents of an interrupted collection.
+    if not restore:
+      storage.remove_tree(self.replay_dir)  # Stale contents of an interrupted collection.
     ray_setup.init_ray(self.config.ray)
     checkpoint_dir = self.replay_dir if self.config.replay.checkpoint else None
     host = ray_setup.LOOPBACK if not self.config.ray.address else ray.util.get_node_ip_address()
@@ -149,12 +145,12 @@ class AtariProgram:
     """Runs the collect stage (or returns its summary if already complete)."""
     summary_path = self.paths.collect_summary
     self.paths.record_stage('collect')
-    if os.path.exists(summary_path) and (not self.config.replay.checkpoint
-                                         or os.path.isdir(self.replay_dir)):
+    summary = workdir_lib.read_json(summary_path)
+    if summary is not None and (not self.config.replay.checkpoint
+                                or storage.isdir(self.replay_dir)):
       print(f'collect: already complete ({summary_path}); restoring replay from its checkpoint.')
       self.replay_addresses(restore=True)
-      with open(summary_path) as f:
-        return json.load(f)
+      return summary
 
     cfg = self.config
     addresses = self.replay_addresses(restore=False)
@@ -265,11 +261,13 @@ class AtariProgram:
       }
     summary: dict[str, Any] = {'games': games, 'episodes_dir': self.episodes_dir}
     if cfg.replay.checkpoint:
-      paths = [client.checkpoint() for client in clients]  # One per server.
+      # One per server, written on its node, then copied to the work directory if need be.
+      paths = [self._publish(server, client.checkpoint())
+               for server, client in zip(self._replay, clients)]
       train = sum(g['train_transitions'] for g in games.values())
       summary['replay_checkpoint'] = paths[0] if len(paths) == 1 else paths
       summary['replay_checkpoint_bytes_per_transition'] = (
-          sum(_dir_bytes(p) for p in paths) / max(train, 1))
+          sum(storage.tree_bytes(p) for p in paths) / max(train, 1))
     store = episode_store.EpisodeStore(self.episodes_dir)
     store.write_index()
     workdir_lib.atomic_write_json(summary_path, summary)
@@ -277,6 +275,13 @@ class AtariProgram:
     self.logger.flush()
     print(f'collect: done; summary at {summary_path}')
     return summary
+
+  @staticmethod
+  def _publish(server: Any, path: str) -> str:
+    """`ReplayServer.publish_checkpoint` of an in-process server or a server actor."""
+    if isinstance(server, actors.ReplayServer):
+      return server.publish_checkpoint(path)
+    return ray.get(server.publish_checkpoint.remote(path))
 
   # ---------------------------------------------------------------- learner stages
   def _units(self, stage: str, unit: str, work: list[tuple[Any, ...]],
@@ -308,14 +313,14 @@ class AtariProgram:
     return self._units(
         'abstract', 'atari_abstract',
         [(g, m) for g in self.config.games for m in self.config.abstract.models],
-        lambda g, m: os.path.join(self.paths.abstract_unit(g, m), 'result.json'),
+        lambda g, m: storage.join(self.paths.abstract_unit(g, m), 'result.json'),
         lambda g, m: f'{g} / {m}',
         lambda row: (f'slot acc {100 * row["slot_acc"]:.2f}%, bit F1 {row["bit_f1"]:.3f} over '
                      f'{row["n_eval_slots"]} slots, {row["n_eval_transitions"]} transitions '
                      f'({row["train_seconds"]:.0f} s)'))
 
   def _require_collect(self, stage: str) -> None:
-    if not os.path.exists(self.paths.collect_summary):
+    if not storage.exists(self.paths.collect_summary):
       raise config_lib.ConfigError(
           f'The {stage} stage needs the collect stage\'s outputs, and {self.workdir} has none: '
           f'run with --stages=collect,{stage} (or point --workdir at a collected run).')
@@ -330,7 +335,7 @@ class AtariProgram:
     return self._units(
         'natural', 'atari_natural',
         [(g, f) for g in self.config.games for f in nc.data_fractions],
-        lambda g, f: os.path.join(self.paths.natural_unit(g, f), 'trained.json'),
+        lambda g, f: storage.join(self.paths.natural_unit(g, f), 'trained.json'),
         lambda g, f: (f'{g} fraction {f}: {len(nc.variants)} variants x {nc.num_seeds} seeds '
                       'in lockstep'),
         lambda rec: (f'{rec["steps"]} steps in {rec["seconds"]:.0f} s; identical batches: '
@@ -363,6 +368,9 @@ class AtariProgram:
     """
     stages = check_stages(stages)
     placement.check_before_stages(self.config.ray, stages, LEARNER_STAGES)
+    if any(stage != 'report' for stage in stages):  # The report is written by the driver.
+      ray_setup.init_ray(self.config.ray)
+      workdir_check.check_nodes_see(self.paths.root)
     for stage in stages:
       getattr(self, stage)()
 

@@ -19,13 +19,13 @@ Written atomically. Figures use matplotlib's object API on an Agg canvas.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.evaluation import statistics
 from rmr_dist.evaluation.table1 import csv_text, save_figure
@@ -127,7 +127,7 @@ def span_markdown(span: dict[str, dict[str, Sequence[float]]], latent_size: int,
 
 def write_tables(report_dir: str, table_rows: Sequence[dict[str, Any]]) -> dict[str, str]:
   """Writes balls.csv and balls.md; returns their paths."""
-  paths = {name: os.path.join(report_dir, name) for name in ('balls.csv', 'balls.md')}
+  paths = {name: storage.join(report_dir, name) for name in ('balls.csv', 'balls.md')}
   workdir_lib.atomic_write_text(paths['balls.csv'], csv_text(COLUMNS, table_rows))
   workdir_lib.atomic_write_text(paths['balls.md'], markdown(table_rows))
   return paths
@@ -144,7 +144,7 @@ def plot_abstract_rollout(path: str, predicted: np.ndarray, true: np.ndarray, hi
     history: input states.
     rollout_mse: [R] validation MSE at each rollout step.
   """
-  os.makedirs(os.path.dirname(path), exist_ok=True)
+  storage.makedirs(storage.dirname(path))
   fig = Figure(figsize=(9.0, 4.2))
   ax = fig.add_subplot(1, 2, 1)
   colours = [f'C{i % 10}' for i in range(true.shape[1])]
@@ -177,7 +177,7 @@ def plot_natural_rollout(path: str, example: dict[str, np.ndarray], history: int
     history: input frames.
     variants: which variants to show.
   """
-  os.makedirs(os.path.dirname(path), exist_ok=True)
+  storage.makedirs(storage.dirname(path))
   true = example['true']
   steps = len(true) - history
   num_slots = example[f'{variants[0]}_masks'].shape[1]

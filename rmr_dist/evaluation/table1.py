@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
@@ -32,8 +30,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rmr_dist.evaluation import statistics
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
+from rmr_dist.evaluation import statistics
 
 TABLE1_COLUMNS = ('game', 'cswm_f1_mean', 'cswm_f1_std', 'rmr_f1_mean', 'rmr_f1_std',
                   'p_value', 'n_seeds', 'rmr_better', 'untrained_f1_mean', 'untrained_f1_std',
@@ -141,14 +140,9 @@ def _json_safe(x: Any) -> Any:
 
 
 def save_figure(fig: Figure, path: str) -> None:
-  """Renders ``fig`` to PNG atomically (temp file, then rename)."""
+  """Renders ``fig`` to PNG atomically (`rmr_dist.storage.write_with`)."""
   FigureCanvasAgg(fig)
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'wb') as f:
-    fig.savefig(f, format='png', dpi=120, bbox_inches='tight')
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  storage.write_with(path, lambda f: fig.savefig(f, format='png', dpi=120, bbox_inches='tight'))
 
 
 def csv_text(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
@@ -209,17 +203,14 @@ def write_table1(report_dir: str, per_game: Mapping[str, Mapping[str, Sequence[f
   Returns:
     {file name: path} for table1.csv, table1.md, table1_probe_f1.png and results.json.
   """
-  os.makedirs(report_dir, exist_ok=True)
+  storage.makedirs(report_dir)
   rows = table1_rows(per_game)
-  paths = {name: os.path.join(report_dir, name) for name in
+  paths = {name: storage.join(report_dir, name) for name in
            ('table1.csv', 'table1.md', 'table1_probe_f1.png', 'results.json')}
   workdir_lib.atomic_write_text(paths['table1.csv'], csv_text(TABLE1_COLUMNS, rows))
   workdir_lib.atomic_write_text(paths['table1.md'], table1_markdown(rows))
   save_figure(_table1_figure(rows, per_game), paths['table1_probe_f1.png'])
-  results = {}
-  if os.path.exists(paths['results.json']):
-    with open(paths['results.json']) as f:
-      results = json.load(f)
+  results = workdir_lib.read_json(paths['results.json']) or {}
   results['table1'] = {
       r['game']: {**r, 'per_seed': {v: [float(x) for x in per_game[r['game']][v]]
                                     for v in VARIANTS + ('untrained',)
@@ -285,8 +276,8 @@ def _data_efficiency_figure(rows: Sequence[dict[str, Any]],
 def _write_csv_and_figure(report_dir: str, stem: str, columns: Sequence[str],
                           rows: Sequence[dict[str, Any]], fig: Figure) -> dict[str, str]:
   """Writes ``<stem>.csv`` and ``<stem>.png`` atomically; returns {file name: path}."""
-  os.makedirs(report_dir, exist_ok=True)
-  paths = {name: os.path.join(report_dir, name) for name in (f'{stem}.csv', f'{stem}.png')}
+  storage.makedirs(report_dir)
+  paths = {name: storage.join(report_dir, name) for name in (f'{stem}.csv', f'{stem}.png')}
   workdir_lib.atomic_write_text(paths[f'{stem}.csv'], csv_text(columns, rows))
   save_figure(fig, paths[f'{stem}.png'])
   return paths

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 
 TABLE2_COLUMNS = ('game', 'model', 'slot_acc', 'bit_f1', 'n_eval_slots', 'n_eval_transitions')
@@ -47,21 +46,18 @@ def table2_markdown(rows: Sequence[dict[str, Any]]) -> str:
 def write_table2(report_dir: str, rows: Sequence[dict[str, Any]],
                  extra: dict[str, Any] | None = None) -> dict[str, str]:
   """Writes table2.csv, table2.md and results.json (merged) atomically; returns their paths."""
-  os.makedirs(report_dir, exist_ok=True)
+  storage.makedirs(report_dir)
   rows = sorted(rows, key=lambda r: (r['game'], TABLE2_MODELS.index(r['model'])))
   buf = io.StringIO()
   writer = csv.DictWriter(buf, fieldnames=TABLE2_COLUMNS, extrasaction='ignore',
                           lineterminator='\n')
   writer.writeheader()
   writer.writerows(rows)
-  paths = {name: os.path.join(report_dir, name)
+  paths = {name: storage.join(report_dir, name)
            for name in ('table2.csv', 'table2.md', 'results.json')}
   workdir_lib.atomic_write_text(paths['table2.csv'], buf.getvalue())
   workdir_lib.atomic_write_text(paths['table2.md'], table2_markdown(rows))
-  results = {}
-  if os.path.exists(paths['results.json']):
-    with open(paths['results.json']) as f:
-      results = json.load(f)
+  results = workdir_lib.read_json(paths['results.json']) or {}
   results['table2'] = list(rows)
   results.update(extra or {})
   workdir_lib.atomic_write_json(paths['results.json'], results)

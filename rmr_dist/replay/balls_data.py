@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 
 import numpy as np
 
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 
 TRAIN, VAL = 'train', 'val'
@@ -35,7 +35,7 @@ def trajectory_seed(root_seed: int, split: str, index: int) -> int:
 
 
 def _path(root: str, split: str, index: int) -> str:
-  return os.path.join(root, split, f'ep_{index:06d}.npz')
+  return storage.join(root, split, f'ep_{index:06d}.npz')
 
 
 def write_trajectory(root: str, split: str, index: int, positions: np.ndarray,
@@ -55,7 +55,7 @@ def write_trajectory(root: str, split: str, index: int, positions: np.ndarray,
   if positions.shape[0] != frames.shape[0]:
     raise ValueError(f'{positions.shape[0]} states but {frames.shape[0]} frames')
   path = _path(root, split, index)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
+  storage.makedirs(storage.dirname(path))
   buffer = io.BytesIO()
   np.savez_compressed(buffer, positions=positions.astype(np.float32),
                       frames=frames.astype(np.uint8), radii=radii.astype(np.float32))
@@ -65,7 +65,7 @@ def write_trajectory(root: str, split: str, index: int, positions: np.ndarray,
 
 def missing(root: str, split: str, count: int) -> list[int]:
   """Indices in ``range(count)`` whose trajectory file is not there yet."""
-  return [i for i in range(count) if not os.path.exists(_path(root, split, i))]
+  return [i for i in range(count) if not storage.exists(_path(root, split, i))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,11 +120,11 @@ def load_split(root: str, split: str, count: int) -> TrajectorySet:
   absent = missing(root, split, count)
   if absent:
     raise FileNotFoundError(f'{len(absent)} of {count} {split} trajectories are missing under '
-                            f'{os.path.join(root, split)} (first: {absent[0]}); run the data '
+                            f'{storage.join(root, split)} (first: {absent[0]}); run the data '
                             'stage first.')
   positions, frames, radii = [], [], []
   for i in range(count):
-    with np.load(_path(root, split, i)) as f:
+    with storage.open_binary(_path(root, split, i)) as raw, np.load(raw) as f:
       positions.append(f['positions'])
       frames.append(f['frames'])
       radii.append(f['radii'])

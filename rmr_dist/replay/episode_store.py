@@ -12,20 +12,20 @@ Layout under `root`:
                authoritative).
 
 Writes are atomic: each file is written to a temporary name in the same directory, fsynced and
-renamed. The JSON entry is written after the npz, so an episode is in the store only when both
-exist, and a crash can never leave a half-written episode visible.
+renamed (in an object store, each object is put whole: `rmr_dist.storage`). The JSON entry is
+written after the npz, so an episode is in the store only when both exist, and a crash can never
+leave a half-written episode visible.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
-import os
 from typing import Any
 
 import numpy as np
 
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 
 
@@ -63,20 +63,20 @@ class EpisodeStore:
   """Reads and writes episodes under `root` (see the module docstring)."""
 
   def __init__(self, root: str):
-    self.root = os.path.abspath(root)
+    self.root = storage.normalize(root)
 
   def _stem(self, game: str, split: str, head: int, episode: int) -> str:
-    return os.path.join(self.root, game, split, f'h{head:03d}_e{episode:03d}')
+    return storage.join(self.root, game, split, f'h{head:03d}_e{episode:03d}')
 
   def contains(self, game: str, split: str, head: int, episode: int) -> bool:
     """Whether the episode was completely written."""
-    return os.path.exists(self._stem(game, split, head, episode) + '.json')
+    return storage.exists(self._stem(game, split, head, episode) + '.json')
 
   def write(self, episode: Episode, *, game: str, split: str, head: int, episode_index: int,
             **extra: Any) -> dict[str, Any]:
     """Atomically writes an episode and its index entry; returns the entry."""
     stem = self._stem(game, split, head, episode_index)
-    os.makedirs(os.path.dirname(stem), exist_ok=True)
+    storage.makedirs(storage.dirname(stem))
     workdir_lib.atomic_write_npz(stem + '.npz', ram=episode.ram,
                                  action=episode.action.astype(np.int32),
                                  reward=episode.reward.astype(np.float32), frames=episode.frames)
@@ -87,11 +87,8 @@ class EpisodeStore:
 
   def entries(self, game: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
     """Index entries of complete episodes, sorted by (game, split, head, episode)."""
-    pattern = os.path.join(self.root, game or '*', split or '*', 'h*_e*.json')
-    out = []
-    for path in glob.glob(pattern):
-      with open(path) as f:
-        out.append(json.load(f))
+    pattern = storage.join(self.root, game or '*', split or '*', 'h*_e*.json')
+    out = [json.loads(storage.read_text(path)) for path in storage.glob(pattern)]
     return sorted(out, key=lambda e: (e['game'], e['split'], e['head'], e['episode']))
 
   def read(self, game: str, split: str, head: int, episode: int) -> Episode:
@@ -104,14 +101,14 @@ class EpisodeStore:
     """Loads only the arrays `names` (of ram, action, reward, frames) of one episode: the
     others are not decompressed. Raises FileNotFoundError naming it if it is not in the store."""
     stem = self._stem(game, split, head, episode)
-    if not os.path.exists(stem + '.json'):
+    if not storage.exists(stem + '.json'):
       raise FileNotFoundError(f'No episode game={game} split={split} head={head} '
                               f'episode={episode} in store {self.root}')
-    with np.load(stem + '.npz') as data:
+    with storage.open_binary(stem + '.npz') as f, np.load(f) as data:
       return {name: data[name] for name in names}
 
   def write_index(self) -> str:
     """Rebuilds `index.json` from the per-episode entries; returns its path."""
-    path = os.path.join(self.root, 'index.json')
+    path = storage.join(self.root, 'index.json')
     workdir_lib.atomic_write_json(path, self.entries())
     return path

@@ -13,7 +13,6 @@ others return None.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +21,7 @@ import jax
 
 from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.evaluation import abstract_eval
 from rmr_dist.learning import abstract as abstract_learning
@@ -92,31 +92,31 @@ def run(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
     than 0 of a multi-host group.
   """
   out_dir = workdir.abstract_unit(game, model)
-  return workdir_lib.cached_result(os.path.join(out_dir, 'result.json'),
+  return workdir_lib.cached_result(storage.join(out_dir, 'result.json'),
                                    lambda: _train_and_evaluate(config, workdir, game, model,
                                                                replay_address, log_fn, say))
 
 
 def _train_and_evaluate(config, workdir, game, model, replay_address, log_fn, say):
   out_dir = workdir.abstract_unit(game, model)
-  os.makedirs(out_dir, exist_ok=True)
+  storage.makedirs(out_dir)
   evaluate = make_evaluator(config, workdir, game) if jax.process_index() == 0 else None
   start = time.perf_counter()
   net, params, steps, resumed_from = None, None, 0, None
   if model != 'copy':
     iterator = make_iterator(config, workdir, game, replay_address)
     try:
-      learner = make_learner(config, model, iterator, os.path.join(out_dir, 'checkpoints'),
+      learner = make_learner(config, model, iterator, storage.join(out_dir, 'checkpoints'),
                              logging_lib.with_prefix(log_fn, f'abstract/{game}/{model}/'))
       resumed_from = learner.resumed_from
       if resumed_from is not None:
         say(f'abstract {game}/{model}: resumed from checkpoint step {resumed_from["step"]} in '
-            f'{os.path.join(out_dir, "checkpoints")}')
+            f'{storage.join(out_dir, "checkpoints")}')
       learner.run(config.abstract.num_steps, progress_label=f'abstract {game}/{model}')
     finally:
       iterator.close()
     learner.close()
-    learner.export_processor(os.path.join(out_dir, 'processor'))  # Collective (multi-host).
+    learner.export_processor(storage.join(out_dir, 'processor'))  # Collective (multi-host).
     net, params = abstract_learning.make_model(learner.spec), learner.params
     steps = config.abstract.num_steps
   if evaluate is None:

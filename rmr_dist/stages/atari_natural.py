@@ -9,7 +9,7 @@ Outputs under `WorkDir.natural_unit(game, fraction)`:
 
 from __future__ import annotations
 
-import os
+import io
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,6 +21,7 @@ import numpy as np
 from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.learning import natural as natural_learning
 from rmr_dist.replay import iterators
@@ -65,7 +66,7 @@ def make_learner(config: config_lib.AtariConfig, export: str, iterator: Iterator
 
 def snapshot_path(workdir: workdir_lib.WorkDir, game: str, fraction: float, step: int) -> str:
   """Where the f~ snapshot after ``step`` updates of unit (game, fraction) lives."""
-  return os.path.join(workdir.natural_unit(game, fraction), 'snapshots', f'step_{step:d}.npz')
+  return storage.join(workdir.natural_unit(game, fraction), 'snapshots', f'step_{step:d}.npz')
 
 
 def write_snapshot(path: str, learner: natural_learning.NaturalLearner) -> None:
@@ -75,7 +76,7 @@ def write_snapshot(path: str, learner: natural_learning.NaturalLearner) -> None:
     for s in range(learner.num_seeds):
       flat = flax.traverse_util.flatten_dict(learner.encoder_params(v, s), sep='/')
       arrays.update({f'{v}/{s}/{k}': np.asarray(x) for k, x in flat.items()})
-  os.makedirs(os.path.dirname(path), exist_ok=True)
+  storage.makedirs(storage.dirname(path))
   workdir_lib.atomic_write_npz(path, **arrays)
 
 
@@ -85,10 +86,10 @@ def read_snapshots(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir,
   out = {}
   for step in sorted(k for k in config.natural.curve_steps if 0 < k < config.natural.num_steps):
     path = snapshot_path(workdir, game, fraction, step)
-    if not os.path.exists(path):
+    if not storage.exists(path):
       continue
     models: dict[tuple[str, int], dict[str, np.ndarray]] = {}
-    with np.load(path) as data:
+    with np.load(io.BytesIO(storage.read_bytes(path))) as data:
       for key in data.files:
         v, s, rest = key.split('/', 2)
         models.setdefault((v, int(s)), {})[rest] = data[key]
@@ -107,14 +108,14 @@ def run(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
     The `trained.json` record (None on processes other than 0 of a multi-host learner group,
     which share the training but leave the record to process 0).
   """
-  path = os.path.join(workdir.natural_unit(game, fraction), 'trained.json')
+  path = storage.join(workdir.natural_unit(game, fraction), 'trained.json')
   return workdir_lib.cached_result(path, lambda: _train(config, workdir, game, fraction,
                                                         replay_address, log_fn, say))
 
 
 def _train(config, workdir, game, fraction, replay_address, log_fn, say):
   out_dir = workdir.natural_unit(game, fraction)
-  os.makedirs(out_dir, exist_ok=True)
+  storage.makedirs(out_dir)
   nc = config.natural
   export = checkpointing.wait_for_export(processor_export(config, workdir, game),
                                          nc.export_timeout_s,
@@ -124,11 +125,11 @@ def _train(config, workdir, game, fraction, replay_address, log_fn, say):
   start = time.perf_counter()
   try:
     learner = make_learner(
-        config, export, iterator, os.path.join(out_dir, 'checkpoints'),
+        config, export, iterator, storage.join(out_dir, 'checkpoints'),
         logging_lib.with_prefix(log_fn, f'natural/{game}/f{round(100 * fraction):d}/'))
     for step in sorted(k for k in nc.curve_steps if 0 < k < nc.num_steps):
       path = snapshot_path(workdir, game, fraction, step)
-      if not os.path.exists(path):
+      if not storage.exists(path):
         learner.run(step, progress_label=label)
         # A learner resumed past `step` cannot give that point back: no snapshot then.
         if jax.process_index() == 0 and learner.global_step == step:

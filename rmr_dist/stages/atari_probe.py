@@ -12,7 +12,7 @@ Outputs under `WorkDir.stage_dir('probe')`:
 
 from __future__ import annotations
 
-import os
+import io
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +21,7 @@ import numpy as np
 
 from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.evaluation import metrics
 from rmr_dist.evaluation import probes
@@ -41,8 +42,8 @@ def make_train_data(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir
   """The game's fixed probe training set: (frames [N,H,W,3], ram [N,128]) from train episodes
   (sampled from the natural table, or its items in the episode store: `replay.learner_source`)."""
   path = workdir.probe_data(game)
-  if os.path.exists(path):
-    with np.load(path) as data:
+  if storage.exists(path):
+    with np.load(io.BytesIO(storage.read_bytes(path))) as data:
       return data['frames'], data['ram']
   n = config.probe.train_transitions
   source = iterators.make_learner_source(config, workdir.episodes, replay_address,
@@ -162,7 +163,7 @@ def run(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
 
 
 def _untrained(config, workdir, game, data, encode_fn):
-  path = os.path.join(os.path.dirname(workdir.probe_data(game)), 'untrained.json')
+  path = storage.join(storage.dirname(workdir.probe_data(game)), 'untrained.json')
 
   def compute():
     start = time.perf_counter()
@@ -182,7 +183,7 @@ def _collect(records: list[dict[str, Any]]) -> dict[str, list]:
 
 def _probe(config, workdir, game, fraction, replay_address, log_fn):
   natural_dir = workdir.natural_unit(game, fraction)
-  if not os.path.exists(os.path.join(natural_dir, 'trained.json')):
+  if not storage.exists(storage.join(natural_dir, 'trained.json')):
     raise config_lib.ConfigError(
         f'The probe stage needs trained natural models in {natural_dir}: run the natural stage '
         f'first (--stages=...,natural,probe).')
@@ -193,7 +194,7 @@ def _probe(config, workdir, game, fraction, replay_address, log_fn):
   encode_fn = make_encode_fn(config)
   start = time.perf_counter()
   untrained = _untrained(config, workdir, game, data, encode_fn)
-  encoders = natural_learning.restore_encoder_params(os.path.join(natural_dir, 'checkpoints'),
+  encoders = natural_learning.restore_encoder_params(storage.join(natural_dir, 'checkpoints'),
                                                      nc.variants, nc.num_seeds)
   per_model: dict[str, list] = {}
   for (variant, seed), params in encoders.items():

@@ -9,13 +9,13 @@ results.json holds them under 'fingerprints'.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.evaluation import table1
 from rmr_dist.evaluation import table2
@@ -37,8 +37,7 @@ def _objective_line(nc: config_lib.NaturalConfig) -> str:
 
 
 def _append(path: str, text: str) -> None:
-  with open(path) as f:
-    body = f.read()
+  body = storage.read_text(path)
   workdir_lib.atomic_write_text(path, body + text)
 
 
@@ -48,7 +47,7 @@ def abstract_rows(config: config_lib.AtariConfig,
   rows = []
   for game in config.games:
     for model in config.abstract.models:
-      row = workdir_lib.read_json(os.path.join(workdir.abstract_unit(game, model),
+      row = workdir_lib.read_json(storage.join(workdir.abstract_unit(game, model),
                                                'result.json'))
       if row is not None:
         rows.append(row)
@@ -121,8 +120,7 @@ def _write_table2(config, workdir, rows, logger, say) -> dict[str, str]:
   paths = table2.write_table2(workdir.report, rows, extra={
       'fingerprints': {'table2': workdir.stage_fingerprints('abstract')}})
   _append(paths['table2.md'], _source_line(workdir, 'abstract'))
-  with open(paths['table2.md']) as f:
-    text = f.read()
+  text = storage.read_text(paths['table2.md'])
   if logger is not None:
     logger.text('eval/table2', text)
   say(f'report: Table 2 written to {paths["table2.csv"]}\n{text}')
@@ -145,8 +143,7 @@ def _write_table1(config, workdir, logger, say) -> dict[str, str]:
   if full:
     paths.update(table1.write_table1(workdir.report, full, extra=extra))
     _append(paths['table1.md'], _objective_line(nc) + _source_line(workdir, 'probe'))
-    with open(paths['table1.md']) as f:
-      text = f.read()
+    text = storage.read_text(paths['table1.md'])
     if logger is not None:
       logger.text('eval/table1', text)
       logger.image('eval/table1_probe_f1', paths['table1_probe_f1.png'])

@@ -12,7 +12,6 @@ share of each batch and process 0 alone evaluates and writes the result.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 
 from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.evaluation import balls_eval
 from rmr_dist.learning import balls_abstract as balls_abstract_learning
@@ -62,7 +62,7 @@ def run(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir, *,
         say: Callable[[str], None] = print) -> dict[str, Any] | None:
   """Trains, exports P, evaluates on every validation window; returns result.json."""
   out_dir = workdir.stage_dir('abstract')
-  return workdir_lib.cached_result(os.path.join(out_dir, 'result.json'),
+  return workdir_lib.cached_result(storage.join(out_dir, 'result.json'),
                                    lambda: _train_and_evaluate(config, workdir, log_fn, say))
 
 
@@ -72,7 +72,7 @@ def _train_and_evaluate(config, workdir, log_fn, say):
   train = data_stage.load_split(config, workdir, balls_data.TRAIN)
   start = time.perf_counter()
   batches = make_iterator(config, train, config.seed)
-  learner = make_learner(config, batches, os.path.join(out_dir, 'checkpoints'),
+  learner = make_learner(config, batches, storage.join(out_dir, 'checkpoints'),
                          logging_lib.with_prefix(log_fn, 'abstract/'))
   batches.skip_to(learner.global_step)  # A resumed learner continues the batch sequence.
   say(f'abstract: MPNN on {train.window_count(history)} windows, {ac.num_steps} steps')
@@ -80,7 +80,7 @@ def _train_and_evaluate(config, workdir, log_fn, say):
     learner.run(ac.num_steps, progress_label='abstract balls')
   finally:
     learner.close()
-  learner.export_processor(os.path.join(out_dir, 'processor'))  # Collective (multi-host).
+  learner.export_processor(storage.join(out_dir, 'processor'))  # Collective (multi-host).
   if jax.process_index() != 0:
     return None
   seconds = time.perf_counter() - start
@@ -92,7 +92,7 @@ def _train_and_evaluate(config, workdir, log_fn, say):
                 learner_devices=jax.device_count())
   roll = balls_abstract_learning.rollout(learner.model, learner.params,
                                          val.positions[:1, :history], ac.rollout_steps)
-  workdir_lib.atomic_write_npz(os.path.join(out_dir, 'rollout_example.npz'),
+  workdir_lib.atomic_write_npz(storage.join(out_dir, 'rollout_example.npz'),
                                predicted=np.asarray(roll[0]),
                                true=val.positions[0, :history + ac.rollout_steps],
                                radii=val.radii[0])

@@ -11,7 +11,6 @@ Waits for the abstract stage's processor export like the Atari natural units.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.evaluation import balls_eval
 from rmr_dist.learning import balls_natural as balls_natural_learning
@@ -88,7 +88,7 @@ def latent_span(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir,
   Returns ``{variant: {'ball_slots': [S], 'background_slot': [S]}}``.
   """
   _, tree = checkpointing.restore_latest_tree(
-      os.path.join(workdir.stage_dir('abstract'), 'checkpoints'))
+      storage.join(workdir.stage_dir('abstract'), 'checkpoints'))
   f = tree['params']['encoder']
   kernel, bias = np.asarray(f['kernel']), np.asarray(f['bias'])  # [F, D], [D]
   span = {}
@@ -105,7 +105,7 @@ def run(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir, *,
         say: Callable[[str], None] = print) -> dict[str, Any] | None:
   """Trains every variant x seed, scores each on validation; returns result.json."""
   out_dir = workdir.stage_dir('natural')
-  return workdir_lib.cached_result(os.path.join(out_dir, 'result.json'),
+  return workdir_lib.cached_result(storage.join(out_dir, 'result.json'),
                                    lambda: _train_and_evaluate(config, workdir, log_fn, say))
 
 
@@ -113,13 +113,13 @@ def _train_and_evaluate(config, workdir, log_fn, say):
   nc, history = config.natural, config.data.history
   out_dir = workdir.stage_dir('natural')
   export = checkpointing.wait_for_export(
-      os.path.join(workdir.stage_dir('abstract'), 'processor'), nc.export_timeout_s,
+      storage.join(workdir.stage_dir('abstract'), 'processor'), nc.export_timeout_s,
       poll_s=min(5.0, nc.export_timeout_s), log=say)
   train = data_stage.load_split(config, workdir, balls_data.TRAIN)
   val = data_stage.load_split(config, workdir, balls_data.VAL)
   start = time.perf_counter()
   batches = make_iterator(config, train)
-  learner = make_learner(config, export, batches, os.path.join(out_dir, 'checkpoints'),
+  learner = make_learner(config, export, batches, storage.join(out_dir, 'checkpoints'),
                          logging_lib.with_prefix(log_fn, 'natural/'))
   batches.skip_to(learner.global_step)
   say(f'natural: {len(learner.variants)} variants x {learner.num_seeds} seeds in lockstep, '
@@ -144,7 +144,7 @@ def _train_and_evaluate(config, workdir, log_fn, say):
   rollouts = {v: balls_eval.natural_rollout(predict, learner.model_params(v, 0),
                                             example[:history], ROLLOUT_FIGURE_STEPS)
               for v in learner.variants}
-  workdir_lib.atomic_write_npz(os.path.join(out_dir, 'rollout_example.npz'), true=example,
+  workdir_lib.atomic_write_npz(storage.join(out_dir, 'rollout_example.npz'), true=example,
                                **{f'{v}_frames': r['frames'] for v, r in rollouts.items()},
                                **{f'{v}_masks': r['masks'] for v, r in rollouts.items()})
   fingerprints = learner.fingerprints.tolist()

@@ -6,13 +6,14 @@ stage fingerprints it came from.
 
 from __future__ import annotations
 
-import os
+import io
 from collections.abc import Callable
 
 import numpy as np
 
 from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
+from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.evaluation import balls_report
 
@@ -28,7 +29,7 @@ def run(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir,
   results, dirs = {}, {}
   for stage in ('abstract', 'natural'):
     dirs[stage] = workdir.stage_dir(stage)
-    result = workdir_lib.read_json(os.path.join(dirs[stage], 'result.json'))
+    result = workdir_lib.read_json(storage.join(dirs[stage], 'result.json'))
     if result is not None:
       results[stage] = result
   if not results:
@@ -38,8 +39,7 @@ def run(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir,
   paths = dict(balls_report.write_tables(workdir.report, rows))
   last = 'natural' if 'natural' in results else 'abstract'
   prints = ', '.join(f'{k} {v}' for k, v in workdir.stage_fingerprints(last).items())
-  with open(paths['balls.md']) as f:
-    text = f.read()
+  text = storage.read_text(paths['balls.md'])
   span = results.get('natural', {}).get('latent_outside_abstract_span')
   if span:
     text += balls_report.span_markdown(span, config.abstract.latent_size,
@@ -48,15 +48,15 @@ def run(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir,
   workdir_lib.atomic_write_text(paths['balls.md'], text)
   history = config.data.history
   if 'abstract' in results:
-    with np.load(os.path.join(dirs['abstract'], 'rollout_example.npz')) as f:
+    with np.load(io.BytesIO(storage.read_bytes(storage.join(dirs['abstract'], 'rollout_example.npz')))) as f:
       paths['abstract_rollout.png'] = balls_report.plot_abstract_rollout(
-          os.path.join(workdir.report, 'abstract_rollout.png'), f['predicted'], f['true'],
+          storage.join(workdir.report, 'abstract_rollout.png'), f['predicted'], f['true'],
           history, results['abstract']['rollout_mse'])
   if 'natural' in results:
-    with np.load(os.path.join(dirs['natural'], 'rollout_example.npz')) as f:
+    with np.load(io.BytesIO(storage.read_bytes(storage.join(dirs['natural'], 'rollout_example.npz')))) as f:
       example = {k: f[k] for k in f.files}
     paths['natural_rollout.png'] = balls_report.plot_natural_rollout(
-        os.path.join(workdir.report, 'natural_rollout.png'), example, history,
+        storage.join(workdir.report, 'natural_rollout.png'), example, history,
         tuple(results['natural']['mse']))
   if logger is not None:
     logger.text('eval/balls', text)

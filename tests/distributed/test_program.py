@@ -13,8 +13,8 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.ray
 
 
-def _atari(*args, timeout=300):
-  env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER='0')
+def _atari(*args, timeout=300, env=None):
+  env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER='0', **(env or {}))
   return subprocess.run([sys.executable, os.path.join(REPO, 'atari.py'), *args], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -92,6 +92,19 @@ def test_workdir_that_is_a_file_fails_before_ray(tmp_path):
   assert 'Traceback' not in proc.stderr and 'Started a local Ray' not in proc.stderr
 
 
+@pytest.mark.parametrize('workdir,message', [
+    ('foo://bucket/run', '--workdir=foo://bucket/run: unknown scheme foo://'),
+    ('s3://no-such-bucket/run', "bucket 'no-such-bucket' does not exist at http://127.0.0.1:"),
+])
+def test_unusable_workdir_uri_fails_before_ray(s3_server, workdir, message):
+  proc = _atari('--config=configs/atari.py:test', f'--workdir={workdir}', '--stages=collect',
+                timeout=120, env=s3_server)
+  assert proc.returncode != 0
+  assert message in proc.stderr, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr and 'Started a local Ray' not in proc.stderr
+  assert not os.path.exists(os.path.join(REPO, workdir.split(':')[0] + ':'))
+
+
 def test_missing_policy_checkpoint_fails_in_the_driver(tmp_path):
   proc = _atari('--config=configs/atari.py:test', f'--workdir={tmp_path}/w',
                 '--config.heads.base_policy=checkpoint',
@@ -115,10 +128,36 @@ def test_bad_command_line_fails_fast_with_a_clear_message(tmp_path, args, messag
   assert 'Traceback' not in proc.stderr
 
 
-def test_all_stages_write_tables_then_reuse_upstream_stages(tmp_path):
-  workdir = str(tmp_path / 'run')
+def _listing(root):
+  """The files under a work directory, with the names that differ between any two runs (Orbax's
+  content-addressed data files, TensorBoard event files, Reverb's timestamped checkpoint)
+  normalised, less the copy indexes that only an object-store work directory has."""
+  import re
+  from rmr_dist import storage
+  out = set()
+  for path in storage.walk_files(root):
+    rel = path[len(root) + 1:]
+    if rel.endswith(storage.MIRROR_INDEX):
+      continue
+    rel = re.sub(r'/d/[0-9a-f]{32}$', '/d/<data>', rel)
+    rel = re.sub(r'events\.out\.tfevents\.[^/]*$', '<events>', rel)
+    out.add(re.sub(r'/\d{4}-\d\d-\d\dT[^/]*/', '/<checkpoint>/', rel))
+  return sorted(out)
+
+
+@pytest.fixture(scope='module')
+def all_stages(tmp_path_factory):
+  """(work directory, completed process, listing right after it) of one local run of every
+  stage on the test config, shared by the tests marked xdist_group('atari_all_stages')."""
+  workdir = str(tmp_path_factory.mktemp('all_stages') / 'run')
   proc = _atari('--config=configs/atari.py:test', f'--workdir={workdir}',
                 '--stages=collect,abstract,natural,probe,report', timeout=600)
+  return workdir, proc, _listing(workdir) if proc.returncode == 0 else None
+
+
+@pytest.mark.xdist_group('atari_all_stages')
+def test_all_stages_write_tables_then_reuse_upstream_stages(all_stages):
+  workdir, proc, _ = all_stages
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   import csv
   with open(os.path.join(workdir, 'report', 'table2.csv')) as f:
@@ -186,3 +225,35 @@ def test_natural_stage_waits_for_the_processor_export_then_times_out(collected):
   assert proc.returncode != 0
   assert 'waiting' in proc.stdout.lower()
   assert 'processor' in proc.stderr and 'Traceback' not in proc.stderr
+
+
+@pytest.mark.xdist_group('atari_all_stages')
+def test_all_stages_on_s3_write_the_files_of_a_local_run_and_resume(all_stages, s3_server,
+                                                                     monkeypatch):
+  """Every stage with --workdir=s3://... on a real S3-compatible server (moto, 127.0.0.1)."""
+  import csv
+  import uuid
+  from rmr_dist import storage
+  local_dir, local, local_listing = all_stages
+  assert local.returncode == 0, local.stderr[-3000:]
+  workdir = f's3://rmr-test/run-{uuid.uuid4().hex[:8]}'
+  args = ('--config=configs/atari.py:test', f'--workdir={workdir}')
+  proc = _atari(*args, timeout=600, env=s3_server)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert f'Outputs in {workdir};' in proc.stdout
+  assert not os.path.exists(os.path.join(REPO, 's3:'))  # Not a local directory named 's3:'.
+  for key, value in s3_server.items():
+    monkeypatch.setenv(key, value)
+  listing = _listing(workdir)
+  assert listing == local_listing
+  assert 'report/table1_probe_f1.png' in listing and 'replay/<checkpoint>/DONE' in listing
+  rows = list(csv.DictReader(storage.read_text(f'{workdir}/report/table2.csv').splitlines()))
+  assert [(r['game'], r['model']) for r in rows] == [
+      ('pong', 'copy'), ('pong', 'mlp'), ('pong', 'deepsets'), ('pong', 'mpnn')]
+
+  # Resuming from it: the replay is restored from the copied Reverb checkpoint and every
+  # finished unit is read back from the bucket, so no learner group starts.
+  again = _atari(*args, timeout=600, env=s3_server)
+  assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+  assert 'already complete' in again.stdout and 'successfully loaded' in again.stderr.lower()
+  assert ': learner group of' not in again.stdout, again.stdout[-3000:]

@@ -66,3 +66,21 @@ def test_schema_check_rejects_a_bad_config():
   config['available_node_types']['collector']['min_workerz'] = 1
   with pytest.raises(Exception, match='min_workerz'):
     autoscaler_util.validate_config(autoscaler_util.prepare_config(config))
+
+
+def test_every_node_type_mounts_the_shared_work_directory_the_docs_use():
+  """One EFS file system at /shared on every node type (the learner type's own setup list
+  included), and the README's cluster example and the YAML's header use a path under it."""
+  config = _load('cluster.yaml')
+  prepared = _prepared(config)
+  for node_type in prepared['available_node_types']:
+    mounts = [c for c in _setup_commands(prepared, node_type) if 'mount -t nfs4' in c]
+    assert len(mounts) == 1, node_type
+    assert ':/" /shared)' in mounts[0] and mounts[0].startswith('EFS=fs-'), mounts[0]
+  with open(os.path.join(REPO, 'launch', 'cluster.yaml')) as f:
+    header = f.read()
+  with open(os.path.join(REPO, 'README.md')) as f:
+    readme = f.read()
+  submit = ('ray submit launch/cluster.yaml atari.py --config=configs/atari.py:paper '
+            '--workdir=/shared/run')
+  assert submit in header and submit in readme

@@ -26,8 +26,8 @@ setup commands, `ray stop` and `ray start --head --node-ip-address=127.0.0.1 --p
 What an administrator would have provisioned on a real host is in the SSH user's home instead:
 ~/.bashrc puts this Python 3.11 first on PATH and sets RAY_USAGE_STATS_ENABLED=0;
 ~/.config/pip/pip.conf keeps pip offline (no index, no build isolation); and ~/rmr-venv exists,
-made with --system-site-packages from this machine's installed stack (plus the `ray` entry point
-that installing ray into it would write). So the committed venv step is a no-op and the committed
+seeing the stack the tests run with (`add_test_stack`: from a virtualenv as well as from a base
+interpreter), plus the `ray` entry point that installing ray into it would write. So the committed venv step is a no-op and the committed
 `pip install -c constraints.txt -e ~/rmr_dist ...` installs only rmr_dist, from the synced copy.
 
 Then `ray submit ... atari.py --config=configs/atari.py:test --workdir=W
@@ -117,6 +117,46 @@ def _prerequisites() -> dict[str, str]:
   if probe.returncode != 0:
     _unavailable(f'cannot create PID/mount/network namespaces: {probe.stderr.strip()}')
   return tools
+
+
+def add_test_stack(venv: str) -> str:
+  """Makes the venv at `venv` see the packages of the interpreter running the tests; returns
+  the .pth file written.
+
+  `python -m venv --system-site-packages`, run from inside a virtualenv, links the new venv to
+  the *base* interpreter's site-packages, not the virtualenv's, so a stack installed into the
+  virtualenv (pytest's, with `wheel` for pip's editable build) would be missing on the node. A
+  .pth file in the venv's site-packages adds every site directory of this interpreter with
+  `site.addsitedir` (which also runs their own .pth files), after the venv's own packages: so
+  the node sees the stack the tests run with, from a virtualenv or a base interpreter alike.
+  """
+  import site  # pylint: disable=g-import-not-at-top
+  dirs = [d for d in site.getsitepackages() if os.path.isdir(d)]
+  lib = os.path.join(venv, 'lib', f'python{sys.version_info.major}.{sys.version_info.minor}',
+                     'site-packages')
+  path = os.path.join(lib, 'zz-rmr-test-stack.pth')
+  with open(path, 'w') as f:
+    f.write(f'import site; list(map(site.addsitedir, {dirs!r}))\n')
+  return path
+
+
+def test_the_node_venv_sees_the_stack_the_tests_run_with(tmp_path):
+  """Without root or sshd: the venv that the cluster test gives the node sees this interpreter's
+  site-packages (a virtualenv's too) and imports what the node's pip needs."""
+  import site  # pylint: disable=g-import-not-at-top
+  venv = str(tmp_path / 'rmr-venv')
+  subprocess.run([sys.executable, '-m', 'venv', '--system-site-packages', '--without-pip', venv],
+                 check=True, timeout=120)
+  add_test_stack(venv)
+  probe = subprocess.run(
+      [os.path.join(venv, 'bin', 'python'), '-c',
+       'import json, sys, wheel, setuptools, ray; print(json.dumps(sys.path))'],
+      capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=''))
+  assert probe.returncode == 0, probe.stderr
+  path = json.loads(probe.stdout)
+  for d in site.getsitepackages():
+    if os.path.isdir(d):
+      assert d in path, (d, path)
 
 
 def _tail(path: str, n: int = 4000) -> str:
@@ -216,13 +256,14 @@ class _Host:
                              + _tail(self._log.name))
       time.sleep(0.2)
 
-    # The host's venv: this machine's installed stack, plus the `ray` entry point that
+    # The host's venv: the stack these tests run with, plus the `ray` entry point that
     # installing ray into the venv would have written (the start commands run the venv's `ray`,
     # so its workers run the venv's Python, as on a real host).
     venv = os.path.join(self.home, 'rmr-venv')
     made = self.run([sys.executable, '-m', 'venv', '--system-site-packages', venv], timeout=120,
                     name='venv')
     assert made.returncode == 0, made.stdout + made.stderr
+    add_test_stack(os.path.join(self.home_src, 'rmr-venv'))
     script = os.path.join(self.home_src, 'rmr-venv', 'bin', 'ray')
     with open(script, 'w') as f:
       f.write(f'#!{venv}/bin/python\nimport sys\nfrom ray.scripts.scripts import main\n'
