@@ -12,8 +12,9 @@ A third measurement, the same collector writing nothing, separates the cost of t
 wrapper and heads from the cost of replay writes.
 
 Prints one JSON line per measurement and a summary line last with `ale_steps_per_s`,
-`collector_steps_per_s`, `ratio` (= collector / bare), `ratio_without_replay` and the bytes per stored transition (Reverb
-checkpoint size on disk / transitions; both tables share their chunks).
+`collector_steps_per_s`, `ratio` (= collector / bare), `ratio_without_replay` and
+`bytes_per_transition` (Reverb checkpoint size on disk / transitions; both tables share their
+chunks).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ import tempfile
 import time
 
 from rmr_dist.bench import output
+
+# Keys of the summary line (the last), each named in the module docstring.
+SUMMARY_KEYS = ('ale_steps_per_s', 'collector_steps_per_s', 'ratio', 'ratio_without_replay',
+                'bytes_per_transition')
 
 
 def _bare(game: str, steps: int, frame_skip: int, sticky: float, seed: int) -> float:
@@ -86,6 +91,8 @@ def main(argv: list[str]) -> None:
   p.add_argument('--chunk-length', type=int, default=None,
                   help='Reverb chunk length (default: the local config\'s replay.chunk_length)')
   p.add_argument('--cores', type=int, default=1, help='CPU cores to pin to (0: no pinning)')
+  p.add_argument('--max-episode-steps', type=int, default=27_000,
+                 help='agent steps after which a collector episode is truncated')
   args = p.parse_args(argv)
   if args.cores:
     available = sorted(os.sched_getaffinity(0))
@@ -96,13 +103,15 @@ def main(argv: list[str]) -> None:
   import reverb  # pylint: disable=g-import-not-at-top
   from configs import atari as atari_configs  # pylint: disable=g-import-not-at-top
   from rmr_dist import config as config_lib  # pylint: disable=g-import-not-at-top
+  from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
   from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
 
   c = atari_configs.get_config('local')
   c.games = (args.game,)
   c.env.frame_skip = args.frame_skip
   c.env.repeat_action_probability = args.sticky
-  c.env.max_episode_steps = 27_000
+  c.env.max_episode_steps = args.max_episode_steps
+  c.env.frame_height, c.env.frame_width = atari.NATIVE_FRAME_SHAPE  # What the bare loop reads.
   c.heads.num_heads = 8
   c.heads.episodes_per_head = 4
   if args.chunk_length is not None:
@@ -111,8 +120,8 @@ def main(argv: list[str]) -> None:
   replay_dir = tempfile.mkdtemp(prefix='rmr-bench-replay-')
   capacity = args.steps * args.repeats + 30_000
   server = tables.make_server(
-      tables.make_tables(config.games, (210, 160), abstract_max_size=capacity,
-                         natural_max_size=capacity, min_size_to_sample=1),
+      tables.make_config_tables(config, abstract_max_size=capacity, natural_max_size=capacity,
+                                min_size_to_sample=1),
       checkpoint_dir=replay_dir)
   client = reverb.Client(f'127.0.0.1:{server.port}')
 

@@ -1,12 +1,13 @@
 """Natural learner throughput: one lockstep update of all variants x seeds.
 
 Shapes default to the C-SWM reference point of the issue (batch 50, 3x210x160 frames, 128 slots
-x 64, hidden 128, 18 actions). Prints, as JSON lines with the summary last: lockstep steps/s,
-frames/s (2 frames per transition per model), seconds per model (= lockstep seconds / number of
-models, the figure to compare with C-SWM's public PyTorch code: ~5.9 s per step on 2 cores),
-model FLOPs per step from XLA's cost analysis, achieved GFLOP/s, this machine's float32 matmul
-GFLOP/s (same method as the abstract benchmark) and peak memory (host max RSS on CPU, the
-device's peak bytes in use on an accelerator).
+x 64, hidden 128, 18 actions). Prints, as JSON lines with the summary last: lockstep
+`steps_per_s`, `frames_per_s` (2 frames per transition per model), `seconds_per_model` (=
+lockstep seconds / number of models, the figure to compare with C-SWM's public PyTorch code:
+~5.9 s per step on 2 cores), model `flops_per_step` from XLA's cost analysis,
+`achieved_gflops_per_s`, this machine's float32 `matmul_gflops_per_s` (same method as the
+abstract benchmark) and `peak_memory_gib` (host max RSS on CPU, the device's peak bytes in use
+on an accelerator).
 
 On a 24 GiB machine the full 5-seed lockstep does not fit at batch 50 (XLA plans ~24.5 GiB of
 scratch); `--seeds 1` (one RMR and one C-SWM model) measures the same per-model cost.
@@ -20,6 +21,10 @@ import resource
 import time
 
 from rmr_dist.bench import output
+
+# Keys of the summary line (the last), each named in the module docstring.
+SUMMARY_KEYS = ('steps_per_s', 'frames_per_s', 'seconds_per_model', 'flops_per_step',
+                'achieved_gflops_per_s', 'matmul_gflops_per_s', 'peak_memory_gib')
 
 
 def main(argv: list[str]) -> None:

@@ -32,15 +32,10 @@ class ReplayServer:
   def __init__(self, config: config_lib.AtariConfig, checkpoint_dir: str | None, host: str,
                games: Sequence[str] | None = None, port: int | None = None):
     from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
-    r = config.replay
     self._games = tuple(config.games if games is None else games)
     self._server = tables.make_server(
-        tables.make_tables(self._games, (config.env.frame_height, config.env.frame_width),
-                           abstract_max_size=r.abstract_max_size,
-                           natural_max_size=r.natural_max_size,
-                           min_size_to_sample=r.min_size_to_sample,
-                           natural_fractions=config.natural.data_fractions),
-        port=r.port if port is None else port, checkpoint_dir=checkpoint_dir)
+        tables.make_config_tables(config, self._games),
+        port=config.replay.port if port is None else port, checkpoint_dir=checkpoint_dir)
     self._address = f'{host}:{self._server.port}'
 
   def address(self) -> str:

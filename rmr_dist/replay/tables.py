@@ -103,6 +103,29 @@ def make_tables(games: Sequence[str], frame_shape: Sequence[int], *, abstract_ma
   return tables
 
 
+def make_config_tables(config, games: Sequence[str] | None = None, *,
+                       abstract_max_size: int | None = None, natural_max_size: int | None = None,
+                       min_size_to_sample: int | None = None) -> list[reverb.Table]:
+  """The tables a program with `config` writes and reads (every table its collectors name).
+
+  Frame shape and data fractions always come from the config (so a benchmark or test cannot
+  build tables the collectors do not write); sizes default to `config.replay`'s.
+
+  Args:
+    config: a validated `rmr_dist.config.AtariConfig`.
+    games: the games to hold (default: all of `config.games`).
+    abstract_max_size, natural_max_size, min_size_to_sample: overrides of `config.replay`.
+  """
+  r = config.replay
+  pick = lambda value, default: default if value is None else value
+  return make_tables(tuple(config.games if games is None else games),
+                     (config.env.frame_height, config.env.frame_width),
+                     abstract_max_size=pick(abstract_max_size, r.abstract_max_size),
+                     natural_max_size=pick(natural_max_size, r.natural_max_size),
+                     min_size_to_sample=pick(min_size_to_sample, r.min_size_to_sample),
+                     natural_fractions=config.natural.data_fractions)
+
+
 def make_server(tables: list[reverb.Table], *, port: int = 0,
                 checkpoint_dir: str | None = None) -> reverb.Server:
   """Starts a Reverb server; with `checkpoint_dir` it restores the latest checkpoint there.
