@@ -9,6 +9,11 @@ lockstep seconds / number of models, the figure to compare with C-SWM's public P
 abstract benchmark) and `peak_memory_gib` (host max RSS on CPU, the device's peak bytes in use
 on an accelerator).
 
+Batches hold frames as the learner receives them (`--frames`): at the native 210x160 size ALE
+palette indices [B, 210, 160], which the step turns into RGB with one gather
+(`rmr_dist.envs.palette`), and RGB [B, H, W, 3] otherwise; `--frames rgb` at the native size
+measures the step without the lookup.
+
 On a 24 GiB machine the full 5-seed lockstep does not fit at batch 50 (XLA plans ~24.5 GiB of
 scratch); `--seeds 1` (one RMR and one C-SWM model) measures the same per-model cost.
 """
@@ -36,12 +41,15 @@ def main(argv: list[str]) -> None:
   p.add_argument('--height', type=int, default=210)
   p.add_argument('--width', type=int, default=160)
   p.add_argument('--steps', type=int, default=3, help='timed lockstep updates')
+  p.add_argument('--frames', choices=('stored', 'rgb'), default='stored',
+                 help='stored: as collectors store them (palette indices at 210x160); rgb: RGB')
   args = p.parse_args(argv)
 
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   from rmr_dist.bench import abstract as abstract_bench  # pylint: disable=g-import-not-at-top
+  from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import abstract as abstract_learning  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import natural  # pylint: disable=g-import-not-at-top
   from rmr_dist.networks import natural as natural_net  # pylint: disable=g-import-not-at-top
@@ -59,7 +67,9 @@ def main(argv: list[str]) -> None:
                              num_seeds=args.seeds, processor_params=processor_params,
                              frame_shape=(args.height, args.width))
   rng = np.random.default_rng(0)
-  b, shape = args.batch_size, (args.batch_size, args.height, args.width, 3)
+  frame_shape = (args.height, args.width, 3) if args.frames == 'rgb' else (
+      atari.stored_frame_shape((args.height, args.width)))
+  b, shape = args.batch_size, (args.batch_size, *frame_shape)
   batch = jax.device_put({
       'frame_t': rng.integers(0, 256, shape, dtype=np.uint8),
       'action': np.eye(18, dtype=np.uint8)[rng.integers(0, 18, b)],
@@ -89,6 +99,7 @@ def main(argv: list[str]) -> None:
       'benchmark': 'natural', 'device': device.platform, 'models': models,
       'variants': list(variants), 'seeds': args.seeds, 'batch_size': b,
       'frame_shape': [args.height, args.width], 'hidden_size': args.hidden_size,
+      'batch_frames': 'palette' if len(frame_shape) == 2 else 'rgb',
       'lockstep_seconds_per_step': round(seconds, 3), 'steps_per_s': round(1 / seconds, 3),
       'frames_per_s': round(2 * b * models / seconds, 1),
       'seconds_per_model': round(seconds / models, 3),

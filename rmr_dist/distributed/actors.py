@@ -160,8 +160,8 @@ def make_collector_actor_class(max_restarts: int):
 class SyntheticWriter:
   """Inserts Atari transitions as fast as it can (Reverb saturation benchmark).
 
-  At start it records `episode_steps + 1` real observations of `game` (native 210x160 frames
-  and RAM, random actions), so items are the size of collected ones and compress like them;
+  At start it records `episode_steps + 1` real observations of `game` (native 210x160 palette
+  frames, as collectors store them, and RAM, random actions), so items are the size of collected ones and compress like them;
   then `write_for` replays them through the collectors' TransitionAdder without emulating, so
   nothing but writing limits it.
   """
@@ -173,7 +173,7 @@ class SyntheticWriter:
     self._adder = None
     self.connect(replay_address, game)
     rng = np.random.default_rng(os.getpid())
-    env = atari.AtariEnv(game)
+    env = atari.AtariEnv(game, palette_frames=True)
     self._obs = [env.reset(int(rng.integers(1 << 31)))]
     while len(self._obs) <= episode_steps:
       result = env.step(int(rng.integers(atari.NUM_ACTIONS)))

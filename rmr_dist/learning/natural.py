@@ -56,6 +56,7 @@ import orbax.checkpoint as ocp
 
 from rmr_dist import checkpointing
 from rmr_dist import losses
+from rmr_dist.envs import palette
 from rmr_dist.learning import optimizers
 from rmr_dist.learning.loop import Batch, Metrics, PmapLearner, unreplicate
 from rmr_dist.networks import natural as natural_net
@@ -297,7 +298,7 @@ def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = N
     [b, H, W, 3] (``frame_t`` of row ``perm[i]`` of the global batch) and ``negative_index``
     [b] (those ``perm[i]``); row_offset the global index of this shard's first row.
   """
-  frame_t = jnp.asarray(batch['frame_t'])  # [b, H, W, 3]
+  frame_t = palette.to_rgb_jnp(batch['frame_t'])  # [b, H, W, 3] (palette indices: RGB here)
   b = frame_t.shape[0]
   if axis_name is None:
     frames_all, row_offset = frame_t, jnp.zeros((), jnp.int32)  # [B, H, W, 3]
@@ -307,7 +308,7 @@ def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = N
   perm = losses.negative_permutation(perm_key, frames_all.shape[0])  # [B]
   negative_index = jax.lax.dynamic_slice_in_dim(perm, row_offset, b)  # [b]
   inputs = {'frame_t': frame_t, 'action': jnp.asarray(batch['action']),
-            'frame_tp1': jnp.asarray(batch['frame_tp1']),
+            'frame_tp1': palette.to_rgb_jnp(batch['frame_tp1']),
             'frame_neg': frames_all[negative_index], 'negative_index': negative_index}
   return inputs, row_offset
 
@@ -357,7 +358,8 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
 
   Args:
     state: the stacked state (per device under pmap).
-    batch: ``frame_t`` / ``frame_tp1`` [B, H, W, 3] uint8, ``action`` [B, 18] one-hot (this
+    batch: ``frame_t`` / ``frame_tp1`` [B, H, W, 3] uint8 RGB or [B, 210, 160] uint8 ALE palette
+      indices (rebuilt to RGB in the step), ``action`` [B, 18] one-hot (this
       device's shard under pmap); other keys are ignored.
     model: the natural model.
     optimizer: from :func:`make_optimizer` (same ``variants`` and seed count).

@@ -7,8 +7,10 @@ item metadata.
 
 Items (one per environment transition t -> t+1):
   abstract_<game>: ram_t [128] uint8, action [18] uint8 one-hot, ram_tp1 [128] uint8
-  natural_<game>:  frame_t [H, W, 3] uint8, action [18] uint8 one-hot,
-                   frame_tp1 [H, W, 3] uint8, ram_t [128] uint8 (probe label only)
+  natural_<game>:  frame_t F uint8, action [18] uint8 one-hot,
+                   frame_tp1 F uint8, ram_t [128] uint8 (probe label only)
+where a frame F is [210, 160] ALE palette indices at the native size (the learner rebuilds RGB
+with `rmr_dist.envs.palette`), and [H, W, 3] RGB for resized frames (`atari.stored_frame_shape`).
 
 Both tables reference the same chunks, so each frame and RAM array is stored once on the server
 (compressed) however many items point at it. Table names and the game -> server assignment live in
@@ -56,12 +58,12 @@ def abstract_signature() -> dict[str, tf.TensorSpec]:
 
 
 def natural_signature(frame_shape: Sequence[int]) -> dict[str, tf.TensorSpec]:
-  """TensorSpecs of a natural item for frames of (height, width)."""
-  h, w = frame_shape
+  """TensorSpecs of a natural item for frames of (height, width) (palette indices if native)."""
+  frame = list(atari.stored_frame_shape(tuple(frame_shape)))
   return {
-      'frame_t': tf.TensorSpec([h, w, 3], tf.uint8),
+      'frame_t': tf.TensorSpec(frame, tf.uint8),
       'action': tf.TensorSpec([atari.NUM_ACTIONS], tf.uint8),
-      'frame_tp1': tf.TensorSpec([h, w, 3], tf.uint8),
+      'frame_tp1': tf.TensorSpec(frame, tf.uint8),
       'ram_t': tf.TensorSpec([atari.RAM_SIZE], tf.uint8),
   }
 
