@@ -36,7 +36,7 @@ SUMMARY_KEYS = ('collector_steps_per_s_1_actor', 'reverb_saturation')
 
 # One agent step's uncompressed data: frame + RAM + one-hot action. A natural item references
 # two frames, but consecutive items share them, so each transition adds one step's data.
-STEP_BYTES = 210 * 160 * 3 + 128 + 18
+STEP_BYTES = 210 * 160 + 128 + 18  # Palette-index frame + RAM + one-hot action.
 SATURATION_GROWTH = 1.10  # Saturated: the aggregate grows less than 10% with more writers.
 MACHINE_BOUND_BUSY = 0.9  # Cores this busy at saturation: the machine, not the server, limits.
 
