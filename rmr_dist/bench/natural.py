@@ -12,7 +12,9 @@ on an accelerator).
 Batches hold frames as the learner receives them (`--frames`): at the native 210x160 size ALE
 palette indices [B, 210, 160], which the step turns into RGB with one gather
 (`rmr_dist.envs.palette`), and RGB [B, H, W, 3] otherwise; `--frames rgb` at the native size
-measures the step without the lookup.
+measures the step without the lookup. With palette batches the summary also has
+`lookup_seconds_per_step`: the lookup of both frames of the batch alone, jitted and timed
+apart (its share of the step is `lookup_fraction`).
 
 On a 24 GiB machine the full 5-seed lockstep does not fit at batch 50 (XLA plans ~24.5 GiB of
 scratch); `--seeds 1` (one RMR and one C-SWM model) measures the same per-model cost.
@@ -50,6 +52,7 @@ def main(argv: list[str]) -> None:
   import optax  # pylint: disable=g-import-not-at-top
   from rmr_dist.bench import abstract as abstract_bench  # pylint: disable=g-import-not-at-top
   from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
+  from rmr_dist.envs import palette  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import abstract as abstract_learning  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import natural  # pylint: disable=g-import-not-at-top
   from rmr_dist.networks import natural as natural_net  # pylint: disable=g-import-not-at-top
@@ -87,6 +90,15 @@ def main(argv: list[str]) -> None:
     state, metrics = update(state, batch)
   jax.block_until_ready(state)
   seconds = (time.perf_counter() - start) / args.steps
+  lookup = None
+  if len(frame_shape) == 2:
+    lookup_fn = jax.jit(lambda x: (palette.to_rgb_jnp(x['frame_t']),
+                                   palette.to_rgb_jnp(x['frame_tp1'])))
+    jax.block_until_ready(lookup_fn(batch))
+    start = time.perf_counter()
+    for _ in range(20):
+      jax.block_until_ready(lookup_fn(batch))
+    lookup = (time.perf_counter() - start) / 20
   models = len(variants) * args.seeds
   device = jax.devices()[0]
   if device.platform == 'cpu':
@@ -100,6 +112,8 @@ def main(argv: list[str]) -> None:
       'variants': list(variants), 'seeds': args.seeds, 'batch_size': b,
       'frame_shape': [args.height, args.width], 'hidden_size': args.hidden_size,
       'batch_frames': 'palette' if len(frame_shape) == 2 else 'rgb',
+      'lookup_seconds_per_step': None if lookup is None else round(lookup, 6),
+      'lookup_fraction': None if lookup is None else round(lookup / seconds, 5),
       'lockstep_seconds_per_step': round(seconds, 3), 'steps_per_s': round(1 / seconds, 3),
       'frames_per_s': round(2 * b * models / seconds, 1),
       'seconds_per_model': round(seconds / models, 3),
