@@ -57,9 +57,12 @@ def abstract_signature() -> dict[str, tf.TensorSpec]:
   }
 
 
-def natural_signature(frame_shape: Sequence[int]) -> dict[str, tf.TensorSpec]:
-  """TensorSpecs of a natural item for frames of (height, width) (palette indices if native)."""
-  frame = list(atari.stored_frame_shape(tuple(frame_shape)))
+def natural_signature(frame_shape: Sequence[int],
+                      rgb_frames: bool = False) -> dict[str, tf.TensorSpec]:
+  """TensorSpecs of a natural item for frames of (height, width) (palette indices if native,
+  unless `rgb_frames`: RGB at every size, the format before palette frames)."""
+  h, w = frame_shape
+  frame = [h, w, 3] if rgb_frames else list(atari.stored_frame_shape((h, w)))
   return {
       'frame_t': tf.TensorSpec(frame, tf.uint8),
       'action': tf.TensorSpec([atari.NUM_ACTIONS], tf.uint8),
@@ -75,7 +78,8 @@ def as_dict(flat_data, signature: dict[str, tf.TensorSpec]) -> dict:
 
 def make_tables(games: Sequence[str], frame_shape: Sequence[int], *, abstract_max_size: int,
                 natural_max_size: int, min_size_to_sample: int,
-                natural_fractions: Sequence[float] = ()) -> list[reverb.Table]:
+                natural_fractions: Sequence[float] = (),
+                rgb_frames: bool = False) -> list[reverb.Table]:
   """The tables of every game (see the module docstring for the choices).
 
   Args:
@@ -85,14 +89,15 @@ def make_tables(games: Sequence[str], frame_shape: Sequence[int], *, abstract_ma
     natural_max_size: capacity of each natural table (fraction tables too).
     min_size_to_sample: MinSize rate limiter of every table.
     natural_fractions: data fractions; those < 1 get their own natural table.
+    rgb_frames: natural items hold RGB frames even at the native size (see natural_signature).
   """
   tables = []
   fractions = sorted({f for f in natural_fractions if f < 1.0})
   for game in games:
+    natural = natural_signature(frame_shape, rgb_frames)
     specs = [(table_name(ABSTRACT, game), abstract_max_size, abstract_signature()),
-             (table_name(NATURAL, game), natural_max_size, natural_signature(frame_shape))]
-    specs += [(table_name(NATURAL, game, f), natural_max_size, natural_signature(frame_shape))
-              for f in fractions]
+             (table_name(NATURAL, game), natural_max_size, natural)]
+    specs += [(table_name(NATURAL, game, f), natural_max_size, natural) for f in fractions]
     for name, size, signature in specs:
       tables.append(reverb.Table(
           name=name,
