@@ -161,9 +161,9 @@ class SyntheticWriter:
   """Inserts Atari transitions as fast as it can (Reverb saturation benchmark).
 
   At start it records `episode_steps + 1` real observations of `game` (native 210x160 palette
-  frames, as collectors store them, and RAM, random actions), so items are the size of collected ones and compress like them;
-  then `write_for` replays them through the collectors' TransitionAdder without emulating, so
-  nothing but writing limits it.
+  frames, as collectors store them, and RAM, random actions), so items are the size of
+  collected ones and compress like them; then `write_for` replays them through the collectors'
+  TransitionAdder without emulating, so nothing but writing limits it.
   """
 
   def __init__(self, replay_address: str, game: str, episode_steps: int = 200):
