@@ -33,7 +33,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.env.noop_max = 30  # Seeded 0..30 NOOP steps at every episode start (Agent57's no-op starts).
   c.env.max_episode_steps = 1000  # Agent-step cap per episode (truncation).
   c.env.frame_height = 210  # Stored frame height; 210 = ALE native (the paper's 210x160).
-  c.env.frame_width = 160  # Stored frame width; 160 = ALE native.
+  c.env.frame_width = 160  # Stored frame width; 160 = ALE native (stored as palette indices).
 
   c.heads = ml_collections.ConfigDict()
   c.heads.num_heads = 16  # Behaviour-policy heads (the paper: 32 Agent57 heads).

@@ -55,8 +55,10 @@ class EnvConfig:
     repeat_action_probability: sticky-action probability per emulator frame (Machado et al.);
       0 keeps RAM transitions deterministic, as the paper assumes.
     max_episode_steps: agent-step cap of an episode (truncation).
-    frame_height: height of stored RGB frames; 210 keeps ALE's native size.
-    frame_width: width of stored RGB frames; 160 keeps ALE's native size.
+    frame_height: height of the learners' RGB frames; 210 keeps ALE's native size.
+    frame_width: width of the learners' RGB frames; 160 keeps ALE's native size. At the native
+      210x160, replay and the episode store hold ALE palette indices (3x smaller, exact; RGB is
+      rebuilt where frames are consumed); smaller sizes are resized and stored as RGB.
     noop_max: every episode starts with a seeded number of NOOP steps in 0..noop_max (Agent57's
       random no-op starts), not recorded.
   """

@@ -8,7 +8,10 @@ In one run:
   (b) the same update fed from a real Reverb server through the real iterator and prefetcher
       (the table is filled first by a real collector on the chosen game), with
       `input_ratio` = steps/s of (b) / steps/s of (a).
-Measurements alternate `--repeats` times; the summary (last JSON line) uses medians. `--skip-reverb` runs (a) only (e.g. on a machine without Reverb).
+Measurements alternate `--repeats` times; the summary (last JSON line) uses medians and has
+`steps_per_s`, `flops_per_step`, `achieved_gflops_per_s`, `matmul_gflops_per_s`, `efficiency`
+and, from (b), `reverb_steps_per_s` and `input_ratio`. `--skip-reverb` runs (a) only (e.g. on a
+machine without Reverb).
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ import tempfile
 import time
 
 from rmr_dist.bench import output
+
+# Keys of the summary line (the last), each named in the module docstring.
+SUMMARY_KEYS = ('steps_per_s', 'flops_per_step', 'achieved_gflops_per_s', 'matmul_gflops_per_s',
+                'efficiency', 'reverb_steps_per_s', 'input_ratio')
 
 
 def _matmul_gflops(n: int = 2048, trials: int = 3, min_seconds: float = 0.5) -> float:
@@ -64,9 +71,9 @@ def _fill_replay(game: str, transitions: int, chunk_length: int):
   c.games = (game,)
   c.env.frame_height, c.env.frame_width = 84, 64  # Only the RAM table is read here.
   config = config_lib.load_atari_config(c)
-  server = tables.make_server(tables.make_tables(
-      config.games, (84, 64), abstract_max_size=transitions * 2,
-      natural_max_size=transitions * 2, min_size_to_sample=1))
+  server = tables.make_server(tables.make_config_tables(
+      config, abstract_max_size=transitions * 2, natural_max_size=transitions * 2,
+      min_size_to_sample=1))
   client = reverb.Client(f'127.0.0.1:{server.port}')
   collector = collector_lib.Collector(
       config, episode_store.EpisodeStore(tempfile.mkdtemp(prefix='rmr-bench-')),
@@ -104,6 +111,8 @@ def main(argv: list[str]) -> None:
   p.add_argument('--repeats', type=int, default=3, help='alternating (resident, Reverb) pairs')
   p.add_argument('--game', default='pong')
   p.add_argument('--skip-reverb', action='store_true')
+  p.add_argument('--transitions', type=int, default=5000,
+                 help='real transitions collected into the abstract table before part (b)')
   args = p.parse_args(argv)
 
   import jax  # pylint: disable=g-import-not-at-top
@@ -135,7 +144,7 @@ def main(argv: list[str]) -> None:
   prefetcher = server = None
   if not args.skip_reverb:
     from rmr_dist.replay import iterators  # pylint: disable=g-import-not-at-top
-    server, address, n = _fill_replay(args.game, 5000, 8)
+    server, address, n = _fill_replay(args.game, args.transitions, 8)
     source = iterators.make_table_iterator(address, f'abstract_{args.game}', b)
     prefetcher = iterators.Prefetcher(source, transform=jax.device_put, size=2)
     output.emit({'measure': 'replay_filled', 'items': n})

@@ -11,6 +11,10 @@ Two parts (`--parts sim,natural`), printed as JSON lines with a summary line eac
            (`--config test|local|gpu|paper`), jitted on one device: steps/s, model FLOPs per step
            from XLA's cost analysis, achieved GFLOP/s against this device's float32 matmul
            GFLOP/s measured in the same run, and peak memory.
+
+The sim summary has `physics_frames_per_s` and `physics_and_numpy_render_frames_per_s`; the
+natural summary (the last line when `natural` runs) has `steps_per_s`, `seconds_per_model_step`,
+`flops_per_step`, `achieved_gflops_per_s`, `matmul_gflops_per_s` and `peak_memory_gib`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ import sys
 import time
 
 from rmr_dist.bench import output
+
+# Keys of the sim summary line and of the natural summary line, named in the module docstring.
+SIM_KEYS = ('physics_frames_per_s', 'physics_and_numpy_render_frames_per_s')
+SUMMARY_KEYS = ('steps_per_s', 'seconds_per_model_step', 'flops_per_step',
+                'achieved_gflops_per_s', 'matmul_gflops_per_s', 'peak_memory_gib')
 
 
 def _sim(config, seconds: float) -> None:

@@ -2,9 +2,12 @@
 
 Both measured in one run, alternating, on the same game, frame skip and sticky-action setting:
   (a) bare: `ALEInterface` with ALE's own frame skip and sticky actions, a uniformly random
-      action, RAM and RGB read into preallocated buffers every agent step;
+      action, RAM and RGB read into preallocated buffers every agent step (the reference);
+      also the same loop reading ALE's palette-index screen instead of RGB (`bare_ale_palette`);
   (b) collector: `rmr_dist.acting.collector.Collector` (heads, env wrapper, one-hot, trajectory
       writer, two items per step) writing training episodes into an in-process Reverb server.
+      Frames are native 210x160, so the collector reads and stores palette indices
+      (`rmr_dist.envs.palette`).
 By default the process is pinned to one core before any thread starts, so the Reverb server's and
 writer's threads share that core with the collector, as they would on a busy node.
 
@@ -12,8 +15,12 @@ A third measurement, the same collector writing nothing, separates the cost of t
 wrapper and heads from the cost of replay writes.
 
 Prints one JSON line per measurement and a summary line last with `ale_steps_per_s`,
-`collector_steps_per_s`, `ratio` (= collector / bare), `ratio_without_replay` and the bytes per stored transition (Reverb
-checkpoint size on disk / transitions; both tables share their chunks).
+`collector_steps_per_s`, `ratio` (= collector / bare RGB loop), `ratio_without_replay`,
+`ratio_to_bare_palette` (= collector / the bare palette-index loop), `ratio_cpu` (the same
+ratio in steps per CPU second of this process, all its threads, Reverb's included: on a core
+that other processes share, wall-clock rates move with their load, CPU time much less) and
+`bytes_per_transition` (Reverb checkpoint size on disk / transitions; both tables share their
+chunks).
 """
 
 from __future__ import annotations
@@ -26,8 +33,14 @@ import time
 
 from rmr_dist.bench import output
 
+# Keys of the summary line (the last), each named in the module docstring.
+SUMMARY_KEYS = ('ale_steps_per_s', 'collector_steps_per_s', 'ratio', 'ratio_without_replay',
+                'ratio_to_bare_palette', 'ratio_cpu', 'bytes_per_transition')
 
-def _bare(game: str, steps: int, frame_skip: int, sticky: float, seed: int) -> float:
+
+def _bare(game: str, steps: int, frame_skip: int, sticky: float, seed: int,
+          palette_frames: bool = False) -> tuple[float, float]:
+  """(steps per wall second, steps per CPU second of this process) of the bare ALE loop."""
   import ale_py  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from ale_py import roms  # pylint: disable=g-import-not-at-top
@@ -39,20 +52,22 @@ def _bare(game: str, steps: int, frame_skip: int, sticky: float, seed: int) -> f
   ale.loadROM(roms.get_rom_path(game))
   actions = sorted(ale_py.Action, key=lambda a: a.value)
   ram = np.empty(128, np.uint8)
-  screen = np.empty((210, 160, 3), np.uint8)
+  screen = np.empty((210, 160) if palette_frames else (210, 160, 3), np.uint8)
+  read_screen = ale.getScreen if palette_frames else ale.getScreenRGB
   choices = np.random.default_rng(seed).integers(0, 18, steps)
-  start = time.perf_counter()
+  start, cpu = time.perf_counter(), time.process_time()
   for i in range(steps):
     ale.act(actions[choices[i]])
     ale.getRAM(ram)
-    ale.getScreenRGB(screen)
+    read_screen(screen)
     if ale.game_over():
       ale.reset_game()
-  return steps / (time.perf_counter() - start)
+  return steps / (time.perf_counter() - start), steps / (time.process_time() - cpu)
 
 
-def _collector(config, client, steps: int) -> tuple[float, int]:
-  """Collector steps/s writing training episodes to Reverb (client None: writing nothing)."""
+def _collector(config, client, steps: int) -> tuple[float, float, int]:
+  """(steps per wall second, steps per CPU second of this process, steps) of a collector writing
+  training episodes to Reverb (client None: writing nothing)."""
   from rmr_dist.acting import collector as collector_lib  # pylint: disable=g-import-not-at-top
   from rmr_dist.replay import adders  # pylint: disable=g-import-not-at-top
   from rmr_dist.replay import episode_store  # pylint: disable=g-import-not-at-top
@@ -65,14 +80,14 @@ def _collector(config, client, steps: int) -> tuple[float, int]:
   units = [u for u in collector_lib.make_work_units(config.games, config.heads.num_heads,
                                                     config.heads.episodes_per_head)
            if collector.split_of(u) == 'train']
-  done, seconds, i = 0, 0.0, 0
+  done, seconds, i, cpu = 0, 0.0, 0, time.process_time()
   while done < steps:
     unit = units[i % len(units)]
     stats = collector.run_episode(unit)
     done += stats.length
     seconds += stats.seconds
     i += 1
-  return done / seconds, done
+  return done / seconds, done / (time.process_time() - cpu), done
 
 
 def main(argv: list[str]) -> None:
@@ -86,6 +101,8 @@ def main(argv: list[str]) -> None:
   p.add_argument('--chunk-length', type=int, default=None,
                   help='Reverb chunk length (default: the local config\'s replay.chunk_length)')
   p.add_argument('--cores', type=int, default=1, help='CPU cores to pin to (0: no pinning)')
+  p.add_argument('--max-episode-steps', type=int, default=27_000,
+                 help='agent steps after which a collector episode is truncated')
   args = p.parse_args(argv)
   if args.cores:
     available = sorted(os.sched_getaffinity(0))
@@ -96,13 +113,15 @@ def main(argv: list[str]) -> None:
   import reverb  # pylint: disable=g-import-not-at-top
   from configs import atari as atari_configs  # pylint: disable=g-import-not-at-top
   from rmr_dist import config as config_lib  # pylint: disable=g-import-not-at-top
+  from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
   from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
 
   c = atari_configs.get_config('local')
   c.games = (args.game,)
   c.env.frame_skip = args.frame_skip
   c.env.repeat_action_probability = args.sticky
-  c.env.max_episode_steps = 27_000
+  c.env.max_episode_steps = args.max_episode_steps
+  c.env.frame_height, c.env.frame_width = atari.NATIVE_FRAME_SHAPE  # What the bare loop reads.
   c.heads.num_heads = 8
   c.heads.episodes_per_head = 4
   if args.chunk_length is not None:
@@ -111,22 +130,29 @@ def main(argv: list[str]) -> None:
   replay_dir = tempfile.mkdtemp(prefix='rmr-bench-replay-')
   capacity = args.steps * args.repeats + 30_000
   server = tables.make_server(
-      tables.make_tables(config.games, (210, 160), abstract_max_size=capacity,
-                         natural_max_size=capacity, min_size_to_sample=1),
+      tables.make_config_tables(config, abstract_max_size=capacity, natural_max_size=capacity,
+                                min_size_to_sample=1),
       checkpoint_dir=replay_dir)
   client = reverb.Client(f'127.0.0.1:{server.port}')
 
-  bare, coll, no_replay, stored = [], [], [], 0
+  bare, bare_palette, coll, no_replay, stored = [], [], [], [], 0
+  bare_cpu, coll_cpu = [], []
   for r in range(args.repeats):
-    b = _bare(args.game, args.steps, args.frame_skip, args.sticky, seed=r)
+    b, b_cpu = _bare(args.game, args.steps, args.frame_skip, args.sticky, seed=r)
     bare.append(b)
+    bare_cpu.append(b_cpu)
     output.emit({'measure': 'bare_ale', 'repeat': r, 'steps_per_s': round(b, 1)})
-    cs, n = _collector(config, client, args.steps)
+    bp, _ = _bare(args.game, args.steps, args.frame_skip, args.sticky, seed=r,
+                  palette_frames=True)
+    bare_palette.append(bp)
+    output.emit({'measure': 'bare_ale_palette', 'repeat': r, 'steps_per_s': round(bp, 1)})
+    cs, cs_cpu, n = _collector(config, client, args.steps)
     coll.append(cs)
+    coll_cpu.append(cs_cpu)
     stored += n
     output.emit({'measure': 'collector', 'repeat': r, 'steps_per_s': round(cs, 1),
                  'steps': n})
-    nr, _ = _collector(config, None, args.steps)
+    nr, _, _ = _collector(config, None, args.steps)
     no_replay.append(nr)
     output.emit({'measure': 'collector_without_replay', 'repeat': r,
                  'steps_per_s': round(nr, 1)})
@@ -142,7 +168,10 @@ def main(argv: list[str]) -> None:
       'ratio': round(col_sps / ale_sps, 3),
       'collector_without_replay_steps_per_s': round(statistics.median(no_replay), 1),
       'ratio_without_replay': round(statistics.median(no_replay) / ale_sps, 3),
+      'ale_palette_steps_per_s': round(statistics.median(bare_palette), 1),
+      'ratio_to_bare_palette': round(col_sps / statistics.median(bare_palette), 3),
+      'ratio_cpu': round(statistics.median(coll_cpu) / statistics.median(bare_cpu), 3),
       'stored_transitions': stored,
       'bytes_per_transition': round(ckpt_bytes / stored, 1),
-      'raw_bytes_per_transition': 210 * 160 * 3 + 128 + 18,
+      'raw_bytes_per_transition': 210 * 160 + 128 + 18,
   })

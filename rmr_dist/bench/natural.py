@@ -1,12 +1,20 @@
 """Natural learner throughput: one lockstep update of all variants x seeds.
 
 Shapes default to the C-SWM reference point of the issue (batch 50, 3x210x160 frames, 128 slots
-x 64, hidden 128, 18 actions). Prints, as JSON lines with the summary last: lockstep steps/s,
-frames/s (2 frames per transition per model), seconds per model (= lockstep seconds / number of
-models, the figure to compare with C-SWM's public PyTorch code: ~5.9 s per step on 2 cores),
-model FLOPs per step from XLA's cost analysis, achieved GFLOP/s, this machine's float32 matmul
-GFLOP/s (same method as the abstract benchmark) and peak memory (host max RSS on CPU, the
-device's peak bytes in use on an accelerator).
+x 64, hidden 128, 18 actions). Prints, as JSON lines with the summary last: lockstep
+`steps_per_s`, `frames_per_s` (2 frames per transition per model), `seconds_per_model` (=
+lockstep seconds / number of models, the figure to compare with C-SWM's public PyTorch code:
+~5.9 s per step on 2 cores), model `flops_per_step` from XLA's cost analysis,
+`achieved_gflops_per_s`, this machine's float32 `matmul_gflops_per_s` (same method as the
+abstract benchmark) and `peak_memory_gib` (host max RSS on CPU, the device's peak bytes in use
+on an accelerator).
+
+Batches hold frames as the learner receives them (`--frames`): at the native 210x160 size ALE
+palette indices [B, 210, 160], which the step turns into RGB with one gather
+(`rmr_dist.envs.palette`), and RGB [B, H, W, 3] otherwise; `--frames rgb` at the native size
+measures the step without the lookup. With palette batches the summary also has
+`lookup_seconds_per_step`: the lookup of both frames of the batch alone, jitted and timed
+apart (its share of the step is `lookup_fraction`).
 
 On a 24 GiB machine the full 5-seed lockstep does not fit at batch 50 (XLA plans ~24.5 GiB of
 scratch); `--seeds 1` (one RMR and one C-SWM model) measures the same per-model cost.
@@ -21,6 +29,10 @@ import time
 
 from rmr_dist.bench import output
 
+# Keys of the summary line (the last), each named in the module docstring.
+SUMMARY_KEYS = ('steps_per_s', 'frames_per_s', 'seconds_per_model', 'flops_per_step',
+                'achieved_gflops_per_s', 'matmul_gflops_per_s', 'peak_memory_gib')
+
 
 def main(argv: list[str]) -> None:
   p = argparse.ArgumentParser(prog='python -m rmr_dist.bench natural', description=__doc__,
@@ -31,12 +43,16 @@ def main(argv: list[str]) -> None:
   p.add_argument('--height', type=int, default=210)
   p.add_argument('--width', type=int, default=160)
   p.add_argument('--steps', type=int, default=3, help='timed lockstep updates')
+  p.add_argument('--frames', choices=('stored', 'rgb'), default='stored',
+                 help='stored: as collectors store them (palette indices at 210x160); rgb: RGB')
   args = p.parse_args(argv)
 
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   from rmr_dist.bench import abstract as abstract_bench  # pylint: disable=g-import-not-at-top
+  from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
+  from rmr_dist.envs import palette  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import abstract as abstract_learning  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import natural  # pylint: disable=g-import-not-at-top
   from rmr_dist.networks import natural as natural_net  # pylint: disable=g-import-not-at-top
@@ -54,7 +70,9 @@ def main(argv: list[str]) -> None:
                              num_seeds=args.seeds, processor_params=processor_params,
                              frame_shape=(args.height, args.width))
   rng = np.random.default_rng(0)
-  b, shape = args.batch_size, (args.batch_size, args.height, args.width, 3)
+  frame_shape = (args.height, args.width, 3) if args.frames == 'rgb' else (
+      atari.stored_frame_shape((args.height, args.width)))
+  b, shape = args.batch_size, (args.batch_size, *frame_shape)
   batch = jax.device_put({
       'frame_t': rng.integers(0, 256, shape, dtype=np.uint8),
       'action': np.eye(18, dtype=np.uint8)[rng.integers(0, 18, b)],
@@ -72,6 +90,15 @@ def main(argv: list[str]) -> None:
     state, metrics = update(state, batch)
   jax.block_until_ready(state)
   seconds = (time.perf_counter() - start) / args.steps
+  lookup = None
+  if len(frame_shape) == 2:
+    lookup_fn = jax.jit(lambda x: (palette.to_rgb_jnp(x['frame_t']),
+                                   palette.to_rgb_jnp(x['frame_tp1'])))
+    jax.block_until_ready(lookup_fn(batch))
+    start = time.perf_counter()
+    for _ in range(20):
+      jax.block_until_ready(lookup_fn(batch))
+    lookup = (time.perf_counter() - start) / 20
   models = len(variants) * args.seeds
   device = jax.devices()[0]
   if device.platform == 'cpu':
@@ -84,6 +111,9 @@ def main(argv: list[str]) -> None:
       'benchmark': 'natural', 'device': device.platform, 'models': models,
       'variants': list(variants), 'seeds': args.seeds, 'batch_size': b,
       'frame_shape': [args.height, args.width], 'hidden_size': args.hidden_size,
+      'batch_frames': 'palette' if len(frame_shape) == 2 else 'rgb',
+      'lookup_seconds_per_step': None if lookup is None else round(lookup, 6),
+      'lookup_fraction': None if lookup is None else round(lookup / seconds, 5),
       'lockstep_seconds_per_step': round(seconds, 3), 'steps_per_s': round(1 / seconds, 3),
       'frames_per_s': round(2 * b * models / seconds, 1),
       'seconds_per_model': round(seconds / models, 3),

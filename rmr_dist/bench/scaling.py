@@ -17,7 +17,9 @@ Starts a multi-node `ray.cluster_utils.Cluster` on this machine (every node on 1
       and how busy the machine's cores were; per S, the saturation point (the first n where
       the aggregate grows < 10%) and whether the machine's cores or the server were the
       limit, with the server's CPU cost per item.
-Actor start-up (imports) is excluded from every timing.
+Actor start-up (imports) is excluded from every timing. The summary (last JSON line) has
+`collector_steps_per_s_1_actor` and `reverb_saturation` (per server count: `peak_items_per_s`,
+`server_cpu_us_per_item`, `saturates_at_writers`, `limit`).
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ import time
 
 from rmr_dist.bench import output
 
+# Keys of the summary line (the last), each named in the module docstring.
+SUMMARY_KEYS = ('collector_steps_per_s_1_actor', 'reverb_saturation')
+
 # One agent step's uncompressed data: frame + RAM + one-hot action. A natural item references
 # two frames, but consecutive items share them, so each transition adds one step's data.
-STEP_BYTES = 210 * 160 * 3 + 128 + 18
+STEP_BYTES = 210 * 160 + 128 + 18  # Palette-index frame + RAM + one-hot action.
 SATURATION_GROWTH = 1.10  # Saturated: the aggregate grows less than 10% with more writers.
 MACHINE_BOUND_BUSY = 0.9  # Cores this busy at saturation: the machine, not the server, limits.
 
@@ -273,6 +278,8 @@ def main(argv: list[str]) -> None:
   others = [g for g in atari_configs.PAPER_GAMES if g != args.game]
   c.games = (args.game, *others[:max(args.servers) - 1])
   c.env.max_episode_steps = 500
+  # Native frames: the synthetic writers replay native observations (module docstring).
+  c.env.frame_height, c.env.frame_width = 210, 160
   c.heads.num_heads = 64
   c.heads.episodes_per_head = 2
   c.replay.abstract_max_size = c.replay.natural_max_size = 2_000_000

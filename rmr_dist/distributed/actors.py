@@ -33,18 +33,13 @@ class ReplayServer:
   def __init__(self, config: config_lib.AtariConfig, checkpoint_dir: str | None, host: str,
                games: Sequence[str] | None = None, port: int | None = None):
     from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
-    r = config.replay
     self._games = tuple(config.games if games is None else games)
     # Reverb's checkpointer writes local files: with an object-store work directory it writes
     # into a copy on this node, which `publish_checkpoint` copies to the work directory.
     self._mirror = storage.Mirror(checkpoint_dir) if checkpoint_dir else None
     self._server = tables.make_server(
-        tables.make_tables(self._games, (config.env.frame_height, config.env.frame_width),
-                           abstract_max_size=r.abstract_max_size,
-                           natural_max_size=r.natural_max_size,
-                           min_size_to_sample=r.min_size_to_sample,
-                           natural_fractions=config.natural.data_fractions),
-        port=r.port if port is None else port,
+        tables.make_config_tables(config, self._games),
+        port=config.replay.port if port is None else port,
         checkpoint_dir=self._mirror.pull() if self._mirror else None)
     self._address = f'{host}:{self._server.port}'
 
@@ -178,10 +173,10 @@ def make_collector_actor_class(max_restarts: int):
 class SyntheticWriter:
   """Inserts Atari transitions as fast as it can (Reverb saturation benchmark).
 
-  At start it records `episode_steps + 1` real observations of `game` (native 210x160 frames
-  and RAM, random actions), so items are the size of collected ones and compress like them;
-  then `write_for` replays them through the collectors' TransitionAdder without emulating, so
-  nothing but writing limits it.
+  At start it records `episode_steps + 1` real observations of `game` (native 210x160 palette
+  frames, as collectors store them, and RAM, random actions), so items are the size of
+  collected ones and compress like them; then `write_for` replays them through the collectors'
+  TransitionAdder without emulating, so nothing but writing limits it.
   """
 
   def __init__(self, replay_address: str, game: str, episode_steps: int = 200):
@@ -191,7 +186,7 @@ class SyntheticWriter:
     self._adder = None
     self.connect(replay_address, game)
     rng = np.random.default_rng(os.getpid())
-    env = atari.AtariEnv(game)
+    env = atari.AtariEnv(game, palette_frames=True)
     self._obs = [env.reset(int(rng.integers(1 << 31)))]
     while len(self._obs) <= episode_steps:
       result = env.step(int(rng.integers(atari.NUM_ACTIONS)))

@@ -1,4 +1,8 @@
-"""Atari 2600 through ale-py: 128-byte RAM and RGB frames at every agent step.
+"""Atari 2600 through ale-py: 128-byte RAM and a frame at every agent step.
+
+A frame is RGB ([H, W, 3] uint8), or, with `palette_frames=True` at ALE's native size, ALE's
+palette indices ([210, 160] uint8, exact and 3x smaller; `rmr_dist.envs.palette` rebuilds the RGB).
+Collectors use palette frames whenever the config keeps the native size (`stored_frame_shape`).
 
 We drive `ale_py.ALEInterface` directly (ROMs ship in the wheel) with the full 18-action set, so
 actions are the paper's 18-way one-hot. Frame skip and sticky actions are applied here, per
@@ -22,10 +26,20 @@ import numpy as np
 from ale_py import roms
 
 from rmr_dist import config as config_lib
+from rmr_dist.envs import palette
 
 NUM_ACTIONS = 18  # The full Atari action set.
 RAM_SIZE = 128  # Bytes of Atari 2600 RAM.
 NATIVE_FRAME_SHAPE = (210, 160)  # ALE screen height, width.
+
+
+def stored_frame_shape(frame_shape: tuple[int, int]) -> tuple[int, ...]:
+  """Shape of one frame as collectors store it for a configured (height, width).
+
+  Native size: palette indices (210, 160); resized: RGB (h, w, 3) (a resize mixes colours).
+  """
+  h, w = frame_shape
+  return (h, w) if (h, w) == NATIVE_FRAME_SHAPE else (h, w, 3)
 
 
 class Observation(NamedTuple):
@@ -33,7 +47,8 @@ class Observation(NamedTuple):
 
   Attributes:
     ram: [128] uint8, the console RAM.
-    frame: [H, W, 3] uint8 RGB screen (resized to the configured size).
+    frame: [H, W, 3] uint8 RGB screen (resized to the configured size), or with palette frames
+      [210, 160] uint8 ALE palette indices.
   """
   ram: np.ndarray
   frame: np.ndarray
@@ -81,14 +96,20 @@ class AtariEnv:
     max_episode_steps: agent steps after which an episode is truncated (no-ops not counted).
     noop_max: each reset plays a seeded number of NOOP steps in 0..noop_max first.
     frame_shape: (height, width) of returned frames; (210, 160) is native (no resize).
+    palette_frames: return ALE palette indices [210, 160] instead of RGB (native size only).
   """
 
   def __init__(self, game: str, *, frame_skip: int = 4, repeat_action_probability: float = 0.0,
                max_episode_steps: int = 27_000,
-               frame_shape: tuple[int, int] = NATIVE_FRAME_SHAPE, noop_max: int = 0):
+               frame_shape: tuple[int, int] = NATIVE_FRAME_SHAPE, noop_max: int = 0,
+               palette_frames: bool = False):
     config_lib.check_game(game)
     if noop_max < 0:
       raise ValueError(f'noop_max={noop_max!r} must be >= 0')
+    if palette_frames and tuple(frame_shape) != NATIVE_FRAME_SHAPE:
+      raise ValueError(f'palette_frames=True needs the native frame_shape {NATIVE_FRAME_SHAPE}, '
+                       f'got {tuple(frame_shape)} (resized frames are RGB)')
+    self.palette_frames = palette_frames
     self.noop_max = noop_max
     self.game = game
     self.frame_skip = frame_skip
@@ -110,26 +131,32 @@ class AtariEnv:
     # some ROMs, e.g. private_eye, read state that ALE's reset leaves behind).
     self._start_state = self._ale.cloneState(include_rng=True)
     self._ram = np.empty(RAM_SIZE, np.uint8)
-    self._screen = np.empty(NATIVE_FRAME_SHAPE + (3,), np.uint8)
+    self._screen = np.empty(NATIVE_FRAME_SHAPE + (() if palette_frames else (3,)), np.uint8)
+    self._read_screen = self._ale.getScreen if palette_frames else self._ale.getScreenRGB
     # The screen buffer is not part of the emulator state: keep the power-on screen to return
     # at every reset (later frames are fully redrawn by the console each frame).
-    self._start_screen = self._ale.getScreenRGB()
+    self._start_screen = self._read_screen()
+    if palette_frames:  # A cheap guard that the palette rebuilds this ale-py's RGB exactly.
+      if not np.array_equal(palette.to_rgb(self._start_screen), self._ale.getScreenRGB()):
+        raise RuntimeError(f'{game}: the palette lookup does not reproduce getScreenRGB')
     self._rng = np.random.default_rng(0)
     self._last_action = 0
     self._steps = 0
 
   @classmethod
   def from_config(cls, game: str, env: config_lib.EnvConfig) -> AtariEnv:
-    """Builds the env of `game` from an `EnvConfig`."""
+    """Builds the env of `game` from an `EnvConfig`, with frames as collectors store them
+    (`stored_frame_shape`: palette indices at the native size, else resized RGB)."""
     return cls(game, frame_skip=env.frame_skip,
                repeat_action_probability=env.repeat_action_probability,
                max_episode_steps=env.max_episode_steps,
-               frame_shape=(env.frame_height, env.frame_width), noop_max=env.noop_max)
+               frame_shape=(env.frame_height, env.frame_width), noop_max=env.noop_max,
+               palette_frames=len(stored_frame_shape((env.frame_height, env.frame_width))) == 2)
 
   def _observe(self, screen: np.ndarray | None = None) -> Observation:
     self._ale.getRAM(self._ram)
     if screen is None:
-      self._ale.getScreenRGB(self._screen)
+      self._read_screen(self._screen)
     frame = self._screen if screen is None else screen
     if self.frame_shape != NATIVE_FRAME_SHAPE:
       frame = _resize(frame, self.frame_shape)

@@ -56,6 +56,7 @@ import orbax.checkpoint as ocp
 
 from rmr_dist import checkpointing
 from rmr_dist import losses
+from rmr_dist.envs import palette
 from rmr_dist.learning import optimizers
 from rmr_dist.learning.loop import Batch, Metrics, PmapLearner, unreplicate
 from rmr_dist.networks import natural as natural_net
@@ -304,8 +305,9 @@ def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = N
     ``positive_index`` [b] (each row's own place in it); row_offset the global index of
     this shard's first row.
   """
-  frame_t = jnp.asarray(batch['frame_t'])  # [b, H, W, 3]
-  frame_tp1 = jnp.asarray(batch['frame_tp1'])  # [b, H, W, 3]
+  # Palette-index frames ([b, 210, 160]) become RGB here; RGB frames pass through.
+  frame_t = palette.to_rgb_jnp(batch['frame_t'])  # [b, H, W, 3]
+  frame_tp1 = palette.to_rgb_jnp(batch['frame_tp1'])  # [b, H, W, 3]
   b = frame_t.shape[0]
 
   def gather(x):  # [b, ...] -> [B, ...], the global batch
@@ -380,7 +382,8 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
 
   Args:
     state: the stacked state (per device under pmap).
-    batch: ``frame_t`` / ``frame_tp1`` [B, H, W, 3] uint8, ``action`` [B, 18] one-hot (this
+    batch: ``frame_t`` / ``frame_tp1`` [B, H, W, 3] uint8 RGB or [B, 210, 160] uint8 ALE palette
+      indices (rebuilt to RGB in the step), ``action`` [B, 18] one-hot (this
       device's shard under pmap); other keys are ignored.
     model: the natural model.
     optimizer: from :func:`make_optimizer` (same ``variants`` and seed count).

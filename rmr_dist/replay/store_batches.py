@@ -6,7 +6,8 @@ Reverb tables. A batch is what `iterators.make_table_iterator` yields for the sa
 
   abstract: ram_t [B,128] uint8, action [B,18] uint8 one-hot, ram_tp1 [B,128] uint8
   natural:  frame_t [B,H,W,3] uint8, action [B,18] uint8 one-hot, frame_tp1 [B,H,W,3] uint8,
-            ram_t [B,128] uint8
+            ram_t [B,128] uint8 (frames as the store holds them: [B,210,160] palette indices
+            for native-size frames, as in the Reverb table)
 
 over the same items: every transition t -> t+1 of the game's training episodes, for a natural
 data fraction f < 1 only those of the episodes in the fraction (`splits.in_fraction`, the rule the
@@ -68,17 +69,17 @@ class StoreTransitions:
     rams, actions, frames, starts, offset = [], [], [], [], 0
     names = ('ram', 'action') + (('frames',) if kind == table_names.NATURAL else ())
     for e in entries:
-      ep = store.read_arrays(game, splits.TRAIN, e['head'], e['episode'], names)
+      ep = store.read_arrays(game, splits.TRAIN, e['head'], e['episode'], names, rgb=False)
       length = len(ep['action'])  # T
       rams.append(ep['ram'])  # [T+1, 128]
       actions.append(np.append(ep['action'], 0))  # [T+1]; the last step has no action.
       if 'frames' in ep:
-        frames.append(ep['frames'])  # [T+1, H, W, 3]
+        frames.append(ep['frames'])  # [T+1, H, W, 3] RGB or [T+1, 210, 160] palette
       starts.append(offset + np.arange(length))  # Steps t that begin a transition.
       offset += length + 1
     self.ram = np.concatenate(rams)  # [S, 128] uint8 over all steps S of the episodes.
     self.action = np.concatenate(actions).astype(np.int64)  # [S]
-    self.frames = np.concatenate(frames) if frames else None  # [S, H, W, 3] uint8
+    self.frames = np.concatenate(frames) if frames else None  # [S, H, W(, 3)] uint8
     self.starts = np.concatenate(starts)  # [N] step index of each transition's t.
 
   def __len__(self) -> int:

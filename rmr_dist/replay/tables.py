@@ -7,8 +7,10 @@ item metadata.
 
 Items (one per environment transition t -> t+1):
   abstract_<game>: ram_t [128] uint8, action [18] uint8 one-hot, ram_tp1 [128] uint8
-  natural_<game>:  frame_t [H, W, 3] uint8, action [18] uint8 one-hot,
-                   frame_tp1 [H, W, 3] uint8, ram_t [128] uint8 (probe label only)
+  natural_<game>:  frame_t F uint8, action [18] uint8 one-hot,
+                   frame_tp1 F uint8, ram_t [128] uint8 (probe label only)
+where a frame F is [210, 160] ALE palette indices at the native size (the learner rebuilds RGB
+with `rmr_dist.envs.palette`), and [H, W, 3] RGB for resized frames (`atari.stored_frame_shape`).
 
 Both tables reference the same chunks, so each frame and RAM array is stored once on the server
 (compressed) however many items point at it. Table names and the game -> server assignment live in
@@ -55,13 +57,16 @@ def abstract_signature() -> dict[str, tf.TensorSpec]:
   }
 
 
-def natural_signature(frame_shape: Sequence[int]) -> dict[str, tf.TensorSpec]:
-  """TensorSpecs of a natural item for frames of (height, width)."""
+def natural_signature(frame_shape: Sequence[int],
+                      rgb_frames: bool = False) -> dict[str, tf.TensorSpec]:
+  """TensorSpecs of a natural item for frames of (height, width) (palette indices if native,
+  unless `rgb_frames`: RGB at every size, the format before palette frames)."""
   h, w = frame_shape
+  frame = [h, w, 3] if rgb_frames else list(atari.stored_frame_shape((h, w)))
   return {
-      'frame_t': tf.TensorSpec([h, w, 3], tf.uint8),
+      'frame_t': tf.TensorSpec(frame, tf.uint8),
       'action': tf.TensorSpec([atari.NUM_ACTIONS], tf.uint8),
-      'frame_tp1': tf.TensorSpec([h, w, 3], tf.uint8),
+      'frame_tp1': tf.TensorSpec(frame, tf.uint8),
       'ram_t': tf.TensorSpec([atari.RAM_SIZE], tf.uint8),
   }
 
@@ -73,7 +78,8 @@ def as_dict(flat_data, signature: dict[str, tf.TensorSpec]) -> dict:
 
 def make_tables(games: Sequence[str], frame_shape: Sequence[int], *, abstract_max_size: int,
                 natural_max_size: int, min_size_to_sample: int,
-                natural_fractions: Sequence[float] = ()) -> list[reverb.Table]:
+                natural_fractions: Sequence[float] = (),
+                rgb_frames: bool = False) -> list[reverb.Table]:
   """The tables of every game (see the module docstring for the choices).
 
   Args:
@@ -83,14 +89,15 @@ def make_tables(games: Sequence[str], frame_shape: Sequence[int], *, abstract_ma
     natural_max_size: capacity of each natural table (fraction tables too).
     min_size_to_sample: MinSize rate limiter of every table.
     natural_fractions: data fractions; those < 1 get their own natural table.
+    rgb_frames: natural items hold RGB frames even at the native size (see natural_signature).
   """
   tables = []
   fractions = sorted({f for f in natural_fractions if f < 1.0})
   for game in games:
+    natural = natural_signature(frame_shape, rgb_frames)
     specs = [(table_name(ABSTRACT, game), abstract_max_size, abstract_signature()),
-             (table_name(NATURAL, game), natural_max_size, natural_signature(frame_shape))]
-    specs += [(table_name(NATURAL, game, f), natural_max_size, natural_signature(frame_shape))
-              for f in fractions]
+             (table_name(NATURAL, game), natural_max_size, natural)]
+    specs += [(table_name(NATURAL, game, f), natural_max_size, natural) for f in fractions]
     for name, size, signature in specs:
       tables.append(reverb.Table(
           name=name,
@@ -101,6 +108,29 @@ def make_tables(games: Sequence[str], frame_shape: Sequence[int], *, abstract_ma
           rate_limiter=reverb.rate_limiters.MinSize(min_size_to_sample),
           signature=signature))
   return tables
+
+
+def make_config_tables(config, games: Sequence[str] | None = None, *,
+                       abstract_max_size: int | None = None, natural_max_size: int | None = None,
+                       min_size_to_sample: int | None = None) -> list[reverb.Table]:
+  """The tables a program with `config` writes and reads (every table its collectors name).
+
+  Frame shape and data fractions always come from the config (so a benchmark or test cannot
+  build tables the collectors do not write); sizes default to `config.replay`'s.
+
+  Args:
+    config: a validated `rmr_dist.config.AtariConfig`.
+    games: the games to hold (default: all of `config.games`).
+    abstract_max_size, natural_max_size, min_size_to_sample: overrides of `config.replay`.
+  """
+  r = config.replay
+  pick = lambda value, default: default if value is None else value
+  return make_tables(tuple(config.games if games is None else games),
+                     (config.env.frame_height, config.env.frame_width),
+                     abstract_max_size=pick(abstract_max_size, r.abstract_max_size),
+                     natural_max_size=pick(natural_max_size, r.natural_max_size),
+                     min_size_to_sample=pick(min_size_to_sample, r.min_size_to_sample),
+                     natural_fractions=config.natural.data_fractions)
 
 
 def make_server(tables: list[reverb.Table], *, port: int = 0,

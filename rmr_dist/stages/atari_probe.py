@@ -23,6 +23,7 @@ from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
+from rmr_dist.envs import palette
 from rmr_dist.evaluation import metrics
 from rmr_dist.evaluation import probes
 from rmr_dist.learning import natural as natural_learning
@@ -54,7 +55,7 @@ def make_train_data(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir
     frames.append(b['frame_t'])
     ram.append(b['ram_t'])
     have += len(b['ram_t'])
-  frames, ram = np.concatenate(frames)[:n], np.concatenate(ram)[:n]
+  frames, ram = palette.to_rgb(np.concatenate(frames)[:n]), np.concatenate(ram)[:n]
   workdir_lib.atomic_write_npz(path, frames=frames, ram=ram)
   return frames, ram
 

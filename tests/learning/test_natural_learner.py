@@ -317,3 +317,17 @@ def test_initial_encoder_params_are_the_learners_start(processor_export, slot_em
       assert_trees_equal(learner.encoder_params(v, s), initial[s])
   assert ('slot_embedding' in initial[0]) == slot_embedding
   learner.close()
+
+
+def test_palette_batches_enter_the_step_as_their_exact_rgb():
+  from rmr_dist.envs import palette
+  rng = np.random.default_rng(0)
+  index = {k: rng.integers(0, 256, (4, 210, 160), dtype=np.uint8) for k in ('frame_t', 'frame_tp1')}
+  action = np.eye(18, dtype=np.uint8)[rng.integers(0, 18, 4)]
+  key = jax.random.PRNGKey(3)
+  fn = jax.jit(learning.lockstep_inputs)
+  from_index, _ = fn(dict(index, action=action), key)
+  from_rgb, _ = fn({k: palette.to_rgb(v) for k, v in index.items()} | {'action': action}, key)
+  for name in ('frame_t', 'frame_tp1', 'frame_neg'):
+    assert from_index[name].shape == (4, 210, 160, 3)
+    np.testing.assert_array_equal(np.asarray(from_index[name]), np.asarray(from_rgb[name]))

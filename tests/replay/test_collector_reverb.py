@@ -115,3 +115,33 @@ def test_no_pending_items_warning(capfd, test_config, server_and_client, tmp_pat
   stats = collector.run(collector_lib.make_work_units(cfg.games, 2, 1))
   assert sum(s.length for s in stats) > 300  # Long enough episodes to have warned before.
   assert 'alarmingly high' not in capfd.readouterr().err
+
+
+def test_native_frames_are_palette_indices_in_replay_and_store(tmp_path, test_config):
+  from rmr_dist.envs import palette
+  cfg = dataclasses.replace(
+      test_config, env=dataclasses.replace(test_config.env, frame_height=210, frame_width=160),
+      collect=dataclasses.replace(test_config.collect, store_all_episodes=True))
+  server = tables.make_server(tables.make_config_tables(
+      cfg, abstract_max_size=1000, natural_max_size=1000, min_size_to_sample=1))
+  client = reverb.Client(f'127.0.0.1:{server.port}')
+  store = episode_store.EpisodeStore(str(tmp_path))
+  collector = collector_lib.Collector(cfg, store, adders.TransitionAdder(
+      client, max_episode_steps=cfg.env.max_episode_steps, chunk_length=4))
+  stats = collector.run(collector_lib.make_work_units(cfg.games, 2, cfg.heads.episodes_per_head))
+  pairs = {}  # palette (frame_t, frame_tp1) bytes -> RGB frame_t, of the stored train episodes.
+  for s in stats:
+    if s.split != 'train':
+      continue
+    raw = store.read_arrays('pong', 'train', s.head, s.episode, ('frames',), rgb=False)['frames']
+    assert raw.shape == (s.length + 1, 210, 160)  # Indices on disk, not RGB.
+    rgb = store.read('pong', 'train', s.head, s.episode).frames  # [T+1, 210, 160, 3]
+    for t in range(s.length):
+      pairs[raw[t].tobytes() + raw[t + 1].tobytes()] = rgb[t]
+  signature = tables.natural_signature((210, 160))
+  for sample in client.sample('natural_pong', num_samples=20, emit_timesteps=False):
+    d = tables.as_dict(sample.data, signature)
+    assert d['frame_t'].shape == (210, 160) and d['frame_t'].dtype == np.uint8
+    key = d['frame_t'].tobytes() + d['frame_tp1'].tobytes()
+    np.testing.assert_array_equal(palette.to_rgb(d['frame_t']), pairs[key])
+  server.stop()

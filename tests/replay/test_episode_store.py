@@ -61,3 +61,28 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
 def test_read_missing_episode_names_it(tmp_path):
   with pytest.raises(FileNotFoundError, match='head=2 episode=0'):
     episode_store.EpisodeStore(str(tmp_path)).read('pong', 'val', 2, 0)
+
+
+def test_palette_frames_are_stored_as_screens_and_read_as_rgb(tmp_path):
+  from rmr_dist.envs import palette
+  store = episode_store.EpisodeStore(str(tmp_path))
+  rng = np.random.default_rng(2)
+  index = rng.integers(0, 256, (6, 210, 160), dtype=np.uint8)  # [T+1, 210, 160]
+  ep = episode_store.Episode(ram=np.zeros((6, 128), np.uint8), action=np.zeros(5, np.int32),
+                             reward=np.zeros(5, np.float32), frames=index)
+  store.write(ep, game='pong', split='val', head=0, episode_index=0)
+  with np.load(os.path.join(str(tmp_path), 'pong', 'val', 'h000_e000.npz')) as data:
+    assert 'screens' in data.files and 'frames' not in data.files
+  np.testing.assert_array_equal(store.read('pong', 'val', 0, 0).frames, palette.to_rgb(index))
+  raw = store.read_arrays('pong', 'val', 0, 0, ('frames',), rgb=False)['frames']
+  np.testing.assert_array_equal(raw, index)
+  # A store written before palette frames (RGB under `frames`) reads as it always did.
+  old = _episode(h=210, w=160)
+  store.write(old, game='pong', split='val', head=1, episode_index=0)
+  with np.load(os.path.join(str(tmp_path), 'pong', 'val', 'h001_e000.npz')) as data:
+    assert 'frames' in data.files
+  for rgb in (True, False):
+    np.testing.assert_array_equal(
+        store.read_arrays('pong', 'val', 1, 0, ('frames',), rgb=rgb)['frames'], old.frames)
+  with pytest.raises(ValueError, match='palette indices'):
+    episode_store.Episode(ram=ep.ram, action=ep.action, reward=ep.reward, frames=index[:, :8])

@@ -1,0 +1,95 @@
+"""What one transition costs on the replay write path, by frame format and chunk length.
+
+Records 800 steps of Pong once (palette indices and their exact RGB), then replays them as one
+episode through the collectors' `TransitionAdder` into an in-process Reverb server (abstract +
+natural table, as the collectors write them), for each (frame format, chunk length). No
+emulation runs while timing, so this isolates the replay cost that `python -m rmr_dist.bench
+collect` sees as the gap between its collector with and without replay. Prints one JSON line
+per configuration: CPU microseconds per step of this whole process (writer, gRPC and server
+threads; the minimum over `--repeats` interleaved rounds, since other jobs inflate CPU time
+too), and the Reverb checkpoint bytes per transition split into items (`items.tfrecord`: item
+metadata) and chunks (`chunks.tfrecord`: the compressed steps).
+
+  python scripts/replay_write_cost.py            # on one core: taskset -c 0 python ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+import reverb
+
+from rmr_dist.envs import atari
+from rmr_dist.envs import palette
+from rmr_dist.replay import adders
+from rmr_dist.replay import tables
+
+STEPS = 800
+
+
+def _record() -> tuple[list[atari.Observation], list[atari.Observation]]:
+  env = atari.AtariEnv('pong', palette_frames=True, repeat_action_probability=0.25)
+  rng = np.random.default_rng(0)
+  obs = [env.reset(1)]
+  while len(obs) <= STEPS:
+    result = env.step(int(rng.integers(atari.NUM_ACTIONS)))
+    obs.append(result.observation if not (result.terminal or result.truncated)
+               else env.reset(len(obs)))
+  return obs, [atari.Observation(o.ram, palette.to_rgb(o.frame)) for o in obs]
+
+
+def _write(observations, rgb: bool, chunk_length: int) -> tuple[float, dict[str, float]]:
+  """(CPU us per step, checkpoint bytes per transition by file) of one episode's writes."""
+  directory = tempfile.mkdtemp(prefix='rmr-replay-cost-')
+  server = tables.make_server(tables.make_tables(
+      ('pong',), atari.NATIVE_FRAME_SHAPE, abstract_max_size=10 * STEPS,
+      natural_max_size=10 * STEPS, min_size_to_sample=1, rgb_frames=rgb),
+      checkpoint_dir=directory)
+  client = reverb.Client(f'127.0.0.1:{server.port}')
+  adder = adders.TransitionAdder(client, max_episode_steps=STEPS, chunk_length=chunk_length)
+  cpu = time.process_time()
+  adder.begin_episode('pong')
+  for t in range(STEPS):
+    adder.add(observations[t], t % atari.NUM_ACTIONS)
+  adder.end_episode(observations[STEPS])
+  adder.close()  # end_episode returned once the server had confirmed every item.
+  cpu = (time.process_time() - cpu) / STEPS * 1e6
+  path = client.checkpoint()
+  sizes = {name.split('.')[0]: os.path.getsize(os.path.join(path, name)) / STEPS
+           for name in os.listdir(path) if name.endswith('.tfrecord')}
+  server.stop()
+  return cpu, sizes
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--repeats', type=int, default=3)
+  p.add_argument('--chunk-lengths', default='8,32')
+  args = p.parse_args()
+  chunks = [int(x) for x in args.chunk_lengths.split(',')]
+  indices, rgb = _record()
+  configs = [('rgb', 8)] + [('palette', c) for c in chunks]
+  cpu: dict = {c: [] for c in configs}
+  sizes: dict = {}
+  for _ in range(args.repeats):  # Interleaved: drifting load hits every configuration alike.
+    for frames, chunk in configs:
+      us, sizes[frames, chunk] = _write(rgb if frames == 'rgb' else indices, frames == 'rgb',
+                                        chunk)
+      cpu[frames, chunk].append(us)
+  for (frames, chunk), runs in cpu.items():
+    s = sizes[frames, chunk]
+    print(json.dumps({'frames': frames, 'chunk_length': chunk,
+                      'cpu_us_per_step': round(min(runs), 1),
+                      'cpu_us_per_step_runs': [round(x, 1) for x in runs],
+                      'item_bytes_per_transition': round(s.get('items', 0.0), 1),
+                      'chunk_bytes_per_transition': round(s.get('chunks', 0.0), 1)}), flush=True)
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,86 @@
+"""Every benchmark runs at tiny sizes and prints its documented summary (never a speed check).
+
+Each runs as `python -m rmr_dist.bench NAME ...` in a subprocess (the collect and scaling
+benchmarks pin cores or start a Ray cluster, which must not leak into the test process). The
+test asserts that every line is JSON, that the last line has the keys the module's docstring
+documents (`SUMMARY_KEYS`), and that those figures are finite and positive.
+"""
+
+import importlib
+import json
+import math
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def _run(name: str, *flags: str, timeout: float = 240) -> list[dict]:
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [REPO] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+  env['XLA_FLAGS'] = ''  # One CPU device, as a user runs it.
+  proc = subprocess.run([sys.executable, '-m', 'rmr_dist.bench', name, *flags], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=timeout, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{')]
+
+
+def _numbers(value):
+  """Every number in a (nested) JSON value."""
+  if isinstance(value, bool) or value is None or isinstance(value, str):
+    return []
+  if isinstance(value, (int, float)):
+    return [value]
+  if isinstance(value, dict):
+    value = list(value.values())
+  return [x for v in value for x in _numbers(v)]
+
+
+def _check_summary(module_name: str, line: dict, keys_attr: str = 'SUMMARY_KEYS') -> None:
+  module = importlib.import_module(f'rmr_dist.bench.{module_name}')
+  keys = getattr(module, keys_attr)
+  for key in keys:
+    assert f'`{key}`' in module.__doc__, f'{module_name}: {key} not documented'
+    assert key in line, f'{module_name}: summary lacks {key}: {line}'
+    numbers = _numbers(line[key])
+    assert numbers, f'{module_name}: {key}={line[key]!r} holds no figure'
+    assert all(math.isfinite(x) and x > 0 for x in numbers), f'{module_name}: {key}={line[key]}'
+
+
+def test_collect():
+  lines = _run('collect', '--steps', '60', '--repeats', '1', '--max-episode-steps', '30')
+  assert {l.get('measure') for l in lines[:-1]} == {
+      'bare_ale', 'bare_ale_palette', 'collector', 'collector_without_replay'}
+  assert lines[-1]['benchmark'] == 'collect'
+  _check_summary('collect', lines[-1])
+
+
+def test_abstract():
+  lines = _run('abstract', '--batch-size', '2', '--latent-size', '4', '--hidden-size', '4',
+               '--steps', '1', '--repeats', '1', '--transitions', '40')
+  assert lines[-1]['benchmark'] == 'abstract'
+  _check_summary('abstract', lines[-1])
+
+
+def test_natural():
+  lines = _run('natural', '--batch-size', '2', '--seeds', '1', '--hidden-size', '4',
+               '--height', '84', '--width', '64', '--steps', '1')
+  assert lines[-1]['benchmark'] == 'natural' and lines[-1]['finite_loss']
+  _check_summary('natural', lines[-1])
+
+
+def test_balls():
+  lines = _run('balls', '--config', 'test', '--seconds', '0.2', '--steps', '1', '--seeds', '1')
+  sim = next(l for l in lines if l.get('benchmark') == 'balls_sim')
+  _check_summary('balls', sim, 'SIM_KEYS')
+  assert lines[-1]['benchmark'] == 'balls_natural' and lines[-1]['finite_loss']
+  _check_summary('balls', lines[-1])
+
+
+def test_scaling():
+  lines = _run('scaling', '--nodes', '1', '--cpus-per-node', '2', '--actors', '1',
+               '--episodes-per-actor', '1', '--writers', '1', '--repeats', '1',
+               '--writer-seconds', '0.5', '--warmup-seconds', '0.2', '--episode-steps', '20')
+  assert lines[-1]['benchmark'] == 'scaling'
+  _check_summary('scaling', lines[-1])
