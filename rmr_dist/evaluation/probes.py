@@ -480,8 +480,8 @@ def weighted_f1(pred: np.ndarray, true: np.ndarray) -> float:
 
 def train_byte_probes(train_emb: np.ndarray, train_ram: np.ndarray, game: str, *, steps: int,
                       batch_size: int, learning_rate: float, weight_decay: float,
-                      seed: int, early_stopping: EarlyStopping = NO_EARLY_STOPPING
-                      ) -> Optional[ByteProbes]:
+                      seed: int, early_stopping: EarlyStopping = NO_EARLY_STOPPING,
+                      max_components: int = 0) -> Optional[ByteProbes]:
   """Trains a linear 256-way softmax classifier per AtariARI variable of ``game``.
 
   As in AtariARI, variables whose label entropy (nats, over ``train_ram``) is below 0.6 are
@@ -491,8 +491,8 @@ def train_byte_probes(train_emb: np.ndarray, train_ram: np.ndarray, game: str, *
     train_emb: [N, D] float32 frozen-encoder embeddings.
     train_ram: [N, 128] uint8 RAM of the same frames.
     game: ale-py ROM id, e.g. ``'pong'``.
-    steps, batch_size, learning_rate, weight_decay, seed, early_stopping: as for
-      `fit_bit_probes`.
+    steps, batch_size, learning_rate, weight_decay, seed, early_stopping, max_components: as
+      for `fit_bit_probes`.
 
   Returns:
     ByteProbes, or None when the game has no AtariARI labels or none passes the filter.
@@ -511,7 +511,8 @@ def train_byte_probes(train_emb: np.ndarray, train_ram: np.ndarray, game: str, *
   targets = train_ram[:, indices].astype(np.int32)  # [N, V]
   params, _ = _train_linear(train_emb, targets, len(names) * NUM_BYTE_CLASSES, _byte_loss,
                             steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-                            weight_decay=weight_decay, seed=seed, early_stopping=early_stopping)
+                            weight_decay=weight_decay, seed=seed, early_stopping=early_stopping,
+                            max_components=max_components)
   return ByteProbes(params=params, variables=names, ram_indices=tuple(int(i) for i in indices))
 
 

@@ -142,6 +142,11 @@ def test_byte_probes_pong():
   assert out['mean_f1'] == pytest.approx(np.mean(list(out['f1'].values())))
   assert probes.train_byte_probes(train_emb, train_ram, 'no_such_game', **_FAST) is None
   assert probes.evaluate_byte_probes(None, val_emb, val_ram) is None
+  # Whitened onto principal components first, as the probe stage fits them.
+  bp = probes.train_byte_probes(train_emb, train_ram, 'pong', max_components=20,
+                                **dict(_FAST, steps=200))
+  assert bp.params.proj.shape == (28, 20)
+  assert probes.evaluate_byte_probes(bp, val_emb, val_ram)['mean_f1'] > 0.95
 
 
 def test_early_stopping_converges_on_a_separable_problem_and_stops(data):

@@ -27,7 +27,8 @@ def collected(tmp_path_factory):
   config = config_lib.load_atari_config(dict(
       config_lib.to_dict(config), abstract=dict(config_lib.to_dict(config.abstract),
                                                 models=('copy', 'mpnn')),
-      natural=dict(config_lib.to_dict(config.natural), curve_steps=(2,))))
+      natural=dict(config_lib.to_dict(config.natural), curve_steps=(2,)),
+      probe=dict(config_lib.to_dict(config.probe), byte_probes=True)))
   root = str(tmp_path_factory.mktemp('atari_stages'))
   paths = workdir_lib.open_workdir(root, config, workdir_lib.ATARI_STAGES)
   server = tables.make_server(tables.make_tables(
@@ -71,6 +72,8 @@ def test_stage_units_run_in_one_process(collected):
     assert all(0.0 <= f <= 1.0 for f in rec['train_f1'] + rec['holdout_f1'])
     assert all(0 < b <= n <= config.probe.steps
                for b, n in zip(rec['best_step'], rec['probe_steps']))
+    # AtariARI byte probes (probe.byte_probes) on Pong's labelled variables.
+    assert all(f is None or 0.0 <= f <= 1.0 for f in rec['byte_f1'])
   # The controls: the untrained encoders are the learners' initialisations, scored by the
   # very function that scores the trained ones (same numbers when called again).
   assert len(probe['untrained']['bit_f1']) == config.natural.num_seeds
