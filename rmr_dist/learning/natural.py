@@ -1,7 +1,8 @@
 """Natural (pixel) learner: RMR and C-SWM x seeds, trained in lockstep on identical batches.
 
 Every model is ``g~(P(f~(x), a))`` (``rmr_dist.networks.natural``) trained with C-SWM's
-contrastive loss (``rmr_dist.losses.contrastive_loss``); paper section 4, natural pipeline.
+contrastive loss (``rmr_dist.losses.contrastive_loss``; paper section 4, natural pipeline) or,
+with ``loss='infonce'``, with InfoNCE over the batch's next frames (``losses.infonce_loss``).
 
 Variants (``VARIANTS``):
   'rmr'   P is the pre-trained abstract processor export, FROZEN: its gradient is stopped in
@@ -25,14 +26,16 @@ data (a mapped batch) their fingerprints would differ.
 
 Batches, from any iterator of numpy dicts (the natural Reverb table's 'ram_t' is ignored)::
 
-    {'frame_t':   [B, H, W, 3] uint8,   frame before the step
+    {'frame_t':   [B, H, W, 3] uint8,   frame before the step (RGB, or [B, 210, 160] ALE
+                                        palette indices, rebuilt to RGB inside the step)
      'action':    [B, 18]      uint8,   one-hot action
-     'frame_tp1': [B, H, W, 3] uint8}   frame after the step
+     'frame_tp1': [B, H, W, 3] uint8}   frame after the step (the same)
 
 1 device == N devices. The loss is a per-example mean, so the pmean of equal shards' gradients
 is the full-batch gradient. The negative permutation is over the GLOBAL batch: each device
 all-gathers the (uint8) current frames, picks the negatives of its own rows and encodes them
-itself, so no latent (and no gradient) crosses devices.
+itself, so no latent (and no gradient) crosses devices. InfoNCE likewise: each device gathers
+every next frame of the global batch and encodes all of them as its rows' candidates.
 
 Freezing, exactly: (1) the per-model loss sees ``where(trainable, P, stop_gradient(P))``,
 so an RMR model's processor gradient is exactly 0; (2) the optimiser ends with
