@@ -154,8 +154,6 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.natural.num_seeds = 4
     c.natural.num_steps = 150
     c.natural.curve_steps = (25, 50, 100)
-    c.probe.train_transitions = 4000
-    c.probe.byte_probes = True
   if variant == 'test':
     c.games = ('pong',)
     c.env.max_episode_steps = 40
