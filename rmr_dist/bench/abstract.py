@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import statistics
 import tempfile
 import time
@@ -169,7 +170,11 @@ def main(argv: list[str]) -> None:
              'matmul_gflops_per_s': round(matmul, 1),
              'efficiency': round(achieved / matmul, 3)}
   if prefetcher is not None:
+    # The sampling thread and the tf.data pipeline (its own threads) go before the server they
+    # read from: stopping a server under an in-process sampler aborts the process.
     prefetcher.close()
+    del prefetcher, source
+    gc.collect()
     server.stop()
     sps_b = statistics.median(fed)
     summary.update(reverb_steps_per_s=round(sps_b, 3), input_ratio=round(sps_b / sps_a, 3))

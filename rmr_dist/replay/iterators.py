@@ -113,6 +113,10 @@ class Prefetcher:
       raise item
     return item
 
-  def close(self) -> None:
-    """Stops the background thread (it exits at its next queue put)."""
+  def close(self, timeout: float = 10.0) -> None:
+    """Stops the background thread (it exits at its next queue put) and waits up to `timeout`
+    seconds for it, so that it is not inside `source` afterwards (e.g. while the Reverb server
+    it samples from is stopped)."""
     self._stop.set()
+    if self._thread is not threading.current_thread():
+      self._thread.join(timeout)
