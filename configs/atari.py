@@ -1,6 +1,6 @@
-"""Atari RMR configs: `test` (seconds), `local` (default; a 2-core laptop, about 20 minutes),
-`study` (a 2-core laptop, about 2 hours, with a learning curve), `gpu` (one GPU) and `paper`
-(cluster).
+"""Atari RMR configs: `test` (seconds), `local` (default; a 2-core laptop, 35 minutes measured
+with three other jobs on the cores), `study` (a 2-core laptop, with a learning curve; not yet
+timed to the end), `gpu` (one GPU) and `paper` (cluster).
 
 Use as `--config=configs/atari.py:VARIANT`; override any field from the command line, e.g.
 `--config.heads.num_heads=8`. `rmr_dist.config.load_atari_config` validates the result.
@@ -144,9 +144,8 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     # natural pipeline"); InfoNCE over the batch's next frames does within 40 updates.
     c.natural.loss = 'infonce'
   if variant == 'study':
-    # About 1.5 hours on 2 cores shared with other jobs (README gives the measured wall time):
-    # twice the data and 2.5x the abstract updates of the local default, 4 seeds for the
-    # paired test, two data fractions and a learning curve.
+    # Twice the data and 2.5x the abstract updates of the local default, 4 seeds for the
+    # paired test, two data fractions and a learning curve (README: what of it has been run).
     c.natural.data_fractions = (0.3, 1.0)
     c.env.max_episode_steps = 1000
     c.heads.num_heads = 16
