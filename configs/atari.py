@@ -153,6 +153,10 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.natural.num_seeds = 4
     c.natural.num_steps = 150
     c.natural.curve_steps = (25, 50, 100)
+    # Learners read seeded batches from the episode store, so the four Table 2 models train on
+    # one batch sequence (a paired comparison; Reverb's sampling is not seeded).
+    c.collect.store_all_episodes = True
+    c.replay.learner_source = 'store'
   if variant == 'test':
     c.games = ('pong',)
     c.env.max_episode_steps = 40

@@ -13,6 +13,7 @@ F1 is printed first.
   python scripts/atari_natural_diagnosis.py --game=breakout --slot-embedding
   python scripts/atari_natural_diagnosis.py --map-activation=none --batch=50
   python scripts/atari_natural_diagnosis.py --loss=infonce --slot-embedding
+  python scripts/atari_natural_diagnosis.py --game=breakout --loss=infonce --same-episode
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def main():
   p.add_argument('--hinge', type=float, default=1.0)
   p.add_argument('--sigma', type=float, default=0.5)
   p.add_argument('--probe-frames', type=int, default=2000)
+  p.add_argument('--probe-components', type=int, default=1024,
+                 help='probe.max_components: whiten onto at most this many components')
+  p.add_argument('--same-episode', action='store_true',
+                 help='draw each batch from one training episode (in-batch negatives share '
+                      'the episode\'s static content, e.g. bricks and score)')
   a = p.parse_args()
   steps = sorted(int(x) for x in a.steps.split(','))
   shape = (a.height, a.width)
@@ -72,6 +78,8 @@ def main():
   frames_tp1 = np.concatenate([f[1:] for f, _, _ in train])
   actions = np.eye(atari.NUM_ACTIONS, dtype=np.uint8)[np.concatenate([x for _, _, x in train])]
   ram_t = np.concatenate([r[:-1] for _, r, _ in train])
+  ends = np.cumsum([len(x) for _, _, x in train])  # Transition index bounds per episode.
+  episode_index = [np.arange(e - len(x), e) for e, (_, _, x) in zip(ends, train)]
   pick = np.random.default_rng(1).choice(len(frames_t), min(a.probe_frames, len(frames_t)),
                                          replace=False)
   probe_train = (frames_t[pick], ram_t[pick])
@@ -102,7 +110,11 @@ def main():
   for target in steps:
     t = time.perf_counter()
     while done < target:
-      i = rng.choice(len(frames_t), a.batch, replace=False)
+      if a.same_episode:
+        pool = episode_index[rng.integers(len(episode_index))]
+        i = rng.choice(pool, a.batch, replace=len(pool) < a.batch)
+      else:
+        i = rng.choice(len(frames_t), a.batch, replace=False)
       state, last = update(state, {'frame_t': frames_t[i], 'action': actions[i],
                                    'frame_tp1': frames_tp1[i]})
       done += 1
@@ -117,7 +129,7 @@ def main():
       fitted, _ = probes.fit_bit_probes(
           emb, probe_train[1], steps=3000, batch_size=128, learning_rate=1e-3,
           weight_decay=0.0, seed=s, early_stopping=probes.EarlyStopping(0.2, 25, 4),
-          max_components=1024, slots=mask)
+          max_components=a.probe_components, slots=mask)
       f1.append(round(probes.evaluate_bit_probes(fitted, val_emb, val[1])['bit_f1'], 4))
       spread.append(float(emb.std(axis=0).mean()))
     energies = {k: [round(float(x), 5) for x in np.asarray(last[k])]

@@ -25,6 +25,8 @@ def test_study_variant_has_a_learning_curve_and_two_fractions():
   cfg = config_lib.load_atari_config(atari_configs.get_config('study'))
   assert cfg.natural.curve_steps and max(cfg.natural.curve_steps) < cfg.natural.num_steps
   assert cfg.natural.data_fractions == (0.3, 1.0) and cfg.natural.num_seeds >= 3
+  # Paired Table 2: every abstract model reads the same seeded store batches.
+  assert cfg.replay.learner_source == 'store' and cfg.collect.store_all_episodes
   local = config_lib.load_atari_config(atari_configs.get_config('local'))
   assert local.env.repeat_action_probability == 0.0 and local.env.noop_max > 0
   assert local.natural.slot_embedding and local.probe.val_fraction > 0

@@ -29,10 +29,12 @@ class Transitions(NamedTuple):
     ram_t: [N, 128] uint8.
     action: [N] int32.
     ram_tp1: [N, 128] uint8.
+    episode_lengths: [E] int, transitions per episode in order (sum N); None: one segment.
   """
   ram_t: np.ndarray
   action: np.ndarray
   ram_tp1: np.ndarray
+  episode_lengths: np.ndarray | None = None
 
 
 def load_transitions(store: episode_store.EpisodeStore, game: str,
@@ -49,7 +51,7 @@ def load_transitions(store: episode_store.EpisodeStore, game: str,
     actions.append(ep.action)
     nexts.append(ep.ram[1:])
   return Transitions(np.concatenate(rams), np.concatenate(actions).astype(np.int32),
-                     np.concatenate(nexts))
+                     np.concatenate(nexts), np.array([len(a) for a in actions], np.int64))
 
 
 def make_predict_fn(model: Any):
@@ -91,9 +93,19 @@ def evaluate(model: Any | None, params: Any, data: Transitions,
   """Table 2 metrics of one model on `data`.
 
   Returns:
-    slot_acc, bit_f1 (both over the high-entropy slots), n_eval_slots, n_eval_transitions.
+    slot_acc, bit_f1 (both over the high-entropy slots), n_eval_slots, n_eval_transitions, and
+    episode_slot_acc: [E] slot accuracy of each validation episode on the same slots (every
+    model is scored on the same episodes, so models can be compared episode by episode:
+    `rmr_dist.evaluation.table2.paired_comparisons`).
   """
   pred = predict_bytes(model, params, data, batch_size)
   m = metrics.table2_metrics(pred, data.ram_tp1)
+  mask = metrics.high_entropy_slots(data.ram_tp1)  # [128], the slots table2_metrics scores
+  lengths = (data.episode_lengths if data.episode_lengths is not None
+             else np.array([len(data.action)]))
+  bounds = np.concatenate([[0], np.cumsum(lengths)])
+  per_episode = [float(metrics.slot_accuracy(pred[a:b], data.ram_tp1[a:b], mask))
+                 for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
   return {'slot_acc': float(m['slot_accuracy']), 'bit_f1': float(m['bit_f1']),
-          'n_eval_slots': int(m['num_slots']), 'n_eval_transitions': int(len(data.action))}
+          'n_eval_slots': int(m['num_slots']), 'n_eval_transitions': int(len(data.action)),
+          'episode_slot_acc': per_episode}

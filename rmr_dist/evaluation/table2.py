@@ -10,6 +10,7 @@ from typing import Any
 
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
+from rmr_dist.evaluation import statistics
 
 TABLE2_COLUMNS = ('game', 'model', 'slot_acc', 'bit_f1', 'n_eval_slots', 'n_eval_transitions')
 TABLE2_MODELS = ('copy', 'mlp', 'deepsets', 'mpnn')
@@ -43,9 +44,63 @@ def table2_markdown(rows: Sequence[dict[str, Any]]) -> str:
   return '\n'.join(lines) + '\n'
 
 
+# (better, worse-or-control) pairs compared episode by episode: the paper's claim (MPNN over
+# Deep Sets over the MLP) and each learned model against copying.
+PAIRED_COMPARISONS = (('mpnn', 'deepsets'), ('mpnn', 'mlp'), ('deepsets', 'mlp'),
+                      ('mlp', 'copy'), ('deepsets', 'copy'), ('mpnn', 'copy'))
+
+
+def paired_comparisons(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Per game, each PAIRED_COMPARISONS pair compared on the same validation episodes.
+
+  Every model is scored on the same episodes (`abstract_eval.evaluate`'s episode_slot_acc), so
+  the per-episode slot accuracies pair up: a two-sided paired t-test over episodes
+  (`statistics.paired_ttest`) of ``a - b``. Rows lacking episode_slot_acc (results written
+  before it existed) are skipped.
+
+  Returns:
+    [{game, a, b, mean_diff, t, p_value, n_episodes, a_better_episodes}] in (game, pair) order.
+  """
+  by = {(r['game'], r['model']): r for r in rows if r.get('episode_slot_acc')}
+  out = []
+  for game in sorted({g for g, _ in by}):
+    for a, b in PAIRED_COMPARISONS:
+      if (game, a) not in by or (game, b) not in by:
+        continue
+      x, y = by[(game, a)]['episode_slot_acc'], by[(game, b)]['episode_slot_acc']
+      if len(x) != len(y):
+        raise ValueError(f'{game}: {a} and {b} were scored on different episodes '
+                         f'({len(x)} vs {len(y)})')
+      test = statistics.paired_ttest(x, y)
+      out.append({'game': game, 'a': a, 'b': b, 'mean_diff': test['mean_diff'],
+                  't': test['t'], 'p_value': test['p_value'], 'n_episodes': len(x),
+                  'a_better_episodes': int(sum(u > v for u, v in zip(x, y)))})
+  return out
+
+
+def paired_markdown(comparisons: Sequence[dict[str, Any]], same_batches: bool) -> str:
+  """The paired comparisons as a Markdown section (appended to table2.md)."""
+  if not comparisons:
+    return ''
+  batches = ('every learned model trained on the same batch sequence (seeded episode-store '
+             'batches)' if same_batches else
+             'each model trained on its own Reverb samples (not seeded)')
+  lines = ['', '**Paired over validation episodes** (per-episode slot accuracy, a - b, '
+           f'two-sided paired t-test; {batches}):', '',
+           '| game | a | b | mean diff | t | p | a better on |', '| --- |' + ' --- |' * 6]
+  for c in comparisons:
+    lines.append(f'| {c["game"]} | {_MODEL_TITLES[c["a"]]} | {_MODEL_TITLES[c["b"]]} | '
+                 f'{100 * c["mean_diff"]:+.2f} pts | {c["t"]:.2f} | {c["p_value"]:.3g} | '
+                 f'{c["a_better_episodes"]} of {c["n_episodes"]} episodes |')
+  return '\n'.join(lines) + '\n'
+
+
 def write_table2(report_dir: str, rows: Sequence[dict[str, Any]],
-                 extra: dict[str, Any] | None = None) -> dict[str, str]:
-  """Writes table2.csv, table2.md and results.json (merged) atomically; returns their paths."""
+                 extra: dict[str, Any] | None = None, *,
+                 same_batches: bool = False) -> dict[str, str]:
+  """Writes table2.csv, table2.md (with the paired comparisons when the rows have per-episode
+  scores) and results.json (merged: 'table2', 'table2_paired') atomically; returns their
+  paths. `same_batches` says whether the models trained on one batch sequence."""
   storage.makedirs(report_dir)
   rows = sorted(rows, key=lambda r: (r['game'], TABLE2_MODELS.index(r['model'])))
   buf = io.StringIO()
@@ -56,9 +111,13 @@ def write_table2(report_dir: str, rows: Sequence[dict[str, Any]],
   paths = {name: storage.join(report_dir, name)
            for name in ('table2.csv', 'table2.md', 'results.json')}
   workdir_lib.atomic_write_text(paths['table2.csv'], buf.getvalue())
-  workdir_lib.atomic_write_text(paths['table2.md'], table2_markdown(rows))
+  comparisons = paired_comparisons(rows)
+  workdir_lib.atomic_write_text(paths['table2.md'], table2_markdown(rows) +
+                                paired_markdown(comparisons, same_batches))
   results = workdir_lib.read_json(paths['results.json']) or {}
   results['table2'] = list(rows)
+  results['table2_paired'] = comparisons
+  results['table2_same_batches'] = same_batches
   results.update(extra or {})
   workdir_lib.atomic_write_json(paths['results.json'], results)
   return paths

@@ -117,8 +117,10 @@ def _write_table2(config, workdir, rows, logger, say) -> dict[str, str]:
              if (g, m) not in done]
   if missing:
     print(f'report: missing abstract results for {", ".join(missing)}', file=sys.stderr)
+  # Seeded episode-store batches are one sequence for every model; Reverb's are not seeded.
   paths = table2.write_table2(workdir.report, rows, extra={
-      'fingerprints': {'table2': workdir.stage_fingerprints('abstract')}})
+      'fingerprints': {'table2': workdir.stage_fingerprints('abstract')}},
+                              same_batches=config.replay.learner_source == 'store')
   _append(paths['table2.md'], _source_line(workdir, 'abstract'))
   text = storage.read_text(paths['table2.md'])
   if logger is not None:

@@ -46,3 +46,24 @@ def test_copy_baseline_scores_all_unchanged_slots_and_misses_changed_ones(tmp_pa
   # Copying is right exactly when a random slot repeats its value.
   same = (ram[1:, :4] == ram[:-1, :4]).mean()
   assert row['slot_acc'] == pytest.approx(same)
+
+
+def test_episode_scores_split_the_overall_score_by_episode(tmp_path):
+  store = episode_store.EpisodeStore(str(tmp_path))
+  rng = np.random.default_rng(1)
+  lengths = (30, 11, 20)  # transitions per episode
+  base = rng.integers(0, 256, (1, 128))  # Slots 4.. never change (not scored).
+  for head, t in enumerate(lengths):
+    ram = np.repeat(base, t + 1, axis=0)
+    ram[:, :4] = rng.integers(0, 4, (t + 1, 4))  # a few repeats, so copying is sometimes right
+    _write(store, head, 0, ram)
+  data = abstract_eval.load_transitions(store, 'pong')
+  np.testing.assert_array_equal(data.episode_lengths, lengths)
+  row = abstract_eval.evaluate(None, None, data, 16)
+  assert len(row['episode_slot_acc']) == 3
+  # Episode e's copy accuracy on the 4 scored slots, and their transition-weighted mean.
+  bounds = np.concatenate([[0], np.cumsum(lengths)])
+  want = [(data.ram_t[a:b, :4] == data.ram_tp1[a:b, :4]).mean()
+          for a, b in zip(bounds[:-1], bounds[1:])]
+  np.testing.assert_allclose(row['episode_slot_acc'], want)
+  assert np.average(row['episode_slot_acc'], weights=lengths) == pytest.approx(row['slot_acc'])

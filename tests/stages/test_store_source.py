@@ -43,7 +43,7 @@ out['natural'] = [atari_natural.run(config, paths, 'pong', f, '', say=print)
 out['probe'] = [atari_probe.run(config, paths, 'pong', f, '')
                 for f in config.natural.data_fractions]
 logger = logging_lib.Logger(paths.tb)
-out['report'] = sorted(atari_report.run(config, paths, logger, say=print))
+out['report'] = dict(atari_report.run(config, paths, logger, say=print))
 logger.close()
 out['blocked'] = [m for m, v in sys.modules.items() if v is not None and
                   m.split('.')[0] in ('reverb', 'tensorflow')]
@@ -99,6 +99,8 @@ def test_atari_learners_complete_from_the_store_without_reverb(tmp_path):
   assert all(len(v['bit_f1']) == config.natural.num_seeds
              for r in out['probe'] for v in r['variants'].values())
   assert {'table1.md', 'table2.md'} <= set(out['report'])
+  with open(out['report']['table2.md']) as f:  # Store batches: Table 2 is paired.
+    assert 'same batch sequence' in f.read()
 
 
 def test_balls_learner_stages_import_no_reverb(tmp_path):
