@@ -1,15 +1,25 @@
-"""An Atari natural-model learning test that can fail: on real Pong frames (ALE, 84x64, no
-sticky actions, seeded no-op starts), a few dozen contrastive updates of f~ lift the linear
-RAM-probe bit F1 on held-out episodes above the same encoder's untrained initialisation, scored
-by the same probe code (held-out early stopping). The updates use the InfoNCE objective
-(``natural.loss='infonce'``); with C-SWM's hinge the encoder does not beat its initialisation at
-this budget (README, "The natural pipeline")."""
+"""Atari natural-model learning tests on real Pong frames (ALE, 84x64, no sticky actions, seeded
+no-op starts; persistent random actions), 120 InfoNCE updates (``natural.loss='infonce'``) of
+batch 16, scored on held-out episodes against the same model's untrained initialisation.
+
+* The model learns its objective: on held-out transitions its prediction
+  ``g~(P(f~(x_t), a_t))`` picks out the true ``f~(x_t+1)`` among 16 candidates far more often than
+  the untrained model's does (measured: 0.070 untrained, 0.330 trained; chance 0.0625). This
+  test can fail (e.g. if no gradient reaches f~ or P, or at 40 updates: 0.068).
+* What it does not do at this budget: beat the untrained encoder on linear RAM probes of
+  adequate capacity. Whitened onto 512 components of 640 probe frames, the trained encoder of 40
+  updates looked 0.045 better (0.841 vs 0.796), but that was the probe overfitting the untrained
+  encoder's embedding: with 128 components the untrained one scores 0.848 (README, "Probe
+  capacity"). That test is a strict xfail: it fails the suite the day it passes.
+"""
 
 import functools
 
 import jax
 import numpy as np
+import pytest
 
+from rmr_dist import losses
 from rmr_dist.acting import policies
 from rmr_dist.envs import atari
 from rmr_dist.evaluation import metrics
@@ -18,7 +28,7 @@ from rmr_dist.learning import natural as natural_learning
 from rmr_dist.networks import natural as natural_net
 from rmr_dist.networks import processors
 
-SHAPE, UPDATES, BATCH = (84, 64), 40, 16
+SHAPE, UPDATES, BATCH, CANDIDATES = (84, 64), 120, 16, 16
 
 
 def _episodes(env, seeds, steps):
@@ -26,27 +36,14 @@ def _episodes(env, seeds, steps):
   return [policies.persistent_random_episode(env, seed, steps) for seed in seeds]
 
 
-def _probe_f1(encode_fn, params, train, val):
-  train_emb = probes.frozen_embeddings(encode_fn, params, train[0], 100)
-  val_emb = probes.frozen_embeddings(encode_fn, params, val[0], 100)
-  mask = metrics.high_entropy_slots(val[1])
-  fitted, _ = probes.fit_bit_probes(
-      train_emb, train[1], steps=1000, batch_size=128, learning_rate=1e-3, weight_decay=0.0,
-      seed=0, early_stopping=probes.EarlyStopping(0.2, 25, 4), max_components=512,
-      slots=mask)
-  return probes.evaluate_bit_probes(fitted, val_emb, val[1])['bit_f1']
-
-
-def test_contrastive_updates_beat_the_untrained_encoder_on_pong():
+@pytest.fixture(scope='module')
+def trained():
+  """Untrained and trained model params, the model, and the train/held-out episodes."""
   env = atari.AtariEnv('pong', frame_shape=SHAPE, max_episode_steps=1000, noop_max=30)
   train_eps, val_eps = _episodes(env, range(4), 200), _episodes(env, range(10, 12), 200)
   frames_t = np.concatenate([f[:-1] for f, _, _ in train_eps])  # [N, H, W, 3]
   frames_tp1 = np.concatenate([f[1:] for f, _, _ in train_eps])
   actions = np.eye(atari.NUM_ACTIONS, dtype=np.uint8)[np.concatenate([a for _, _, a in train_eps])]
-  train = (np.concatenate([f for f, _, _ in train_eps]),
-           np.concatenate([r for _, r, _ in train_eps]))
-  val = (np.concatenate([f for f, _, _ in val_eps]), np.concatenate([r for _, r, _ in val_eps]))
-
   spec = processors.ModelSpec('deepsets', latent_size=32, hidden_size=16)
   model = natural_learning.make_model(spec, maps_per_slot=1, latent_size=32, slot_embedding=True)
   variants = ('cswm',)
@@ -55,7 +52,8 @@ def test_contrastive_updates_beat_the_untrained_encoder_on_pong():
   state = natural_learning.init_state(model, optimizer, jax.random.PRNGKey(0), variants=variants,
                                       num_seeds=1, processor_params=fresh['processor'],
                                       frame_shape=SHAPE)
-  untrained = natural_learning.initial_encoder_params(model, 0, 1, SHAPE)[0]
+  first = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x[0]), jax.device_get(tree))
+  before = first(state.params)
   update = jax.jit(functools.partial(natural_learning.update, model=model, optimizer=optimizer,
                                      variants=variants, loss='infonce'))
   rng = np.random.default_rng(0)
@@ -64,11 +62,58 @@ def test_contrastive_updates_beat_the_untrained_encoder_on_pong():
     state, metrics_ = update(state, {'frame_t': frames_t[i], 'action': actions[i],
                                      'frame_tp1': frames_tp1[i]})
   assert np.isfinite(np.asarray(metrics_['loss'])).all()
-  trained = jax.tree_util.tree_map(lambda x: np.asarray(x[0]),
-                                   jax.device_get(state.params['encoder']))
+  return {'model': model, 'before': before, 'after': first(state.params),
+          'train_eps': train_eps, 'val_eps': val_eps}
+
+
+def _retrieval_accuracy(model, params, episodes):
+  """Share of held-out transitions whose prediction is nearest (C-SWM's energy) to its own next
+  frame among CANDIDATES next frames (chunks of the held-out transitions, in a fixed shuffle)."""
+  frames_t = np.concatenate([f[:-1] for f, _, _ in episodes])
+  frames_tp1 = np.concatenate([f[1:] for f, _, _ in episodes])
+  actions = np.eye(atari.NUM_ACTIONS, dtype=np.uint8)[np.concatenate([a for _, _, a in episodes])]
+  order = np.random.default_rng(3).permutation(len(frames_t))
+  hits, total = 0, 0
+  for start in range(0, len(order) - CANDIDATES + 1, CANDIDATES):
+    i = order[start:start + CANDIDATES]
+    z_pred, _ = model.apply({'params': params}, frames_t[i], actions[i])  # [K, S, H]
+    z_next = model.apply({'params': params}, frames_tp1[i], method='encode')  # [K, S, H]
+    energy = np.asarray(losses.pairwise_energy(z_pred, z_next))  # [K, K]
+    hits += int(np.sum(np.argmin(energy, axis=1) == np.arange(len(i))))
+    total += len(i)
+  return hits / total
+
+
+def test_contrastive_updates_learn_to_pick_the_next_frame_on_held_out_episodes(trained):
+  model, val_eps = trained['model'], trained['val_eps']
+  before = _retrieval_accuracy(model, trained['before'], val_eps)
+  after = _retrieval_accuracy(model, trained['after'], val_eps)
+  print(f'held-out next-frame retrieval: untrained {before:.3f}, trained {after:.3f}')
+  assert after > before + 0.1, (before, after)  # Chance is 1/16.
+
+
+def _probe_f1(encode_fn, params, train, val, max_components):
+  train_emb = probes.frozen_embeddings(encode_fn, params, train[0], 100)
+  val_emb = probes.frozen_embeddings(encode_fn, params, val[0], 100)
+  mask = metrics.high_entropy_slots(val[1])
+  fitted, _ = probes.fit_bit_probes(
+      train_emb, train[1], steps=1000, batch_size=128, learning_rate=1e-3, weight_decay=0.0,
+      seed=0, early_stopping=probes.EarlyStopping(0.2, 25, 4), max_components=max_components,
+      slots=mask)
+  return probes.evaluate_bit_probes(fitted, val_emb, val[1])['bit_f1']
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    'At 120 updates the trained encoder does not beat its initialisation on linear RAM probes '
+    'of adequate capacity: with 128 components, 0.848 untrained vs 0.842 trained (majority '
+    '0.585).'))
+def test_probe_f1_beats_the_untrained_encoder_on_pong(trained):
+  join = lambda eps: (np.concatenate([f for f, _, _ in eps]), np.concatenate([r for _, r, _ in eps]))
+  train, val = join(trained['train_eps']), join(trained['val_eps'])
   encode_fn = natural_net.make_encode_fn(1, 32, slot_embedding=True)
-  before = _probe_f1(encode_fn, untrained, train, val)
-  after = _probe_f1(encode_fn, trained, train, val)
+  before = _probe_f1(encode_fn, trained['before']['encoder'], train, val, 128)
+  after = _probe_f1(encode_fn, trained['after']['encoder'], train, val, 128)
   majority = probes.majority_bit_f1(train[1], val[1])['bit_f1']
-  assert before > majority  # a random CNN already reads some of the RAM
+  assert before > majority  # A random CNN already reads some of the RAM.
+  print(f'probe F1: majority {majority:.3f}, untrained {before:.3f}, trained {after:.3f}')
   assert after > before + 0.01, (majority, before, after)
