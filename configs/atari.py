@@ -95,6 +95,9 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   # 'hinge': C-SWM's contrastive loss (the paper's); 'infonce': softmax over the batch's next
   # frames with the same energy.
   c.natural.loss = 'hinge'
+  # 'batch': i.i.d. batches (negatives from any episode); 'episode': each batch from one
+  # training episode (needs replay.learner_source='store').
+  c.natural.negatives = 'batch'
   c.natural.hinge = 1.0  # Contrastive hinge margin (C-SWM default).
   c.natural.sigma = 0.5  # Energy scale (C-SWM default).
   c.natural.data_fractions = (0.3, 1.0)  # Nested fractions of train episodes to train on.

@@ -267,6 +267,7 @@ class AbstractConfig:
 
 
 NATURAL_VARIANTS = ('rmr', 'cswm')
+NEGATIVES = ('batch', 'episode')  # natural.negatives
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,6 +286,12 @@ class NaturalConfig:
     map_activation: 'sigmoid' (C-SWM's object maps) or 'none' on f~'s per-slot maps.
     loss: 'hinge' (C-SWM's contrastive hinge, the paper's) or 'infonce' (softmax over the
       batch's next frames with the same energy; ``rmr_dist.losses.infonce_loss``).
+    negatives: where a batch's contrastive negatives come from. 'batch': uniform i.i.d. batches
+      of the table, so negatives are transitions of other episodes too; 'episode': each learner
+      process draws its batch from one training episode (chosen with probability proportional
+      to its length, so every transition stays equally likely), so the negatives share the
+      episode's static content (bricks, score) and only what moves tells them apart. 'episode'
+      reads the episode store (replay.learner_source='store').
     hinge: margin of the contrastive hinge loss (C-SWM: 1.0).
     sigma: energy scale, d = ||x - y||^2 / (2 sigma^2) (C-SWM: 0.5).
     data_fractions: fractions of the training episodes to train on (nested subsets); each
@@ -307,6 +314,7 @@ class NaturalConfig:
   slot_embedding: bool
   map_activation: str
   loss: str
+  negatives: str
   hinge: float
   sigma: float
   data_fractions: tuple[float, ...]
@@ -333,6 +341,8 @@ class NaturalConfig:
              self.map_activation, "'sigmoid' or 'none'")
     _require(self.loss in ('hinge', 'infonce'), f'{path}.loss', self.loss,
              "'hinge' or 'infonce'")
+    _require(self.negatives in NEGATIVES, f'{path}.negatives', self.negatives,
+             f'one of {NEGATIVES}')
     _require(len(self.data_fractions) >= 1 and all(0.0 < f <= 1.0 for f in self.data_fractions)
              and len(set(self.data_fractions)) == len(self.data_fractions),
              f'{path}.data_fractions', self.data_fractions, 'distinct fractions in (0, 1]')
@@ -467,6 +477,12 @@ class AtariConfig:
           f'{path}.collect.store_all_episodes=False: the learners would read training episodes '
           'that the episode store does not keep. Set collect.store_all_episodes=True (it '
           "changes the collected data: a fresh --workdir), or replay.learner_source='reverb'.")
+    if self.natural.negatives == 'episode' and self.replay.learner_source != 'store':
+      raise ConfigError(
+          f"Invalid config value {path}.natural.negatives='episode' with "
+          f'{path}.replay.learner_source={self.replay.learner_source!r}: one-episode batches '
+          "are drawn from the episode store. Set replay.learner_source='store' and "
+          "collect.store_all_episodes=True, or natural.negatives='batch'.")
     if 'rmr' in self.natural.variants:
       _require(self.natural.processor_model in self.abstract.models,
                f'{path}.natural.processor_model', self.natural.processor_model,

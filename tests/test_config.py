@@ -52,6 +52,15 @@ def test_missing_key_is_reported():
     config_lib.load_atari_config(c)
 
 
+def test_one_episode_negatives_need_the_episode_store():
+  c = atari_configs.get_config('test').to_dict()
+  c['natural']['negatives'] = 'episode'
+  with pytest.raises(config_lib.ConfigError, match=r"negatives='episode'.*learner_source='reverb'"):
+    config_lib.load_atari_config(c)
+  c['collect']['store_all_episodes'], c['replay']['learner_source'] = True, 'store'
+  assert config_lib.load_atari_config(c).natural.negatives == 'episode'
+
+
 @pytest.mark.parametrize('section,key,value,pattern', [
     ('env', 'frame_skip', 2.5, r'config\.env\.frame_skip must be an int'),
     ('env', 'frame_skip', True, r'config\.env\.frame_skip must be an int'),
@@ -62,6 +71,7 @@ def test_missing_key_is_reported():
     ('env', 'noop_max', -1, r'config\.env\.noop_max=-1'),
     ('natural', 'map_activation', 'relu', r"config\.natural\.map_activation='relu'"),
     ('natural', 'loss', 'triplet', r"config\.natural\.loss='triplet'"),
+    ('natural', 'negatives', 'hard', r"config\.natural\.negatives='hard'.*'batch', 'episode'"),
     ('natural', 'curve_steps', (0, 2), r'config\.natural\.curve_steps=\(0, 2\)'),
     ('natural', 'curve_steps', (4,), r'config\.natural\.curve_steps=\(4,\)'),
     ('probe', 'val_fraction', 0.9, r'config\.probe\.val_fraction=0\.9'),

@@ -40,7 +40,8 @@ def make_table_iterator(address: str, table: str, batch_size: int) -> Iterator[d
 
 def make_learner_source(config: config_lib.AtariConfig, episodes_dir: str, replay_address: str,
                         kind: str, game: str, batch_size: int, *, fraction: float = 1.0,
-                        process_index: int = 0) -> Iterator[dict[str, Any]]:
+                        process_index: int = 0,
+                        one_episode: bool = False) -> Iterator[dict[str, Any]]:
   """Uniform i.i.d. batches of the `kind` table of `game` from `config.replay.learner_source`.
 
   Args:
@@ -52,6 +53,7 @@ def make_learner_source(config: config_lib.AtariConfig, episodes_dir: str, repla
     batch_size: items per batch (this process's share).
     fraction: the natural table's data fraction.
     process_index: this learner process (seeds the store's sampling).
+    one_episode: each batch from one training episode (store only; natural.negatives).
 
   Returns:
     An iterator of dicts of [batch_size, ...] numpy arrays, the same keys, shapes and dtypes
@@ -60,7 +62,11 @@ def make_learner_source(config: config_lib.AtariConfig, episodes_dir: str, repla
   if config.replay.learner_source == 'store':
     return store_batches.make_store_iterator(episodes_dir, kind, game, batch_size,
                                              fraction=fraction, seed=config.seed,
-                                             process_index=process_index)
+                                             process_index=process_index,
+                                             one_episode=one_episode)
+  if one_episode:
+    raise config_lib.ConfigError('One-episode batches are drawn from the episode store: set '
+                                 "replay.learner_source='store'.")
   return make_table_iterator(replay_address, table_names.table_name(kind, game, fraction),
                              batch_size)
 

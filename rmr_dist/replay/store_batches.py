@@ -81,6 +81,8 @@ class StoreTransitions:
     self.action = np.concatenate(actions).astype(np.int64)  # [S]
     self.frames = np.concatenate(frames) if frames else None  # [S, H, W(, 3)] uint8
     self.starts = np.concatenate(starts)  # [N] step index of each transition's t.
+    # Positions [offsets[e], offsets[e+1]) of self.starts are episode e's transitions.
+    self.episode_offsets = np.concatenate([[0], np.cumsum([len(x) for x in starts])])  # [E+1]
 
   def __len__(self) -> int:
     return len(self.starts)
@@ -101,10 +103,27 @@ def batch_seed(seed: int, table: str, process_index: int = 0) -> np.random.SeedS
   return np.random.SeedSequence([seed, zlib.crc32(table.encode()), process_index, 0x5704E])
 
 
+def one_episode_index(offsets: np.ndarray, batch_size: int,
+                      rng: np.random.Generator) -> np.ndarray:
+  """[B] positions of one episode's transitions: the episode drawn with probability
+  proportional to its length, then B of its transitions uniformly with replacement, so each
+  transition's marginal probability is the uniform 1/N.
+
+  Args:
+    offsets: [E+1] episode bounds (`StoreTransitions.episode_offsets`).
+    batch_size: B.
+    rng: the sampler's generator.
+  """
+  lengths = np.diff(offsets)  # [E]
+  e = rng.choice(len(lengths), p=lengths / lengths.sum())
+  return rng.integers(offsets[e], offsets[e + 1], batch_size)
+
+
 def make_store_iterator(root: str, kind: str, game: str, batch_size: int, *,
-                        fraction: float = 1.0, seed: int = 0,
-                        process_index: int = 0) -> Iterator[dict[str, np.ndarray]]:
-  """Endless uniform i.i.d. batches (with replacement) of one table's items from the store.
+                        fraction: float = 1.0, seed: int = 0, process_index: int = 0,
+                        one_episode: bool = False) -> Iterator[dict[str, np.ndarray]]:
+  """Endless uniform i.i.d. batches (with replacement) of one table's items from the store,
+  or with `one_episode` batches of one episode each (`one_episode_index`).
 
   Args:
     root: the episode store's directory.
@@ -114,6 +133,7 @@ def make_store_iterator(root: str, kind: str, game: str, batch_size: int, *,
     fraction: natural data fraction (1.0: all training episodes).
     seed: the config's root seed.
     process_index: this learner process (hosts of a group draw different batches).
+    one_episode: draw each batch from one episode (natural.negatives='episode').
 
   Returns:
     An iterator of dicts of [B, ...] numpy arrays (see the module docstring). The episodes are
@@ -121,4 +141,7 @@ def make_store_iterator(root: str, kind: str, game: str, batch_size: int, *,
   """
   data = StoreTransitions(root, kind, game, fraction, seed)
   rng = np.random.default_rng(batch_seed(seed, data.table, process_index))
+  if one_episode:
+    return (data.batch(one_episode_index(data.episode_offsets, batch_size, rng))
+            for _ in itertools.count())
   return (data.batch(rng.integers(0, len(data), batch_size)) for _ in itertools.count())

@@ -82,6 +82,29 @@ def test_store_sampling_is_uniform_with_replacement_and_seeded(collected):
   assert counts.min() > 0 and counts.max() < 4 * 4096 / len(data)  # Every item, evenly.
 
 
+def test_one_episode_batches_come_from_one_episode_and_keep_items_uniform(collected):
+  config, root, _ = collected
+  data = store_batches.StoreTransitions(root, 'natural', 'pong')
+  offsets = data.episode_offsets
+  assert offsets[0] == 0 and offsets[-1] == len(data) and len(offsets) > 2
+  batches = store_batches.make_store_iterator(root, 'natural', 'pong', 8, seed=config.seed,
+                                              one_episode=True)
+  episode_of = {}  # frame_t bytes -> the episodes holding it
+  for e in range(len(offsets) - 1):
+    for f in data.batch(np.arange(offsets[e], offsets[e + 1]))['frame_t']:
+      episode_of.setdefault(f.tobytes(), set()).add(e)
+  for _ in range(20):
+    batch = next(batches)
+    shared = set.intersection(*(episode_of[f.tobytes()] for f in batch['frame_t']))
+    assert shared  # Every row of the batch is a transition of one episode.
+  # Episodes are drawn by length, so every transition's marginal probability is 1/N.
+  rng = np.random.default_rng(0)
+  index = np.concatenate([store_batches.one_episode_index(offsets, 8, rng)
+                          for _ in range(4000)])  # [32000]
+  counts = np.bincount(index, minlength=len(data))
+  assert counts.min() > 0.5 * 32000 / len(data) and counts.max() < 1.6 * 32000 / len(data)
+
+
 def test_a_store_without_training_episodes_fails_naming_the_setting(tmp_path):
   with pytest.raises(config_lib.ConfigError, match='collect.store_all_episodes=True'):
     store_batches.make_store_iterator(str(tmp_path), 'abstract', 'pong', 4)
