@@ -106,8 +106,9 @@ def batch_seed(seed: int, table: str, process_index: int = 0) -> np.random.SeedS
 def one_episode_index(offsets: np.ndarray, batch_size: int,
                       rng: np.random.Generator) -> np.ndarray:
   """[B] positions of one episode's transitions: the episode drawn with probability
-  proportional to its length, then B of its transitions uniformly with replacement, so each
-  transition's marginal probability is the uniform 1/N.
+  proportional to its length, then B distinct transitions of it uniformly (with replacement
+  only if it has fewer than B), so each transition is in a batch with probability B/N, as in
+  uniform sampling, and no next frame is its own negative.
 
   Args:
     offsets: [E+1] episode bounds (`StoreTransitions.episode_offsets`).
@@ -116,7 +117,7 @@ def one_episode_index(offsets: np.ndarray, batch_size: int,
   """
   lengths = np.diff(offsets)  # [E]
   e = rng.choice(len(lengths), p=lengths / lengths.sum())
-  return rng.integers(offsets[e], offsets[e + 1], batch_size)
+  return offsets[e] + rng.choice(lengths[e], batch_size, replace=lengths[e] < batch_size)
 
 
 def make_store_iterator(root: str, kind: str, game: str, batch_size: int, *,

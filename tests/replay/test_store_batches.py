@@ -97,6 +97,9 @@ def test_one_episode_batches_come_from_one_episode_and_keep_items_uniform(collec
     batch = next(batches)
     shared = set.intersection(*(episode_of[f.tobytes()] for f in batch['frame_t']))
     assert shared  # Every row of the batch is a transition of one episode.
+  index = store_batches.one_episode_index(offsets, 8, np.random.default_rng(1))
+  if np.diff(offsets).min() >= 8:
+    assert len(set(index.tolist())) == 8  # Distinct: no next frame is its own negative.
   # Episodes are drawn by length, so every transition's marginal probability is 1/N.
   rng = np.random.default_rng(0)
   index = np.concatenate([store_batches.one_episode_index(offsets, 8, rng)
