@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 RAM_BITS = 128 * 8
+NUM_ACTIONS = 18  # The full Atari action set.
 
 
 class RamQNetwork(nn.Module):
