@@ -178,6 +178,10 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     # C-SWM's hinge does not move f~ past its initialisation at these budgets (README, "The
     # natural pipeline"); InfoNCE over the batch's next frames does within 40 updates.
     c.natural.loss = 'infonce'
+  if variant in ('study', 'paper'):
+    # Heads of varying skill: the agent stage's policies (it runs before collect).
+    c.heads.base_policy = 'checkpoint'
+    c.heads.checkpoint_path = 'agent'
   if variant == 'study':
     # Twice the data and 2.5x the abstract updates of the local default, 4 seeds for the
     # paired test, two data fractions and a learning curve (README: what of it has been run).
@@ -279,6 +283,18 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.abstract.save_every = 5_000
     c.abstract.log_every = 500
     c.ray.address = 'auto'
+    # Agent stage at cluster scale (not run): 64 actors, 10M agent steps per game, DQN-scale
+    # replay and warm-up, a wider network.
+    c.agent.num_env_steps = 10_000_000
+    c.agent.num_actors = 64
+    c.agent.hidden_sizes = (512, 512)
+    c.agent.learning_rate = 1e-4
+    c.agent.epsilon_decay_steps = 1_000_000
+    c.agent.min_replay_size = 50_000
+    c.agent.replay_size = 1_000_000
+    c.agent.target_update_period = 2_000
+    c.agent.error_buffer = 20_000.0
+    c.agent.num_checkpoints = 8
     c.ray.learner_num_cpus = 8.0  # Input pipeline and evaluation on the learner node.
     c.ray.learner_num_gpus = 4.0  # All GPUs of a learner node (cluster.yaml: p3.8xlarge).
   return c
