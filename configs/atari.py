@@ -144,7 +144,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.agent.param_pull_interval = 400  # Agent steps between an actor's parameter pulls.
   c.agent.samples_per_insert = 8.0  # Replay ratio: DQN's 32 samples per 4 agent steps.
   # Samples either side may run ahead of the ratio: 2,000 = 62 updates, so the collectors and
-  # the learner alternate in long stretches, not every few inserts (a 256 buffer measured 4x slower).
+  # the learner alternate in stretches, not every few inserts.
   c.agent.error_buffer = 2_000.0
   c.agent.min_replay_size = 2_000  # Transitions before the first update.
   c.agent.replay_size = 100_000  # Replay capacity (transitions, FIFO).
