@@ -132,7 +132,9 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.agent.num_env_steps = 300_000  # Agent steps per game over all actors (the budget).
   c.agent.num_actors = 1  # Collector actors (Ray processes), epsilon-greedy.
   c.agent.max_episode_steps = 27_000  # Whole games (Pong: 21 points), the standard cap.
-  c.agent.hidden_sizes = (256, 256)  # RamQNetwork widths (RAM bits -> 18 Q-values).
+  c.agent.hidden_sizes = (256, 256)  # RamQNetwork widths (RAM -> 18 Q-values).
+  # RAM input: 'bits' (1024), 'bytes' (128 scaled to [0, 1]: ordered coordinates) or 'both'.
+  c.agent.ram_encoding = 'both'
   c.agent.n_step = 3  # n-step returns (Rainbow's 3).
   c.agent.gamma = 0.99  # Discount per agent step.
   c.agent.learning_rate = 5e-4  # Adam.

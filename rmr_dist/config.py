@@ -84,6 +84,7 @@ class EnvConfig:
 
 
 BASE_POLICIES = ('random', 'checkpoint')
+RAM_ENCODINGS = ('bits', 'bytes', 'both')  # rmr_dist.networks.policy.ENCODINGS
 AGENT_CHECKPOINTS = 'agent'  # heads.checkpoint_path: the agent stage's checkpoints.
 
 
@@ -426,6 +427,8 @@ class AgentConfig:
     actor_chunk_steps: agent steps an actor plays per task before it reports its episodes.
     log_every: learner updates between TensorBoard scalars.
     sample_timeout_s: once the actors have stopped, a sample blocked this long ends training.
+    ram_encoding: how the RAM enters the Q-network: 'bits' (1024), 'bytes' (128 scaled to
+      [0, 1]) or 'both' (`rmr_dist.networks.policy.ENCODINGS`).
   """
   num_env_steps: int
   num_actors: int
@@ -449,6 +452,7 @@ class AgentConfig:
   actor_chunk_steps: int
   log_every: int
   sample_timeout_s: float
+  ram_encoding: str = 'bits'
 
   def validate(self, path: str) -> None:
     def req(name, cond, valid):
@@ -482,6 +486,7 @@ class AgentConfig:
     req('actor_chunk_steps', self.actor_chunk_steps >= 1, 'an int >= 1')
     req('log_every', self.log_every >= 1, 'an int >= 1')
     req('sample_timeout_s', self.sample_timeout_s > 0, 'a float > 0')
+    req('ram_encoding', self.ram_encoding in RAM_ENCODINGS, f'one of {RAM_ENCODINGS}')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -133,7 +133,7 @@ class AgentActor:
   def act(self, ram: np.ndarray) -> int:
     if self._params is None or self._rng.random() < self.epsilon():
       return int(self._rng.integers(atari.NUM_ACTIONS))
-    return int(np.argmax(dqn.numpy_q_values(self._params, ram)))
+    return int(np.argmax(dqn.numpy_q_values(self._params, ram, self._agent.ram_encoding)))
 
   def run(self, num_steps: int) -> list[EpisodeRecord]:
     """Plays `num_steps` agent steps; returns the episodes that ended meanwhile."""

@@ -67,7 +67,7 @@ class CheckpointPolicy:
     from rmr_dist.networks import policy  # pylint: disable=g-import-not-at-top
     self.path = path
     meta, params = checkpointing.load_policy(path)
-    net = policy.RamQNetwork(tuple(meta['hidden_sizes']), meta['num_actions'])
+    net = policy.RamQNetwork(tuple(meta['hidden_sizes']), meta['num_actions'], meta['encoding'])
     self._params = jax.device_put(params)
     self._q = jax.jit(lambda p, ram: net.apply({'params': p}, ram[None])[0])  # [A]
 

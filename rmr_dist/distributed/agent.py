@@ -111,7 +111,8 @@ def train_game(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, gam
 
   def save() -> None:
     saved.append(checkpointing.save_policy(atari_agent.policy_dir(directory, learner.steps),
-                                           learner.params(), a.hidden_sizes))
+                                           learner.params(), a.hidden_sizes,
+                                           encoding=a.ram_encoding))
 
   publish()
   save()

@@ -49,10 +49,11 @@ class AgentLearner:
       raise config_lib.ConfigError(
           f'agent.batch_size={agent.batch_size} must be a multiple of the {len(self._devices)} '
           'local devices the learner maps over.')
-    net = dqn.make_network(agent.hidden_sizes)
+    net = dqn.make_network(agent.hidden_sizes, agent.ram_encoding)
     optimizer = optimizers.make_adam(optimizers.make_schedule(agent.learning_rate),
                                      agent.clip_norm)
-    state = dqn.init_state(agent.hidden_sizes, optimizer, jax.random.PRNGKey(seed))
+    state = dqn.init_state(agent.hidden_sizes, optimizer, jax.random.PRNGKey(seed),
+                           agent.ram_encoding)
     self._state = jax.device_put_replicated(state, self._devices)
     self._update = dqn.make_pmapped_update(net, optimizer, agent.target_update_period)
     self._make_iterator = make_iterator

@@ -48,15 +48,15 @@ class DQNState(NamedTuple):
   step: jax.Array  # [] int32, updates applied so far.
 
 
-def make_network(hidden_sizes: Sequence[int]) -> policy.RamQNetwork:
+def make_network(hidden_sizes: Sequence[int], encoding: str = 'bits') -> policy.RamQNetwork:
   """The Q-network of the agent (and of the checkpoint heads)."""
-  return policy.RamQNetwork(tuple(hidden_sizes), policy.NUM_ACTIONS)
+  return policy.RamQNetwork(tuple(hidden_sizes), policy.NUM_ACTIONS, encoding)
 
 
 def init_state(hidden_sizes: Sequence[int], optimizer: optax.GradientTransformation,
-               rng: jax.Array) -> DQNState:
+               rng: jax.Array, encoding: str = 'bits') -> DQNState:
   """A DQNState at step 0 (target = online parameters)."""
-  params = policy.init_params(rng, hidden_sizes, policy.NUM_ACTIONS)
+  params = policy.init_params(rng, hidden_sizes, policy.NUM_ACTIONS, encoding)
   return DQNState(params=params, target_params=params, opt_state=optimizer.init(params),
                   step=jnp.zeros((), jnp.int32))
 
@@ -125,18 +125,19 @@ def shard(batch: Batch, num_devices: int) -> Batch:
   return {k: v.reshape((num_devices, -1) + v.shape[1:]) for k, v in batch.items()}
 
 
-def numpy_q_values(params: Any, ram: Any) -> Any:
+def numpy_q_values(params: Any, ram: Any, encoding: str = 'bits') -> Any:
   """RamQNetwork forward pass in numpy (actors: no JAX dispatch per step).
 
   Args:
     params: RamQNetwork parameters (numpy or JAX arrays), {'Dense_0': {'kernel', 'bias'}, ...}.
     ram: [128] or [B, 128] uint8.
+    encoding: the network's RAM encoding.
 
   Returns:
     [A] or [B, A] float32 action values, equal to `RamQNetwork.apply` up to float rounding.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
-  h = np.unpackbits(np.asarray(ram, np.uint8), axis=-1).astype(np.float32)  # [..., 1024]
+  h = policy.encode_ram(ram, encoding, xp=np)  # [..., F]
   layers = sorted(params, key=lambda name: int(name.split('_')[-1]))
   for i, name in enumerate(layers):
     h = h @ np.asarray(params[name]['kernel']) + np.asarray(params[name]['bias'])

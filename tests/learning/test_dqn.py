@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from rmr_dist.acting import agent_actor
 from rmr_dist.learning import dqn
@@ -97,12 +98,20 @@ def test_pmapped_update_on_two_devices_equals_one_device():
   np.testing.assert_allclose(float(m2['loss'][0]), float(m1['loss']), rtol=1e-5)
 
 
-def test_numpy_forward_matches_the_network():
-  params = policy.init_params(jax.random.PRNGKey(4), (32, 16))
+@pytest.mark.parametrize('encoding', policy.ENCODINGS)
+def test_numpy_forward_matches_the_network_and_the_checkpoint_keeps_the_encoding(encoding,
+                                                                              tmp_path):
+  from rmr_dist import checkpointing
+  params = policy.init_params(jax.random.PRNGKey(4), (32, 16), encoding=encoding)
   ram = np.random.default_rng(2).integers(0, 256, (3, 128), dtype=np.uint8)
-  expected = policy.RamQNetwork((32, 16), 18).apply({'params': params}, ram)
-  np.testing.assert_allclose(dqn.numpy_q_values(params, ram), np.asarray(expected), rtol=1e-4,
-                             atol=1e-5)
+  expected = policy.RamQNetwork((32, 16), 18, encoding).apply({'params': params}, ram)
+  np.testing.assert_allclose(dqn.numpy_q_values(params, ram, encoding), np.asarray(expected),
+                             rtol=1e-4, atol=1e-5)
+  path = checkpointing.save_policy(str(tmp_path / 'p'), params, (32, 16), encoding=encoding)
+  meta, restored = checkpointing.load_policy(path)
+  assert meta['encoding'] == encoding
+  np.testing.assert_allclose(dqn.numpy_q_values(restored, ram, encoding), np.asarray(expected),
+                             rtol=1e-4, atol=1e-5)
 
 
 def test_n_step_returns_clip_rewards_and_stop_at_terminals():
