@@ -129,7 +129,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   # The agent stage (opt-in: --stages=agent,...): double DQN with n-step returns on RAM, per
   # game, trained by collector actors and one pmapped learner through a rate-limited Reverb
   # table; its checkpoints feed heads.checkpoint_path='agent'.
-  c.agent.num_env_steps = 300_000  # Agent steps per game over all actors (the budget).
+  c.agent.num_env_steps = 150_000  # Agent steps per game over all actors (the budget).
   c.agent.num_actors = 1  # Collector actors (Ray processes), epsilon-greedy.
   c.agent.max_episode_steps = 27_000  # Whole games (Pong: 21 points), the standard cap.
   c.agent.hidden_sizes = (256, 256)  # RamQNetwork widths (RAM -> 18 Q-values).
@@ -142,7 +142,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.agent.target_update_period = 1_000  # Updates between target-network copies.
   c.agent.epsilon_start = 1.0  # Exploration decays linearly from this ...
   c.agent.epsilon_end = 0.02  # ... to this ...
-  c.agent.epsilon_decay_steps = 100_000  # ... over this many agent steps (all actors).
+  c.agent.epsilon_decay_steps = 50_000  # ... over this many agent steps (all actors).
   c.agent.param_pull_interval = 400  # Agent steps between an actor's parameter pulls.
   c.agent.samples_per_insert = 8.0  # Replay ratio: DQN's 32 samples per 4 agent steps.
   # Samples either side may run ahead of the ratio: 2,000 = 62 updates, so the collectors and
