@@ -157,6 +157,10 @@ class AtariProgram:
     Raises:
       ConfigError: agent/ holds policies trained with other agent settings (stage.json).
     """
+    if storage.is_remote(self.workdir):
+      raise config_lib.ConfigError(
+          f'The agent stage writes its policies with Orbax to a local (or shared) file system; '
+          f'--workdir={self.workdir} is an object store. Run it with a local --workdir.')
     spec = next(s for s in workdir_lib.ATARI_STAGES if s.name == 'agent')
     record = {'stage': 'agent', 'fingerprint': self.paths.fingerprints['agent'],
               'values': workdir_lib.stage_values(self.paths.config_dict, spec)}
