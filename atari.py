@@ -3,8 +3,10 @@
   python atari.py                                  # local default, fresh work directory
   python atari.py --config=configs/atari.py:test --workdir=/tmp/rmr --stages=collect
   python atari.py --config.heads.num_heads=16      # override any config field
+  python atari.py --config.games=pong --stages=agent  # train a policy per game (agent/)
 
-Stages: collect, abstract, natural, probe, report. Runs embedded (local Ray on 127.0.0.1,
+Stages: agent (opt-in: trains the heads' policies), collect, abstract, natural, probe, report
+(the default: all but agent, which is added when heads.checkpoint_path='agent'). Runs embedded (local Ray on 127.0.0.1,
 in-process Reverb) unless the config names a Ray cluster.
 """
 
@@ -29,4 +31,5 @@ if __name__ == '__main__':
            default_config=os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
                                        'atari.py') + ':local',
            load_config=config_lib.load_atari_config, make_program=make_program,
-           stages=workdir_lib.ATARI_STAGE_NAMES)
+           stages=workdir_lib.ATARI_STAGE_NAMES,
+           default_stages=workdir_lib.ATARI_DEFAULT_STAGES)

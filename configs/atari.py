@@ -39,7 +39,13 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.heads.num_heads = 16  # Behaviour-policy heads (the paper: 32 Agent57 heads).
   c.heads.episodes_per_head = 2  # Episodes per head and game (the paper: 3).
   c.heads.base_policy = 'random'  # 'random' or 'checkpoint' (greedy policy network).
-  c.heads.checkpoint_path = ''  # Policy checkpoint dir, needed iff base_policy='checkpoint'.
+  # With base_policy='checkpoint': 'agent' = the policies the agent stage of this work directory
+  # trained (`agent/<game>/policy_<update>/`, run by --stages=agent or added to a run that
+  # collects); head i of N acts from checkpoint round(i*(K-1)/(N-1)) of the K saved, in training
+  # order, so head 0 (the most exploratory) plays the untrained network and head N-1 (the
+  # greediest) the last one: weak to strong. A path: one save_policy checkpoint for every head,
+  # or a directory of `[<game>/]policy_<update>/` checkpoints assigned the same way.
+  c.heads.checkpoint_path = ''
   c.heads.epsilon = 0.4  # Ape-X base epsilon: head i explores w.p. eps**(1+alpha*i/(N-1)).
   c.heads.alpha = 7.0  # Ape-X exponent spread across heads.
   c.heads.max_persistence = 0.8  # Head repeat-previous-action probability drawn in [0, this].
@@ -122,6 +128,37 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.probe.embed_batch_size = 64  # Frames per frozen-encoder forward pass.
   c.probe.max_eval_frames = 2000  # Validation frames probed (even stride); 0 = all.
 
+  c.agent = ml_collections.ConfigDict()
+  # The agent stage (opt-in: --stages=agent,...): double DQN with n-step returns on RAM, per
+  # game, trained by collector actors and one pmapped learner through a rate-limited Reverb
+  # table; its checkpoints feed heads.checkpoint_path='agent'.
+  c.agent.num_env_steps = 150_000  # Agent steps per game over all actors (the budget).
+  c.agent.num_actors = 1  # Collector actors (Ray processes), epsilon-greedy.
+  c.agent.max_episode_steps = 27_000  # Whole games (Pong: 21 points), the standard cap.
+  c.agent.hidden_sizes = (256, 256)  # RamQNetwork widths (RAM -> 18 Q-values).
+  # RAM input: 'bits' (1024), 'bytes' (128 scaled to [0, 1]: ordered coordinates) or 'both'.
+  c.agent.ram_encoding = 'both'
+  c.agent.n_step = 3  # n-step returns (Rainbow's 3).
+  c.agent.gamma = 0.99  # Discount per agent step.
+  c.agent.learning_rate = 5e-4  # Adam.
+  c.agent.batch_size = 32  # Transitions per update (DQN's 32).
+  c.agent.target_update_period = 1_000  # Updates between target-network copies.
+  c.agent.epsilon_start = 1.0  # Exploration decays linearly from this ...
+  c.agent.epsilon_end = 0.02  # ... to this ...
+  c.agent.epsilon_decay_steps = 50_000  # ... over this many agent steps (all actors).
+  c.agent.param_pull_interval = 400  # Agent steps between an actor's parameter pulls.
+  c.agent.samples_per_insert = 8.0  # Replay ratio: DQN's 32 samples per 4 agent steps.
+  # Samples either side may run ahead of the ratio: 2,000 = 62 updates, so the collectors and
+  # the learner alternate in stretches, not every few inserts.
+  c.agent.error_buffer = 2_000.0
+  c.agent.min_replay_size = 2_000  # Transitions before the first update.
+  c.agent.replay_size = 100_000  # Replay capacity (transitions, FIFO).
+  c.agent.num_checkpoints = 5  # Policies saved from the untrained one to the last.
+  c.agent.clip_norm = 10.0  # Global gradient-norm clip.
+  c.agent.actor_chunk_steps = 1_000  # Agent steps per actor task (episode reports between).
+  c.agent.log_every = 500  # Updates between TensorBoard scalars.
+  c.agent.sample_timeout_s = 5.0  # Once the actors stop: a sample blocked this long ends it.
+
   c.ray = ml_collections.ConfigDict()
   c.ray.address = ''  # '' = local Ray on 127.0.0.1; 'auto' or HOST:PORT joins a cluster.
   c.ray.num_cpus = 0  # CPUs for a local Ray; 0 = all of this machine's.
@@ -151,6 +188,10 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     # natural pipeline"); InfoNCE over the batch's next frames moves it and learns its
     # objective (held-out next-frame retrieval) within 120 updates.
     c.natural.loss = 'infonce'
+  if variant in ('study', 'paper'):
+    # Heads of varying skill: the agent stage's policies (it runs before collect).
+    c.heads.base_policy = 'checkpoint'
+    c.heads.checkpoint_path = 'agent'
   if variant == 'study':
     # Twice the data and 2.5x the abstract updates of the local default, 4 seeds for the
     # paired test, two data fractions and a learning curve (README: what of it has been run).
@@ -199,6 +240,20 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.probe.embed_batch_size = 16
     c.probe.max_eval_frames = 100
     c.ray.num_cpus = 2
+    c.agent.num_env_steps = 600
+    c.agent.max_episode_steps = 200
+    c.agent.hidden_sizes = (16,)
+    c.agent.batch_size = 8
+    c.agent.target_update_period = 10
+    c.agent.epsilon_decay_steps = 300
+    c.agent.param_pull_interval = 100
+    c.agent.min_replay_size = 100
+    c.agent.replay_size = 1_000
+    c.agent.error_buffer = 64.0
+    c.agent.num_checkpoints = 3
+    c.agent.actor_chunk_steps = 200
+    c.agent.log_every = 20
+    c.agent.sample_timeout_s = 2.0
   elif variant == 'gpu':
     # One GPU machine for the learners, sized (not yet timed) for all learner stages in about
     # 10 minutes: 3 games, 3,000 abstract and 1,000 lockstep natural updates at the paper's
@@ -245,6 +300,18 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.abstract.save_every = 5_000
     c.abstract.log_every = 500
     c.ray.address = 'auto'
+    # Agent stage at cluster scale (not run): 64 actors, 10M agent steps per game, DQN-scale
+    # replay and warm-up, a wider network.
+    c.agent.num_env_steps = 10_000_000
+    c.agent.num_actors = 64
+    c.agent.hidden_sizes = (512, 512)
+    c.agent.learning_rate = 1e-4
+    c.agent.epsilon_decay_steps = 1_000_000
+    c.agent.min_replay_size = 50_000
+    c.agent.replay_size = 1_000_000
+    c.agent.target_update_period = 2_000
+    c.agent.error_buffer = 20_000.0
+    c.agent.num_checkpoints = 8
     c.ray.learner_num_cpus = 8.0  # Input pipeline and evaluation on the learner node.
     c.ray.learner_num_gpus = 4.0  # All GPUs of a learner node (cluster.yaml: p3.8xlarge).
   return c

@@ -32,7 +32,8 @@ class CheckpointError(ValueError):
   """A checkpoint is missing, of the wrong kind, or does not fit the model."""
 
 
-def save_policy(path: str, params: Any, hidden_sizes: Sequence[int], num_actions: int = 18) -> str:
+def save_policy(path: str, params: Any, hidden_sizes: Sequence[int], num_actions: int = 18,
+                encoding: str = 'bits') -> str:
   """Saves a RamQNetwork policy (params + the config to rebuild it) atomically at `path`.
 
   Args:
@@ -40,12 +41,14 @@ def save_policy(path: str, params: Any, hidden_sizes: Sequence[int], num_actions
     params: the network's parameters.
     hidden_sizes: the network's hidden layer widths.
     num_actions: its number of actions.
+    encoding: its RAM input encoding (`rmr_dist.networks.policy.ENCODINGS`).
 
   Returns:
     The absolute path written.
   """
   path = os.path.abspath(path)
-  meta = {'kind': POLICY_KIND, 'hidden_sizes': list(hidden_sizes), 'num_actions': num_actions}
+  meta = {'kind': POLICY_KIND, 'hidden_sizes': list(hidden_sizes), 'num_actions': num_actions,
+          'encoding': encoding}
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
     ckptr.save(path, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
                                              meta=ocp.args.JsonSave(meta)))
@@ -59,7 +62,8 @@ def load_policy(path: str) -> tuple[dict[str, Any], Any]:
     path: the checkpoint directory.
 
   Returns:
-    (meta, params): meta has 'hidden_sizes' and 'num_actions'; params are numpy arrays.
+    (meta, params): meta has 'hidden_sizes', 'num_actions' and 'encoding' ('bits' for
+    checkpoints written before encodings existed); params are numpy arrays.
 
   Raises:
     CheckpointError: if the path is not a policy checkpoint or its shapes do not match its meta.
@@ -74,7 +78,9 @@ def load_policy(path: str) -> tuple[dict[str, Any], Any]:
     if meta.get('kind') != POLICY_KIND:
       raise CheckpointError(f'Checkpoint {path!r} holds kind {meta.get("kind")!r}, '
                             f'expected {POLICY_KIND!r}.')
-    target = policy.init_params(jax.random.PRNGKey(0), meta['hidden_sizes'], meta['num_actions'])
+    meta.setdefault('encoding', 'bits')
+    target = policy.init_params(jax.random.PRNGKey(0), meta['hidden_sizes'], meta['num_actions'],
+                                meta['encoding'])
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
     try:
       params = ckptr.restore(path, args=ocp.args.Composite(

@@ -80,7 +80,8 @@ def exit_on_bad_config_args(argv: Sequence[str], default_spec: str, prog: str) -
 
 
 def main(*, prog: str, default_config: str, load_config: Callable[[Any], Any],
-         make_program: Callable[[Any, str], Any], stages: Sequence[str]) -> None:
+         make_program: Callable[[Any, str], Any], stages: Sequence[str],
+         default_stages: Sequence[str] | None = None) -> None:
   """Parses flags and runs a program: `--config`, `--config.a.b=...`, `--workdir`, `--stages`.
 
   Args:
@@ -88,7 +89,8 @@ def main(*, prog: str, default_config: str, load_config: Callable[[Any], Any],
     default_config: 'configs/<file>.py:<variant>' used without --config.
     load_config: validates the ml_collections config into the program's config dataclass.
     make_program: `(config, workdir) -> program` with `run(stages)` and `close()`.
-    stages: the program's stages, in order (default: all).
+    stages: the program's stages, in order.
+    default_stages: the stages run without --stages (default: all of `stages`).
   """
   # pylint: disable=g-import-not-at-top  (absl flags are defined only for a real command line)
   from absl import app
@@ -104,7 +106,7 @@ def main(*, prog: str, default_config: str, load_config: Callable[[Any], Any],
       'workdir', None, f'Work directory (outputs, checkpoints, TensorBoard). Default: a fresh '
       f'runs/{prog[:-3]}-<time> directory. Re-running with the same directory resumes, and '
       'reuses the stages a changed config leaves unchanged.')
-  stages_flag = flags.DEFINE_list('stages', list(stages),
+  stages_flag = flags.DEFINE_list('stages', list(default_stages or stages),
                                   f'Comma-separated stages to run, from: {",".join(stages)}.')
 
   def run(argv: Sequence[str]) -> None:

@@ -84,6 +84,8 @@ class EnvConfig:
 
 
 BASE_POLICIES = ('random', 'checkpoint')
+RAM_ENCODINGS = ('bits', 'bytes', 'both')  # rmr_dist.networks.policy.ENCODINGS
+AGENT_CHECKPOINTS = 'agent'  # heads.checkpoint_path: the agent stage's checkpoints.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +96,13 @@ class HeadsConfig:
     num_heads: number of heads N (the paper's Agent57 has 32).
     episodes_per_head: episodes each head plays per game (the paper: 3).
     base_policy: 'random' (uniform over 18 actions) or 'checkpoint' (greedy policy network).
-    checkpoint_path: Orbax policy checkpoint directory; required iff base_policy='checkpoint'.
+    checkpoint_path: with base_policy='checkpoint' (required then): 'agent' (AGENT_CHECKPOINTS)
+      for the checkpoints the agent stage of this work directory saved, `agent/<game>/
+      policy_<update>/` (head i of N acts from checkpoint round(i * (K - 1) / (N - 1)) of K,
+      in training order: head 0, the most exploratory, from the untrained network, head N-1,
+      the least, from the last); or a directory holding such `<game>/policy_<update>/` or
+      `policy_<update>/` checkpoints (the same assignment); or one checkpoint written by
+      `rmr_dist.checkpointing.save_policy` (every head acts from it).
     epsilon: Ape-X base epsilon; head i explores with eps ** (1 + alpha * i / (N - 1)).
     alpha: Ape-X exponent spread.
     max_persistence: per-head probability of repeating the previous action is drawn in
@@ -400,6 +408,98 @@ class ProbeConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AgentConfig:
+  """The agent stage: a double-DQN policy per game, trained by collector actors + one learner
+  (`rmr_dist.distributed.agent`), whose checkpoints the `checkpoint` heads act from.
+
+  Attributes:
+    num_env_steps: agent steps per game, summed over the actors (the training budget).
+    num_actors: collector actors (Ray processes) acting epsilon-greedily.
+    max_episode_steps: agent-step cap of a training episode (27,000 = the standard 108k frames).
+    hidden_sizes: hidden widths of the RAM Q-network (`rmr_dist.networks.policy`).
+    n_step: n of the n-step return.
+    gamma: discount per agent step.
+    learning_rate: Adam learning rate.
+    batch_size: transitions per update (split over the local devices).
+    target_update_period: updates between copies of the online into the target network.
+    epsilon_start: exploration rate at step 0, decayed linearly to ...
+    epsilon_end: ... this rate, reached after ...
+    epsilon_decay_steps: ... this many agent steps (summed over the actors).
+    param_pull_interval: agent steps between an actor's pulls of the learner's parameters.
+    samples_per_insert: the replay table's SampleToInsertRatio (`replay.agent_table`: 8 is
+      DQN's one update of 32 every 4 steps).
+    error_buffer: samples either side may run ahead of the ratio before it blocks.
+    min_replay_size: transitions in replay before the first update.
+    replay_size: replay capacity (transitions).
+    num_checkpoints: policies saved, evenly spaced over training from the untrained network
+      (update 0) to the last update: `agent/<game>/policy_<update>/`.
+    clip_norm: global gradient-norm clip (0: none).
+    actor_chunk_steps: agent steps an actor plays per task before it reports its episodes.
+    log_every: learner updates between TensorBoard scalars.
+    sample_timeout_s: once the actors have stopped, a sample blocked this long ends training.
+    ram_encoding: how the RAM enters the Q-network: 'bits' (1024), 'bytes' (128 scaled to
+      [0, 1]) or 'both' (`rmr_dist.networks.policy.ENCODINGS`).
+  """
+  num_env_steps: int
+  num_actors: int
+  max_episode_steps: int
+  hidden_sizes: tuple[int, ...]
+  n_step: int
+  gamma: float
+  learning_rate: float
+  batch_size: int
+  target_update_period: int
+  epsilon_start: float
+  epsilon_end: float
+  epsilon_decay_steps: int
+  param_pull_interval: int
+  samples_per_insert: float
+  error_buffer: float
+  min_replay_size: int
+  replay_size: int
+  num_checkpoints: int
+  clip_norm: float
+  actor_chunk_steps: int
+  log_every: int
+  sample_timeout_s: float
+  ram_encoding: str = 'bits'
+
+  def validate(self, path: str) -> None:
+    def req(name, cond, valid):
+      _require(cond, f'{path}.{name}', getattr(self, name), valid)
+    req('num_env_steps', self.num_env_steps >= 1, 'an int >= 1')
+    req('num_actors', self.num_actors >= 1, 'an int >= 1')
+    req('max_episode_steps', self.max_episode_steps >= 1, 'an int >= 1')
+    req('hidden_sizes', len(self.hidden_sizes) >= 1 and min(self.hidden_sizes) >= 1,
+        'one or more widths >= 1')
+    req('n_step', 1 <= self.n_step <= 100, 'an int in [1, 100]')
+    req('gamma', 0.0 <= self.gamma <= 1.0, 'a float in [0, 1]')
+    req('learning_rate', self.learning_rate > 0, 'a float > 0')
+    req('batch_size', self.batch_size >= 1, 'an int >= 1')
+    req('target_update_period', self.target_update_period >= 1, 'an int >= 1')
+    req('epsilon_start', 0.0 <= self.epsilon_start <= 1.0, 'a float in [0, 1]')
+    req('epsilon_end', 0.0 <= self.epsilon_end <= self.epsilon_start,
+        f'a float in [0, epsilon_start={self.epsilon_start}]')
+    req('epsilon_decay_steps', self.epsilon_decay_steps >= 1, 'an int >= 1')
+    req('param_pull_interval', self.param_pull_interval >= 1, 'an int >= 1')
+    req('samples_per_insert', self.samples_per_insert > 0, 'a float > 0')
+    req('error_buffer', self.error_buffer >= max(1.0, self.samples_per_insert),
+        f'a float >= max(1, samples_per_insert={self.samples_per_insert})')
+    req('min_replay_size', 1 <= self.min_replay_size <= self.replay_size,
+        f'an int in [1, replay_size={self.replay_size}]')
+    req('min_replay_size', self.min_replay_size < self.num_env_steps,
+        f'an int < num_env_steps={self.num_env_steps}')
+    req('replay_size', self.replay_size >= self.batch_size,
+        f'an int >= batch_size={self.batch_size}')
+    req('num_checkpoints', self.num_checkpoints >= 2, 'an int >= 2 (untrained and last)')
+    req('clip_norm', self.clip_norm >= 0, 'a float >= 0')
+    req('actor_chunk_steps', self.actor_chunk_steps >= 1, 'an int >= 1')
+    req('log_every', self.log_every >= 1, 'an int >= 1')
+    req('sample_timeout_s', self.sample_timeout_s > 0, 'a float > 0')
+    req('ram_encoding', self.ram_encoding in RAM_ENCODINGS, f'one of {RAM_ENCODINGS}')
+
+
+@dataclasses.dataclass(frozen=True)
 class RayConfig:
   """Where the Ray program runs.
 
@@ -450,6 +550,7 @@ class AtariConfig:
     natural: natural (pixel) learners.
     probe: linear RAM probes.
     ray: Ray placement.
+    agent: the agent stage (trains the policies of `heads.checkpoint_path='agent'`).
   """
   games: tuple[str, ...]
   seed: int
@@ -461,6 +562,7 @@ class AtariConfig:
   natural: NaturalConfig
   probe: ProbeConfig
   ray: RayConfig
+  agent: AgentConfig
 
   def validate(self, path: str) -> None:
     _require(len(self.games) >= 1, f'{path}.games', self.games, 'at least one game')

@@ -138,10 +138,18 @@ def _cadence(section: str) -> tuple[str, ...]:
 # The stages each entry point runs, in pipeline order (`report` has no fingerprint: it rewrites
 # report/ from the latest outputs). Here, not in the Ray programs, so that `atari.py` and
 # `balls.py` can check `--stages` before importing Ray, JAX or Reverb.
-ATARI_STAGE_NAMES = ('collect', 'abstract', 'natural', 'probe', 'report')
+ATARI_STAGE_NAMES = ('agent', 'collect', 'abstract', 'natural', 'probe', 'report')
+# The stages `atari.py` runs without --stages: the agent stage is opt-in (it trains a policy per
+# game; `AtariProgram.run` adds it when the heads act from its checkpoints).
+ATARI_DEFAULT_STAGES = ('collect', 'abstract', 'natural', 'probe', 'report')
 BALLS_STAGE_NAMES = ('data', 'abstract', 'natural', 'report')
 
 ATARI_STAGES = (
+    # Writes agent/<game>/ (fixed paths, checked against agent/stage.json by the program).
+    StageSpec('agent', ('games', 'seed', 'env.frame_skip', 'env.repeat_action_probability',
+                        'env.noop_max', 'agent'),
+              ignored=('agent.num_actors', 'agent.actor_chunk_steps', 'agent.log_every',
+                       'agent.sample_timeout_s')),
     StageSpec('collect', ('games', 'seed', 'env', 'heads', 'collect', 'replay',
                           'natural.data_fractions'),
               ignored=('collect.num_collectors', 'collect.max_actor_restarts',

@@ -38,6 +38,18 @@ def test_paper_variant_has_paper_scale():
   assert cfg.heads.num_heads == 32 and cfg.heads.episodes_per_head == 3
 
 
+def test_study_and_paper_heads_act_from_the_agent_stage_local_keeps_random_heads():
+  for variant in ('study', 'paper'):
+    heads = config_lib.load_atari_config(atari_configs.get_config(variant)).heads
+    assert (heads.base_policy, heads.checkpoint_path) == ('checkpoint', 'agent'), variant
+  for variant in ('test', 'local'):
+    heads = config_lib.load_atari_config(atari_configs.get_config(variant)).heads
+    assert heads.base_policy == 'random', variant
+  from rmr_dist import workdir as workdir_lib
+  assert 'agent' in workdir_lib.ATARI_STAGE_NAMES
+  assert 'agent' not in workdir_lib.ATARI_DEFAULT_STAGES  # Opt-in.
+
+
 def test_unknown_key_names_it_and_lists_valid_keys():
   c = atari_configs.get_config('test').to_dict()
   c['heads']['num_headz'] = 3
@@ -77,6 +89,14 @@ def test_one_episode_negatives_need_the_episode_store():
     ('probe', 'val_fraction', 0.9, r'config\.probe\.val_fraction=0\.9'),
     ('probe', 'patience', 0, r'config\.probe\.patience=0'),
     ('probe', 'max_components', -1, r'config\.probe\.max_components=-1'),
+    ('agent', 'n_step', 0, r'config\.agent\.n_step=0.*\[1, 100\]'),
+    ('agent', 'gamma', 1.5, r'config\.agent\.gamma=1\.5'),
+    ('agent', 'epsilon_end', 2.0, r'config\.agent\.epsilon_end=2\.0.*epsilon_start'),
+    ('agent', 'samples_per_insert', 0.0, r'config\.agent\.samples_per_insert=0\.0'),
+    ('agent', 'error_buffer', 1.0, r'config\.agent\.error_buffer=1\.0.*samples_per_insert'),
+    ('agent', 'min_replay_size', 5_000, r'config\.agent\.min_replay_size=5000'),
+    ('agent', 'num_checkpoints', 1, r'config\.agent\.num_checkpoints=1'),
+    ('agent', 'hidden_sizes', (), r'config\.agent\.hidden_sizes=\(\)'),
 ])
 def test_wrong_type_or_value(section, key, value, pattern):
   c = atari_configs.get_config('test').to_dict()

@@ -22,7 +22,19 @@ def test_a_later_change_keeps_upstream_fingerprints(test_config):
       config_lib.to_dict(_replace(test_config, 'natural', num_steps=7)),
       workdir_lib.ATARI_STAGES)
   assert {k: base[k] == changed[k] for k in base} == {
-      'collect': True, 'abstract': True, 'natural': False, 'probe': False}
+      'agent': True, 'collect': True, 'abstract': True, 'natural': False, 'probe': False}
+
+
+def test_agent_settings_move_only_the_agent_fingerprint(test_config):
+  base = workdir_lib.fingerprints(config_lib.to_dict(test_config), workdir_lib.ATARI_STAGES)
+  changed = workdir_lib.fingerprints(
+      config_lib.to_dict(_replace(test_config, 'agent', learning_rate=1e-2)),
+      workdir_lib.ATARI_STAGES)
+  assert {k for k in base if base[k] != changed[k]} == {'agent'}
+  cadence = workdir_lib.fingerprints(
+      config_lib.to_dict(_replace(test_config, 'agent', num_actors=3, log_every=7)),
+      workdir_lib.ATARI_STAGES)
+  assert cadence == base
 
 
 def test_an_upstream_change_moves_every_later_fingerprint(test_config):
@@ -70,7 +82,7 @@ def test_stage_dirs_and_records(tmp_path, test_config):
   assert record['upstream'] == {'abstract': fp['abstract']}
   assert record['values']['natural.num_steps'] == test_config.natural.num_steps
   assert 'natural.log_every' not in record['values']
-  assert wd.stage_fingerprints('probe') == {k: fp[k] for k in sorted(fp)}
+  assert wd.stage_fingerprints('probe') == {k: fp[k] for k in sorted(fp) if k != 'agent'}
 
 
 def test_cached_result_computes_once(tmp_path):

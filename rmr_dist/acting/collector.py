@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -81,13 +81,16 @@ class Collector:
     config: the validated program config.
     store: episode store for validation (and optionally all) episodes.
     adder: writes training transitions to Reverb; None writes no replay (store only).
-    policy_fn: builds the base policy from the heads config.
+    policy_fn: builds the base policy from the heads config (default
+      `policies.make_policy(heads, checkpoints)`).
+    checkpoints: with base_policy='checkpoint', {game: policy checkpoints in training order};
+      head i of N acts from `policies.head_checkpoint_index(i, N, K)` of them.
   """
 
   def __init__(self, config: config_lib.AtariConfig, store: episode_store.EpisodeStore,
                adder: adders.TransitionAdder | None,
-               policy_fn: Callable[[config_lib.HeadsConfig], policies.Policy] = (
-                   policies.make_policy)):
+               policy_fn: Callable[[config_lib.HeadsConfig], policies.Policy] | None = None,
+               checkpoints: Mapping[str, Sequence[str]] | None = None):
     self._config = config
     self._store = store
     self._adder = adder
@@ -95,7 +98,8 @@ class Collector:
     self._head_specs = heads_lib.make_head_specs(
         h.num_heads, epsilon=h.epsilon, alpha=h.alpha, max_persistence=h.max_persistence,
         preference_concentration=h.preference_concentration, seed=config.seed)
-    self._base_policy = policy_fn(h)
+    self._base_policy = (policy_fn(h) if policy_fn is not None
+                         else policies.make_policy(h, checkpoints))
     self._envs: dict[str, atari.AtariEnv] = {}
     self.counters = {'steps': 0, 'episodes': 0, 'train_transitions': 0, 'seconds': 0.0}
 
@@ -124,7 +128,8 @@ class Collector:
     env_seq, head_seq = episode_seed(self._config.seed, unit.game, unit.head,
                                      unit.episode).spawn(2)
     env = self._env(unit.game)
-    head = heads_lib.Head(self._head_specs[unit.head], self._base_policy)
+    head = heads_lib.Head(self._head_specs[unit.head],
+                          policies.policy_for(self._base_policy, unit.game, unit.head))
     head.begin_episode(np.random.default_rng(head_seq))
     obs = env.reset(int(env_seq.generate_state(1)[0]))
     rams, frames, actions, rewards = [obs.ram], [obs.frame], [], []

@@ -136,10 +136,12 @@ class CollectorWorker:
     replay_addresses: {game: 'host:port'} of the server holding each game's tables (from
       `start_replay_servers`); a single 'host:port' means one server holds every game.
     store_root: directory of the episode store (shared storage on a cluster).
+    checkpoints: {game: policy checkpoints in training order} of checkpoint heads.
   """
 
   def __init__(self, config: config_lib.AtariConfig,
-               replay_addresses: Mapping[str, str] | str, store_root: str):
+               replay_addresses: Mapping[str, str] | str, store_root: str,
+               checkpoints: Mapping[str, Sequence[str]] | None = None):
     from rmr_dist.replay import adders  # pylint: disable=g-import-not-at-top
     from rmr_dist.replay import episode_store  # pylint: disable=g-import-not-at-top
     if isinstance(replay_addresses, str):
@@ -148,7 +150,7 @@ class CollectorWorker:
                                     max_episode_steps=config.env.max_episode_steps,
                                     chunk_length=config.replay.chunk_length)
     self._collector = collector_lib.Collector(config, episode_store.EpisodeStore(store_root),
-                                              self._adder)
+                                              self._adder, checkpoints=checkpoints)
 
   def run(self, units: Sequence[collector_lib.WorkUnit]) -> list[collector_lib.EpisodeStats]:
     """Collects `units` (typically one episode) and returns their stats."""

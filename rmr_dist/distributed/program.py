@@ -29,6 +29,7 @@ from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.acting import collector as collector_lib
 from rmr_dist.distributed import actors
+from rmr_dist.distributed import agent as agent_lib
 from rmr_dist.distributed import learners
 from rmr_dist.distributed import placement
 from rmr_dist.distributed import ray_setup
@@ -36,6 +37,7 @@ from rmr_dist.distributed import workdir_check
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import monitor as monitor_lib
 from rmr_dist.replay import splits
+from rmr_dist.stages import atari_agent
 
 STAGES = workdir_lib.ATARI_STAGE_NAMES
 LEARNER_STAGES = ('abstract', 'natural', 'probe')  # Their units run in learner groups.
@@ -72,8 +74,11 @@ class AtariProgram:
 
   def __init__(self, config: config_lib.AtariConfig, workdir: str):
     self.config = config
-    if config.heads.base_policy == 'checkpoint':
-      check_policy_checkpoint(config.heads.checkpoint_path)
+    if (config.heads.base_policy == 'checkpoint'
+        and config.heads.checkpoint_path != config_lib.AGENT_CHECKPOINTS):
+      for paths in atari_agent.resolve_checkpoints(config.heads, config.games, '').values():
+        for path in paths:
+          check_policy_checkpoint(path)
     self.paths = workdir_lib.open_workdir(workdir, config, workdir_lib.ATARI_STAGES)
     self.workdir = self.paths.root
     self.episodes_dir = self.paths.episodes
@@ -140,7 +145,49 @@ class AtariProgram:
     return {name: info.current_size for client in clients
             for name, info in client.server_info().items()}
 
+  # ---------------------------------------------------------------- agent
+  def uses_agent_checkpoints(self) -> bool:
+    """The heads act from the agent stage's checkpoints (heads.checkpoint_path='agent')."""
+    h = self.config.heads
+    return h.base_policy == 'checkpoint' and h.checkpoint_path == config_lib.AGENT_CHECKPOINTS
+
+  def agent(self) -> list[dict[str, Any]]:
+    """Trains a policy per game (`distributed.agent`), or reads the finished games.
+
+    Raises:
+      ConfigError: agent/ holds policies trained with other agent settings (stage.json).
+    """
+    if storage.is_remote(self.workdir):
+      raise config_lib.ConfigError(
+          f'The agent stage writes its policies with Orbax to a local (or shared) file system; '
+          f'--workdir={self.workdir} is an object store. Run it with a local --workdir.')
+    spec = next(s for s in workdir_lib.ATARI_STAGES if s.name == 'agent')
+    record = {'stage': 'agent', 'fingerprint': self.paths.fingerprints['agent'],
+              'values': workdir_lib.stage_values(self.paths.config_dict, spec)}
+    path = self.paths.path('agent', 'stage.json')
+    previous = workdir_lib.read_json(path)
+    if previous is not None and previous != record:
+      trained = [g for g in self.config.games
+                 if storage.exists(self.paths.path('agent', g, 'result.json'))]
+      if trained:
+        diffs = [k for k in sorted(set(previous['values']) | set(record['values']))
+                 if previous['values'].get(k) != record['values'].get(k)]
+        raise config_lib.ConfigError(
+            f'{self.paths.path("agent")} holds policies of {trained} trained with other agent '
+            f'settings (differing: {", ".join(diffs)}); use a fresh --workdir or the recorded '
+            f'values ({path}).')
+    workdir_lib.atomic_write_json(path, record)
+    ray_setup.init_ray(self.config.ray)
+    host = ray_setup.LOOPBACK if not self.config.ray.address else ray.util.get_node_ip_address()
+    return agent_lib.run(self.config, self.paths, self.logger, host)
+
   # ---------------------------------------------------------------- collect
+  def head_checkpoints(self) -> dict[str, list[str]] | None:
+    """{game: policy checkpoints in training order} of checkpoint heads, else None."""
+    if self.config.heads.base_policy != 'checkpoint':
+      return None
+    return atari_agent.resolve_checkpoints(self.config.heads, self.config.games, self.workdir)
+
   def collect(self) -> dict[str, Any]:
     """Runs the collect stage (or returns its summary if already complete)."""
     summary_path = self.paths.collect_summary
@@ -158,7 +205,9 @@ class AtariProgram:
                                           cfg.heads.episodes_per_head)
     actor_cls = actors.make_collector_actor_class(cfg.collect.max_actor_restarts)
     num_actors = min(cfg.collect.num_collectors, len(units))
-    workers = [actor_cls.remote(cfg, addresses, self.episodes_dir) for _ in range(num_actors)]
+    checkpoints = self.head_checkpoints()
+    workers = [actor_cls.remote(cfg, addresses, self.episodes_dir, checkpoints)
+               for _ in range(num_actors)]
     servers = sorted(set(addresses.values()))
     where = servers[0] if len(servers) == 1 else f'{len(servers)} servers {addresses}'
     print(f'collect: {len(units)} episodes ({len(cfg.games)} games x {cfg.heads.num_heads} heads '
@@ -259,7 +308,8 @@ class AtariProgram:
           'frames_per_s': steps * cfg.env.frame_skip / seconds if seconds else None,
           'replay_items': {k: v for k, v in sizes.items() if k.endswith(f'_{game}')},
       }
-    summary: dict[str, Any] = {'games': games, 'episodes_dir': self.episodes_dir}
+    summary: dict[str, Any] = {'games': games, 'episodes_dir': self.episodes_dir,
+                               'heads': self._head_summary(stats)}
     if cfg.replay.checkpoint:
       # One per server, written on its node, then copied to the work directory if need be.
       paths = [self._publish(server, client.checkpoint())
@@ -275,6 +325,35 @@ class AtariProgram:
     self.logger.flush()
     print(f'collect: done; summary at {summary_path}')
     return summary
+
+  def _head_summary(self, stats: list[collector_lib.EpisodeStats]) -> dict[str, Any]:
+    """Per game and head: mean return over its episodes (train and validation), episodes,
+    epsilon, and the checkpoint it acted from (checkpoint heads); also to TensorBoard
+    (`collector/<game>/head_<i>/mean_return`, step = head)."""
+    from rmr_dist.acting import heads as heads_lib  # pylint: disable=g-import-not-at-top
+    from rmr_dist.acting import policies  # pylint: disable=g-import-not-at-top
+    h = self.config.heads
+    specs = heads_lib.make_head_specs(
+        h.num_heads, epsilon=h.epsilon, alpha=h.alpha, max_persistence=h.max_persistence,
+        preference_concentration=h.preference_concentration, seed=self.config.seed)
+    checkpoints = self.head_checkpoints()
+    out: dict[str, Any] = {'base_policy': h.base_policy}
+    for game in self.config.games:
+      rows = []
+      for head in range(h.num_heads):
+        g = [s for s in stats if s.game == game and s.head == head]
+        mean = sum(s.episode_return for s in g) / len(g) if g else None
+        row = {'head': head, 'episodes': len(g), 'mean_return': mean,
+               'mean_length': sum(s.length for s in g) / len(g) if g else None,
+               'epsilon': specs[head].epsilon, 'persistence': specs[head].persistence}
+        if checkpoints is not None:
+          row['checkpoint'] = policies.HeadCheckpointPolicies(
+              checkpoints, h.num_heads).path_for(game, head)
+        rows.append(row)
+        if mean is not None:
+          self.logger.scalars({f'collector/{game}/head_mean_return': mean}, step=head)
+      out[game] = rows
+    return out
 
   @staticmethod
   def _publish(server: Any, path: str) -> str:
@@ -367,6 +446,11 @@ class AtariProgram:
         (`LEARNER_STAGES`) and the Ray cluster cannot place a learner group.
     """
     stages = check_stages(stages)
+    if ('collect' in stages and 'agent' not in stages and self.uses_agent_checkpoints()
+        and not storage.exists(self.paths.collect_summary)):
+      print("atari: heads.checkpoint_path='agent': adding the agent stage before collect "
+            '(it reuses the policies already trained in this work directory).', flush=True)
+      stages = check_stages(['agent'] + stages)
     placement.check_before_stages(self.config.ray, stages, LEARNER_STAGES)
     if any(stage != 'report' for stage in stages):  # The report is written by the driver.
       ray_setup.init_ray(self.config.ray)

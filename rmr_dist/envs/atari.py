@@ -42,6 +42,9 @@ def stored_frame_shape(frame_shape: tuple[int, int]) -> tuple[int, ...]:
   return (h, w) if (h, w) == NATIVE_FRAME_SHAPE else (h, w, 3)
 
 
+_NO_FRAME = np.zeros(0, np.uint8)  # The frame of an env with read_frames=False.
+
+
 class Observation(NamedTuple):
   """What the agent sees at one step.
 
@@ -97,13 +100,16 @@ class AtariEnv:
     noop_max: each reset plays a seeded number of NOOP steps in 0..noop_max first.
     frame_shape: (height, width) of returned frames; (210, 160) is native (no resize).
     palette_frames: return ALE palette indices [210, 160] instead of RGB (native size only).
+    read_frames: read the screen at every step; False returns an empty [0] frame (agents that
+      act on the RAM alone skip the screen copy and resize).
   """
 
   def __init__(self, game: str, *, frame_skip: int = 4, repeat_action_probability: float = 0.0,
                max_episode_steps: int = 27_000,
                frame_shape: tuple[int, int] = NATIVE_FRAME_SHAPE, noop_max: int = 0,
-               palette_frames: bool = False):
+               palette_frames: bool = False, read_frames: bool = True):
     config_lib.check_game(game)
+    self.read_frames = read_frames
     if noop_max < 0:
       raise ValueError(f'noop_max={noop_max!r} must be >= 0')
     if palette_frames and tuple(frame_shape) != NATIVE_FRAME_SHAPE:
@@ -155,6 +161,8 @@ class AtariEnv:
 
   def _observe(self, screen: np.ndarray | None = None) -> Observation:
     self._ale.getRAM(self._ram)
+    if not self.read_frames:
+      return Observation(ram=self._ram.copy(), frame=_NO_FRAME)
     if screen is None:
       self._read_screen(self._screen)
     frame = self._screen if screen is None else screen
