@@ -188,8 +188,11 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     # natural pipeline"); InfoNCE over the batch's next frames moves it and learns its
     # objective (held-out next-frame retrieval) within 120 updates.
     c.natural.loss = 'infonce'
-  if variant in ('study', 'paper'):
-    # Heads of varying skill: the agent stage's policies (it runs before collect).
+  if variant == 'paper':
+    # Heads of varying skill: the agent stage's policies (it runs before collect). The `study`
+    # keeps random heads until the agent learns: at the local agent budget Pong's return stays
+    # at -21 and heads acting from its checkpoints visit a third of the random heads' distinct
+    # RAM states (README, "The agent stage").
     c.heads.base_policy = 'checkpoint'
     c.heads.checkpoint_path = 'agent'
   if variant == 'study':
