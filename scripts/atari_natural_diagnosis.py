@@ -64,8 +64,8 @@ def main():
   p.add_argument('--probe-components', type=int, default=1024,
                  help='probe.max_components: whiten onto at most this many components')
   p.add_argument('--same-episode', action='store_true',
-                 help='draw each batch from one training episode (in-batch negatives share '
-                      'the episode\'s static content, e.g. bricks and score)')
+                 help='draw each batch from one training episode, picked uniformly (in-batch '
+                      'negatives share the episode\'s static content, e.g. bricks and score)')
   a = p.parse_args()
   steps = sorted(int(x) for x in a.steps.split(','))
   shape = (a.height, a.width)
