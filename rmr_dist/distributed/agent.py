@@ -33,6 +33,7 @@ import ray
 
 from rmr_dist import config as config_lib
 from rmr_dist import workdir as workdir_lib
+from rmr_dist.distributed import placement
 from rmr_dist.stages import atari_agent
 
 
@@ -209,5 +210,10 @@ def train_game(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, gam
 
 def run(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, logger: Any,
         host: str) -> list[dict[str, Any]]:
-  """Trains (or reads) every game's policy, in order."""
+  """Trains (or reads) every game's policy, in order.
+
+  Raises:
+    ConfigError: before any game, if the agent's actors cannot all be placed.
+  """
+  placement.check_actor_cpus(config.ray, config.agent.num_actors, 'agent.num_actors')
   return [train_game(config, workdir, game, logger, host) for game in config.games]

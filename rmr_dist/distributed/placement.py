@@ -117,6 +117,30 @@ def check_learner_resources(ray_config: config_lib.RayConfig) -> None:
   raise config_lib.ConfigError(message)
 
 
+def check_actor_cpus(ray_config: config_lib.RayConfig, count: int, setting: str) -> None:
+  """Fails unless `count` actors of 1 CPU each fit the connected Ray cluster at once (call after
+  `init_ray`). Such actors (collectors, agent actors) hold their CPU until the stage ends, so one
+  that cannot be placed never runs and the stage would wait for it forever.
+
+  On a cluster (`ray.address` set) an autoscaler may still add nodes, so a shortfall is only
+  warned about there.
+
+  Raises:
+    ConfigError: on a local Ray, naming `setting`, its value and the CPUs there are.
+  """
+  cpus = sum(n['resources'].get('CPU', 0.0) for n in cluster_nodes())
+  if count <= cpus:
+    return
+  message = (f'{setting}={count}: each of these actors reserves 1 CPU until the stage ends, but '
+             f'the Ray cluster has {cpus:g} CPU(s) in all. Set {setting} to at most {int(cpus)} '
+             '(or raise ray.num_cpus, or add nodes).')
+  if ray_config.address:
+    print(f'placement: warning: {message} The stage waits until such nodes join.',
+          file=sys.stderr, flush=True)
+    return
+  raise config_lib.ConfigError(message)
+
+
 def check_before_stages(ray_config: config_lib.RayConfig, stages: Sequence[str],
                         learner_stages: Sequence[str]) -> None:
   """Before a run of `stages`: if any runs in learner groups, starts (or joins) Ray and checks

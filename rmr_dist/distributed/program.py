@@ -205,6 +205,7 @@ class AtariProgram:
                                           cfg.heads.episodes_per_head)
     actor_cls = actors.make_collector_actor_class(cfg.collect.max_actor_restarts)
     num_actors = min(cfg.collect.num_collectors, len(units))
+    placement.check_actor_cpus(cfg.ray, num_actors, 'collect.num_collectors')
     checkpoints = self.head_checkpoints()
     workers = [actor_cls.remote(cfg, addresses, self.episodes_dir, checkpoints)
                for _ in range(num_actors)]
