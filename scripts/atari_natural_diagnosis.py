@@ -7,13 +7,16 @@ linear RAM-probe bit F1 per seed on held-out episodes (the probe stage's probes:
 on a held-out part of the probe frames, whitened features, the validation RAM's high-entropy
 slots), the embeddings' mean per-feature std over frames (collapse), and the last update's
 positive and negative energies. Step 0 is the untrained encoders; the majority-class-per-bit
-F1 is printed first.
+F1 is printed first, and with --pixel-control the same probes fit on the raw frames (flattened
+pixels in [0, 1], whitened like the embeddings): the level any encoder must beat to add
+linearly readable RAM information to the frame itself.
 
   python scripts/atari_natural_diagnosis.py --steps=0,50,150
   python scripts/atari_natural_diagnosis.py --game=breakout --slot-embedding
   python scripts/atari_natural_diagnosis.py --map-activation=none --batch=50
   python scripts/atari_natural_diagnosis.py --loss=infonce --slot-embedding
   python scripts/atari_natural_diagnosis.py --game=breakout --loss=infonce --same-episode
+  python scripts/atari_natural_diagnosis.py --game=pong --steps=0 --pixel-control
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from rmr_dist.acting import policies
@@ -66,6 +70,12 @@ def main():
   p.add_argument('--same-episode', action='store_true',
                  help='draw each batch from one training episode, picked uniformly (in-batch '
                       'negatives share the episode\'s static content, e.g. bricks and score)')
+  p.add_argument('--window', type=int, default=0,
+                 help='draw each batch from a window of this many consecutive transitions of '
+                      'one training episode (negatives a few steps away: what moves must be '
+                      'encoded); 0 = off')
+  p.add_argument('--pixel-control', action='store_true',
+                 help='also probe the raw frames (flattened pixels) with the same probes')
   a = p.parse_args()
   steps = sorted(int(x) for x in a.steps.split(','))
   shape = (a.height, a.width)
@@ -85,11 +95,25 @@ def main():
   probe_train = (frames_t[pick], ram_t[pick])
   val = (np.concatenate([f for f, _, _ in held]), np.concatenate([r for _, r, _ in held]))
   mask = metrics.high_entropy_slots(val[1])
-  print(json.dumps({'game': a.game, 'train_transitions': len(frames_t),
-                    'val_frames': len(val[1]), 'scored_slots': int(mask.sum()),
-                    'majority_f1': round(probes.majority_bit_f1(probe_train[1],
-                                                                val[1])['bit_f1'], 4)}),
-        flush=True)
+
+  def probe_f1(encode, params, seed):
+    """Held-out bit F1 of the probes on ``encode(params, frames)``, and the train embeddings."""
+    emb = probes.frozen_embeddings(encode, params, probe_train[0], 100)
+    val_emb = probes.frozen_embeddings(encode, params, val[0], 100)
+    fitted, _ = probes.fit_bit_probes(
+        emb, probe_train[1], steps=3000, batch_size=128, learning_rate=1e-3,
+        weight_decay=0.0, seed=seed, early_stopping=probes.EarlyStopping(0.2, 25, 4),
+        max_components=a.probe_components, slots=mask)
+    return round(probes.evaluate_bit_probes(fitted, val_emb, val[1])['bit_f1'], 4), emb
+
+  header = {'game': a.game, 'train_transitions': len(frames_t), 'val_frames': len(val[1]),
+            'scored_slots': int(mask.sum()),
+            'majority_f1': round(probes.majority_bit_f1(probe_train[1], val[1])['bit_f1'], 4)}
+  if a.pixel_control:
+    # frames [B, H, W, 3] -> [B, 1, H * W * 3] in [0, 1]: one "slot" of raw pixels.
+    pixels = lambda _, x: jnp.asarray(x, jnp.float32).reshape(x.shape[0], 1, -1) / 255.0
+    header['pixel_f1'] = [probe_f1(pixels, None, s)[0] for s in range(a.seeds)]
+  print(json.dumps(header), flush=True)
 
   spec = processors.ModelSpec(a.processor, latent_size=a.latent, hidden_size=a.hidden)
   model = natural_learning.make_model(spec, maps_per_slot=1, latent_size=a.latent,
@@ -110,7 +134,11 @@ def main():
   for target in steps:
     t = time.perf_counter()
     while done < target:
-      if a.same_episode:
+      if a.window:
+        pool = episode_index[rng.integers(len(episode_index))]
+        first = rng.integers(max(len(pool) - a.window, 0) + 1)
+        i = rng.choice(pool[first:first + a.window], a.batch, replace=a.window < a.batch)
+      elif a.same_episode:
         pool = episode_index[rng.integers(len(episode_index))]
         i = rng.choice(pool, a.batch, replace=len(pool) < a.batch)
       else:
@@ -124,13 +152,8 @@ def main():
     for s in range(a.seeds):
       params = jax.tree_util.tree_map(lambda x, s=s: np.asarray(x[s]),
                                       jax.device_get(state.params['encoder']))
-      emb = probes.frozen_embeddings(encode_fn, params, probe_train[0], 100)
-      val_emb = probes.frozen_embeddings(encode_fn, params, val[0], 100)
-      fitted, _ = probes.fit_bit_probes(
-          emb, probe_train[1], steps=3000, batch_size=128, learning_rate=1e-3,
-          weight_decay=0.0, seed=s, early_stopping=probes.EarlyStopping(0.2, 25, 4),
-          max_components=a.probe_components, slots=mask)
-      f1.append(round(probes.evaluate_bit_probes(fitted, val_emb, val[1])['bit_f1'], 4))
+      score, emb = probe_f1(encode_fn, params, s)
+      f1.append(score)
       spread.append(float(emb.std(axis=0).mean()))
     energies = {k: [round(float(x), 5) for x in np.asarray(last[k])]
                 for k in ('positive_energy', 'negative_energy')} if last else {}
