@@ -74,6 +74,9 @@ def main():
                  help='draw each batch from a window of this many consecutive transitions of '
                       'one training episode (negatives a few steps away: what moves must be '
                       'encoded); 0 = off')
+  p.add_argument('--byte-probes', action='store_true',
+                 help="also fit AtariARI's 256-way byte probes (its labelled variables); each "
+                      'score is then (bit F1, mean byte F1)')
   p.add_argument('--pixel-control', action='store_true',
                  help='also probe the raw frames (flattened pixels) with the same probes')
   a = p.parse_args()
@@ -104,7 +107,14 @@ def main():
         emb, probe_train[1], steps=3000, batch_size=128, learning_rate=1e-3,
         weight_decay=0.0, seed=seed, early_stopping=probes.EarlyStopping(0.2, 25, 4),
         max_components=a.probe_components, slots=mask)
-    return round(probes.evaluate_bit_probes(fitted, val_emb, val[1])['bit_f1'], 4), emb
+    bit = round(probes.evaluate_bit_probes(fitted, val_emb, val[1])['bit_f1'], 4)
+    if not a.byte_probes:
+      return bit, emb
+    byte = probes.evaluate_byte_probes(probes.train_byte_probes(
+        emb, probe_train[1], a.game, steps=3000, batch_size=128, learning_rate=1e-3,
+        weight_decay=0.0, seed=seed, early_stopping=probes.EarlyStopping(0.2, 25, 4),
+        max_components=a.probe_components), val_emb, val[1])
+    return (bit, round(byte['mean_f1'], 4) if byte else None), emb
 
   header = {'game': a.game, 'train_transitions': len(frames_t), 'val_frames': len(val[1]),
             'scored_slots': int(mask.sum()),
