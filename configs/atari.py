@@ -104,6 +104,9 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   # 'batch': i.i.d. batches (negatives from any episode); 'episode': each batch from one
   # training episode (needs replay.learner_source='store').
   c.natural.negatives = 'batch'
+  # With negatives='episode': each batch from this many consecutive transitions of the episode
+  # (0 = anywhere in it).
+  c.natural.episode_window = 0
   c.natural.hinge = 1.0  # Contrastive hinge margin (C-SWM default).
   c.natural.sigma = 0.5  # Energy scale (C-SWM default).
   c.natural.data_fractions = (0.3, 1.0)  # Nested fractions of train episodes to train on.

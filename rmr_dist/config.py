@@ -300,6 +300,8 @@ class NaturalConfig:
       to its length, so every transition stays equally likely), so the negatives share the
       episode's static content (bricks, score) and only what moves tells them apart. 'episode'
       reads the episode store (replay.learner_source='store').
+    episode_window: with negatives='episode', draw each batch from this many consecutive
+      transitions of the episode (negatives a few steps apart); 0 = the whole episode.
     hinge: margin of the contrastive hinge loss (C-SWM: 1.0).
     sigma: energy scale, d = ||x - y||^2 / (2 sigma^2) (C-SWM: 0.5).
     data_fractions: fractions of the training episodes to train on (nested subsets); each
@@ -323,6 +325,7 @@ class NaturalConfig:
   map_activation: str
   loss: str
   negatives: str
+  episode_window: int
   hinge: float
   sigma: float
   data_fractions: tuple[float, ...]
@@ -351,6 +354,11 @@ class NaturalConfig:
              "'hinge' or 'infonce'")
     _require(self.negatives in NEGATIVES, f'{path}.negatives', self.negatives,
              f'one of {NEGATIVES}')
+    _require(self.episode_window == 0 or (self.negatives == 'episode' and
+                                          self.episode_window >= self.batch_size),
+             f'{path}.episode_window', self.episode_window,
+             f"0, or with negatives='episode' an int >= batch_size={self.batch_size} (a batch "
+             'holds distinct transitions of the window)')
     _require(len(self.data_fractions) >= 1 and all(0.0 < f <= 1.0 for f in self.data_fractions)
              and len(set(self.data_fractions)) == len(self.data_fractions),
              f'{path}.data_fractions', self.data_fractions, 'distinct fractions in (0, 1]')

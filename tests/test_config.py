@@ -70,6 +70,14 @@ def test_one_episode_negatives_need_the_episode_store():
     config_lib.load_atari_config(c)
   c['collect']['store_all_episodes'], c['replay']['learner_source'] = True, 'store'
   assert config_lib.load_atari_config(c).natural.negatives == 'episode'
+  c['natural']['episode_window'] = c['natural']['batch_size'] - 1
+  with pytest.raises(config_lib.ConfigError, match=r'episode_window=3.*>= batch_size=4'):
+    config_lib.load_atari_config(c)
+  c['natural']['episode_window'] = 16
+  assert config_lib.load_atari_config(c).natural.episode_window == 16
+  c['natural']['negatives'] = 'batch'
+  with pytest.raises(config_lib.ConfigError, match=r"episode_window=16.*negatives='episode'"):
+    config_lib.load_atari_config(c)
 
 
 @pytest.mark.parametrize('section,key,value,pattern', [

@@ -41,7 +41,8 @@ def make_table_iterator(address: str, table: str, batch_size: int) -> Iterator[d
 def make_learner_source(config: config_lib.AtariConfig, episodes_dir: str, replay_address: str,
                         kind: str, game: str, batch_size: int, *, fraction: float = 1.0,
                         process_index: int = 0,
-                        one_episode: bool = False) -> Iterator[dict[str, Any]]:
+                        one_episode: bool = False,
+                        window: int = 0) -> Iterator[dict[str, Any]]:
   """Uniform i.i.d. batches of the `kind` table of `game` from `config.replay.learner_source`.
 
   Args:
@@ -54,6 +55,7 @@ def make_learner_source(config: config_lib.AtariConfig, episodes_dir: str, repla
     fraction: the natural table's data fraction.
     process_index: this learner process (seeds the store's sampling).
     one_episode: each batch from one training episode (store only; natural.negatives).
+    window: with one_episode, from this many consecutive transitions of it (0 = all).
 
   Returns:
     An iterator of dicts of [batch_size, ...] numpy arrays, the same keys, shapes and dtypes
@@ -63,7 +65,7 @@ def make_learner_source(config: config_lib.AtariConfig, episodes_dir: str, repla
     return store_batches.make_store_iterator(episodes_dir, kind, game, batch_size,
                                              fraction=fraction, seed=config.seed,
                                              process_index=process_index,
-                                             one_episode=one_episode)
+                                             one_episode=one_episode, window=window)
   if one_episode:
     raise config_lib.ConfigError('One-episode batches are drawn from the episode store: set '
                                  "replay.learner_source='store'.")

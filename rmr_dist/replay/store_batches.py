@@ -103,26 +103,35 @@ def batch_seed(seed: int, table: str, process_index: int = 0) -> np.random.SeedS
   return np.random.SeedSequence([seed, zlib.crc32(table.encode()), process_index, 0x5704E])
 
 
-def one_episode_index(offsets: np.ndarray, batch_size: int,
-                      rng: np.random.Generator) -> np.ndarray:
+def one_episode_index(offsets: np.ndarray, batch_size: int, rng: np.random.Generator,
+                      window: int = 0) -> np.ndarray:
   """[B] positions of one episode's transitions: the episode drawn with probability
   proportional to its length, then B distinct transitions of it uniformly (with replacement
   only if it has fewer than B), so each transition is in a batch with probability B/N, as in
   uniform sampling, and no next frame is its own negative.
 
+  With ``window`` W > 0 the B transitions are drawn from W consecutive ones of the episode
+  (the window's start uniform over the episode), so the negatives are a few steps apart and
+  differ in what moves rather than in the score. A transition within W - 1 steps of either end
+  of its episode is then covered by fewer windows, so it is drawn less often than the others.
+
   Args:
     offsets: [E+1] episode bounds (`StoreTransitions.episode_offsets`).
     batch_size: B.
     rng: the sampler's generator.
+    window: W, consecutive transitions a batch is drawn from; 0 = the whole episode.
   """
   lengths = np.diff(offsets)  # [E]
   e = rng.choice(len(lengths), p=lengths / lengths.sum())
-  return offsets[e] + rng.choice(lengths[e], batch_size, replace=lengths[e] < batch_size)
+  span = lengths[e] if window <= 0 else min(window, lengths[e])
+  first = rng.integers(lengths[e] - span + 1)
+  return offsets[e] + first + rng.choice(span, batch_size, replace=span < batch_size)
 
 
 def make_store_iterator(root: str, kind: str, game: str, batch_size: int, *,
                         fraction: float = 1.0, seed: int = 0, process_index: int = 0,
-                        one_episode: bool = False) -> Iterator[dict[str, np.ndarray]]:
+                        one_episode: bool = False,
+                        window: int = 0) -> Iterator[dict[str, np.ndarray]]:
   """Endless uniform i.i.d. batches (with replacement) of one table's items from the store,
   or with `one_episode` batches of one episode each (`one_episode_index`).
 
@@ -135,6 +144,8 @@ def make_store_iterator(root: str, kind: str, game: str, batch_size: int, *,
     seed: the config's root seed.
     process_index: this learner process (hosts of a group draw different batches).
     one_episode: draw each batch from one episode (natural.negatives='episode').
+    window: with one_episode, from this many consecutive transitions of it (0 = all of it;
+      natural.episode_window).
 
   Returns:
     An iterator of dicts of [B, ...] numpy arrays (see the module docstring). The episodes are
@@ -143,6 +154,6 @@ def make_store_iterator(root: str, kind: str, game: str, batch_size: int, *,
   data = StoreTransitions(root, kind, game, fraction, seed)
   rng = np.random.default_rng(batch_seed(seed, data.table, process_index))
   if one_episode:
-    return (data.batch(one_episode_index(data.episode_offsets, batch_size, rng))
+    return (data.batch(one_episode_index(data.episode_offsets, batch_size, rng, window))
             for _ in itertools.count())
   return (data.batch(rng.integers(0, len(data), batch_size)) for _ in itertools.count())

@@ -43,7 +43,8 @@ def make_iterator(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, 
   source = iterators.make_learner_source(
       config, workdir.episodes, replay_address, table_names.NATURAL, game,
       config.natural.batch_size // jax.process_count(), fraction=fraction,
-      process_index=jax.process_index(), one_episode=config.natural.negatives == 'episode')
+      process_index=jax.process_index(), one_episode=config.natural.negatives == 'episode',
+      window=config.natural.episode_window)
   return iterators.Prefetcher(
       ({k: v for k, v in batch.items() if k != 'ram_t'} for batch in source),
       size=config.natural.prefetch)

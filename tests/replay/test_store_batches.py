@@ -108,6 +108,23 @@ def test_one_episode_batches_come_from_one_episode_and_keep_items_uniform(collec
   assert counts.min() > 0.5 * 32000 / len(data) and counts.max() < 1.6 * 32000 / len(data)
 
 
+def test_windowed_batches_are_distinct_consecutive_transitions_of_one_episode():
+  offsets = np.array([0, 30, 100, 105])  # Episodes of 30, 70 and 5 transitions.
+  rng = np.random.default_rng(3)
+  drawn = []
+  for _ in range(500):
+    index = store_batches.one_episode_index(offsets, 8, rng, window=12)
+    e = np.searchsorted(offsets, index[0], side='right') - 1
+    assert offsets[e] <= index.min() and index.max() < offsets[e + 1]  # One episode.
+    if offsets[e + 1] - offsets[e] >= 12:
+      assert index.max() - index.min() < 12  # Within one window of 12 transitions.
+      assert len(set(index.tolist())) == 8  # Distinct.
+    drawn.append(index)
+  # Every transition is reachable, the ends of the long episodes less often than the middle.
+  counts = np.bincount(np.concatenate(drawn), minlength=105)
+  assert counts.min() > 0 and counts[30] < counts[65]
+
+
 def test_a_store_without_training_episodes_fails_naming_the_setting(tmp_path):
   with pytest.raises(config_lib.ConfigError, match='collect.store_all_episodes=True'):
     store_batches.make_store_iterator(str(tmp_path), 'abstract', 'pong', 4)
