@@ -123,9 +123,11 @@ def one_episode_index(offsets: np.ndarray, batch_size: int, rng: np.random.Gener
   """
   lengths = np.diff(offsets)  # [E]
   e = rng.choice(len(lengths), p=lengths / lengths.sum())
-  span = lengths[e] if window <= 0 else min(window, lengths[e])
-  first = rng.integers(lengths[e] - span + 1)
-  return offsets[e] + first + rng.choice(span, batch_size, replace=span < batch_size)
+  if window <= 0:
+    return offsets[e] + rng.choice(lengths[e], batch_size, replace=lengths[e] < batch_size)
+  span = min(window, lengths[e])
+  first = offsets[e] + rng.integers(lengths[e] - span + 1)
+  return first + rng.choice(span, batch_size, replace=span < batch_size)
 
 
 def make_store_iterator(root: str, kind: str, game: str, batch_size: int, *,
