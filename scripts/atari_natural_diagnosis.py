@@ -80,6 +80,9 @@ def main():
   p.add_argument('--pixel-control', action='store_true',
                  help='also probe the raw frames (flattened pixels) with the same probes')
   a = p.parse_args()
+  if a.window and (a.window < a.batch or a.same_episode):
+    p.error(f'--window={a.window}: needs an int >= --batch={a.batch} (a batch holds distinct '
+            'transitions of the window), without --same-episode (0 turns it off)')
   steps = sorted(int(x) for x in a.steps.split(','))
   shape = (a.height, a.width)
   start = time.perf_counter()
