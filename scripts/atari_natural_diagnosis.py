@@ -150,7 +150,8 @@ def main():
       if a.window:
         pool = episode_index[rng.integers(len(episode_index))]
         first = rng.integers(max(len(pool) - a.window, 0) + 1)
-        i = rng.choice(pool[first:first + a.window], a.batch, replace=a.window < a.batch)
+        span = pool[first:first + a.window]
+        i = rng.choice(span, a.batch, replace=len(span) < a.batch)
       elif a.same_episode:
         pool = episode_index[rng.integers(len(episode_index))]
         i = rng.choice(pool, a.batch, replace=len(pool) < a.batch)
