@@ -478,6 +478,26 @@ def weighted_f1(pred: np.ndarray, true: np.ndarray) -> float:
   return total / true.size
 
 
+def byte_variables(train_ram: np.ndarray, game: str
+                   ) -> Optional[tuple[tuple[str, ...], np.ndarray]]:
+  """The AtariARI variables of ``game`` its byte probes fit: those whose label entropy (nats,
+  over ``train_ram`` [N, 128] uint8) reaches 0.6, as AtariARI filters them.
+
+  Returns:
+    (names, RAM indices [V] int), or None when the game has no labels or none passes.
+  """
+  labels = atariari_labels.ATARIARI_LABELS.get(game)
+  if not labels:
+    return None
+  train_ram = np.asarray(train_ram)
+  names = tuple(labels)
+  indices = np.array([labels[k] for k in names])  # [V]
+  keep = metrics.slot_entropy(train_ram[:, indices]) >= metrics.ENTROPY_THRESHOLD  # [V]
+  if not keep.any():
+    return None
+  return tuple(n for n, k in zip(names, keep) if k), indices[keep]
+
+
 def train_byte_probes(train_emb: np.ndarray, train_ram: np.ndarray, game: str, *, steps: int,
                       batch_size: int, learning_rate: float, weight_decay: float,
                       seed: int, early_stopping: EarlyStopping = NO_EARLY_STOPPING,
@@ -497,18 +517,11 @@ def train_byte_probes(train_emb: np.ndarray, train_ram: np.ndarray, game: str, *
   Returns:
     ByteProbes, or None when the game has no AtariARI labels or none passes the filter.
   """
-  labels = atariari_labels.ATARIARI_LABELS.get(game)
-  if not labels:
+  selected = byte_variables(train_ram, game)
+  if selected is None:
     return None
-  train_ram = np.asarray(train_ram)
-  names = tuple(labels)
-  indices = np.array([labels[k] for k in names])  # [V]
-  keep = metrics.slot_entropy(train_ram[:, indices]) >= metrics.ENTROPY_THRESHOLD  # [V]
-  if not keep.any():
-    return None
-  names = tuple(n for n, k in zip(names, keep) if k)
-  indices = indices[keep]
-  targets = train_ram[:, indices].astype(np.int32)  # [N, V]
+  names, indices = selected
+  targets = np.asarray(train_ram)[:, indices].astype(np.int32)  # [N, V]
   params, _ = _train_linear(train_emb, targets, len(names) * NUM_BYTE_CLASSES, _byte_loss,
                             steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                             weight_decay=weight_decay, seed=seed, early_stopping=early_stopping,
@@ -574,3 +587,31 @@ def majority_bit_f1(train_ram: np.ndarray, val_ram: np.ndarray) -> dict[str, flo
       'slot_accuracy': metrics.slot_accuracy(bits_to_bytes(pred_bits), val_ram, mask),
       'num_slots': float(mask.sum()),
   }
+
+
+def majority_byte_f1(train_ram: np.ndarray, val_ram: np.ndarray, game: str
+                     ) -> Optional[dict[str, Any]]:
+  """The majority-class control of the byte probes, scored like `evaluate_byte_probes`.
+
+  Each variable the byte probes fit (`byte_variables`) is predicted as its most frequent value
+  over ``train_ram`` (ties: the smallest), whatever the frame.
+
+  Args:
+    train_ram: [N, 128] uint8 RAM the probes are fit on.
+    val_ram: [M, 128] uint8 validation RAM.
+    game: ale-py ROM id.
+
+  Returns:
+    None when the game has no byte probes; else ``f1`` ({variable: weighted F1}), ``mean_f1``
+    and ``num_variables``.
+  """
+  selected = byte_variables(train_ram, game)
+  if selected is None:
+    return None
+  names, indices = selected
+  train, true = np.asarray(train_ram)[:, indices], np.asarray(val_ram)[:, indices]  # [N|M, V]
+  f1 = {}
+  for v, name in enumerate(names):
+    majority = np.bincount(train[:, v], minlength=NUM_BYTE_CLASSES).argmax()
+    f1[name] = weighted_f1(np.full(len(true), majority), true[:, v])
+  return {'f1': f1, 'mean_f1': float(np.mean(list(f1.values()))), 'num_variables': len(names)}

@@ -9,6 +9,9 @@ Data efficiency: probe F1 against the fraction of natural transitions used for t
   data_efficiency.csv (fraction, game, variant, seed, f1) and data_efficiency.png.
 Learning curve: probe F1 against natural updates (step 0: the untrained encoders):
   learning_curve.csv (game, step, variant, seed, f1) and learning_curve.png.
+The same tables for another probe metric (the AtariARI byte probes' mean weighted F1) are
+written under other stems (`METRICS`: table1_byte.*, data_efficiency_byte.*,
+learning_curve_byte.*) by the same functions, with their own controls.
 
 Controls, in every table and figure: the untrained encoders (the natural learners'
 initialisations, zero updates, probed by the same code) and the majority-class-per-bit
@@ -21,6 +24,7 @@ Figures use matplotlib's object API on an Agg canvas (no pyplot, no global backe
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 from collections.abc import Mapping, Sequence
@@ -42,6 +46,29 @@ LEARNING_CURVE_COLUMNS = ('game', 'step', 'variant', 'seed', 'f1')
 VARIANTS = ('cswm', 'rmr')
 SIGNIFICANCE = 0.05
 _TITLES = {'cswm': 'C-SWM', 'rmr': 'RMR'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+  """A probe metric the tables can show.
+
+  Attributes:
+    suffix: appended to every file stem ('' for bit F1, '_byte' for byte F1) and to
+      results.json's 'table1' key.
+    label: axis and column label.
+    majority: how the majority control predicts (Table 1's footnote).
+  """
+  suffix: str
+  label: str
+  majority: str
+
+
+BIT = Metric('', 'probe bit F1', 'predicts every bit as its more frequent value in the probe '
+             'training RAM')
+BYTE = Metric('_byte', 'probe byte F1', 'predicts every AtariARI variable as its most frequent '
+              'value in the probe training RAM; byte F1 is the mean over the variables with '
+              'label entropy >= 0.6 nats of each 256-way probe\'s weighted F1')
+METRICS = {'bit': BIT, 'byte': BYTE}
 _COLOURS = {'cswm': '#4c72b0', 'rmr': '#dd8452'}
 
 
@@ -104,9 +131,10 @@ def _fmt_p(p: float) -> str:
   return f'{p:.2e}' if p < 1e-3 else f'{p:.3f}'
 
 
-def table1_markdown(rows: Sequence[dict[str, Any]]) -> str:
+def table1_markdown(rows: Sequence[dict[str, Any]], metric: Metric = BIT) -> str:
   """Table 1 as Markdown; games where RMR is significantly better are bold with a `*`."""
-  lines = ['| Game | C-SWM probe F1 | RMR probe F1 | p (paired t) | untrained f~ | majority '
+  label = 'probe F1' if metric is BIT else metric.label
+  lines = [f'| Game | C-SWM {label} | RMR {label} | p (paired t) | untrained f~ | majority '
            '| seeds |', '| --- | --- | --- | --- | --- | --- | --- |']
   for r in rows:
     rmr = f'{_fmt(r["rmr_f1_mean"])} ± {_fmt(r["rmr_f1_std"])}'
@@ -122,9 +150,9 @@ def table1_markdown(rows: Sequence[dict[str, Any]]) -> str:
   lines += ['', f'`*` RMR significantly better (two-sided paired t-test over seeds, '
                 f'p < {SIGNIFICANCE}, higher mean): {n_better} of {len(rows)} games. '
                 'Mean ± std (ddof=1) over seeds. Controls: "untrained f~" probes the same '
-                'initialisations after zero updates with the same code; "majority" predicts '
-                'every bit as its more frequent value in the probe training RAM. `†` the seed '
-                'mean beats the untrained control (above its mean by more than its std).']
+                f'initialisations after zero updates with the same code; "majority" '
+                f'{metric.majority}. `†` the seed mean beats the untrained control (above its '
+                'mean by more than its std).']
   return '\n'.join(lines) + '\n'
 
 
@@ -154,7 +182,8 @@ def csv_text(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _table1_figure(rows: Sequence[dict[str, Any]],
-                   per_game: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure:
+                   per_game: Mapping[str, Mapping[str, Sequence[float]]],
+                   metric: Metric) -> Figure:
   """Bars of mean probe F1 (± std) per game and variant, with each seed as a dot."""
   fig = Figure(figsize=(max(4.0, 0.9 * len(rows) + 1.5), 3.6))
   ax = fig.add_subplot(1, 1, 1)
@@ -185,33 +214,37 @@ def _table1_figure(rows: Sequence[dict[str, Any]],
   ax.set_ylim(0.0, max(finite, default=1.0) + 0.1)
   ax.set_xticks(x)
   ax.set_xticklabels([r['game'] for r in rows], rotation=45, ha='right')
-  ax.set_ylabel('probe bit F1 (high-entropy slots)')
+  ax.set_ylabel(f'{metric.label} (high-entropy slots)' if metric is BIT else metric.label)
   ax.set_title(f'Linear RAM probes on frozen encoders (* RMR better, p < {SIGNIFICANCE})')
   ax.legend(loc='lower right', fontsize=8)
   return fig
 
 
 def write_table1(report_dir: str, per_game: Mapping[str, Mapping[str, Sequence[float]]],
-                 extra: Optional[dict[str, Any]] = None) -> dict[str, str]:
+                 extra: Optional[dict[str, Any]] = None, metric: Metric = BIT
+                 ) -> dict[str, str]:
   """Writes Table 1 (csv, md, png) and merges it into results.json, all atomically.
 
   Args:
     report_dir: output directory (created if needed).
     per_game: {game: {'cswm': [f1 per seed], 'rmr': [f1 per seed]}}, seeds paired by index.
     extra: more top-level keys merged into results.json.
+    metric: what the scores are; its suffix names the files (table1_byte.csv, ...).
 
   Returns:
-    {file name: path} for table1.csv, table1.md, table1_probe_f1.png and results.json.
+    {file name: path} for table1{suffix}.csv, table1{suffix}.md, table1{suffix}_probe_f1.png
+    and results.json (the table under 'table1{suffix}').
   """
   storage.makedirs(report_dir)
   rows = table1_rows(per_game)
+  stem = f'table1{metric.suffix}'
   paths = {name: storage.join(report_dir, name) for name in
-           ('table1.csv', 'table1.md', 'table1_probe_f1.png', 'results.json')}
-  workdir_lib.atomic_write_text(paths['table1.csv'], csv_text(TABLE1_COLUMNS, rows))
-  workdir_lib.atomic_write_text(paths['table1.md'], table1_markdown(rows))
-  save_figure(_table1_figure(rows, per_game), paths['table1_probe_f1.png'])
+           (f'{stem}.csv', f'{stem}.md', f'{stem}_probe_f1.png', 'results.json')}
+  workdir_lib.atomic_write_text(paths[f'{stem}.csv'], csv_text(TABLE1_COLUMNS, rows))
+  workdir_lib.atomic_write_text(paths[f'{stem}.md'], table1_markdown(rows, metric))
+  save_figure(_table1_figure(rows, per_game, metric), paths[f'{stem}_probe_f1.png'])
   results = workdir_lib.read_json(paths['results.json']) or {}
-  results['table1'] = {
+  results[stem] = {
       r['game']: {**r, 'per_seed': {v: [float(x) for x in per_game[r['game']][v]]
                                     for v in VARIANTS + ('untrained',)
                                     if v in per_game[r['game']]}}
@@ -249,7 +282,8 @@ def _plot_seed_curves(ax, rows: Sequence[dict[str, Any]], game: str, x: str) -> 
 
 
 def _data_efficiency_figure(rows: Sequence[dict[str, Any]],
-                            controls: Mapping[str, Mapping[str, float]]) -> Figure:
+                            controls: Mapping[str, Mapping[str, float]],
+                            metric: Metric) -> Figure:
   """One panel per game: mean probe F1 ± std over seeds against the data fraction, with the
   untrained encoders' mean (dashed) and the majority predictor (dotted) as reference lines."""
   games = sorted({r['game'] for r in rows})
@@ -267,7 +301,7 @@ def _data_efficiency_figure(rows: Sequence[dict[str, Any]],
     ax.minorticks_off()
     ax.set_title(game, fontsize=9)
     ax.set_xlabel('fraction of natural transitions', fontsize=8)
-    ax.set_ylabel('probe bit F1', fontsize=8)
+    ax.set_ylabel(metric.label, fontsize=8)
     ax.legend(fontsize=7)
   fig.tight_layout()
   return fig
@@ -299,21 +333,24 @@ def _reference_lines(ax, controls: Mapping[str, float]) -> None:
 def write_data_efficiency(
     report_dir: str,
     results: Mapping[Any, Mapping[str, Mapping[str, Sequence[float]]]],
-    controls: Optional[Mapping[str, Mapping[str, float]]] = None) -> dict[str, str]:
-  """Writes data_efficiency.csv and data_efficiency.png atomically.
+    controls: Optional[Mapping[str, Mapping[str, float]]] = None,
+    metric: Metric = BIT) -> dict[str, str]:
+  """Writes data_efficiency{metric.suffix}.{csv,png} atomically.
 
   Args:
     report_dir: output directory (created if needed).
     results: {fraction: {game: {'cswm': [f1 per seed], 'rmr': [f1 per seed]}}}; fraction
       keys may be floats or strings of floats (as read back from JSON).
     controls: {game: {'untrained_f1_mean', 'untrained_f1_std', 'majority_f1'}} reference lines.
+    metric: what the scores are (file stem suffix, axis label).
 
   Returns:
-    {file name: path} for data_efficiency.csv and data_efficiency.png.
+    {file name: path} for the csv and the png.
   """
   rows = data_efficiency_rows(results)
-  return _write_csv_and_figure(report_dir, 'data_efficiency', DATA_EFFICIENCY_COLUMNS, rows,
-                               _data_efficiency_figure(rows, controls or {}))
+  return _write_csv_and_figure(report_dir, f'data_efficiency{metric.suffix}',
+                               DATA_EFFICIENCY_COLUMNS, rows,
+                               _data_efficiency_figure(rows, controls or {}, metric))
 
 
 def learning_curve_rows(curve: Mapping[str, Mapping[Any, Mapping[str, Sequence[float]]]]
@@ -331,15 +368,16 @@ def learning_curve_rows(curve: Mapping[str, Mapping[Any, Mapping[str, Sequence[f
 
 def write_learning_curve(report_dir: str,
                          curve: Mapping[str, Mapping[Any, Mapping[str, Sequence[float]]]],
-                         controls: Optional[Mapping[str, Mapping[str, float]]] = None
-                         ) -> dict[str, str]:
-  """Writes learning_curve.csv and learning_curve.png atomically.
+                         controls: Optional[Mapping[str, Mapping[str, float]]] = None,
+                         metric: Metric = BIT) -> dict[str, str]:
+  """Writes learning_curve{metric.suffix}.{csv,png} atomically.
 
   Args:
     report_dir: output directory.
     curve: {game: {step: {variant: [f1 per seed]}}}; every variant starts from the untrained
       encoders, so step 0 (if present) is their probe F1 for each variant.
     controls: reference lines per game, as for `write_data_efficiency`.
+    metric: what the scores are (file stem suffix, axis label).
 
   Returns:
     {file name: path}.
@@ -353,7 +391,8 @@ def write_learning_curve(report_dir: str,
     _reference_lines(ax, (controls or {}).get(game, {}))
     ax.set_title(game, fontsize=9)
     ax.set_xlabel('natural updates', fontsize=8)
-    ax.set_ylabel('probe bit F1', fontsize=8)
+    ax.set_ylabel(metric.label, fontsize=8)
     ax.legend(fontsize=7)
   fig.tight_layout()
-  return _write_csv_and_figure(report_dir, 'learning_curve', LEARNING_CURVE_COLUMNS, rows, fig)
+  return _write_csv_and_figure(report_dir, f'learning_curve{metric.suffix}',
+                               LEARNING_CURVE_COLUMNS, rows, fig)

@@ -4,10 +4,12 @@ Outputs under `WorkDir.stage_dir('probe')`:
   <game>/probe_data.npz       the fixed probe training set (frames and RAM sampled once from the
                               game's natural table), shared by every fraction, variant and seed
   <game>/untrained.json       the controls: probes on the untrained encoders (per seed) and the
-                              majority-class-per-bit F1, shared by every fraction
+                              majority-class-per-bit F1 (and, with probe.byte_probes, the
+                              majority-value-per-variable byte F1), shared by every fraction
   <game>/f<pct>/probe.json    per variant and seed: RAM-bit probe F1 (validation episodes), the
                               probes' train and held-out F1 and fit steps (and AtariARI byte
-                              F1); the controls; the learning curve of encoder snapshots
+                              F1); the controls; the learning curve of encoder snapshots (bit
+                              F1, and byte F1 in 'learning_curve_byte')
 """
 
 from __future__ import annotations
@@ -170,8 +172,11 @@ def _untrained(config, workdir, game, data, encode_fn):
     start = time.perf_counter()
     per_seed = [score_encoder(config, encode_fn, params, data, game, seed)
                 for seed, params in untrained_encoders(config, workdir, game).items()]
+    byte_majority = (probes.majority_byte_f1(data[1], data[3], game)
+                     if config.probe.byte_probes else None)
     return {'game': game, 'per_seed': per_seed,
             'majority': probes.majority_bit_f1(data[1], data[3]),
+            'majority_byte': byte_majority,
             'seconds': round(time.perf_counter() - start, 2)}
 
   return workdir_lib.cached_result(path, compute)
@@ -204,16 +209,21 @@ def _probe(config, workdir, game, fraction, replay_address, log_fn):
     if log_fn is not None:
       log_fn({f'eval/probe/{game}/f{round(100 * fraction):d}/{variant}/seed_{seed}/bit_f1':
               rec['bit_f1']}, nc.num_steps)
-  curve = {}
+  curve, byte_curve = {}, {}
   for step, snapshot in atari_natural.read_snapshots(config, workdir, game, fraction).items():
-    curve[str(step)] = {v: [score_encoder(config, encode_fn, snapshot[(v, s)], data, game,
-                                          s)['bit_f1'] for s in range(nc.num_seeds)]
-                        for v in nc.variants}
+    recs = {v: [score_encoder(config, encode_fn, snapshot[(v, s)], data, game, s)
+                for s in range(nc.num_seeds)] for v in nc.variants}
+    curve[str(step)] = {v: [r['bit_f1'] for r in rs] for v, rs in recs.items()}
+    if all(r['byte_f1'] is not None for rs in recs.values() for r in rs):
+      byte_curve[str(step)] = {v: [r['byte_f1'] for r in rs] for v, rs in recs.items()}
+  byte_majority = untrained.get('majority_byte')
   return {'game': game, 'fraction': fraction,
           'variants': {v: _collect(recs) for v, recs in per_model.items()},
           'untrained': _collect(untrained['per_seed']),
           'majority_f1': float(untrained['majority']['bit_f1']),
-          'learning_curve': curve, 'n_seeds': nc.num_seeds,
+          'majority_byte_f1': None if byte_majority is None else byte_majority['mean_f1'],
+          'learning_curve': curve, 'learning_curve_byte': byte_curve,
+          'n_seeds': nc.num_seeds,
           'n_eval_slots': int(metrics.high_entropy_slots(val_ram).sum()),
           'n_train_frames': int(len(train_ram)), 'n_eval_frames': int(len(val_ram)),
           'seconds': round(time.perf_counter() - start, 2)}

@@ -3,8 +3,11 @@
 Reads the units of the current fingerprints (`WorkDir.stage_dir`) and writes `report/`:
 table2.{csv,md}, table1.{csv,md}, table1_probe_f1.png, data_efficiency.{csv,png},
 learning_curve.{csv,png} (with natural.curve_steps), results.json (its 'probes' holds every
-probe record: per seed the validation, probe-train and held-out F1 and the fit's steps). Each table's markdown ends with the stage fingerprints it came from, and
-results.json holds them under 'fingerprints'.
+probe record: per seed the validation, probe-train and held-out F1 and the fit's steps). With
+probe.byte_probes the same Table 1, data efficiency and learning curve again in AtariARI byte
+F1, with its own controls: table1_byte.*, data_efficiency_byte.*, learning_curve_byte.*.
+Each table's markdown ends with the stage fingerprints it came from, and results.json holds
+them under 'fingerprints'.
 """
 
 from __future__ import annotations
@@ -66,28 +69,45 @@ def probe_records(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir
   return out
 
 
-def probe_f1(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir
-             ) -> dict[float, dict[str, dict[str, Any]]]:
-  """{fraction: {game: {variant: [probe bit F1 per seed], 'untrained': [per seed],
-  'majority': f1}}} of the finished probe units."""
-  return {fraction: {game: {**{v: r['bit_f1'] for v, r in rec['variants'].items()},
-                            'untrained': rec['untrained']['bit_f1'],
-                            'majority': rec['majority_f1']}
-                     for game, rec in by_game.items()}
-          for fraction, by_game in probe_records(config, workdir).items()}
+# Per metric: the per-seed key in probe.json, its majority control and its learning curve.
+_KEYS = {'bit': ('bit_f1', 'majority_f1', 'learning_curve'),
+         'byte': ('byte_f1', 'majority_byte_f1', 'learning_curve_byte')}
 
 
-def learning_curve(config: config_lib.AtariConfig, by_fraction: dict[float, dict[str, Any]]
-                   ) -> dict[str, dict[int, dict[str, list[float]]]]:
+def _scored(rec: dict[str, Any], key: str) -> bool:
+  """Every encoder of a probe record has a value for ``key`` (byte F1 may be absent)."""
+  return all(x is not None for r in (*rec['variants'].values(), rec['untrained'])
+             for x in r.get(key, [None]))
+
+
+def probe_f1(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir,
+             metric: str = 'bit') -> dict[float, dict[str, dict[str, Any]]]:
+  """{fraction: {game: {variant: [probe F1 per seed], 'untrained': [per seed],
+  'majority': f1}}} of the finished probe units scored by ``metric`` ('bit' or 'byte'; games
+  without byte probes are left out)."""
+  key, majority, _ = _KEYS[metric]
+  out: dict[float, dict[str, dict[str, Any]]] = {}
+  for fraction, by_game in probe_records(config, workdir).items():
+    for game, rec in by_game.items():
+      if _scored(rec, key):
+        out.setdefault(fraction, {})[game] = {
+            **{v: r[key] for v, r in rec['variants'].items()},
+            'untrained': rec['untrained'][key], 'majority': rec.get(majority)}
+  return out
+
+
+def learning_curve(config: config_lib.AtariConfig, by_fraction: dict[float, dict[str, Any]],
+                   metric: str = 'bit') -> dict[str, dict[int, dict[str, list[float]]]]:
   """{game: {step: {variant: [f1 per seed]}}} of the largest fraction: step 0 the untrained
   encoders (every variant's start), the saved snapshots, and the final encoders."""
+  key, _, curve_key = _KEYS[metric]
   curve = {}
   for game, rec in by_fraction.get(max(config.natural.data_fractions), {}).items():
-    if not rec.get('learning_curve'):
+    if not rec.get(curve_key) or not _scored(rec, key):
       continue
-    points = {0: {v: rec['untrained']['bit_f1'] for v in rec['variants']}}
-    points.update({int(k): v for k, v in rec['learning_curve'].items()})
-    points[config.natural.num_steps] = {v: r['bit_f1'] for v, r in rec['variants'].items()}
+    points = {0: {v: rec['untrained'][key] for v in rec['variants']}}
+    points.update({int(k): v for k, v in rec[curve_key].items()})
+    points[config.natural.num_steps] = {v: r[key] for v, r in rec['variants'].items()}
     curve[game] = points
   return curve
 
@@ -130,35 +150,49 @@ def _write_table2(config, workdir, rows, logger, say) -> dict[str, str]:
 
 
 def _write_table1(config, workdir, logger, say) -> dict[str, str]:
+  """Table 1, data efficiency and learning curve in bit F1, and again in byte F1 where the
+  probe stage fit byte probes (probe.byte_probes)."""
   nc = config.natural
-  records = probe_records(config, workdir)
-  by_fraction = probe_f1(config, workdir)
-  if not by_fraction or set(nc.variants) != {'rmr', 'cswm'}:
+  if set(nc.variants) != {'rmr', 'cswm'}:
     return {}
-  paths: dict[str, str] = {}
+  records = probe_records(config, workdir)
   extra = {'fingerprints': {'table1': workdir.stage_fingerprints('probe')},
            'probes': {f'{game}/f{round(100 * fraction):d}': rec
                       for fraction, by_game in records.items()
                       for game, rec in by_game.items()}}
+  paths: dict[str, str] = {}
+  for name, metric in table1.METRICS.items():
+    paths.update(_write_metric(config, workdir, records, name, metric, extra, logger, say))
+  return paths
+
+
+def _write_metric(config, workdir, records, name, metric, extra, logger, say
+                  ) -> dict[str, str]:
+  nc = config.natural
+  by_fraction = probe_f1(config, workdir, name)
+  paths: dict[str, str] = {}
   full = by_fraction.get(max(nc.data_fractions))
   controls = {}
+  table, efficiency, curve_stem = (f'{s}{metric.suffix}' for s in
+                                   ('table1', 'data_efficiency', 'learning_curve'))
   if full:
-    paths.update(table1.write_table1(workdir.report, full, extra=extra))
-    _append(paths['table1.md'], _objective_line(nc) + _source_line(workdir, 'probe'))
-    text = storage.read_text(paths['table1.md'])
+    paths.update(table1.write_table1(workdir.report, full, extra=extra, metric=metric))
+    md = paths[f'{table}.md']
+    _append(md, _objective_line(nc) + _source_line(workdir, 'probe'))
+    text = storage.read_text(md)
     if logger is not None:
-      logger.text('eval/table1', text)
-      logger.image('eval/table1_probe_f1', paths['table1_probe_f1.png'])
-    say(f'report: Table 1 written to {paths["table1.csv"]}\n{text}')
+      logger.text(f'eval/{table}', text)
+      logger.image(f'eval/{table}_probe_f1', paths[f'{table}_probe_f1.png'])
+    say(f'report: Table 1 ({metric.label}) written to {paths[table + ".csv"]}\n{text}')
     controls = {r['game']: r for r in table1.table1_rows(full)}
   if len(by_fraction) > 1:
-    paths.update(table1.write_data_efficiency(workdir.report, by_fraction, controls))
+    paths.update(table1.write_data_efficiency(workdir.report, by_fraction, controls, metric))
     if logger is not None:
-      logger.image('eval/data_efficiency', paths['data_efficiency.png'])
-  curve = learning_curve(config, records)
+      logger.image(f'eval/{efficiency}', paths[f'{efficiency}.png'])
+  curve = learning_curve(config, records, name)
   if curve:
-    paths.update(table1.write_learning_curve(workdir.report, curve, controls))
-    say(f'report: learning curve written to {paths["learning_curve.csv"]}')
+    paths.update(table1.write_learning_curve(workdir.report, curve, controls, metric))
+    say(f'report: learning curve ({metric.label}) written to {paths[curve_stem + ".csv"]}')
     if logger is not None:
-      logger.image('eval/learning_curve', paths['learning_curve.png'])
+      logger.image(f'eval/{curve_stem}', paths[f'{curve_stem}.png'])
   return paths

@@ -177,3 +177,19 @@ def test_majority_control_hand_computed():
   # Predicted 1s: 4 frames x 4 low bits = 16. True 1s: 4 + 4 + 4 + 2 = 14; TP = 4 + 0 + 4 + 2.
   assert out['bit_f1'] == pytest.approx(2 * 10 / (2 * 10 + 6 + 4))
   assert out['slot_accuracy'] == pytest.approx(0.5)
+
+
+def test_byte_majority_control_hand_computed():
+  # Pong's ball_x (RAM 49) varies over 4 values, ball_y (54) is constant and filtered out (its
+  # label entropy is 0 < 0.6 nats), as the byte probes filter it.
+  train = np.zeros((6, 128), np.uint8)
+  train[:, 49] = [7, 7, 7, 3, 5, 9]
+  train[:, 54] = 11
+  val = np.zeros((4, 128), np.uint8)
+  val[:, 49] = [7, 3, 7, 5]
+  out = probes.majority_byte_f1(train, val, 'pong')
+  assert out['num_variables'] == 1 and set(out['f1']) == {'ball_x'}
+  # Predicting 7 everywhere: class 7 has TP 2, FP 2, FN 0 (F1 2/3, weight 2 of 4); classes 3
+  # and 5 have F1 0.
+  assert out['mean_f1'] == pytest.approx(0.5 * 2 / 3)
+  assert probes.majority_byte_f1(train, val, 'no_such_game') is None

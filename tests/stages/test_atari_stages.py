@@ -1,6 +1,7 @@
 """Each Atari stage unit in one process, without Ray: a real in-process Reverb server filled by
 the plain collector, then abstract -> natural -> probe -> report on the `test` config."""
 
+import csv
 import json
 import os
 
@@ -105,3 +106,20 @@ def test_stage_units_run_in_one_process(collected):
   with open(written['learning_curve.csv']) as f:
     steps = {line.split(',')[1] for line in f.read().splitlines()[1:]}
   assert steps == {'0', '2', str(config.natural.num_steps)}
+  # The byte probes get the same tables, with their own majority control.
+  assert all(f is not None for rec in list(probe['variants'].values()) + [probe['untrained']]
+             for f in rec['byte_f1'])
+  assert 0.0 <= probe['majority_byte_f1'] <= 1.0
+  assert set(probe['learning_curve_byte']) == {'2'}
+  with open(written['table1_byte.csv']) as f:
+    byte_rows = list(csv.DictReader(f))
+  assert [r['game'] for r in byte_rows] == ['pong']
+  assert float(byte_rows[0]['majority_f1']) == pytest.approx(probe['majority_byte_f1'])
+  assert float(byte_rows[0]['untrained_f1_mean']) == pytest.approx(
+      sum(probe['untrained']['byte_f1']) / config.natural.num_seeds)
+  with open(written['table1_byte.md']) as f:
+    assert 'RMR probe byte F1' in f.read()
+  with open(written['learning_curve_byte.csv']) as f:
+    steps = {line.split(',')[1] for line in f.read().splitlines()[1:]}
+  assert steps == {'0', '2', str(config.natural.num_steps)}
+  assert results['table1_byte']['pong']['per_seed']['untrained'] == probe['untrained']['byte_f1']
