@@ -46,6 +46,7 @@ LEARNING_CURVE_COLUMNS = ('game', 'step', 'variant', 'seed', 'f1')
 VARIANTS = ('cswm', 'rmr')
 SIGNIFICANCE = 0.05
 _TITLES = {'cswm': 'C-SWM', 'rmr': 'RMR'}
+_COLOURS = {'cswm': '#4c72b0', 'rmr': '#dd8452'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +70,6 @@ BYTE = Metric('_byte', 'probe byte F1', 'predicts every AtariARI variable as its
               'value in the probe training RAM; byte F1 is the mean over the variables with '
               'label entropy >= 0.6 nats of each 256-way probe\'s weighted F1')
 METRICS = {'bit': BIT, 'byte': BYTE}
-_COLOURS = {'cswm': '#4c72b0', 'rmr': '#dd8452'}
 
 
 def beats_control(scores: Sequence[float], untrained: Sequence[float]) -> bool:
