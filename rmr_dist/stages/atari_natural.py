@@ -3,7 +3,8 @@
 Outputs under `WorkDir.natural_unit(game, fraction)`:
   checkpoints/   Orbax state of all variants x seeds (resumable)
   snapshots/step_<k>.npz  f~ of every variant x seed after k updates, for each k of
-                 natural.curve_steps below num_steps (the learning curve's points)
+                 natural.curve_steps below num_steps (the learning curve's points; the
+                 largest data fraction only)
   trained.json   steps, wall time, final losses, batch fingerprints (written when training ends)
 """
 
@@ -81,11 +82,20 @@ def write_snapshot(path: str, learner: natural_learning.NaturalLearner) -> None:
   workdir_lib.atomic_write_npz(path, **arrays)
 
 
+def curve_steps(config: config_lib.AtariConfig, fraction: float) -> list[int]:
+  """The updates after which the unit of `fraction` saves f~ snapshots: natural.curve_steps
+  for the largest data fraction (the learning curve's), none for the others."""
+  nc = config.natural
+  if fraction != max(nc.data_fractions):
+    return []
+  return sorted(k for k in nc.curve_steps if 0 < k < nc.num_steps)
+
+
 def read_snapshots(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
                    fraction: float) -> dict[int, dict[tuple[str, int], Any]]:
-  """{step: {(variant, seed): f~ params}} of the saved snapshots (natural.curve_steps)."""
+  """{step: {(variant, seed): f~ params}} of the saved snapshots (`curve_steps`)."""
   out = {}
-  for step in sorted(k for k in config.natural.curve_steps if 0 < k < config.natural.num_steps):
+  for step in curve_steps(config, fraction):
     path = snapshot_path(workdir, game, fraction, step)
     if not storage.exists(path):
       continue
@@ -128,7 +138,7 @@ def _train(config, workdir, game, fraction, replay_address, log_fn, say):
     learner = make_learner(
         config, export, iterator, storage.join(out_dir, 'checkpoints'),
         logging_lib.with_prefix(log_fn, f'natural/{game}/f{round(100 * fraction):d}/'))
-    for step in sorted(k for k in nc.curve_steps if 0 < k < nc.num_steps):
+    for step in curve_steps(config, fraction):
       path = snapshot_path(workdir, game, fraction, step)
       if not storage.exists(path):
         learner.run(step, progress_label=label)

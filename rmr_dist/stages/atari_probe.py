@@ -156,8 +156,9 @@ def run(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
   (`natural_learning.restore_encoder_params`) and only run forward; the probes alone are
   optimised. The record also holds the controls: the untrained encoders (the same
   initialisations, zero updates; probed once per game and shared by its fractions) and the
-  majority-class-per-bit predictor; and, where the natural stage saved encoder snapshots
-  (natural.curve_steps), the probe F1 of every snapshot (the learning curve).
+  majority-class-per-bit predictor; and, for the largest fraction, where the natural stage
+  saved encoder snapshots (natural.curve_steps), the probe F1 of every snapshot (the learning
+  curve).
   """
   del say
   return workdir_lib.cached_result(

@@ -85,6 +85,9 @@ def test_stage_units_run_in_one_process(collected):
   for seed, params in atari_probe.untrained_encoders(config, paths, 'pong').items():
     again = atari_probe.score_encoder(config, encode_fn, params, data, 'pong', seed)
     assert again['bit_f1'] == probe['untrained']['bit_f1'][seed]
+  # Snapshots are the largest fraction's alone (the learning curve's); the others save none.
+  assert atari_natural.curve_steps(config, 1.0) == [2]
+  assert atari_natural.curve_steps(config, 0.5) == []
   # The learning curve's snapshot (curve_steps=(2,)) was probed for every model.
   assert set(probe['learning_curve']) == {'2'}
   assert all(len(f1) == config.natural.num_seeds
