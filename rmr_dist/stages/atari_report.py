@@ -80,14 +80,14 @@ def _scored(rec: dict[str, Any], key: str) -> bool:
              for x in r.get(key, [None]))
 
 
-def probe_f1(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir,
-             metric: str = 'bit') -> dict[float, dict[str, dict[str, Any]]]:
+def probe_f1(records: dict[float, dict[str, dict[str, Any]]], metric: str = 'bit'
+             ) -> dict[float, dict[str, dict[str, Any]]]:
   """{fraction: {game: {variant: [probe F1 per seed], 'untrained': [per seed],
-  'majority': f1}}} of the finished probe units scored by ``metric`` ('bit' or 'byte'; games
-  without byte probes are left out)."""
+  'majority': f1}}} of the probe records (`probe_records`) scored by ``metric`` ('bit' or
+  'byte'; games without byte probes are left out)."""
   key, majority, _ = _KEYS[metric]
   out: dict[float, dict[str, dict[str, Any]]] = {}
-  for fraction, by_game in probe_records(config, workdir).items():
+  for fraction, by_game in records.items():
     for game, rec in by_game.items():
       if _scored(rec, key):
         out.setdefault(fraction, {})[game] = {
@@ -169,7 +169,7 @@ def _write_table1(config, workdir, logger, say) -> dict[str, str]:
 def _write_metric(config, workdir, records, name, metric, extra, logger, say
                   ) -> dict[str, str]:
   nc = config.natural
-  by_fraction = probe_f1(config, workdir, name)
+  by_fraction = probe_f1(records, name)
   paths: dict[str, str] = {}
   full = by_fraction.get(max(nc.data_fractions))
   controls = {}
