@@ -61,10 +61,13 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.replay = ml_collections.ConfigDict()
   c.replay.server = 'in_process'  # 'in_process' (embedded in the driver) or 'actor' (Ray).
   c.replay.port = 0  # Reverb port; 0 picks a free one.
-  c.replay.abstract_max_size = 20_000  # Items per game in the abstract (RAM) table.
-  c.replay.natural_max_size = 20_000  # Items per game in the natural (pixel) table.
+  # Items (windows of up to transitions_per_item transitions) per game and table.
+  c.replay.abstract_max_size = 20_000  # The abstract (RAM) table.
+  c.replay.natural_max_size = 20_000  # The natural (pixel) table.
   c.replay.min_size_to_sample = 1  # Items needed before a table may be sampled.
   c.replay.chunk_length = 8  # Steps per compressed chunk: cheaper writes vs. bigger samples.
+  # Transitions per Reverb item (a window; the learners still draw single transitions).
+  c.replay.transitions_per_item = 8
   c.replay.checkpoint = True  # Checkpoint Reverb after collection (later stages restore it).
   c.replay.num_servers = 1  # Reverb servers, replay sharded by game (round-robin; <= games).
   # Learners read batches from 'reverb' or from the episode 'store' (then no Reverb import;

@@ -181,6 +181,11 @@ class ReplayConfig:
     chunk_length: steps per compressed Reverb chunk. Longer chunks make writing cheaper (one
       compression call per chunk; `python -m rmr_dist.bench collect` measures it), but a sampled
       item fetches and decompresses the whole chunks it references.
+    transitions_per_item: the longest window of consecutive transitions one Reverb item holds
+      (`rmr_dist.replay.tables`). Each item costs its own metadata, gRPC message and server
+      insert, so longer windows make collection cheaper; learners still draw single
+      transitions, uniformly. Equal to chunk_length, an item spans one chunk and one step of
+      the next, so a sample fetches at most two chunks.
     checkpoint: write a Reverb checkpoint after collection so later stages (or a restarted
       run) restore the replay contents instead of collecting again.
     num_servers: Reverb servers the replay is sharded over, by game (game i of `games` lives
@@ -201,6 +206,7 @@ class ReplayConfig:
   checkpoint: bool
   num_servers: int
   learner_source: str = 'reverb'
+  transitions_per_item: int = 8
 
   def validate(self, path: str) -> None:
     _require(self.server in REPLAY_SERVERS, f'{path}.server', self.server,
@@ -217,6 +223,8 @@ class ReplayConfig:
              self.min_size_to_sample, 'an int >= 1')
     _require(1 <= self.chunk_length <= 256, f'{path}.chunk_length', self.chunk_length,
              'an int in [1, 256]')
+    _require(1 <= self.transitions_per_item <= 256, f'{path}.transitions_per_item',
+             self.transitions_per_item, 'an int in [1, 256]')
 
 
 ABSTRACT_MODELS = ('copy', 'mlp', 'deepsets', 'mpnn')

@@ -67,10 +67,25 @@ def atomic_write_json(path: str, obj: Any) -> None:
   storage.write_text(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
-def atomic_write_npz(path: str, **arrays: Any) -> None:
-  """Writes `arrays` as a compressed .npz to `path` atomically."""
+def atomic_write_npz(path: str, *, compress_level: int = 6, **arrays: Any) -> None:
+  """Writes `arrays` as a compressed .npz to `path` atomically (`np.load` reads it).
+
+  Args:
+    path: local path or URI.
+    compress_level: zlib level, 1 (fastest) to 9; 6 is `np.savez_compressed`'s.
+    **arrays: name -> array.
+  """
+  import zipfile  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  storage.write_with(path, lambda f: np.savez_compressed(f, **arrays))
+
+  def write(f):
+    with zipfile.ZipFile(f, 'w', compression=zipfile.ZIP_DEFLATED, compresslevel=compress_level,
+                         allowZip64=True) as archive:
+      for name, value in arrays.items():
+        with archive.open(name + '.npy', 'w', force_zip64=True) as member:
+          np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+
+  storage.write_with(path, write)
 
 
 def read_npz(path: str) -> dict[str, Any]:

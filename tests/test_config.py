@@ -86,6 +86,7 @@ def test_one_episode_negatives_need_the_episode_store():
     ('heads', 'base_policy', 'agent57', r"base_policy='agent57'.*one of \('random', 'checkpoint'\)"),
     ('collect', 'val_fraction', 1.0, r'val_fraction=1\.0.*\(0, 1\)'),
     ('replay', 'server', 'remote', r"server='remote'"),
+    ('replay', 'transitions_per_item', 0, r'config\.replay\.transitions_per_item=0.*\[1, 256\]'),
     ('heads', 'checkpoint_path', 3, r'checkpoint_path must be a str'),
     ('env', 'noop_max', -1, r'config\.env\.noop_max=-1'),
     ('natural', 'map_activation', 'relu', r"config\.natural\.map_activation='relu'"),

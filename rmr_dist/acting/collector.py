@@ -67,6 +67,12 @@ def episode_seed(seed: int, game: str, head: int, episode: int) -> np.random.See
   return np.random.SeedSequence([seed, zlib.crc32(game.encode()), head, episode])
 
 
+def episode_rngs(seed: int, unit: WorkUnit) -> tuple[int, np.random.Generator]:
+  """(the env's reset seed, the head's generator) of one episode: all of its randomness."""
+  env_seq, head_seq = episode_seed(seed, unit.game, unit.head, unit.episode).spawn(2)
+  return int(env_seq.generate_state(1)[0]), np.random.default_rng(head_seq)
+
+
 def make_work_units(games: Iterable[str], num_heads: int,
                     episodes_per_head: int) -> list[WorkUnit]:
   """Every (game, head, episode) of a collection budget, in a stable order."""
@@ -125,13 +131,12 @@ class Collector:
                           entry['return'], entry['terminal'], 0.0, skipped=True)
 
     start = time.perf_counter()
-    env_seq, head_seq = episode_seed(self._config.seed, unit.game, unit.head,
-                                     unit.episode).spawn(2)
+    env_seed, head_rng = episode_rngs(self._config.seed, unit)
     env = self._env(unit.game)
     head = heads_lib.Head(self._head_specs[unit.head],
                           policies.policy_for(self._base_policy, unit.game, unit.head))
-    head.begin_episode(np.random.default_rng(head_seq))
-    obs = env.reset(int(env_seq.generate_state(1)[0]))
+    head.begin_episode(head_rng)
+    obs = env.reset(env_seed)
     rams, frames, actions, rewards = [obs.ram], [obs.frame], [], []
     if to_replay:
       fractions = tuple(f for f in self._config.natural.data_fractions

@@ -79,7 +79,8 @@ def _fill_replay(game: str, transitions: int, chunk_length: int):
   collector = collector_lib.Collector(
       config, episode_store.EpisodeStore(tempfile.mkdtemp(prefix='rmr-bench-')),
       adders.TransitionAdder(client, max_episode_steps=config.env.max_episode_steps,
-                             chunk_length=chunk_length))
+                             chunk_length=chunk_length,
+                             transitions_per_item=config.replay.transitions_per_item))
   units = [u for u in collector_lib.make_work_units(config.games, config.heads.num_heads,
                                                     config.heads.episodes_per_head)
            if collector.split_of(u) == 'train']

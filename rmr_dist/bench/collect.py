@@ -1,24 +1,36 @@
 """Collector overhead: a bare ale-py loop vs one collector writing into a real Reverb server.
 
-Both measured in one run, alternating, on the same game, frame skip and sticky-action setting:
-  (a) bare: `ALEInterface` with ALE's own frame skip and sticky actions, a uniformly random
-      action, RAM and RGB read into preallocated buffers every agent step (the reference);
-      also the same loop reading ALE's palette-index screen instead of RGB (`bare_ale_palette`);
+All measured in one run on the same game, frame skip and sticky-action setting, interleaved
+episode by episode (each measurement plays one episode in turn, in a rotating order; a round is
+the episodes of `--steps` agent steps, repeated `--repeats` times), so that the drifts of a
+shared machine's speed hit every measurement alike:
+  (a) bare: `ALEInterface` with ALE's own frame skip and sticky actions, replaying the no-op
+      starts and actions of the very episodes the collector plays (recorded once beforehand;
+      an episode depends only on its seed), RAM and RGB read into preallocated buffers every
+      agent step (the reference); also the same loop reading ALE's palette-index screen instead
+      of RGB (`bare_ale_palette`). The emulator's cost per step depends on the game state and
+      so on the actions (Pong: up to 20% between uniform and persistent random actions), so
+      the reference plays the same frames as the collector;
   (b) collector: `rmr_dist.acting.collector.Collector` (heads, env wrapper, one-hot, trajectory
-      writer, two items per step) writing training episodes into an in-process Reverb server.
+      writer, two items per `replay.transitions_per_item` steps) writing training episodes into
+      an in-process Reverb server, and nothing else (`collect.store_all_episodes=False`).
       Frames are native 210x160, so the collector reads and stores palette indices
       (`rmr_dist.envs.palette`).
 By default the process is pinned to one core before any thread starts, so the Reverb server's and
 writer's threads share that core with the collector, as they would on a busy node.
 
 A third measurement, the same collector writing nothing, separates the cost of the environment
-wrapper and heads from the cost of replay writes.
+wrapper and heads from the cost of replay writes. A fourth, the collector of the local default
+(`store_all_episodes=True`: every episode also goes whole, compressed, into the on-disk episode
+store), gives what that choice costs (`ratio_with_store`; `store_bytes_per_step` is the
+store's file bytes per step (frame, RAM, action, reward), at zlib level `store_compress_level`).
 
-Prints one JSON line per measurement and a summary line last with `ale_steps_per_s`,
+Prints one JSON line per measurement and round, and a summary line last with `ale_steps_per_s`,
 `collector_steps_per_s`, `ratio` (= collector / bare RGB loop), `ratio_without_replay`,
-`ratio_to_bare_palette` (= collector / the bare palette-index loop), `ratio_cpu` (the same
-ratio in steps per CPU second of this process, all its threads, Reverb's included: on a core
-that other processes share, wall-clock rates move with their load, CPU time much less) and
+`ratio_to_bare_palette` (= collector / the bare palette-index loop), `ratio_with_store`,
+`ratio_cpu` (the same ratio in steps per CPU second of this process, all its threads, Reverb's
+included: on a core that other processes share, wall-clock rates move with their load, CPU
+time much less) and
 `bytes_per_transition` (Reverb checkpoint size on disk / transitions; both tables share their
 chunks).
 """
@@ -26,6 +38,7 @@ chunks).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -35,71 +48,113 @@ from rmr_dist.bench import output
 
 # Keys of the summary line (the last), each named in the module docstring.
 SUMMARY_KEYS = ('ale_steps_per_s', 'collector_steps_per_s', 'ratio', 'ratio_without_replay',
-                'ratio_to_bare_palette', 'ratio_cpu', 'bytes_per_transition')
+                'ratio_to_bare_palette', 'ratio_with_store', 'ratio_cpu', 'bytes_per_transition')
 
 
-def _bare(game: str, steps: int, frame_skip: int, sticky: float, seed: int,
-          palette_frames: bool = False) -> tuple[float, float]:
-  """(steps per wall second, steps per CPU second of this process) of the bare ALE loop."""
-  import ale_py  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from ale_py import roms  # pylint: disable=g-import-not-at-top
-  ale = ale_py.ALEInterface()
-  ale.setLoggerMode(ale_py.LoggerMode.Error)
-  ale.setInt('random_seed', seed)
-  ale.setInt('frame_skip', frame_skip)
-  ale.setFloat('repeat_action_probability', sticky)
-  ale.loadROM(roms.get_rom_path(game))
-  actions = sorted(ale_py.Action, key=lambda a: a.value)
-  ram = np.empty(128, np.uint8)
-  screen = np.empty((210, 160) if palette_frames else (210, 160, 3), np.uint8)
-  read_screen = ale.getScreen if palette_frames else ale.getScreenRGB
-  choices = np.random.default_rng(seed).integers(0, 18, steps)
-  start, cpu = time.perf_counter(), time.process_time()
-  for i in range(steps):
-    ale.act(actions[choices[i]])
+class _BareAle:
+  """The bare ALE loop: ALE's own frame skip and sticky actions, RAM and screen read into
+  preallocated buffers every agent step; `play` replays one recorded episode."""
+
+  def __init__(self, game: str, frame_skip: int, sticky: float, seed: int,
+               palette_frames: bool = False):
+    import ale_py  # pylint: disable=g-import-not-at-top
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    from ale_py import roms  # pylint: disable=g-import-not-at-top
+    self._ale = ale = ale_py.ALEInterface()
+    ale.setLoggerMode(ale_py.LoggerMode.Error)
+    ale.setInt('random_seed', seed)
+    ale.setInt('frame_skip', frame_skip)
+    ale.setFloat('repeat_action_probability', sticky)
+    ale.loadROM(roms.get_rom_path(game))
+    self._start_state = ale.cloneState(include_rng=True)
+    self._actions = sorted(ale_py.Action, key=lambda a: a.value)
+    self._ram = np.empty(128, np.uint8)
+    self._screen = np.empty((210, 160) if palette_frames else (210, 160, 3), np.uint8)
+    self._read_screen = ale.getScreen if palette_frames else ale.getScreenRGB
+
+  def play(self, noops: int, episode: list[int]) -> None:
+    """Plays `noops` NOOP steps from power-on, then the agent steps `episode`."""
+    ale, actions, ram, screen = self._ale, self._actions, self._ram, self._screen
+    ale.restoreState(self._start_state)
+    for _ in range(noops):
+      ale.act(actions[0])
     ale.getRAM(ram)
-    read_screen(screen)
-    if ale.game_over():
-      ale.reset_game()
-  return steps / (time.perf_counter() - start), steps / (time.process_time() - cpu)
+    self._read_screen(screen)
+    for a in episode:
+      ale.act(actions[a])
+      ale.getRAM(ram)
+      self._read_screen(screen)
 
 
-def _collector(config, client, steps: int) -> tuple[float, float, int]:
-  """(steps per wall second, steps per CPU second of this process, steps) of a collector writing
-  training episodes to Reverb (client None: writing nothing)."""
+def _units(config, collector) -> list:
+  """The training units the collector measurements cycle through, in order."""
+  from rmr_dist.acting import collector as collector_lib  # pylint: disable=g-import-not-at-top
+  return [u for u in collector_lib.make_work_units(config.games, config.heads.num_heads,
+                                                   config.heads.episodes_per_head)
+          if collector.split_of(u) == 'train']
+
+
+def _record_episodes(config, steps: int) -> list[tuple[int, list[int]]]:
+  """(no-op count, actions) of the episodes a collector measurement of `steps` plays: the units
+  are played in order until `steps`, and each episode depends only on its unit's seed, so the
+  bare loop can replay exactly the collector's emulation."""
+  import dataclasses as dc  # pylint: disable=g-import-not-at-top
+  from rmr_dist.acting import collector as collector_lib  # pylint: disable=g-import-not-at-top
+  from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import episode_store  # pylint: disable=g-import-not-at-top
+  store = episode_store.EpisodeStore(tempfile.mkdtemp(prefix='rmr-bench-actions-'))
+  recorder = collector_lib.Collector(
+      dc.replace(config, collect=dc.replace(config.collect, store_all_episodes=True)), store,
+      None)
+  env = atari.AtariEnv.from_config(config.games[0], config.env)
+  out, done, units = [], 0, _units(config, recorder)
+  while done < steps:
+    unit = units[len(out) % len(units)]
+    stats = recorder.run_episode(unit)
+    actions = store.read_arrays(unit.game, 'train', unit.head, unit.episode, ('action',))
+    env.reset(collector_lib.episode_rngs(config.seed, unit)[0])
+    out.append((env.last_noops, [int(a) for a in actions['action']]))
+    done += stats.length
+  return out
+
+
+def _make_collector(config, client, store_root: str):
+  """A collector writing training episodes to Reverb at `client` (None: no replay) and, with
+  `collect.store_all_episodes`, every episode to the episode store at `store_root`; warmed up
+  by one untimed episode (emulator, writer stream), as a long-running collector actor is."""
   from rmr_dist.acting import collector as collector_lib  # pylint: disable=g-import-not-at-top
   from rmr_dist.replay import adders  # pylint: disable=g-import-not-at-top
   from rmr_dist.replay import episode_store  # pylint: disable=g-import-not-at-top
-  store = episode_store.EpisodeStore(tempfile.mkdtemp(prefix='rmr-bench-store-'))
+  store = episode_store.EpisodeStore(store_root)
   adder = (adders.TransitionAdder(client, max_episode_steps=config.env.max_episode_steps,
-                                  chunk_length=config.replay.chunk_length)
+                                  chunk_length=config.replay.chunk_length,
+                                  transitions_per_item=config.replay.transitions_per_item)
            if client is not None else None)
   collector = collector_lib.Collector(config, store, adder)
-  # Training episodes only: they are the ones that go through Reverb.
-  units = [u for u in collector_lib.make_work_units(config.games, config.heads.num_heads,
-                                                    config.heads.episodes_per_head)
-           if collector.split_of(u) == 'train']
-  done, seconds, i, cpu = 0, 0.0, 0, time.process_time()
-  while done < steps:
-    unit = units[i % len(units)]
-    stats = collector.run_episode(unit)
-    done += stats.length
-    seconds += stats.seconds
-    i += 1
-  return done / seconds, done / (time.process_time() - cpu), done
+  collector.run_episode(_units(config, collector)[-1])
+  return collector
 
 
 def main(argv: list[str]) -> None:
   p = argparse.ArgumentParser(prog='python -m rmr_dist.bench collect', description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--game', default='pong')
-  p.add_argument('--steps', type=int, default=5000, help='agent steps per measurement')
-  p.add_argument('--repeats', type=int, default=3, help='alternating (bare, collector) pairs')
+  p.add_argument('--steps', type=int, default=3000,
+                 help='agent steps of the episodes each measurement plays per round')
+  p.add_argument('--repeats', type=int, default=7,
+                 help='rounds (ratios: medians over rounds of the per-round ratio)')
   p.add_argument('--frame-skip', type=int, default=4)
-  p.add_argument('--sticky', type=float, default=0.25, help='repeat_action_probability')
+  p.add_argument('--sticky', type=float, default=None,
+                 help='repeat_action_probability (default: the local config\'s, 0: '
+                      'deterministic; with sticky actions the bare loop draws its own)')
   p.add_argument('--chunk-length', type=int, default=None,
                   help='Reverb chunk length (default: the local config\'s replay.chunk_length)')
+  p.add_argument('--transitions-per-item', type=int, default=None,
+                 help='transitions per Reverb item (default: the local config\'s '
+                      'replay.transitions_per_item)')
+  p.add_argument('--store-compress-level', type=int, default=None,
+                 help='zlib level of the episode store files (default: the store\'s, '
+                      'episode_store.COMPRESS_LEVEL)')
   p.add_argument('--cores', type=int, default=1, help='CPU cores to pin to (0: no pinning)')
   p.add_argument('--max-episode-steps', type=int, default=27_000,
                  help='agent steps after which a collector episode is truncated')
@@ -111,22 +166,36 @@ def main(argv: list[str]) -> None:
     os.sched_setaffinity(0, set(available[:args.cores]))
 
   import reverb  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import episode_store  # pylint: disable=g-import-not-at-top
   from configs import atari as atari_configs  # pylint: disable=g-import-not-at-top
   from rmr_dist import config as config_lib  # pylint: disable=g-import-not-at-top
   from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
   from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
 
+  if args.store_compress_level is not None:
+    if not 1 <= args.store_compress_level <= 9:
+      raise SystemExit(f'--store-compress-level={args.store_compress_level}: zlib levels are 1-9')
+    episode_store.COMPRESS_LEVEL = args.store_compress_level
   c = atari_configs.get_config('local')
   c.games = (args.game,)
   c.env.frame_skip = args.frame_skip
-  c.env.repeat_action_probability = args.sticky
+  if args.sticky is not None:
+    c.env.repeat_action_probability = args.sticky
   c.env.max_episode_steps = args.max_episode_steps
   c.env.frame_height, c.env.frame_width = atari.NATIVE_FRAME_SHAPE  # What the bare loop reads.
   c.heads.num_heads = 8
   c.heads.episodes_per_head = 4
   if args.chunk_length is not None:
     c.replay.chunk_length = args.chunk_length
+  if args.transitions_per_item is not None:
+    c.replay.transitions_per_item = args.transitions_per_item
+  # The replay data plane alone: training episodes go to Reverb only.
+  c.collect.store_all_episodes = False
+  c.replay.learner_source = 'reverb'
+  c.natural.negatives, c.natural.episode_window = 'batch', 0  # (they need the store source)
   config = config_lib.load_atari_config(c)
+  with_store = dataclasses.replace(
+      config, collect=dataclasses.replace(config.collect, store_all_episodes=True))
   replay_dir = tempfile.mkdtemp(prefix='rmr-bench-replay-')
   capacity = args.steps * args.repeats + 30_000
   server = tables.make_server(
@@ -135,43 +204,73 @@ def main(argv: list[str]) -> None:
       checkpoint_dir=replay_dir)
   client = reverb.Client(f'127.0.0.1:{server.port}')
 
-  bare, bare_palette, coll, no_replay, stored = [], [], [], [], 0
-  bare_cpu, coll_cpu = [], []
+  sticky = config.env.repeat_action_probability
+  episodes = _record_episodes(config, args.steps)  # What every measurement below plays.
+  store_root = tempfile.mkdtemp(prefix='rmr-bench-store-')
+  collectors = {
+      'collector': _make_collector(config, client, tempfile.mkdtemp(prefix='rmr-bench-')),
+      'collector_without_replay': _make_collector(config, None,
+                                                  tempfile.mkdtemp(prefix='rmr-bench-')),
+      'collector_with_store': _make_collector(with_store, client, store_root)}
+  bare = {'bare_ale': _BareAle(args.game, args.frame_skip, sticky, config.seed),
+          'bare_ale_palette': _BareAle(args.game, args.frame_skip, sticky, config.seed,
+                                       palette_frames=True)}
+  units = _units(config, collectors['collector'])
+  names = [*bare, *collectors]
+  rates = {k: [] for k in names}
+  cpu_rates = {k: [] for k in names}
   for r in range(args.repeats):
-    b, b_cpu = _bare(args.game, args.steps, args.frame_skip, args.sticky, seed=r)
-    bare.append(b)
-    bare_cpu.append(b_cpu)
-    output.emit({'measure': 'bare_ale', 'repeat': r, 'steps_per_s': round(b, 1)})
-    bp, _ = _bare(args.game, args.steps, args.frame_skip, args.sticky, seed=r,
-                  palette_frames=True)
-    bare_palette.append(bp)
-    output.emit({'measure': 'bare_ale_palette', 'repeat': r, 'steps_per_s': round(bp, 1)})
-    cs, cs_cpu, n = _collector(config, client, args.steps)
-    coll.append(cs)
-    coll_cpu.append(cs_cpu)
-    stored += n
-    output.emit({'measure': 'collector', 'repeat': r, 'steps_per_s': round(cs, 1),
-                 'steps': n})
-    nr, _, _ = _collector(config, None, args.steps)
-    no_replay.append(nr)
-    output.emit({'measure': 'collector_without_replay', 'repeat': r,
-                 'steps_per_s': round(nr, 1)})
+    # Every measure plays each episode in turn, in an order rotated per episode, so slow
+    # drifts of the machine's speed hit all of them alike.
+    seconds, cpu, steps = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0), 0
+    for j, (noops, episode) in enumerate(episodes):
+      for name in names[j % len(names):] + names[:j % len(names)]:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        if name in bare:
+          bare[name].play(noops, episode)
+        else:
+          collectors[name].run_episode(units[j % len(units)])
+        seconds[name] += time.perf_counter() - start
+        cpu[name] += time.process_time() - start_cpu
+      steps += len(episode)
+    for name in names:
+      rates[name].append(steps / seconds[name])
+      cpu_rates[name].append(steps / cpu[name])
+      output.emit({'measure': name, 'repeat': r, 'steps_per_s': round(rates[name][-1], 1),
+                   'steps': steps})
+  # Every transition written to Reverb, warm-up episodes included (the checkpoint holds them).
+  stored = sum(c.counters['train_transitions'] for c in collectors.values())
+  # The store holds one file per unit the with-store collector played (re-plays overwrite).
+  store = episode_store.EpisodeStore(store_root)
+  entries = store.entries()
+  store_steps = sum(e['length'] + 1 for e in entries)  # T + 1 frames and RAMs per episode.
+  store_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(store_root)
+                    for f in fs if f.endswith('.npz'))
   path = client.checkpoint()
   ckpt_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
   server.stop()
-  ale_sps, col_sps = statistics.median(bare), statistics.median(coll)
+  # Ratios are paired: the median over repeats of (measure / bare loop) in the same repeat.
+  paired = lambda name, ref='bare_ale': statistics.median(
+      x / y for x, y in zip(rates[name], rates[ref]))
+  median = lambda name: round(statistics.median(rates[name]), 1)
   output.emit({
       'benchmark': 'collect', 'game': args.game, 'frame_skip': args.frame_skip,
-      'sticky': args.sticky, 'chunk_length': config.replay.chunk_length,
-      'cores': args.cores or len(os.sched_getaffinity(0)),
-      'ale_steps_per_s': round(ale_sps, 1), 'collector_steps_per_s': round(col_sps, 1),
-      'ratio': round(col_sps / ale_sps, 3),
-      'collector_without_replay_steps_per_s': round(statistics.median(no_replay), 1),
-      'ratio_without_replay': round(statistics.median(no_replay) / ale_sps, 3),
-      'ale_palette_steps_per_s': round(statistics.median(bare_palette), 1),
-      'ratio_to_bare_palette': round(col_sps / statistics.median(bare_palette), 3),
-      'ratio_cpu': round(statistics.median(coll_cpu) / statistics.median(bare_cpu), 3),
+      'sticky': sticky, 'chunk_length': config.replay.chunk_length,
+      'transitions_per_item': config.replay.transitions_per_item,
+      'cores': args.cores or len(os.sched_getaffinity(0)), 'repeats': args.repeats,
+      'ale_steps_per_s': median('bare_ale'), 'collector_steps_per_s': median('collector'),
+      'ratio': round(paired('collector'), 3),
+      'collector_without_replay_steps_per_s': median('collector_without_replay'),
+      'ratio_without_replay': round(paired('collector_without_replay'), 3),
+      'ale_palette_steps_per_s': median('bare_ale_palette'),
+      'ratio_to_bare_palette': round(paired('collector', 'bare_ale_palette'), 3),
+      'collector_with_store_steps_per_s': median('collector_with_store'),
+      'ratio_with_store': round(paired('collector_with_store'), 3),
+      'ratio_cpu': round(statistics.median(
+          x / y for x, y in zip(cpu_rates['collector'], cpu_rates['bare_ale'])), 3),
       'stored_transitions': stored,
+      'store_compress_level': episode_store.COMPRESS_LEVEL,
+      'store_bytes_per_step': round(store_bytes / store_steps, 1),
       'bytes_per_transition': round(ckpt_bytes / stored, 1),
       'raw_bytes_per_transition': 210 * 160 + 128 + 18,
   })

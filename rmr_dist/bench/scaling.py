@@ -7,13 +7,14 @@ Starts a multi-node `ray.cluster_utils.Cluster` on this machine (every node on 1
   (b) for each server count S in `--servers` and writer count n in `--writers`, S Reverb
       servers (Ray actors, each its own process, replay sharded by game as the program does)
       take items from n synthetic writer actors. A writer replays precomputed Atari-sized
-      observations (two 210x160x3 frames + RAM per natural item, through the collectors'
-      TransitionAdder), so nothing limits it but the writing itself. All server sets run at
+      observations (210x160 palette frames + RAM, through the collectors' TransitionAdder, in
+      items of `replay.transitions_per_item` transitions as the config writes them), so
+      nothing limits it but the writing itself. All server sets run at
       once and one writer pool is re-pointed between them, so server counts are measured
       interleaved under the same background load; each point is measured `--repeats` times
       (median kept), on emptied tables, server-side (Reverb's insert counters) over a window
       that starts after a warm-up. Per (S, n) it prints the aggregate and per-writer rates
-      (items/s, MB/s), the CPU used by the server processes, the writers and everything else,
+      (items/s, transitions/s, MB/s), the CPU used by the server processes, the writers and everything else,
       and how busy the machine's cores were; per S, the saturation point (the first n where
       the aggregate grows < 10%) and whether the machine's cores or the server were the
       limit, with the server's CPU cost per item.
@@ -30,6 +31,7 @@ import tempfile
 import time
 
 from rmr_dist.bench import output
+from rmr_dist.replay import table_names
 
 # Keys of the summary line (the last), each named in the module docstring.
 SUMMARY_KEYS = ('collector_steps_per_s_1_actor', 'reverb_saturation')
@@ -82,7 +84,9 @@ class _Snapshot:
     self.lo_bytes = _loopback_bytes()
 
 
-def _measure(before: _Snapshot, after: _Snapshot, servers: int, writers: int) -> dict:
+def _measure(before: _Snapshot, after: _Snapshot, servers: int, writers: int,
+             per_item: int) -> dict:
+  """The insert rates between two snapshots; items hold `per_item` transitions on average."""
   seconds = after.time - before.time
   items = [(a - b) / seconds for a, b in zip(after.items, before.items)]
   total = sum(items)
@@ -96,7 +100,8 @@ def _measure(before: _Snapshot, after: _Snapshot, servers: int, writers: int) ->
           'seconds': round(seconds, 2), 'items_per_s': round(total, 1),
           'items_per_s_per_writer': round(total / writers, 1),
           'items_per_s_per_server': [round(x, 1) for x in items],
-          'payload_mb_per_s': round(total * STEP_BYTES / 1e6, 1),
+          'transitions_per_s': round(total * per_item, 1),
+          'payload_mb_per_s': round(total * per_item * STEP_BYTES / 1e6, 1),
           'wire_mb_per_s': None if wire is None else round(wire, 1),
           'server_cpu_cores': [round(x, 2) for x in server_cpu],
           'writer_cpu_cores': round(writer_cpu, 2),
@@ -171,8 +176,12 @@ def _reverb_saturation(args, config, ray, actors) -> list[dict]:
   first = sets[args.servers[0]]
   # Writer w writes game w mod G (so with G servers every server gets writers).
   pool = [writer_cls.remote(first.addresses[games[w % len(games)]], games[w % len(games)],
-                            args.episode_steps) for w in range(max(args.writers))]
+                            args.episode_steps, config.replay.transitions_per_item)
+          for w in range(max(args.writers))]
   writer_pids = ray.get([w.pid.remote() for w in pool])
+  # Mean transitions per item: an episode's last window may be shorter.
+  per_item = args.episode_steps / table_names.num_items(args.episode_steps,
+                                                        config.replay.transitions_per_item)
   samples: dict[tuple[int, int], list[dict]] = {}
   for repeat in range(args.repeats):
     for n in args.writers:
@@ -187,7 +196,7 @@ def _reverb_saturation(args, config, ray, actors) -> list[dict]:
         time.sleep(args.writer_seconds)
         after = _Snapshot(server_set.clients, server_set.pids, writer_pids[:n])
         ray.get(refs)
-        row = dict(_measure(before, after, num_servers, n), repeat=repeat)
+        row = dict(_measure(before, after, num_servers, n, per_item), repeat=repeat)
         samples.setdefault((num_servers, n), []).append(row)
         output.emit(row)
   for w in pool:

@@ -148,7 +148,8 @@ class CollectorWorker:
       replay_addresses = {game: replay_addresses for game in config.games}
     self._adder = adders.make_adder(dict(replay_addresses),
                                     max_episode_steps=config.env.max_episode_steps,
-                                    chunk_length=config.replay.chunk_length)
+                                    chunk_length=config.replay.chunk_length,
+                                    transitions_per_item=config.replay.transitions_per_item)
     self._collector = collector_lib.Collector(config, episode_store.EpisodeStore(store_root),
                                               self._adder, checkpoints=checkpoints)
 
@@ -181,10 +182,12 @@ class SyntheticWriter:
   TransitionAdder without emulating, so nothing but writing limits it.
   """
 
-  def __init__(self, replay_address: str, game: str, episode_steps: int = 200):
+  def __init__(self, replay_address: str, game: str, episode_steps: int = 200,
+               transitions_per_item: int = 8):
     import numpy as np  # pylint: disable=g-import-not-at-top
     from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
     self._steps = episode_steps
+    self._per_item = transitions_per_item
     self._adder = None
     self.connect(replay_address, game)
     rng = np.random.default_rng(os.getpid())
@@ -205,7 +208,8 @@ class SyntheticWriter:
       self._adder.close()
     self._game = game
     self._adder = adders.TransitionAdder(reverb.Client(replay_address),
-                                         max_episode_steps=self._steps, chunk_length=8)
+                                         max_episode_steps=self._steps, chunk_length=8,
+                                         transitions_per_item=self._per_item)
 
   def ready(self) -> bool:
     return True

@@ -37,6 +37,7 @@ from rmr_dist.distributed import workdir_check
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import monitor as monitor_lib
 from rmr_dist.replay import splits
+from rmr_dist.replay import table_names
 from rmr_dist.stages import atari_agent
 
 STAGES = workdir_lib.ATARI_STAGE_NAMES
@@ -303,6 +304,9 @@ class AtariProgram:
           'train_episodes': sum(s.split == splits.TRAIN for s in g),
           'val_episodes': sum(s.split == splits.VAL for s in g),
           'train_transitions': sum(s.length for s in g if s.split == splits.TRAIN),
+          # Items each table of the game holds for these (windows: replay.transitions_per_item).
+          'train_items': sum(table_names.num_items(s.length, cfg.replay.transitions_per_item)
+                             for s in g if s.split == splits.TRAIN),
           'val_transitions': sum(s.length for s in g if s.split == splits.VAL),
           'mean_return': sum(s.episode_return for s in g) / max(len(g), 1),
           'agent_steps_per_s': steps / seconds if seconds else None,

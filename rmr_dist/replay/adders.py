@@ -1,10 +1,14 @@
 """Writes environment transitions into the abstract and natural Reverb tables of a game.
 
 One trajectory writer per collector, fed one step at a time: step t holds (ram_t, frame_t,
-action_t), and each transition t -> t+1 becomes one item per table referencing steps t and t+1:
-  abstract_<game>: (action_t, ram_t, ram_t+1)
-  natural_<game>:  (action_t, frame_t, frame_t+1, ram_t)
-Both items point at the same chunks, so a frame crosses the wire and is stored once.
+action_t). Each window of n <= `transitions_per_item` consecutive transitions t..t+n-1 becomes one
+item per table referencing steps t..t+n (`rmr_dist.replay.tables` gives the columns), with
+priority n:
+  abstract_<game>: (action_t..t+n-1, ram_t..t+n)
+  natural_<game>:  (action_t..t+n-1, frame_t..t+n, ram_t..t+n)
+Windows tile the episode: consecutive windows share their boundary step, every transition is in
+exactly one window. The items point at the same chunks, so a frame crosses the wire and is stored
+once.
 
 Episodes are atomic in replay: steps are appended (and chunks compressed) as they come, but the
 items are created only in `end_episode`, and Reverb sends only chunks that items reference. A
@@ -14,7 +18,7 @@ retry writes the episode exactly once. The writer keeps references to a whole ep
 
 This is the collector's hot loop, so it talks to Reverb 0.14's C++ trajectory writer directly
 (`Client._client.NewTrajectoryWriter`, the object `reverb.TrajectoryWriter` wraps): one `Append`
-and two `CreateItem` calls per step, with no per-step structure flattening in Python. Items are
+per step and two `CreateItem` calls per window, with no per-step structure flattening in Python. Items are
 still validated against the table signatures by the C++ writer. `dm-reverb` is pinned to 0.14.0
 (constraints.txt); tests exercise this path against a real server.
 
@@ -35,8 +39,8 @@ from rmr_dist.replay import tables
 _RAM, _FRAME, _ACTION = 0, 1, 2
 _ONE_HOT = np.eye(atari.NUM_ACTIONS, dtype=np.uint8)  # Row a is the one-hot of action a.
 _NO_ACTION = np.zeros(atari.NUM_ACTIONS, np.uint8)  # An episode's last step has no action.
-_SQUEEZED_3 = [True] * 3
-_SQUEEZED_4 = [True] * 4
+_UNSQUEEZED_2 = [False] * 2  # Columns keep their time axis: an item is a window of steps.
+_UNSQUEEZED_3 = [False] * 3
 # Reverb's trajectory writer logs "The number of pending items is alarmingly high" once items
 # waiting to be sent plus items sent but not yet confirmed reach 50
 # (kPendingItemsWarningThreshold in trajectory_writer.cc). `end_episode` keeps that count below
@@ -55,11 +59,19 @@ class TransitionAdder:
     max_episode_steps: the longest episode (agent steps) this adder will see.
     chunk_length: steps per compressed chunk. Longer chunks compress more per call (cheaper to
       write) but a sampled item then fetches and decompresses the whole chunks it references.
+    transitions_per_item: the longest window an item holds (the last of an episode may be
+      shorter). Fewer, longer items make writing cheaper; a sampled item fetches the chunks
+      of its whole window. Equal to `chunk_length`, a window spans one chunk and one step of
+      the next.
   """
 
-  def __init__(self, client: reverb.Client, *, max_episode_steps: int, chunk_length: int = 1):
+  def __init__(self, client: reverb.Client, *, max_episode_steps: int, chunk_length: int = 1,
+               transitions_per_item: int = 1):
     if chunk_length < 1:
       raise ValueError(f'chunk_length must be >= 1, got {chunk_length}')
+    if transitions_per_item < 1:
+      raise ValueError(f'transitions_per_item must be >= 1, got {transitions_per_item}')
+    self._window = transitions_per_item
     keep_alive = max(max_episode_steps + 1, chunk_length, 2)
     options = pybind.ConstantChunkerOptions(chunk_length, keep_alive)
     self._writer = client._client.NewTrajectoryWriter(options, True)  # pylint: disable=protected-access
@@ -90,16 +102,20 @@ class TransitionAdder:
     self._append(final_observation, _NO_ACTION)
     abstract_table, natural_tables = self._tables
     pending = 0  # An upper bound on the writer's unconfirmed items.
-    for prev, refs in zip(self._steps[:-1], self._steps[1:]):
+    transitions = len(self._steps) - 1
+    for start in range(0, transitions, self._window):
       if pending >= _FLUSH_AT:
         self._writer.Flush(_FLUSH_KEEP, -1)  # Blocks until <= _FLUSH_KEEP are unconfirmed.
         pending = _FLUSH_KEEP
+      n = min(self._window, transitions - start)
+      steps = self._steps[start:start + n + 1]
+      actions = [s[_ACTION] for s in steps[:-1]]
+      rams = [s[_RAM] for s in steps]
       # Column lists in the tables' signature order (keys sorted): see tables.py.
-      self._writer.CreateItem(abstract_table, 1.0,
-                              [[prev[_ACTION]], [prev[_RAM]], [refs[_RAM]]], _SQUEEZED_3)
-      natural_columns = [[prev[_ACTION]], [prev[_FRAME]], [refs[_FRAME]], [prev[_RAM]]]
+      self._writer.CreateItem(abstract_table, float(n), [actions, rams], _UNSQUEEZED_2)
+      natural_columns = [actions, [s[_FRAME] for s in steps], rams]
       for natural_table in natural_tables:
-        self._writer.CreateItem(natural_table, 1.0, natural_columns, _SQUEEZED_4)
+        self._writer.CreateItem(natural_table, float(n), natural_columns, _UNSQUEEZED_3)
       self.items_written += 1 + len(natural_tables)
       pending += 1 + len(natural_tables)
     self._writer.EndEpisode(True, None)
@@ -146,15 +162,16 @@ class GameRoutedAdder:
       adder.close()
 
 
-def make_adder(addresses: dict[str, str], *, max_episode_steps: int,
-               chunk_length: int) -> TransitionAdder | GameRoutedAdder:
+def make_adder(addresses: dict[str, str], *, max_episode_steps: int, chunk_length: int,
+               transitions_per_item: int = 1) -> TransitionAdder | GameRoutedAdder:
   """The adder for replay at `addresses` (game -> 'host:port'): one trajectory writer per server.
 
   Returns a plain TransitionAdder when every game lives on one server, else a GameRoutedAdder.
   """
   by_address = {address: TransitionAdder(reverb.Client(address),
                                          max_episode_steps=max_episode_steps,
-                                         chunk_length=chunk_length)
+                                         chunk_length=chunk_length,
+                                         transitions_per_item=transitions_per_item)
                 for address in sorted(set(addresses.values()))}
   if len(by_address) == 1:
     return next(iter(by_address.values()))

@@ -1,7 +1,8 @@
 """Batches for the learners, from Reverb or the episode store, prefetched so the devices stay busy.
 
-`make_table_iterator` samples whole items from a table through Reverb's `TrajectoryDataset`
-(its batched, parallel tf.data path) and yields dicts of numpy arrays `[B, ...]`.
+`make_table_iterator` samples items (windows of transitions) from a table through Reverb's
+`TrajectoryDataset` (its batched, parallel tf.data path), takes one transition of each, uniformly,
+and yields dicts of numpy arrays `[B, ...]`.
 `make_learner_source` picks that or the same items from the episode store
 (`store_batches`, no Reverb import) by `replay.learner_source`. `Prefetcher`
 runs any such iterator in a background thread, applies a transform there (e.g. sharding over
@@ -22,18 +23,29 @@ from rmr_dist.replay import table_names
 
 
 def make_table_iterator(address: str, table: str, batch_size: int) -> Iterator[dict[str, Any]]:
-  """Uniform i.i.d. batches of items from `table` at `address`: dicts of [B, ...] numpy.
+  """Uniform i.i.d. batches of transitions from `table` at `address`: dicts of [B, ...] numpy.
+
+  The table samples items in proportion to their transitions (`rmr_dist.replay.tables`), and one
+  transition of each sampled item is picked uniformly, so every stored transition is equally
+  likely; the batch has `tables.transition`'s keys.
 
   Args:
     address: 'host:port' of the Reverb server.
     table: the table's name (its signature gives the structure).
-    batch_size: items per batch.
+    batch_size: transitions per batch.
   """
   import reverb  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
+
+  def pick(sample):
+    window = sample.data
+    n = tf.shape(window['action'])[0]
+    return tables.transition(window, tf.random.uniform([], 0, n, dtype=tf.int32))
+
   dataset = reverb.TrajectoryDataset.from_table_signature(
       server_address=address, table=table, max_in_flight_samples_per_worker=2 * batch_size)
-  dataset = dataset.map(lambda sample: sample.data, num_parallel_calls=tf.data.AUTOTUNE)
+  dataset = dataset.map(pick, num_parallel_calls=tf.data.AUTOTUNE)
   dataset = dataset.batch(batch_size, drop_remainder=True).prefetch(2)
   return dataset.as_numpy_iterator()
 

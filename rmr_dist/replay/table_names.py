@@ -43,3 +43,9 @@ def server_games(games: Sequence[str], num_servers: int) -> list[tuple[str, ...]
     raise ValueError(f'num_servers={num_servers} must be in [1, {len(games)}] (the number of '
                      'games): replay is sharded by game')
   return [tuple(games[s::num_servers]) for s in range(num_servers)]
+
+
+def num_items(transitions: int, transitions_per_item: int) -> int:
+  """Items an episode of `transitions` transitions writes to each of its tables (windows of
+  `transitions_per_item`, the last one possibly shorter: `rmr_dist.replay.adders`)."""
+  return -(-transitions // transitions_per_item)

@@ -5,21 +5,32 @@ For data-efficiency studies, a fraction f < 1 of the training episodes also feed
 episodes (`rmr_dist.replay.splits.in_fraction`), referencing the same chunks, so they cost only
 item metadata.
 
-Items (one per environment transition t -> t+1):
-  abstract_<game>: ram_t [128] uint8, action [18] uint8 one-hot, ram_tp1 [128] uint8
-  natural_<game>:  frame_t F uint8, action [18] uint8 one-hot,
-                   frame_tp1 F uint8, ram_t [128] uint8 (probe label only)
-where a frame F is [210, 160] ALE palette indices at the native size (the learner rebuilds RGB
-with `rmr_dist.envs.palette`), and [H, W, 3] RGB for resized frames (`atari.stored_frame_shape`).
+Items are windows of n <= `replay.transitions_per_item` consecutive transitions t..t+n-1 of one
+episode (an episode of T transitions gives ceil(T / n_max) items per table; only its last window
+may be shorter):
+  abstract_<game>: action [n, 18] uint8 one-hot, ram [n+1, 128] uint8
+  natural_<game>:  action [n, 18] uint8 one-hot, frame [n+1] + F uint8,
+                   ram [n+1, 128] uint8 (probe labels only)
+where row i of `action` was taken between rows i and i+1 of `ram` / `frame`, and a frame F is
+[210, 160] ALE palette indices at the native size (the learner rebuilds RGB with
+`rmr_dist.envs.palette`), or [H, W, 3] RGB for resized frames (`atari.stored_frame_shape`).
+An item's priority is its n, and the tables sample in proportion to priority, so picking one of
+a sampled item's n transitions uniformly (`transition`, what the learners' iterators do) draws
+every stored transition with the same probability, as one item per transition would. Windows
+rather than single transitions because each Reverb item costs its own metadata, validation,
+gRPC message and server insert: with one item per transition that was most of a collector's
+replay cost (`python -m rmr_dist.bench collect`, `scripts/replay_write_cost.py`).
 
 Both tables reference the same chunks, so each frame and RAM array is stored once on the server
 (compressed) however many items point at it. Table names and the game -> server assignment live in
 `rmr_dist.replay.table_names` (no Reverb import), re-exported here.
 
 Table choices, and why:
-  * Sampler `Uniform`: the learners fit one-step transition models on a fixed dataset of episodes
-    (the paper trains on 48 episodes per game for many epochs); i.i.d. uniform minibatches are what
-    that optimisation assumes. There are no priorities to exploit.
+  * Sampler `Prioritized(priority_exponent=1)` with priority = transitions in the item: the
+    learners fit one-step transition models on a fixed dataset of episodes (the paper trains on
+    48 episodes per game for many epochs); i.i.d. minibatches, uniform over transitions, are what
+    that optimisation assumes, and this sampler plus a uniform pick inside the item gives exactly
+    that. There are no learned priorities.
   * Remover `Fifo`: tables are sized (config) to hold every training transition of the collection
     budget, so nothing is evicted in a normal run; if a user shrinks them, the oldest episodes go
     first, which keeps whole recent episodes rather than a random subset.
@@ -33,7 +44,8 @@ Table choices, and why:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import reverb
 import tree
@@ -47,13 +59,13 @@ ABSTRACT = table_names.ABSTRACT
 NATURAL = table_names.NATURAL
 table_name = table_names.table_name
 server_games = table_names.server_games
+num_items = table_names.num_items
 
 def abstract_signature() -> dict[str, tf.TensorSpec]:
-  """TensorSpecs of an abstract item."""
+  """TensorSpecs of an abstract item (a window of n transitions; n varies, so None)."""
   return {
-      'ram_t': tf.TensorSpec([atari.RAM_SIZE], tf.uint8),
-      'action': tf.TensorSpec([atari.NUM_ACTIONS], tf.uint8),
-      'ram_tp1': tf.TensorSpec([atari.RAM_SIZE], tf.uint8),
+      'action': tf.TensorSpec([None, atari.NUM_ACTIONS], tf.uint8),
+      'ram': tf.TensorSpec([None, atari.RAM_SIZE], tf.uint8),
   }
 
 
@@ -64,11 +76,23 @@ def natural_signature(frame_shape: Sequence[int],
   h, w = frame_shape
   frame = [h, w, 3] if rgb_frames else list(atari.stored_frame_shape((h, w)))
   return {
-      'frame_t': tf.TensorSpec(frame, tf.uint8),
-      'action': tf.TensorSpec([atari.NUM_ACTIONS], tf.uint8),
-      'frame_tp1': tf.TensorSpec(frame, tf.uint8),
-      'ram_t': tf.TensorSpec([atari.RAM_SIZE], tf.uint8),
+      'action': tf.TensorSpec([None, atari.NUM_ACTIONS], tf.uint8),
+      'frame': tf.TensorSpec([None] + frame, tf.uint8),
+      'ram': tf.TensorSpec([None, atari.RAM_SIZE], tf.uint8),
   }
+
+
+def transition(window: Mapping[str, Any], i) -> dict[str, Any]:
+  """Transition `i` of an item (a window as the signatures above give it), in the learners'
+  format: the keys `store_batches` yields for the same table (abstract: ram_t, action, ram_tp1;
+  natural: frame_t, action, frame_tp1, ram_t). Works on numpy arrays and on tf tensors.
+  """
+  out = {'action': window['action'][i], 'ram_t': window['ram'][i]}
+  if 'frame' in window:
+    out['frame_t'], out['frame_tp1'] = window['frame'][i], window['frame'][i + 1]
+  else:
+    out['ram_tp1'] = window['ram'][i + 1]
+  return out
 
 
 def as_dict(flat_data, signature: dict[str, tf.TensorSpec]) -> dict:
@@ -85,9 +109,9 @@ def make_tables(games: Sequence[str], frame_shape: Sequence[int], *, abstract_ma
   Args:
     games: game ids.
     frame_shape: (height, width) of stored frames.
-    abstract_max_size: capacity of each abstract table.
-    natural_max_size: capacity of each natural table (fraction tables too).
-    min_size_to_sample: MinSize rate limiter of every table.
+    abstract_max_size: capacity (items) of each abstract table.
+    natural_max_size: capacity (items) of each natural table (fraction tables too).
+    min_size_to_sample: MinSize rate limiter of every table (items).
     natural_fractions: data fractions; those < 1 get their own natural table.
     rgb_frames: natural items hold RGB frames even at the native size (see natural_signature).
   """
@@ -101,7 +125,7 @@ def make_tables(games: Sequence[str], frame_shape: Sequence[int], *, abstract_ma
     for name, size, signature in specs:
       tables.append(reverb.Table(
           name=name,
-          sampler=reverb.selectors.Uniform(),
+          sampler=reverb.selectors.Prioritized(priority_exponent=1.0),
           remover=reverb.selectors.Fifo(),
           max_size=size,
           max_times_sampled=0,

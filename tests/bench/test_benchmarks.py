@@ -51,7 +51,8 @@ def _check_summary(module_name: str, line: dict, keys_attr: str = 'SUMMARY_KEYS'
 def test_collect():
   lines = _run('collect', '--steps', '60', '--repeats', '1', '--max-episode-steps', '30')
   assert {l.get('measure') for l in lines[:-1]} == {
-      'bare_ale', 'bare_ale_palette', 'collector', 'collector_without_replay'}
+      'bare_ale', 'bare_ale_palette', 'collector', 'collector_without_replay',
+      'collector_with_store'}
   assert lines[-1]['benchmark'] == 'collect'
   _check_summary('collect', lines[-1])
 

@@ -89,10 +89,10 @@ def _check_collection(workdir, summary, replay_exactly_once=True):
   # Items are created at episode end: a killed episode leaves none, its re-run adds all.
   items = pong['replay_items']
   if replay_exactly_once:
-    assert items == {f'abstract_{GAME}': pong['train_transitions'],
-                     f'natural_{GAME}': pong['train_transitions']}
+    assert items == {f'abstract_{GAME}': pong['train_items'],
+                     f'natural_{GAME}': pong['train_items']}
   else:
-    assert items[f'abstract_{GAME}'] == items[f'natural_{GAME}'] >= pong['train_transitions']
+    assert items[f'abstract_{GAME}'] == items[f'natural_{GAME}'] >= pong['train_items']
   store = episode_store.EpisodeStore(os.path.join(workdir, 'episodes'))
   entries = store.entries(GAME, 'val')
   assert sorted((e['head'], e['episode']) for e in entries) == sorted(

@@ -55,8 +55,11 @@ def test_collect_stage_end_to_end_and_resume(collected):
   # test config: 4 heads x 2 episodes, half validation; episodes capped at 40 steps.
   assert pong['train_episodes'] == 4 and pong['val_episodes'] == 4
   assert 0 < pong['train_transitions'] <= 4 * 40
-  assert pong['replay_items'] == {'abstract_pong': pong['train_transitions'],
-                                  'natural_pong': pong['train_transitions']}
+  # Windows of up to 8 transitions: at least one item per 8, at most one more per episode.
+  assert 0 < pong['train_transitions'] / 8 <= pong['train_items'] <= (
+      pong['train_transitions'] / 8 + pong['train_episodes'])
+  assert pong['replay_items'] == {'abstract_pong': pong['train_items'],
+                                  'natural_pong': pong['train_items']}
   assert pong['frames_per_s'] > 0
   with open(os.path.join(workdir, 'episodes', 'index.json')) as f:
     index = json.load(f)

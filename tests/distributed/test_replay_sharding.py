@@ -62,10 +62,11 @@ def test_each_game_lives_on_exactly_one_server_and_both_collected(collected):
     sizes = servers[addresses[game]]
     train = summary['games'][game]['train_transitions']
     assert train > 0
-    assert sizes[f'abstract_{game}'] == sizes[f'natural_{game}'] == train
+    items = summary['games'][game]['train_items']
+    assert sizes[f'abstract_{game}'] == sizes[f'natural_{game}'] == items
     assert summary['games'][game]['replay_items'] == {
         name: sizes[name] for name in (f'abstract_{game}', f'natural_{game}')}
-    assert 0 < sizes[f'natural_{game}_f50'] < train  # Half of the training episodes.
+    assert 0 < sizes[f'natural_{game}_f50'] < items  # Half of the training episodes.
   paths = summary['replay_checkpoint']
   assert isinstance(paths, list) and len(paths) == 2
   assert all(os.path.isdir(p) for p in paths)
@@ -105,9 +106,9 @@ def test_collect_writes_collector_and_replay_counters_to_tensorboard(collected):
   assert sum(last(f'collector/actor_{i}/steps_per_s') for i in range(2)) == pytest.approx(
       last('collector/steps_per_s'), rel=1e-6)
   for game in GAMES:
-    train = summary['games'][game]['train_transitions']
-    assert last(f'replay/abstract_{game}/size') == train
-    assert last(f'replay/abstract_{game}/inserts') == train
+    items = summary['games'][game]['train_items']
+    assert last(f'replay/abstract_{game}/size') == items
+    assert last(f'replay/abstract_{game}/inserts') == items
     assert last(f'replay/natural_{game}/episodes') == summary['games'][game]['train_episodes']
 
 

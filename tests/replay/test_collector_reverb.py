@@ -28,19 +28,22 @@ def test_items_counts_shapes_and_content(tmp_path, test_config, server_and_clien
   cfg = dataclasses.replace(test_config, collect=dataclasses.replace(
       test_config.collect, store_all_episodes=True))
   store = episode_store.EpisodeStore(str(tmp_path))
+  per_item = cfg.replay.transitions_per_item
+  assert per_item > 1
   collector = collector_lib.Collector(cfg, store, adders.TransitionAdder(
-      client, max_episode_steps=cfg.env.max_episode_steps))
+      client, max_episode_steps=cfg.env.max_episode_steps, transitions_per_item=per_item))
   units = collector_lib.make_work_units(cfg.games, cfg.heads.num_heads,
                                         cfg.heads.episodes_per_head)
   stats = collector.run(units)
   train = [s for s in stats if s.split == 'train']
-  expected = sum(s.length for s in train)
-  assert expected > 0 and len(train) == len(units) // 2
+  assert sum(s.length for s in train) > 0 and len(train) == len(units) // 2
+  expected = sum(tables.num_items(s.length, per_item) for s in train)
   info = client.server_info()
   assert info['abstract_pong'].current_size == expected
   assert info['natural_pong'].current_size == expected
 
-  # Every sampled abstract item is a real consecutive (ram_t, action, ram_t+1) of a train episode.
+  # Every sampled abstract item is a window of consecutive transitions of a train episode:
+  # each of its (ram_t, action, ram_t+1) is a real one.
   transitions = set()
   for s in train:
     ep = store.read('pong', 'train', s.head, s.episode)
@@ -48,13 +51,20 @@ def test_items_counts_shapes_and_content(tmp_path, test_config, server_and_clien
       transitions.add((ep.ram[t].tobytes(), int(ep.action[t]), ep.ram[t + 1].tobytes()))
   h, w = cfg.env.frame_height, cfg.env.frame_width
   for sample in client.sample('abstract_pong', num_samples=50, emit_timesteps=False):
-    d = tables.as_dict(sample.data, tables.abstract_signature())
-    assert d['ram_t'].shape == (128,) and d['ram_t'].dtype == np.uint8
-    assert d['action'].shape == (18,) and d['action'].dtype == np.uint8 and d['action'].sum() == 1
-    key = (d['ram_t'].tobytes(), int(np.argmax(d['action'])), d['ram_tp1'].tobytes())
-    assert key in transitions
+    window = tables.as_dict(sample.data, tables.abstract_signature())
+    n = len(window['action'])
+    assert 1 <= n <= per_item and window['ram'].shape == (n + 1, 128)
+    assert window['action'].dtype == np.uint8 and np.all(window['action'].sum(axis=1) == 1)
+    for i in range(n):
+      d = tables.transition(window, i)
+      assert d['ram_t'].shape == (128,) and d['ram_t'].dtype == np.uint8
+      key = (d['ram_t'].tobytes(), int(np.argmax(d['action'])), d['ram_tp1'].tobytes())
+      assert key in transitions
   for sample in client.sample('natural_pong', num_samples=20, emit_timesteps=False):
-    d = tables.as_dict(sample.data, tables.natural_signature((h, w)))
+    window = tables.as_dict(sample.data, tables.natural_signature((h, w)))
+    n = len(window['action'])
+    d = tables.transition(window, n - 1)
+    assert window['frame'].shape == (n + 1, h, w, 3) and window['ram'].shape == (n + 1, 128)
     assert d['frame_t'].shape == (h, w, 3) and d['frame_t'].dtype == np.uint8
     assert d['frame_tp1'].shape == (h, w, 3) and d['frame_tp1'].dtype == np.uint8
     assert d['ram_t'].shape == (128,) and d['action'].shape == (18,)
@@ -73,7 +83,7 @@ def test_val_episodes_only_in_store_and_resume_skips_them(tmp_path, test_config,
       (s.head, s.episode) for s in val}
   assert store.entries(split='train') == []
   size = client.server_info()['abstract_pong'].current_size
-  assert size == sum(s.length for s in first if s.split == 'train')
+  assert size == sum(s.length for s in first if s.split == 'train')  # Windows of 1.
   # A resumed run skips complete validation episodes, replays train ones identically.
   again = collector.run(units)
   assert all(s.skipped for s in again if s.split == 'val')
@@ -91,11 +101,11 @@ def test_fraction_tables_hold_the_items_of_their_episodes(tmp_path, test_config)
     client = reverb.Client(f'127.0.0.1:{server.port}')
     collector = collector_lib.Collector(cfg, episode_store.EpisodeStore(str(tmp_path)),
                                         adders.TransitionAdder(
-      client, max_episode_steps=cfg.env.max_episode_steps))
+      client, max_episode_steps=cfg.env.max_episode_steps, transitions_per_item=4))
     units = collector_lib.make_work_units(cfg.games, 8, cfg.heads.episodes_per_head)
     stats = collector.run(units)
     from rmr_dist.replay import splits
-    expected = sum(s.length for s in stats if s.split == 'train' and
+    expected = sum(tables.num_items(s.length, 4) for s in stats if s.split == 'train' and
                    splits.in_fraction(cfg.seed, s.game, s.head, s.episode, 0.5))
     info = client.server_info()
     assert info['natural_pong_f50'].current_size == expected
@@ -127,7 +137,8 @@ def test_native_frames_are_palette_indices_in_replay_and_store(tmp_path, test_co
   client = reverb.Client(f'127.0.0.1:{server.port}')
   store = episode_store.EpisodeStore(str(tmp_path))
   collector = collector_lib.Collector(cfg, store, adders.TransitionAdder(
-      client, max_episode_steps=cfg.env.max_episode_steps, chunk_length=4))
+      client, max_episode_steps=cfg.env.max_episode_steps, chunk_length=4,
+      transitions_per_item=4))
   stats = collector.run(collector_lib.make_work_units(cfg.games, 2, cfg.heads.episodes_per_head))
   pairs = {}  # palette (frame_t, frame_tp1) bytes -> RGB frame_t, of the stored train episodes.
   for s in stats:
@@ -140,8 +151,10 @@ def test_native_frames_are_palette_indices_in_replay_and_store(tmp_path, test_co
       pairs[raw[t].tobytes() + raw[t + 1].tobytes()] = rgb[t]
   signature = tables.natural_signature((210, 160))
   for sample in client.sample('natural_pong', num_samples=20, emit_timesteps=False):
-    d = tables.as_dict(sample.data, signature)
-    assert d['frame_t'].shape == (210, 160) and d['frame_t'].dtype == np.uint8
-    key = d['frame_t'].tobytes() + d['frame_tp1'].tobytes()
-    np.testing.assert_array_equal(palette.to_rgb(d['frame_t']), pairs[key])
+    window = tables.as_dict(sample.data, signature)
+    for i in range(len(window['action'])):
+      d = tables.transition(window, i)
+      assert d['frame_t'].shape == (210, 160) and d['frame_t'].dtype == np.uint8
+      key = d['frame_t'].tobytes() + d['frame_tp1'].tobytes()
+      np.testing.assert_array_equal(palette.to_rgb(d['frame_t']), pairs[key])
   server.stop()

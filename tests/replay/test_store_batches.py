@@ -35,8 +35,9 @@ def collected(tmp_path_factory):
       natural_fractions=config.natural.data_fractions))
   address = f'127.0.0.1:{server.port}'
   collector = collector_lib.Collector(config, episode_store.EpisodeStore(root),
-                                      adders.TransitionAdder(reverb.Client(address),
-                                                             max_episode_steps=40))
+                                      adders.TransitionAdder(
+      reverb.Client(address), max_episode_steps=40,
+      transitions_per_item=config.replay.transitions_per_item))
   collector.run(collector_lib.make_work_units(config.games, config.heads.num_heads,
                                               config.heads.episodes_per_head))
   yield config, root, address
@@ -53,9 +54,14 @@ def _items(batch, keys):
 def test_store_batches_are_the_reverb_tables_items_in_their_format(collected, kind, fraction):
   config, root, address = collected
   table = tables.table_name(kind, 'pong', fraction)
+  from rmr_dist.replay import splits
   size = reverb.Client(address).server_info()[table].current_size
   data = store_batches.StoreTransitions(root, kind, 'pong', fraction, config.seed)
-  assert len(data) == size > 0  # The same items: every transition of the table's episodes.
+  lengths = [e['length'] for e in episode_store.EpisodeStore(root).entries('pong', 'train')
+             if splits.in_fraction(config.seed, 'pong', e['head'], e['episode'], fraction)]
+  # The same transitions: every one of the table's episodes, in windows in Reverb.
+  assert len(data) == sum(lengths) > 0
+  assert size == sum(tables.num_items(n, config.replay.transitions_per_item) for n in lengths)
   from_reverb = next(iterators.make_table_iterator(address, table, 8))
   store_config = dataclasses.replace(
       config, replay=dataclasses.replace(config.replay, learner_source='store'))
@@ -65,7 +71,7 @@ def test_store_batches_are_the_reverb_tables_items_in_their_format(collected, ki
           {k: (v.shape, v.dtype) for k, v in from_reverb.items()})
   keys = sorted(from_reverb)
   everything = _items(data.batch(np.arange(len(data))), keys)
-  assert len(everything) <= size and _items(from_reverb, keys) <= everything
+  assert len(everything) <= len(data) and _items(from_reverb, keys) <= everything
   assert all(from_store['action'].sum(axis=1) == 1)  # One-hot, as the adder writes.
 
 
