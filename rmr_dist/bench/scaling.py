@@ -14,8 +14,8 @@ Starts a multi-node `ray.cluster_utils.Cluster` on this machine (every node on 1
       interleaved under the same background load; each point is measured `--repeats` times
       (median kept), on emptied tables, server-side (Reverb's insert counters) over a window
       that starts after a warm-up. Per (S, n) it prints the aggregate and per-writer rates
-      (items/s, transitions/s, MB/s), the CPU used by the server processes, the writers and everything else,
-      and how busy the machine's cores were; per S, the saturation point (the first n where
+      (items/s, transitions/s, MB/s), the CPU used by the server processes, the writers and
+      everything else, and how busy the machine's cores were; per S, the saturation point (the first n where
       the aggregate grows < 10%) and whether the machine's cores or the server were the
       limit, with the server's CPU cost per item.
 Actor start-up (imports) is excluded from every timing. The summary (last JSON line) has

@@ -19,8 +19,8 @@ retry writes the episode exactly once. The writer keeps references to a whole ep
 This is the collector's hot loop, so it talks to Reverb 0.14's C++ trajectory writer directly
 (`Client._client.NewTrajectoryWriter`, the object `reverb.TrajectoryWriter` wraps): one `Append`
 per step and one `CreateItem` per table and window, with no per-step structure flattening in
-Python. Items are still validated against the table signatures by the C++ writer. `dm-reverb` is pinned to 0.14.0
-(constraints.txt); tests exercise this path against a real server.
+Python. Items are still validated against the table signatures by the C++ writer. `dm-reverb`
+is pinned to 0.14.0 (constraints.txt); tests exercise this path against a real server.
 
 With replay sharded by game over several servers, `make_adder` gives a `GameRoutedAdder`: one
 TransitionAdder per server, each episode written whole to its game's server.
