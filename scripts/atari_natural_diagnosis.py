@@ -17,6 +17,7 @@ linearly readable RAM information to the frame itself.
   python scripts/atari_natural_diagnosis.py --loss=infonce --slot-embedding
   python scripts/atari_natural_diagnosis.py --game=breakout --loss=infonce --same-episode
   python scripts/atari_natural_diagnosis.py --game=pong --steps=0 --pixel-control
+  python scripts/atari_natural_diagnosis.py --game=breakout --store=<workdir>/episodes
 """
 
 from __future__ import annotations
@@ -37,12 +38,26 @@ from rmr_dist.evaluation import probes
 from rmr_dist.learning import natural as natural_learning
 from rmr_dist.networks import natural as natural_net
 from rmr_dist.networks import processors
+from rmr_dist.replay import episode_store
 
 
 def collect(game, shape, episodes, steps):
   """[(frames [T+1, H, W, 3], ram [T+1, 128], actions [T])] per episode."""
   env = atari.AtariEnv(game, frame_shape=shape, max_episode_steps=steps, noop_max=30)
   return [policies.persistent_random_episode(env, e, steps) for e in range(episodes)]
+
+
+def read_store(root, game, split):
+  """The same triples for every `split` episode of `game` in the episode store at `root` (a
+  pipeline run's `<workdir>/episodes`: its heads' data instead of persistent random actions)."""
+  store = episode_store.EpisodeStore(root)
+  out = []
+  for e in store.entries(game, split):
+    ep = store.read(game, split, e['head'], e['episode'])
+    out.append((ep.frames, ep.ram, ep.action))
+  if not out:
+    raise SystemExit(f'--store={root}: no {split} episodes of {game}')
+  return out
 
 
 def main():
@@ -77,6 +92,11 @@ def main():
   p.add_argument('--byte-probes', action='store_true',
                  help="also fit AtariARI's 256-way byte probes (its labelled variables); each "
                       'score is then (bit F1, mean byte F1)')
+  p.add_argument('--store', default='',
+                 help="train on the 'train' episodes of an episode store (a pipeline run's "
+                      "<workdir>/episodes) and probe its 'val' ones, instead of collecting "
+                      'persistent-random episodes (--episodes, --episode-steps are then unused; '
+                      '--height/--width must match the stored frames)')
   p.add_argument('--pixel-control', action='store_true',
                  help='also probe the raw frames (flattened pixels) with the same probes')
   a = p.parse_args()
@@ -87,9 +107,14 @@ def main():
   shape = (a.height, a.width)
   start = time.perf_counter()
 
-  episodes = collect(a.game, shape, a.episodes, a.episode_steps)
-  n_train = a.episodes * 2 // 3
-  train, held = episodes[:n_train], episodes[n_train:]
+  if a.store:
+    train, held = read_store(a.store, a.game, 'train'), read_store(a.store, a.game, 'val')
+    if train[0][0].shape[1:3] != shape:
+      p.error(f'--store frames are {train[0][0].shape[1:3]}, not --height/--width {shape}')
+  else:
+    episodes = collect(a.game, shape, a.episodes, a.episode_steps)
+    n_train = a.episodes * 2 // 3
+    train, held = episodes[:n_train], episodes[n_train:]
   frames_t = np.concatenate([f[:-1] for f, _, _ in train])
   frames_tp1 = np.concatenate([f[1:] for f, _, _ in train])
   actions = np.eye(atari.NUM_ACTIONS, dtype=np.uint8)[np.concatenate([x for _, _, x in train])]
