@@ -97,6 +97,12 @@ def main():
                       "<workdir>/episodes) and probe its 'val' ones, instead of collecting "
                       'persistent-random episodes (--episodes, --episode-steps are then unused; '
                       '--height/--width must match the stored frames)')
+  p.add_argument('--val-store', default='',
+                 help="probe on the 'val' episodes of this episode store, whatever the training "
+                      'data (crosses the data sets)')
+  p.add_argument('--val-random', action='store_true',
+                 help='probe on the held-out third of the persistent-random episodes, whatever '
+                      'the training data')
   p.add_argument('--pixel-control', action='store_true',
                  help='also probe the raw frames (flattened pixels) with the same probes')
   a = p.parse_args()
@@ -107,14 +113,21 @@ def main():
   shape = (a.height, a.width)
   start = time.perf_counter()
 
+  if a.val_store and a.val_random:
+    p.error('--val-store and --val-random both name the probe episodes: give one')
+  n_train = a.episodes * 2 // 3
   if a.store:
     train, held = read_store(a.store, a.game, 'train'), read_store(a.store, a.game, 'val')
-    if train[0][0].shape[1:3] != shape:
-      p.error(f'--store frames are {train[0][0].shape[1:3]}, not --height/--width {shape}')
-  else:
+  if not a.store or a.val_random:
     episodes = collect(a.game, shape, a.episodes, a.episode_steps)
-    n_train = a.episodes * 2 // 3
-    train, held = episodes[:n_train], episodes[n_train:]
+    if not a.store:
+      train = episodes[:n_train]
+    held = episodes[n_train:]
+  if a.val_store:
+    held = read_store(a.val_store, a.game, 'val')
+  for frames, _, _ in (train[0], held[0]):
+    if frames.shape[1:3] != shape:
+      p.error(f'stored frames are {frames.shape[1:3]}, not --height/--width {shape}')
   frames_t = np.concatenate([f[:-1] for f, _, _ in train])
   frames_tp1 = np.concatenate([f[1:] for f, _, _ in train])
   actions = np.eye(atari.NUM_ACTIONS, dtype=np.uint8)[np.concatenate([x for _, _, x in train])]
