@@ -9,8 +9,7 @@ shared machine's speed hit every measurement alike:
       an episode depends only on its seed), RAM and RGB read into preallocated buffers every
       agent step (the reference); also the same loop reading ALE's palette-index screen instead
       of RGB (`bare_ale_palette`). The emulator's cost per step depends on the game state and
-      so on the actions (Pong: up to 20% between uniform and persistent random actions), so
-      the reference plays the same frames as the collector;
+      so on the actions, so the reference plays the same frames as the collector;
   (b) collector: `rmr_dist.acting.collector.Collector` (heads, env wrapper, one-hot, trajectory
       writer, two items per `replay.transitions_per_item` steps) writing training episodes into
       an in-process Reverb server, and nothing else (`collect.store_all_episodes=False`).
