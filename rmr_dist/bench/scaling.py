@@ -15,9 +15,9 @@ Starts a multi-node `ray.cluster_utils.Cluster` on this machine (every node on 1
       (median kept), on emptied tables, server-side (Reverb's insert counters) over a window
       that starts after a warm-up. Per (S, n) it prints the aggregate and per-writer rates
       (items/s, transitions/s, MB/s), the CPU used by the server processes, the writers and
-      everything else, and how busy the machine's cores were; per S, the saturation point (the first n where
-      the aggregate grows < 10%) and whether the machine's cores or the server were the
-      limit, with the server's CPU cost per item.
+      everything else, and how busy the machine's cores were; per S, the saturation point (the
+      first n where the aggregate grows < 10%) and whether the machine's cores or the server
+      were the limit, with the server's CPU cost per item.
 Actor start-up (imports) is excluded from every timing. The summary (last JSON line) has
 `collector_steps_per_s_1_actor` and `reverb_saturation` (per server count: `peak_items_per_s`,
 `server_cpu_us_per_item`, `saturates_at_writers`, `limit`).
@@ -85,7 +85,7 @@ class _Snapshot:
 
 
 def _measure(before: _Snapshot, after: _Snapshot, servers: int, writers: int,
-             per_item: int) -> dict:
+             per_item: float) -> dict:
   """The insert rates between two snapshots; items hold `per_item` transitions on average."""
   seconds = after.time - before.time
   items = [(a - b) / seconds for a, b in zip(after.items, before.items)]
