@@ -41,10 +41,11 @@ from rmr_dist.networks import processors
 from rmr_dist.replay import episode_store
 
 
-def collect(game, shape, episodes, steps):
+def collect(game, shape, episodes, steps, switch_prob=0.3):
   """[(frames [T+1, H, W, 3], ram [T+1, 128], actions [T])] per episode."""
   env = atari.AtariEnv(game, frame_shape=shape, max_episode_steps=steps, noop_max=30)
-  return [policies.persistent_random_episode(env, e, steps) for e in range(episodes)]
+  return [policies.persistent_random_episode(env, e, steps, switch_prob)
+          for e in range(episodes)]
 
 
 def read_store(root, game, split):
@@ -67,6 +68,9 @@ def main():
   p.add_argument('--width', type=int, default=64)
   p.add_argument('--episodes', type=int, default=12, help='2/3 train, 1/3 held out')
   p.add_argument('--episode-steps', type=int, default=400)
+  p.add_argument('--switch-prob', type=float, default=0.3,
+                 help='persistent-random episodes: probability of drawing a new action a step '
+                      '(1: uniform random actions)')
   p.add_argument('--steps', default='0,50,150,300', help='updates after which to probe')
   p.add_argument('--batch', type=int, default=32)
   p.add_argument('--lr', type=float, default=1e-3)
@@ -119,7 +123,7 @@ def main():
   if a.store:
     train, held = read_store(a.store, a.game, 'train'), read_store(a.store, a.game, 'val')
   if not a.store or a.val_random:
-    episodes = collect(a.game, shape, a.episodes, a.episode_steps)
+    episodes = collect(a.game, shape, a.episodes, a.episode_steps, a.switch_prob)
     if not a.store:
       train = episodes[:n_train]
     held = episodes[n_train:]
