@@ -48,7 +48,9 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.heads.checkpoint_path = ''
   c.heads.epsilon = 0.4  # Ape-X base epsilon: head i explores w.p. eps**(1+alpha*i/(N-1)).
   c.heads.alpha = 7.0  # Ape-X exponent spread across heads.
-  c.heads.max_persistence = 0.8  # Head repeat-previous-action probability drawn in [0, this].
+  # Each head repeats its previous action with a probability drawn in [min, max] persistence.
+  c.heads.min_persistence = 0.0
+  c.heads.max_persistence = 0.8
   c.heads.preference_concentration = 0.3  # Dirichlet concentration of exploration preferences.
 
   c.collect = ml_collections.ConfigDict()

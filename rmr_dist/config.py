@@ -105,8 +105,8 @@ class HeadsConfig:
       `rmr_dist.checkpointing.save_policy` (every head acts from it).
     epsilon: Ape-X base epsilon; head i explores with eps ** (1 + alpha * i / (N - 1)).
     alpha: Ape-X exponent spread.
-    max_persistence: per-head probability of repeating the previous action is drawn in
-      [0, max_persistence].
+    min_persistence, max_persistence: each head's probability of repeating its previous
+      action is drawn uniformly in [min_persistence, max_persistence].
     preference_concentration: Dirichlet concentration of each head's exploration action
       preferences (small = peaky, distinct heads; large = near uniform).
   """
@@ -116,6 +116,7 @@ class HeadsConfig:
   checkpoint_path: str
   epsilon: float
   alpha: float
+  min_persistence: float
   max_persistence: float
   preference_concentration: float
 
@@ -132,6 +133,8 @@ class HeadsConfig:
     _require(self.alpha >= 0.0, f'{path}.alpha', self.alpha, 'a float >= 0')
     _require(0.0 <= self.max_persistence < 1.0, f'{path}.max_persistence', self.max_persistence,
              'a float in [0, 1)')
+    _require(0.0 <= self.min_persistence <= self.max_persistence, f'{path}.min_persistence',
+             self.min_persistence, f'a float in [0, max_persistence={self.max_persistence}]')
     _require(self.preference_concentration > 0.0, f'{path}.preference_concentration',
              self.preference_concentration, 'a float > 0')
 

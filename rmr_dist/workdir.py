@@ -191,6 +191,12 @@ def _flatten(tree: Any, prefix: str) -> dict[str, Any]:
   return {prefix: tree}
 
 
+# Config values added after work directories existed, with the value that does what the code
+# did before them: at that value a path is left out of the stage values, so the fingerprints and
+# `data.json` of older work directories still match (other values are recorded as usual).
+ADDED_NEUTRAL_VALUES = {'heads.min_persistence': 0.0}
+
+
 def stage_values(config_dict: Mapping[str, Any], spec: StageSpec) -> dict[str, Any]:
   """{dotted path: value} of the config values `spec` depends on (JSON types)."""
   flat = _flatten(json.loads(json.dumps(config_dict)), '')
@@ -200,6 +206,9 @@ def stage_values(config_dict: Mapping[str, Any], spec: StageSpec) -> dict[str, A
       if path == section or path.startswith(section + '.'):
         if not any(path == i or path.startswith(i + '.') for i in spec.ignored):
           values[path] = value
+  for path, neutral in ADDED_NEUTRAL_VALUES.items():
+    if path in values and values[path] == neutral:
+      del values[path]
   return dict(sorted(values.items()))
 
 

@@ -39,10 +39,7 @@ from rmr_dist.stages import atari_agent  # noqa: E402
 def play(config: config_lib.AtariConfig, game: str, base) -> dict:
   """Every (head, episode) of the config's budget for `game`; RAM of every step and returns."""
   h = config.heads
-  specs = heads_lib.make_head_specs(h.num_heads, epsilon=h.epsilon, alpha=h.alpha,
-                                    max_persistence=h.max_persistence,
-                                    preference_concentration=h.preference_concentration,
-                                    seed=config.seed)
+  specs = heads_lib.specs_for(h, config.seed)
   env = atari.AtariEnv(game, frame_skip=config.env.frame_skip,
                        repeat_action_probability=config.env.repeat_action_probability,
                        max_episode_steps=config.env.max_episode_steps,

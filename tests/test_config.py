@@ -88,6 +88,8 @@ def test_one_episode_negatives_need_the_episode_store():
     ('replay', 'server', 'remote', r"server='remote'"),
     ('replay', 'transitions_per_item', 0, r'config\.replay\.transitions_per_item=0.*\[1, 256\]'),
     ('heads', 'checkpoint_path', 3, r'checkpoint_path must be a str'),
+    ('heads', 'min_persistence', 0.9,
+     r'config\.heads\.min_persistence=0\.9.*\[0, max_persistence=0\.8\]'),
     ('env', 'noop_max', -1, r'config\.env\.noop_max=-1'),
     ('natural', 'map_activation', 'relu', r"config\.natural\.map_activation='relu'"),
     ('natural', 'loss', 'triplet', r"config\.natural\.loss='triplet'"),

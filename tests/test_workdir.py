@@ -63,6 +63,28 @@ def test_data_change_is_refused_naming_it(tmp_path, test_config):
                              workdir_lib.ATARI_STAGES)
 
 
+def test_an_added_value_at_its_neutral_setting_keeps_older_work_directories(tmp_path,
+                                                                            test_config):
+  """heads.min_persistence came after work directories existed: at 0 (what the code did before
+  it) the fingerprints and data.json are those of a config without it; other values count."""
+  as_dict = config_lib.to_dict(test_config)
+  assert as_dict['heads']['min_persistence'] == 0.0
+  older = json.loads(json.dumps(as_dict))
+  del older['heads']['min_persistence']
+  assert (workdir_lib.fingerprints(as_dict, workdir_lib.ATARI_STAGES) ==
+          workdir_lib.fingerprints(older, workdir_lib.ATARI_STAGES))
+  collect = next(s for s in workdir_lib.ATARI_STAGES if s.data)
+  workdir_lib.atomic_write_json(str(tmp_path / 'data.json'),
+                                workdir_lib.stage_values(older, collect))
+  workdir_lib.open_workdir(str(tmp_path), test_config, workdir_lib.ATARI_STAGES)
+  persistent = _replace(test_config, 'heads', min_persistence=0.5)
+  assert (workdir_lib.fingerprints(config_lib.to_dict(persistent), workdir_lib.ATARI_STAGES)
+          ['collect'] != workdir_lib.fingerprints(as_dict, workdir_lib.ATARI_STAGES)['collect'])
+  with pytest.raises(config_lib.ConfigError,
+                     match=r'heads\.min_persistence \(recorded None, now 0\.5\)'):
+    workdir_lib.open_workdir(str(tmp_path), persistent, workdir_lib.ATARI_STAGES)
+
+
 def test_workdir_that_is_a_file_is_refused(tmp_path, test_config):
   path = tmp_path / 'taken'
   path.write_text('x')

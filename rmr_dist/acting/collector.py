@@ -101,9 +101,7 @@ class Collector:
     self._store = store
     self._adder = adder
     h = config.heads
-    self._head_specs = heads_lib.make_head_specs(
-        h.num_heads, epsilon=h.epsilon, alpha=h.alpha, max_persistence=h.max_persistence,
-        preference_concentration=h.preference_concentration, seed=config.seed)
+    self._head_specs = heads_lib.specs_for(h, config.seed)
     self._base_policy = (policy_fn(h) if policy_fn is not None
                          else policies.make_policy(h, checkpoints))
     self._envs: dict[str, atari.AtariEnv] = {}

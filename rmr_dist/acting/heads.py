@@ -11,9 +11,9 @@ differs from the others in three documented ways:
    distribution over the 18 actions drawn from Dirichlet(`concentration`). Small concentrations
    give peaky, distinct preferences (one head mostly fires, another mostly goes left), so heads
    visit different parts of a game even when the base policy is random.
-3. Action persistence: with probability `persistence_i`, drawn uniformly in [0, max_persistence],
-   a head repeats its previous action (temporally extended behaviour, like human players who hold
-   a direction).
+3. Action persistence: with probability `persistence_i`, drawn uniformly in [min_persistence,
+   max_persistence], a head repeats its previous action (temporally extended behaviour, like human
+   players who hold a direction).
 
 Per step: repeat the previous action w.p. persistence_i; else explore (preferences) w.p. eps_i;
 else act with the base policy. All randomness comes from a per-episode numpy Generator, so an
@@ -55,7 +55,8 @@ def apex_epsilons(num_heads: int, epsilon: float, alpha: float) -> np.ndarray:
 
 
 def make_head_specs(num_heads: int, *, epsilon: float, alpha: float, max_persistence: float,
-                    preference_concentration: float, seed: int) -> list[HeadSpec]:
+                    preference_concentration: float, seed: int,
+                    min_persistence: float = 0.0) -> list[HeadSpec]:
   """Builds the N head specs; deterministic in `seed` (the same for every game and collector).
 
   Args:
@@ -65,16 +66,25 @@ def make_head_specs(num_heads: int, *, epsilon: float, alpha: float, max_persist
     max_persistence: upper end of the uniform draw of each head's persistence.
     preference_concentration: Dirichlet concentration of the action preferences.
     seed: seed of the head family.
+    min_persistence: lower end of the uniform draw of each head's persistence.
 
   Returns:
     N HeadSpecs, index i at position i.
   """
   rng = np.random.default_rng([seed, 0x4EAD])
   eps = apex_epsilons(num_heads, epsilon, alpha)
-  persistence = rng.uniform(0.0, max_persistence, size=num_heads)
+  persistence = rng.uniform(min_persistence, max_persistence, size=num_heads)
   prefs = rng.dirichlet(np.full(atari.NUM_ACTIONS, preference_concentration), size=num_heads)
   return [HeadSpec(index=i, epsilon=float(eps[i]), persistence=float(persistence[i]),
                    preferences=prefs[i]) for i in range(num_heads)]
+
+
+def specs_for(heads_config, seed: int) -> list[HeadSpec]:
+  """The head specs of a `config.HeadsConfig` (`make_head_specs` with its fields)."""
+  h = heads_config
+  return make_head_specs(h.num_heads, epsilon=h.epsilon, alpha=h.alpha,
+                         min_persistence=h.min_persistence, max_persistence=h.max_persistence,
+                         preference_concentration=h.preference_concentration, seed=seed)
 
 
 class Head:

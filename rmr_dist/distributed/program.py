@@ -338,9 +338,7 @@ class AtariProgram:
     from rmr_dist.acting import heads as heads_lib  # pylint: disable=g-import-not-at-top
     from rmr_dist.acting import policies  # pylint: disable=g-import-not-at-top
     h = self.config.heads
-    specs = heads_lib.make_head_specs(
-        h.num_heads, epsilon=h.epsilon, alpha=h.alpha, max_persistence=h.max_persistence,
-        preference_concentration=h.preference_concentration, seed=self.config.seed)
+    specs = heads_lib.specs_for(h, self.config.seed)
     checkpoints = self.head_checkpoints()
     out: dict[str, Any] = {'base_policy': h.base_policy}
     for game in self.config.games:

@@ -41,7 +41,8 @@ def test_heads_act_from_their_checkpoint(tmp_path):
     _save_constant_policy(str(root / f'policy_{update}'), action)
   heads_cfg = config_lib.HeadsConfig(
       num_heads=5, episodes_per_head=1, base_policy='checkpoint', checkpoint_path='agent',
-      epsilon=0.0, alpha=0.0, max_persistence=0.0, preference_concentration=1.0)
+      epsilon=0.0, alpha=0.0, min_persistence=0.0, max_persistence=0.0,
+      preference_concentration=1.0)
   found = atari_agent.resolve_checkpoints(heads_cfg, ['pong'], str(tmp_path))
   assert [os.path.basename(p) for p in found['pong']] == ['policy_5', 'policy_40', 'policy_300']
   family = policies.make_policy(heads_cfg, found)
@@ -64,6 +65,7 @@ def test_heads_act_from_their_checkpoint(tmp_path):
 def test_agent_checkpoints_missing_names_the_stage(tmp_path):
   heads_cfg = config_lib.HeadsConfig(
       num_heads=2, episodes_per_head=1, base_policy='checkpoint', checkpoint_path='agent',
-      epsilon=0.0, alpha=0.0, max_persistence=0.0, preference_concentration=1.0)
+      epsilon=0.0, alpha=0.0, min_persistence=0.0, max_persistence=0.0,
+      preference_concentration=1.0)
   with pytest.raises(config_lib.ConfigError, match='run the agent stage first'):
     atari_agent.resolve_checkpoints(heads_cfg, ['pong'], str(tmp_path))

@@ -29,6 +29,18 @@ def test_specs_deterministic_and_distinct():
   assert len({int(np.argmax(s.preferences)) for s in a}) >= 4
 
 
+def test_persistence_is_drawn_between_its_bounds():
+  kw = dict(epsilon=0.4, alpha=7.0, preference_concentration=0.3, seed=3)
+  narrow = heads.make_head_specs(16, min_persistence=0.6, max_persistence=0.9, **kw)
+  assert all(0.6 <= s.persistence <= 0.9 for s in narrow)
+  assert len({s.persistence for s in narrow}) == 16  # Still one draw per head.
+  # Only the persistence draw moves: epsilons and preferences are those of the default range.
+  wide = heads.make_head_specs(16, max_persistence=0.8, **kw)
+  for x, y in zip(narrow, wide):
+    assert x.epsilon == y.epsilon
+    np.testing.assert_array_equal(x.preferences, y.preferences)
+
+
 def _play(spec, steps=300, seed=0):
   env = atari.AtariEnv('breakout')
   head = heads.Head(spec, policies.RandomPolicy())
