@@ -23,21 +23,25 @@ wrapper and heads from the cost of replay writes. A fourth, the collector of the
 (`store_all_episodes=True`: every episode also goes whole, compressed, into the on-disk episode
 store), gives what that choice costs (`ratio_with_store`; `store_bytes_per_step` is the
 store's file bytes per step (frame, RAM, action, reward), at zlib level `store_compress_level`).
+A fifth, `collector_remote_server`, is the collector writing into a Reverb server in a process of
+its own, as in the program (the server lives in the driver or its own actor, never in a
+collector), pinned to the next core when there is one (`server_core`: 'own'; else 'shared', the
+collector's core): it separates the collector process's own cost from the server's.
 
 Prints one JSON line per measurement and round, and a summary line last with `ale_steps_per_s`,
 `collector_steps_per_s`, `ratio` (= collector / bare RGB loop), `ratio_without_replay`,
 `ratio_to_bare_palette` (= collector / the bare palette-index loop), `ratio_with_store`,
-`ratio_cpu` (the same ratio in steps per CPU second of this process, all its threads, Reverb's
-included: on a core that other processes share, wall-clock rates move with their load, CPU
-time much less) and
-`bytes_per_transition` (Reverb checkpoint size on disk / transitions; both tables share their
-chunks).
+`ratio_remote_server`, `ratio_cpu` (the same ratio in steps per CPU second of this process, all
+its threads, Reverb's included: on a core that other processes share, wall-clock rates move with
+their load, CPU time much less) and `bytes_per_transition` (the in-process server's Reverb
+checkpoint size on disk / the transitions written to it; both tables share their chunks).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import multiprocessing
 import os
 import statistics
 import tempfile
@@ -47,7 +51,8 @@ from rmr_dist.bench import output
 
 # Keys of the summary line (the last), each named in the module docstring.
 SUMMARY_KEYS = ('ale_steps_per_s', 'collector_steps_per_s', 'ratio', 'ratio_without_replay',
-                'ratio_to_bare_palette', 'ratio_with_store', 'ratio_cpu', 'bytes_per_transition')
+                'ratio_to_bare_palette', 'ratio_with_store', 'ratio_remote_server', 'ratio_cpu',
+                'bytes_per_transition')
 
 
 class _BareAle:
@@ -134,6 +139,19 @@ def _make_collector(config, client, store_root: str):
   return collector
 
 
+def _serve(config, capacity: int, core: int | None, conn) -> None:
+  """Runs in a child process: a Reverb server with the collectors' tables (pinned to `core`
+  unless None), sends its port through `conn`, serves until `conn` receives anything."""
+  if core is not None:
+    os.sched_setaffinity(0, {core})
+  from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
+  server = tables.make_server(tables.make_config_tables(
+      config, abstract_max_size=capacity, natural_max_size=capacity, min_size_to_sample=1))
+  conn.send(server.port)
+  conn.recv()
+  server.stop()
+
+
 def main(argv: list[str]) -> None:
   p = argparse.ArgumentParser(prog='python -m rmr_dist.bench collect', description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -158,8 +176,8 @@ def main(argv: list[str]) -> None:
   p.add_argument('--max-episode-steps', type=int, default=27_000,
                  help='agent steps after which a collector episode is truncated')
   args = p.parse_args(argv)
+  available = sorted(os.sched_getaffinity(0))
   if args.cores:
-    available = sorted(os.sched_getaffinity(0))
     if args.cores > len(available):
       raise SystemExit(f'--cores={args.cores} but only {len(available)} cores are available')
     os.sched_setaffinity(0, set(available[:args.cores]))
@@ -202,6 +220,17 @@ def main(argv: list[str]) -> None:
                                 min_size_to_sample=1),
       checkpoint_dir=replay_dir)
   client = reverb.Client(f'127.0.0.1:{server.port}')
+  # The remote server: on the first core the collector is not pinned to, if any.
+  server_core = available[args.cores] if 0 < args.cores < len(available) else None
+  context = multiprocessing.get_context('spawn')
+  parent_conn, child_conn = context.Pipe()
+  remote = context.Process(target=_serve, args=(config, capacity, server_core, child_conn),
+                           daemon=True)
+  remote.start()
+  if not parent_conn.poll(120):
+    remote.kill()
+    raise SystemExit('bench collect: the remote Reverb server did not start within 120 s')
+  remote_client = reverb.Client(f'127.0.0.1:{parent_conn.recv()}')
 
   sticky = config.env.repeat_action_probability
   episodes = _record_episodes(config, args.steps)  # What every measurement below plays.
@@ -210,7 +239,9 @@ def main(argv: list[str]) -> None:
       'collector': _make_collector(config, client, tempfile.mkdtemp(prefix='rmr-bench-')),
       'collector_without_replay': _make_collector(config, None,
                                                   tempfile.mkdtemp(prefix='rmr-bench-')),
-      'collector_with_store': _make_collector(with_store, client, store_root)}
+      'collector_with_store': _make_collector(with_store, client, store_root),
+      'collector_remote_server': _make_collector(config, remote_client,
+                                                 tempfile.mkdtemp(prefix='rmr-bench-'))}
   bare = {'bare_ale': _BareAle(args.game, args.frame_skip, sticky, config.seed),
           'bare_ale_palette': _BareAle(args.game, args.frame_skip, sticky, config.seed,
                                        palette_frames=True)}
@@ -237,8 +268,10 @@ def main(argv: list[str]) -> None:
       cpu_rates[name].append(steps / cpu[name])
       output.emit({'measure': name, 'repeat': r, 'steps_per_s': round(rates[name][-1], 1),
                    'steps': steps})
-  # Every transition written to Reverb, warm-up episodes included (the checkpoint holds them).
-  stored = sum(c.counters['train_transitions'] for c in collectors.values())
+  # Every transition written to the in-process server, warm-up episodes included (its
+  # checkpoint holds them).
+  stored = sum(c.counters['train_transitions'] for name, c in collectors.items()
+               if name != 'collector_remote_server')  # (that server is not checkpointed)
   # The store holds one file per unit the with-store collector played (re-plays overwrite).
   store = episode_store.EpisodeStore(store_root)
   entries = store.entries()
@@ -248,6 +281,8 @@ def main(argv: list[str]) -> None:
   path = client.checkpoint()
   ckpt_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
   server.stop()
+  parent_conn.send('stop')
+  remote.join(timeout=60)
   # Ratios are paired: the median over repeats of (measure / bare loop) in the same repeat.
   paired = lambda name, ref='bare_ale': statistics.median(
       x / y for x, y in zip(rates[name], rates[ref]))
@@ -265,6 +300,9 @@ def main(argv: list[str]) -> None:
       'ratio_to_bare_palette': round(paired('collector', 'bare_ale_palette'), 3),
       'collector_with_store_steps_per_s': median('collector_with_store'),
       'ratio_with_store': round(paired('collector_with_store'), 3),
+      'collector_remote_server_steps_per_s': median('collector_remote_server'),
+      'ratio_remote_server': round(paired('collector_remote_server'), 3),
+      'server_core': 'shared' if server_core is None else 'own',
       'ratio_cpu': round(statistics.median(
           x / y for x, y in zip(cpu_rates['collector'], cpu_rates['bare_ale'])), 3),
       'stored_transitions': stored,

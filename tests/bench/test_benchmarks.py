@@ -52,8 +52,9 @@ def test_collect():
   lines = _run('collect', '--steps', '60', '--repeats', '1', '--max-episode-steps', '30')
   assert {l.get('measure') for l in lines[:-1]} == {
       'bare_ale', 'bare_ale_palette', 'collector', 'collector_without_replay',
-      'collector_with_store'}
+      'collector_with_store', 'collector_remote_server'}
   assert lines[-1]['benchmark'] == 'collect'
+  assert lines[-1]['server_core'] in ('own', 'shared')
   _check_summary('collect', lines[-1])
 
 
