@@ -110,6 +110,8 @@ def main():
   p.add_argument('--pixel-control', action='store_true',
                  help='also probe the raw frames (flattened pixels) with the same probes')
   a = p.parse_args()
+  if not 0.0 < a.switch_prob <= 1.0:
+    p.error(f'--switch-prob={a.switch_prob}: needs a probability in (0, 1]')
   if a.window and (a.window < a.batch or a.same_episode):
     p.error(f'--window={a.window}: needs an int >= --batch={a.batch} (a batch holds distinct '
             'transitions of the window), without --same-episode (0 turns it off)')
