@@ -163,7 +163,10 @@ def main():
         max_components=a.probe_components), val_emb, val[1])
     return (bit, round(byte['mean_f1'], 4) if byte else None), emb
 
+  # Action persistence of the training data: the share of steps that repeat the previous one.
+  repeats = np.mean(np.concatenate([x[1:] == x[:-1] for _, _, x in train]))
   header = {'game': a.game, 'train_transitions': len(frames_t), 'val_frames': len(val[1]),
+            'action_repeat': round(float(repeats), 3),
             'scored_slots': int(mask.sum()),
             'majority_f1': round(probes.majority_bit_f1(probe_train[1], val[1])['bit_f1'], 4)}
   if a.pixel_control:
