@@ -99,8 +99,8 @@ def main():
   p.add_argument('--store', default='',
                  help="train on the 'train' episodes of an episode store (a pipeline run's "
                       "<workdir>/episodes) and probe its 'val' ones, instead of collecting "
-                      'persistent-random episodes (--episodes, --episode-steps then only serve '
-                      '--val-random; --height/--width must match the stored frames)')
+                      'persistent-random episodes (--episodes, --episode-steps, --switch-prob then only '
+                      'serve --val-random; --height/--width must match the stored frames)')
   p.add_argument('--val-store', default='',
                  help="probe on the 'val' episodes of this episode store, whatever the training "
                       'data (crosses the data sets)')
