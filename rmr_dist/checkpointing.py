@@ -33,7 +33,7 @@ class CheckpointError(ValueError):
 
 
 def save_policy(path: str, params: Any, hidden_sizes: Sequence[int], num_actions: int = 18,
-                encoding: str = 'bits') -> str:
+                encoding: str = 'bits', actions: Sequence[int] | None = None) -> str:
   """Saves a RamQNetwork policy (params + the config to rebuild it) atomically at `path`.
 
   Args:
@@ -42,13 +42,18 @@ def save_policy(path: str, params: Any, hidden_sizes: Sequence[int], num_actions
     hidden_sizes: the network's hidden layer widths.
     num_actions: its number of actions.
     encoding: its RAM input encoding (`rmr_dist.networks.policy.ENCODINGS`).
+    actions: the output indices the policy acts over (its game's minimal set); None: all.
 
   Returns:
     The absolute path written.
   """
   path = os.path.abspath(path)
+  actions = list(range(num_actions)) if actions is None else sorted(int(a) for a in actions)
+  if not actions or actions[0] < 0 or actions[-1] >= num_actions:
+    raise CheckpointError(f'save_policy: actions={actions} must be non-empty indices in '
+                          f'[0, {num_actions}).')
   meta = {'kind': POLICY_KIND, 'hidden_sizes': list(hidden_sizes), 'num_actions': num_actions,
-          'encoding': encoding}
+          'encoding': encoding, 'actions': actions}
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
     ckptr.save(path, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
                                              meta=ocp.args.JsonSave(meta)))
@@ -62,8 +67,9 @@ def load_policy(path: str) -> tuple[dict[str, Any], Any]:
     path: the checkpoint directory.
 
   Returns:
-    (meta, params): meta has 'hidden_sizes', 'num_actions' and 'encoding' ('bits' for
-    checkpoints written before encodings existed); params are numpy arrays.
+    (meta, params): meta has 'hidden_sizes', 'num_actions', 'encoding' ('bits' for
+    checkpoints written before encodings existed) and 'actions' (the indices it acts over; all
+    for checkpoints written before action sets existed); params are numpy arrays.
 
   Raises:
     CheckpointError: if the path is not a policy checkpoint or its shapes do not match its meta.
@@ -79,6 +85,7 @@ def load_policy(path: str) -> tuple[dict[str, Any], Any]:
       raise CheckpointError(f'Checkpoint {path!r} holds kind {meta.get("kind")!r}, '
                             f'expected {POLICY_KIND!r}.')
     meta.setdefault('encoding', 'bits')
+    meta.setdefault('actions', list(range(meta['num_actions'])))
     target = policy.init_params(jax.random.PRNGKey(0), meta['hidden_sizes'], meta['num_actions'],
                                 meta['encoding'])
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)

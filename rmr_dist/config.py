@@ -85,6 +85,9 @@ class EnvConfig:
 
 BASE_POLICIES = ('random', 'checkpoint')
 RAM_ENCODINGS = ('bits', 'bytes', 'both')  # rmr_dist.networks.policy.ENCODINGS
+# The agent's actions: all 18 of the console, or the game's minimal set (ALE's
+# getMinimalActionSet, e.g. Pong's 6); `rmr_dist.envs.atari.agent_actions`.
+AGENT_ACTION_SETS = ('full', 'minimal')
 AGENT_CHECKPOINTS = 'agent'  # heads.checkpoint_path: the agent stage's checkpoints.
 
 
@@ -458,6 +461,9 @@ class AgentConfig:
     sample_timeout_s: once the actors have stopped, a sample blocked this long ends training.
     ram_encoding: how the RAM enters the Q-network: 'bits' (1024), 'bytes' (128 scaled to
       [0, 1]) or 'both' (`rmr_dist.networks.policy.ENCODINGS`).
+    action_set: the actions the agent explores, learns and acts over: 'full' (all 18) or
+      'minimal' (the game's minimal set; the network keeps 18 outputs, the others masked, and
+      its checkpoints record the set so the heads act over it too).
   """
   num_env_steps: int
   num_actors: int
@@ -482,6 +488,7 @@ class AgentConfig:
   log_every: int
   sample_timeout_s: float
   ram_encoding: str = 'bits'
+  action_set: str = 'full'
 
   def validate(self, path: str) -> None:
     def req(name, cond, valid):
@@ -516,6 +523,7 @@ class AgentConfig:
     req('log_every', self.log_every >= 1, 'an int >= 1')
     req('sample_timeout_s', self.sample_timeout_s > 0, 'a float > 0')
     req('ram_encoding', self.ram_encoding in RAM_ENCODINGS, f'one of {RAM_ENCODINGS}')
+    req('action_set', self.action_set in AGENT_ACTION_SETS, f'one of {AGENT_ACTION_SETS}')
 
 
 @dataclasses.dataclass(frozen=True)

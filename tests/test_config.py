@@ -91,6 +91,7 @@ def test_one_episode_negatives_need_the_episode_store():
     ('heads', 'min_persistence', 0.9,
      r'config\.heads\.min_persistence=0\.9.*\[0, max_persistence=0\.8\]'),
     ('env', 'noop_max', -1, r'config\.env\.noop_max=-1'),
+    ('agent', 'action_set', 'legal', r"config\.agent\.action_set='legal'.*'full', 'minimal'"),
     ('natural', 'map_activation', 'relu', r"config\.natural\.map_activation='relu'"),
     ('natural', 'loss', 'triplet', r"config\.natural\.loss='triplet'"),
     ('natural', 'negatives', 'hard', r"config\.natural\.negatives='hard'.*'batch', 'episode'"),

@@ -85,6 +85,17 @@ def test_an_added_value_at_its_neutral_setting_keeps_older_work_directories(tmp_
     workdir_lib.open_workdir(str(tmp_path), persistent, workdir_lib.ATARI_STAGES)
 
 
+def test_agent_action_set_full_keeps_older_agent_fingerprints(test_config):
+  """agent.action_set came after agent stages existed: 'full' is what they did."""
+  as_dict = config_lib.to_dict(test_config)
+  assert as_dict['agent']['action_set'] == 'minimal'  # Every config's default now.
+  older = json.loads(json.dumps(as_dict))
+  del older['agent']['action_set']
+  full = config_lib.to_dict(_replace(test_config, 'agent', action_set='full'))
+  prints = lambda d: workdir_lib.fingerprints(d, workdir_lib.ATARI_STAGES)['agent']
+  assert prints(full) == prints(older) != prints(as_dict)
+
+
 def test_workdir_that_is_a_file_is_refused(tmp_path, test_config):
   path = tmp_path / 'taken'
   path.write_text('x')

@@ -5,8 +5,9 @@ one game continuously, episode after episode, and in `run(num_steps)` plays that
 steps (episodes continue across calls) and returns the episodes that ended. Every step:
 
   * every `param_pull_interval` steps it pulls the learner's latest parameters (`params_fn`);
-  * it acts epsilon-greedily on the Q-values (numpy forward pass, `dqn.numpy_q_values`), with
-    epsilon decayed linearly over the *global* step count (its own steps x number of actors);
+  * it acts epsilon-greedily on the Q-values (numpy forward pass, `dqn.numpy_q_values`) over
+    the agent's actions (`agent.action_set`: all 18 or the game's minimal set), with epsilon
+    decayed linearly over the *global* step count (its own steps x number of actors);
   * it emits the n-step transition that became complete (`NStepAccumulator`) to `add_fn`.
 
 Rewards are clipped to [-1, 1] in the returns (DQN); episode returns are reported unclipped.
@@ -24,6 +25,7 @@ import numpy as np
 from rmr_dist import config as config_lib
 from rmr_dist.envs import atari
 from rmr_dist.learning import dqn
+from rmr_dist.networks import policy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +109,7 @@ class AgentActor:
                                repeat_action_probability=env.repeat_action_probability,
                                max_episode_steps=agent.max_episode_steps,
                                noop_max=env.noop_max, read_frames=False)
+    self.actions = atari.agent_actions(game, agent.action_set)
     self._index = actor_index
     self._rng = np.random.default_rng([seed, 0xA6E, actor_index])
     self._add_fn, self._params_fn = add_fn, params_fn
@@ -132,8 +135,9 @@ class AgentActor:
 
   def act(self, ram: np.ndarray) -> int:
     if self._params is None or self._rng.random() < self.epsilon():
-      return int(self._rng.integers(atari.NUM_ACTIONS))
-    return int(np.argmax(dqn.numpy_q_values(self._params, ram, self._agent.ram_encoding)))
+      return self.actions[int(self._rng.integers(len(self.actions)))]
+    q = dqn.numpy_q_values(self._params, ram, self._agent.ram_encoding)  # [18]
+    return int(policy.greedy_action(q, self.actions, xp=np))
 
   def run(self, num_steps: int) -> list[EpisodeRecord]:
     """Plays `num_steps` agent steps; returns the episodes that ended meanwhile."""

@@ -55,7 +55,8 @@ def persistent_random_episode(env: atari.AtariEnv, seed: int, steps: int,
 
 
 class CheckpointPolicy:
-  """Greedy (argmax-Q) policy network restored from an Orbax checkpoint.
+  """Greedy (argmax-Q) policy network restored from an Orbax checkpoint, over the actions
+  its checkpoint records (all 18, or the minimal set of the game it was trained on).
 
   Args:
     path: a directory written by `rmr_dist.checkpointing.save_policy`.
@@ -68,12 +69,15 @@ class CheckpointPolicy:
     self.path = path
     meta, params = checkpointing.load_policy(path)
     net = policy.RamQNetwork(tuple(meta['hidden_sizes']), meta['num_actions'], meta['encoding'])
+    self.actions = tuple(meta['actions'])
+    self._greedy = policy.greedy_action
     self._params = jax.device_put(params)
     self._q = jax.jit(lambda p, ram: net.apply({'params': p}, ram[None])[0])  # [A]
 
   def act(self, observation: atari.Observation, rng: np.random.Generator) -> int:
     del rng
-    return int(np.argmax(np.asarray(self._q(self._params, observation.ram))))
+    q = np.asarray(self._q(self._params, observation.ram))  # [A]
+    return int(self._greedy(q, self.actions, xp=np))
 
 
 def head_checkpoint_index(head: int, num_heads: int, num_checkpoints: int) -> int:

@@ -99,9 +99,11 @@ def train_game(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, gam
   server = _start_server(config, game)
   address = f'{host}:{server.port}'
   timeout_ms = int(1000 * a.sample_timeout_s)
+  from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
+  actions = atari.agent_actions(game, a.action_set)
   learner = agent_learning.AgentLearner(
       a, lambda: agent_table.make_batch_iterator(address, game, a.batch_size, timeout_ms),
-      seed=config.seed)
+      seed=config.seed, actions=actions)
   params_server = ParamServer.remote()
   publish_every = max(1, int(a.param_pull_interval * a.samples_per_insert / a.batch_size))
   save_at = agent_learning.checkpoint_updates(a)
@@ -113,7 +115,7 @@ def train_game(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, gam
   def save() -> None:
     saved.append(checkpointing.save_policy(atari_agent.policy_dir(directory, learner.steps),
                                            learner.params(), a.hidden_sizes,
-                                           encoding=a.ram_encoding))
+                                           encoding=a.ram_encoding, actions=actions))
 
   publish()
   save()
@@ -121,31 +123,39 @@ def train_game(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, gam
   actors = [actor_cls.remote(config, game, i, address, params_server)
             for i in range(a.num_actors)]
   per_actor = -(-a.num_env_steps // a.num_actors)
-  submitted = [0] * a.num_actors
-  last_steps = [0] * a.num_actors
-  pending: dict[Any, int] = {}
+  submitted = [0] * a.num_actors  # Agent steps asked of each actor ...
+  last_steps = [0] * a.num_actors  # ... and played, as far as the driver knows.
+  pending: dict[Any, tuple[int, int]] = {}  # Chunk -> (actor, its steps when it ends).
 
   def submit(i: int) -> None:
     n = min(a.actor_chunk_steps, per_actor - submitted[i])
     if n > 0:
       submitted[i] += n
-      pending[actors[i].run.remote(n)] = i
+      pending[actors[i].run.remote(n)] = (i, submitted[i])
 
-  for i in range(a.num_actors):
-    submit(i)
+  # Two chunks queued per actor: it starts its next chunk as soon as one ends, without waiting
+  # for the driver (whose learner may sit in a sample blocked by the rate limiter until the
+  # actor inserts again).
+  for _ in range(2):
+    for i in range(a.num_actors):
+      submit(i)
+  poll_every = 0.05  # Seconds between the driver's checks for finished chunks.
+  last_poll = 0.0
   rows: list[dict[str, Any]] = []
   start = time.perf_counter()
   last_status = start
   metrics_sum: dict[str, float] = {}
   metrics_n = 0
-  print(f'agent: {game}: {a.num_env_steps} agent steps on {a.num_actors} actor(s), about '
+  print(f'agent: {game}: {a.num_env_steps} agent steps on {a.num_actors} actor(s) over '
+        f'{len(actions)} actions {actions}, about '
         f'{save_at[-1]} updates of {a.batch_size} (samples per insert '
         f'{a.samples_per_insert}); checkpoints at updates {save_at}', flush=True)
   while True:
-    if pending:
+    if pending and time.perf_counter() - last_poll >= poll_every:
+      last_poll = time.perf_counter()
       ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
       for ref in ready:
-        i = pending.pop(ref)
+        i, chunk_end = pending.pop(ref)
         for rec in ray.get(ref):
           last_steps[i] = rec.actor_steps
           env_steps = sum(last_steps)
@@ -156,7 +166,7 @@ def train_game(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, gam
           logger.scalars({f'agent/{game}/episode_return': rec.episode_return,
                           f'agent/{game}/episode_length': rec.length,
                           f'agent/{game}/epsilon': rec.epsilon}, step=env_steps)
-        last_steps[i] = submitted[i]
+        last_steps[i] = chunk_end
         submit(i)
     metrics = learner.step()
     if metrics is None:

@@ -81,6 +81,20 @@ def one_hot(action: int) -> np.ndarray:
   return out
 
 
+def agent_actions(game: str, action_set: str) -> tuple[int, ...]:
+  """The action indices (into the 18) an agent of `game` uses: all 18 ('full') or ALE's
+  minimal set for the game ('minimal', e.g. Pong (0, 1, 3, 4, 11, 12)), in increasing order."""
+  if action_set not in config_lib.AGENT_ACTION_SETS:
+    raise ValueError(f'action_set={action_set!r}; valid: {config_lib.AGENT_ACTION_SETS}')
+  if action_set == 'full':
+    return tuple(range(NUM_ACTIONS))
+  config_lib.check_game(game)
+  ale = ale_py.ALEInterface()
+  ale.setLoggerMode(ale_py.LoggerMode.Error)
+  ale.loadROM(roms.get_rom_path(game))
+  return tuple(sorted(a.value for a in ale.getMinimalActionSet()))
+
+
 def _resize(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
   """Bilinear resize of [210, 160, 3] uint8 to [h, w, 3] uint8 (area-averaging when shrinking)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top

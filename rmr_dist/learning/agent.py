@@ -9,7 +9,7 @@ whether to wait for more data (`reset_iterator`) or stop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -40,10 +40,12 @@ class AgentLearner:
     agent: the agent stage's settings.
     make_iterator: `() -> iterator of numpy batches` ([B, ...] dicts, `dqn.Batch`).
     seed: parameter initialisation seed.
+    actions: the agent's action indices (`rmr_dist.envs.atari.agent_actions`); None: all 18.
   """
 
   def __init__(self, agent: config_lib.AgentConfig,
-               make_iterator: Callable[[], Iterator[dqn.Batch]], seed: int):
+               make_iterator: Callable[[], Iterator[dqn.Batch]], seed: int,
+               actions: Sequence[int] | None = None):
     self._devices = jax.local_devices()
     if agent.batch_size % len(self._devices):
       raise config_lib.ConfigError(
@@ -55,7 +57,7 @@ class AgentLearner:
     state = dqn.init_state(agent.hidden_sizes, optimizer, jax.random.PRNGKey(seed),
                            agent.ram_encoding)
     self._state = jax.device_put_replicated(state, self._devices)
-    self._update = dqn.make_pmapped_update(net, optimizer, agent.target_update_period)
+    self._update = dqn.make_pmapped_update(net, optimizer, agent.target_update_period, actions)
     self._make_iterator = make_iterator
     self._iterator: Iterator[dqn.Batch] | None = None
     self.steps = 0

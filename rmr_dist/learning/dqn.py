@@ -14,7 +14,9 @@ The double-DQN target (van Hasselt et al., 2016) with n-step returns (Hessel et 
 
     y = reward + discount * Q_target(ram_tn, argmax_a Q_online(ram_tn, a))
 
-and the loss is the Huber loss (delta 1) of Q_online(ram_t, action) - stop_gradient(y),
+where the argmax runs over the agent's actions (all 18, or the game's minimal set: the other
+outputs are never taken, so never trained, and are masked), and the loss is the Huber loss
+(delta 1) of Q_online(ram_t, action) - stop_gradient(y),
 averaged over the batch. The target parameters are copied from the online ones every
 `target_update_period` updates. A truncated episode (time cap) keeps its bootstrap
 (discount = gamma^n'); only a terminal one sets it to 0.
@@ -62,21 +64,23 @@ def init_state(hidden_sizes: Sequence[int], optimizer: optax.GradientTransformat
 
 
 def double_dqn_targets(net: policy.RamQNetwork, params: Any, target_params: Any,
-                       batch: Batch) -> jax.Array:
-  """y = reward + discount * Q_target(s_n, argmax_a Q_online(s_n, a)): [B] float32."""
+                       batch: Batch, actions: Sequence[int] | None = None) -> jax.Array:
+  """y = reward + discount * Q_target(s_n, argmax_a Q_online(s_n, a)): [B] float32, the
+  argmax over `actions` (None: all)."""
   q_online_n = net.apply({'params': params}, batch['ram_tn'])  # [B, A]
   q_target_n = net.apply({'params': target_params}, batch['ram_tn'])  # [B, A]
-  best = jnp.argmax(q_online_n, axis=-1)  # [B]
+  best = policy.greedy_action(q_online_n, actions)  # [B]
   bootstrap = jnp.take_along_axis(q_target_n, best[:, None], axis=-1)[:, 0]  # [B]
   return batch['reward'] + batch['discount'] * bootstrap
 
 
-def loss_fn(params: Any, target_params: Any, batch: Batch, *,
-            net: policy.RamQNetwork) -> tuple[jax.Array, dict[str, jax.Array]]:
+def loss_fn(params: Any, target_params: Any, batch: Batch, *, net: policy.RamQNetwork,
+            actions: Sequence[int] | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Huber loss of the double-DQN TD errors, and metrics; both batch means."""
   q = net.apply({'params': params}, batch['ram_t'])  # [B, A]
   q_taken = jnp.take_along_axis(q, batch['action'][:, None].astype(jnp.int32), axis=-1)[:, 0]
-  y = jax.lax.stop_gradient(double_dqn_targets(net, params, target_params, batch))  # [B]
+  y = jax.lax.stop_gradient(
+      double_dqn_targets(net, params, target_params, batch, actions))  # [B]
   td = q_taken - y  # [B]
   loss = jnp.mean(optax.huber_loss(td, delta=1.0))
   return loss, {'loss': loss, 'q_mean': jnp.mean(q_taken), 'td_abs': jnp.mean(jnp.abs(td))}
@@ -84,6 +88,7 @@ def loss_fn(params: Any, target_params: Any, batch: Batch, *,
 
 def update(state: DQNState, batch: Batch, *, net: policy.RamQNetwork,
            optimizer: optax.GradientTransformation, target_update_period: int,
+           actions: Sequence[int] | None = None,
            axis_name: str | None = None) -> tuple[DQNState, dict[str, jax.Array]]:
   """One double-DQN update (pure).
 
@@ -93,13 +98,14 @@ def update(state: DQNState, batch: Batch, *, net: policy.RamQNetwork,
     net: the Q-network.
     optimizer: the optax optimiser.
     target_update_period: copy online -> target after every this many updates.
+    actions: the agent's action indices (the bootstrap's argmax runs over them); None: all.
     axis_name: the pmap axis to `pmean` gradients and metrics over; None on one device.
 
   Returns:
     (new state, metrics {'loss', 'q_mean', 'td_abs'}).
   """
-  grads, metrics = jax.grad(functools.partial(loss_fn, net=net), has_aux=True)(
-      state.params, state.target_params, batch)
+  loss = functools.partial(loss_fn, net=net, actions=actions)
+  grads, metrics = jax.grad(loss, has_aux=True)(state.params, state.target_params, batch)
   if axis_name is not None:
     grads = jax.lax.pmean(grads, axis_name)
     metrics = jax.lax.pmean(metrics, axis_name)
@@ -113,10 +119,12 @@ def update(state: DQNState, batch: Batch, *, net: policy.RamQNetwork,
 
 
 def make_pmapped_update(net: policy.RamQNetwork, optimizer: optax.GradientTransformation,
-                        target_update_period: int) -> Callable[..., Any]:
+                        target_update_period: int,
+                        actions: Sequence[int] | None = None) -> Callable[..., Any]:
   """`update` pmapped over the local devices: (replicated state, [D, B/D, ...] batch)."""
   return jax.pmap(functools.partial(update, net=net, optimizer=optimizer,
                                     target_update_period=target_update_period,
+                                    actions=None if actions is None else tuple(actions),
                                     axis_name=AXIS), axis_name=AXIS)
 
 

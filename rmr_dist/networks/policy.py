@@ -3,9 +3,11 @@
 A Q-network over the console RAM: the 128 bytes, as 1024 bits ('bits', the default), as 128
 values scaled to [0, 1] ('bytes': positions and counters become ordered inputs, so a ReLU unit can
 compare a paddle's and a ball's coordinates), or both concatenated ('both', 1152 inputs), pass
-through an MLP to 18 action values. Acting is greedy (argmax). The network is small on purpose: a collector
-evaluates it once per agent step on a CPU. `rmr_dist.checkpointing.save_policy` /
-`load_policy` store it with the hyper-parameters needed to rebuild it.
+through an MLP to 18 action values. Acting is greedy: the argmax over the policy's actions (all
+18, or the minimal set of the game it was trained on; `greedy_action`). The network is small on
+purpose: a collector evaluates it once per agent step on a CPU.
+`rmr_dist.checkpointing.save_policy` / `load_policy` store it with the hyper-parameters needed
+to rebuild it and its actions.
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ def encode_ram(ram, encoding: str, xp=jnp):
   if encoding in ('bytes', 'both'):
     parts.append(ram.astype(xp.float32) / 255.0)
   return parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=-1)
+
+
+def greedy_action(q, actions=None, xp=jnp):
+  """argmax of `q` over the allowed `actions` (indices; None: all): [..., A] -> [...] int."""
+  if actions is None or len(actions) == q.shape[-1]:
+    return xp.argmax(q, axis=-1)
+  allowed = xp.asarray(actions)
+  return allowed[xp.argmax(q[..., allowed], axis=-1)]
 
 
 class RamQNetwork(nn.Module):

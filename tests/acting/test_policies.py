@@ -25,6 +25,23 @@ def test_checkpoint_policy_acts_greedily(tmp_path):
     obs = env.step(int(np.argmax(q))).observation
 
 
+def test_checkpoint_policy_acts_over_the_actions_it_was_trained_on(tmp_path):
+  params = policy_net.init_params(jax.random.PRNGKey(3), (32,))
+  bias = np.zeros(18, np.float32)
+  bias[[7, 4]] = [50.0, 40.0]  # Dominates every state's Q: 7 overall, 4 within Breakout's set.
+  params['Dense_1']['bias'] = bias
+  breakout = atari.agent_actions('breakout', 'minimal')
+  path = checkpointing.save_policy(str(tmp_path / 'pol'), params, (32,), actions=breakout)
+  meta, _ = checkpointing.load_policy(path)
+  assert meta['actions'] == [0, 1, 3, 4]
+  obs = atari.AtariEnv('breakout').reset(0)
+  assert policies.CheckpointPolicy(path).act(obs, np.random.default_rng(0)) == 4
+  full = checkpointing.save_policy(str(tmp_path / 'full'), params, (32,))
+  assert policies.CheckpointPolicy(full).act(obs, np.random.default_rng(0)) == 7
+  with pytest.raises(checkpointing.CheckpointError, match=r'actions=\[3, 18\]'):
+    checkpointing.save_policy(str(tmp_path / 'bad'), params, (32,), actions=(3, 18))
+
+
 def test_make_policy_checkpoint_from_config(tmp_path, test_config):
   import dataclasses
   params = policy_net.init_params(jax.random.PRNGKey(0), (16, 16))

@@ -35,7 +35,7 @@ def test_agent_stage_checkpoints_feed_the_collect_heads(tmp_path):
   digests = set()
   for name in result['checkpoints']:
     meta, params = checkpointing.load_policy(os.path.join(game_dir, name))
-    assert meta['hidden_sizes'] == [16]
+    assert meta['hidden_sizes'] == [16] and meta['actions'] == [0, 1, 3, 4, 11, 12]
     digests.add(checkpointing.tree_digest(params))
   assert len(digests) == 3  # The policy changed between checkpoints.
   with open(os.path.join(game_dir, 'returns.csv')) as f:

@@ -49,6 +49,26 @@ def test_double_dqn_target_and_loss_match_a_hand_computation():
   np.testing.assert_allclose(float(metrics['q_mean']), 2.0, rtol=1e-6)
 
 
+def test_double_dqn_bootstrap_argmax_runs_over_the_agents_actions():
+  # Online argmax over all 18 is action 2, which Pong's minimal set lacks; over (0, 1, 3, 4,
+  # 11, 12) it is 11, whose target value the bootstrap takes.
+  online = np.zeros(18, np.float32)
+  online[[2, 11]] = [5.0, 1.0]
+  target = np.zeros(18, np.float32)
+  target[[2, 11]] = [7.0, 0.25]
+  net = dqn.make_network((1,))
+  batch = {'ram_t': np.zeros((1, 128), np.uint8), 'action': np.array([11], np.int32),
+           'reward': np.array([1.0], np.float32), 'discount': np.array([0.5], np.float32),
+           'ram_tn': np.zeros((1, 128), np.uint8)}
+  args = (net, _constant_q_params(online), _constant_q_params(target), batch)
+  np.testing.assert_allclose(np.asarray(dqn.double_dqn_targets(*args)), [1.0 + 0.5 * 7.0])
+  pong = (0, 1, 3, 4, 11, 12)
+  np.testing.assert_allclose(np.asarray(dqn.double_dqn_targets(*args, pong)),
+                             [1.0 + 0.5 * 0.25])
+  assert int(policy.greedy_action(online, pong, xp=np)) == 11
+  assert int(policy.greedy_action(online, None, xp=np)) == 2
+
+
 def test_update_on_a_hand_made_batch_moves_q_toward_the_target():
   # Plain SGD with lr 1 on the output bias: dL/db[a] = mean over the batch of huber'(td), so
   # after one step b[a] = q - clip(td, -1, 1) / B for the one example taking action a.
@@ -109,7 +129,7 @@ def test_numpy_forward_matches_the_network_and_the_checkpoint_keeps_the_encoding
                              rtol=1e-4, atol=1e-5)
   path = checkpointing.save_policy(str(tmp_path / 'p'), params, (32, 16), encoding=encoding)
   meta, restored = checkpointing.load_policy(path)
-  assert meta['encoding'] == encoding
+  assert meta['encoding'] == encoding and meta['actions'] == list(range(18))
   np.testing.assert_allclose(dqn.numpy_q_values(restored, ram, encoding), np.asarray(expected),
                              rtol=1e-4, atol=1e-5)
 
@@ -133,3 +153,53 @@ def test_linear_epsilon():
   assert agent_actor.linear_epsilon(0, 1.0, 0.1, 100) == 1.0
   assert abs(agent_actor.linear_epsilon(50, 1.0, 0.1, 100) - 0.55) < 1e-12
   assert agent_actor.linear_epsilon(500, 1.0, 0.1, 100) == 0.1
+
+
+def test_actor_explores_and_acts_only_within_its_action_set(test_config):
+  import dataclasses
+  from rmr_dist.envs import atari
+  pong = atari.agent_actions('pong', 'minimal')
+  assert pong == (0, 1, 3, 4, 11, 12) and atari.agent_actions('pong', 'full') == tuple(range(18))
+  assert atari.agent_actions('breakout', 'minimal') == (0, 1, 3, 4)
+  with pytest.raises(ValueError, match="action_set='some'; valid: \\('full', 'minimal'\\)"):
+    atari.agent_actions('pong', 'some')
+  agent = dataclasses.replace(test_config.agent, action_set='minimal', hidden_sizes=(1,),
+                              ram_encoding='bits')
+  q = np.zeros(18, np.float32)
+  q[[2, 5, 12]] = [9.0, 8.0, 1.0]  # The greedy action over the minimal set is 12.
+  params = jax.tree_util.tree_map(np.asarray, _constant_q_params(q))
+  added = []
+  actor = agent_actor.AgentActor('pong', test_config.env, agent, 0, 0, added.append,
+                                 lambda: (1, params))
+  actor.run(300)  # Epsilon 1 -> 0.02 over the test config's 300 steps.
+  taken = [int(t['action']) for t in added]
+  assert set(taken) <= set(pong) and len(set(taken)) == 6  # Explored all six, nothing else.
+  assert actor.act(np.zeros(128, np.uint8)) in pong
+  assert taken[-50:].count(12) >= 40  # Greedy now: 12, not 2 or 5 (outside the set).
+
+
+def test_update_learns_a_two_state_bandit_over_the_minimal_set():
+  # RAM byte 0 tells the state; reward 1 for action 3 in state A, 11 in state B, else 0
+  # (one-step episodes). From random init, 300 Adam updates on uniform random actions in the
+  # set must make the greedy policy right in both states.
+  pong = (0, 1, 3, 4, 11, 12)
+  rng = np.random.default_rng(0)
+  net = dqn.make_network((32,), 'bytes')
+  optimizer = optax.adam(1e-2)
+  state = dqn.init_state((32,), optimizer, jax.random.PRNGKey(0), 'bytes')
+  step = jax.jit(lambda s, b: dqn.update(s, b, net=net, optimizer=optimizer,
+                                         target_update_period=10, actions=pong))
+  for _ in range(300):
+    s = rng.integers(0, 2, 64)
+    a = np.asarray(pong)[rng.integers(0, 6, 64)]
+    ram = np.zeros((64, 128), np.uint8)
+    ram[:, 0] = 255 * s
+    reward = ((s == 0) & (a == 3)) | ((s == 1) & (a == 11))
+    state, _ = step(state, {'ram_t': ram, 'action': a.astype(np.int32),
+                            'reward': reward.astype(np.float32),
+                            'discount': np.zeros(64, np.float32), 'ram_tn': ram})
+  probe = np.zeros((2, 128), np.uint8)
+  probe[1, 0] = 255
+  q = net.apply({'params': state.params}, probe)
+  assert [int(a) for a in policy.greedy_action(q, pong)] == [3, 11]
+  assert float(q[0, 3]) > 0.8 and float(q[1, 3]) < 0.2
