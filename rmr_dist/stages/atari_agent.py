@@ -8,7 +8,7 @@ holds what needs no Ray, so the collectors and the tests use it too. Per game it
                                   untrained network (update 0) to the last update
   agent/<game>/returns.csv        one row per training episode: env_steps, actor, return,
                                   length, epsilon, params_version, wall_s
-  agent/<game>/returns.png        episode return vs agent steps (and a moving mean)
+  agent/<game>/returns.png        episode return and length vs agent steps (moving means)
   agent/<game>/result.json        the summary; its presence marks the game done (resume)
 
 Heads from checkpoints: head i of N acts from checkpoint `head_checkpoint_index(i, N, K)` =
@@ -90,7 +90,8 @@ def resolve_checkpoints(heads: config_lib.HeadsConfig, games: Sequence[str],
 
 
 def write_returns(directory: str, rows: Sequence[dict[str, Any]], title: str) -> None:
-  """returns.csv and returns.png (episode return vs agent steps, moving mean of 10)."""
+  """returns.csv and returns.png: episode return (top) and length (bottom; longer rallies
+  show learning before points are won) against agent steps, with moving means of 10."""
   buf = io.StringIO()
   writer = csv.DictWriter(buf, fieldnames=RETURN_COLUMNS)
   writer.writeheader()
@@ -99,32 +100,38 @@ def write_returns(directory: str, rows: Sequence[dict[str, Any]], title: str) ->
   workdir_lib.atomic_write_text(os.path.join(directory, 'returns.csv'), buf.getvalue())
   from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  fig = Figure(figsize=(6, 4))
+  fig = Figure(figsize=(6, 6))
   FigureCanvasAgg(fig)
-  ax = fig.add_subplot(1, 1, 1)
   steps = np.array([r['env_steps'] for r in rows], float)
-  returns = np.array([r['return'] for r in rows], float)
-  ax.plot(steps, returns, '.', alpha=0.5, label='episode')
-  if len(rows) >= 2:
-    k = min(10, len(rows))
-    mean = np.convolve(returns, np.ones(k) / k, mode='valid')
-    ax.plot(steps[k - 1:], mean, '-', label=f'mean of {k}')
+  for panel, (key, label) in enumerate((('return', 'episode return'),
+                                        ('length', 'episode length (agent steps)'))):
+    ax = fig.add_subplot(2, 1, panel + 1)
+    values = np.array([r[key] for r in rows], float)
+    ax.plot(steps, values, '.', alpha=0.5, label='episode')
+    if len(rows) >= 2:
+      k = min(10, len(rows))
+      mean = np.convolve(values, np.ones(k) / k, mode='valid')
+      ax.plot(steps[k - 1:], mean, '-', label=f'mean of {k}')
+    ax.set_ylabel(label)
+    ax.legend()
+    if panel == 0:
+      ax.set_title(title)
   ax.set_xlabel('agent steps (all actors)')
-  ax.set_ylabel('episode return')
-  ax.set_title(title)
-  ax.legend()
+  fig.tight_layout()
   out = io.BytesIO()
   fig.savefig(out, format='png', dpi=100)
   storage.write_bytes(os.path.join(directory, 'returns.png'), out.getvalue())
 
 
 def curve_points(rows: Sequence[dict[str, Any]], num_points: int = 8) -> list[dict[str, float]]:
-  """The return curve in `num_points` bins of consecutive episodes: mean env_steps and return."""
+  """The return curve in `num_points` bins of consecutive episodes: mean env_steps, return and
+  episode length."""
   if not rows:
     return []
   out = []
   for chunk in np.array_split(np.arange(len(rows)), min(num_points, len(rows))):
     out.append({'env_steps': float(np.mean([rows[i]['env_steps'] for i in chunk])),
                 'mean_return': float(np.mean([rows[i]['return'] for i in chunk])),
+                'mean_length': float(np.mean([rows[i]['length'] for i in chunk])),
                 'episodes': int(len(chunk))})
   return out
