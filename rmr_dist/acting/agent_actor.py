@@ -110,6 +110,7 @@ class AgentActor:
                                max_episode_steps=agent.max_episode_steps,
                                noop_max=env.noop_max, read_frames=False)
     self.actions = atari.agent_actions(game, agent.action_set)
+    self._allowed = np.asarray(self.actions)  # Built once: act() runs every agent step.
     self._index = actor_index
     self._rng = np.random.default_rng([seed, 0xA6E, actor_index])
     self._add_fn, self._params_fn = add_fn, params_fn
@@ -137,7 +138,7 @@ class AgentActor:
     if self._params is None or self._rng.random() < self.epsilon():
       return self.actions[int(self._rng.integers(len(self.actions)))]
     q = dqn.numpy_q_values(self._params, ram, self._agent.ram_encoding)  # [18]
-    return int(policy.greedy_action(q, self.actions, xp=np))
+    return int(policy.greedy_action(q, self._allowed, xp=np))
 
   def run(self, num_steps: int) -> list[EpisodeRecord]:
     """Plays `num_steps` agent steps; returns the episodes that ended meanwhile."""

@@ -70,6 +70,7 @@ class CheckpointPolicy:
     meta, params = checkpointing.load_policy(path)
     net = policy.RamQNetwork(tuple(meta['hidden_sizes']), meta['num_actions'], meta['encoding'])
     self.actions = tuple(meta['actions'])
+    self._allowed = np.asarray(self.actions)
     self._greedy = policy.greedy_action
     self._params = jax.device_put(params)
     self._q = jax.jit(lambda p, ram: net.apply({'params': p}, ram[None])[0])  # [A]
@@ -77,7 +78,7 @@ class CheckpointPolicy:
   def act(self, observation: atari.Observation, rng: np.random.Generator) -> int:
     del rng
     q = np.asarray(self._q(self._params, observation.ram))  # [A]
-    return int(self._greedy(q, self.actions, xp=np))
+    return int(self._greedy(q, self._allowed, xp=np))
 
 
 def head_checkpoint_index(head: int, num_heads: int, num_checkpoints: int) -> int:
