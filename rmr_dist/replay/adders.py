@@ -13,7 +13,8 @@ once.
 Episodes are atomic in replay: steps are appended (and chunks compressed) as they come, but the
 items are created only in `end_episode`, and Reverb sends only chunks that items reference. A
 collector that dies mid-episode therefore leaves nothing of that episode in the tables, and its
-retry writes the episode exactly once. The writer keeps references to a whole episode's steps
+retry writes the episode exactly once. (One that dies *during* `end_episode`, while it streams
+the items, can leave a prefix of the episode's windows: replay has no multi-item transaction.) The writer keeps references to a whole episode's steps
 (`max_episode_steps + 1`; compressed chunks, ~400 bytes a step for Pong).
 
 This is the collector's hot loop, so it talks to Reverb 0.14's C++ trajectory writer directly

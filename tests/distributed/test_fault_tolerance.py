@@ -79,8 +79,11 @@ def _check_collection(workdir, summary, replay_exactly_once=True):
 
   With ``replay_exactly_once=False`` (a node cut off from Ray): a collector on the lost node
   can still finish its episode into Reverb (the server is elsewhere) after Ray has given up on
-  it, and the re-run inserts that episode again, so replay is at-least-once there: both tables
-  hold the same whole episodes, at least every train transition.
+  it, and the re-run inserts that episode again, so replay is at-least-once there. The lost
+  process can also die while `end_episode` streams the episode's items (one abstract, then one
+  natural, per window), leaving a prefix of that episode in the tables: each table then holds
+  at least every train transition's item, and they differ by less than one episode's items
+  (seen once: 454 abstract against 453 natural items).
   """
   from rmr_dist.replay import episode_store
   pong = summary['games'][GAME]
@@ -92,7 +95,9 @@ def _check_collection(workdir, summary, replay_exactly_once=True):
     assert items == {f'abstract_{GAME}': pong['train_items'],
                      f'natural_{GAME}': pong['train_items']}
   else:
-    assert items[f'abstract_{GAME}'] == items[f'natural_{GAME}'] >= pong['train_items']
+    per_episode = -(-MAX_STEPS // _config().replay.transitions_per_item)  # Items per episode.
+    assert min(items.values()) >= pong['train_items']
+    assert abs(items[f'abstract_{GAME}'] - items[f'natural_{GAME}']) < per_episode
   store = episode_store.EpisodeStore(os.path.join(workdir, 'episodes'))
   entries = store.entries(GAME, 'val')
   assert sorted((e['head'], e['episode']) for e in entries) == sorted(
