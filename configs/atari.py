@@ -211,10 +211,10 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     # natural pipeline"); InfoNCE over the batch's next frames moves it and learns its
     # objective (held-out next-frame retrieval) within 120 updates.
     c.natural.loss = 'infonce'
-  if variant == 'paper':
-    # Heads of varying skill: the agent stage's policies (it runs before collect). The `study`
-    # keeps random heads for now: its README tables were measured on them (README, "The agent
-    # stage": at the local agent budget Pong's agent goes from -20.4 to +8.6).
+  if variant in ('study', 'paper'):
+    # Heads of varying skill: the agent stage's policies (it runs before collect; at the local
+    # agent budget Pong's agent goes from -20.4 to +8.6, README "The agent stage"). The study's
+    # earlier README tables were measured on random heads (`--config.heads.base_policy=random`).
     c.heads.base_policy = 'checkpoint'
     c.heads.checkpoint_path = 'agent'
   if variant == 'local':

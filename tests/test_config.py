@@ -38,10 +38,11 @@ def test_paper_variant_has_paper_scale():
   assert cfg.heads.num_heads == 32 and cfg.heads.episodes_per_head == 3
 
 
-def test_paper_heads_act_from_the_agent_stage_others_keep_random_heads():
-  heads = config_lib.load_atari_config(atari_configs.get_config('paper')).heads
-  assert (heads.base_policy, heads.checkpoint_path) == ('checkpoint', 'agent')
-  for variant in ('test', 'local', 'study'):
+def test_study_and_paper_heads_act_from_the_agent_stage_others_keep_random_heads():
+  for variant in ('study', 'paper'):
+    heads = config_lib.load_atari_config(atari_configs.get_config(variant)).heads
+    assert (heads.base_policy, heads.checkpoint_path) == ('checkpoint', 'agent'), variant
+  for variant in ('test', 'local'):
     heads = config_lib.load_atari_config(atari_configs.get_config(variant)).heads
     assert heads.base_policy == 'random', variant
   from rmr_dist import workdir as workdir_lib

@@ -86,3 +86,17 @@ def test_scaling():
                '--writer-seconds', '0.5', '--warmup-seconds', '0.2', '--episode-steps', '20')
   assert lines[-1]['benchmark'] == 'scaling'
   _check_summary('scaling', lines[-1])
+
+
+def test_replay_write_interleaved_script():
+  """The README's write-interaction figures come from this script: it runs and reports them."""
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'scripts', 'replay_write_interleaved.py'),
+       '--steps', '20', '--repeats', '1'], cwd=REPO, capture_output=True, text=True,
+      timeout=240, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  line = json.loads(proc.stdout.splitlines()[-1])
+  assert line['steps'] == 20
+  for key in ('emulate_us_per_step', 'write_us_per_step', 'both_us_per_step'):
+    assert math.isfinite(line[key]) and line[key] > 0, line
+  assert math.isfinite(line['interaction_us_per_step'])
