@@ -177,6 +177,10 @@ class AtariEnv:
     self._ale.getRAM(self._ram)
     if not self.read_frames:
       return Observation(ram=self._ram.copy(), frame=_NO_FRAME)
+    if screen is None and self.frame_shape == NATIVE_FRAME_SHAPE:
+      frame = np.empty_like(self._screen)  # Read straight into the returned array: no copy.
+      self._read_screen(frame)
+      return Observation(ram=self._ram.copy(), frame=frame)
     if screen is None:
       self._read_screen(self._screen)
     frame = self._screen if screen is None else screen
