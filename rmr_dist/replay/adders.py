@@ -10,12 +10,23 @@ Windows tile the episode: consecutive windows share their boundary step, every t
 exactly one window. The items point at the same chunks, so a frame crosses the wire and is stored
 once.
 
-Episodes are atomic in replay: steps are appended (and chunks compressed) as they come, but the
-items are created only in `end_episode`, and Reverb sends only chunks that items reference. A
-collector that dies mid-episode therefore leaves nothing of that episode in the tables, and its
-retry writes the episode exactly once. (One that dies *during* `end_episode`, while it streams
-the items, can leave a prefix of the episode's windows: replay has no multi-item transaction.) The writer keeps references to a whole episode's steps
-(`max_episode_steps + 1`; compressed chunks, ~400 bytes a step for Pong).
+Episodes of up to `segment_steps` transitions (default 1,024: every episode of the `local` and
+`study` budgets) are atomic in replay: steps are appended (and chunks compressed) as they come,
+but the items are created only in `end_episode`, and Reverb sends only chunks that items
+reference. A collector that dies mid-episode therefore leaves nothing of that episode in the
+tables, and its retry writes the episode exactly once. (One that dies *during* `end_episode`,
+while it streams the items, can leave a prefix of the episode's windows: replay has no
+multi-item transaction.)
+
+Longer episodes (the `paper` config allows 27,000 steps) are written in segments of
+`segment_steps` transitions: a segment's items are created as soon as its last step is
+appended, and each segment is atomic as above. The writer must keep a reference to every step
+that an item still to be created will use, and Reverb 0.14's writer walks all kept references
+on every `Append` and `CreateItem` (`CellRef::chunk_key` via `GetKeepKeys`), so keeping a whole
+episode costs time quadratic in its length: writing a 27,000-step Pong episode cost ~10x more
+per step than a 1,000-step one (README, "Benchmarks"). Segments bound the kept references to
+`segment_steps + 1`. The price: a collector that dies in a long episode leaves its finished
+segments in replay, and its retry writes them again (at-least-once, per segment).
 
 This is the collector's hot loop, so it talks to Reverb 0.14's C++ trajectory writer directly
 (`Client._client.NewTrajectoryWriter`, the object `reverb.TrajectoryWriter` wraps): one `Append`
@@ -50,6 +61,8 @@ _UNSQUEEZED_3 = [False] * 3
 # mid-episode), and the pending count stays well under the threshold.
 _FLUSH_AT = 32
 _FLUSH_KEEP = 16
+# Episodes longer than this many transitions are written in atomic segments (module docstring).
+SEGMENT_STEPS = 1024
 
 
 class TransitionAdder:
@@ -64,21 +77,32 @@ class TransitionAdder:
       shorter). Fewer, longer items make writing cheaper; a sampled item fetches the chunks
       of its whole window. Equal to `chunk_length`, a window spans one chunk and one step of
       the next.
+    segment_steps: episodes longer than this many transitions are written in atomic segments
+      of this length (rounded up to whole windows), so the writer keeps at most this many
+      steps alive (module docstring).
   """
 
   def __init__(self, client: reverb.Client, *, max_episode_steps: int, chunk_length: int = 1,
-               transitions_per_item: int = 1):
+               transitions_per_item: int = 1, segment_steps: int = SEGMENT_STEPS):
     if chunk_length < 1:
       raise ValueError(f'chunk_length must be >= 1, got {chunk_length}')
     if transitions_per_item < 1:
       raise ValueError(f'transitions_per_item must be >= 1, got {transitions_per_item}')
+    if segment_steps < 1:
+      raise ValueError(f'segment_steps must be >= 1, got {segment_steps}')
     self._window = transitions_per_item
-    keep_alive = max(max_episode_steps + 1, chunk_length, 2)
+    # Whole windows per segment: a window never spans two segments.
+    self._segment = -(-segment_steps // transitions_per_item) * transitions_per_item
+    keep_alive = max(min(max_episode_steps, self._segment) + 1, chunk_length, 2)
     options = pybind.ConstantChunkerOptions(chunk_length, keep_alive)
     self._writer = client._client.NewTrajectoryWriter(options, True)  # pylint: disable=protected-access
     self._max_steps = max_episode_steps
     self._tables: tuple[str, list[str]] | None = None
-    self._steps: list = []  # Cell references of this episode's steps, in order.
+    # Cell references of the current segment's steps, in order (the first is the previous
+    # segment's last step).
+    self._steps: list = []
+    self._episode_steps = 0  # Steps appended in this episode.
+    self._pending = 0  # An upper bound on the writer's unconfirmed items.
     self.items_written = 0
 
   def begin_episode(self, game: str, fractions: tuple[float, ...] = ()) -> None:
@@ -87,27 +111,24 @@ class TransitionAdder:
                     [tables.table_name(tables.NATURAL, game)] +
                     [tables.table_name(tables.NATURAL, game, f) for f in fractions if f < 1.0])
     self._steps = []
+    self._episode_steps = 0
+    self._pending = 0
 
   def _append(self, observation: atari.Observation, action_one_hot: np.ndarray) -> None:
-    if len(self._steps) > self._max_steps:
+    if self._episode_steps > self._max_steps:
       raise ValueError(f'Episode longer than max_episode_steps={self._max_steps}')
     self._steps.append(self._writer.Append([observation.ram, observation.frame,
                                             action_one_hot]))
+    self._episode_steps += 1
 
-  def add(self, observation: atari.Observation, action: int) -> None:
-    """Records that `action` was taken at `observation` (the transition completes next call)."""
-    self._append(observation, _ONE_HOT[action])
-
-  def end_episode(self, final_observation: atari.Observation) -> None:
-    """Records the last observation, creates the episode's items and flushes them."""
-    self._append(final_observation, _NO_ACTION)
+  def _create_items(self) -> None:
+    """Creates the items of every window of `self._steps`, then keeps only its last step."""
     abstract_table, natural_tables = self._tables
-    pending = 0  # An upper bound on the writer's unconfirmed items.
     transitions = len(self._steps) - 1
     for start in range(0, transitions, self._window):
-      if pending >= _FLUSH_AT:
+      if self._pending >= _FLUSH_AT:
         self._writer.Flush(_FLUSH_KEEP, -1)  # Blocks until <= _FLUSH_KEEP are unconfirmed.
-        pending = _FLUSH_KEEP
+        self._pending = _FLUSH_KEEP
       n = min(self._window, transitions - start)
       steps = self._steps[start:start + n + 1]
       actions = [s[_ACTION] for s in steps[:-1]]
@@ -118,7 +139,19 @@ class TransitionAdder:
       for natural_table in natural_tables:
         self._writer.CreateItem(natural_table, float(n), natural_columns, _UNSQUEEZED_3)
       self.items_written += 1 + len(natural_tables)
-      pending += 1 + len(natural_tables)
+      self._pending += 1 + len(natural_tables)
+    self._steps = self._steps[-1:]
+
+  def add(self, observation: atari.Observation, action: int) -> None:
+    """Records that `action` was taken at `observation` (the transition completes next call)."""
+    if len(self._steps) > self._segment:  # The segment's last step is in: write its items.
+      self._create_items()
+    self._append(observation, _ONE_HOT[action])
+
+  def end_episode(self, final_observation: atari.Observation) -> None:
+    """Records the last observation, creates the last segment's items and flushes them."""
+    self._append(final_observation, _NO_ACTION)
+    self._create_items()
     self._writer.EndEpisode(True, None)
     self._steps = []
 

@@ -7,6 +7,7 @@ import pytest
 import reverb
 
 from rmr_dist.acting import collector as collector_lib
+from rmr_dist.envs import atari
 from rmr_dist.replay import adders
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import tables
@@ -158,3 +159,62 @@ def test_native_frames_are_palette_indices_in_replay_and_store(tmp_path, test_co
       key = d['frame_t'].tobytes() + d['frame_tp1'].tobytes()
       np.testing.assert_array_equal(palette.to_rgb(d['frame_t']), pairs[key])
   server.stop()
+
+
+def _windows(client, table, signature):
+  """The distinct windows (RAM bytes of their steps) that sampling `table` returns."""
+  out = set()
+  for sample in client.sample(table, num_samples=500, emit_timesteps=False):
+    out.add(tables.as_dict(sample.data, signature)['ram'].tobytes())
+  return out
+
+
+def _table_size(client, table):
+  return client.server_info()[table].current_size
+
+
+def test_long_episodes_are_written_in_segments_with_the_same_items(test_config):
+  """An episode longer than `segment_steps` gives the same windows, and a finished segment's
+  items reach replay before the episode ends (the at-least-once price of bounded writes);
+  shorter episodes stay atomic (nothing before `end_episode`)."""
+  import time
+  cfg = test_config
+  shape = (cfg.env.frame_height, cfg.env.frame_width)
+  env = atari.AtariEnv.from_config('pong', cfg.env)
+  observations = [env.reset(3)]
+  actions = [i % 6 for i in range(50)]
+  for a in actions:
+    result = env.step(a)
+    observations.append(result.observation)
+  assert not result.terminal  # 50 transitions.
+  sizes, windows = {}, {}
+  for name, segment in (('whole', 1024), ('segments', 16)):
+    server = tables.make_server(tables.make_tables(
+        ('pong',), shape, abstract_max_size=1_000, natural_max_size=1_000, min_size_to_sample=1))
+    client = reverb.Client(f'127.0.0.1:{server.port}')
+    try:
+      adder = adders.TransitionAdder(client, max_episode_steps=50, chunk_length=8,
+                                     transitions_per_item=8, segment_steps=segment)
+      adder.begin_episode('pong')
+      for t in range(33):  # Two segments of 16 transitions are complete.
+        adder.add(observations[t], actions[t])
+      deadline = time.monotonic() + 10
+      while name == 'segments' and _table_size(client, 'abstract_pong') < 2:
+        assert time.monotonic() < deadline, 'the first segment never reached replay'
+        time.sleep(0.02)
+      time.sleep(0.3)
+      # First segment written (2 windows); an episode within one segment: nothing yet.
+      assert _table_size(client, 'abstract_pong') == (2 if name == 'segments' else 0)
+      for t in range(33, 50):
+        adder.add(observations[t], actions[t])
+      adder.end_episode(observations[50])
+      adder.close()
+      sizes[name] = (_table_size(client, 'abstract_pong'), _table_size(client, 'natural_pong'))
+      windows[name] = (_windows(client, 'abstract_pong', tables.abstract_signature()),
+                       _windows(client, 'natural_pong', tables.natural_signature(shape)))
+    finally:
+      server.stop()
+  assert sizes['whole'] == sizes['segments'] == (7, 7)  # 6 windows of 8, one of 2.
+  assert windows['whole'] == windows['segments'] and len(windows['whole'][0]) == 7
+  with pytest.raises(ValueError, match='segment_steps'):
+    adders.TransitionAdder(None, max_episode_steps=10, segment_steps=0)
