@@ -15,6 +15,12 @@ transitions per second that `iterators.make_table_iterator` then draws in batche
 max over rounds: a sampled item fetches and decompresses every chunk it references).
 
   python scripts/replay_write_cost.py            # on one core: taskset -c 0 python ...
+
+With `--episode-lengths 1000,27000` it measures instead what an episode's length costs: the
+recorded steps, cycled, written as one episode of each length (palette frames, windows of 8)
+with the adder's default segments (`adders.SEGMENT_STEPS`) and with one segment spanning the
+whole episode (the writer then keeps every step alive until the episode ends); one JSON line
+per (length, segments) with the write CPU us per step (min over `--repeats`).
 """
 
 from __future__ import annotations
@@ -83,13 +89,43 @@ def _write(observations, rgb: bool, chunk_length: int,
   return cpu, sizes, sample_rate
 
 
+def _episode_cost(observations, length: int, segment_steps: int) -> float:
+  """CPU us per step of writing one episode of `length` steps (the recorded ones, cycled)."""
+  server = tables.make_server(tables.make_tables(
+      ('pong',), atari.NATIVE_FRAME_SHAPE, abstract_max_size=length,
+      natural_max_size=length, min_size_to_sample=1, rgb_frames=False))
+  client = reverb.Client(f'127.0.0.1:{server.port}')
+  adder = adders.TransitionAdder(client, max_episode_steps=length, chunk_length=8,
+                                 transitions_per_item=8, segment_steps=segment_steps)
+  cpu = time.process_time()
+  adder.begin_episode('pong')
+  for t in range(length):
+    adder.add(observations[t % STEPS], t % atari.NUM_ACTIONS)
+  adder.end_episode(observations[length % STEPS])
+  adder.close()
+  cpu = (time.process_time() - cpu) / length * 1e6
+  server.stop()
+  return cpu
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--repeats', type=int, default=3)
   p.add_argument('--configs', default='rgb:8:1,palette:8:1,palette:8:8,palette:32:32',
                  help='comma-separated frames:chunk_length:transitions_per_item')
+  p.add_argument('--episode-lengths', default='',
+                 help='comma-separated episode lengths: measure segments instead (docstring)')
   args = p.parse_args()
+  if args.episode_lengths:
+    indices, _ = _record()
+    for length in (int(x) for x in args.episode_lengths.split(',')):
+      for segment in sorted({min(adders.SEGMENT_STEPS, length), length}):
+        runs = [_episode_cost(indices, length, segment) for _ in range(args.repeats)]
+        print(json.dumps({'episode_steps': length, 'segment_steps': segment,
+                          'cpu_us_per_step': round(min(runs), 1),
+                          'cpu_us_per_step_runs': [round(x, 1) for x in runs]}), flush=True)
+    return
   configs = [(f, int(c), int(t)) for f, c, t in (x.split(':') for x in args.configs.split(','))]
   indices, rgb = _record()
   cpu: dict = {c: [] for c in configs}

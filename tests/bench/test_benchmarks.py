@@ -100,3 +100,15 @@ def test_replay_write_interleaved_script():
   for key in ('emulate_us_per_step', 'write_us_per_step', 'both_us_per_step'):
     assert math.isfinite(line[key]) and line[key] > 0, line
   assert math.isfinite(line['interaction_us_per_step'])
+
+
+def test_replay_write_cost_script_episode_lengths():
+  """The README's long-episode write costs come from this mode of the script."""
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'scripts', 'replay_write_cost.py'),
+       '--episode-lengths', '30', '--repeats', '1'], cwd=REPO, capture_output=True, text=True,
+      timeout=240, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith('{')]
+  assert [(l['episode_steps'], l['segment_steps']) for l in lines] == [(30, 30)]
+  assert math.isfinite(lines[0]['cpu_us_per_step']) and lines[0]['cpu_us_per_step'] > 0
