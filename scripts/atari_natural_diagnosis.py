@@ -9,7 +9,10 @@ slots), the embeddings' mean per-feature std over frames (collapse), and the las
 positive and negative energies. Step 0 is the untrained encoders; the majority-class-per-bit
 F1 is printed first, and with --pixel-control the same probes fit on the raw frames (flattened
 pixels in [0, 1], whitened like the embeddings): the level any encoder must beat to add
-linearly readable RAM information to the frame itself.
+linearly readable RAM information to the frame itself. With --mlp-pixel-probe=N a one-hidden-
+layer MLP probe (N ReLU units) is fit on the same whitened pixels and held-out split and scored
+the same way: what a single frame holds beyond what is linear in its pixels, the headroom an
+encoder could open up for a linear probe.
 
   python scripts/atari_natural_diagnosis.py --steps=0,50,150
   python scripts/atari_natural_diagnosis.py --game=breakout --slot-embedding
@@ -17,6 +20,8 @@ linearly readable RAM information to the frame itself.
   python scripts/atari_natural_diagnosis.py --loss=infonce --slot-embedding
   python scripts/atari_natural_diagnosis.py --game=breakout --loss=infonce --same-episode
   python scripts/atari_natural_diagnosis.py --game=pong --steps=0 --pixel-control
+  python scripts/atari_natural_diagnosis.py --store=<workdir>/episodes --steps=0 \
+      --pixel-control --mlp-pixel-probe=1024 --slot-embedding --probe-components=256
   python scripts/atari_natural_diagnosis.py --game=breakout --store=<workdir>/episodes
 """
 
@@ -30,12 +35,14 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from rmr_dist.acting import policies
 from rmr_dist.envs import atari
 from rmr_dist.evaluation import metrics
 from rmr_dist.evaluation import probes
 from rmr_dist.learning import natural as natural_learning
+from rmr_dist.networks import abstract as abstract_net
 from rmr_dist.networks import natural as natural_net
 from rmr_dist.networks import processors
 from rmr_dist.replay import episode_store
@@ -59,6 +66,63 @@ def read_store(root, game, split):
   if not out:
     raise SystemExit(f'--store={root}: no {split} episodes of {game}')
   return out
+
+
+def mlp_probe_f1(train_x, train_ram, val_x, val_ram, *, hidden, components, seed,
+                 max_steps=6000, batch_size=128, learning_rate=1e-3, weight_decay=1e-4,
+                 heldout=0.2, eval_every=50, patience=8):
+  """Bit F1 of a one-hidden-layer MLP probe on whitened features, scored like the linear
+  probes (the validation RAM's high-entropy slots, micro F1).
+
+  train_x [N, D] and val_x [M, D] are centred on the training mean and whitened onto at most
+  `components` principal components (as the linear probes' features); the MLP (`hidden` ReLU
+  units, He-initialised) predicts the scored slots' bits with a sigmoid cross-entropy, Adam with
+  decoupled weight decay, and stops when the loss on a held-out `heldout` share of the training
+  frames has not improved for `patience` evaluations, keeping the best. Returns (bit F1, steps).
+  """
+  mask = metrics.high_entropy_slots(val_ram)  # [128] bool
+  mean = train_x.mean(0)
+  white = probes.whitening(train_x - mean, components)  # [D, k]
+  x = jnp.asarray((train_x - mean) @ white)
+  v = jnp.asarray((val_x - mean) @ white)
+  outputs = np.flatnonzero(np.repeat(mask, abstract_net.NUM_BITS))  # scored bits of the 1024
+  y = jnp.asarray(abstract_net.bytes_to_bits(train_ram).reshape(len(train_ram), -1)[:, outputs],
+                  jnp.float32)
+  rng = np.random.default_rng(seed)
+  order = rng.permutation(len(x))
+  held, fit = order[:int(len(x) * heldout)], order[int(len(x) * heldout):]
+  k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+  d, o = x.shape[1], y.shape[1]
+  params = {'w1': jax.random.normal(k1, (d, hidden)) * np.sqrt(2.0 / d),
+            'b1': jnp.zeros(hidden),
+            'w2': jax.random.normal(k2, (hidden, o)) * np.sqrt(1.0 / hidden),
+            'b2': jnp.zeros(o)}
+  logits = lambda p, a: jax.nn.relu(a @ p['w1'] + p['b1']) @ p['w2'] + p['b2']
+  loss = lambda p, a, t: optax.sigmoid_binary_cross_entropy(logits(p, a), t).mean()
+  opt = optax.adamw(learning_rate, weight_decay=weight_decay)
+  opt_state = opt.init(params)
+
+  @jax.jit
+  def step(p, state, a, t):
+    updates, state = opt.update(jax.grad(loss)(p, a, t), state, p)
+    return optax.apply_updates(p, updates), state
+
+  best, best_params, bad, done = np.inf, params, 0, 0
+  while done < max_steps and bad < patience:
+    for _ in range(eval_every):
+      batch = rng.choice(fit, batch_size)
+      params, opt_state = step(params, opt_state, x[batch], y[batch])
+    done += eval_every
+    held_loss = float(loss(params, x[held], y[held]))
+    if held_loss < best - 1e-5:
+      best, best_params, bad = held_loss, params, 0
+    else:
+      bad += 1
+  bits = np.zeros((len(val_x), abstract_net.NUM_SLOTS * abstract_net.NUM_BITS), np.uint8)
+  bits[:, outputs] = np.asarray(logits(best_params, v)) > 0
+  f1 = metrics.bit_f1(bits.reshape(-1, abstract_net.NUM_SLOTS, abstract_net.NUM_BITS),
+                      abstract_net.bytes_to_bits(val_ram), mask)
+  return round(float(f1), 4), done
 
 
 def main():
@@ -109,6 +173,9 @@ def main():
                       'the training data')
   p.add_argument('--pixel-control', action='store_true',
                  help='also probe the raw frames (flattened pixels) with the same probes')
+  p.add_argument('--mlp-pixel-probe', type=int, default=0,
+                 help='also fit an MLP probe with this many hidden units on the whitened raw '
+                      'pixels (0 = off): the headroom over linear pixel probes')
   a = p.parse_args()
   if not 0.0 < a.switch_prob <= 1.0:
     p.error(f'--switch-prob={a.switch_prob}: needs a probability in (0, 1]')
@@ -173,6 +240,12 @@ def main():
     # frames [B, H, W, 3] -> [B, 1, H * W * 3] in [0, 1]: one "slot" of raw pixels.
     pixels = lambda _, x: jnp.asarray(x, jnp.float32).reshape(x.shape[0], 1, -1) / 255.0
     header['pixel_f1'] = [probe_f1(pixels, None, s)[0] for s in range(a.seeds)]
+  if a.mlp_pixel_probe:
+    flat = lambda f: f.reshape(len(f), -1).astype(np.float32) / 255.0  # [N, H * W * 3]
+    header['mlp_pixel_f1'] = [
+        mlp_probe_f1(flat(probe_train[0]), probe_train[1], flat(val[0]), val[1],
+                     hidden=a.mlp_pixel_probe, components=a.probe_components, seed=s)[0]
+        for s in range(a.seeds)]
   print(json.dumps(header), flush=True)
 
   spec = processors.ModelSpec(a.processor, latent_size=a.latent, hidden_size=a.hidden)
