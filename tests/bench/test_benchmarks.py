@@ -88,14 +88,17 @@ def test_scaling():
   _check_summary('scaling', lines[-1])
 
 
+def _run_script(name: str, *flags: str) -> list[dict]:
+  """The JSON lines a `scripts/` measurement prints, run at tiny sizes in a subprocess."""
+  proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', name), *flags], cwd=REPO,
+                        capture_output=True, text=True, timeout=240, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{')]
+
+
 def test_replay_write_interleaved_script():
   """The README's write-interaction figures come from this script: it runs and reports them."""
-  proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'scripts', 'replay_write_interleaved.py'),
-       '--steps', '20', '--repeats', '1'], cwd=REPO, capture_output=True, text=True,
-      timeout=240, check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  line = json.loads(proc.stdout.splitlines()[-1])
+  line = _run_script('replay_write_interleaved.py', '--steps', '20', '--repeats', '1')[-1]
   assert line['steps'] == 20
   for key in ('emulate_us_per_step', 'write_us_per_step', 'both_us_per_step'):
     assert math.isfinite(line[key]) and line[key] > 0, line
@@ -104,11 +107,6 @@ def test_replay_write_interleaved_script():
 
 def test_replay_write_cost_script_episode_lengths():
   """The README's long-episode write costs come from this mode of the script."""
-  proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'scripts', 'replay_write_cost.py'),
-       '--episode-lengths', '30', '--repeats', '1'], cwd=REPO, capture_output=True, text=True,
-      timeout=240, check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith('{')]
+  lines = _run_script('replay_write_cost.py', '--episode-lengths', '30', '--repeats', '1')
   assert [(l['episode_steps'], l['segment_steps']) for l in lines] == [(30, 30)]
   assert math.isfinite(lines[0]['cpu_us_per_step']) and lines[0]['cpu_us_per_step'] > 0
