@@ -177,6 +177,8 @@ def main():
                  help='also fit an MLP probe with this many hidden units on the whitened raw '
                       'pixels (0 = off): the headroom over linear pixel probes')
   a = p.parse_args()
+  if a.mlp_pixel_probe < 0:
+    p.error(f'--mlp-pixel-probe={a.mlp_pixel_probe}: hidden units, an int >= 1 (0 = off)')
   if not 0.0 < a.switch_prob <= 1.0:
     p.error(f'--switch-prob={a.switch_prob}: needs a probability in (0, 1]')
   if a.window and (a.window < a.batch or a.same_episode):

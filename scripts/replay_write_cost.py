@@ -118,8 +118,14 @@ def main() -> None:
                  help='comma-separated episode lengths: measure segments instead (docstring)')
   args = p.parse_args()
   if args.episode_lengths:
+    try:
+      lengths = [int(x) for x in args.episode_lengths.split(',')]
+    except ValueError:
+      lengths = []
+    if not lengths or min(lengths) < 1:
+      p.error(f'--episode-lengths={args.episode_lengths!r}: comma-separated ints >= 1')
     indices, _ = _record()
-    for length in (int(x) for x in args.episode_lengths.split(',')):
+    for length in lengths:
       for segment in sorted({min(adders.SEGMENT_STEPS, length), length}):
         runs = [_episode_cost(indices, length, segment) for _ in range(args.repeats)]
         print(json.dumps({'episode_steps': length, 'segment_steps': segment,

@@ -32,6 +32,9 @@ def main() -> None:
   p.add_argument('--chunk-length', type=int, default=8)
   p.add_argument('--transitions-per-item', type=int, default=8)
   a = p.parse_args()
+  for flag in ('steps', 'repeats', 'chunk_length', 'transitions_per_item'):
+    if getattr(a, flag) < 1:
+      p.error(f'--{flag.replace("_", "-")}={getattr(a, flag)}: needs an int >= 1')
   os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # Before Reverb starts threads.
 
   import reverb  # pylint: disable=g-import-not-at-top
