@@ -1,6 +1,7 @@
 """Atari RMR configs: `test` (seconds), `local` (default; a 2-core laptop, 19 min 07 s measured
-on 2 shared cores), `study` (a 2-core laptop, trained heads, a learning curve and a paired Table 2;
-67 min measured on 2 idle cores, agents included; about 3 hours on 2 shared cores before), `gpu` (one GPU) and `paper` (cluster).
+on 2 shared cores), `study` (a 2-core laptop, trained heads, a learning curve and a paired
+Table 2; 67 min measured on 2 idle cores, agents included), `gpu` (one GPU) and `paper`
+(cluster).
 
 Use as `--config=configs/atari.py:VARIANT`; override any field from the command line, e.g.
 `--config.heads.num_heads=8`. `rmr_dist.config.load_atari_config` validates the result.

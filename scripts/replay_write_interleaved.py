@@ -1,8 +1,9 @@
 """Does writing replay between emulator steps cost more than writing alone?
 
 Plays the first `--steps` agent steps of one Pong episode, fewer if the game ends first
-(palette frames, seeded random actions over Pong's minimal set, no sticky actions), and times, in CPU microseconds per step of this
-whole process (writer, gRPC and in-process server threads included), on one core:
+(palette frames, seeded random actions over Pong's minimal set, no sticky actions), and times,
+in CPU microseconds per step of this whole process (writer, gRPC and in-process server threads
+included), on one core:
   emulate: `AtariEnv.step` alone (RAM and palette screen read every step);
   write:   the recorded observations written through the collectors' `TransitionAdder` into an
            in-process Reverb server (abstract + natural tables), no emulation;
