@@ -290,6 +290,7 @@ class AbstractConfig:
 
 NATURAL_VARIANTS = ('rmr', 'cswm')
 NEGATIVES = ('batch', 'episode')  # natural.negatives
+NATURAL_LOSSES = ('hinge', 'infonce', 'slot_infonce')  # natural.loss (learning.natural.LOSSES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,8 +307,9 @@ class NaturalConfig:
     maps_per_slot: m, encoder feature maps per slot (1 = C-SWM-style object maps).
     slot_embedding: add a learned slot-index embedding to f~'s slots (as the abstract f has).
     map_activation: 'sigmoid' (C-SWM's object maps) or 'none' on f~'s per-slot maps.
-    loss: 'hinge' (C-SWM's contrastive hinge, the paper's) or 'infonce' (softmax over the
-      batch's next frames with the same energy; ``rmr_dist.losses.infonce_loss``).
+    loss: 'hinge' (C-SWM's contrastive hinge, the paper's), 'infonce' (softmax over the
+      batch's next frames with the same energy; ``rmr_dist.losses.infonce_loss``) or
+      'slot_infonce' (the same slot by slot, ``rmr_dist.losses.slot_infonce_loss``).
     negatives: where a batch's contrastive negatives come from. 'batch': uniform i.i.d. batches
       of the table, so negatives are transitions of other episodes too; 'episode': each learner
       process draws its batch from one training episode (chosen with probability proportional
@@ -364,8 +366,8 @@ class NaturalConfig:
       _require(getattr(self, name) > 0, f'{path}.{name}', getattr(self, name), 'a float > 0')
     _require(self.map_activation in ('sigmoid', 'none'), f'{path}.map_activation',
              self.map_activation, "'sigmoid' or 'none'")
-    _require(self.loss in ('hinge', 'infonce'), f'{path}.loss', self.loss,
-             "'hinge' or 'infonce'")
+    _require(self.loss in NATURAL_LOSSES, f'{path}.loss', self.loss,
+             f'one of {NATURAL_LOSSES}')
     _require(self.negatives in NEGATIVES, f'{path}.negatives', self.negatives,
              f'one of {NEGATIVES}')
     _require(self.episode_window == 0 or (self.negatives == 'episode' and

@@ -270,6 +270,44 @@ def infonce_loss(z_pred_next: jax.Array, z_next_all: jax.Array, positive_index: 
                 'negative_energy': jnp.mean(negative), 'accuracy': accuracy}
 
 
+def slot_infonce_loss(z_pred_next: jax.Array, z_next_all: jax.Array,
+                      positive_index: jax.Array, *, sigma: float = 0.5
+                      ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """:func:`infonce_loss` slot by slot: each slot's prediction must pick its own next frame's
+  latent of the SAME slot among that slot's latents of all the batch's next frames.
+
+  Where :func:`infonce_loss` contrasts whole frames (one energy summed over slots, so a few
+  slots can carry the whole discrimination), here every slot is its own classifier (the
+  per-location InfoNCE of ST-DIM, Anand et al. 2019, with slots for locations): each slot is
+  pushed to encode what tells the frame apart from its neighbours.
+
+  Args:
+    z_pred_next: [b, N, H] predicted next latents of this device's rows.
+    z_next_all: [B, N, H] encoded next frames of the whole (global) batch, b <= B.
+    positive_index: [b] int, the row of ``z_next_all`` that is each prediction's own.
+    sigma: energy scale; slot k's logits are ``-||z_pred[i, k] - z_next_all[j, k]||^2 /
+      (2 sigma^2)``.
+
+  Returns:
+    ``(loss, metrics)``: scalar ``loss`` (mean over rows and slots) and scalar metrics
+    ``loss``, ``positive_energy`` / ``negative_energy`` (per-slot energies to the own / the
+    other next frames, averaged over slots) and ``accuracy`` (share of (row, slot) pairs whose
+    own next frame has the lowest energy).
+  """
+  norm = 0.5 / sigma ** 2
+  squared = (jnp.sum(jnp.square(z_pred_next), -1).T[:, :, None]
+             + jnp.sum(jnp.square(z_next_all), -1).T[:, None, :]
+             - 2.0 * jnp.einsum('ikh,jkh->kij', z_pred_next, z_next_all))  # [N, b, B]
+  energy = norm * jnp.maximum(squared, 0.0)  # [N, b, B]
+  own = jax.nn.one_hot(positive_index, energy.shape[2], dtype=energy.dtype)  # [b, B]
+  loss = jnp.mean(optax.softmax_cross_entropy(-energy, own[None]))
+  positive = jnp.sum(energy * own, axis=2)  # [N, b]
+  negative = jnp.sum(energy * (1.0 - own), axis=2) / max(energy.shape[2] - 1, 1)  # [N, b]
+  accuracy = jnp.mean((jnp.argmin(energy, axis=2) == positive_index[None]).astype(jnp.float32))
+  return loss, {'loss': loss, 'positive_energy': jnp.mean(positive),
+                'negative_energy': jnp.mean(negative), 'accuracy': accuracy}
+
+
 def frame_mse(recon: jax.Array, target: jax.Array) -> jax.Array:
   """Per-pixel MSE of a reconstruction against the true frame (App. A's metric).
 

@@ -12,7 +12,9 @@ pixels in [0, 1], whitened like the embeddings): the level any encoder must beat
 linearly readable RAM information to the frame itself. With --mlp-pixel-probe=N a one-hidden-
 layer MLP probe (N ReLU units) is fit on the same whitened pixels and held-out split and scored
 the same way: what a single frame holds beyond what is linear in its pixels, the headroom an
-encoder could open up for a linear probe.
+encoder could open up for a linear probe. With --per-slot every line also gives each scored
+RAM slot's own bit F1 (named by AtariARI's labels where it has them): which bytes training
+gains and which it gives up, where the pooled F1 nets them out.
 
   python scripts/atari_natural_diagnosis.py --steps=0,50,150
   python scripts/atari_natural_diagnosis.py --game=breakout --slot-embedding
@@ -23,6 +25,8 @@ encoder could open up for a linear probe.
   python scripts/atari_natural_diagnosis.py --store=<workdir>/episodes --steps=0 \
       --pixel-control --mlp-pixel-probe=1024 --slot-embedding --probe-components=256
   python scripts/atari_natural_diagnosis.py --game=breakout --store=<workdir>/episodes
+  python scripts/atari_natural_diagnosis.py --loss=infonce --slot-embedding --window=48 \
+      --processor=deepsets --probe-components=256 --steps=0,300,1000 --per-slot
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import optax
 
 from rmr_dist.acting import policies
 from rmr_dist.envs import atari
+from rmr_dist.evaluation import atariari_labels
 from rmr_dist.evaluation import metrics
 from rmr_dist.evaluation import probes
 from rmr_dist.learning import natural as natural_learning
@@ -163,8 +168,9 @@ def main():
   p.add_argument('--store', default='',
                  help="train on the 'train' episodes of an episode store (a pipeline run's "
                       "<workdir>/episodes) and probe its 'val' ones, instead of collecting "
-                      'persistent-random episodes (--episodes, --episode-steps, --switch-prob then only '
-                      'serve --val-random; --height/--width must match the stored frames)')
+                      'persistent-random episodes (--episodes, --episode-steps, --switch-prob '
+                      'then only serve --val-random; --height/--width must match the stored '
+                      'frames)')
   p.add_argument('--val-store', default='',
                  help="probe on the 'val' episodes of this episode store, whatever the training "
                       'data (crosses the data sets)')
@@ -176,6 +182,9 @@ def main():
   p.add_argument('--mlp-pixel-probe', type=int, default=0,
                  help='also fit an MLP probe with this many hidden units on the whitened raw '
                       'pixels (0 = off): the headroom over linear pixel probes')
+  p.add_argument('--per-slot', action='store_true',
+                 help="also give each scored RAM slot's bit F1, per seed (AtariARI's variable "
+                      'names where labelled)')
   a = p.parse_args()
   if a.mlp_pixel_probe < 0:
     p.error(f'--mlp-pixel-probe={a.mlp_pixel_probe}: hidden units, an int >= 1 (0 = off)')
@@ -214,9 +223,22 @@ def main():
   probe_train = (frames_t[pick], ram_t[pick])
   val = (np.concatenate([f for f, _, _ in held]), np.concatenate([r for _, r, _ in held]))
   mask = metrics.high_entropy_slots(val[1])
+  names = {v: k for k, v in atariari_labels.ATARIARI_LABELS.get(a.game, {}).items()}
+  label = lambda k: f'{k}:{names[k]}' if k in names else str(k)  # RAM slot k's name
+
+  def per_slot(fitted, val_emb):
+    """{slot label: bit F1} of fitted bit probes on the validation embeddings."""
+    f1 = metrics.bit_f1_per_slot(probes.predict_bits(fitted, val_emb),
+                                 abstract_net.bytes_to_bits(val[1]), mask)
+    return {label(k): round(v, 3) for k, v in f1.items()}
+
+  def by_slot(scores):
+    """Per-seed {slot: F1} dicts -> {slot: [F1 per seed]}."""
+    return {k: [d[k] for d in scores] for k in scores[0]}
 
   def probe_f1(encode, params, seed):
-    """Held-out bit F1 of the probes on ``encode(params, frames)``, and the train embeddings."""
+    """Held-out bit F1 of the probes on ``encode(params, frames)``, the train embeddings and
+    (with --per-slot, else None) each scored slot's bit F1."""
     emb = probes.frozen_embeddings(encode, params, probe_train[0], 100)
     val_emb = probes.frozen_embeddings(encode, params, val[0], 100)
     fitted, _ = probes.fit_bit_probes(
@@ -224,13 +246,14 @@ def main():
         weight_decay=0.0, seed=seed, early_stopping=probes.EarlyStopping(0.2, 25, 4),
         max_components=a.probe_components, slots=mask)
     bit = round(probes.evaluate_bit_probes(fitted, val_emb, val[1])['bit_f1'], 4)
+    slots = per_slot(fitted, val_emb) if a.per_slot else None
     if not a.byte_probes:
-      return bit, emb
+      return bit, emb, slots
     byte = probes.evaluate_byte_probes(probes.train_byte_probes(
         emb, probe_train[1], a.game, steps=3000, batch_size=128, learning_rate=1e-3,
         weight_decay=0.0, seed=seed, early_stopping=probes.EarlyStopping(0.2, 25, 4),
         max_components=a.probe_components), val_emb, val[1])
-    return (bit, round(byte['mean_f1'], 4) if byte else None), emb
+    return (bit, round(byte['mean_f1'], 4) if byte else None), emb, slots
 
   # Action persistence of the training data: the share of steps that repeat the previous one.
   repeats = np.mean(np.concatenate([x[1:] == x[:-1] for _, _, x in train]))
@@ -238,10 +261,17 @@ def main():
             'action_repeat': round(float(repeats), 3),
             'scored_slots': int(mask.sum()),
             'majority_f1': round(probes.majority_bit_f1(probe_train[1], val[1])['bit_f1'], 4)}
+  if a.per_slot:
+    entropy = metrics.slot_entropy(val[1])  # [128] nats
+    header['slot_entropy'] = {label(k): round(float(entropy[k]), 2)
+                              for k in np.flatnonzero(mask)}
   if a.pixel_control:
     # frames [B, H, W, 3] -> [B, 1, H * W * 3] in [0, 1]: one "slot" of raw pixels.
     pixels = lambda _, x: jnp.asarray(x, jnp.float32).reshape(x.shape[0], 1, -1) / 255.0
-    header['pixel_f1'] = [probe_f1(pixels, None, s)[0] for s in range(a.seeds)]
+    scored = [probe_f1(pixels, None, s) for s in range(a.seeds)]
+    header['pixel_f1'] = [x[0] for x in scored]
+    if a.per_slot:
+      header['pixel_per_slot'] = by_slot([x[2] for x in scored])
   if a.mlp_pixel_probe:
     flat = lambda f: f.reshape(len(f), -1).astype(np.float32) / 255.0  # [N, H * W * 3]
     header['mlp_pixel_f1'] = [
@@ -284,18 +314,20 @@ def main():
       done += 1
     jax.block_until_ready(state.params)
     train_s += time.perf_counter() - t
-    f1, spread = [], []
+    f1, spread, slots = [], [], []
     for s in range(a.seeds):
       params = jax.tree_util.tree_map(lambda x, s=s: np.asarray(x[s]),
                                       jax.device_get(state.params['encoder']))
-      score, emb = probe_f1(encode_fn, params, s)
+      score, emb, slot_f1 = probe_f1(encode_fn, params, s)
       f1.append(score)
       spread.append(float(emb.std(axis=0).mean()))
+      slots.append(slot_f1)
     energies = {k: [round(float(x), 5) for x in np.asarray(last[k])]
                 for k in ('positive_energy', 'negative_energy')} if last else {}
     print(json.dumps({'step': done, 'probe_f1': f1, 'emb_std': [f'{x:.2e}' for x in spread],
                       **energies, 'train_s': round(train_s, 1),
-                      'wall_s': round(time.perf_counter() - start, 1)}), flush=True)
+                      'wall_s': round(time.perf_counter() - start, 1),
+                      **({'per_slot': by_slot(slots)} if a.per_slot else {})}), flush=True)
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@ import pytest
 from configs import atari as atari_configs
 from rmr_dist import config as config_lib
 from rmr_dist.distributed import program
+from rmr_dist.learning import natural as natural_learning
 
 
 @pytest.mark.parametrize('variant', atari_configs.VARIANTS)
@@ -64,6 +65,10 @@ def test_missing_key_is_reported():
     config_lib.load_atari_config(c)
 
 
+def test_every_natural_loss_the_learner_has_is_a_valid_config_value():
+  assert config_lib.NATURAL_LOSSES == natural_learning.LOSSES
+
+
 def test_one_episode_negatives_need_the_episode_store():
   c = atari_configs.get_config('test').to_dict()
   c['natural']['negatives'] = 'episode'
@@ -94,7 +99,8 @@ def test_one_episode_negatives_need_the_episode_store():
     ('env', 'noop_max', -1, r'config\.env\.noop_max=-1'),
     ('agent', 'action_set', 'legal', r"config\.agent\.action_set='legal'.*'full', 'minimal'"),
     ('natural', 'map_activation', 'relu', r"config\.natural\.map_activation='relu'"),
-    ('natural', 'loss', 'triplet', r"config\.natural\.loss='triplet'"),
+    ('natural', 'loss', 'triplet',
+     r"config\.natural\.loss='triplet'.*'hinge', 'infonce', 'slot_infonce'"),
     ('natural', 'negatives', 'hard', r"config\.natural\.negatives='hard'.*'batch', 'episode'"),
     ('natural', 'curve_steps', (0, 2), r'config\.natural\.curve_steps=\(0, 2\)'),
     ('natural', 'curve_steps', (4,), r'config\.natural\.curve_steps=\(4,\)'),

@@ -129,3 +129,20 @@ def test_infonce_gradient_pulls_the_positive_and_pushes_the_negative():
   # Row 0 predicts 0.0: its own next frame (0.5) is pulled down towards it (positive
   # gradient), the other (1.0) pushed further up (negative gradient).
   assert float(grad[0, 0, 0]) > 0 > float(grad[1, 0, 0])
+
+
+def test_slot_infonce_loss_is_infonce_slot_by_slot():
+  # One slot: the same as InfoNCE (its energy is a mean over one slot).
+  for positives in (np.array([0, 1]), SWAP):
+    np.testing.assert_allclose(losses.slot_infonce_loss(Z_PRED, Z_NEXT, positives)[0],
+                               losses.infonce_loss(Z_PRED, Z_NEXT, positives)[0], rtol=1e-6)
+  # Two slots, each its own classifier: slot 0 tells the rows apart, slot 1 is the same in
+  # every frame (both candidates tie: log 2 for each row), so the mean is the two halves'.
+  z_pred = np.concatenate([Z_PRED, np.zeros_like(Z_PRED)], axis=1)  # [2, 2, 1]
+  z_next = np.concatenate([Z_NEXT, np.zeros_like(Z_NEXT)], axis=1)
+  loss, m = losses.slot_infonce_loss(z_pred, z_next, np.array([0, 1]), sigma=0.5)
+  np.testing.assert_allclose([loss, m['accuracy']],
+                             [(np.log1p(np.exp(-1.5)) + np.log(2.0)) / 2, 0.75], rtol=1e-6)
+  # Whole-frame InfoNCE on the same latents: the tied slot halves every energy, no more.
+  whole, _ = losses.infonce_loss(z_pred, z_next, np.array([0, 1]), sigma=0.5)
+  np.testing.assert_allclose(whole, np.log1p(np.exp(-0.75)), rtol=1e-6)

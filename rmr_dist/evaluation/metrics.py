@@ -117,6 +117,26 @@ def bit_f1(pred_bits: np.ndarray, true_bits: np.ndarray, slot_mask: np.ndarray) 
   return 2 * tp / (2 * tp + fp + fn)
 
 
+def bit_f1_per_slot(pred_bits: np.ndarray, true_bits: np.ndarray,
+                    slot_mask: np.ndarray) -> dict[int, float]:
+  """:func:`bit_f1` of each selected slot alone (its 8 bits pooled over the transitions): which
+  RAM bytes a predictor reads and which it misses, where the micro F1 pools them.
+
+  Args:
+    pred_bits: [T, S, 8] predicted bits.
+    true_bits: [T, S, 8] target bits.
+    slot_mask: [S] bool, the slots to score.
+
+  Returns:
+    {slot index: F1} for every selected slot, in index order.
+  """
+  slot_mask = np.asarray(slot_mask, bool)
+  if slot_mask.ndim != 1:
+    raise ValueError(f'slot_mask must be [S], got shape {slot_mask.shape}')
+  one = np.eye(len(slot_mask), dtype=bool)
+  return {int(k): bit_f1(pred_bits, true_bits, one[k]) for k in np.flatnonzero(slot_mask)}
+
+
 def table2_metrics(pred_bytes: np.ndarray, true_bytes: np.ndarray) -> dict[str, float]:
   """Slot accuracy and bit F1 over the high-entropy slots of the targets, as in Table 2.
 

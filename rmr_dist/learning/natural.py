@@ -2,7 +2,8 @@
 
 Every model is ``g~(P(f~(x), a))`` (``rmr_dist.networks.natural``) trained with C-SWM's
 contrastive loss (``rmr_dist.losses.contrastive_loss``; paper section 4, natural pipeline) or,
-with ``loss='infonce'``, with InfoNCE over the batch's next frames (``losses.infonce_loss``).
+with ``loss='infonce'``, with InfoNCE over the batch's next frames (``losses.infonce_loss``),
+or with ``loss='slot_infonce'``, the same slot by slot (``losses.slot_infonce_loss``).
 
 Variants (``VARIANTS``):
   'rmr'   P is the pre-trained abstract processor export, FROZEN: its gradient is stopped in
@@ -69,8 +70,10 @@ from rmr_dist.networks import processors
 VARIANTS = ('rmr', 'cswm')
 FROZEN_VARIANTS = ('rmr',)  # variants whose processor is the frozen export
 # 'hinge': C-SWM's contrastive hinge (the paper's); 'infonce': softmax over the batch's next
-# frames (``rmr_dist.losses.infonce_loss``).
-LOSSES = ('hinge', 'infonce')
+# frames (``rmr_dist.losses.infonce_loss``); 'slot_infonce': the same per slot
+# (``rmr_dist.losses.slot_infonce_loss``). Equal to ``rmr_dist.config.NATURAL_LOSSES``.
+LOSSES = ('hinge', 'infonce', 'slot_infonce')
+INFONCE_LOSSES = ('infonce', 'slot_infonce')  # contrast against every next frame of the batch
 
 
 class NaturalTrainState(NamedTuple):
@@ -298,12 +301,12 @@ def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = N
     batch: this device's shard, ``frame_t`` / ``frame_tp1`` [b, H, W, 3], ``action`` [b, 18].
     perm_key: PRNGKey of the global negative permutation (used by the hinge loss).
     axis_name: pmap axis (the global batch is the concatenation of the shards), or None.
-    loss: 'hinge' or 'infonce' (``LOSSES``): which negatives to gather.
+    loss: one of ``LOSSES``: which negatives to gather (the InfoNCE losses share theirs).
 
   Returns:
     ``(inputs, row_offset)``: inputs ``frame_t``, ``action``, ``frame_tp1`` [b, ...] and,
     for 'hinge', ``frame_neg`` [b, H, W, 3] (``frame_t`` of row ``perm[i]`` of the global
-    batch) and ``negative_index`` [b] (those ``perm[i]``); for 'infonce',
+    batch) and ``negative_index`` [b] (those ``perm[i]``); for the InfoNCE losses,
     ``frame_tp1_all`` [B, H, W, 3] (every next frame of the global batch) and
     ``positive_index`` [b] (each row's own place in it); row_offset the global index of
     this shard's first row.
@@ -319,7 +322,7 @@ def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = N
   row_offset = (jnp.zeros((), jnp.int32) if axis_name is None
                 else jax.lax.axis_index(axis_name) * b)
   inputs = {'frame_t': frame_t, 'action': jnp.asarray(batch['action']), 'frame_tp1': frame_tp1}
-  if loss == 'infonce':
+  if loss in INFONCE_LOSSES:
     inputs['frame_tp1_all'] = gather(frame_tp1)  # [B, H, W, 3]
     inputs['positive_index'] = row_offset + jnp.arange(b, dtype=jnp.int32)  # [b]
     return inputs, row_offset
@@ -346,7 +349,8 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
     hinge: contrastive margin ('hinge' loss).
     sigma: energy scale.
     axis_name: pmap axis (for the fingerprint's sum over shards), or None.
-    loss: 'hinge' (C-SWM's, with ``frame_neg``) or 'infonce' (over ``frame_tp1_all``).
+    loss: 'hinge' (C-SWM's, with ``frame_neg``), or 'infonce' / 'slot_infonce' (over
+      ``frame_tp1_all``).
 
   Returns:
     ``(grads, metrics, fingerprint)``: this device's gradient, scalar loss metrics of this
@@ -359,13 +363,14 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
   def objective(p):
     frozen_or_not = lambda x: jnp.where(trainable, x, jax.lax.stop_gradient(x))
     p = dict(p, processor=jax.tree_util.tree_map(frozen_or_not, p['processor']))
-    if loss == 'infonce':
+    if loss in INFONCE_LOSSES:
       b = inputs['frame_t'].shape[0]
       frames = jnp.concatenate([inputs['frame_t'], inputs['frame_tp1_all']])  # [b + B, ...]
       z_all = model.apply({'params': p}, frames, method='encode')  # [b + B, S, H]
       z, z_next_all = z_all[:b], z_all[b:]
       z_pred = model.apply({'params': p}, z, inputs['action'], method='transition')
-      return losses.infonce_loss(z_pred, z_next_all, inputs['positive_index'], sigma=sigma)
+      loss_fn = losses.infonce_loss if loss == 'infonce' else losses.slot_infonce_loss
+      return loss_fn(z_pred, z_next_all, inputs['positive_index'], sigma=sigma)
     frames = jnp.concatenate([inputs['frame_t'], inputs['frame_tp1'], inputs['frame_neg']])
     z_all = model.apply({'params': p}, frames, method='encode')  # [3b, S, H]
     z, z_next, z_neg = jnp.split(z_all, 3)  # [b, S, H] each
@@ -394,11 +399,11 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
     axis_name: the pmap axis to average over, or None on one device.
     hinge: contrastive margin ('hinge' loss).
     sigma: energy scale.
-    loss: 'hinge' (C-SWM's, the paper's) or 'infonce' (``LOSSES``).
+    loss: 'hinge' (C-SWM's, the paper's), 'infonce' or 'slot_infonce' (``LOSSES``).
 
   Returns:
     ``(new_state, metrics)``: metrics [M] each -- ``loss``, ``positive_energy``,
-    ``negative_energy`` and ``negative_loss`` ('hinge') or ``accuracy`` ('infonce') (of the
+    ``negative_energy`` and ``negative_loss`` ('hinge') or ``accuracy`` (InfoNCE) (of the
     whole batch, before the update) and ``grad_norm`` (of each model's averaged gradient).
   """
   num_models = jax.tree_util.tree_leaves(state.params)[0].shape[0]
@@ -583,7 +588,7 @@ class NaturalLearner(LockstepLearner):
     latent_size: features per slot; the export must have the same (else CheckpointError).
     hinge: contrastive margin (C-SWM: 1.0).
     sigma: energy scale (C-SWM: 0.5).
-    loss: 'hinge' (C-SWM's, the paper's) or 'infonce' (``LOSSES``).
+    loss: 'hinge' (C-SWM's, the paper's), 'infonce' or 'slot_infonce' (``LOSSES``).
     map_activation: f~'s per-slot map activation (``natural_net.AtariEncoder``).
     slot_embedding: give f~'s slots a learned slot-index embedding.
 

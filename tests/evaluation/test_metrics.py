@@ -88,3 +88,18 @@ def test_table2_metrics_filters_on_target_entropy():
   assert out['num_slots'] == 1.0
   assert out['slot_accuracy'] == 0.5
   assert 0.0 < out['bit_f1'] < 1.0
+
+
+def test_bit_f1_per_slot_scores_each_slot_alone_and_pools_back_to_the_micro_f1():
+  true = np.zeros((2, 3, 8), np.uint8)
+  pred = np.zeros((2, 3, 8), np.uint8)
+  true[:, 0, :2] = 1
+  pred[:, 0, :2] = 1  # slot 0: perfect
+  true[0, 2, 0] = 1
+  pred[1, 2, 0] = 1  # slot 2: one false positive, one false negative -> F1 0
+  true[:, 1, 3] = 1  # slot 1 is not selected
+  per_slot = metrics.bit_f1_per_slot(pred, true, np.array([True, False, True]))
+  assert per_slot == {0: 1.0, 2: 0.0}
+  assert metrics.bit_f1(pred, true, np.array([True, False, True])) == 2 * 4 / (2 * 4 + 2)
+  with pytest.raises(ValueError, match='slot_mask'):
+    metrics.bit_f1_per_slot(pred, true, np.ones((2, 3), bool))
