@@ -113,6 +113,10 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   # With negatives='episode': each batch from this many consecutive transitions of the episode
   # (0 = anywhere in it).
   c.natural.episode_window = 0
+  # Frames per encoder input: each frame with its K - 1 predecessors (C-SWM's Atari inputs: 2,
+  # so velocities are visible; the probes read the same stacks). K > 1 needs
+  # replay.learner_source='store'.
+  c.natural.frame_stack = 1
   c.natural.hinge = 1.0  # Contrastive hinge margin (C-SWM default).
   c.natural.sigma = 0.5  # Energy scale (C-SWM default).
   c.natural.data_fractions = (0.3, 1.0)  # Nested fractions of train episodes to train on.

@@ -318,6 +318,10 @@ class NaturalConfig:
       reads the episode store (replay.learner_source='store').
     episode_window: with negatives='episode', draw each batch from this many consecutive
       transitions of the episode (negatives a few steps apart); 0 = the whole episode.
+    frame_stack: K, frames per encoder input: each frame with its K - 1 predecessors, as
+      C-SWM's Atari inputs (K = 2), so f~ can see velocities (the probes read the same
+      stacks, untrained encoders included). K > 1 reads the episode store
+      (replay.learner_source='store').
     hinge: margin of the contrastive hinge loss (C-SWM: 1.0).
     sigma: energy scale, d = ||x - y||^2 / (2 sigma^2) (C-SWM: 0.5).
     data_fractions: fractions of the training episodes to train on (nested subsets); each
@@ -342,6 +346,7 @@ class NaturalConfig:
   loss: str
   negatives: str
   episode_window: int
+  frame_stack: int
   hinge: float
   sigma: float
   data_fractions: tuple[float, ...]
@@ -359,8 +364,8 @@ class NaturalConfig:
     _require(not bad and len(self.variants) >= 1 and len(set(self.variants)) ==
              len(self.variants), f'{path}.variants', self.variants,
              f'distinct variants from {NATURAL_VARIANTS}')
-    for name in ('num_seeds', 'num_steps', 'batch_size', 'maps_per_slot', 'save_every',
-                 'keep_checkpoints', 'log_every', 'prefetch'):
+    for name in ('num_seeds', 'num_steps', 'batch_size', 'maps_per_slot', 'frame_stack',
+                 'save_every', 'keep_checkpoints', 'log_every', 'prefetch'):
       _require(getattr(self, name) >= 1, f'{path}.{name}', getattr(self, name), 'an int >= 1')
     for name in ('learning_rate', 'hinge', 'sigma', 'export_timeout_s'):
       _require(getattr(self, name) > 0, f'{path}.{name}', getattr(self, name), 'a float > 0')
@@ -614,6 +619,12 @@ class AtariConfig:
           f'{path}.replay.learner_source={self.replay.learner_source!r}: one-episode batches '
           "are drawn from the episode store. Set replay.learner_source='store' and "
           "collect.store_all_episodes=True, or natural.negatives='batch'.")
+    if self.natural.frame_stack > 1 and self.replay.learner_source != 'store':
+      raise ConfigError(
+          f'Invalid config value {path}.natural.frame_stack={self.natural.frame_stack} with '
+          f'{path}.replay.learner_source={self.replay.learner_source!r}: frame stacks are read '
+          "from the episode store. Set replay.learner_source='store' and "
+          'collect.store_all_episodes=True, or natural.frame_stack=1.')
     if 'rmr' in self.natural.variants:
       _require(self.natural.processor_model in self.abstract.models,
                f'{path}.natural.processor_model', self.natural.processor_model,

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from rmr_dist import checkpointing
 from rmr_dist.acting import policies
 from rmr_dist.envs import atari
 from rmr_dist.evaluation import atariari_labels
@@ -51,6 +52,7 @@ from rmr_dist.networks import abstract as abstract_net
 from rmr_dist.networks import natural as natural_net
 from rmr_dist.networks import processors
 from rmr_dist.replay import episode_store
+from rmr_dist.replay import store_batches
 
 
 def collect(game, shape, episodes, steps, switch_prob=0.3):
@@ -148,6 +150,9 @@ def main():
   p.add_argument('--hidden', type=int, default=16)
   p.add_argument('--latent', type=int, default=64)
   p.add_argument('--slot-embedding', action='store_true')
+  p.add_argument('--frame-stack', type=int, default=1,
+                 help='frames per encoder input (natural.frame_stack): each frame with its '
+                      'predecessors, oldest first, as C-SWM stacks 2 on Atari')
   p.add_argument('--map-activation', default='sigmoid', choices=natural_net.MAP_ACTIVATIONS)
   p.add_argument('--loss', default='hinge', choices=natural_learning.LOSSES)
   p.add_argument('--hinge', type=float, default=1.0)
@@ -162,6 +167,10 @@ def main():
                  help='draw each batch from a window of this many consecutive transitions of '
                       'one training episode (negatives a few steps away: what moves must be '
                       'encoded); 0 = off')
+  p.add_argument('--windows-per-batch', type=int, default=1,
+                 help='with --window: draw each batch from this many windows (each of a random '
+                      'training episode, --batch / this many transitions from each): negatives '
+                      'both a few steps away and from elsewhere')
   p.add_argument('--byte-probes', action='store_true',
                  help="also fit AtariARI's 256-way byte probes (its labelled variables); each "
                       'score is then (bit F1, mean byte F1)')
@@ -182,6 +191,12 @@ def main():
   p.add_argument('--mlp-pixel-probe', type=int, default=0,
                  help='also fit an MLP probe with this many hidden units on the whitened raw '
                       'pixels (0 = off): the headroom over linear pixel probes')
+  p.add_argument('--export', default='',
+                 help="an abstract processor export (a pipeline run's "
+                      '<workdir>/abstract/<hash>/<game>/<model>/processor): train RMR (that P, '
+                      'frozen) beside C-SWM (the same P, trained), in lockstep on the same '
+                      'batches, and probe both (--processor/--hidden/--latent then come from '
+                      'the export)')
   p.add_argument('--per-slot', action='store_true',
                  help="also give each scored RAM slot's bit F1, per seed (AtariARI's variable "
                       'names where labelled)')
@@ -190,6 +205,9 @@ def main():
     p.error(f'--mlp-pixel-probe={a.mlp_pixel_probe}: hidden units, an int >= 1 (0 = off)')
   if not 0.0 < a.switch_prob <= 1.0:
     p.error(f'--switch-prob={a.switch_prob}: needs a probability in (0, 1]')
+  if a.windows_per_batch < 1 or a.batch % a.windows_per_batch:
+    p.error(f'--windows-per-batch={a.windows_per_batch}: needs an int >= 1 that divides '
+            f'--batch={a.batch}')
   if a.window and (a.window < a.batch or a.same_episode):
     p.error(f'--window={a.window}: needs an int >= --batch={a.batch} (a batch holds distinct '
             'transitions of the window), without --same-episode (0 turns it off)')
@@ -209,9 +227,15 @@ def main():
     held = episodes[n_train:]
   if a.val_store:
     held = read_store(a.val_store, a.game, 'val')
+  if a.frame_stack < 1:
+    p.error(f'--frame-stack={a.frame_stack}: needs an int >= 1')
+  if a.frame_stack > 1:  # [T+1, H, W, 3] -> [T+1, K, H, W, 3] per episode
+    stack = lambda f: f[store_batches.stack_steps(np.arange(len(f)), 0, a.frame_stack)]
+    train = [(stack(f), r, x) for f, r, x in train]
+    held = [(stack(f), r, x) for f, r, x in held]
   for frames, _, _ in (train[0], held[0]):
-    if frames.shape[1:3] != shape:
-      p.error(f'stored frames are {frames.shape[1:3]}, not --height/--width {shape}')
+    if frames.shape[-3:-1] != shape:
+      p.error(f'stored frames are {frames.shape[-3:-1]}, not --height/--width {shape}')
   frames_t = np.concatenate([f[:-1] for f, _, _ in train])
   frames_tp1 = np.concatenate([f[1:] for f, _, _ in train])
   actions = np.eye(atari.NUM_ACTIONS, dtype=np.uint8)[np.concatenate([x for _, _, x in train])]
@@ -280,16 +304,25 @@ def main():
         for s in range(a.seeds)]
   print(json.dumps(header), flush=True)
 
-  spec = processors.ModelSpec(a.processor, latent_size=a.latent, hidden_size=a.hidden)
+  if a.export:
+    spec_dict, processor_params = checkpointing.restore_processor(a.export)
+    spec = processors.ModelSpec.from_dict(spec_dict)
+    a.latent = spec.latent_size
+    variants = ('rmr', 'cswm')
+  else:
+    spec = processors.ModelSpec(a.processor, latent_size=a.latent, hidden_size=a.hidden)
+    variants = ('cswm',)
   model = natural_learning.make_model(spec, maps_per_slot=1, latent_size=a.latent,
                                       map_activation=a.map_activation,
                                       slot_embedding=a.slot_embedding)
-  variants = ('cswm',)
   optimizer = natural_learning.make_optimizer(a.lr, variants, a.seeds)
-  fresh = natural_learning.init_per_seed(model, jax.random.PRNGKey(99), 1, shape)[0]
+  if not a.export:
+    processor_params = natural_learning.init_per_seed(model, jax.random.PRNGKey(99), 1,
+                                                      shape)[0]['processor']
   state = natural_learning.init_state(model, optimizer, jax.random.PRNGKey(0),
                                       variants=variants, num_seeds=a.seeds,
-                                      processor_params=fresh['processor'], frame_shape=shape)
+                                      processor_params=processor_params, frame_shape=shape,
+                                      frame_stack=a.frame_stack)
   update = jax.jit(functools.partial(natural_learning.update, model=model, optimizer=optimizer,
                                      variants=variants, hinge=a.hinge, sigma=a.sigma,
                                      loss=a.loss))
@@ -300,10 +333,14 @@ def main():
     t = time.perf_counter()
     while done < target:
       if a.window:
-        pool = episode_index[rng.integers(len(episode_index))]
-        first = rng.integers(max(len(pool) - a.window, 0) + 1)
-        span = pool[first:first + a.window]
-        i = rng.choice(span, a.batch, replace=len(span) < a.batch)
+        i = []
+        for _ in range(a.windows_per_batch):
+          pool = episode_index[rng.integers(len(episode_index))]
+          first = rng.integers(max(len(pool) - a.window, 0) + 1)
+          span = pool[first:first + a.window]
+          n = a.batch // a.windows_per_batch
+          i.append(rng.choice(span, n, replace=len(span) < n))
+        i = np.concatenate(i)
       elif a.same_episode:
         pool = episode_index[rng.integers(len(episode_index))]
         i = rng.choice(pool, a.batch, replace=len(pool) < a.batch)
@@ -314,20 +351,26 @@ def main():
       done += 1
     jax.block_until_ready(state.params)
     train_s += time.perf_counter() - t
-    f1, spread, slots = [], [], []
-    for s in range(a.seeds):
-      params = jax.tree_util.tree_map(lambda x, s=s: np.asarray(x[s]),
-                                      jax.device_get(state.params['encoder']))
-      score, emb, slot_f1 = probe_f1(encode_fn, params, s)
-      f1.append(score)
-      spread.append(float(emb.std(axis=0).mean()))
-      slots.append(slot_f1)
+    f1, spread, slots = {v: [] for v in variants}, {v: [] for v in variants}, {}
+    encoder = jax.device_get(state.params['encoder'])
+    for v in variants:
+      slots[v] = []
+      for s in range(a.seeds):
+        m = natural_learning.model_index(variants, a.seeds, v, s)
+        params = jax.tree_util.tree_map(lambda x, m=m: np.asarray(x[m]), encoder)
+        score, emb, slot_f1 = probe_f1(encode_fn, params, s)
+        f1[v].append(score)
+        spread[v].append(float(emb.std(axis=0).mean()))
+        slots[v].append(slot_f1)
     energies = {k: [round(float(x), 5) for x in np.asarray(last[k])]
                 for k in ('positive_energy', 'negative_energy')} if last else {}
-    print(json.dumps({'step': done, 'probe_f1': f1, 'emb_std': [f'{x:.2e}' for x in spread],
+    one = lambda d: d[variants[0]] if len(variants) == 1 else d  # the old one-variant lines
+    print(json.dumps({'step': done, 'probe_f1': one(f1),
+                      'emb_std': one({v: [f'{x:.2e}' for x in spread[v]] for v in variants}),
                       **energies, 'train_s': round(train_s, 1),
                       'wall_s': round(time.perf_counter() - start, 1),
-                      **({'per_slot': by_slot(slots)} if a.per_slot else {})}), flush=True)
+                      **({'per_slot': one({v: by_slot(slots[v]) for v in variants})}
+                         if a.per_slot else {})}), flush=True)
 
 
 if __name__ == '__main__':

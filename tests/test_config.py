@@ -86,6 +86,19 @@ def test_one_episode_negatives_need_the_episode_store():
     config_lib.load_atari_config(c)
 
 
+def test_frame_stacks_need_the_episode_store():
+  c = atari_configs.get_config('test').to_dict()
+  c['natural']['frame_stack'] = 2
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"frame_stack=2 with .*learner_source='reverb'.*frame_stack=1"):
+    config_lib.load_atari_config(c)
+  c['collect']['store_all_episodes'], c['replay']['learner_source'] = True, 'store'
+  assert config_lib.load_atari_config(c).natural.frame_stack == 2
+  c['natural']['frame_stack'] = 0
+  with pytest.raises(config_lib.ConfigError, match=r'frame_stack=0: expected an int >= 1'):
+    config_lib.load_atari_config(c)
+
+
 @pytest.mark.parametrize('section,key,value,pattern', [
     ('env', 'frame_skip', 2.5, r'config\.env\.frame_skip must be an int'),
     ('env', 'frame_skip', True, r'config\.env\.frame_skip must be an int'),

@@ -176,9 +176,11 @@ def stack_models(per_seed: Sequence[Any], variants: Sequence[str], processor_par
 
 
 def init_per_seed(model: nn.Module, init_rng: jax.Array, num_seeds: int,
-                  frame_shape: tuple[int, int]) -> list[Any]:
-  """Seed s's fresh params (host numpy), initialised from ``fold_in(init_rng, s)``."""
-  frames = jnp.zeros((1,) + tuple(frame_shape) + (3,), jnp.uint8)
+                  frame_shape: tuple[int, int], frame_stack: int = 1) -> list[Any]:
+  """Seed s's fresh params (host numpy), initialised from ``fold_in(init_rng, s)``, for
+  inputs of ``frame_stack`` frames of ``frame_shape``."""
+  stack = (frame_stack,) if frame_stack > 1 else ()
+  frames = jnp.zeros((1,) + stack + tuple(frame_shape) + (3,), jnp.uint8)
   action = jnp.zeros((1, natural_net.NUM_ACTIONS), jnp.float32)
   init = jax.jit(model.init)
   return [jax.device_get(init(jax.random.fold_in(init_rng, s), frames, action)['params'])
@@ -186,7 +188,8 @@ def init_per_seed(model: nn.Module, init_rng: jax.Array, num_seeds: int,
 
 
 def initial_encoder_params(model: nn.Module, seed: int, num_seeds: int,
-                           frame_shape: tuple[int, int]) -> dict[int, Any]:
+                           frame_shape: tuple[int, int], frame_stack: int = 1
+                           ) -> dict[int, Any]:
   """The untrained f~ of every seed: exactly what :class:`NaturalLearner` (root ``seed``)
   starts every variant's seed s from, before any update (the untrained-encoder control).
 
@@ -195,7 +198,8 @@ def initial_encoder_params(model: nn.Module, seed: int, num_seeds: int,
   """
   init_rng, _ = jax.random.split(jax.random.PRNGKey(seed))
   return {s: params['encoder']
-          for s, params in enumerate(init_per_seed(model, init_rng, num_seeds, frame_shape))}
+          for s, params in enumerate(init_per_seed(model, init_rng, num_seeds, frame_shape,
+                                                   frame_stack))}
 
 
 def make_model(spec: processors.ModelSpec, *, maps_per_slot: int,
@@ -209,7 +213,7 @@ def make_model(spec: processors.ModelSpec, *, maps_per_slot: int,
 
 def init_state(model: nn.Module, optimizer: optax.GradientTransformation, rng: jax.Array, *,
                variants: Sequence[str], num_seeds: int, processor_params: Any,
-               frame_shape: tuple[int, int]) -> NaturalTrainState:
+               frame_shape: tuple[int, int], frame_stack: int = 1) -> NaturalTrainState:
   """Initialises the stacked parameters of all variants x seeds and the optimiser state.
 
   Args:
@@ -221,6 +225,7 @@ def init_state(model: nn.Module, optimizer: optax.GradientTransformation, rng: j
     num_seeds: S.
     processor_params: the exported processor (every RMR model's P).
     frame_shape: (H, W) of the frames.
+    frame_stack: K, frames per input (K > 1: inputs [B, K, H, W, 3]).
 
   Returns:
     A state at step 0 with leaves [M, ...], M = len(variants) * num_seeds.
@@ -229,7 +234,7 @@ def init_state(model: nn.Module, optimizer: optax.GradientTransformation, rng: j
     ValueError: the export's tree or shapes do not fit the model's processor.
   """
   init_rng, state_rng = jax.random.split(rng)
-  per_seed = init_per_seed(model, init_rng, num_seeds, frame_shape)
+  per_seed = init_per_seed(model, init_rng, num_seeds, frame_shape, frame_stack)
   stacked = stack_models(per_seed, variants, processor_params)
   return NaturalTrainState(params=stacked, opt_state=optimizer.init(stacked),
                            step=jnp.zeros((), jnp.int32), rng=state_rng,
@@ -298,7 +303,8 @@ def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = N
   """This device's rows with their negatives: what every model consumes this step.
 
   Args:
-    batch: this device's shard, ``frame_t`` / ``frame_tp1`` [b, H, W, 3], ``action`` [b, 18].
+    batch: this device's shard, ``frame_t`` / ``frame_tp1`` [b, H, W, 3] (or [b, K, H, W, 3]
+      stacks; [b, (K,) 210, 160] palette indices), ``action`` [b, 18].
     perm_key: PRNGKey of the global negative permutation (used by the hinge loss).
     axis_name: pmap axis (the global batch is the concatenation of the shards), or None.
     loss: one of ``LOSSES``: which negatives to gather (the InfoNCE losses share theirs).
@@ -591,6 +597,8 @@ class NaturalLearner(LockstepLearner):
     loss: 'hinge' (C-SWM's, the paper's), 'infonce' or 'slot_infonce' (``LOSSES``).
     map_activation: f~'s per-slot map activation (``natural_net.AtariEncoder``).
     slot_embedding: give f~'s slots a learned slot-index embedding.
+    frame_stack: K, frames per encoder input (K > 1: the batches' frames are [B, K, H, W, 3]
+      stacks of the K most recent frames, ``rmr_dist.replay.store_batches``).
 
   Raises:
     checkpointing.CheckpointError: the export is missing, invalid, or of another latent size
@@ -605,7 +613,7 @@ class NaturalLearner(LockstepLearner):
                frame_shape: tuple[int, int] = (210, 160),
                latent_size: int = natural_net.LATENT_SIZE, hinge: float = 1.0,
                sigma: float = 0.5, loss: str = 'hinge', map_activation: str = 'sigmoid',
-               slot_embedding: bool = False):
+               slot_embedding: bool = False, frame_stack: int = 1):
     self._variants = check_variants(variants)
     if loss not in LOSSES:
       raise ValueError(f'loss={loss!r}; valid: {LOSSES}')
@@ -621,7 +629,8 @@ class NaturalLearner(LockstepLearner):
     self._optimizer = make_optimizer(self._schedule, self._variants, num_seeds)
     state = jax.device_get(init_state(
         self._model, self._optimizer, jax.random.PRNGKey(seed), variants=self._variants,
-        num_seeds=num_seeds, processor_params=processor_params, frame_shape=frame_shape))
+        num_seeds=num_seeds, processor_params=processor_params, frame_shape=frame_shape,
+        frame_stack=frame_stack))
     self._setup(state, functools.partial(update, model=self._model, optimizer=self._optimizer,
                                          variants=self._variants, hinge=hinge, sigma=sigma,
                                          loss=loss),

@@ -4,7 +4,9 @@
       AtariARI / ST-DIM "NatureCNN" up to its local feature map -- then a 1x1 convolution to
       ``128 * m`` feature maps, ``m`` per slot; each slot's ``m x h x w`` values are flattened
       and linearly projected (one projection shared by all slots) to 64 features:
-      frames [B, H, W, 3] uint8 -> z [B, 128, 64].
+      frames [B, H, W, 3] uint8 -> z [B, 128, 64]; stacked frames [B, K, H, W, 3] (the K most
+      recent, oldest first; C-SWM's Atari inputs are K = 2) enter the trunk as the K frames'
+      3K channels.
   P  (``processor``): any processor of ``rmr_dist.networks.processors`` (the pre-trained
       abstract MPNN for RMR; the same architecture, trained, for C-SWM) -> [B, 128, 64].
   g~ (``decoder``, :class:`LatentDecoder`): one linear projection per slot to 64 features.
@@ -98,14 +100,18 @@ class AtariEncoder(nn.Module):
   @nn.compact
   def __call__(self, frames: jax.Array) -> jax.Array:
     """Args:
-      frames: [B, H, W, 3] uint8 RGB frames (any dtype with values 0..255).
+      frames: [B, H, W, 3] uint8 RGB frames, or [B, K, H, W, 3] stacks of K frames (any
+        dtype with values 0..255).
 
     Returns:
       [B, S, latent_size] float32 slot latents.
     """
+    if frames.ndim == 5:  # [B, K, H, W, 3] -> [B, H, W, 3K], frame k in channels 3k .. 3k+2
+      k = frames.shape[1]
+      frames = jnp.moveaxis(frames, 1, 3).reshape(frames.shape[:1] + frames.shape[2:4] + (3 * k,))
     b, height, width, _ = frames.shape
     h, w = trunk_output_shape(height, width)
-    x = jnp.asarray(frames, jnp.float32) / 255.0  # [B, H, W, 3] in [0, 1]
+    x = jnp.asarray(frames, jnp.float32) / 255.0  # [B, H, W, 3K] in [0, 1]
     for i, (features, kernel, stride) in enumerate(TRUNK):
       x = nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding='VALID',
                   kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)),
@@ -163,7 +169,7 @@ class NaturalModel(nn.Module):
     self.decoder = LatentDecoder(self.latent_size)
 
   def encode(self, frames: jax.Array) -> jax.Array:
-    """f~. Args: frames [B, H, W, 3] uint8. Returns: z [B, S, H] float32."""
+    """f~. Args: frames [B, H, W, 3] or [B, K, H, W, 3] uint8. Returns: z [B, S, H] float32."""
     return self.encoder(frames)
 
   def transition(self, z: jax.Array, action: jax.Array) -> jax.Array:
@@ -186,7 +192,7 @@ class NaturalModel(nn.Module):
 def make_encode_fn(maps_per_slot: int, latent_size: int = LATENT_SIZE,
                    map_activation: str = 'sigmoid', slot_embedding: bool = False
                    ) -> Callable[[Any, jax.Array], jax.Array]:
-  """f~ alone as ``encode_fn(encoder_params, frames [B, H, W, 3]) -> [B, 128, latent]``.
+  """f~ alone as ``encode_fn(encoder_params, frames [B, (K,) H, W, 3]) -> [B, 128, latent]``.
 
   For the probes (``rmr_dist.evaluation.probes.EncodeFn``): pass the ``params['encoder']``
   subtree of one trained model (e.g. ``NaturalLearner.encoder_params(variant, seed)``).

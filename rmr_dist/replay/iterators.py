@@ -53,8 +53,8 @@ def make_table_iterator(address: str, table: str, batch_size: int) -> Iterator[d
 def make_learner_source(config: config_lib.AtariConfig, episodes_dir: str, replay_address: str,
                         kind: str, game: str, batch_size: int, *, fraction: float = 1.0,
                         process_index: int = 0,
-                        one_episode: bool = False,
-                        window: int = 0) -> Iterator[dict[str, Any]]:
+                        one_episode: bool = False, window: int = 0,
+                        frame_stack: int = 1) -> Iterator[dict[str, Any]]:
   """Uniform i.i.d. batches of the `kind` table of `game` from `config.replay.learner_source`.
 
   Args:
@@ -68,6 +68,8 @@ def make_learner_source(config: config_lib.AtariConfig, episodes_dir: str, repla
     process_index: this learner process (seeds the store's sampling).
     one_episode: each batch from one training episode (store only; natural.negatives).
     window: with one_episode, from this many consecutive transitions of it (0 = all).
+    frame_stack: K > 1 stacks each natural frame with its K - 1 predecessors (store only;
+      natural.frame_stack; `store_batches`).
 
   Returns:
     An iterator of dicts of [batch_size, ...] numpy arrays, the same keys, shapes and dtypes
@@ -77,7 +79,12 @@ def make_learner_source(config: config_lib.AtariConfig, episodes_dir: str, repla
     return store_batches.make_store_iterator(episodes_dir, kind, game, batch_size,
                                              fraction=fraction, seed=config.seed,
                                              process_index=process_index,
-                                             one_episode=one_episode, window=window)
+                                             one_episode=one_episode, window=window,
+                                             frame_stack=frame_stack)
+  if frame_stack > 1:
+    raise config_lib.ConfigError(f'natural.frame_stack={frame_stack} stacks frames from the '
+                                 "episode store: set replay.learner_source='store' (or "
+                                 'natural.frame_stack=1).')
   if one_episode:
     raise config_lib.ConfigError('One-episode batches are drawn from the episode store: set '
                                  "replay.learner_source='store'.")

@@ -9,6 +9,11 @@ Reverb tables. A batch is what `iterators.make_table_iterator` yields for the sa
             ram_t [B,128] uint8 (frames as the store holds them: [B,210,160] palette indices
             for native-size frames, as in the Reverb table)
 
+With `frame_stack` K > 1 (`natural.frame_stack`; the store only) each frame is the stack of the
+K most recent frames, oldest first: frame_t [B,K,H,W,3] holds steps t-K+1 .. t and frame_tp1
+[B,K,H,W,3] steps t-K+2 .. t+1, where steps before the episode's first repeat its first frame
+(C-SWM's Atari inputs are two consecutive frames, so the encoder can see velocities).
+
 over the same items: every transition t -> t+1 of the game's training episodes, for a natural
 data fraction f < 1 only those of the episodes in the fraction (`splits.in_fraction`, the rule the
 collectors use to fill `natural_<game>_f<pct>`). Sampling is the tables' too: uniform, i.i.d.,
@@ -45,14 +50,18 @@ class StoreTransitions:
     game: the game.
     fraction: the natural table's data fraction (1.0: every training episode).
     seed: the config's root seed (ranks episodes for data fractions).
+    frame_stack: K, frames per natural input (the module docstring).
 
   Raises:
     ConfigError: the store holds no training episode of `game` (collected without
       `collect.store_all_episodes=True`).
   """
 
-  def __init__(self, root: str, kind: str, game: str, fraction: float = 1.0, seed: int = 0):
+  def __init__(self, root: str, kind: str, game: str, fraction: float = 1.0, seed: int = 0,
+               frame_stack: int = 1):
     table = table_names.table_name(kind, game, fraction)  # Validates kind and fraction.
+    if frame_stack < 1:
+      raise ValueError(f'frame_stack={frame_stack} must be >= 1')
     store = episode_store.EpisodeStore(root)
     train = store.entries(game, splits.TRAIN)
     entries = [e for e in train
@@ -65,8 +74,8 @@ class StoreTransitions:
     if not entries:
       raise config_lib.ConfigError(f'No training episode of {game!r} falls in data fraction '
                                    f'{fraction} ({table}); raise natural.data_fractions.')
-    self.kind, self.table = kind, table
-    rams, actions, frames, starts, offset = [], [], [], [], 0
+    self.kind, self.table, self.frame_stack = kind, table, frame_stack
+    rams, actions, frames, starts, firsts, offset = [], [], [], [], [], 0
     names = ('ram', 'action') + (('frames',) if kind == table_names.NATURAL else ())
     for e in entries:
       ep = store.read_arrays(game, splits.TRAIN, e['head'], e['episode'], names, rgb=False)
@@ -76,11 +85,13 @@ class StoreTransitions:
       if 'frames' in ep:
         frames.append(ep['frames'])  # [T+1, H, W, 3] RGB or [T+1, 210, 160] palette
       starts.append(offset + np.arange(length))  # Steps t that begin a transition.
+      firsts.append(np.full(length + 1, offset))  # Each step's episode's first step.
       offset += length + 1
     self.ram = np.concatenate(rams)  # [S, 128] uint8 over all steps S of the episodes.
     self.action = np.concatenate(actions).astype(np.int64)  # [S]
     self.frames = np.concatenate(frames) if frames else None  # [S, H, W(, 3)] uint8
     self.starts = np.concatenate(starts)  # [N] step index of each transition's t.
+    self.first_step = np.concatenate(firsts)  # [S] the first step of each step's episode.
     # Positions [offsets[e], offsets[e+1]) of self.starts are episode e's transitions.
     self.episode_offsets = np.concatenate([[0], np.cumsum([len(x) for x in starts])])  # [E+1]
 
@@ -94,8 +105,21 @@ class StoreTransitions:
     if self.kind == table_names.ABSTRACT:
       out['ram_tp1'] = self.ram[t + 1]
     else:
-      out['frame_t'], out['frame_tp1'] = self.frames[t], self.frames[t + 1]
+      out['frame_t'], out['frame_tp1'] = self._frames(t), self._frames(t + 1)
     return out
+
+  def _frames(self, t: np.ndarray) -> np.ndarray:
+    """Steps t [B] -> frames [B, H, W(, 3)], or with frame_stack K > 1 [B, K, H, W(, 3)]."""
+    if self.frame_stack == 1:
+      return self.frames[t]
+    return self.frames[stack_steps(t, self.first_step[t], self.frame_stack)]
+
+
+def stack_steps(t: np.ndarray, first: np.ndarray | int, frame_stack: int) -> np.ndarray:
+  """[B, K] steps t-K+1 .. t of each step t [B] (oldest first), none before `first` (its
+  episode's first step, [B] or a scalar): the frames of a K-frame natural input."""
+  back = np.arange(frame_stack - 1, -1, -1)  # [K] K-1 .. 0 steps back
+  return np.maximum(np.asarray(t)[:, None] - back, np.asarray(first)[..., None])
 
 
 def batch_seed(seed: int, table: str, process_index: int = 0) -> np.random.SeedSequence:
@@ -132,8 +156,8 @@ def one_episode_index(offsets: np.ndarray, batch_size: int, rng: np.random.Gener
 
 def make_store_iterator(root: str, kind: str, game: str, batch_size: int, *,
                         fraction: float = 1.0, seed: int = 0, process_index: int = 0,
-                        one_episode: bool = False,
-                        window: int = 0) -> Iterator[dict[str, np.ndarray]]:
+                        one_episode: bool = False, window: int = 0,
+                        frame_stack: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Endless uniform i.i.d. batches (with replacement) of one table's items from the store,
   or with `one_episode` batches of one episode each (`one_episode_index`).
 
@@ -148,12 +172,13 @@ def make_store_iterator(root: str, kind: str, game: str, batch_size: int, *,
     one_episode: draw each batch from one episode (natural.negatives='episode').
     window: with one_episode, from this many consecutive transitions of it (0 = all of it;
       natural.episode_window).
+    frame_stack: K frames per natural input (natural.frame_stack; the module docstring).
 
   Returns:
     An iterator of dicts of [B, ...] numpy arrays (see the module docstring). The episodes are
     read (and a store without them fails) here, not at the first batch.
   """
-  data = StoreTransitions(root, kind, game, fraction, seed)
+  data = StoreTransitions(root, kind, game, fraction, seed, frame_stack)
   rng = np.random.default_rng(batch_seed(seed, data.table, process_index))
   if one_episode:
     return (data.batch(one_episode_index(data.episode_offsets, batch_size, rng, window))

@@ -45,7 +45,7 @@ def make_iterator(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, 
       config, workdir.episodes, replay_address, table_names.NATURAL, game,
       config.natural.batch_size // jax.process_count(), fraction=fraction,
       process_index=jax.process_index(), one_episode=config.natural.negatives == 'episode',
-      window=config.natural.episode_window)
+      window=config.natural.episode_window, frame_stack=config.natural.frame_stack)
   return iterators.Prefetcher(
       ({k: v for k, v in batch.items() if k != 'ram_t'} for batch in source),
       size=config.natural.prefetch)
@@ -63,7 +63,8 @@ def make_learner(config: config_lib.AtariConfig, export: str, iterator: Iterator
       keep=nc.keep_checkpoints, log_fn=log_fn, log_every=nc.log_every,
       frame_shape=(config.env.frame_height, config.env.frame_width),
       latent_size=config.abstract.latent_size, hinge=nc.hinge, sigma=nc.sigma,
-      loss=nc.loss, map_activation=nc.map_activation, slot_embedding=nc.slot_embedding)
+      loss=nc.loss, map_activation=nc.map_activation, slot_embedding=nc.slot_embedding,
+      frame_stack=nc.frame_stack)
 
 
 def snapshot_path(workdir: workdir_lib.WorkDir, game: str, fraction: float, step: int) -> str:

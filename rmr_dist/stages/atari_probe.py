@@ -34,6 +34,7 @@ from rmr_dist.networks import processors
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import iterators
 from rmr_dist.replay import splits
+from rmr_dist.replay import store_batches
 from rmr_dist.replay import table_names
 from rmr_dist.stages import atari_natural
 
@@ -42,7 +43,7 @@ LogFn = Callable[[dict[str, float], int], None]
 
 def make_train_data(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
                     replay_address: str) -> tuple[np.ndarray, np.ndarray]:
-  """The game's fixed probe training set: (frames [N,H,W,3], ram [N,128]) from train episodes
+  """The game's fixed probe training set: (frames [N,(K,)H,W,3], ram [N,128]) from train episodes
   (sampled from the natural table, or its items in the episode store: `replay.learner_source`)."""
   path = workdir.probe_data(game)
   if storage.exists(path):
@@ -50,7 +51,8 @@ def make_train_data(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir
       return data['frames'], data['ram']
   n = config.probe.train_transitions
   source = iterators.make_learner_source(config, workdir.episodes, replay_address,
-                                         table_names.NATURAL, game, min(n, 64))
+                                         table_names.NATURAL, game, min(n, 64),
+                                         frame_stack=config.natural.frame_stack)
   frames, ram, have = [], [], 0
   while have < n:
     b = next(source)
@@ -64,7 +66,8 @@ def make_train_data(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir
 
 def make_eval_data(config: config_lib.AtariConfig,
                    workdir: workdir_lib.WorkDir, game: str) -> tuple[np.ndarray, np.ndarray]:
-  """Every `stride`-th (frame, RAM) of the validation episodes, in (head, episode, t) order."""
+  """Every `stride`-th (frame, RAM) of the validation episodes, in (head, episode, t) order
+  (frames [N, H, W, 3], or [N, K, H, W, 3] stacks with natural.frame_stack K > 1)."""
   store = episode_store.EpisodeStore(workdir.episodes)
   entries = store.entries(game, splits.VAL)
   total = sum(e['length'] + 1 for e in entries)
@@ -74,7 +77,8 @@ def make_eval_data(config: config_lib.AtariConfig,
   for e in entries:
     ep = store.read(game, splits.VAL, e['head'], e['episode'])
     idx = np.arange((-offset) % stride, len(ep.ram), stride)
-    frames.append(ep.frames[idx])
+    k = config.natural.frame_stack
+    frames.append(ep.frames[store_batches.stack_steps(idx, 0, k)] if k > 1 else ep.frames[idx])
     ram.append(ep.ram[idx])
     offset += len(ep.ram)
   return np.concatenate(frames), np.concatenate(ram)
@@ -99,7 +103,8 @@ def untrained_encoders(config: config_lib.AtariConfig, workdir: workdir_lib.Work
       latent_size=config.abstract.latent_size, map_activation=nc.map_activation,
       slot_embedding=nc.slot_embedding)
   return natural_learning.initial_encoder_params(
-      model, config.seed, nc.num_seeds, (config.env.frame_height, config.env.frame_width))
+      model, config.seed, nc.num_seeds, (config.env.frame_height, config.env.frame_width),
+      nc.frame_stack)
 
 
 def score_encoder(config: config_lib.AtariConfig, encode_fn: probes.EncodeFn, params: Any,

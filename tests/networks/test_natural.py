@@ -62,6 +62,23 @@ def test_each_slot_reads_its_own_maps():
   assert float(jnp.min(jnp.std(z, axis=1))) > 0  # slots are not copies of each other
 
 
+def test_frame_stacks_enter_the_trunk_as_channels_newest_last():
+  """[B, K, H, W, 3] stacks are the K frames' 3K channels: the first convolution reads all of
+  them (so the older frame moves z), and a stack equals its channel concatenation."""
+  encoder = natural.AtariEncoder()
+  old, new = frames(2, 84, 64, seed=1), frames(2, 84, 64, seed=2)
+  stack = np.stack([old, new], axis=1)  # [2, 2, 84, 64, 3]
+  params = encoder.init(jax.random.PRNGKey(0), stack)['params']
+  chex.assert_shape(params['conv_0']['kernel'], (8, 8, 6, 32))
+  z = encoder.apply({'params': params}, stack)
+  chex.assert_shape(z, (2, 128, 64))
+  np.testing.assert_allclose(z, encoder.apply({'params': params},
+                                              np.concatenate([old, new], axis=-1)),
+                             rtol=1e-6, atol=1e-6)
+  moved = encoder.apply({'params': params}, np.stack([new, new], axis=1))
+  assert float(jnp.max(jnp.abs(moved - z))) > 0
+
+
 def test_uint8_frames_are_scaled_inside():
   encoder = natural.AtariEncoder()
   x = frames(1, 84, 64)

@@ -131,6 +131,28 @@ def test_windowed_batches_are_distinct_consecutive_transitions_of_one_episode():
   assert counts.min() > 0 and counts[30] < counts[65]
 
 
+def test_frame_stacks_are_each_frame_and_its_predecessor_within_the_episode(collected):
+  config, root, _ = collected
+  plain = store_batches.StoreTransitions(root, 'natural', 'pong')
+  stacked = store_batches.StoreTransitions(root, 'natural', 'pong', frame_stack=2)
+  every = np.arange(len(plain))
+  one, two = plain.batch(every), stacked.batch(every)
+  assert two['frame_t'].shape == (len(plain), 2) + one['frame_t'].shape[1:]
+  assert np.array_equal(two['frame_t'][:, 1], one['frame_t'])  # newest last
+  assert np.array_equal(two['frame_tp1'][:, 1], one['frame_tp1'])
+  assert np.array_equal(two['frame_tp1'][:, 0], one['frame_t'])  # x_t+1's predecessor is x_t
+  first = np.isin(every, plain.episode_offsets[:-1])  # an episode's first transition
+  assert first.sum() == len(plain.episode_offsets) - 1
+  # The oldest frame of x_t's stack: x_t-1, or x_t itself at the episode's start.
+  assert np.array_equal(two['frame_t'][first, 0], one['frame_t'][first])
+  later = np.flatnonzero(~first)
+  assert np.array_equal(two['frame_t'][later, 0], one['frame_t'][later - 1])
+  assert np.array_equal(two['ram_t'], one['ram_t']) and np.array_equal(two['action'],
+                                                                       one['action'])
+  assert store_batches.stack_steps(np.array([5, 6]), np.array([5, 3]), 3).tolist() == [
+      [5, 5, 5], [4, 5, 6]]
+
+
 def test_a_store_without_training_episodes_fails_naming_the_setting(tmp_path):
   with pytest.raises(config_lib.ConfigError, match='collect.store_all_episodes=True'):
     store_batches.make_store_iterator(str(tmp_path), 'abstract', 'pong', 4)

@@ -1,6 +1,7 @@
 """Learners without Reverb: with `replay.learner_source=store` the Atari learner stages complete
-the `test` config in a process where importing `reverb` (or TensorFlow, its runtime) raises, and
-the balls learner stages import neither."""
+the `test` config (with two-frame natural inputs, which only the store gives) in a process where
+importing `reverb` (or TensorFlow, its runtime) raises, and the balls learner stages import
+neither."""
 
 import json
 import os
@@ -81,7 +82,8 @@ def test_atari_learners_complete_from_the_store_without_reverb(tmp_path):
       config_lib.to_dict(config),
       collect=dict(config_lib.to_dict(config.collect), store_all_episodes=True),
       replay=dict(config_lib.to_dict(config.replay), learner_source='store'),
-      abstract=dict(config_lib.to_dict(config.abstract), models=('copy', 'mpnn'))))
+      abstract=dict(config_lib.to_dict(config.abstract), models=('copy', 'mpnn')),
+      natural=dict(config_lib.to_dict(config.natural), frame_stack=2)))
   # Collection without replay: the plain collector writes every episode to the store only.
   paths = workdir_lib.open_workdir(str(tmp_path / 'run'), config, workdir_lib.ATARI_STAGES)
   collector = collector_lib.Collector(config, episode_store.EpisodeStore(paths.episodes), None)
@@ -101,6 +103,10 @@ def test_atari_learners_complete_from_the_store_without_reverb(tmp_path):
   assert {'table1.md', 'table2.md'} <= set(out['report'])
   with open(out['report']['table2.md']) as f:  # Store batches: Table 2 is paired.
     assert 'same batch sequence' in f.read()
+  # Two-frame inputs, probes included: the probe set holds stacks [N, 2, H, W, 3].
+  import numpy as np
+  with np.load(paths.probe_data('pong')) as data:
+    assert data['frames'].shape[1:] == (2, config.env.frame_height, config.env.frame_width, 3)
 
 
 def test_balls_learner_stages_import_no_reverb(tmp_path):
