@@ -115,7 +115,9 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.natural.episode_window = 0
   # Frames per encoder input: each frame with its K - 1 predecessors (C-SWM's Atari inputs: 2,
   # so velocities are visible; the probes read the same stacks). K > 1 needs
-  # replay.learner_source='store'.
+  # replay.learner_source='store'. In `local` with map_activation='none' and sigma=3, K = 2
+  # lifts both variants above the untrained control on Pong and loses Breakout's gain (README,
+  # "Two-frame inputs").
   c.natural.frame_stack = 1
   c.natural.hinge = 1.0  # Contrastive hinge margin (C-SWM default).
   c.natural.sigma = 0.5  # Energy scale (C-SWM default).
