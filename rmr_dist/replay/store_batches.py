@@ -9,16 +9,16 @@ Reverb tables. A batch is what `iterators.make_table_iterator` yields for the sa
             ram_t [B,128] uint8 (frames as the store holds them: [B,210,160] palette indices
             for native-size frames, as in the Reverb table)
 
-With `frame_stack` K > 1 (`natural.frame_stack`; the store only) each frame is the stack of the
-K most recent frames, oldest first: frame_t [B,K,H,W,3] holds steps t-K+1 .. t and frame_tp1
-[B,K,H,W,3] steps t-K+2 .. t+1, where steps before the episode's first repeat its first frame
-(C-SWM's Atari inputs are two consecutive frames, so the encoder can see velocities).
-
 over the same items: every transition t -> t+1 of the game's training episodes, for a natural
 data fraction f < 1 only those of the episodes in the fraction (`splits.in_fraction`, the rule the
 collectors use to fill `natural_<game>_f<pct>`). Sampling is the tables' too: uniform, i.i.d.,
 with replacement. Unlike Reverb's sampling it is seeded. One difference: a Reverb table holds at
 most `replay.*_max_size` items (the oldest leave first); the store keeps every episode.
+
+With `frame_stack` K > 1 (`natural.frame_stack`; the store only) each frame is the stack of the
+K most recent frames, oldest first: frame_t [B,K,H,W,3] holds steps t-K+1 .. t and frame_tp1
+[B,K,H,W,3] steps t-K+2 .. t+1, where steps before the episode's first repeat its first frame
+(C-SWM's Atari inputs are two consecutive frames, so the encoder can see velocities).
 
 The episodes are read once into memory (one copy of each frame: the transitions index into the
 episode arrays); an abstract source never decompresses frames.

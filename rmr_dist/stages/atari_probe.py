@@ -117,7 +117,8 @@ def score_encoder(config: config_lib.AtariConfig, encode_fn: probes.EncodeFn, pa
     config: program config (`probe` section).
     encode_fn: f~ (`make_encode_fn`).
     params: its parameters (only run forward).
-    data: (train frames [N, H, W, 3], train RAM [N, 128], validation frames, validation RAM).
+    data: (train frames [N, H, W, 3] or [N, K, H, W, 3] stacks, train RAM [N, 128],
+      validation frames, validation RAM).
     game: for the AtariARI byte probes.
     seed: the model's seed (probe minibatch order and held-out split: config.seed + seed).
 
