@@ -15,6 +15,9 @@ the same way: what a single frame holds beyond what is linear in its pixels, the
 encoder could open up for a linear probe. With --per-slot every line also gives each scored
 RAM slot's own bit F1 (named by AtariARI's labels where it has them): which bytes training
 gains and which it gives up, where the pooled F1 nets them out.
+With --export=<a processor export> it trains RMR (that processor, frozen) beside C-SWM in
+lockstep, as the pipeline's natural stage does, and probes both; --frame-stack=2 gives the
+encoders two-frame inputs (natural.frame_stack).
 
   python scripts/atari_natural_diagnosis.py --steps=0,50,150
   python scripts/atari_natural_diagnosis.py --game=breakout --slot-embedding
@@ -27,6 +30,9 @@ gains and which it gives up, where the pooled F1 nets them out.
   python scripts/atari_natural_diagnosis.py --game=breakout --store=<workdir>/episodes
   python scripts/atari_natural_diagnosis.py --loss=infonce --slot-embedding --window=48 \
       --processor=deepsets --probe-components=256 --steps=0,300,1000 --per-slot
+  python scripts/atari_natural_diagnosis.py --store=<workdir>/episodes --loss=infonce \
+      --export=<workdir>/abstract/<hash>/pong/deepsets/processor --slot-embedding --window=48 \
+      --frame-stack=2 --map-activation=none --sigma=3 --probe-components=256 --per-slot
 """
 
 from __future__ import annotations
