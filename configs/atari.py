@@ -130,7 +130,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.natural.export_timeout_s = 600.0  # Wait this long for the processor export.
 
   c.probe = ml_collections.ConfigDict()
-  c.probe.train_transitions = 2000  # Natural-table samples the probes are fit on.
+  c.probe.train_transitions = 2000  # Distinct natural-table samples the probes are fit on.
   c.probe.steps = 3000  # Most Adam steps per probe (held-out early stopping ends it sooner).
   c.probe.val_fraction = 0.2  # Probe frames held out to stop the fit (AtariARI-style).
   c.probe.eval_every = 25  # Probe steps between held-out evaluations.

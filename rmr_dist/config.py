@@ -393,7 +393,8 @@ class ProbeConfig:
   """Linear RAM probes on the frozen natural encoders.
 
   Attributes:
-    train_transitions: transitions sampled from the natural table to fit the probes on.
+    train_transitions: distinct transitions sampled from the natural table to fit the probes on
+      (fewer if the table holds fewer).
     steps: Adam steps of each probe (the most, with early stopping).
     val_fraction: part of the probe's training frames held out to stop the fit when their score
       (bit F1) stops improving (AtariARI's early stopping); 0 = exactly `steps` steps.

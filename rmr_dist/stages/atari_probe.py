@@ -14,6 +14,7 @@ Outputs under `WorkDir.stage_dir('probe')`:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import time
 from collections.abc import Callable
@@ -41,10 +42,22 @@ from rmr_dist.stages import atari_natural
 LogFn = Callable[[dict[str, float], int], None]
 
 
+# Draws made for the probe set, per probe frame wanted, before it settles for the distinct
+# transitions found: enough to find nearly every transition of a table smaller than the set
+# (10 draws per frame miss each of N <= n items with probability below e^-10).
+PROBE_DRAWS_PER_FRAME = 10
+
+
 def make_train_data(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
                     replay_address: str) -> tuple[np.ndarray, np.ndarray]:
   """The game's fixed probe training set: (frames [N,(K,)H,W,3], ram [N,128]) from train episodes
-  (sampled from the natural table, or its items in the episode store: `replay.learner_source`)."""
+  (sampled from the natural table, or its items in the episode store: `replay.learner_source`).
+
+  The N = `probe.train_transitions` transitions are distinct: sampling is with replacement, and
+  a repeated transition would sit in both the probes' fit and held-out parts, so early stopping
+  would not see held-out data. Draws stop after `PROBE_DRAWS_PER_FRAME` x N; a table with fewer
+  transitions gives (almost surely) all of them.
+  """
   path = workdir.probe_data(game)
   if storage.exists(path):
     with np.load(io.BytesIO(storage.read_bytes(path))) as data:
@@ -53,13 +66,17 @@ def make_train_data(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir
   source = iterators.make_learner_source(config, workdir.episodes, replay_address,
                                          table_names.NATURAL, game, min(n, 64),
                                          frame_stack=config.natural.frame_stack)
-  frames, ram, have = [], [], 0
-  while have < n:
+  frames, ram, seen, drawn = [], [], set(), 0
+  while len(ram) < n and drawn < PROBE_DRAWS_PER_FRAME * n:
     b = next(source)
-    frames.append(b['frame_t'])
-    ram.append(b['ram_t'])
-    have += len(b['ram_t'])
-  frames, ram = palette.to_rgb(np.concatenate(frames)[:n]), np.concatenate(ram)[:n]
+    drawn += len(b['ram_t'])
+    for frame, r in zip(b['frame_t'], b['ram_t']):
+      key = hashlib.blake2b(frame.tobytes() + r.tobytes(), digest_size=16).digest()
+      if key not in seen and len(ram) < n:
+        seen.add(key)
+        frames.append(frame)
+        ram.append(r)
+  frames, ram = palette.to_rgb(np.stack(frames)), np.stack(ram)
   workdir_lib.atomic_write_npz(path, frames=frames, ram=ram)
   return frames, ram
 

@@ -81,6 +81,10 @@ def test_stage_units_run_in_one_process(collected):
   assert 0.0 <= probe['majority_f1'] <= 1.0
   data = (*atari_probe.make_train_data(config, paths, 'pong', address),
           *atari_probe.make_eval_data(config, paths, 'pong'))
+  # The probe set's transitions are distinct (none in both the fit and the held-out part).
+  frames, ram = data[0], data[1]
+  assert 0 < len(ram) <= config.probe.train_transitions
+  assert len({f.tobytes() + r.tobytes() for f, r in zip(frames, ram)}) == len(ram)
   encode_fn = atari_probe.make_encode_fn(config)
   for seed, params in atari_probe.untrained_encoders(config, paths, 'pong').items():
     again = atari_probe.score_encoder(config, encode_fn, params, data, 'pong', seed)
