@@ -1,5 +1,5 @@
-"""Atari RMR configs: `test` (seconds), `local` (default; a 2-core laptop, 19 min 07 s measured
-on 2 shared cores), `study` (a 2-core laptop, trained heads, a learning curve and a paired
+"""Atari RMR configs: `test` (seconds), `local` (default; a 2-core laptop, 6 min 46 s measured
+on 2 idle cores), `study` (a 2-core laptop, trained heads, a learning curve and a paired
 Table 2; 67 min measured on 2 idle cores, agents included), `gpu` (one GPU) and `paper`
 (cluster).
 
