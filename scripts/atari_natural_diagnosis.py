@@ -217,6 +217,13 @@ def main():
   if a.window and (a.window < a.batch or a.same_episode):
     p.error(f'--window={a.window}: needs an int >= --batch={a.batch} (a batch holds distinct '
             'transitions of the window), without --same-episode (0 turns it off)')
+  if a.frame_stack < 1:
+    p.error(f'--frame-stack={a.frame_stack}: needs an int >= 1')
+  if a.export:  # A bad export fails here, before any episode is collected or probed.
+    try:
+      spec_dict, processor_params = checkpointing.restore_processor(a.export)
+    except checkpointing.CheckpointError as e:
+      p.error(f'--export={a.export}: {e}')
   steps = sorted(int(x) for x in a.steps.split(','))
   shape = (a.height, a.width)
   start = time.perf_counter()
@@ -233,8 +240,6 @@ def main():
     held = episodes[n_train:]
   if a.val_store:
     held = read_store(a.val_store, a.game, 'val')
-  if a.frame_stack < 1:
-    p.error(f'--frame-stack={a.frame_stack}: needs an int >= 1')
   if a.frame_stack > 1:  # [T+1, H, W, 3] -> [T+1, K, H, W, 3] per episode
     stack = lambda f: f[store_batches.stack_steps(np.arange(len(f)), 0, a.frame_stack)]
     train = [(stack(f), r, x) for f, r, x in train]
@@ -311,7 +316,6 @@ def main():
   print(json.dumps(header), flush=True)
 
   if a.export:
-    spec_dict, processor_params = checkpointing.restore_processor(a.export)
     spec = processors.ModelSpec.from_dict(spec_dict)
     a.latent = spec.latent_size
     variants = ('rmr', 'cswm')
