@@ -110,6 +110,31 @@ def test_pairwise_energy_is_transe_energy_of_every_pair():
                              atol=1e-5)
 
 
+def _energies_f64(a, b, sigma):
+  """The float64 reference of pairwise energies (numpy, from differences)."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return 0.5 / sigma ** 2 * np.square(a[:, None] - b[None]).sum(-1).mean(-1)  # [b, B]
+
+
+def test_pairwise_energy_keeps_its_digits_at_the_real_latent_scale():
+  # f~'s latents at the natural model's scale: 128 slots x 64 features, each slot carrying an
+  # N(0, 1) slot embedding (|z|^2 ~ 8e3) that cancels in every difference, plus frame-specific
+  # parts of ~1e-2. In float32 the expansion |a|^2 + |b|^2 - 2 a.b loses these.
+  rng = np.random.default_rng(0)
+  embedding = rng.normal(size=(128, 64))
+  a = (embedding + 1e-2 * rng.normal(size=(6, 128, 64))).astype(np.float32)
+  b = (embedding + 1e-2 * rng.normal(size=(8, 128, 64))).astype(np.float32)
+  for sigma in (0.3, 0.5):
+    expected = _energies_f64(a, b, sigma)  # float64 of the same float32 inputs
+    np.testing.assert_allclose(np.asarray(losses.pairwise_energy(a, b, sigma=sigma)), expected,
+                               rtol=1e-4)
+    slot_energy = np.asarray(jax.jit(
+        lambda x, y, s=sigma: losses.slot_infonce_loss(x, y, np.arange(6), sigma=s)[1]
+    )(a, b)['positive_energy'])
+    own = 0.5 / sigma ** 2 * np.square(np.asarray(a, np.float64) - b[:6]).sum(-1)  # [6, N]
+    np.testing.assert_allclose(slot_energy, own.mean(), rtol=1e-4)
+
+
 def test_infonce_loss_by_hand():
   # Energies (sigma 0.5, factor 2): row 0 [2 * 0.5^2, 2 * 1^2] = [0.5, 2]; row 1 [2, 0.5].
   # Each row: -log(e^-0.5 / (e^-0.5 + e^-2)) = log(1 + e^-1.5).
