@@ -96,7 +96,9 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
 
   c.natural = ml_collections.ConfigDict()
   c.natural.processor_model = 'mpnn'  # Abstract export that RMR freezes (paper: MPNN).
-  c.natural.variants = ('rmr', 'cswm')  # RMR (frozen P) and C-SWM (same model, P trained).
+  # RMR (frozen pre-trained P), C-SWM (same model, P trained) and RMR through a frozen P that
+  # was never trained (the control for what the pre-training gives).
+  c.natural.variants = ('rmr', 'cswm', 'rmr_random_p')
   c.natural.num_seeds = 5  # Seeds per variant, all on identical batches (paper: 5).
   c.natural.num_steps = 40  # Lockstep updates per (game, data fraction) (2-core budget).
   c.natural.batch_size = 50  # Transitions per update (paper, Appendix B: 50).
@@ -104,6 +106,12 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.natural.maps_per_slot = 1  # m: encoder maps per slot (1 = C-SWM object maps).
   c.natural.slot_embedding = True  # Learned slot-index embedding in f~ (as the abstract f).
   c.natural.map_activation = 'sigmoid'  # f~'s per-slot maps: 'sigmoid' (C-SWM) or 'none'.
+  # f~'s trunk: 'full' (the paper's at 210x160: 12x9 maps) or 'small' (AtariARI's at 84x84:
+  # 7x7 maps); frames are zero-padded so every pixel reaches an output.
+  c.natural.trunk = 'full'
+  # f~'s per-slot readout: 'latent' (the paper's linear projection to 64 features) or 'bits'
+  # (8 soft bits through the abstract encoder f, frozen for RMR).
+  c.natural.readout = 'latent'
   # 'hinge': C-SWM's contrastive loss (the paper's); 'infonce': softmax over the batch's next
   # frames with the same energy.
   c.natural.loss = 'hinge'
@@ -130,18 +138,25 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.natural.export_timeout_s = 600.0  # Wait this long for the processor export.
 
   c.probe = ml_collections.ConfigDict()
-  c.probe.train_transitions = 2000  # Distinct natural-table samples the probes are fit on.
+  # Distinct frames of the stored training episodes the probes are fit on.
+  c.probe.train_transitions = 2000
   c.probe.steps = 3000  # Most Adam steps per probe (held-out early stopping ends it sooner).
-  c.probe.val_fraction = 0.2  # Probe frames held out to stop the fit (AtariARI-style).
+  c.probe.val_fraction = 0.2  # Probe frames (whole episodes) held out to stop the fit.
   c.probe.eval_every = 25  # Probe steps between held-out evaluations.
   c.probe.patience = 8  # Held-out evaluations without improvement before stopping.
   c.probe.max_components = 1024  # Whiten embeddings onto <= this many principal components.
-  c.probe.byte_probes = False  # Also fit AtariARI's byte probes (results.json byte_f1).
+  # AtariARI's byte probes: their F1 across categories is Table 1's primary score.
+  c.probe.byte_probes = True
   c.probe.batch_size = 128  # Probe minibatch.
   c.probe.learning_rate = 1e-3  # Probe Adam learning rate.
   c.probe.weight_decay = 1e-4  # L2 on probe weights.
   c.probe.embed_batch_size = 64  # Frames per frozen-encoder forward pass.
   c.probe.max_eval_frames = 2000  # Validation frames probed (even stride); 0 = all.
+  # Supervised ceiling: f~ trained end to end on the probe set's RAM labels, at most this many
+  # steps (held-out early stopping), then probed like every encoder (0 = none).
+  c.probe.ceiling_steps = 2_000
+  c.probe.ceiling_batch_size = 32  # Its minibatch.
+  c.probe.ceiling_learning_rate = 1e-3  # Its Adam learning rate.
 
   c.agent = ml_collections.ConfigDict()
   # The agent stage (opt-in: --stages=agent,...): double DQN with n-step returns on RAM, per
@@ -190,10 +205,12 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.ray.learner_hosts = 1  # Hosts per learner group; > 1 joins them with jax.distributed.
 
   if variant in ('local', 'study'):
-    # 2-core budgets: 84x64 frames (the trunk's 3x2 local map), a small MPNN (its 128 x 128
-    # messages dominate the natural update), 3 seeds (the untrained control's std needs >= 2).
+    # 2-core budgets: AtariARI's 84x84 frames and trunk (7x7 maps, every pixel seen), a small
+    # MPNN (its 128 x 128 messages dominate the natural update), 3 seeds (the untrained
+    # control's std needs >= 2).
     c.env.frame_height = 84
-    c.env.frame_width = 64
+    c.env.frame_width = 84
+    c.natural.trunk = 'small'
     c.env.max_episode_steps = 500
     c.heads.num_heads = 8
     c.abstract.hidden_size = 16
@@ -203,6 +220,9 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     # probes fit episode-specific directions and scores untrained encoders 0.02-0.07 lower on
     # the validation episodes than 256 components do (README, "Probe capacity").
     c.probe.max_components = 256
+    # The ceiling: about 1.6 epochs of the 1,600 fitted probe frames; 3 seeds took 73 s per
+    # game on 2 cores shared with another job (load 3.5; less on idle ones).
+    c.probe.ceiling_steps = 80
     # Learners read seeded batches from the episode store (a paired Table 2: the four models
     # train on one batch sequence; Reverb's sampling is not seeded), and each natural batch
     # comes from 48 consecutive transitions of one training episode: with i.i.d. batches the
@@ -243,16 +263,15 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.natural.num_seeds = 4
     c.natural.num_steps = 300
     c.natural.curve_steps = (50, 100, 200)
-    # AtariARI's byte probes: on Breakout they separate trained from untrained encoders where
-    # the bit probes barely do (README, "Byte probes").
-    c.probe.byte_probes = True
   if variant == 'test':
     c.games = ('pong',)
     c.env.max_episode_steps = 40
     c.env.frame_height = 84
-    c.env.frame_width = 64
+    c.env.frame_width = 84
+    c.natural.trunk = 'small'
     c.heads.num_heads = 4
     c.collect.num_collectors = 2
+    c.collect.store_all_episodes = True  # The probe set's episodes.
     c.collect.status_interval_s = 1.0
     c.replay.abstract_max_size = 1_000
     c.replay.natural_max_size = 1_000
@@ -276,6 +295,8 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.probe.batch_size = 32
     c.probe.embed_batch_size = 16
     c.probe.max_eval_frames = 100
+    c.probe.ceiling_steps = 6
+    c.probe.ceiling_batch_size = 16
     c.ray.num_cpus = 2
     c.agent.num_env_steps = 600
     c.agent.max_episode_steps = 200
@@ -309,7 +330,6 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.natural.save_every = 500
     c.natural.log_every = 50
     c.probe.train_transitions = 10_000
-    c.probe.byte_probes = True
     c.probe.max_eval_frames = 0  # Every validation frame.
     c.ray.learner_num_cpus = 4.0  # Input pipeline and evaluation beside the GPU.
     c.ray.learner_num_gpus = 1.0
@@ -319,6 +339,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.heads.num_heads = 32
     c.heads.episodes_per_head = 3
     c.collect.num_collectors = 64
+    c.collect.store_all_episodes = True  # The probe set's episodes.
     c.replay.server = 'actor'
     # 48 train episodes x up to 27k steps per game.
     c.replay.abstract_max_size = 1_296_000
@@ -332,7 +353,6 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.natural.save_every = 5_000
     c.probe.train_transitions = 50_000
     c.probe.max_components = 0  # All 8,192 features.
-    c.probe.byte_probes = True
     c.probe.max_eval_frames = 0
     c.abstract.save_every = 5_000
     c.abstract.log_every = 500

@@ -250,8 +250,12 @@ def restore_learner_state(manager: ocp.CheckpointManager, target_state: Any
 
 
 def export_processor(path: str, processor_params: Any, spec_dict: dict[str, Any], *,
-                     overwrite: bool = False) -> str:
-  """Saves the processor P alone: its params and the spec that rebuilds it, atomically.
+                     overwrite: bool = False, encoder_params: Any = None) -> str:
+  """Saves the processor P: its params and the spec that rebuilds it, atomically.
+
+  With ``encoder_params`` the export also carries the abstract encoder f that fed P in
+  training (its slot-index embedding and projection; :func:`restore_abstract_encoder`), so a
+  natural model can give P inputs with the slot identities and scale P was trained on.
 
   Under `jax.distributed` (a multi-host learner group) every process calls this together with
   the same params, as Orbax saves are collective: process 0 writes, the others take part in
@@ -261,6 +265,7 @@ def export_processor(path: str, processor_params: Any, spec_dict: dict[str, Any]
     path: target directory.
     processor_params: ``params['processor']`` of the abstract model.
     spec_dict: ``ModelSpec.to_dict()`` of the model it came from.
+    encoder_params: ``params['encoder']`` of the abstract model, or None (P alone).
     overwrite: replace an existing export. The new one is written completely first (under a
       temporary name), then swapped in by two renames; a reader never sees a partial export.
       Without it an existing `path` is an error.
@@ -274,7 +279,7 @@ def export_processor(path: str, processor_params: Any, spec_dict: dict[str, Any]
     if mirror.complete() and not overwrite:
       raise CheckpointError(f'A processor export exists at {path!r}.')
     shutil.rmtree(mirror.local, ignore_errors=True)
-    export_processor(mirror.local, processor_params, spec_dict)
+    export_processor(mirror.local, processor_params, spec_dict, encoder_params=encoder_params)
     if jax.process_index() == 0:
       mirror.push()
     _sync_processes(f'export_processor:pushed:{path}')
@@ -288,8 +293,11 @@ def export_processor(path: str, processor_params: Any, spec_dict: dict[str, Any]
     if primary and os.path.exists(path):
       shutil.rmtree(path)  # Left by an export interrupted before its renames.
     _sync_processes(f'export_processor:clear:{path}')
-  args = ocp.args.Composite(params=ocp.args.StandardSave(jax.device_get(processor_params)),
-                            spec=ocp.args.JsonSave(dict(spec_dict)))
+  items = dict(params=ocp.args.StandardSave(jax.device_get(processor_params)),
+               spec=ocp.args.JsonSave(dict(spec_dict)))
+  if encoder_params is not None:
+    items['encoder'] = ocp.args.StandardSave(jax.device_get(encoder_params))
+  args = ocp.args.Composite(**items)
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
     ckptr.save(path, args=args)
   if path != final and primary:
@@ -366,6 +374,33 @@ def restore_processor(path: str, expected_spec: dict[str, Any] | None = None
     params = ckptr.restore(path, args=ocp.args.Composite(
         params=ocp.args.StandardRestore(target)))['params']
   return spec, jax.tree_util.tree_map(np.asarray, params)
+
+
+def restore_abstract_encoder(path: str) -> Any | None:
+  """The abstract encoder f stored beside P in a processor export (host numpy), or None when
+  the export holds P alone.
+
+  Raises:
+    CheckpointError: the path is not a processor export.
+  """
+  if storage.is_remote(path):
+    mirror = storage.Mirror(path)
+    if not mirror.complete():
+      raise CheckpointError(f'No processor export at {path!r}: the path does not exist.')
+    return restore_abstract_encoder(mirror.pull())
+  path = os.path.abspath(path)
+  if not os.path.isdir(os.path.join(path, 'spec')):
+    raise CheckpointError(f'{path!r} is not a processor export: expected a directory written '
+                          'by rmr_dist.checkpointing.export_processor (with "params" and "spec").')
+  if not os.path.isdir(os.path.join(path, 'encoder')):
+    return None
+  with ocp.StandardCheckpointer() as reader:
+    stored = reader.metadata(os.path.join(path, 'encoder'))
+    stored = getattr(stored, 'item_metadata', stored)  # Newer Orbax wraps the tree.
+    target = jax.tree_util.tree_map(lambda m: np.zeros(m.shape, m.dtype),
+                                    getattr(stored, 'tree', stored))
+    tree = reader.restore(os.path.join(path, 'encoder'), target)
+  return jax.tree_util.tree_map(np.asarray, tree)
 
 
 def wait_for_export(path: str, timeout_s: float, poll_s: float = 5.0,

@@ -288,7 +288,9 @@ class AbstractConfig:
              f'one of {AGGREGATIONS}')
 
 
-NATURAL_VARIANTS = ('rmr', 'cswm')
+NATURAL_VARIANTS = ('rmr', 'cswm', 'rmr_random_p')  # learning.natural.VARIANTS
+TRUNKS = ('small', 'full')  # natural.trunk (networks.natural.TRUNKS)
+READOUTS = ('latent', 'bits')  # natural.readout (networks.natural.READOUTS)
 NEGATIVES = ('batch', 'episode')  # natural.negatives
 NATURAL_LOSSES = ('hinge', 'infonce', 'slot_infonce')  # natural.loss (learning.natural.LOSSES)
 
@@ -299,14 +301,21 @@ class NaturalConfig:
 
   Attributes:
     processor_model: which abstract model's processor export RMR uses ('mpnn' in the paper).
-    variants: which of 'rmr', 'cswm' to train (both for Table 1).
+    variants: which of 'rmr', 'cswm', 'rmr_random_p' to train (RMR through a frozen processor
+      that was never trained: the control for what the pre-training gives).
     num_seeds: seeds per variant; every variant x seed sees the same batches (paper: 5).
     num_steps: lockstep updates per (game, data fraction).
     batch_size: transitions per update, split over local devices.
     learning_rate: Adam learning rate (C-SWM's default 5e-4).
     maps_per_slot: m, encoder feature maps per slot (1 = C-SWM-style object maps).
-    slot_embedding: add a learned slot-index embedding to f~'s slots (as the abstract f has).
+    slot_embedding: add a slot-index embedding to f~'s slots where the abstract f adds its own
+      (RMR: the abstract f's, from the processor export, frozen; C-SWM: fresh, trained).
     map_activation: 'sigmoid' (C-SWM's object maps) or 'none' on f~'s per-slot maps.
+    trunk: f~'s CNN trunk: 'small' (AtariARI's at 84x84: 7x7 maps) or 'full' (the paper's at
+      210x160); frames are zero-padded so every pixel reaches an output.
+    readout: how f~ reads each slot's maps: 'latent' (the paper's linear projection) or 'bits'
+      (8 soft bits through the abstract encoder f: RMR's P gets inputs of the kind and scale it
+      was trained on).
     loss: 'hinge' (C-SWM's contrastive hinge, the paper's), 'infonce' (softmax over the
       batch's next frames with the same energy; ``rmr_dist.losses.infonce_loss``) or
       'slot_infonce' (the same slot by slot, ``rmr_dist.losses.slot_infonce_loss``).
@@ -343,6 +352,8 @@ class NaturalConfig:
   maps_per_slot: int
   slot_embedding: bool
   map_activation: str
+  trunk: str
+  readout: str
   loss: str
   negatives: str
   episode_window: int
@@ -371,6 +382,8 @@ class NaturalConfig:
       _require(getattr(self, name) > 0, f'{path}.{name}', getattr(self, name), 'a float > 0')
     _require(self.map_activation in ('sigmoid', 'none'), f'{path}.map_activation',
              self.map_activation, "'sigmoid' or 'none'")
+    _require(self.trunk in TRUNKS, f'{path}.trunk', self.trunk, f'one of {TRUNKS}')
+    _require(self.readout in READOUTS, f'{path}.readout', self.readout, f'one of {READOUTS}')
     _require(self.loss in NATURAL_LOSSES, f'{path}.loss', self.loss,
              f'one of {NATURAL_LOSSES}')
     _require(self.negatives in NEGATIVES, f'{path}.negatives', self.negatives,
@@ -393,11 +406,12 @@ class ProbeConfig:
   """Linear RAM probes on the frozen natural encoders.
 
   Attributes:
-    train_transitions: distinct transitions sampled from the natural table to fit the probes on
-      (fewer if the table holds fewer).
+    train_transitions: distinct transitions drawn from the episode store's training episodes
+      to fit the probes on (fewer if they hold fewer; needs collect.store_all_episodes=True).
     steps: Adam steps of each probe (the most, with early stopping).
-    val_fraction: part of the probe's training frames held out to stop the fit when their score
-      (bit F1) stops improving (AtariARI's early stopping); 0 = exactly `steps` steps.
+    val_fraction: about this part of the probe's training frames, in whole episodes, is held out
+      to stop the fit when their score (bit F1; byte cross-entropy) stops improving (AtariARI's
+      early stopping); 0 = exactly `steps` steps.
     eval_every: probe steps between held-out evaluations.
     patience: held-out evaluations without improvement before a probe stops.
     batch_size: probe minibatch size.
@@ -408,7 +422,13 @@ class ProbeConfig:
       validation episodes; 0 probes every frame.
     max_components: whiten the standardised embeddings onto at most this many principal
       components of the probe's training frames before fitting (0: fit on all features).
-    byte_probes: also fit AtariARI's byte probes (results.json's byte_f1).
+    byte_probes: also fit AtariARI's byte probes (byte_f1: F1 averaged within each AtariARI
+      category, then across categories; Table 1's primary score).
+    ceiling_steps: most Adam steps of the supervised ceiling (f~ trained end to end on the
+      probe training set's RAM labels, early-stopped on its held-out episodes every
+      `eval_every` steps with `patience`; `rmr_dist.evaluation.ceiling`); 0 = no ceiling.
+    ceiling_batch_size: the ceiling's minibatch size.
+    ceiling_learning_rate: the ceiling's Adam learning rate.
   """
   train_transitions: int
   steps: int
@@ -422,10 +442,19 @@ class ProbeConfig:
   max_eval_frames: int
   max_components: int
   byte_probes: bool
+  ceiling_steps: int = 0
+  ceiling_batch_size: int = 32
+  ceiling_learning_rate: float = 1e-3
 
   def validate(self, path: str) -> None:
     _require(self.max_eval_frames >= 0, f'{path}.max_eval_frames', self.max_eval_frames,
              'an int >= 0')
+    _require(self.ceiling_steps >= 0, f'{path}.ceiling_steps', self.ceiling_steps,
+             'an int >= 0')
+    _require(self.ceiling_batch_size >= 1, f'{path}.ceiling_batch_size',
+             self.ceiling_batch_size, 'an int >= 1')
+    _require(self.ceiling_learning_rate > 0, f'{path}.ceiling_learning_rate',
+             self.ceiling_learning_rate, 'a float > 0')
     for name in ('train_transitions', 'steps', 'batch_size', 'embed_batch_size', 'eval_every',
                  'patience'):
       _require(getattr(self, name) >= 1, f'{path}.{name}', getattr(self, name), 'an int >= 1')
@@ -626,7 +655,21 @@ class AtariConfig:
           f'{path}.replay.learner_source={self.replay.learner_source!r}: frame stacks are read '
           "from the episode store. Set replay.learner_source='store' and "
           'collect.store_all_episodes=True, or natural.frame_stack=1.')
-    if 'rmr' in self.natural.variants:
+    if not self.collect.store_all_episodes:
+      raise ConfigError(
+          f'Invalid config value {path}.collect.store_all_episodes=False: the probe stage '
+          f'draws its training frames ({path}.probe.train_transitions) and their episode ids '
+          'from the training episodes in the episode store, which then keeps only validation '
+          'episodes. Set collect.store_all_episodes=True (it changes the collected data: a '
+          'fresh --workdir).')
+    from rmr_dist.networks import natural as natural_net  # pylint: disable=g-import-not-at-top
+    low = natural_net.min_side(self.natural.trunk)
+    for side, limit in (('frame_height', 210), ('frame_width', 160)):
+      value = getattr(self.env, side)
+      _require(value >= low, f'{path}.env.{side}', value,
+               f'an int in [{low}, {limit}]: the {self.natural.trunk!r} trunk needs at least '
+               f'{low} pixels a side (nearest valid: {low}; 84 is AtariARI\'s size)')
+    if set(self.natural.variants) & {'rmr', 'rmr_random_p'}:
       _require(self.natural.processor_model in self.abstract.models,
                f'{path}.natural.processor_model', self.natural.processor_model,
                f'one of the trained abstract models {self.abstract.models}')

@@ -224,13 +224,23 @@ def contrastive_loss_with_negatives(z_pred_next: jax.Array, z_next: jax.Array, z
 # ---------------------------------------------------------------------------------------------
 
 
+def _centred(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``a`` and ``b`` less the mean of ``b`` over its rows: the same differences ``a_i - b_j``,
+  without what every latent shares (e.g. the slot embedding), so norms are of the scale of the
+  differences. Args: a [b, N, H], b [B, N, H]. Returns: the two, same shapes."""
+  centre = jax.lax.stop_gradient(jnp.mean(b, axis=0, keepdims=True))  # [1, N, H]
+  return a - centre, b - centre
+
+
 def pairwise_energy(a: jax.Array, b: jax.Array, sigma: float = 0.5) -> jax.Array:
   """:func:`transe_energy` of every pair: ``out[i, j] = transe_energy(a[i], b[j])``.
 
-  Computed from the differences ``a[i] - b[j]``, never as ``|a|^2 + |b|^2 - 2 a.b``: the
-  latents carry a large per-slot constant (a slot embedding, |z|^2 ~ 8e3 at N x H = 128 x 64)
-  that cancels in ``a - b``, while the differences that matter are ~1e-2; the expansion keeps
-  only ~5e-4 of them in float32, the difference keeps them to float32 rounding.
+  Precision. The latents carry a large constant part (a slot embedding: |z|^2 ~ 8e3 at
+  N x H = 128 x 64) that cancels in ``a - b``, while the differences that matter are ~1e-2:
+  ``|a|^2 + |b|^2 - 2 a.b`` on the raw latents keeps only ~5e-4 of them in float32. So the
+  common part is subtracted first (:func:`_centred`, exact in the differences: a constant
+  shift, with no gradient of its own), and the expansion then runs on norms of the scale of
+  the differences (one [b, B] matmul instead of a [b, B, N, H] tensor of differences).
 
   Args:
     a: [b, N, H] slot latents.
@@ -241,8 +251,13 @@ def pairwise_energy(a: jax.Array, b: jax.Array, sigma: float = 0.5) -> jax.Array
     [b, B] energies.
   """
   norm = 0.5 / sigma ** 2
-  diff = a[:, None] - b[None, :]  # [b, B, N, H]
-  return norm * jnp.mean(jnp.sum(jnp.square(diff), axis=-1), axis=-1)  # [b, B]
+  n = a.shape[-2]
+  a, b = _centred(a, b)
+  a = a.reshape(a.shape[0], -1)  # [b, N * H]
+  b = b.reshape(b.shape[0], -1)  # [B, N * H]
+  squared = (jnp.sum(jnp.square(a), -1)[:, None] + jnp.sum(jnp.square(b), -1)[None, :]
+             - 2.0 * a @ b.T)  # [b, B]
+  return norm * jnp.maximum(squared, 0.0) / n
 
 
 def infonce_loss(z_pred_next: jax.Array, z_next_all: jax.Array, positive_index: jax.Array, *,
@@ -296,8 +311,11 @@ def slot_infonce_loss(z_pred_next: jax.Array, z_next_all: jax.Array,
     own next frame has the lowest energy).
   """
   norm = 0.5 / sigma ** 2
-  diff = z_pred_next[:, None] - z_next_all[None, :]  # [b, B, N, H], as in pairwise_energy
-  energy = norm * jnp.transpose(jnp.sum(jnp.square(diff), axis=-1), (2, 0, 1))  # [N, b, B]
+  z_pred_next, z_next_all = _centred(z_pred_next, z_next_all)  # as in pairwise_energy
+  squared = (jnp.sum(jnp.square(z_pred_next), -1).T[:, :, None]
+             + jnp.sum(jnp.square(z_next_all), -1).T[:, None, :]
+             - 2.0 * jnp.einsum('ikh,jkh->kij', z_pred_next, z_next_all))  # [N, b, B]
+  energy = norm * jnp.maximum(squared, 0.0)  # [N, b, B]
   own = jax.nn.one_hot(positive_index, energy.shape[2], dtype=energy.dtype)  # [b, B]
   loss = jnp.mean(optax.softmax_cross_entropy(-energy, own[None]))
   positive = jnp.sum(energy * own, axis=2)  # [N, b]

@@ -16,6 +16,7 @@ attach after start-up instead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -47,10 +48,11 @@ def main() -> None:
   c.env.max_episode_steps = 27_000
   c.env.frame_height, c.env.frame_width = atari.NATIVE_FRAME_SHAPE
   c.heads.num_heads, c.heads.episodes_per_head = 8, 4
-  c.collect.store_all_episodes = False
   c.replay.learner_source = 'reverb'
   c.natural.negatives, c.natural.episode_window = 'batch', 0  # (they need the store source)
-  config = config_lib.load_atari_config(c)
+  config = config_lib.load_atari_config(c)  # (store_all_episodes: the probe stage needs it)
+  config = dataclasses.replace(  # Training episodes go to Reverb only.
+      config, collect=dataclasses.replace(config.collect, store_all_episodes=False))
   server = tables.make_server(
       tables.make_config_tables(config, abstract_max_size=200_000, natural_max_size=200_000,
                                 min_size_to_sample=1),

@@ -68,6 +68,23 @@ def test_learner_state_of_another_model_is_refused(tmp_path):
   assert 'slot_embedding' in str(err.value)
 
 
+def test_export_carries_the_abstract_encoder_bit_identical(tmp_path):
+  """The abstract learner's export holds f (slot embedding + projection) beside P; an export
+  of P alone has none."""
+  params = jax.device_get(trained_state(SPEC16).params)
+  path = checkpointing.export_processor(str(tmp_path / 'proc'), params['processor'],
+                                        SPEC16.to_dict(), encoder_params=params['encoder'])
+  encoder = checkpointing.restore_abstract_encoder(path)
+  assert_trees_equal(encoder, params['encoder'])
+  assert encoder['slot_embedding'].shape == (128, SPEC16.latent_size)
+  assert_trees_equal(checkpointing.restore_processor(path)[1], params['processor'])
+  bare = checkpointing.export_processor(str(tmp_path / 'bare'), params['processor'],
+                                        SPEC16.to_dict())
+  assert checkpointing.restore_abstract_encoder(bare) is None
+  with pytest.raises(checkpointing.CheckpointError, match='not a processor export'):
+    checkpointing.restore_abstract_encoder(str(tmp_path))
+
+
 def test_processor_export_round_trip_is_bit_identical(tmp_path):
   params = trained_state(SPEC16).params['processor']
   path = checkpointing.export_processor(str(tmp_path / 'proc'), params, SPEC16.to_dict())

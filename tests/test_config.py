@@ -112,6 +112,13 @@ def test_frame_stacks_need_the_episode_store():
     ('env', 'noop_max', -1, r'config\.env\.noop_max=-1'),
     ('agent', 'action_set', 'legal', r"config\.agent\.action_set='legal'.*'full', 'minimal'"),
     ('natural', 'map_activation', 'relu', r"config\.natural\.map_activation='relu'"),
+    ('env', 'frame_height', 20,
+     r"config\.env\.frame_height=20: expected an int in \[36, 210\].*'small' trunk.*nearest "
+     r'valid: 36'),
+    ('env', 'frame_width', 30, r'config\.env\.frame_width=30: expected an int in \[36, 160\]'),
+    ('natural', 'trunk', 'resnet', r"config\.natural\.trunk='resnet'.*'small', 'full'"),
+    ('natural', 'readout', 'pixels', r"config\.natural\.readout='pixels'.*'latent', 'bits'"),
+    ('natural', 'variants', ('rmr', 'random'), r"config\.natural\.variants=.*'rmr_random_p'"),
     ('natural', 'loss', 'triplet',
      r"config\.natural\.loss='triplet'.*'hinge', 'infonce', 'slot_infonce'"),
     ('natural', 'negatives', 'hard', r"config\.natural\.negatives='hard'.*'batch', 'episode'"),

@@ -206,13 +206,12 @@ def main(argv: list[str]) -> None:
     c.replay.chunk_length = args.chunk_length
   if args.transitions_per_item is not None:
     c.replay.transitions_per_item = args.transitions_per_item
-  # The replay data plane alone: training episodes go to Reverb only.
-  c.collect.store_all_episodes = False
   c.replay.learner_source = 'reverb'
   c.natural.negatives, c.natural.episode_window = 'batch', 0  # (they need the store source)
-  config = config_lib.load_atari_config(c)
-  with_store = dataclasses.replace(
-      config, collect=dataclasses.replace(config.collect, store_all_episodes=True))
+  with_store = config_lib.load_atari_config(c)  # (the probe stage needs the stored episodes)
+  # The replay data plane alone: training episodes go to Reverb only.
+  config = dataclasses.replace(
+      with_store, collect=dataclasses.replace(with_store.collect, store_all_episodes=False))
   replay_dir = tempfile.mkdtemp(prefix='rmr-bench-replay-')
   capacity = args.steps * args.repeats + 30_000
   server = tables.make_server(

@@ -1,10 +1,21 @@
 """The AtariARI labels (Anand et al., 2019): which RAM bytes hold which game variable.
 
-Data only: ``ATARIARI_LABELS[game][variable] = RAM index`` for the games AtariARI annotates,
-keyed by ale-py ROM id. The byte probes of ``rmr_dist.evaluation.probes`` read it.
+Data: ``ATARIARI_LABELS[game][variable] = RAM index`` for the games AtariARI annotates, keyed
+by ale-py ROM id, and ``ATARIARI_CATEGORIES[game][variable]``, the variable's category of
+AtariARI's summary (Anand et al., 2019, Section 5: agent localisation, small-object
+localisation, other localisation, score/clock/lives/display, miscellaneous). The byte probes of
+``rmr_dist.evaluation.probes`` read both: their F1 is averaged within each category, then across
+the categories (AtariARI's "across_categories_avg").
+
+The categories follow from the variable names by `CATEGORY_RULES` (data, first match wins),
+which restate AtariARI's own name rules with one difference: there a name can fall in two
+categories (``num_lives_direction``: lives and direction) or in none (``crosshairs_color``),
+here every variable is in exactly one (the first rule it matches, else misc).
 """
 
 from __future__ import annotations
+
+import re
 
 
 def _expand(name: str, indices) -> dict[str, int]:
@@ -146,3 +157,34 @@ ATARIARI_LABELS: dict[str, dict[str, int]] = {
         'qotile_missile_y': 46,
     },
 }
+
+
+AGENT_LOC = 'agent_localization'
+SMALL_LOC = 'small_object_localization'
+OTHER_LOC = 'other_localization'
+SCORE_CLOCK_LIVES_DISPLAY = 'score_clock_lives_display'
+MISC = 'misc'
+CATEGORIES = (AGENT_LOC, SMALL_LOC, OTHER_LOC, SCORE_CLOCK_LIVES_DISPLAY, MISC)
+
+# A position: a name with an `_x`, `_y` or `_z` coordinate (optionally numbered: `enemy_x1`,
+# `sprite0_y`, `enemy_car_x_3`) or a `_column`.
+_POSITION = r'(_[xyz](\d|_|$)|_column)'
+
+# (category, regular expression searched in the variable name), in order: the first match wins.
+CATEGORY_RULES: tuple[tuple[str, str], ...] = (
+    (SMALL_LOC, rf'(ball|missile).*{_POSITION}'),  # ball_x, player_missile_y1, yar_missile_x
+    (AGENT_LOC, rf'(player|agent).*{_POSITION}'),  # player_x, player_column, player_yar_y
+    (OTHER_LOC, _POSITION),  # enemy_x, fruit_y, sprite3_x, blue_tank_size_y, object_y_2
+    (SCORE_CLOCK_LIVES_DISPLAY, r'score|clock|lives|meter|display'),  # num_lives, power_meter
+    (MISC, r''),  # counts, levels and rooms, directions, bit maps, existence flags, the rest
+)
+
+
+def category(variable: str) -> str:
+  """The AtariARI summary category of a (flattened) variable name, by `CATEGORY_RULES`."""
+  return next(c for c, pattern in CATEGORY_RULES if re.search(pattern, variable))
+
+
+# {game: {variable: category}} for every labelled variable.
+ATARIARI_CATEGORIES: dict[str, dict[str, str]] = {
+    game: {name: category(name) for name in labels} for game, labels in ATARIARI_LABELS.items()}

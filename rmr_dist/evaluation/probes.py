@@ -15,14 +15,17 @@ linear probe." The pieces:
   RAM exceeds 0.6 nats.
 * Byte probes (AtariARI's protocol, Anand et al. 2019): for every labelled RAM variable of a
   game (`rmr_dist.evaluation.atariari_labels`), a linear 256-way softmax classifier of the
-  byte value, scored by the class-weighted F1 (`weighted_f1`) and averaged over variables.
+  byte value, scored by the class-weighted F1 (`weighted_f1`), averaged within each AtariARI
+  category and then across the categories (`category_f1`: AtariARI's "across_categories_avg").
 
 Conventions shared by both probes: embeddings are standardised per feature with the TRAIN
 mean and std (stored in `ProbeParams`; a feature with std < 1e-6 gets std 1); weights and
 biases start at zero; an L2 penalty ``weight_decay / 2 * ||W||^2`` (bias excluded) is added
 to the mean loss; minibatches are drawn as successive slices of per-epoch permutations from
 ``numpy.random.default_rng(seed)`` (a full batch when ``batch_size >= N``), so training is a
-deterministic function of the inputs and the seed.
+deterministic function of the inputs and the seed. With early stopping, the held-out frames are
+whole episodes when the frames' episode ids (``groups``) are given (`split_indices`), so no
+near-duplicate frame of a fitted episode is held out.
 """
 
 from __future__ import annotations
@@ -83,10 +86,12 @@ class ByteProbes:
     params: linear softmax classifiers, K = len(variables) * 256 logits.
     variables: names of the probed variables (those that passed the entropy filter).
     ram_indices: RAM index of each variable.
+    categories: AtariARI category of each variable (`atariari_labels.ATARIARI_CATEGORIES`).
   """
   params: ProbeParams
   variables: tuple[str, ...]
   ram_indices: tuple[int, ...]
+  categories: tuple[str, ...]
 
 
 def frozen_embeddings(encode_fn: EncodeFn, params: Any, frames: np.ndarray,
@@ -201,7 +206,7 @@ def _mean_loss(params: ProbeParams, emb: jax.Array, targets: jax.Array, *,
   return loss_fn(_logits(params, emb), targets)
 
 
-def _batch_indices(n: int, steps: int, batch_size: int, seed: int) -> Optional[np.ndarray]:
+def batch_indices(n: int, steps: int, batch_size: int, seed: int) -> Optional[np.ndarray]:
   """[steps, B] int32 slices of successive permutations of range(n); None if B >= n."""
   if batch_size >= n:
     return None
@@ -275,11 +280,20 @@ class FitInfo(NamedTuple):
   val_index: np.ndarray
 
 
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-  """(fit [N - V], held-out [V]) sorted index arrays, V = round(val_fraction * n) (>= 1 when
-  val_fraction > 0), drawn by ``numpy.random.default_rng(seed)``."""
+def split_indices(n: int, val_fraction: float, seed: int,
+                  groups: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+  """(fit [N - V], held-out [V]) sorted index arrays of N frames, drawn by
+  ``numpy.random.default_rng(seed + 7919)``.
+
+  Without ``groups``: V = round(val_fraction * n) frames at random (>= 1 when val_fraction > 0).
+  With ``groups`` [N] (each frame's episode id): whole groups are held out, the prefix of a
+  random order of the groups whose frame count comes closest to val_fraction * n (the shortest
+  such; at least one group, and at least one left to fit), so no group is in both parts.
+  """
   if val_fraction <= 0.0:
     return np.arange(n), np.zeros((0,), np.int64)
+  if groups is not None:
+    return _split_groups(np.asarray(groups), val_fraction, seed)
   v = min(n - 1, max(1, int(round(val_fraction * n))))
   if v < 1:
     raise ValueError(f'{n} probe frames are too few to hold out a validation part')
@@ -287,14 +301,32 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
   return np.sort(perm[v:]), np.sort(perm[:v])
 
 
+def _split_groups(groups: np.ndarray, val_fraction: float, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """`split_indices` by whole groups; groups [N] int."""
+  if groups.ndim != 1:
+    raise ValueError(f'groups must be [N], got {groups.shape}')
+  ids, counts = np.unique(groups, return_counts=True)  # [G], [G]
+  if len(ids) < 2:
+    raise ValueError(f'holding out whole episodes needs frames of >= 2 episodes, got '
+                     f'{len(ids)}')
+  order = np.random.default_rng(seed + 7919).permutation(len(ids))  # [G]
+  held = np.cumsum(counts[order])[:-1]  # [G - 1] frames held out by the first k + 1 groups
+  k = int(np.argmin(np.abs(held - val_fraction * len(groups)))) + 1
+  val = np.isin(groups, ids[order[:k]])  # [N] bool
+  return np.flatnonzero(~val), np.flatnonzero(val)
+
+
 def _train_linear(emb: np.ndarray, targets: np.ndarray, num_outputs: int, loss_fn, *,
                   steps: int, batch_size: int, learning_rate: float, weight_decay: float,
                   seed: int, early_stopping: EarlyStopping = NO_EARLY_STOPPING,
-                  max_components: int = 0) -> tuple[ProbeParams, FitInfo]:
+                  max_components: int = 0, groups: Optional[np.ndarray] = None
+                  ) -> tuple[ProbeParams, FitInfo]:
   """Fits ``num_outputs`` linear logits on standardised ``emb`` [N, D] (see module doc).
 
-  With ``early_stopping.val_fraction > 0`` a held-out part of the frames chooses the stopping
-  step (at most ``steps``); the standardisation and the fit use only the rest. With
+  With ``early_stopping.val_fraction > 0`` a held-out part of the frames (whole ``groups``
+  [N], the frames' episode ids, when given: `split_indices`) chooses the stopping step (at most
+  ``steps``); the standardisation and the fit use only the rest. With
   ``max_components > 0`` the standardised embeddings are first whitened onto at most that many
   principal components of the fitted frames (`whitening`): the same linear function class on
   those frames when the embeddings' rank is below it, far cheaper and better conditioned.
@@ -305,7 +337,9 @@ def _train_linear(emb: np.ndarray, targets: np.ndarray, num_outputs: int, loss_f
                      f'{targets.shape}')
   if steps < 1 or batch_size < 1:
     raise ValueError(f'steps and batch_size must be >= 1, got {steps}, {batch_size}')
-  fit_idx, val_idx = split_indices(emb.shape[0], early_stopping.val_fraction, seed)
+  if groups is not None and np.shape(groups) != (emb.shape[0],):
+    raise ValueError(f'groups must be [{emb.shape[0]}], got {np.shape(groups)}')
+  fit_idx, val_idx = split_indices(emb.shape[0], early_stopping.val_fraction, seed, groups)
   mean = emb[fit_idx].mean(axis=0, dtype=np.float64).astype(np.float32)  # [D]
   std = emb[fit_idx].std(axis=0, dtype=np.float64).astype(np.float32)  # [D]
   std = np.where(std < _MIN_STD, 1.0, std).astype(np.float32)
@@ -322,7 +356,7 @@ def _train_linear(emb: np.ndarray, targets: np.ndarray, num_outputs: int, loss_f
   to_emb = lambda p: p._replace(mean=jnp.asarray(mean), std=jnp.asarray(std),
                                 proj=None if proj is None else jnp.asarray(proj))
   fit_x, fit_y = feats[fit_idx], jnp.asarray(targets[fit_idx])
-  idx = _batch_indices(len(fit_idx), steps, batch_size, seed)
+  idx = batch_indices(len(fit_idx), steps, batch_size, seed)
   opt_state = optax.adam(float(learning_rate)).init((on_feats.w, on_feats.b))
   kw = dict(loss_fn=loss_fn, learning_rate=float(learning_rate),
             weight_decay=float(weight_decay))
@@ -358,8 +392,8 @@ def train_bit_probes(train_emb: np.ndarray, train_ram: np.ndarray, **kwargs) -> 
 def fit_bit_probes(train_emb: np.ndarray, train_ram: np.ndarray, *, steps: int,
                    batch_size: int, learning_rate: float, weight_decay: float, seed: int,
                    early_stopping: EarlyStopping = NO_EARLY_STOPPING,
-                   max_components: int = 0, slots: Optional[np.ndarray] = None
-                   ) -> tuple[ProbeParams, FitInfo]:
+                   max_components: int = 0, slots: Optional[np.ndarray] = None,
+                   groups: Optional[np.ndarray] = None) -> tuple[ProbeParams, FitInfo]:
   """Trains one logistic-regression classifier per RAM bit (1024 in all, one matrix).
 
   Args:
@@ -374,6 +408,7 @@ def fit_bit_probes(train_emb: np.ndarray, train_ram: np.ndarray, *, steps: int,
     max_components: whiten onto at most this many principal components first (0: no).
     slots: None, or [128] bool: fit only these slots' bits (e.g. the scored, high-entropy
       slots; the others are then predicted 0 and must not be scored).
+    groups: None, or [N] int episode id of each frame: early stopping holds out whole episodes.
 
   Returns:
     ``(params, info)``: ProbeParams with w [D, 1024] (column ``8 * slot + k`` predicts bit k,
@@ -394,7 +429,7 @@ def fit_bit_probes(train_emb: np.ndarray, train_ram: np.ndarray, *, steps: int,
   params, info = _train_linear(
       train_emb, targets.astype(np.float32), targets.shape[1], _bit_loss, steps=steps,
       batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay, seed=seed,
-      early_stopping=early_stopping, max_components=max_components)
+      early_stopping=early_stopping, max_components=max_components, groups=groups)
   return params._replace(outputs=None if outputs is None else jnp.asarray(outputs)), info
 
 
@@ -501,7 +536,8 @@ def byte_variables(train_ram: np.ndarray, game: str
 def train_byte_probes(train_emb: np.ndarray, train_ram: np.ndarray, game: str, *, steps: int,
                       batch_size: int, learning_rate: float, weight_decay: float,
                       seed: int, early_stopping: EarlyStopping = NO_EARLY_STOPPING,
-                      max_components: int = 0) -> Optional[ByteProbes]:
+                      max_components: int = 0, groups: Optional[np.ndarray] = None
+                      ) -> Optional[ByteProbes]:
   """Trains a linear 256-way softmax classifier per AtariARI variable of ``game``.
 
   As in AtariARI, variables whose label entropy (nats, over ``train_ram``) is below 0.6 are
@@ -511,8 +547,8 @@ def train_byte_probes(train_emb: np.ndarray, train_ram: np.ndarray, game: str, *
     train_emb: [N, D] float32 frozen-encoder embeddings.
     train_ram: [N, 128] uint8 RAM of the same frames.
     game: ale-py ROM id, e.g. ``'pong'``.
-    steps, batch_size, learning_rate, weight_decay, seed, early_stopping, max_components: as
-      for `fit_bit_probes`.
+    steps, batch_size, learning_rate, weight_decay, seed, early_stopping, max_components,
+      groups: as for `fit_bit_probes`.
 
   Returns:
     ByteProbes, or None when the game has no AtariARI labels or none passes the filter.
@@ -525,8 +561,10 @@ def train_byte_probes(train_emb: np.ndarray, train_ram: np.ndarray, game: str, *
   params, _ = _train_linear(train_emb, targets, len(names) * NUM_BYTE_CLASSES, _byte_loss,
                             steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                             weight_decay=weight_decay, seed=seed, early_stopping=early_stopping,
-                            max_components=max_components)
-  return ByteProbes(params=params, variables=names, ram_indices=tuple(int(i) for i in indices))
+                            max_components=max_components, groups=groups)
+  categories = atariari_labels.ATARIARI_CATEGORIES[game]
+  return ByteProbes(params=params, variables=names, ram_indices=tuple(int(i) for i in indices),
+                    categories=tuple(categories[n] for n in names))
 
 
 def predict_bytes(probes: ByteProbes, emb: np.ndarray) -> np.ndarray:
@@ -536,9 +574,37 @@ def predict_bytes(probes: ByteProbes, emb: np.ndarray) -> np.ndarray:
   return logits.argmax(axis=-1).astype(np.uint8)  # [N, V]
 
 
+def category_f1(f1: dict[str, float], categories: dict[str, str]
+                ) -> tuple[dict[str, float], float]:
+  """AtariARI's category averages of per-variable scores (its `compute_category_avgs` and
+  "across_categories_avg").
+
+  Args:
+    f1: {variable: score}.
+    categories: {variable: AtariARI category} (at least the variables of ``f1``).
+
+  Returns:
+    ({category: mean score of its variables}, for the categories that have variables, in
+    `atariari_labels.CATEGORIES` order; the unweighted mean of those category means).
+  """
+  by_category = {c: [x for n, x in f1.items() if categories[n] == c]
+                 for c in atariari_labels.CATEGORIES}
+  means = {c: float(np.mean(xs)) for c, xs in by_category.items() if xs}
+  return means, float(np.mean(list(means.values()))) if means else float('nan')
+
+
+def _byte_summary(f1: dict[str, float], categories: dict[str, str]) -> dict[str, Any]:
+  """The byte-probe F1 summary shared by the probes and the majority control."""
+  per_category, across = category_f1(f1, categories)
+  return {'f1': f1, 'mean_f1': float(np.mean(list(f1.values()))),
+          'category_f1': per_category, 'across_categories_f1': across,
+          'num_variables': len(f1)}
+
+
 def evaluate_byte_probes(probes: Optional[ByteProbes], val_emb: np.ndarray,
                          val_ram: np.ndarray) -> Optional[dict[str, Any]]:
-  """Per-variable weighted F1 and accuracy of AtariARI byte probes on validation frames.
+  """Weighted F1 and accuracy of AtariARI byte probes on validation frames, per variable, per
+  category and across categories (AtariARI's protocol).
 
   Args:
     probes: from `train_byte_probes` (None passes through).
@@ -548,7 +614,9 @@ def evaluate_byte_probes(probes: Optional[ByteProbes], val_emb: np.ndarray,
   Returns:
     None when ``probes`` is None; else ``f1`` and ``accuracy`` ({variable: value}),
     ``mean_f1`` and ``mean_accuracy`` (unweighted means over variables, AtariARI's
-    "overall average") and ``num_variables``.
+    "overall_avg"), ``category_f1`` ({category: mean F1 of its variables}),
+    ``across_categories_f1`` (the mean of ``category_f1``, AtariARI's "across_categories_avg":
+    the primary score) and ``num_variables``.
   """
   if probes is None:
     return None
@@ -556,13 +624,8 @@ def evaluate_byte_probes(probes: Optional[ByteProbes], val_emb: np.ndarray,
   pred = predict_bytes(probes, val_emb)  # [N, V]
   f1 = {n: weighted_f1(pred[:, v], true[:, v]) for v, n in enumerate(probes.variables)}
   acc = {n: float(np.mean(pred[:, v] == true[:, v])) for v, n in enumerate(probes.variables)}
-  return {
-      'f1': f1,
-      'accuracy': acc,
-      'mean_f1': float(np.mean(list(f1.values()))),
-      'mean_accuracy': float(np.mean(list(acc.values()))),
-      'num_variables': len(probes.variables),
-  }
+  return {**_byte_summary(f1, dict(zip(probes.variables, probes.categories))),
+          'accuracy': acc, 'mean_accuracy': float(np.mean(list(acc.values())))}
 
 
 def majority_bit_f1(train_ram: np.ndarray, val_ram: np.ndarray) -> dict[str, float]:
@@ -602,8 +665,8 @@ def majority_byte_f1(train_ram: np.ndarray, val_ram: np.ndarray, game: str
     game: ale-py ROM id.
 
   Returns:
-    None when the game has no byte probes; else ``f1`` ({variable: weighted F1}), ``mean_f1``
-    and ``num_variables``.
+    None when the game has no byte probes; else ``f1`` ({variable: weighted F1}), ``mean_f1``,
+    ``category_f1``, ``across_categories_f1`` and ``num_variables``, as `evaluate_byte_probes`.
   """
   selected = byte_variables(train_ram, game)
   if selected is None:
@@ -614,4 +677,4 @@ def majority_byte_f1(train_ram: np.ndarray, val_ram: np.ndarray, game: str
   for v, name in enumerate(names):
     majority = np.bincount(train[:, v], minlength=NUM_BYTE_CLASSES).argmax()
     f1[name] = weighted_f1(np.full(len(true), majority), true[:, v])
-  return {'f1': f1, 'mean_f1': float(np.mean(list(f1.values()))), 'num_variables': len(names)}
+  return _byte_summary(f1, atariari_labels.ATARIARI_CATEGORIES[game])

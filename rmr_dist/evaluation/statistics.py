@@ -1,4 +1,5 @@
-"""Seed statistics for Table 1: paired t-tests of RMR vs C-SWM and mean/std summaries.
+"""Seed statistics for Table 1: paired t-tests of RMR vs C-SWM, t-intervals of paired
+differences and mean/std summaries.
 
 The paper feeds identical batches to both models for each of five seeds, so each seed gives a
 PAIR of probe F1s and the comparison is a paired (dependent-samples) two-sided t-test on the
@@ -12,6 +13,10 @@ Edge cases (where `scipy.stats.ttest_rel` would warn or return NaN):
   * sd(d) = 0 but the (constant) difference is nonzero: the difference is the same on every
     seed, which is as certain as a paired test can get; t = +-inf and p = 0.0.
 A NaN p-value is never significant.
+
+`paired_difference` adds the t-interval of the mean difference,
+``mean(d) +- t_{n-1, (1 + confidence) / 2} * sd(d) / sqrt(n)`` (NaN for n < 2; the point
+``[mean(d), mean(d)]`` when sd(d) = 0).
 """
 
 from __future__ import annotations
@@ -50,6 +55,27 @@ def paired_ttest(rmr: Sequence[float], cswm: Sequence[float]) -> dict[str, float
   result = scipy.stats.ttest_rel(a, b)  # two-sided by default
   out.update(t=float(result.statistic), p_value=float(result.pvalue))
   return out
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95
+                      ) -> dict[str, float]:
+  """Mean of the per-seed differences ``a_i - b_i`` with its two-sided t-interval and test.
+
+  Args:
+    a: per-seed scores of one variant, [n].
+    b: per-seed scores of the other on the same seeds, same order, [n].
+    confidence: the interval's coverage.
+
+  Returns:
+    ``mean_diff``, ``ci_low``, ``ci_high``, ``t``, ``p_value`` (`paired_ttest`) and ``n``.
+  """
+  out = paired_ttest(a, b)
+  d = np.asarray(a, np.float64) - np.asarray(b, np.float64)  # [n]
+  n = d.size
+  if n < 2:
+    return {**out, 'ci_low': float('nan'), 'ci_high': float('nan')}
+  half = float(scipy.stats.t.ppf(0.5 + confidence / 2, df=n - 1) * d.std(ddof=1) / math.sqrt(n))
+  return {**out, 'ci_low': out['mean_diff'] - half, 'ci_high': out['mean_diff'] + half}
 
 
 def summarise(per_seed: dict[str, Sequence[float]]) -> dict[str, dict[str, float]]:

@@ -175,9 +175,11 @@ class AbstractLearner(PmapLearner):
     return self._spec
 
   def export_processor(self, path: str, overwrite: bool = True) -> str:
-    """Writes the processor export (params of P + this spec); see ``checkpointing``.
+    """Writes the processor export (params of P + this spec, and the encoder f that feeds P:
+    its slot embedding and projection); see ``checkpointing``.
 
     ``overwrite`` defaults to True so a resumed run can re-export its final processor.
     """
-    return checkpointing.export_processor(path, self.params['processor'], self._spec.to_dict(),
-                                          overwrite=overwrite)
+    params = self.params
+    return checkpointing.export_processor(path, params['processor'], self._spec.to_dict(),
+                                          overwrite=overwrite, encoder_params=params['encoder'])

@@ -6,10 +6,17 @@ with ``loss='infonce'``, with InfoNCE over the batch's next frames (``losses.inf
 or with ``loss='slot_infonce'``, the same slot by slot (``losses.slot_infonce_loss``).
 
 Variants (``VARIANTS``):
-  'rmr'   P is the pre-trained abstract processor export, FROZEN: its gradient is stopped in
-          the forward pass and the optimiser's update for it is masked, so it stays
-          bit-identical to the export. f~ still learns THROUGH the frozen P.
-  'cswm'  the same architecture, P initialised fresh and trained (C-SWM).
+  'rmr'           P is the pre-trained abstract processor export, FROZEN: its gradient is
+                  stopped in the forward pass and the optimiser's update for it is masked, so
+                  it stays bit-identical to the export. f~ still learns THROUGH the frozen P.
+                  The parts of f~ that are the abstract encoder f (its slot embedding; with the
+                  'bits' readout f itself: ``natural_net.abstract_encoder_paths``) come from
+                  the export too and are frozen with P.
+  'cswm'          the same architecture, P and those parts of f~ initialised fresh and trained
+                  (C-SWM: it has no abstract model, so nothing of one is given to it).
+  'rmr_random_p'  RMR through a processor (and abstract-encoder parts) of the same architecture
+                  that was never trained: seed s's fresh initialisation (C-SWM's starting P),
+                  frozen. The control for "the pre-training is what helps".
 
 Lockstep. The V variants x S seeds are M = V * S models whose parameters are stacked on a
 leading model axis (model i = variant ``i // S``, seed ``i % S``). One :func:`update` trains
@@ -38,10 +45,11 @@ all-gathers the (uint8) current frames, picks the negatives of its own rows and 
 itself, so no latent (and no gradient) crosses devices. InfoNCE likewise: each device gathers
 every next frame of the global batch and encodes all of them as its rows' candidates.
 
-Freezing, exactly: (1) the per-model loss sees ``where(trainable, P, stop_gradient(P))``,
-so an RMR model's processor gradient is exactly 0; (2) the optimiser ends with
-:func:`freeze_processor`, which replaces the processor updates of frozen models by -0.0, and
-``p + (-0.0) == p`` bitwise for every float p (also p = -0.0, which ``p + 0.0`` would flip).
+Freezing, exactly (the processor and f~'s abstract-encoder parts, :func:`frozen_paths`): (1) the
+per-model loss sees ``where(trainable, x, stop_gradient(x))`` for each, so a frozen model's
+gradient there is exactly 0; (2) the optimiser ends with :func:`freeze_processor`, which
+replaces those updates of frozen models by -0.0, and ``p + (-0.0) == p`` bitwise for every
+float p (also p = -0.0, which ``p + 0.0`` would flip).
 """
 
 from __future__ import annotations
@@ -67,8 +75,9 @@ from rmr_dist.networks import natural as natural_net
 from rmr_dist.networks import processors
 
 
-VARIANTS = ('rmr', 'cswm')
-FROZEN_VARIANTS = ('rmr',)  # variants whose processor is the frozen export
+VARIANTS = ('rmr', 'cswm', 'rmr_random_p')
+FROZEN_VARIANTS = ('rmr', 'rmr_random_p')  # variants whose processor is frozen
+EXPORT_VARIANTS = ('rmr',)  # variants whose frozen processor is the pre-trained export
 # 'hinge': C-SWM's contrastive hinge (the paper's); 'infonce': softmax over the batch's next
 # frames (``rmr_dist.losses.infonce_loss``); 'slot_infonce': the same per slot
 # (``rmr_dist.losses.slot_infonce_loss``). Equal to ``rmr_dist.config.NATURAL_LOSSES``.
@@ -107,11 +116,31 @@ def processor_trainable(variants: Sequence[str], num_seeds: int) -> np.ndarray:
   return np.repeat([v not in FROZEN_VARIANTS for v in variants], num_seeds)
 
 
-def freeze_processor(trainable: np.ndarray) -> optax.GradientTransformation:
-  """Masks the ``processor`` updates of the frozen models (``trainable[i] == False``).
+def frozen_paths(readout: str = 'latent', slot_embedding: bool = False
+                 ) -> tuple[tuple[str, ...], ...]:
+  """The subtrees a frozen model keeps fixed: ``('processor',)`` and f~'s abstract-encoder
+  parts (``('encoder', ...)``, :func:`natural_net.abstract_encoder_paths`)."""
+  return (('processor',),) + tuple(
+      ('encoder',) + path for path in natural_net.abstract_encoder_paths(readout, slot_embedding))
 
-  Acts on the STACKED tree (leaves [M, ...]): a frozen model's processor updates become
-  -0.0, the exact identity of ``optax.apply_updates`` (``p + -0.0 == p`` bitwise).
+
+def map_frozen(fn: Callable[[jax.Array], jax.Array], tree: Any,
+               paths: Sequence[tuple[str, ...]]) -> Any:
+  """``tree`` with ``fn`` applied to the leaves under any of ``paths`` (dict-key prefixes)."""
+  def visit(path, leaf):
+    keys = tuple(getattr(k, 'key', k) for k in path)
+    return fn(leaf) if any(keys[:len(p)] == tuple(p) for p in paths) else leaf
+  return jax.tree_util.tree_map_with_path(visit, tree)
+
+
+def freeze_processor(trainable: np.ndarray,
+                     paths: Sequence[tuple[str, ...]] = (('processor',),)
+                     ) -> optax.GradientTransformation:
+  """Masks the updates under ``paths`` (default: the processor) of the frozen models
+  (``trainable[i] == False``).
+
+  Acts on the STACKED tree (leaves [M, ...]): a frozen model's updates there become -0.0, the
+  exact identity of ``optax.apply_updates`` (``p + -0.0 == p`` bitwise).
   """
   trainable = np.asarray(trainable, bool)  # [M]
 
@@ -121,13 +150,15 @@ def freeze_processor(trainable: np.ndarray) -> optax.GradientTransformation:
 
   def update_fn(updates, state, params=None):
     del params
-    return dict(updates, processor=jax.tree_util.tree_map(mask, updates['processor'])), state
+    return map_frozen(mask, updates, paths), state
 
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
 def make_optimizer(learning_rate: float | optax.Schedule, variants: Sequence[str],
-                   num_seeds: int, clip_norm: float = 0.0) -> optax.GradientTransformation:
+                   num_seeds: int, clip_norm: float = 0.0,
+                   paths: Sequence[tuple[str, ...]] = (('processor',),)
+                   ) -> optax.GradientTransformation:
   """Adam on the stacked tree (element-wise, so each model is its own Adam), then freezing.
 
   Args:
@@ -135,42 +166,57 @@ def make_optimizer(learning_rate: float | optax.Schedule, variants: Sequence[str
     variants: model-axis variants.
     num_seeds: seeds per variant.
     clip_norm: clip each model's gradient norm to this first (0: no clipping).
+    paths: the subtrees frozen models keep fixed (:func:`frozen_paths`).
   """
   schedule = (learning_rate if callable(learning_rate)
               else optimizers.make_schedule(float(learning_rate)))
   return optax.chain(optimizers.make_adam(schedule, clip_norm, per_model=True),
-                     freeze_processor(processor_trainable(variants, num_seeds)))
+                     freeze_processor(processor_trainable(variants, num_seeds), paths))
 
 
-def stack_models(per_seed: Sequence[Any], variants: Sequence[str], processor_params: Any
-                 ) -> Any:
+def stack_models(per_seed: Sequence[Any], variants: Sequence[str], processor_params: Any,
+                 abstract_encoder: Any = None, readout: str = 'latent',
+                 slot_embedding: bool = False) -> Any:
   """Stacks variants x seeds of initial params on a leading model axis (variant-major).
 
-  Seed s of every variant starts from ``per_seed[s]``; the frozen variants' processor is
-  replaced by ``processor_params`` (the export).
+  Seed s of every variant starts from ``per_seed[s]``; the export variants' (RMR's) processor
+  is replaced by ``processor_params`` and f~'s abstract-encoder parts by ``abstract_encoder``
+  (both from the export). 'rmr_random_p' keeps seed s's fresh ones (frozen by the optimiser).
 
   Args:
     per_seed: S fresh param trees, one per seed.
     variants: the variants, in model-axis order.
     processor_params: the exported processor.
+    abstract_encoder: the exported abstract encoder f (``params['encoder']`` of the abstract
+      model), or None when the export has none (then f~ keeps its fresh parts; only allowed
+      when f~ has no such parts).
+    readout: f~'s readout; with ``slot_embedding``, which parts of f~ are f's.
 
   Returns:
     The stacked tree, leaves [V * S, ...] numpy.
 
   Raises:
-    ValueError: the export's tree or shapes do not fit the model's processor.
+    ValueError: the export's tree or shapes do not fit the model's processor or encoder.
   """
   fresh = jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), per_seed[0]['processor'])
   given = jax.tree_util.tree_map(lambda x: (np.shape(x), np.asarray(x).dtype), processor_params)
   if fresh != given:
     raise ValueError('The processor export does not fit the natural model\'s processor: '
                      f'export {given}, model {fresh}')
+  needs_encoder = bool(natural_net.abstract_encoder_paths(readout, slot_embedding))
+  if needs_encoder and abstract_encoder is None and any(v in EXPORT_VARIANTS for v in variants):
+    raise ValueError('The processor export carries no abstract encoder, which RMR\'s f~ needs '
+                     f'with readout={readout!r}, slot_embedding={slot_embedding}: re-run the '
+                     'abstract stage to re-export it.')
   models = []
   for variant in variants:
     for params in per_seed:
       params = dict(params)
-      if variant in FROZEN_VARIANTS:
+      if variant in EXPORT_VARIANTS:
         params['processor'] = processor_params
+        if needs_encoder:
+          params['encoder'] = natural_net.plug_abstract_encoder(
+              params['encoder'], abstract_encoder, readout, slot_embedding)
       models.append(params)
   return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *models)
 
@@ -204,16 +250,19 @@ def initial_encoder_params(model: nn.Module, seed: int, num_seeds: int,
 
 def make_model(spec: processors.ModelSpec, *, maps_per_slot: int,
                latent_size: int = natural_net.LATENT_SIZE, map_activation: str = 'sigmoid',
-               slot_embedding: bool = False) -> natural_net.NaturalModel:
+               slot_embedding: bool = False, trunk: str = 'small', readout: str = 'latent'
+               ) -> natural_net.NaturalModel:
   """The natural model around the processor that ``spec`` (the export's spec) describes."""
   return natural_net.NaturalModel(
       processor=processors.make_spec_processor(spec), maps_per_slot=maps_per_slot,
-      latent_size=latent_size, map_activation=map_activation, slot_embedding=slot_embedding)
+      latent_size=latent_size, map_activation=map_activation, slot_embedding=slot_embedding,
+      trunk=trunk, readout=readout)
 
 
 def init_state(model: nn.Module, optimizer: optax.GradientTransformation, rng: jax.Array, *,
                variants: Sequence[str], num_seeds: int, processor_params: Any,
-               frame_shape: tuple[int, int], frame_stack: int = 1) -> NaturalTrainState:
+               frame_shape: tuple[int, int], frame_stack: int = 1,
+               abstract_encoder: Any = None) -> NaturalTrainState:
   """Initialises the stacked parameters of all variants x seeds and the optimiser state.
 
   Args:
@@ -226,6 +275,7 @@ def init_state(model: nn.Module, optimizer: optax.GradientTransformation, rng: j
     processor_params: the exported processor (every RMR model's P).
     frame_shape: (H, W) of the frames.
     frame_stack: K, frames per input (K > 1: inputs [B, K, H, W, 3]).
+    abstract_encoder: the exported abstract encoder f (RMR's f~ takes its parts), or None.
 
   Returns:
     A state at step 0 with leaves [M, ...], M = len(variants) * num_seeds.
@@ -235,7 +285,8 @@ def init_state(model: nn.Module, optimizer: optax.GradientTransformation, rng: j
   """
   init_rng, state_rng = jax.random.split(rng)
   per_seed = init_per_seed(model, init_rng, num_seeds, frame_shape, frame_stack)
-  stacked = stack_models(per_seed, variants, processor_params)
+  stacked = stack_models(per_seed, variants, processor_params, abstract_encoder,
+                         model.readout, model.slot_embedding)
   return NaturalTrainState(params=stacked, opt_state=optimizer.init(stacked),
                            step=jnp.zeros((), jnp.int32), rng=state_rng,
                            fingerprint=jnp.zeros((len(variants) * num_seeds,), jnp.uint32))
@@ -341,13 +392,14 @@ def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = N
 
 def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs: Batch,
                row_offset: jax.Array, *, model: nn.Module, hinge: float, sigma: float,
-               axis_name: str | None = None, loss: str = 'hinge'
+               axis_name: str | None = None, loss: str = 'hinge',
+               paths: Sequence[tuple[str, ...]] = (('processor',),)
                ) -> tuple[Any, Metrics, jax.Array]:
   """One model's gradient and fingerprint on the lockstep inputs (vmapped over models).
 
   Args:
     params: ONE model's params (no model axis).
-    trainable: [] bool, False freezes the processor (stop_gradient).
+    trainable: [] bool, False freezes the subtrees under ``paths`` (stop_gradient).
     fingerprint: [] uint32, this model's running fingerprint.
     inputs: from :func:`lockstep_inputs`.
     row_offset: from :func:`lockstep_inputs`.
@@ -357,6 +409,7 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
     axis_name: pmap axis (for the fingerprint's sum over shards), or None.
     loss: 'hinge' (C-SWM's, with ``frame_neg``), or 'infonce' / 'slot_infonce' (over
       ``frame_tp1_all``).
+    paths: the subtrees a frozen model keeps fixed (:func:`frozen_paths`).
 
   Returns:
     ``(grads, metrics, fingerprint)``: this device's gradient, scalar loss metrics of this
@@ -368,7 +421,7 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
 
   def objective(p):
     frozen_or_not = lambda x: jnp.where(trainable, x, jax.lax.stop_gradient(x))
-    p = dict(p, processor=jax.tree_util.tree_map(frozen_or_not, p['processor']))
+    p = map_frozen(frozen_or_not, p, paths)
     if loss in INFONCE_LOSSES:
       b = inputs['frame_t'].shape[0]
       frames = jnp.concatenate([inputs['frame_t'], inputs['frame_tp1_all']])  # [b + B, ...]
@@ -421,7 +474,8 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
     raise ValueError(f'loss={loss!r}; valid: {LOSSES}')
   inputs, row_offset = lockstep_inputs(batch, perm_key, axis_name, loss)
   step_fn = functools.partial(model_step, model=model, hinge=hinge, sigma=sigma,
-                              axis_name=axis_name, loss=loss)
+                              axis_name=axis_name, loss=loss,
+                              paths=frozen_paths(model.readout, model.slot_embedding))
   # The batch is unmapped (None): every model reads the very same arrays.
   grads, metrics, fingerprint = jax.vmap(step_fn, in_axes=(0, 0, 0, None, None))(
       state.params, trainable, state.fingerprint, inputs, row_offset)
@@ -596,7 +650,9 @@ class NaturalLearner(LockstepLearner):
     sigma: energy scale (C-SWM: 0.5).
     loss: 'hinge' (C-SWM's, the paper's), 'infonce' or 'slot_infonce' (``LOSSES``).
     map_activation: f~'s per-slot map activation (``natural_net.AtariEncoder``).
-    slot_embedding: give f~'s slots a learned slot-index embedding.
+    slot_embedding: give f~'s slots a slot-index embedding (RMR: the abstract f's, frozen).
+    trunk: f~'s trunk (``natural_net.TRUNKS``).
+    readout: f~'s readout, 'latent' or 'bits' (``natural_net.AtariEncoder``).
     frame_stack: K, frames per encoder input (K > 1: the batches' frames are [B, K, H, W, 3]
       stacks of the K most recent frames, ``rmr_dist.replay.store_batches``).
 
@@ -613,7 +669,8 @@ class NaturalLearner(LockstepLearner):
                frame_shape: tuple[int, int] = (210, 160),
                latent_size: int = natural_net.LATENT_SIZE, hinge: float = 1.0,
                sigma: float = 0.5, loss: str = 'hinge', map_activation: str = 'sigmoid',
-               slot_embedding: bool = False, frame_stack: int = 1):
+               slot_embedding: bool = False, frame_stack: int = 1, trunk: str = 'small',
+               readout: str = 'latent'):
     self._variants = check_variants(variants)
     if loss not in LOSSES:
       raise ValueError(f'loss={loss!r}; valid: {LOSSES}')
@@ -624,13 +681,17 @@ class NaturalLearner(LockstepLearner):
         processor_export, expected_spec={'latent_size': latent_size})
     self._spec = processors.ModelSpec.from_dict(spec_dict)
     self._model = make_model(self._spec, maps_per_slot=maps_per_slot, latent_size=latent_size,
-                             map_activation=map_activation, slot_embedding=slot_embedding)
+                             map_activation=map_activation, slot_embedding=slot_embedding,
+                             trunk=trunk, readout=readout)
+    abstract_encoder = (checkpointing.restore_abstract_encoder(processor_export)
+                        if natural_net.abstract_encoder_paths(readout, slot_embedding) else None)
+    paths = frozen_paths(readout, slot_embedding)
     self._schedule = optimizers.make_schedule(float(learning_rate))
-    self._optimizer = make_optimizer(self._schedule, self._variants, num_seeds)
+    self._optimizer = make_optimizer(self._schedule, self._variants, num_seeds, paths=paths)
     state = jax.device_get(init_state(
         self._model, self._optimizer, jax.random.PRNGKey(seed), variants=self._variants,
         num_seeds=num_seeds, processor_params=processor_params, frame_shape=frame_shape,
-        frame_stack=frame_stack))
+        frame_stack=frame_stack, abstract_encoder=abstract_encoder))
     self._setup(state, functools.partial(update, model=self._model, optimizer=self._optimizer,
                                          variants=self._variants, hinge=hinge, sigma=sigma,
                                          loss=loss),

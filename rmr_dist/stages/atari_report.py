@@ -1,13 +1,16 @@
 """The Atari report stage: Table 2, Table 1 and the data-efficiency plot from finished units.
 
 Reads the units of the current fingerprints (`WorkDir.stage_dir`) and writes `report/`:
-table2.{csv,md}, table1.{csv,md}, table1_probe_f1.png, data_efficiency.{csv,png},
-learning_curve.{csv,png} (with natural.curve_steps), results.json (its 'probes' holds every
-probe record: per seed the validation, probe-train and held-out F1 and the fit's steps). With
-probe.byte_probes the same Table 1, data efficiency and learning curve again in AtariARI byte
-F1, with its own controls: table1_byte.*, data_efficiency_byte.*, learning_curve_byte.*.
-Each table's markdown ends with the stage fingerprints it came from, and results.json holds
-them under 'fingerprints'.
+table2.{csv,md}; Table 1 in the primary metric, AtariARI's across-categories byte F1
+(probe.byte_probes; games with AtariARI labels): table1.{csv,md}, table1_probe_f1.png,
+data_efficiency.{csv,png} (with several data fractions), learning_curve.{csv,png} (with
+natural.curve_steps); the same in the paper's bit F1: table1_bit.*, data_efficiency_bit.*,
+learning_curve_bit.*; and results.json (its 'probes' holds every probe record: per seed the
+validation, probe-train and held-out F1, the per-category byte F1 and the fits' steps). Every
+table shows each variant of natural.variants beside the controls (majority, untrained f~,
+supervised ceiling) and the paired differences (`rmr_dist.evaluation.table1`). Each table's
+markdown ends with the stage fingerprints it came from, and results.json holds them under
+'fingerprints'.
 """
 
 from __future__ import annotations
@@ -30,13 +33,12 @@ def _source_line(workdir: workdir_lib.WorkDir, stage: str) -> str:
 
 
 def _objective_line(nc: config_lib.NaturalConfig) -> str:
-  """How the natural models were trained: both variants share it; 'C-SWM' names the model
+  """How the natural models were trained: every variant shares it; 'C-SWM' names the model
   with P trained, whatever the objective."""
   objective = ("C-SWM's contrastive hinge (the paper's)" if nc.loss == 'hinge' else
-               "InfoNCE over the batch's next frames (natural.loss='infonce', not the paper's "
-               "hinge)")
-  return (f'\nBoth variants: {objective}, {nc.num_steps} updates of batch {nc.batch_size}, '
-          f'{nc.num_seeds} seeds.\n')
+               f"natural.loss={nc.loss!r} (not the paper's hinge)")
+  return (f'\nEvery variant ({", ".join(nc.variants)}): {objective}, {nc.num_steps} updates of '
+          f'batch {nc.batch_size}, {nc.num_seeds} seeds.\n')
 
 
 def _append(path: str, text: str) -> None:
@@ -70,8 +72,8 @@ def probe_records(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir
 
 
 # Per metric: the per-seed key in probe.json, its majority control and its learning curve.
-_KEYS = {'bit': ('bit_f1', 'majority_f1', 'learning_curve'),
-         'byte': ('byte_f1', 'majority_byte_f1', 'learning_curve_byte')}
+_KEYS = {'byte': ('byte_f1', 'majority_byte_f1', 'learning_curve_byte'),
+         'bit': ('bit_f1', 'majority_f1', 'learning_curve')}
 
 
 def _scored(rec: dict[str, Any], key: str) -> bool:
@@ -80,24 +82,26 @@ def _scored(rec: dict[str, Any], key: str) -> bool:
              for x in r.get(key, [None]))
 
 
-def probe_f1(records: dict[float, dict[str, dict[str, Any]]], metric: str = 'bit'
+def probe_f1(records: dict[float, dict[str, dict[str, Any]]], metric: str = 'byte'
              ) -> dict[float, dict[str, dict[str, Any]]]:
-  """{fraction: {game: {variant: [probe F1 per seed], 'untrained': [per seed],
-  'majority': f1}}} of the probe records (`probe_records`) scored by ``metric`` ('bit' or
-  'byte'; games without byte probes are left out)."""
+  """{fraction: {game: {variant: [probe F1 per seed], 'untrained': [per seed], 'majority': f1,
+  'ceiling': [per seed] or None}}} of the probe records (`probe_records`) scored by ``metric``
+  ('byte' or 'bit'; games without byte probes are left out of 'byte')."""
   key, majority, _ = _KEYS[metric]
   out: dict[float, dict[str, dict[str, Any]]] = {}
   for fraction, by_game in records.items():
     for game, rec in by_game.items():
       if _scored(rec, key):
+        ceiling = (rec.get('ceiling') or {}).get(key)
         out.setdefault(fraction, {})[game] = {
             **{v: r[key] for v, r in rec['variants'].items()},
-            'untrained': rec['untrained'][key], 'majority': rec.get(majority)}
+            'untrained': rec['untrained'][key], 'majority': rec.get(majority),
+            'ceiling': ceiling if ceiling and None not in ceiling else None}
   return out
 
 
 def learning_curve(config: config_lib.AtariConfig, by_fraction: dict[float, dict[str, Any]],
-                   metric: str = 'bit') -> dict[str, dict[int, dict[str, list[float]]]]:
+                   metric: str = 'byte') -> dict[str, dict[int, dict[str, list[float]]]]:
   """{game: {step: {variant: [f1 per seed]}}} of the largest fraction: step 0 the untrained
   encoders (every variant's start), the saved snapshots, and the final encoders."""
   key, _, curve_key = _KEYS[metric]
@@ -150,11 +154,8 @@ def _write_table2(config, workdir, rows, logger, say) -> dict[str, str]:
 
 
 def _write_table1(config, workdir, logger, say) -> dict[str, str]:
-  """Table 1, data efficiency and learning curve in bit F1, and again in byte F1 where the
-  probe stage fit byte probes (probe.byte_probes)."""
-  nc = config.natural
-  if set(nc.variants) != {'rmr', 'cswm'}:
-    return {}
+  """Table 1, data efficiency and learning curve in byte F1 (the primary metric, where the
+  probe stage fit byte probes) and in bit F1."""
   records = probe_records(config, workdir)
   extra = {'fingerprints': {'table1': workdir.stage_fingerprints('probe')},
            'probes': {f'{game}/f{round(100 * fraction):d}': rec
@@ -176,7 +177,8 @@ def _write_metric(config, workdir, records, name, metric, extra, logger, say
   table, efficiency, curve_stem = (f'{s}{metric.suffix}' for s in
                                    ('table1', 'data_efficiency', 'learning_curve'))
   if full:
-    paths.update(table1.write_table1(workdir.report, full, extra=extra, metric=metric))
+    paths.update(table1.write_table1(workdir.report, full, extra=extra, metric=metric,
+                                     variants=nc.variants))
     md = paths[f'{table}.md']
     _append(md, _objective_line(nc) + _source_line(workdir, 'probe'))
     text = storage.read_text(md)
@@ -184,7 +186,7 @@ def _write_metric(config, workdir, records, name, metric, extra, logger, say
       logger.text(f'eval/{table}', text)
       logger.image(f'eval/{table}_probe_f1', paths[f'{table}_probe_f1.png'])
     say(f'report: Table 1 ({metric.label}) written to {paths[table + ".csv"]}\n{text}')
-    controls = {r['game']: r for r in table1.table1_rows(full)}
+    controls = {r['game']: r for r in table1.table1_rows(full, nc.variants)}
   if len(by_fraction) > 1:
     paths.update(table1.write_data_efficiency(workdir.report, by_fraction, controls, metric))
     if logger is not None:

@@ -140,6 +140,12 @@ def test_byte_probes_pong():
   assert out['num_variables'] == 7 and set(out['f1']) == set(bp.variables)
   assert out['mean_f1'] > 0.95
   assert out['mean_f1'] == pytest.approx(np.mean(list(out['f1'].values())))
+  # AtariARI's summary: per category, then across categories.
+  assert list(out['category_f1']) == ['agent_localization', 'small_object_localization',
+                                      'other_localization', 'score_clock_lives_display']
+  assert out['category_f1']['small_object_localization'] == pytest.approx(
+      (out['f1']['ball_x'] + out['f1']['ball_y']) / 2)
+  assert out['across_categories_f1'] == pytest.approx(np.mean(list(out['category_f1'].values())))
   assert probes.train_byte_probes(train_emb, train_ram, 'no_such_game', **_FAST) is None
   assert probes.evaluate_byte_probes(None, val_emb, val_ram) is None
   # Whitened onto principal components first, as the probe stage fits them.
@@ -193,3 +199,65 @@ def test_byte_majority_control_hand_computed():
   # and 5 have F1 0.
   assert out['mean_f1'] == pytest.approx(0.5 * 2 / 3)
   assert probes.majority_byte_f1(train, val, 'no_such_game') is None
+
+
+def test_byte_f1_is_averaged_within_then_across_categories_by_hand():
+  # Pong: ball_x (RAM 49) and ball_y (54) are small-object positions, player_y (51) the agent's;
+  # every other labelled byte is constant (label entropy 0 < 0.6 nats: not probed).
+  train = np.zeros((6, 128), np.uint8)
+  train[:, 49] = [7, 7, 7, 3, 5, 9]  # majority 7
+  train[:, 54] = [1, 1, 2, 2, 2, 3]  # majority 2
+  train[:, 51] = [4, 4, 4, 4, 8, 8]  # majority 4 (entropy 0.637 nats)
+  val = np.zeros((4, 128), np.uint8)
+  val[:, 49] = [7, 3, 7, 5]
+  val[:, 54] = [2, 2, 2, 1]
+  val[:, 51] = [4, 4, 8, 8]
+  out = probes.majority_byte_f1(train, val, 'pong')
+  # ball_x, predicting 7: class 7 (support 2) TP 2, FP 2 -> F1 2/3; classes 3, 5 F1 0.
+  # ball_y, predicting 2: class 2 (support 3) TP 3, FP 1 -> F1 6/7; class 1 F1 0.
+  # player_y, predicting 4: class 4 (support 2) TP 2, FP 2 -> F1 2/3; class 8 F1 0.
+  f1 = {'ball_x': 2 * (2 / 3) / 4, 'ball_y': 3 * (6 / 7) / 4, 'player_y': 2 * (2 / 3) / 4}
+  assert out['f1'] == pytest.approx(f1)
+  small = (f1['ball_x'] + f1['ball_y']) / 2  # 41/84
+  assert out['category_f1'] == pytest.approx({'agent_localization': 1 / 3,
+                                              'small_object_localization': small})
+  assert small == pytest.approx(41 / 84)
+  assert out['across_categories_f1'] == pytest.approx((41 / 84 + 1 / 3) / 2)  # 69/168
+  assert out['mean_f1'] == pytest.approx(55 / 126)  # the plain mean over the 3 variables
+  # The same averaging on its own, categories given.
+  per_category, across = probes.category_f1(
+      {'a': 0.2, 'b': 0.4, 'c': 0.9}, {'a': 'misc', 'b': 'misc', 'c': 'agent_localization'})
+  assert per_category == pytest.approx({'agent_localization': 0.9, 'misc': 0.3})
+  assert list(per_category) == ['agent_localization', 'misc']
+  assert across == pytest.approx(0.6)
+
+
+def test_split_by_episode_holds_out_whole_episodes():
+  groups = np.repeat([3, 5, 8, 9, 11, 12, 20], [30, 10, 25, 40, 5, 15, 25])  # 150 frames
+  fit, val = probes.split_indices(len(groups), 0.2, seed=1, groups=groups)
+  assert not set(groups[fit]) & set(groups[val])  # no episode in both parts
+  assert sorted(np.concatenate([fit, val])) == list(range(150))
+  assert abs(len(val) - 0.2 * 150) <= 20  # about val_fraction of the frames, in episodes
+  again = probes.split_indices(len(groups), 0.2, seed=1, groups=groups)
+  assert all(np.array_equal(a, b) for a, b in zip((fit, val), again))
+  # Every seed keeps both parts non-empty.
+  for seed in range(20):
+    fit, val = probes.split_indices(len(groups), 0.2, seed=seed, groups=groups)
+    assert len(fit) and len(val) and not set(groups[fit]) & set(groups[val])
+  with pytest.raises(ValueError, match='>= 2 episodes'):
+    probes.split_indices(10, 0.2, seed=0, groups=np.zeros(10, int))
+
+
+def test_probe_early_stopping_holds_out_whole_episodes(data):
+  train_emb, train_ram, _, _ = data
+  episode = np.arange(len(train_ram)) // 40  # 13 "episodes" of 40 consecutive frames
+  _, info = probes.fit_bit_probes(
+      train_emb, train_ram, steps=20, batch_size=64, learning_rate=0.01, weight_decay=0.0,
+      seed=0, early_stopping=probes.EarlyStopping(val_fraction=0.2, eval_every=10, patience=3),
+      groups=episode)
+  assert len(info.val_index) and not set(episode[info.fit_index]) & set(episode[info.val_index])
+  assert len(info.fit_index) + len(info.val_index) == len(train_ram)
+  with pytest.raises(ValueError, match='groups must be'):
+    probes.fit_bit_probes(train_emb, train_ram, steps=2, batch_size=64, learning_rate=0.01,
+                          weight_decay=0.0, seed=0, groups=episode[:10],
+                          early_stopping=probes.EarlyStopping(val_fraction=0.2))

@@ -64,3 +64,19 @@ def test_summarise():
   assert out['rmr']['n'] == 3
   assert out['cswm'] == {'mean': 0.4, 'std': 0.0, 'n': 1.0}
   assert math.isnan(out['none']['mean']) and math.isnan(out['none']['std'])
+
+
+def test_paired_difference_interval_by_hand():
+  # d = [0.10, 0.15, 0.20]: mean 0.15, sd 0.05, n = 3; t_{2, 0.975} = 4.302652729911275
+  # (tables), so the 95% interval is 0.15 +- 4.3026527 * 0.05 / sqrt(3).
+  out = statistics.paired_difference([0.5, 0.6, 0.7], [0.4, 0.45, 0.5])
+  half = 4.302652729911275 * 0.05 / math.sqrt(3)
+  assert out['mean_diff'] == pytest.approx(0.15)
+  assert (out['ci_low'], out['ci_high']) == pytest.approx((0.15 - half, 0.15 + half))
+  assert out['p_value'] == pytest.approx(1 - math.sqrt(27 / 29))  # paired_ttest's
+  narrow = statistics.paired_difference([0.5, 0.6, 0.7], [0.4, 0.45, 0.5], confidence=0.5)
+  assert narrow['ci_high'] - narrow['ci_low'] < 2 * half
+  constant = statistics.paired_difference([0.5, 0.6], [0.4, 0.5])  # sd 0: the point
+  assert constant['ci_low'] == pytest.approx(0.1) and constant['ci_high'] == pytest.approx(0.1)
+  one = statistics.paired_difference([0.5], [0.4])
+  assert math.isnan(one['ci_low']) and math.isnan(one['ci_high'])

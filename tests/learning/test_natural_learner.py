@@ -1,8 +1,9 @@
 """Tests for rmr_dist.learning.natural: freezing, lockstep batches, 1 == 2 devices, resume.
 
-Random 84x64 frames (the `test` config's size; the trunk needs at least 44 pixels a side),
-2 seeds x ('rmr', 'cswm'), batch 4, latent and hidden 16. The RMR processor comes from an
-export written with ``checkpointing.export_processor`` from an abstract model.
+Random 84x64 frames (the 'small' trunk pads them to 84x68), 2 seeds x ('rmr', 'cswm'), and
+all three variants where the abstract encoder is involved, batch 4, latent and hidden 16. The
+RMR processor (and the abstract encoder f) come from an export written with
+``checkpointing.export_processor`` from an abstract model.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ NUM_SEEDS = 2
 
 
 def export(path: str, spec: processors.ModelSpec = SPEC16, seed: int = 7) -> str:
-  """A processor export of an (initialised) abstract model of `spec`."""
+  """A processor export (with its abstract encoder) of an initialised abstract model."""
   state = abstract_learning.init_state(abstract_learning.make_model(spec), optax.adam(1e-3),
                                        jax.random.PRNGKey(seed))
-  return checkpointing.export_processor(path, jax.device_get(state.params['processor']),
-                                        spec.to_dict())
+  params = jax.device_get(state.params)
+  return checkpointing.export_processor(path, params['processor'], spec.to_dict(),
+                                        encoder_params=params['encoder'])
 
 
 @pytest.fixture(scope='module')
@@ -116,6 +118,63 @@ def test_frozen_rmr_processor_is_bit_identical_cswm_processor_trains(processor_e
   for part in ('encoder', 'decoder'):
     assert leaves_equal(model_slice(initial[part], 0), model_slice(initial[part], 2))
     assert not leaves_equal(model_slice(initial[part], 0), model_slice(initial[part], 1))
+
+
+@pytest.mark.parametrize('readout', ['bits', 'latent'])
+def test_rmr_takes_the_abstract_encoder_frozen_random_p_keeps_its_fresh_one(processor_export,
+                                                                           readout):
+  """Three variants, f~ with the abstract f's parts (readout 'bits': f itself; 'latent': its
+  slot embedding). RMR: P and those parts are the export's and stay bit-identical;
+  'rmr_random_p': P and those parts are seed s's fresh ones (C-SWM's start, not the export's)
+  and stay bit-identical; C-SWM trains both."""
+  variants = ('rmr', 'cswm', 'rmr_random_p')
+  _, exported = checkpointing.restore_processor(processor_export)
+  exported_f = checkpointing.restore_abstract_encoder(processor_export)
+  model = natural_net.NaturalModel(processor=processors.make_spec_processor(SPEC16),
+                                   latent_size=16, readout=readout, slot_embedding=True)
+  paths = learning.frozen_paths(readout, True)
+  part = ('ram_encoder' if readout == 'bits' else 'slot_embedding')
+  assert paths == (('processor',), ('encoder', part))
+  optimizer = learning.make_optimizer(1e-3, variants, NUM_SEEDS, paths=paths)
+  state = learning.init_state(model, optimizer, jax.random.PRNGKey(0), variants=variants,
+                              num_seeds=NUM_SEEDS, processor_params=exported,
+                              frame_shape=FRAME_SHAPE, abstract_encoder=exported_f)
+  initial = jax.device_get(state.params)
+  step = jax.jit(lambda s, b: learning.update(s, b, model=model, optimizer=optimizer,
+                                              variants=variants, loss='infonce'))
+  for i in range(4):
+    state, _ = step(state, make_batch(np.random.default_rng(i)))
+  params = jax.device_get(state.params)
+  want_f = exported_f if readout == 'bits' else exported_f['slot_embedding']
+  for s in range(NUM_SEEDS):
+    rmr, cswm, rand = (learning.model_index(variants, NUM_SEEDS, v, s) for v in variants)
+    f_of = lambda tree, i: model_slice(tree['encoder'][part], i)
+    # RMR: the export's P and f, bit for bit, before and after the updates.
+    assert_trees_equal(model_slice(params['processor'], rmr), exported)
+    assert_trees_equal(f_of(params, rmr), want_f)
+    # Random P: its fresh P and f (C-SWM's initial ones), unmoved, and not the export's.
+    assert_trees_equal(model_slice(params['processor'], rand),
+                       model_slice(initial['processor'], cswm))
+    assert_trees_equal(f_of(params, rand), f_of(initial, cswm))
+    assert not leaves_equal(model_slice(params['processor'], rand), exported)
+    assert not leaves_equal(f_of(params, rand), want_f)
+    # C-SWM trains them; every model's other f~ parts learn.
+    assert not leaves_equal(model_slice(params['processor'], cswm),
+                            model_slice(initial['processor'], cswm))
+    assert not leaves_equal(f_of(params, cswm), f_of(initial, cswm))
+    for i in (rmr, cswm, rand):
+      assert not leaves_equal(model_slice(params['encoder']['slot_maps'], i),
+                              model_slice(initial['encoder']['slot_maps'], i))
+
+
+def test_export_without_abstract_encoder_is_refused_where_rmr_needs_it(tmp_path):
+  state = abstract_learning.init_state(abstract_learning.make_model(SPEC16), optax.adam(1e-3),
+                                       jax.random.PRNGKey(0))
+  bare = checkpointing.export_processor(str(tmp_path / 'bare'),
+                                        jax.device_get(state.params['processor']),
+                                        SPEC16.to_dict())
+  with pytest.raises(ValueError, match='carries no abstract encoder.*re-run the abstract stage'):
+    make_learner(bare, batches(), readout='bits', slot_embedding=True)
 
 
 def test_freeze_processor_update_is_the_exact_identity():
@@ -314,13 +373,18 @@ def test_logs_learning_rate_and_mean_loss_progress(processor_export, capsys):
 
 @pytest.mark.parametrize('slot_embedding', [False, True])
 def test_initial_encoder_params_are_the_learners_start(processor_export, slot_embedding):
-  """The untrained-encoder control is exactly every variant's seed-s f~ before any update."""
+  """The untrained-encoder control is exactly every variant's seed-s f~ before any update;
+  RMR's differs only in the slot embedding, which is the abstract f's (a per-slot constant)."""
   learner = make_learner(processor_export, batches(), slot_embedding=slot_embedding)
   initial = learning.initial_encoder_params(learner.model, 0, NUM_SEEDS, FRAME_SHAPE)
   assert sorted(initial) == list(range(NUM_SEEDS))
+  exported_f = checkpointing.restore_abstract_encoder(processor_export)
   for v in VARIANTS:
     for s in range(NUM_SEEDS):
-      assert_trees_equal(learner.encoder_params(v, s), initial[s])
+      want = dict(initial[s])
+      if v == 'rmr' and slot_embedding:
+        want['slot_embedding'] = exported_f['slot_embedding']
+      assert_trees_equal(learner.encoder_params(v, s), want)
   assert ('slot_embedding' in initial[0]) == slot_embedding
   learner.close()
 

@@ -1,4 +1,5 @@
-"""Tests for rmr_dist.networks.natural: trunk sizes, slot maps, the f~-P-g~ pixel model."""
+"""Tests for rmr_dist.networks.natural: trunk sizes and pixel coverage, slot maps, readouts,
+the f~-P-g~ pixel model."""
 
 from __future__ import annotations
 
@@ -20,29 +21,108 @@ def frames(batch: int, height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 def test_trunk_output_shape():
-  # 210: (210-8)//4+1 = 51, (51-4)//2+1 = 24, (24-4)//2+1 = 11;
-  # 160: (160-8)//4+1 = 39, (39-4)//2+1 = 18, (18-4)//2+1 = 8.
-  assert natural.trunk_output_shape(210, 160) == (11, 8)
-  # 84 -> 20 -> 9 -> 3; 64 -> 15 -> 6 -> 2.
-  assert natural.trunk_output_shape(84, 64) == (3, 2)
-  assert natural.trunk_output_shape(44, 44) == (1, 1)
-  with pytest.raises(ValueError, match='42x32 are too small'):
-    natural.trunk_output_shape(42, 32)
+  # 'small' (AtariARI at 84x84): 84 -> (84-8)//4+1 = 20 -> (20-4)//2+1 = 9 -> 9-3+1 = 7.
+  assert natural.trunk_output_shape(84, 84, 'small') == (7, 7)
+  # 'full' at 210x160, padded to 220x172: 220 -> 54 -> 26 -> 12; 172 -> 42 -> 20 -> 9.
+  assert natural.covered_size(210, 'full') == 220 and natural.covered_size(160, 'full') == 172
+  assert natural.trunk_output_shape(210, 160, 'full') == (12, 9)
+  # 64 does not tile the 'small' trunk ((64-8)//4+1 = 15, (15-4) % 2 = 1); 68 does.
+  assert natural.covered_size(64, 'small') == 68
+  assert natural.trunk_output_shape(84, 64, 'small') == (7, 5)
+  assert natural.min_side('small') == 36 and natural.min_side('full') == 44
+  assert natural.trunk_output_shape(36, 36, 'small') == (1, 1)
+  with pytest.raises(ValueError, match='side of 20 pixels is too small.*at least 36'):
+    natural.trunk_output_shape(20, 84, 'small')
+  with pytest.raises(ValueError, match="trunk='huge'"):
+    natural.trunk_output_shape(84, 84, 'huge')
 
 
-@pytest.mark.parametrize('height,width,local', [(210, 160, (11, 8)), (84, 64, (3, 2))])
+def unseen_pixels(height: int, width: int, trunk: str, stack: int = 1) -> np.ndarray:
+  """[H, W] bool: the pixels with exactly zero gradient of f~'s output, with every kernel and
+  bias made positive and linear maps (no sigmoid to saturate), so that no ReLU is off: zero
+  then means outside every receptive field.
+  """
+  encoder = natural.AtariEncoder(trunk=trunk, latent_size=4, map_activation='none')
+  shape = (1,) + ((stack,) if stack > 1 else ()) + (height, width, 3)
+  params = encoder.init(jax.random.PRNGKey(0), np.zeros(shape, np.uint8))['params']
+  params = jax.tree_util.tree_map(lambda p: jnp.abs(p) + 0.01, params)
+  grad = jax.grad(lambda x: jnp.sum(encoder.apply({'params': params}, x)))(
+      jnp.full(shape, 128.0, jnp.float32))
+  grad = np.abs(np.asarray(grad)).reshape((-1, height, width, 3)).sum(axis=(0, 3))  # [H, W]
+  return grad == 0
+
+
+def config_frame_sizes() -> list[tuple[str, int, int, str, int]]:
+  """(variant, H, W, trunk, frame_stack) of every configs/atari.py variant."""
+  from configs import atari as atari_configs  # pylint: disable=g-import-not-at-top
+  from rmr_dist import config as config_lib  # pylint: disable=g-import-not-at-top
+  out = []
+  for variant in atari_configs.VARIANTS:
+    c = config_lib.load_atari_config(atari_configs.get_config(variant))
+    out.append((variant, c.env.frame_height, c.env.frame_width, c.natural.trunk,
+                c.natural.frame_stack))
+  return out
+
+
+@pytest.mark.parametrize('variant,height,width,trunk,stack', config_frame_sizes())
+def test_every_pixel_of_every_config_reaches_the_encoder(variant, height, width, trunk, stack):
+  unseen = unseen_pixels(height, width, trunk, stack)
+  assert not unseen.any(), (variant, np.argwhere(unseen)[:5])
+
+
+def test_coverage_check_sees_what_valid_padding_leaves_out():
+  """The check itself: without the padding the 'full' trunk never sees rows 204-209 and
+  columns 156-159 of a 210x160 frame (so a trunk that missed pixels would fail the test)."""
+  layers = natural.TRUNKS['full']
+  x = jnp.zeros((1, 210, 160, 1))
+  def valid_trunk(x):
+    for _, kernel, stride in layers:
+      x = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, kernel, kernel, 1),
+                                (1, stride, stride, 1), 'VALID')
+    return jnp.sum(x)
+  unseen = np.asarray(jax.grad(valid_trunk)(x))[0, :, :, 0] == 0
+  assert set(np.flatnonzero(unseen.all(axis=1))) == set(range(204, 210))
+  assert set(np.flatnonzero(unseen.all(axis=0))) == set(range(156, 160))
+  assert not unseen_pixels(210, 160, 'full').any()
+
+
+@pytest.mark.parametrize('height,width,trunk,local', [(210, 160, 'full', (12, 9)),
+                                                      (84, 84, 'small', (7, 7))])
 @pytest.mark.parametrize('maps_per_slot', [1, 2])
-def test_encoder_shapes(height, width, local, maps_per_slot):
-  encoder = natural.AtariEncoder(maps_per_slot=maps_per_slot)
+def test_encoder_shapes(height, width, trunk, local, maps_per_slot):
+  encoder = natural.AtariEncoder(maps_per_slot=maps_per_slot, trunk=trunk)
   x = frames(2, height, width)
   params = encoder.init(jax.random.PRNGKey(0), x)['params']
   z = encoder.apply({'params': params}, x)
   chex.assert_shape(z, (2, 128, 64))
   assert z.dtype == jnp.float32
-  chex.assert_shape(params['conv_2']['kernel'], (4, 4, 64, 128))  # 128-channel local map
-  chex.assert_shape(params['slot_maps']['kernel'], (1, 1, 128, 128 * maps_per_slot))
+  channels = natural.TRUNKS[trunk][-1][0]
+  chex.assert_shape(params['slot_maps']['kernel'], (1, 1, channels, 128 * maps_per_slot))
   h, w = local
   chex.assert_shape(params['projection']['kernel'], (maps_per_slot * h * w, 64))
+
+
+def test_bits_readout_is_the_abstract_encoder_on_soft_bits():
+  """readout='bits': 8 sigmoid bits per slot, then the abstract encoder f (RamEncoder, named
+  ram_encoder) -- the abstract model's params['encoder'] plugs in unchanged."""
+  encoder = natural.AtariEncoder(latent_size=16, readout='bits', slot_embedding=True)
+  x = frames(2, 84, 84)
+  params = encoder.init(jax.random.PRNGKey(0), x)['params']
+  abstract = abstract_learning.make_model(SPEC16).init(
+      jax.random.PRNGKey(1), np.zeros((1, 128, 8), np.float32),
+      np.zeros((1, 18), np.float32))['params']['encoder']
+  shapes = lambda t: jax.tree_util.tree_map(np.shape, t)
+  assert shapes(params['ram_encoder']) == shapes(abstract)
+  plugged = natural.plug_abstract_encoder(params, abstract, 'bits', True)
+  z = np.asarray(encoder.apply({'params': plugged}, x))  # [2, S, 16]
+  # z - e_k = W sigma(bits) + b: inside the span of f's projection around its bias.
+  inner = z - abstract['slot_embedding'] - abstract['projection']['bias']  # [2, S, 16]
+  kernel = abstract['projection']['kernel']  # [8, 16]
+  coef, *_ = np.linalg.lstsq(kernel.T, inner.reshape(-1, 16).T, rcond=None)  # [8, 2S]
+  np.testing.assert_allclose(kernel.T @ coef, inner.reshape(-1, 16).T, atol=1e-4)
+  assert (coef > -1e-4).all() and (coef < 1 + 1e-4).all()  # soft bits in [0, 1]
+  with pytest.raises(ValueError, match='readout'):
+    natural.AtariEncoder(readout='pixels')
 
 
 def test_each_slot_reads_its_own_maps():
@@ -50,7 +130,7 @@ def test_each_slot_reads_its_own_maps():
   only; and slots differ at initialisation."""
   m = 2
   encoder = natural.AtariEncoder(maps_per_slot=m)
-  x = frames(3, 84, 64, seed=1)
+  x = frames(3, 84, 84, seed=1)
   params = encoder.init(jax.random.PRNGKey(0), x)['params']
   z = encoder.apply({'params': params}, x)  # [3, 128, 64]
   kernel = np.array(params['slot_maps']['kernel'])
@@ -66,8 +146,8 @@ def test_frame_stacks_enter_the_trunk_as_channels_newest_last():
   """[B, K, H, W, 3] stacks are the K frames' 3K channels: the first convolution reads all of
   them (so the older frame moves z), and a stack equals its channel concatenation."""
   encoder = natural.AtariEncoder()
-  old, new = frames(2, 84, 64, seed=1), frames(2, 84, 64, seed=2)
-  stack = np.stack([old, new], axis=1)  # [2, 2, 84, 64, 3]
+  old, new = frames(2, 84, 84, seed=1), frames(2, 84, 84, seed=2)
+  stack = np.stack([old, new], axis=1)  # [2, 2, 84, 84, 3]
   params = encoder.init(jax.random.PRNGKey(0), stack)['params']
   chex.assert_shape(params['conv_0']['kernel'], (8, 8, 6, 32))
   z = encoder.apply({'params': params}, stack)
@@ -81,7 +161,7 @@ def test_frame_stacks_enter_the_trunk_as_channels_newest_last():
 
 def test_uint8_frames_are_scaled_inside():
   encoder = natural.AtariEncoder()
-  x = frames(1, 84, 64)
+  x = frames(1, 84, 84)
   params = encoder.init(jax.random.PRNGKey(0), x)['params']
   np.testing.assert_allclose(encoder.apply({'params': params}, x),
                              encoder.apply({'params': params}, x.astype(np.float32)),
@@ -98,7 +178,7 @@ def make_model(maps_per_slot: int = 1) -> natural.NaturalModel:
 @pytest.mark.parametrize('jit', [False, True])
 def test_model_is_decoder_of_processor_of_encoder(jit):
   model = make_model()
-  x = frames(2, 84, 64)
+  x = frames(2, 84, 84)
   action = np.eye(18, dtype=np.float32)[[3, 7]]
   params = model.init(jax.random.PRNGKey(0), x, action)['params']
   assert set(params) == {'encoder', 'processor', 'decoder'}
@@ -118,7 +198,7 @@ def test_model_is_decoder_of_processor_of_encoder(jit):
 def test_abstract_processor_plugs_in():
   """The natural model's processor subtree is the abstract model's: same tree, same shapes,
   so an export is used as ``params['processor']`` unchanged."""
-  x, action = frames(1, 84, 64), np.eye(18, dtype=np.float32)[[0]]
+  x, action = frames(1, 84, 84), np.eye(18, dtype=np.float32)[[0]]
   natural_params = make_model().init(jax.random.PRNGKey(0), x, action)['params']
   abstract_params = abstract_learning.make_model(SPEC16).init(
       jax.random.PRNGKey(1), np.zeros((1, 128, 8), np.float32), action)['params']
@@ -131,7 +211,7 @@ def test_abstract_processor_plugs_in():
 
 def test_make_encode_fn_matches_the_model_encoder():
   model = make_model(maps_per_slot=2)
-  x, action = frames(2, 84, 64), np.eye(18, dtype=np.float32)[[0, 1]]
+  x, action = frames(2, 84, 84), np.eye(18, dtype=np.float32)[[0, 1]]
   params = model.init(jax.random.PRNGKey(0), x, action)['params']
   encode_fn = natural.make_encode_fn(maps_per_slot=2, latent_size=16)
   np.testing.assert_allclose(jax.jit(encode_fn)(params['encoder'], x),
@@ -144,7 +224,7 @@ def test_slot_embedding_keeps_p_equivariant_and_makes_slots_distinguishable():
   stays permutation-equivariant over slots (the embedding lives in f~, not in P)."""
   model = natural.NaturalModel(processor=processors.make_spec_processor(SPEC16), latent_size=16,
                                slot_embedding=True)
-  x, action = frames(2, 84, 64), np.eye(18, dtype=np.float32)[[0, 3]]
+  x, action = frames(2, 84, 84), np.eye(18, dtype=np.float32)[[0, 3]]
   params = model.init(jax.random.PRNGKey(0), x, action)['params']
   assert params['encoder']['slot_embedding'].shape == (natural.NUM_SLOTS, 16)
   # Give slots 0 and 1 the same 1x1-conv detector: without the embedding they coincide.

@@ -74,6 +74,9 @@ def test_items_counts_shapes_and_content(tmp_path, test_config, server_and_clien
 def test_val_episodes_only_in_store_and_resume_skips_them(tmp_path, test_config,
                                                           server_and_client):
   _, client = server_and_client
+  # Without collect.store_all_episodes (the test config sets it: the probe set's episodes).
+  test_config = dataclasses.replace(test_config, collect=dataclasses.replace(
+      test_config.collect, store_all_episodes=False))
   store = episode_store.EpisodeStore(str(tmp_path))
   collector = collector_lib.Collector(test_config, store, adders.TransitionAdder(
       client, max_episode_steps=test_config.env.max_episode_steps))

@@ -11,6 +11,9 @@ import reverb
 from rmr_dist import logging as logging_lib
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.acting import collector as collector_lib
+from rmr_dist.evaluation import atariari_labels
+from rmr_dist.evaluation import probes
+from rmr_dist.evaluation import table1
 from rmr_dist.replay import adders
 from rmr_dist.replay import episode_store
 from rmr_dist.replay import tables
@@ -28,8 +31,8 @@ def collected(tmp_path_factory):
   config = config_lib.load_atari_config(dict(
       config_lib.to_dict(config), abstract=dict(config_lib.to_dict(config.abstract),
                                                 models=('copy', 'mpnn')),
-      natural=dict(config_lib.to_dict(config.natural), curve_steps=(2,)),
-      probe=dict(config_lib.to_dict(config.probe), byte_probes=True)))
+      natural=dict(config_lib.to_dict(config.natural), curve_steps=(2,))))
+  assert config.probe.byte_probes and config.probe.ceiling_steps > 0  # on in the test config
   root = str(tmp_path_factory.mktemp('atari_stages'))
   paths = workdir_lib.open_workdir(root, config, workdir_lib.ATARI_STAGES)
   server = tables.make_server(tables.make_tables(
@@ -47,7 +50,7 @@ def collected(tmp_path_factory):
   server.stop()
 
 
-def test_stage_units_run_in_one_process(collected):
+def test_stage_units_run_in_one_process(collected, monkeypatch):
   config, paths, address = collected
   logged = []
   log_fn = lambda scalars, step: logged.append(dict(scalars))
@@ -68,65 +71,108 @@ def test_stage_units_run_in_one_process(collected):
   assert all(len(v['bit_f1']) == config.natural.num_seeds for v in probe['variants'].values())
   # A finished unit is read back, not redone.
   assert atari_probe.run(config, paths, 'pong', 1.0, address) == probe
-  # Every probe reports its fit: train and held-out F1 on the scored slots, steps taken.
-  for rec in list(probe['variants'].values()) + [probe['untrained']]:
+  # Every encoder of Table 1 -- each variant, the untrained control, the supervised ceiling --
+  # has the record of one scoring function.
+  assert probe['ceiling'] is not None and len(probe['ceiling_fit']) == config.natural.num_seeds
+  for rec in list(probe['variants'].values()) + [probe['untrained'], probe['ceiling']]:
+    assert tuple(rec) == atari_probe.SCORE_KEYS
     assert all(0.0 <= f <= 1.0 for f in rec['train_f1'] + rec['holdout_f1'])
     assert all(0 < b <= n <= config.probe.steps
                for b, n in zip(rec['best_step'], rec['probe_steps']))
-    # AtariARI byte probes (probe.byte_probes) on Pong's labelled variables.
-    assert all(f is None or 0.0 <= f <= 1.0 for f in rec['byte_f1'])
+    # AtariARI byte probes on Pong's labelled variables: the across-categories F1 is the
+    # mean of the per-category F1s.
+    assert all(0.0 <= f <= 1.0 for f in rec['byte_f1'])
+    for f, cats in zip(rec['byte_f1'], rec['byte_category_f1']):
+      assert set(cats) <= set(atariari_labels.CATEGORIES)
+      assert f == pytest.approx(sum(cats.values()) / len(cats))
+  for fit in probe['ceiling_fit']:
+    assert 0 < fit['steps'] <= config.probe.ceiling_steps and fit['n_val'] > 0
   # The controls: the untrained encoders are the learners' initialisations, scored by the
   # very function that scores the trained ones (same numbers when called again).
   assert len(probe['untrained']['bit_f1']) == config.natural.num_seeds
   assert 0.0 <= probe['majority_f1'] <= 1.0
-  data = (*atari_probe.make_train_data(config, paths, 'pong', address),
-          *atari_probe.make_eval_data(config, paths, 'pong'))
-  # The probe set's transitions are distinct (none in both the fit and the held-out part).
-  frames, ram = data[0], data[1]
+  data = atari_probe.ProbeData(*atari_probe.make_train_data(config, paths, 'pong'),
+                               *atari_probe.make_eval_data(config, paths, 'pong'))
+  # The probe set: distinct frames of the stored training episodes, each with its episode.
+  frames, ram, episode = data.train_frames, data.train_ram, data.train_episode
   assert 0 < len(ram) <= config.probe.train_transitions
   assert len({f.tobytes() + r.tobytes() for f, r in zip(frames, ram)}) == len(ram)
+  store = episode_store.EpisodeStore(paths.episodes)
+  entries = store.entries('pong', 'train')
+  assert probe['n_train_episodes'] == len(set(episode.tolist())) > 1
+  for i in range(0, len(ram), 7):
+    ep = store.read('pong', 'train', entries[episode[i]]['head'], entries[episode[i]]['episode'])
+    assert any((ep.ram[t] == ram[i]).all() and (ep.frames[t] == frames[i]).all()
+               for t in range(ep.length))
   encode_fn = atari_probe.make_encode_fn(config)
-  for seed, params in atari_probe.untrained_encoders(config, paths, 'pong').items():
+  # The probes' early stopping holds out whole episodes: none is in both parts.
+  splits_made = []
+
+  def recording_split(n, val_fraction, seed, groups=None):
+    out = split_indices(n, val_fraction, seed, groups)
+    splits_made.append((groups, out))
+    return out
+
+  split_indices = probes.split_indices
+  untrained = atari_probe.untrained_encoders(config, paths, 'pong')
+  monkeypatch.setattr(probes, 'split_indices', recording_split)
+  for seed, params in untrained.items():
     again = atari_probe.score_encoder(config, encode_fn, params, data, 'pong', seed)
     assert again['bit_f1'] == probe['untrained']['bit_f1'][seed]
+    assert again['byte_f1'] == probe['untrained']['byte_f1'][seed]
+  monkeypatch.undo()
+  assert len(splits_made) == 2 * config.natural.num_seeds  # bit and byte probes
+  for groups, (fit, val) in splits_made:
+    assert groups is episode and len(val) and not set(episode[fit]) & set(episode[val])
+  # The ceiling: each seed's initialisation trained on the probe set's labels, then scored by
+  # the same function.
+  trained, fits = atari_probe.ceiling_encoders(config, paths, 'pong', data, encode_fn)
+  assert fits == probe['ceiling_fit']
+  for seed, params in trained.items():
+    again = atari_probe.score_encoder(config, encode_fn, params, data, 'pong', seed)
+    assert again['byte_f1'] == probe['ceiling']['byte_f1'][seed]
+    assert again['bit_f1'] == probe['ceiling']['bit_f1'][seed]
   # Snapshots are the largest fraction's alone (the learning curve's); the others save none.
   assert atari_natural.curve_steps(config, 1.0) == [2]
   assert atari_natural.curve_steps(config, 0.5) == []
   # The learning curve's snapshot (curve_steps=(2,)) was probed for every model.
-  assert set(probe['learning_curve']) == {'2'}
+  assert set(probe['learning_curve']) == set(probe['learning_curve_byte']) == {'2'}
   assert all(len(f1) == config.natural.num_seeds
              for f1 in probe['learning_curve']['2'].values())
 
   logger = logging_lib.Logger(paths.tb)
   written = atari_report.run(config, paths, logger, say=lambda line: None)
   logger.close()
-  assert 'table2.md' in written and 'table1.md' in written
+  assert {'table2.md', 'table1.md', 'table1_bit.md', 'table1_probe_f1.png'} <= set(written)
   with open(written['table1.md']) as f:
-    assert "Both variants: C-SWM's contrastive hinge (the paper's), 4 updates" in f.read()
+    md = f.read()
+  assert (f'Every variant ({", ".join(config.natural.variants)}): C-SWM\'s contrastive hinge '
+          "(the paper's), 4 updates") in md
+  assert 'RMR − C-SWM [95% CI]' in md and 'ceiling' in md
   with open(written['results.json']) as f:
     results = json.load(f)
   assert results['fingerprints']['table1'] == paths.stage_fingerprints('probe')
   assert results['probes']['pong/f100']['untrained'] == probe['untrained']
+  # Table 1's primary score is the across-categories byte F1; bit F1 is the second table.
   with open(written['table1.csv']) as f:
-    header, row = f.read().splitlines()[:2]
-  assert header.endswith('untrained_f1_mean,untrained_f1_std,majority_f1')
-  with open(written['learning_curve.csv']) as f:
-    steps = {line.split(',')[1] for line in f.read().splitlines()[1:]}
-  assert steps == {'0', '2', str(config.natural.num_steps)}
-  # The byte probes get the same tables, with their own majority control.
-  assert all(f is not None for rec in list(probe['variants'].values()) + [probe['untrained']]
-             for f in rec['byte_f1'])
-  assert 0.0 <= probe['majority_byte_f1'] <= 1.0
-  assert set(probe['learning_curve_byte']) == {'2'}
-  with open(written['table1_byte.csv']) as f:
     byte_rows = list(csv.DictReader(f))
+  with open(written['table1.csv']) as f:
+    assert f.readline().strip() == ','.join(table1.table1_columns(config.natural.variants))
   assert [r['game'] for r in byte_rows] == ['pong']
   assert float(byte_rows[0]['majority_f1']) == pytest.approx(probe['majority_byte_f1'])
   assert float(byte_rows[0]['untrained_f1_mean']) == pytest.approx(
       sum(probe['untrained']['byte_f1']) / config.natural.num_seeds)
-  with open(written['table1_byte.md']) as f:
-    assert 'RMR probe byte F1' in f.read()
-  with open(written['learning_curve_byte.csv']) as f:
-    steps = {line.split(',')[1] for line in f.read().splitlines()[1:]}
-  assert steps == {'0', '2', str(config.natural.num_steps)}
-  assert results['table1_byte']['pong']['per_seed']['untrained'] == probe['untrained']['byte_f1']
+  assert float(byte_rows[0]['ceiling_f1_mean']) == pytest.approx(
+      sum(probe['ceiling']['byte_f1']) / config.natural.num_seeds)
+  assert results['table1']['pong']['per_seed']['untrained'] == probe['untrained']['byte_f1']
+  assert results['table1']['pong']['per_seed']['ceiling'] == probe['ceiling']['byte_f1']
+  assert results['table1']['pong']['per_seed']['rmr'] == probe['variants']['rmr']['byte_f1']
+  assert results['table1_bit']['pong']['per_seed']['untrained'] == probe['untrained']['bit_f1']
+  with open(written['table1_bit.csv']) as f:
+    bit_rows = list(csv.DictReader(f))
+  assert float(bit_rows[0]['majority_f1']) == pytest.approx(probe['majority_f1'])
+  for stem in ('learning_curve', 'learning_curve_bit'):
+    with open(written[f'{stem}.csv']) as f:
+      steps = {line.split(',')[1] for line in f.read().splitlines()[1:]}
+    assert steps == {'0', '2', str(config.natural.num_steps)}
+  assert 0.0 <= probe['majority_byte_f1'] <= 1.0

@@ -117,8 +117,22 @@ def test_balls_learner_stages_import_no_reverb(tmp_path):
 
 def test_store_source_without_stored_training_episodes_is_refused(test_config):
   with_store = dict(config_lib.to_dict(test_config),
+                    collect=dict(config_lib.to_dict(test_config.collect),
+                                 store_all_episodes=False),
                     replay=dict(config_lib.to_dict(test_config.replay), learner_source='store'))
   with pytest.raises(config_lib.ConfigError) as e:
     config_lib.load_atari_config(with_store)
   assert "config.replay.learner_source='store'" in str(e.value)
   assert 'config.collect.store_all_episodes=False' in str(e.value)
+
+
+def test_probe_stage_without_stored_training_episodes_is_refused(test_config):
+  # The probe set (and its episode ids) comes from the stored training episodes, whatever
+  # the learners' source.
+  assert test_config.collect.store_all_episodes
+  without = dict(config_lib.to_dict(test_config),
+                 collect=dict(config_lib.to_dict(test_config.collect), store_all_episodes=False))
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.load_atari_config(without)
+  assert 'config.collect.store_all_episodes=False' in str(e.value)
+  assert 'config.probe.train_transitions' in str(e.value)
