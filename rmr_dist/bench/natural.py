@@ -3,8 +3,9 @@
 Shapes default to the C-SWM reference point of the issue (batch 50, 3x210x160 frames, 128 slots
 x 64, hidden 128, 18 actions). Prints, as JSON lines with the summary last: lockstep
 `steps_per_s`, `frames_per_s` (2 frames per transition per model), `seconds_per_model` (=
-lockstep seconds / number of models, the figure to compare with C-SWM's public PyTorch code:
-~5.9 s per step on 2 cores), model `flops_per_step` from XLA's cost analysis,
+lockstep seconds / number of models; C-SWM's public PyTorch code took ~5.9 s per step on 2
+cores of another machine, a constant printed as `cswm_seconds_per_step_elsewhere`, not a ratio
+measured here), model `flops_per_step` from XLA's cost analysis,
 `achieved_gflops_per_s`, this machine's float32 `matmul_gflops_per_s` (same method as the
 abstract benchmark) and `peak_memory_gib` (host max RSS on CPU, the device's peak bytes in use
 on an accelerator).
@@ -17,7 +18,7 @@ measures the step without the lookup. With palette batches the summary also has
 apart (its share of the step is `lookup_fraction`).
 
 On a 24 GiB machine the full 5-seed lockstep does not fit at batch 50 (XLA plans ~24.5 GiB of
-scratch); `--seeds 1` (one RMR and one C-SWM model) measures the same per-model cost.
+scratch); `--seeds 1` (one model of each variant) measures the same per-model cost.
 """
 
 from __future__ import annotations
@@ -38,11 +39,15 @@ def main(argv: list[str]) -> None:
   p = argparse.ArgumentParser(prog='python -m rmr_dist.bench natural', description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--batch-size', type=int, default=50)
-  p.add_argument('--seeds', type=int, default=5, help='seeds per variant (models = 2 x seeds)')
+  p.add_argument('--seeds', type=int, default=5, help='seeds per variant (models = 3 x seeds)')
   p.add_argument('--hidden-size', type=int, default=128)
   p.add_argument('--height', type=int, default=210)
   p.add_argument('--width', type=int, default=160)
   p.add_argument('--steps', type=int, default=3, help='timed lockstep updates')
+  p.add_argument('--trunk', choices=('small', 'full'), default=None,
+                 help="f~'s trunk (default: 'full' above 100 pixels of height, else 'small')")
+  p.add_argument('--readout', choices=('latent', 'bits'), default='latent')
+  p.add_argument('--loss', choices=('hinge', 'infonce', 'slot_infonce'), default='hinge')
   p.add_argument('--frames', choices=('stored', 'rgb'), default='stored',
                  help='stored: as collectors store them (palette indices at 210x160); rgb: RGB')
   args = p.parse_args(argv)
@@ -64,11 +69,17 @@ def main(argv: list[str]) -> None:
   abstract_model = abstract_learning.make_model(spec)
   processor_params = abstract_learning.init_state(
       abstract_model, optax.adam(1e-3), jax.random.PRNGKey(1)).params['processor']
-  model = natural_net.NaturalModel(processor=processor)
-  optimizer = natural.make_optimizer(5e-4, variants, args.seeds)
+  trunk = args.trunk or ('full' if args.height > 100 else 'small')
+  model = natural_net.NaturalModel(processor=processor, trunk=trunk, readout=args.readout,
+                                   slot_embedding=True)
+  optimizer = natural.make_optimizer(
+      5e-4, variants, args.seeds, paths=natural.frozen_paths(args.readout, True))
+  abstract_params = jax.device_get(abstract_learning.init_state(
+      abstract_model, optax.adam(1e-3), jax.random.PRNGKey(1)).params)
   state = natural.init_state(model, optimizer, jax.random.PRNGKey(0), variants=variants,
                              num_seeds=args.seeds, processor_params=processor_params,
-                             frame_shape=(args.height, args.width))
+                             frame_shape=(args.height, args.width),
+                             abstract_encoder=abstract_params['encoder'])
   rng = np.random.default_rng(0)
   frame_shape = (args.height, args.width, 3) if args.frames == 'rgb' else (
       atari.stored_frame_shape((args.height, args.width)))
@@ -78,7 +89,7 @@ def main(argv: list[str]) -> None:
       'action': np.eye(18, dtype=np.uint8)[rng.integers(0, 18, b)],
       'frame_tp1': rng.integers(0, 256, shape, dtype=np.uint8)})
   update = jax.jit(functools.partial(natural.update, model=model, optimizer=optimizer,
-                                     variants=variants))
+                                     variants=variants, loss=args.loss))
   compiled = update.lower(state, batch).compile()
   flops = abstract_bench._flops(compiled)  # pylint: disable=protected-access
   matmul = abstract_bench._matmul_gflops()  # pylint: disable=protected-access
@@ -111,14 +122,14 @@ def main(argv: list[str]) -> None:
       'benchmark': 'natural', 'device': device.platform, 'models': models,
       'variants': list(variants), 'seeds': args.seeds, 'batch_size': b,
       'frame_shape': [args.height, args.width], 'hidden_size': args.hidden_size,
+      'trunk': trunk, 'readout': args.readout, 'loss': args.loss,
       'batch_frames': 'palette' if len(frame_shape) == 2 else 'rgb',
       'lookup_seconds_per_step': None if lookup is None else round(lookup, 6),
       'lookup_fraction': None if lookup is None else round(lookup / seconds, 5),
       'lockstep_seconds_per_step': round(seconds, 3), 'steps_per_s': round(1 / seconds, 3),
       'frames_per_s': round(2 * b * models / seconds, 1),
       'seconds_per_model': round(seconds / models, 3),
-      'cswm_reference_seconds_per_step': 5.9,
-      'ratio_to_reference': round(seconds / models / 5.9, 3),
+      'cswm_seconds_per_step_elsewhere': 5.9,  # A constant from another machine.
       'flops_per_step': flops, 'achieved_gflops_per_s': round(flops / seconds / 1e9, 1),
       'matmul_gflops_per_s': round(matmul, 1),
       'efficiency': round(flops / seconds / 1e9 / matmul, 3),
