@@ -61,7 +61,9 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.abstract.log_every = 100  # Learner steps between TensorBoard scalars.
 
   c.natural = ml_collections.ConfigDict()
-  c.natural.variants = ('rmr', 'end_to_end')  # Frozen pre-trained P vs P trained end to end.
+  # Frozen pre-trained P, P trained end to end, and a frozen P that was never trained (the
+  # control for what the pre-training gives).
+  c.natural.variants = ('rmr', 'end_to_end', 'rmr_random_p')
   c.natural.num_seeds = 2  # Seeds per variant, all on identical batches (paper: 3; 2-core budget).
   c.natural.num_slots = 4  # Slot Attention slots: one per ball and one for the background.
   c.natural.slot_size = 32  # Slot width (Slot Attention: 64; 2-core budget).
@@ -91,6 +93,8 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.natural.log_every = 10  # Learner steps between TensorBoard scalars.
   c.natural.export_timeout_s = 600.0  # Wait for the abstract processor export this long.
   c.natural.eval_every = 50  # Steps between validation MSE / FG-ARI / mask entropy logs.
+  c.natural.slot_latents = 'projection'  # P reads a learned projection of the slots.
+  c.natural.oracle_steps = 500  # The oracle (true positions -> f -> P -> g~): g~'s updates.
 
   c.ray = ml_collections.ConfigDict()
   c.ray.address = ''  # '' = local Ray on 127.0.0.1; 'auto' / 'HOST:PORT' joins a cluster.
@@ -122,6 +126,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.natural.decoder_channels = 8
     c.natural.num_steps = 4
     c.natural.autoencode_steps = 2
+    c.natural.oracle_steps = 2
     c.natural.batch_size = 4
     c.natural.eval_windows = 8
     c.natural.save_every = 2
@@ -135,6 +140,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.abstract.save_every = 2_000
     c.natural.num_steps = 2_000
     c.natural.autoencode_steps = 400
+    c.natural.oracle_steps = 2_000
     c.natural.decay_steps = 1_550
     c.natural.batch_size = 64
     c.natural.eval_windows = 0  # Every validation window.
@@ -167,6 +173,7 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
     c.natural.decay_steps = 99_000
     c.natural.num_steps = 100_000  # A budget: the paper trains 1000 epochs of its data.
     c.natural.autoencode_steps = 0  # App. A: next-frame prediction from the start.
+    c.natural.oracle_steps = 100_000
     c.natural.attention_locality = 0.0  # App. A: plain Slot Attention.
     c.natural.batch_size = 512
     c.natural.learning_rate = 1e-4

@@ -764,9 +764,10 @@ def load_atari_config(config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
 # Bouncing balls (paper section 3, Appendix A): `configs/balls.py`, `load_balls_config`.
 # ---------------------------------------------------------------------------------------------
 
-BALLS_VARIANTS = ('rmr', 'end_to_end')
+BALLS_VARIANTS = ('rmr', 'end_to_end', 'rmr_random_p')  # learning.balls_natural.VARIANTS
 SLOT_INITS = ('learned', 'sampled')  # networks.slot_attention.SLOT_INITS
 PROCESSOR_GRAPHS = ('all', 'objects')  # networks.balls.PROCESSOR_GRAPHS
+SLOT_LATENTS = ('projection', 'abstract_f')  # networks.balls.SLOT_LATENTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -929,7 +930,9 @@ class BallsNaturalConfig(ScheduleConfig):
   """The natural learners on frames: Slot Attention f~, P, broadcast decoder g~, in lockstep.
 
   Attributes:
-    variants: 'rmr' (P the frozen abstract export) and/or 'end_to_end' (P trained).
+    variants: 'rmr' (P the frozen abstract export), 'end_to_end' (P trained) and/or
+      'rmr_random_p' (RMR through a frozen P that was never trained: seed s's fresh one, the
+      end-to-end model's starting P; the control for what the pre-training gives).
     num_seeds: seeds per variant, all on identical batches (paper: 3).
     num_slots: Slot Attention slots (balls plus one for the background).
     slot_size: Slot Attention slot width.
@@ -961,6 +964,12 @@ class BallsNaturalConfig(ScheduleConfig):
     autoencode_steps: the first updates reconstruct the last input frame with P bypassed
       (learning.balls_natural's warm-start); 0: none. Fewer than num_steps. The next-frame
       phase restarts Adam and the schedule (warm-up and decay count from its first step).
+    slot_latents: what P reads: 'projection' (a learned projection of each slot's vectors
+      and position features) or 'abstract_f' (the abstract f of each slot's inferred
+      position history; RMR: the trained f, frozen; networks.balls.BallsNaturalModel).
+    oracle_steps: updates of the oracle (g~ alone through the frozen f and P on the TRUE
+      positions, per variant and seed; networks.balls.BallsOracleModel), an upper
+      reference for "using P"; 0: no oracle.
     (and the schedule and clipping fields of `ScheduleConfig`)
   """
   variants: tuple[str, ...]
@@ -988,7 +997,8 @@ class BallsNaturalConfig(ScheduleConfig):
   eval_windows_during_training: int = 64
   processor_graph: str = 'all'
   autoencode_steps: int = 0
-
+  slot_latents: str = 'projection'
+  oracle_steps: int = 0
 
   def validate(self, path: str) -> None:
     self.validate_schedule(path)
@@ -1008,6 +1018,9 @@ class BallsNaturalConfig(ScheduleConfig):
              self.autoencode_steps, f'an int >= 0 and < natural.num_steps = {self.num_steps}')
     _require(self.processor_graph in PROCESSOR_GRAPHS, f'{path}.processor_graph',
              self.processor_graph, f'one of {PROCESSOR_GRAPHS}')
+    _require(self.slot_latents in SLOT_LATENTS, f'{path}.slot_latents', self.slot_latents,
+             f'one of {SLOT_LATENTS}')
+    _require(self.oracle_steps >= 0, f'{path}.oracle_steps', self.oracle_steps, 'an int >= 0')
     _require(self.attention_locality >= 0, f'{path}.attention_locality',
              self.attention_locality, 'a float >= 0')
     _require(self.eval_windows >= 0, f'{path}.eval_windows', self.eval_windows, 'an int >= 0')

@@ -127,11 +127,11 @@ class BallsProgram:
     return self._unit('abstract')
 
   def natural(self) -> dict[str, Any]:
-    """Trains RMR and end-to-end x seeds in lockstep on frames; scores each on validation."""
+    """Trains RMR and its controls x seeds in lockstep on frames (and the oracle); scores each."""
     return self._unit('natural')
 
   def report(self) -> dict[str, str]:
-    """Writes balls.csv, balls.md and the two rollout figures from the finished stages."""
+    """Writes balls.csv, balls.md and the figures (rollouts, per seed) from the finished stages."""
     from rmr_dist.stages import balls_report  # pylint: disable=g-import-not-at-top
     return balls_report.run(self.config, self.paths, self.logger,
                             say=lambda line: print(line, flush=True))

@@ -5,8 +5,13 @@
   copy-last (the newest input state) and constant velocity (``x_t + k (x_t - x_{t-1})`` at
   rollout step k; exact except at bounces and collisions), scored on the same windows;
 * :func:`evaluate_natural`: per-pixel next-frame MSE of one natural model, the FG-ARI of its
-  slot masks against the true ball segmentation of the predicted frame, and the mean entropy
-  of its masks over slots (log K for uniform masks, 0 for one slot per pixel);
+  slot masks against the true ball segmentation of the predicted frame, the mean entropy
+  of its masks over slots (log K for uniform masks, 0 for one slot per pixel) and how far
+  its ball slots' inferred positions are from the true ones (evaluation only: no learner
+  reads true positions of frames, except the oracle's, which is given them);
+* :func:`rendered_prediction_mse`: the next frame drawn by the exact renderer at the abstract
+  model's predicted positions (and at constant velocity's): the frame error of a perfect
+  encoder and decoder around the abstract model's dynamics;
 * :func:`copy_last_frame_mse`: the no-learning baseline that predicts the newest input frame;
 * :func:`outside_span_fraction` / :func:`latent_span`: how far a natural model's slot latents
   (P's inputs) lie from the span of the abstract f, where the frozen P was trained;
@@ -88,22 +93,33 @@ def evaluate_abstract(model: nn.Module, params: Any, data: balls_data.Trajectory
 
 def evaluate_natural(predict_fn: Callable[[Any, np.ndarray], dict], params: Any,
                      data: balls_data.TrajectorySet, history: int, indices: np.ndarray,
-                     batch_size: int, image_size: int | None = None) -> dict[str, float]:
+                     batch_size: int, image_size: int | None = None,
+                     input_key: str = 'frames') -> dict[str, float]:
   """One natural model's next-frame predictions on the windows ``indices``.
+
+  ``input_key``: what ``predict_fn`` reads of each window: 'frames', or 'history' (the true
+  positions: the oracle, ``networks.balls.BallsOracleModel``).
 
   Returns:
     ``mse``: per-pixel MSE with frames in [0, 1]; ``fg_ari``: mean FG-ARI of the slot masks
     against the true segmentation of the target frame (``envs.balls.render_segmentation`` of
     its positions; images with fewer than 2 ball pixels left out); ``mask_entropy``: mean over
-    pixels of the masks' entropy over slots, in nats.
+    pixels of the masks' entropy over slots, in nats; with slot positions (f~'s,
+    ``slot_positions``), ``position_rmse``: per coordinate, the RMS distance in box units
+    from each true ball in the last input frame to the nearest slot position, the background
+    slot (the most attention) left out.
   """
   size = image_size or data.frames.shape[2]
   per = data.positions.shape[1] - history
-  se_sum, count, aris, entropies = 0.0, 0, [], []
+  se_sum, count, aris, entropies, position_se = 0.0, 0, [], [], []
   for start in range(0, len(indices), batch_size):
     index = np.asarray(indices[start:start + batch_size])
     w = data.windows(index, history)
-    out = predict_fn(params, w['frames'])
+    out = predict_fn(params, w[input_key])
+    if 'slot_positions' in out:
+      position_se.append(nearest_slot_sq_error(
+          np.asarray(out['slot_positions'][:, -1]), np.asarray(out['attention'][:, -1]),
+          w['history'][:, -1]))
     recon = np.asarray(out['recon'], np.float64)  # [b, H, W, 3]
     se_sum += float(np.sum(np.square(recon - w['target_frame'] / 255.0)))
     count += recon.size
@@ -115,9 +131,73 @@ def evaluate_natural(predict_fn: Callable[[Any, np.ndarray], dict], params: Any,
     entropy = -np.sum(masks * np.log(np.clip(masks, 1e-12, None)), axis=1)  # [b, H, W]
     entropies.append((float(entropy.sum()), entropy.size))
   aris = np.concatenate(aris)
-  return {'mse': se_sum / count,
-          'fg_ari': float(np.nanmean(aris)) if np.isfinite(aris).any() else float('nan'),
-          'mask_entropy': sum(e for e, _ in entropies) / sum(n for _, n in entropies)}
+  scores = {'mse': se_sum / count,
+            'fg_ari': float(np.nanmean(aris)) if np.isfinite(aris).any() else float('nan'),
+            'mask_entropy': sum(e for e, _ in entropies) / sum(n for _, n in entropies)}
+  if position_se:
+    scores['position_rmse'] = float(np.sqrt(np.mean(np.concatenate(position_se)) / 2))
+  return scores
+
+
+def nearest_slot_sq_error(slot_positions: np.ndarray, attention: np.ndarray,
+                          true_positions: np.ndarray) -> np.ndarray:
+  """Squared distance from each true ball to the nearest non-background slot position.
+
+  Args:
+    slot_positions: [B, K, 2] the slots' positions in one image.
+    attention: [B, K, L] their attention in it; the slot with the most is the background.
+    true_positions: [B, N, 2] the balls' true positions in it.
+
+  Returns:
+    [B * N] squared distances (box units squared).
+  """
+  mass = np.asarray(attention, np.float64).sum(-1)  # [B, K]
+  is_background = np.arange(mass.shape[1])[None] == np.argmax(mass, axis=1)[:, None]
+  d2 = np.sum(np.square(np.asarray(true_positions, np.float64)[:, :, None]
+                        - np.asarray(slot_positions, np.float64)[:, None]), -1)  # [B, N, K]
+  d2 = np.where(is_background[:, None], np.inf, d2)
+  return d2.min(-1).reshape(-1)
+
+
+def rendered_prediction_mse(model: nn.Module, params: Any, data: balls_data.TrajectorySet,
+                            history: int, indices: np.ndarray, batch_size: int,
+                            image_size: int) -> dict[str, float]:
+  """Next-frame MSE of frames drawn by the exact renderer at predicted positions.
+
+  A reference with a perfect encoder (the true positions) and a perfect decoder (the
+  renderer): the frame error left by the dynamics alone.
+
+  Args:
+    model, params: the abstract model and its params.
+    data: the validation trajectories.
+    history: T_hist.
+    indices: the windows.
+    batch_size: windows per forward pass.
+    image_size: frame side.
+
+  Returns:
+    Per-pixel MSE (frames in [0, 1]) of the frame rendered at ``abstract`` (the abstract
+    model's next positions), ``const_velocity`` (the last velocity extrapolated) and
+    ``true`` (the true next positions: the renderer against the stored frames, ~0).
+  """
+  per = data.positions.shape[1] - history
+  sums = {'abstract': 0.0, 'const_velocity': 0.0, 'true': 0.0}
+  count = 0
+  for start in range(0, len(indices), batch_size):
+    index = np.asarray(indices[start:start + batch_size])
+    w = data.windows(index, history)
+    radii = data.radii[index // per]  # [b, N]
+    predicted = {
+        'abstract': np.asarray(balls_abstract.rollout(model, params, w['history'], 1))[:, 0],
+        'const_velocity': 2 * w['history'][:, -1] - w['history'][:, -2],
+        'true': w['target']}  # each [b, N, 2]
+    target = w['target_frame'].astype(np.float64) / 255.0  # [b, H, W, 3]
+    for name, positions in predicted.items():
+      frames = np.stack([balls_env.render_frames(p, r, image_size)
+                         for p, r in zip(positions, radii)]).astype(np.float64) / 255.0
+      sums[name] += float(np.sum(np.square(frames - target)))
+    count += target.size
+  return {name: total / count for name, total in sums.items()}
 
 
 def copy_last_frame_mse(data: balls_data.TrajectorySet, history: int,

@@ -5,13 +5,21 @@ balls.csv has one row per (stage, variant, seed):
   abstract_1step       1-step next-position MSE (positions normalised to the box)
   abstract_rollout<k>  MSE at step k of an autoregressive rollout, k = 1 .. R
   natural_1step        per-pixel next-frame MSE (frames in [0, 1]) of each natural model, with
-                       the FG-ARI of its slot masks (learned variants only)
+                       the FG-ARI of its slot masks, the share of its ball slots' P inputs
+                       outside the abstract f's span and its slot position error (learned
+                       variants only); the oracle rows ('oracle' through the trained f and
+                       P, 'oracle_random_p' through untrained ones, 'oracle_end_to_end'
+                       learning them; true positions in); 'rendered_abstract' /
+                       'rendered_const_velocity': the exact renderer at the abstract model's /
+                       constant velocity's next positions
 
 Controls, scored by the same code on the same windows: 'copy_last' predicts the newest input
 state / frame; 'const_velocity' extrapolates the last velocity (abstract only). balls.md puts
 each learned model beside its control (the ratio must be below 1 for the model to count), the
-natural variants' FG-ARI, a paired t-test of RMR against end-to-end over seeds, and the paper's
-numbers.
+natural variants' FG-ARI and latent-span share, paired differences over seeds with 95%
+intervals (RMR against end-to-end and against RMR through an untrained P; the oracle against
+end-to-end and against its own end-to-end and untrained-P rows), the seeds a 16% difference needs
+(:func:`seeds_for_power`), and the paper's numbers.
 
 Written atomically. Figures use matplotlib's object API on an Agg canvas.
 """
@@ -23,6 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import scipy.stats
 from matplotlib.figure import Figure
 
 from rmr_dist import storage
@@ -30,7 +39,14 @@ from rmr_dist import workdir as workdir_lib
 from rmr_dist.evaluation import statistics
 from rmr_dist.evaluation.table1 import csv_text, save_figure
 
-COLUMNS = ('stage', 'variant', 'seed', 'mse', 'fg_ari')
+COLUMNS = ('stage', 'variant', 'seed', 'mse', 'fg_ari', 'latent_span', 'position_rmse')
+ORACLE_NAMES = {'rmr': 'oracle', 'rmr_random_p': 'oracle_random_p',
+                'end_to_end': 'oracle_end_to_end'}  # oracle variant -> its balls.csv row
+# Paired comparisons of natural 1-step MSE over seeds (first minus second).
+PAIRS = (('rmr', 'end_to_end'), ('rmr', 'rmr_random_p'), ('oracle', 'end_to_end'),
+         ('oracle', 'oracle_end_to_end'), ('oracle', 'oracle_random_p'))
+EFFECT = 0.16  # the paper's RMR gain over end-to-end (7.94e-4 vs 9.47e-4): the power target
+FOUND_ARI = 0.95  # FG-ARI from which a model's slots count as having found the balls
 # Paper section 3: (mean, std) of the MSE; std None where the paper gives one run.
 PAPER = {('abstract_1step', 'mpnn'): (4.59e-4, None),
          ('natural_1step', 'rmr'): (7.94e-4, 0.41e-4),
@@ -59,11 +75,102 @@ def rows(abstract: dict[str, Any] | None, natural: dict[str, Any] | None,
             abstract['const_velocity_rollout_mse'][k - 1])
   if natural is not None:
     fg_ari = natural.get('fg_ari', {})
+    span = natural.get('latent_outside_abstract_span', {})
+    position = natural.get('position_rmse', {})
     for variant, values in natural['mse'].items():
       for s, v in enumerate(values):
         add('natural_1step', variant, s, v, fg_ari[variant][s] if variant in fg_ari else None)
+        out[-1]['latent_span'] = span[variant]['ball_slots'][s] if variant in span else ''
+        out[-1]['position_rmse'] = position[variant][s] if variant in position else ''
+    oracle = natural.get('oracle')
+    if oracle is not None:
+      for variant, values in oracle['mse'].items():
+        for s, v in enumerate(values):
+          add('natural_1step', ORACLE_NAMES[variant], s, v, oracle['fg_ari'][variant][s])
+    for name, mse in natural.get('rendered_mse', {}).items():
+      if name != 'true':  # the renderer against itself (~0): a check, kept in result.json
+        add('natural_1step', f'rendered_{name}', seed, mse)
     add('natural_1step', 'copy_last', seed, natural['copy_last_mse'])
+  for r in out:
+    r.setdefault('latent_span', '')
+    r.setdefault('position_rmse', '')
   return out
+
+
+def paired_power(n: int, effect: float, sd: float, alpha: float = 0.05) -> float:
+  """Power of the two-sided paired t-test over ``n`` seeds at level ``alpha``.
+
+  The per-seed differences are taken as normal with mean ``effect`` and standard deviation
+  ``sd``: t is noncentral t with n - 1 degrees of freedom and noncentrality
+  ``effect / sd * sqrt(n)``; the power is ``P(|t| > t_{n-1, 1 - alpha/2})``.
+  """
+  if n < 2:
+    return float('nan')
+  df, nc = n - 1, abs(effect) / sd * math.sqrt(n)
+  crit = scipy.stats.t.ppf(1 - alpha / 2, df)
+  return float(scipy.stats.nct.sf(crit, df, nc) + scipy.stats.nct.cdf(-crit, df, nc))
+
+
+def seeds_for_power(effect: float, sd: float, alpha: float = 0.05, power: float = 0.8,
+                    max_seeds: int = 10_000) -> int:
+  """The fewest seeds whose paired t-test detects a mean difference ``effect`` at level
+  ``alpha`` with probability ``power`` (:func:`paired_power`), given the per-seed differences'
+  standard deviation ``sd``; ``max_seeds`` if even that many do not.
+
+  Example: effect = sd (Cohen's d = 1), alpha 0.05, power 0.8: 10 seeds (power 0.803; 9
+  give 0.748).
+  """
+  if sd <= 0:
+    return 2
+  for n in range(2, max_seeds + 1):
+    if paired_power(n, effect, sd, alpha) >= power:
+      return n
+  return max_seeds
+
+
+def paired_markdown(groups: dict[tuple[str, str], list[dict[str, Any]]]) -> str:
+  """The paired differences of :data:`PAIRS` present in ``groups`` (natural 1-step MSE), with
+  95% t-intervals, and the seeds that 80% power against a difference of :data:`EFFECT` x
+  the second variant's mean would need at p < 0.05, given the measured spread; each over
+  every seed, then (a secondary reading) over the seeds where both variants' slots found
+  the balls (FG-ARI >= :data:`FOUND_ARI`)."""
+  lines = ['\nPaired differences of natural 1-step MSE over seeds (first minus second; '
+           'negative: the first is better), 95% t-intervals; seeds for 80% power at p < 0.05 '
+           f'against a difference of {EFFECT:.0%} of the second\'s mean, given the measured '
+           'spread of the differences. "found": only the seeds where both variants\' slots '
+           f'found the balls (FG-ARI ≥ {FOUND_ARI}; a secondary reading, conditioned on an '
+           'outcome):\n',
+           '| comparison | seeds | mean difference [95% CI] | relative | t | p | seeds for '
+           f'{EFFECT:.0%} |', '|---|---|---|---|---|---|---|']
+  for first, second in PAIRS:
+    a, b = groups.get(('natural_1step', first)), groups.get(('natural_1step', second))
+    if not a or not b or len(a) != len(b):
+      continue
+    a, b = sorted(a, key=lambda r: r['seed']), sorted(b, key=lambda r: r['seed'])
+    lines.append(_paired_row(f'{first} − {second}', a, b))
+    found = [(x, y) for x, y in zip(a, b) if min(_ari(x), _ari(y)) >= FOUND_ARI]
+    if len(found) < len(a):
+      lines.append(_paired_row(f'{first} − {second}, found', [x for x, _ in found],
+                               [y for _, y in found]))
+  return '\n'.join(lines) + '\n' if len(lines) > 3 else ''
+
+
+def _ari(row: dict[str, Any]) -> float:
+  return float('nan') if row['fg_ari'] == '' else float(row['fg_ari'])
+
+
+def _paired_row(label: str, a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) -> str:
+  """One row of :func:`paired_markdown`: ``a``, ``b`` the two variants' rows, seed-aligned."""
+  if not a:
+    return f'| {label} | 0 | — | — | — | — | — |'
+  x, y = [float(r['mse']) for r in a], [float(r['mse']) for r in b]
+  d = statistics.paired_difference(x, y)
+  base = float(np.mean(y))
+  need = (seeds_for_power(EFFECT * base, float(np.std(np.subtract(x, y), ddof=1)))
+          if len(x) > 1 else '—')
+  return (f'| {label} | {len(x)} | {d["mean_diff"]:+.2e} [{d["ci_low"]:+.2e}, '
+          f'{d["ci_high"]:+.2e}] | {d["mean_diff"] / base:+.1%} | {d["t"]:.2f} '
+          f'| {d["p_value"]:.3g} | {need} |')
 
 
 def _fmt(mean: float, std: float | None, digits: str = '.3e') -> str:
@@ -83,8 +190,8 @@ def markdown(table_rows: Sequence[dict[str, Any]]) -> str:
   groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
   for r in table_rows:
     groups.setdefault((r['stage'], r['variant']), []).append(r)
-  lines = ['| stage | variant | seeds | MSE (mean ± std) | ÷ control | FG-ARI | paper MSE |',
-           '|---|---|---|---|---|---|---|']
+  lines = ['| stage | variant | seeds | MSE (mean ± std) | ÷ control | FG-ARI | latent span '
+           '| paper MSE |', '|---|---|---|---|---|---|---|---|']
   for (stage, variant), group in groups.items():
     mean, std = _stats([r['mse'] for r in group])
     control = groups.get((stage, CONTROL[stage.split('_')[0]]))
@@ -93,14 +200,18 @@ def markdown(table_rows: Sequence[dict[str, Any]]) -> str:
       ratio = f'{mean / _stats([r["mse"] for r in control])[0]:.3f}'
     ari_mean, ari_std = _stats([r['fg_ari'] for r in group])
     ari = '—' if math.isnan(ari_mean) else _fmt(ari_mean, ari_std, '.3f')
+    span_mean, span_std = _stats([r.get('latent_span', '') for r in group])
+    span = '—' if math.isnan(span_mean) else _fmt(span_mean, span_std, '.3f')
     paper = PAPER.get((stage, variant))
     lines.append(f'| {stage} | {variant} | {len(group)} | {_fmt(mean, std)} | {ratio} | {ari} '
-                 f'| {_fmt(*paper) if paper else "—"} |')
+                 f'| {span} | {_fmt(*paper) if paper else "—"} |')
   rmr = groups.get(('natural_1step', 'rmr'))
   e2e = groups.get(('natural_1step', 'end_to_end'))
   text = '\n'.join(lines) + '\n'
   text += ('\nControls: abstract rows against constant velocity, natural rows against copying '
-           'the last frame, on the same validation windows; a ratio below 1 beats the control.\n')
+           'the last frame, on the same validation windows; a ratio below 1 beats the control. '
+           'Latent span: the share of the ball slots\' P input outside the abstract f\'s span '
+           '(below).\n')
   if rmr and e2e and len(rmr) == len(e2e):
     test = statistics.paired_ttest([r['mse'] for r in sorted(rmr, key=lambda r: r['seed'])],
                                    [r['mse'] for r in sorted(e2e, key=lambda r: r['seed'])])
@@ -108,7 +219,7 @@ def markdown(table_rows: Sequence[dict[str, Any]]) -> str:
     text += (f'\nRMR vs end-to-end, natural 1-step MSE paired over {int(test["n"])} seeds: RMR '
              f'is {better} by {abs(test["mean_diff"]):.3e} on average (t = {test["t"]:.2f}, '
              f'two-sided p = {test["p_value"]:.3g}).\n')
-  return text
+  return text + paired_markdown(groups)
 
 
 def span_markdown(span: dict[str, dict[str, Sequence[float]]], latent_size: int,
@@ -207,5 +318,43 @@ def plot_natural_rollout(path: str, example: dict[str, np.ndarray], history: int
       ax.set(xticks=[], yticks=[])
       if k == 0:
         ax.set_ylabel('masks', fontsize=8)
+  save_figure(fig, path)
+  return path
+
+
+def plot_seed_pairs(path: str, table_rows: Sequence[dict[str, Any]]) -> str:
+  """Natural 1-step MSE ÷ copy-last of every learned variant (natural and oracle), one line
+  per seed across the variants (the pairing), the renders' and copy-last's levels dashed.
+
+  Args:
+    path: PNG to write.
+    table_rows: the balls.csv rows (:func:`rows`).
+  """
+  natural = [r for r in table_rows if r['stage'] == 'natural_1step']
+  copy_last = next(float(r['mse']) for r in natural if r['variant'] == 'copy_last')
+  references = [r for r in natural if r['variant'].startswith('rendered_')]
+  learned = [r for r in natural if r['variant'] != 'copy_last' and r not in references]
+  order = ('rmr', 'rmr_random_p', 'end_to_end', 'oracle', 'oracle_random_p',
+           'oracle_end_to_end')
+  variants = sorted(dict.fromkeys(r['variant'] for r in learned),
+                    key=lambda v: order.index(v) if v in order else len(order))
+  storage.makedirs(storage.dirname(path))
+  fig = Figure(figsize=(1.3 * len(variants) + 2.5, 4.0))
+  ax = fig.add_subplot(1, 1, 1)
+  for seed in sorted({r['seed'] for r in learned}):
+    ratio = {r['variant']: float(r['mse']) / copy_last for r in learned if r['seed'] == seed}
+    xs = [i for i, v in enumerate(variants) if v in ratio]
+    ax.plot(xs, [ratio[variants[i]] for i in xs], 'o-', color='grey', alpha=0.5, ms=4)
+  for i, v in enumerate(variants):
+    mean = np.mean([float(r['mse']) for r in learned if r['variant'] == v]) / copy_last
+    ax.plot([i - 0.25, i + 0.25], [mean, mean], 'k-', lw=2)
+  for j, r in enumerate(references):
+    ax.axhline(float(r['mse']) / copy_last, ls='--', color=f'C{j}', lw=1,
+               label=r['variant'])
+  ax.set_xticks(range(len(variants)))
+  ax.set_xticklabels(variants, rotation=30, ha='right', fontsize=8)
+  ax.set(ylabel='next-frame MSE ÷ copy-last', title='natural 1-step MSE per seed (lines: a seed)')
+  if references:
+    ax.legend(fontsize=7)
   save_figure(fig, path)
   return path

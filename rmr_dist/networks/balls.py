@@ -35,6 +35,17 @@ abstract g), whose per-slot RGB and masks are composited into the predicted next
 scored by ``rmr_dist.losses.frame_mse``. Why the explicit positions: with App. A's plain
 Slot Attention + absolute-coordinate broadcast decoder, neither RMR nor end-to-end left the
 mean-frame solution within the updates a 2-core machine affords (README, "Bouncing balls").
+
+Slot latents (``BallsNaturalModel.slot_latents``): with 'projection' (above) P reads a learned
+projection of the slot vectors and positions, which lands outside the span P was trained on
+(docs/experiments/balls.md); with 'abstract_f' P reads the abstract f applied to each slot's
+inferred position history (``abstract_encoder``, the same Dense as the abstract model's
+``encoder``: RMR loads the trained f and freezes it), so P receives exactly the kind of input
+it saw in training, and the slot vector reaches g~ beside P's output (the balls' colours are
+not in their positions). No true position enters: f reads the positions f~ infers.
+
+Oracle (:class:`BallsOracleModel`, the upper reference for "using P"): the abstract f on the
+TRUE positions, P, and g~ alone learned, drawing each ball from P's output.
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ from rmr_dist.networks import slot_attention
 
 LATENT_SIZE = 128  # per-ball / per-slot latent (App. A)
 PROCESSOR_GRAPHS = ('all', 'objects')  # BallsNaturalModel.processor_graph
+SLOT_LATENTS = ('projection', 'abstract_f')  # BallsNaturalModel.slot_latents
 
 
 def history_features(history: jax.Array, displacement_scale: float) -> jax.Array:
@@ -127,7 +139,9 @@ class BallsNaturalModel(nn.Module):
   Parameters: exactly ``params['encoder']``, ``params['projection']``,
   ``params['processor']`` (the same structure as :class:`BallsAbstractModel`'s for the same
   processor config and latent size, so an abstract export loads as-is) and
-  ``params['decoder']``.
+  ``params['decoder']``; with ``slot_latents='abstract_f'``, ``params['abstract_encoder']``
+  (the structure of :class:`BallsAbstractModel`'s ``encoder``) and ``params['appearance']``
+  instead of ``params['projection']``.
 
   Attributes:
     encoder: an unbound ``slot_attention.SlotAttentionEncoder``.
@@ -140,16 +154,28 @@ class BallsNaturalModel(nn.Module):
       (:func:`objects_adjacency`): the background slot neither sends nor receives
       messages; the other slots form the fully connected graph of balls the abstract P was
       trained on (so 'mean' aggregation averages over as many nodes as in training).
+    slot_latents: what P reads. 'projection': one Dense of each slot's T vectors and position
+      features. 'abstract_f': the abstract f (``abstract_encoder``, a Dense of the position
+      features alone, as :class:`BallsAbstractModel`'s ``encoder``) of each slot's inferred
+      positions; g~ then reads ``[P's output, Dense(slot vector of the last image)]``
+      (``appearance``, ``appearance_size`` features), and in the warm-start
+      (``skip_processor``) zeros stand for P's output, so the warm-start does not read f.
+    appearance_size: width of the slot-vector features g~ reads beside P's output
+      ('abstract_f').
   """
   encoder: slot_attention.SlotAttentionEncoder
   processor: nn.Module
   decoder: broadcast_decoder.BroadcastDecoder
   latent_size: int = LATENT_SIZE
   processor_graph: str = 'all'
+  slot_latents: str = 'projection'
+  appearance_size: int = 32
 
   def __post_init__(self):
     if self.processor_graph not in PROCESSOR_GRAPHS:
       raise ValueError(f'processor_graph={self.processor_graph!r}; valid: {PROCESSOR_GRAPHS}')
+    if self.slot_latents not in SLOT_LATENTS:
+      raise ValueError(f'slot_latents={self.slot_latents!r}; valid: {SLOT_LATENTS}')
     super().__post_init__()
 
   @nn.compact
@@ -160,7 +186,8 @@ class BallsNaturalModel(nn.Module):
       deterministic: passed to the encoder (fixed initial slot noise, no 'slots' rng).
       slot_noise: [B, K, S] initial slot noise for the encoder (else it draws its own).
       skip_processor: decode f~'s latents directly (P replaced by the identity; the
-        autoencoding warm-start of ``learning.balls_natural``).
+        autoencoding warm-start of ``learning.balls_natural``); with 'abstract_f', zeros
+        in place of P's output.
 
     Returns:
       ``{'recon': [B, H, W, 3] in [0, 1] scale, 'masks': [B, K, H, W, 1],
@@ -172,19 +199,84 @@ class BallsNaturalModel(nn.Module):
     encoded = self.encoder(frames, deterministic, slot_noise)
     slots, positions = encoded['slots'], encoded['positions']  # [B,T,K,S], [B,T,K,2]
     b, t, k, s = slots.shape
-    x = jnp.concatenate([
-        jnp.transpose(slots, (0, 2, 1, 3)).reshape(b, k, t * s),  # [B, K, T*S]
-        history_features(positions, self.decoder.displacement_scale)], axis=-1)  # + [B,K,2T]
-    latents = nn.Dense(self.latent_size, name='projection')(x)  # [B, K, latent]
+    features = history_features(positions, self.decoder.displacement_scale)  # [B, K, 2T]
+    appearance = None
+    if self.slot_latents == 'abstract_f':
+      latents = nn.Dense(self.latent_size, name='abstract_encoder')(features)  # [B, K, latent]
+      appearance = nn.Dense(self.appearance_size, name='appearance')(slots[:, -1])  # [B, K, A]
+    else:
+      x = jnp.concatenate([jnp.transpose(slots, (0, 2, 1, 3)).reshape(b, k, t * s),  # [B,K,T*S]
+                           features], axis=-1)  # [B, K, T*S + 2T]
+      latents = nn.Dense(self.latent_size, name='projection')(x)  # [B, K, latent]
     if skip_processor and not self.is_initializing():
-      next_latents = latents
+      next_latents = latents if appearance is None else jnp.zeros_like(latents)
     else:
       graph = {}
       if self.processor_graph == 'objects':
         attention = jax.lax.stop_gradient(encoded['attention'][:, -1])  # [B, K, L]
         graph = {'adjacency_mask': objects_adjacency(attention)}
       next_latents = self.processor(latents, _no_action(b), **graph)  # [B, K, latent]
-    out = dict(self.decoder(next_latents, positions[:, -1]))
+    z = (next_latents if appearance is None
+         else jnp.concatenate([next_latents, appearance], axis=-1))  # [B, K, latent (+ A)]
+    out = dict(self.decoder(z, positions[:, -1]))
     out.update(latents=latents, next_latents=next_latents, attention=encoded['attention'],
                slot_positions=positions)
+    return out
+
+
+class BallsOracleModel(nn.Module):
+  """The oracle of "using P": the abstract f on TRUE positions, P, and g~ (an upper reference).
+
+  f (``abstract_encoder``, as :class:`BallsAbstractModel`'s ``encoder``) maps each ball's
+  true position history to its latent, P (zero-width action, the fully connected graph of
+  balls P was trained on) steps them, and g~ (``broadcast_decoder.BroadcastDecoder``) draws
+  ball n from ``[P's output, ball_appearance[n]]`` at its last true position plus the
+  displacement it reads, and one background slot from the learned ``background`` vector at
+  the box centre. With f and P the abstract model's, frozen, only g~ learns: the next-frame
+  MSE a perfectly aligned encoder reaches through P. Ball n has the colour of index n
+  (``envs.balls.BALL_COLOURS``), so a learned per-ball vector carries its appearance.
+
+  Parameters: ``abstract_encoder``, ``processor`` (the abstract model's structure),
+  ``ball_appearance`` [N, A], ``background`` [latent + A] and ``decoder``.
+
+  Attributes:
+    processor: an unbound processor; Flax names it ``processor``.
+    decoder: an unbound ``broadcast_decoder.BroadcastDecoder`` (its ``displacement_scale``
+      is the S of the history features).
+    latent_size: features per ball (the abstract model's).
+    appearance_size: width of the per-ball appearance vector.
+  """
+  processor: nn.Module
+  decoder: broadcast_decoder.BroadcastDecoder
+  latent_size: int = LATENT_SIZE
+  appearance_size: int = 32
+
+  @nn.compact
+  def __call__(self, history: jax.Array, skip_processor: bool = False) -> dict:
+    """Args:
+      history: [B, T_hist, N, 2] true past ball positions, oldest first.
+      skip_processor: zeros in place of P's output (the natural models' warm-start).
+
+    Returns:
+      The decoder's dict over N + 1 slots (the background last): ``recon`` [B, H, W, 3],
+      ``masks`` [B, N + 1, H, W, 1], ``rgb``, ``positions`` [B, N + 1, 2]; and ``latents``,
+      ``next_latents`` [B, N, latent] (P's input and output).
+    """
+    b, _, n, _ = history.shape
+    history = jnp.asarray(history, jnp.float32)
+    x = history_features(history, self.decoder.displacement_scale)  # [B, N, 2T]
+    latents = nn.Dense(self.latent_size, name='abstract_encoder')(x)  # [B, N, latent]
+    if skip_processor and not self.is_initializing():
+      next_latents = jnp.zeros_like(latents)
+    else:
+      next_latents = self.processor(latents, _no_action(b))  # [B, N, latent]
+    normal = nn.initializers.normal(1.0)
+    ball = self.param('ball_appearance', normal, (n, self.appearance_size))  # [N, A]
+    background = self.param('background', normal,
+                            (self.latent_size + self.appearance_size,))  # [latent + A]
+    z = jnp.concatenate([next_latents, jnp.broadcast_to(ball, (b,) + ball.shape)], -1)
+    z = jnp.concatenate([z, jnp.broadcast_to(background, (b, 1, background.size))], 1)
+    anchor = jnp.concatenate([history[:, -1], jnp.full((b, 1, 2), 0.5)], 1)  # [B, N + 1, 2]
+    out = dict(self.decoder(z, anchor))  # z: [B, N + 1, latent + A]
+    out.update(latents=latents, next_latents=next_latents)
     return out

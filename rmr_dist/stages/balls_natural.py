@@ -1,9 +1,11 @@
-"""The bouncing-balls natural stage: RMR and end-to-end x seeds in lockstep on frames.
+"""The bouncing-balls natural stage: RMR and its controls x seeds in lockstep on frames.
 
 Outputs under `WorkDir.stage_dir('natural')`:
-  checkpoints/           lockstep RMR / end-to-end state (resumable)
-  result.json            per-model validation MSE, FG-ARI, the copy-last control, where the
-                         slot latents lie against the abstract f's span, fingerprints (last)
+  checkpoints/           lockstep state of every variant x seed (resumable)
+  result.json            per-model validation MSE, FG-ARI, slot position error, the copy-last
+                         control, where the slot latents lie against the abstract f's span,
+                         fingerprints; the oracle's scores (`natural.oracle_steps`) and the
+                         frames rendered at the abstract model's predictions (written last)
   rollout_example.npz    per-variant frame rollouts and slot masks for the report's figure
 
 Waits for the abstract stage's processor export like the Atari natural units.
@@ -24,6 +26,7 @@ from rmr_dist import logging as logging_lib
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.evaluation import balls_eval
+from rmr_dist.learning import balls_abstract as balls_abstract_learning
 from rmr_dist.learning import balls_natural as balls_natural_learning
 from rmr_dist.replay import balls_data
 from rmr_dist.stages import balls_data as data_stage
@@ -40,15 +43,23 @@ def make_iterator(config: config_lib.BallsConfig, train: balls_data.TrajectorySe
       config.seed + 1 + 7919 * jax.process_index())
 
 
+def abstract_params(workdir: workdir_lib.WorkDir) -> Any:
+  """The trained abstract model's params (f, P, g), from the abstract stage's checkpoint."""
+  _, tree = checkpointing.restore_latest_tree(
+      storage.join(workdir.stage_dir('abstract'), 'checkpoints'))
+  return tree['params']
+
+
 def make_learner(config: config_lib.BallsConfig, export: str, iterator: Iterator[Any],
-                 checkpoint_dir: str | None, log_fn: LogFn | None = None
-                 ) -> balls_natural_learning.BallsNaturalLearner:
-  """The lockstep learner of every variant x seed, resumed from `checkpoint_dir` if present."""
+                 checkpoint_dir: str | None, log_fn: LogFn | None = None,
+                 abstract_encoder: Any = None) -> balls_natural_learning.BallsNaturalLearner:
+  """The lockstep learner of every variant x seed, resumed from `checkpoint_dir` if present
+  (`abstract_encoder`: the trained abstract f, which 'abstract_f' slot latents need)."""
   return balls_natural_learning.BallsNaturalLearner(
       config.natural, processor_export=export, image_size=config.sim.image_size,
       displacement_scale=config.sim.displacement_scale, history=config.data.history,
       seed=config.seed, iterator=iterator,
-      checkpoint_dir=checkpoint_dir, log_fn=log_fn)
+      checkpoint_dir=checkpoint_dir, log_fn=log_fn, abstract_encoder=abstract_encoder)
 
 
 def make_evaluator(config: config_lib.BallsConfig, val: balls_data.TrajectorySet,
@@ -87,9 +98,7 @@ def latent_span(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir,
 
   Returns ``{variant: {'ball_slots': [S], 'background_slot': [S]}}``.
   """
-  _, tree = checkpointing.restore_latest_tree(
-      storage.join(workdir.stage_dir('abstract'), 'checkpoints'))
-  f = tree['params']['encoder']
+  f = abstract_params(workdir)['encoder']
   kernel, bias = np.asarray(f['kernel']), np.asarray(f['bias'])  # [F, D], [D]
   span = {}
   for v in learner.variants:
@@ -119,8 +128,9 @@ def _train_and_evaluate(config, workdir, log_fn, say):
   val = data_stage.load_split(config, workdir, balls_data.VAL)
   start = time.perf_counter()
   batches = make_iterator(config, train)
+  trained = abstract_params(workdir)
   learner = make_learner(config, export, batches, storage.join(out_dir, 'checkpoints'),
-                         logging_lib.with_prefix(log_fn, 'natural/'))
+                         logging_lib.with_prefix(log_fn, 'natural/'), trained['encoder'])
   batches.skip_to(learner.global_step)
   say(f'natural: {len(learner.variants)} variants x {learner.num_seeds} seeds in lockstep, '
       f'{nc.num_steps} steps of batch {nc.batch_size}')
@@ -151,13 +161,19 @@ def _train_and_evaluate(config, workdir, log_fn, say):
   span = latent_span(config, workdir, val, indices, predict, learner)
   result = {'mse': mse, 'fg_ari': {v: [x['fg_ari'] for x in xs] for v, xs in scores.items()},
             'mask_entropy': {v: [x['mask_entropy'] for x in xs] for v, xs in scores.items()},
+            'position_rmse': {v: [x['position_rmse'] for x in xs] for v, xs in scores.items()},
             'latent_outside_abstract_span': span,
+            'slot_latents': nc.slot_latents,
             'n_eval_windows': int(len(indices)), 'train_steps': nc.num_steps,
             'copy_last_mse': balls_eval.copy_last_frame_mse(val, history, indices),
             'train_seconds': round(seconds, 2), 'fingerprints': fingerprints,
             'identical_batches': len(set(fingerprints)) == 1,
             'resumed_from': learner.resumed_from, 'learner_processes': jax.process_count(),
             'learner_devices': jax.device_count()}
+  result['rendered_mse'] = rendered_references(config, workdir, val, indices, trained)
+  if nc.oracle_steps:
+    result['oracle'] = train_oracle(config, train, val, indices, export, trained['encoder'],
+                                    log_fn, say)
   if log_fn is not None:
     log_fn({f'eval/natural/{v}/seed_{s}/{k}': value for v, values in scores.items()
             for s, x in enumerate(values) for k, value in x.items()}, nc.num_steps)
@@ -166,3 +182,48 @@ def _train_and_evaluate(config, workdir, log_fn, say):
       f'control {result["copy_last_mse"]:.3e} ({seconds:.0f} s); identical batches: '
       f'{result["identical_batches"]}')
   return result
+
+
+def rendered_references(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir,
+                        val: balls_data.TrajectorySet, indices: np.ndarray,
+                        trained: Any) -> dict[str, float]:
+  """``balls_eval.rendered_prediction_mse`` of the trained abstract model on ``indices``."""
+  spec = balls_abstract_learning.abstract_spec(config.abstract, config.sim.num_balls)
+  model = balls_abstract_learning.make_abstract_model(spec, config.sim.displacement_scale)
+  return balls_eval.rendered_prediction_mse(model, trained, val, config.data.history, indices,
+                                            256, config.sim.image_size)
+
+
+def train_oracle(config: config_lib.BallsConfig, train: balls_data.TrajectorySet,
+                 val: balls_data.TrajectorySet, indices: np.ndarray, export: str,
+                 abstract_encoder: Any, log_fn: LogFn | None,
+                 say: Callable[[str], None]) -> dict[str, Any]:
+  """Trains the oracle's variants x seeds (``natural.oracle_steps`` updates, the natural
+  models' batch sequence) and scores them on ``indices``; returns their result entry."""
+  nc = config.natural
+  start = time.perf_counter()
+  learner = balls_natural_learning.BallsOracleLearner(
+      nc, processor_export=export, abstract_encoder=abstract_encoder,
+      num_balls=config.sim.num_balls, image_size=config.sim.image_size,
+      displacement_scale=config.sim.displacement_scale, history=config.data.history,
+      seed=config.seed, log_fn=logging_lib.with_prefix(log_fn, 'natural/oracle/'),
+      # Process 0 alone, on its own devices, the whole batch: a one-process run's batches.
+      iterator=balls_data.WindowBatches(train, config.data.history, nc.batch_size,
+                                        config.seed + 1),
+      devices=jax.local_devices())
+  try:
+    learner.run(nc.oracle_steps, progress_label='oracle balls')
+  finally:
+    learner.close()
+  seconds = time.perf_counter() - start
+  predict = balls_natural_learning.make_oracle_predict_fn(learner.model)
+  scores = {v: [balls_eval.evaluate_natural(predict, learner.model_params(v, s), val,
+                                            config.data.history, indices, 32,
+                                            config.sim.image_size, input_key='history')
+                for s in range(learner.num_seeds)] for v in learner.variants}
+  summary = ', '.join(f'{v} {np.mean([x["mse"] for x in xs]):.3e}' for v, xs in scores.items())
+  say(f'oracle: validation MSE {summary} ({seconds:.0f} s)')
+  return {'mse': {v: [x['mse'] for x in xs] for v, xs in scores.items()},
+          'fg_ari': {v: [x['fg_ari'] for x in xs] for v, xs in scores.items()},
+          'train_steps': nc.oracle_steps, 'train_seconds': round(seconds, 2),
+          'identical_batches': len(set(learner.fingerprints.tolist())) == 1}

@@ -1,4 +1,5 @@
-"""The bouncing-balls report stage: balls.csv, balls.md and the two rollout figures.
+"""The bouncing-balls report stage: balls.csv, balls.md, the two rollout figures and the
+per-seed figure (natural_seeds.png).
 
 Reads the abstract and natural results of the current fingerprints; balls.md ends with the
 stage fingerprints it came from.
@@ -58,9 +59,11 @@ def run(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir,
     paths['natural_rollout.png'] = balls_report.plot_natural_rollout(
         storage.join(workdir.report, 'natural_rollout.png'), example, history,
         tuple(results['natural']['mse']))
+    paths['natural_seeds.png'] = balls_report.plot_seed_pairs(
+        storage.join(workdir.report, 'natural_seeds.png'), rows)
   if logger is not None:
     logger.text('eval/balls', text)
-    for name in ('abstract_rollout.png', 'natural_rollout.png'):
+    for name in ('abstract_rollout.png', 'natural_rollout.png', 'natural_seeds.png'):
       if name in paths:
         logger.image(f'eval/{name[:-4]}', paths[name])
   say(f'report: {paths["balls.csv"]}\n{text}')

@@ -27,27 +27,37 @@ def test_balls_test_config_writes_report_and_resumes(tmp_path):
   proc = _balls('--config=configs/balls.py:test', f'--workdir={workdir}')
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   report = os.path.join(workdir, 'report')
-  for name in ('balls.csv', 'balls.md', 'abstract_rollout.png', 'natural_rollout.png'):
+  for name in ('balls.csv', 'balls.md', 'abstract_rollout.png', 'natural_rollout.png',
+               'natural_seeds.png'):
     assert os.path.getsize(os.path.join(report, name)) > 0, name
   with open(os.path.join(report, 'balls.csv')) as f:
     rows = list(csv.DictReader(f))
-  assert list(rows[0]) == ['stage', 'variant', 'seed', 'mse', 'fg_ari']
+  assert list(rows[0]) == ['stage', 'variant', 'seed', 'mse', 'fg_ari', 'latent_span',
+                           'position_rmse']
   config = config_lib.load_balls_config(balls_configs.get_config('test'))
   stages = {(r['stage'], r['variant']) for r in rows}
   rollout = {(f'abstract_rollout{k}', v) for k in range(1, config.abstract.rollout_steps + 1)
              for v in ('mpnn', 'const_velocity')}
-  assert stages == {('abstract_1step', 'mpnn'), ('abstract_1step', 'copy_last'),
-                    ('abstract_1step', 'const_velocity'), ('natural_1step', 'rmr'),
-                    ('natural_1step', 'end_to_end'), ('natural_1step', 'copy_last')} | rollout
+  learned = ('rmr', 'end_to_end', 'rmr_random_p', 'oracle', 'oracle_end_to_end',
+             'oracle_random_p')
+  references = ('copy_last', 'rendered_abstract', 'rendered_const_velocity')
+  assert stages == ({('abstract_1step', 'mpnn'), ('abstract_1step', 'copy_last'),
+                     ('abstract_1step', 'const_velocity')} | rollout
+                    | {('natural_1step', v) for v in learned + references})
   natural = [r for r in rows if r['stage'] == 'natural_1step']
-  assert len(natural) == 2 * config.natural.num_seeds + 1
-  assert all(0.0 < float(r['mse']) < 1.0 for r in rows)
-  assert all(-1.0 <= float(r['fg_ari']) <= 1.0 for r in natural if r['variant'] != 'copy_last')
-  assert all(r['fg_ari'] == '' for r in rows if r['variant'] == 'copy_last')
+  assert len(natural) == len(learned) * config.natural.num_seeds + len(references)
+  # The renders at constant velocity are exact where no ball bounces: 0 is possible.
+  assert all(0.0 < float(r['mse']) < 1.0 or r['variant'].startswith('rendered_')
+             and 0.0 <= float(r['mse']) < 1.0 for r in rows)
+  assert all(-1.0 <= float(r['fg_ari']) <= 1.0 for r in natural if r['variant'] in learned)
+  assert all(0.0 <= float(r['latent_span']) <= 1.0 for r in natural
+             if r['variant'] in learned[:3])
+  assert all(r['fg_ari'] == '' for r in rows if r['variant'] in references)
   with open(os.path.join(report, 'balls.md')) as f:
     md = f.read()
   assert '7.940e-04' in md and '4.590e-04' in md  # the paper's numbers beside ours
   assert 'RMR vs end-to-end, natural 1-step MSE paired over' in md
+  assert '| rmr − rmr_random_p |' in md and '| oracle − end_to_end |' in md
   paths = workdir_lib.WorkDir.reopen(workdir, workdir_lib.BALLS_STAGES)
   # Both learners ran in learner groups (Ray actors) that got the driver's 2 CPU devices.
   for stage in ('abstract', 'natural'):
@@ -61,14 +71,14 @@ def test_balls_test_config_writes_report_and_resumes(tmp_path):
   again = _balls('--config=configs/balls.py:test', f'--workdir={workdir}')
   assert again.returncode == 0, again.stderr[-3000:]
   assert 'data: complete' in again.stdout
-  assert 'natural: 2 variants' not in again.stdout  # finished stages are not re-run
+  assert 'natural: 3 variants' not in again.stdout  # finished stages are not re-run
   assert 'learner group' not in again.stdout
 
 
 @pytest.mark.parametrize('args, message', [
     (['--config.sim.num_balls=0'], 'config.sim.num_balls=0'),
     (['--config.natural.variants=("rmr","cswm")'], "distinct variants from ('rmr', "
-                                                   "'end_to_end')"),
+                                                   "'end_to_end', 'rmr_random_p')"),
     (['--config.sim.radius=0.1'], 'has no key'),
     (['--stages=data,train'], "Unknown stage(s) ['train']"),
     (['--stages=natural'], 'no abstract learner has run'),

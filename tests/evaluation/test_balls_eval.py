@@ -92,3 +92,31 @@ def test_outside_span_fraction_is_zero_in_the_span_and_one_orthogonal_to_it():
   # Random directions: about 1 - F/D outside.
   spread = balls_eval.outside_span_fraction(bias + rng.normal(size=(2000, 32)), kernel, bias)
   assert abs(spread.mean() - (1 - 6 / 32)) < 0.02
+
+
+def test_nearest_slot_sq_error_leaves_out_the_background_slot():
+  slots = np.array([[[0.1, 0.1], [0.5, 0.5], [0.9, 0.9]]])  # [1, K=3, 2]
+  attention = np.array([[[0.2, 0.0], [0.9, 0.9], [0.1, 0.3]]])  # slot 1 has the most
+  balls = np.array([[[0.1, 0.2], [0.6, 0.6]]])  # [1, N=2, 2]
+  # Ball 0: slot 0 at 0.1 (0.01); ball 1: slot 2 (0.09 + 0.09), not the background (0.02).
+  np.testing.assert_allclose(balls_eval.nearest_slot_sq_error(slots, attention, balls),
+                             [0.01, 0.18], rtol=1e-9)
+
+
+def test_rendered_prediction_mse_is_zero_for_exact_positions(config):
+  """One ball on a straight line, frames from the renderer: the truth and constant velocity
+  render the target exactly; an untrained abstract model does not."""
+  from rmr_dist.envs import balls as balls_env
+  t = np.arange(8, dtype=np.float32)
+  positions = np.stack([0.3 + 0.02 * t, 0.4 + 0.01 * t], -1)[None, :, None]  # [1, 8, 1, 2]
+  radii = np.full((1, 1), 0.1, np.float32)
+  frames = balls_env.render_frames(positions[0], radii[0], 16)[None]
+  data = balls_data.TrajectorySet(positions=positions, frames=frames, radii=radii)
+  spec = balls_abstract.abstract_spec(config.abstract, 1)
+  model = balls_abstract.make_abstract_model(spec, 0.02)
+  params = model.init(jax.random.PRNGKey(0), positions[:, :HISTORY])['params']
+  mse = balls_eval.rendered_prediction_mse(model, params, data, HISTORY,
+                                           np.arange(data.window_count(HISTORY)), 2, 16)
+  assert mse['true'] == 0.0
+  assert mse['const_velocity'] < 1e-6
+  assert mse['abstract'] > 1e-4

@@ -40,12 +40,24 @@ def test_natural_lockstep_freezes_rmr_processor(config, data, tmp_path):
       iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2),
       checkpoint_dir=str(tmp_path / 'natural'))
   before = learner.model_params('end_to_end', 0)
+  random_before = [learner.model_params('rmr_random_p', s)['processor']
+                   for s in range(config.natural.num_seeds)]
   metrics = learner.run(3)
-  assert metrics['loss'].shape == (2 * config.natural.num_seeds,)
+  assert metrics['loss'].shape == (len(config.natural.variants) * config.natural.num_seeds,)
   for s in range(config.natural.num_seeds):
     rmr = learner.model_params('rmr', s)['processor']
     for a, b in zip(jax.tree_util.tree_leaves(rmr), jax.tree_util.tree_leaves(exported)):
       np.testing.assert_array_equal(a, b)  # bit-identical to the export
+    # The untrained-P control: bit-identical to its fresh P (the end-to-end model's start)
+    # before and after training, and not the export.
+    random_p = learner.model_params('rmr_random_p', s)['processor']
+    leaves = jax.tree_util.tree_leaves
+    for a, b in zip(leaves(random_p), leaves(random_before[s])):
+      np.testing.assert_array_equal(a, b)
+    if s == 0:
+      for a, b in zip(leaves(random_p), leaves(before['processor'])):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(random_p), leaves(exported)))
   moved = learner.model_params('end_to_end', 0)['processor']
   assert any(not np.array_equal(a, b) for a, b in zip(
       jax.tree_util.tree_leaves(moved), jax.tree_util.tree_leaves(before['processor'])))
@@ -140,3 +152,75 @@ def test_autoencoding_warm_start_keeps_pairs_equal_and_leaves_p_alone(config, da
   assert any(not np.array_equal(a, b) for a, b in zip(
       jax.tree_util.tree_leaves(e2e['processor']), jax.tree_util.tree_leaves(start['processor'])))
   learner.close()
+
+
+def _poisoned(batches):
+  """The batches with every true position replaced by NaN (frames untouched)."""
+  for batch in batches:
+    yield dict(batch, history=np.full_like(batch['history'], np.nan),
+               target=np.full_like(batch['target'], np.nan))
+
+
+def test_abstract_f_alignment_reads_no_true_positions(config, data, tmp_path):
+  """slot_latents='abstract_f': f~'s positions go through the frozen abstract f into P. No
+  true position of a natural frame is read in training: with every position NaN-poisoned the
+  learner trains to the very same parameters, all finite; RMR's f and P stay the export's."""
+  abstract = _abstract_learner(config, data, None)
+  abstract.run(1)
+  export = abstract.export_processor(str(tmp_path / 'processor'))
+  f = abstract.params['encoder']
+  natural = dataclasses.replace(config.natural, slot_latents='abstract_f', num_seeds=1,
+                                processor_graph='objects')
+  params = {}
+  for name, poison in (('clean', False), ('poisoned', True)):
+    batches = balls_data.WindowBatches(data, HISTORY, 4, seed=2)
+    learner = balls_natural.BallsNaturalLearner(
+        natural, processor_export=export, image_size=config.sim.image_size,
+        displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0,
+        iterator=_poisoned(batches) if poison else batches, checkpoint_dir=None,
+        abstract_encoder=f)
+    metrics = learner.run(config.natural.num_steps)
+    assert np.isfinite(metrics['loss']).all()
+    params[name] = learner.params
+    rmr = learner.model_params('rmr', 0)
+    for a, b in zip(jax.tree_util.tree_leaves(rmr['abstract_encoder']),
+                    jax.tree_util.tree_leaves(f)):
+      np.testing.assert_array_equal(a, b)
+    learner.close()
+  for a, b in zip(jax.tree_util.tree_leaves(params['clean']),
+                  jax.tree_util.tree_leaves(params['poisoned'])):
+    assert np.isfinite(a).all()
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match='abstract f'):
+    balls_natural.BallsNaturalLearner(
+        natural, processor_export=export, image_size=config.sim.image_size,
+        displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0,
+        iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2), checkpoint_dir=None)
+
+
+def test_oracle_learner_trains_g_alone_through_frozen_f_and_p(config, data, tmp_path):
+  abstract = _abstract_learner(config, data, None)
+  abstract.run(1)
+  export = abstract.export_processor(str(tmp_path / 'processor'))
+  _, exported = checkpointing.restore_processor(export)
+  f = abstract.params['encoder']
+  natural = dataclasses.replace(config.natural, num_seeds=1)
+  learner = balls_natural.BallsOracleLearner(
+      natural, processor_export=export, abstract_encoder=f, num_balls=config.sim.num_balls,
+      image_size=config.sim.image_size, displacement_scale=config.sim.displacement_scale,
+      history=HISTORY, seed=0, iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2))
+  start = {v: learner.model_params(v, 0) for v in learner.variants}
+  metrics = learner.run(config.natural.num_steps)  # the warm-start, then P in use
+  assert np.isfinite(metrics['loss']).all()
+  assert len(set(learner.fingerprints.tolist())) == 1
+  leaves = jax.tree_util.tree_leaves
+  same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(leaves(a), leaves(b)))
+  for v in learner.variants:
+    p = learner.model_params(v, 0)
+    frozen = v != 'end_to_end'
+    assert same(p['processor'], start[v]['processor']) == frozen, v
+    assert same(p['abstract_encoder'], start[v]['abstract_encoder']) == frozen, v
+    assert not same(p['decoder'], start[v]['decoder']), v
+  rmr = learner.model_params('rmr', 0)
+  assert same(rmr['processor'], exported) and same(rmr['abstract_encoder'], f)
+  assert not same(learner.model_params('rmr_random_p', 0)['processor'], exported)

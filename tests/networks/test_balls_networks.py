@@ -129,3 +129,48 @@ def test_objects_graph_hides_the_background_from_the_ball_slots():
     others[np.arange(B), background] = False
     outs[graph] = np.abs(np.asarray(proc(bumped) - proc(z)))[others].max()
   assert outs['objects'] < 1e-6 < outs['all'], outs
+
+
+def test_abstract_f_slot_latents_are_the_abstract_f_of_the_slot_positions():
+  """slot_latents='abstract_f': P's input is exactly f(history_features(f~'s slot positions)),
+  with f's params the abstract model's encoder structure; g~ reads P's output and the slot
+  appearance; the warm-start (skip_processor) gives g~ zeros in place of P's output."""
+  decoder = _decoder()
+  model = balls.BallsNaturalModel(_encoder(), _processor(), decoder, latent_size=LATENT,
+                                  slot_latents='abstract_f', appearance_size=5)
+  frames = _frames(seed=4)
+  params = model.init({'params': jax.random.PRNGKey(0), 'slots': jax.random.PRNGKey(1)},
+                      frames)
+  assert set(params['params']) == {'encoder', 'abstract_encoder', 'appearance', 'processor',
+                                    'decoder'}
+  _, abstract_params = _abstract_init(jnp.zeros((B, T, N, 2)))
+  f = abstract_params['params']['encoder']
+  chex.assert_trees_all_equal_shapes(params['params']['abstract_encoder'], f)
+  params = {'params': {**params['params'], 'abstract_encoder': f}}
+  out = model.apply(params, frames, deterministic=True)
+  features = balls.history_features(out['slot_positions'], decoder.displacement_scale)
+  np.testing.assert_allclose(out['latents'], features @ f['kernel'] + f['bias'], rtol=1e-5,
+                             atol=1e-5)
+  chex.assert_shape(out['next_latents'], (B, K, LATENT))
+  chex.assert_shape(params['params']['decoder']['latent']['kernel'], (LATENT + 5, CHANNELS))
+  warm = model.apply(params, frames, deterministic=True, skip_processor=True)
+  np.testing.assert_array_equal(warm['next_latents'], 0.0)
+
+
+def test_oracle_model_reads_true_positions_through_f_and_p():
+  decoder = _decoder()
+  model = balls.BallsOracleModel(_processor(), decoder, latent_size=LATENT, appearance_size=4)
+  history = jax.random.uniform(jax.random.PRNGKey(5), (B, T, N, 2))
+  params = model.init(jax.random.PRNGKey(0), history)
+  assert set(params['params']) == {'abstract_encoder', 'processor', 'ball_appearance',
+                                   'background', 'decoder'}
+  out = jax.jit(model.apply)(params, history)
+  chex.assert_shape(out['recon'], (B, SIZE, SIZE, 3))
+  chex.assert_shape(out['masks'], (B, N + 1, SIZE, SIZE, 1))
+  f = params['params']['abstract_encoder']
+  features = balls.history_features(history, decoder.displacement_scale)
+  np.testing.assert_allclose(out['latents'], features @ f['kernel'] + f['bias'], rtol=1e-5,
+                             atol=1e-5)
+  # Untrained, each ball is drawn at its last true position, the background at the centre.
+  np.testing.assert_allclose(out['positions'][:, :N], history[:, -1], atol=1e-6)
+  np.testing.assert_allclose(out['positions'][:, N], 0.5, atol=1e-6)

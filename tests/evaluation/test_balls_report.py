@@ -1,0 +1,60 @@
+"""Tests for rmr_dist.evaluation.balls_report: rows, paired differences, the power calculation."""
+
+import math
+
+import pytest
+
+from rmr_dist.evaluation import balls_report
+
+
+def test_paired_power_and_seeds_on_hand_computed_examples():
+  """Two-sided paired t-test, alpha 0.05. d = effect / sd = 1 with 10 seeds: t has 9 degrees
+  of freedom, noncentrality sqrt(10) = 3.162, critical value t_{9, 0.975} = 2.262, and
+  P(t' > 2.262) = 0.803 (plus a negligible lower tail); 9 seeds: noncentrality 3, critical
+  2.306, power 0.748 (a Monte Carlo of 400,000 tests: 0.749). So 10 seeds are needed
+  (Cohen's tables: n = 10 at d = 1). At d = 0.5 the normal approximation
+  ((1.960 + 0.842) / 0.5)^2 = 31.4 rounds up to 32, and the t-test needs 34."""
+  assert balls_report.paired_power(10, 1.0, 1.0) == pytest.approx(0.803, abs=1e-3)
+  assert balls_report.paired_power(9, 1.0, 1.0) == pytest.approx(0.748, abs=1e-3)
+  assert balls_report.seeds_for_power(1.0, 1.0) == 10
+  assert balls_report.seeds_for_power(2e-4, 4e-4) == 34  # d = 0.5: units cancel
+  assert balls_report.seeds_for_power(-1.0, 1.0) == 10  # either direction
+  assert balls_report.paired_power(200, 0.0, 1.0) == pytest.approx(0.05, abs=1e-3)
+  assert math.isnan(balls_report.paired_power(1, 1.0, 1.0))
+
+
+def _natural_result():
+  return {'mse': {'rmr': [4.0e-3, 5.0e-3, 4.4e-3], 'end_to_end': [4.4e-3, 5.2e-3, 4.9e-3],
+                  'rmr_random_p': [4.1e-3, 5.1e-3, 4.3e-3]},
+          'fg_ari': {v: [0.99, 0.98, 0.99] for v in ('rmr', 'end_to_end', 'rmr_random_p')},
+          'position_rmse': {v: [0.01, 0.02, 0.01] for v in ('rmr', 'end_to_end',
+                                                            'rmr_random_p')},
+          'latent_outside_abstract_span': {
+              v: {'ball_slots': [0.9, 0.95, 0.92], 'background_slot': [0.9, 0.9, 0.9]}
+              for v in ('rmr', 'end_to_end', 'rmr_random_p')},
+          'oracle': {'mse': {'rmr': [3.0e-3, 3.1e-3, 3.2e-3],
+                             'rmr_random_p': [3.5e-3, 3.3e-3, 3.6e-3]},
+                     'fg_ari': {'rmr': [0.9] * 3, 'rmr_random_p': [0.9] * 3}},
+          'rendered_mse': {'abstract': 3e-3, 'const_velocity': 8e-3, 'true': 0.0},
+          'copy_last_mse': 1.8e-2}
+
+
+def test_rows_and_markdown_report_every_variant_and_paired_interval():
+  rows = balls_report.rows(None, _natural_result(), seed=0)
+  variants = {r['variant'] for r in rows}
+  assert variants == {'rmr', 'end_to_end', 'rmr_random_p', 'oracle', 'oracle_random_p',
+                      'rendered_abstract', 'rendered_const_velocity', 'copy_last'}
+  rmr = [r for r in rows if r['variant'] == 'rmr']
+  assert [r['latent_span'] for r in rmr] == [0.9, 0.95, 0.92]
+  text = balls_report.markdown(rows)
+  assert '| natural_1step | rmr_random_p | 3 |' in text
+  # RMR - end-to-end: differences -4e-4, -2e-4, -5e-4: mean -3.667e-4, sd 1.5275e-4,
+  # t_{2, 0.975} = 4.3027: interval -3.667e-4 +- 3.7946e-4; relative to end-to-end's mean
+  # 4.833e-3: -7.6%.
+  assert '| rmr − end_to_end | 3 | -3.67e-04 [-7.46e-04, +1.28e-05] | -7.6% |' in text
+  assert '| rmr − rmr_random_p | 3 |' in text and '| oracle − end_to_end | 3 |' in text
+  assert '| oracle − oracle_random_p | 3 |' in text
+  # The secondary reading over seeds where both found the balls (FG-ARI >= 0.95): every
+  # seed for RMR (no extra row), none for the oracle (0.9).
+  assert 'rmr − end_to_end, found' not in text
+  assert '| oracle − end_to_end, found | 0 |' in text
