@@ -22,11 +22,19 @@ end-to-end and against its own end-to-end and untrained-P rows), the seeds a 16%
 (:func:`seeds_for_power`), and the paper's numbers.
 
 Written atomically. Figures use matplotlib's object API on an Agg canvas.
+
+Several runs (e.g. ``configs/balls.py:study`` at several root seeds) pool into one balls.md
+table, run i's seed s counted as seed 1000 i + s (:func:`pool_rows`)::
+
+  python -m rmr_dist.evaluation.balls_report runs/balls-study-*/report/balls.csv
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -358,3 +366,24 @@ def plot_seed_pairs(path: str, table_rows: Sequence[dict[str, Any]]) -> str:
     ax.legend(fontsize=7)
   save_figure(fig, path)
   return path
+
+
+def pool_rows(tables: Sequence[str]) -> list[dict[str, Any]]:
+  """Several runs' balls.csv texts as one table: run i's seed s becomes seed 1000 i + s (runs
+  at different root seeds: each pair stays within its run)."""
+  out = []
+  for i, text in enumerate(tables):
+    for r in csv.DictReader(io.StringIO(text)):
+      out.append(dict(r, seed=1000 * i + int(r['seed'])))
+  return out
+
+
+def main(argv: Sequence[str]) -> None:
+  """Prints the balls.md table and paired differences of the balls.csv files in ``argv[1:]``."""
+  if len(argv) < 2:
+    raise SystemExit('usage: python -m rmr_dist.evaluation.balls_report BALLS_CSV...')
+  print(markdown(pool_rows([storage.read_text(path) for path in argv[1:]])))
+
+
+if __name__ == '__main__':
+  main(sys.argv)

@@ -1,6 +1,7 @@
 """balls.py end to end on the `test` config: real MuJoCo, real local Ray, real Orbax."""
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -90,6 +91,20 @@ def test_bad_input_fails_fast_with_a_message(tmp_path, args, message):
   assert proc.returncode != 0
   assert message in proc.stderr, proc.stderr[-2000:]
   assert 'Traceback' not in proc.stderr
+
+
+def test_study_config_is_the_local_run_with_aligned_latents_and_more_seeds():
+  local = config_lib.load_balls_config(balls_configs.get_config('local'))
+  study = config_lib.load_balls_config(balls_configs.get_config('study'))
+  assert study.natural.slot_latents == 'abstract_f' and study.natural.num_seeds == 4
+  assert balls_configs.STUDY_RUNS * study.natural.num_seeds >= 49  # the powered seed count
+  assert f'seq 0 {balls_configs.STUDY_RUNS - 1}' in balls_configs.STUDY_COMMAND
+  same = dataclasses.replace(study.natural, slot_latents=local.natural.slot_latents,
+                             processor_graph=local.natural.processor_graph,
+                             num_seeds=local.natural.num_seeds,
+                             oracle_steps=local.natural.oracle_steps)
+  assert same == local.natural
+  assert (study.sim, study.data, study.abstract) == (local.sim, local.data, local.abstract)
 
 
 def test_abstract_stage_without_data_names_the_missing_stage(tmp_path):

@@ -58,3 +58,13 @@ def test_rows_and_markdown_report_every_variant_and_paired_interval():
   # seed for RMR (no extra row), none for the oracle (0.9).
   assert 'rmr − end_to_end, found' not in text
   assert '| oracle − end_to_end, found | 0 |' in text
+
+
+def test_pool_rows_counts_every_run_s_seeds():
+  rows = balls_report.rows(None, _natural_result(), seed=0)
+  text = balls_report.csv_text(balls_report.COLUMNS, rows)
+  pooled = balls_report.pool_rows([text, text])
+  assert sorted({r['seed'] for r in pooled if r['variant'] == 'rmr'}) == [0, 1, 2, 1000, 1001,
+                                                                          1002]
+  table = balls_report.markdown(pooled)
+  assert '| rmr − end_to_end | 6 | -3.67e-04 [' in table  # the same differences, twice
