@@ -215,8 +215,7 @@ def natural_model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array
   target = inputs['frames'][:, -1] if autoencode else inputs['target_frame']
 
   def objective(p):
-    frozen_or_not = lambda x: jnp.where(trainable, x, jax.lax.stop_gradient(x))
-    p = natural_learning.map_frozen(frozen_or_not, p, frozen_paths(model))
+    p = natural_learning.stop_frozen(p, trainable, frozen_paths(model))
     out = model.apply({'params': p}, inputs['frames'], slot_noise=noise,
                       skip_processor=autoencode)
     return losses.frame_mse(out['recon'], target)
@@ -305,8 +304,7 @@ def oracle_model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array,
   target = inputs['frames'][:, -1] if autoencode else inputs['target_frame']
 
   def objective(p):
-    frozen_or_not = lambda x: jnp.where(trainable, x, jax.lax.stop_gradient(x))
-    p = natural_learning.map_frozen(frozen_or_not, p, frozen_paths(model))
+    p = natural_learning.stop_frozen(p, trainable, frozen_paths(model))
     out = model.apply({'params': p}, inputs['history'], skip_processor=autoencode)
     return losses.frame_mse(out['recon'], target)
 

@@ -133,6 +133,12 @@ def map_frozen(fn: Callable[[jax.Array], jax.Array], tree: Any,
   return jax.tree_util.tree_map_with_path(visit, tree)
 
 
+def stop_frozen(params: Any, trainable: jax.Array, paths: Sequence[tuple[str, ...]]) -> Any:
+  """ONE model's params as its loss should see them: where ``trainable`` is False, the
+  subtrees under ``paths`` pass through ``stop_gradient`` (so their gradient is exactly 0)."""
+  return map_frozen(lambda x: jnp.where(trainable, x, jax.lax.stop_gradient(x)), params, paths)
+
+
 def freeze_processor(trainable: np.ndarray,
                      paths: Sequence[tuple[str, ...]] = (('processor',),)
                      ) -> optax.GradientTransformation:
@@ -420,8 +426,7 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
       fingerprint, batch_fingerprint(inputs, row_offset, axis_name, keys))
 
   def objective(p):
-    frozen_or_not = lambda x: jnp.where(trainable, x, jax.lax.stop_gradient(x))
-    p = map_frozen(frozen_or_not, p, paths)
+    p = stop_frozen(p, trainable, paths)
     if loss in INFONCE_LOSSES:
       b = inputs['frame_t'].shape[0]
       frames = jnp.concatenate([inputs['frame_t'], inputs['frame_tp1_all']])  # [b + B, ...]
