@@ -2,9 +2,12 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 
+import psutil
 import pytest
 
 from rmr_dist import workdir as workdir_lib
@@ -36,18 +39,91 @@ def test_ray_nodes_are_loopback(test_config):
     ray.shutdown()
 
 
+def _listening_sockets(root_pid: int) -> set[tuple[int, str, str, int, str]]:
+  """(pid, process name, ip, port, kind) of every TCP socket in LISTEN and every bound UDP
+  socket held by `root_pid` or any of its descendants (the driver, and the Ray processes and
+  workers it starts)."""
+  try:
+    root = psutil.Process(root_pid)
+    processes = [root, *root.children(recursive=True)]
+  except psutil.NoSuchProcess:
+    return set()
+  found = set()
+  for process in processes:
+    try:
+      name = process.name()
+      for conn in process.net_connections(kind='inet'):
+        if conn.type == socket.SOCK_STREAM and conn.status == psutil.CONN_LISTEN:
+          found.add((process.pid, name, conn.laddr.ip, conn.laddr.port, 'tcp'))
+        elif conn.type == socket.SOCK_DGRAM and conn.laddr and not conn.raddr:
+          found.add((process.pid, name, conn.laddr.ip, conn.laddr.port, 'udp'))
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+      continue
+  return found
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
 @pytest.fixture(scope='module')
 def collected(tmp_path_factory):
-  """(work directory, completed process) of one `atari.py --stages=collect` on the test config,
-  shared by the two tests marked xdist_group('atari_collected') (one xdist worker runs both)."""
+  """(work directory, completed process, Reverb port, driver pid, listening sockets) of one
+  `atari.py --stages=collect` on the test config, shared by the tests marked
+  xdist_group('atari_collected') (one xdist worker runs them). While it runs, the listening
+  sockets of the driver's process tree are sampled every 0.2 s (`_listening_sockets`)."""
   workdir = str(tmp_path_factory.mktemp('collected') / 'run')
-  return workdir, _atari('--config=configs/atari.py:test', f'--workdir={workdir}',
-                         '--stages=collect')
+  port = _free_port()
+  env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER='0')
+  proc = subprocess.Popen(
+      [sys.executable, os.path.join(REPO, 'atari.py'), '--config=configs/atari.py:test',
+       f'--workdir={workdir}', '--stages=collect', f'--config.replay.port={port}'],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  sockets = set()
+  done = threading.Event()
+
+  def sample():
+    while not done.wait(0.2):
+      sockets.update(_listening_sockets(proc.pid))
+
+  sampler = threading.Thread(target=sample, daemon=True)
+  sampler.start()
+  try:
+    stdout, stderr = proc.communicate(timeout=300)
+  finally:
+    done.set()
+    sampler.join()
+    proc.kill()
+  completed = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+  return workdir, completed, port, proc.pid, sockets
+
+
+def _is_loopback(ip: str) -> bool:
+  return ip.startswith('127.') or ip in ('::1', '::ffff:127.0.0.1')
+
+
+@pytest.mark.xdist_group('atari_collected')
+def test_local_run_listens_on_loopback_but_for_the_in_process_reverb_server(collected):
+  """README, "Network exposure": in a local run every socket of the driver's process tree is
+  bound to loopback, except the in-process Reverb server's in the driver (Reverb 0.14's
+  `reverb.Server` takes no host and binds every interface)."""
+  _, proc, port, driver_pid, sockets = collected
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  # The sampler saw the run: Ray's GCS and raylet listening, and the Reverb server.
+  names = {name for _, name, ip, _, _ in sockets if _is_loopback(ip)}
+  assert {'gcs_server', 'raylet'} <= names, sorted(sockets)
+  reverb = {s for s in sockets if s[0] == driver_pid and s[3] == port and s[4] == 'tcp'}
+  assert reverb, f'no listener on the Reverb port {port} in the driver: {sorted(sockets)}'
+  exposed = {s for s in sockets if not _is_loopback(s[2])}
+  assert exposed == reverb, f'listening off loopback beyond Reverb: {sorted(exposed - reverb)}'
+  assert all(ip in ('::', '0.0.0.0') for _, _, ip, _, _ in reverb), sorted(reverb)
 
 
 @pytest.mark.xdist_group('atari_collected')
 def test_collect_stage_end_to_end_and_resume(collected):
-  workdir, proc = collected
+  workdir, proc, port, _, _ = collected
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   with open(os.path.join(workdir, 'collect', 'summary.json')) as f:
     summary = json.load(f)
@@ -69,7 +145,8 @@ def test_collect_stage_end_to_end_and_resume(collected):
   assert os.path.isdir(summary['replay_checkpoint'])
 
   # Running the same command again resumes: collection is not repeated, replay is restored.
-  again = _atari('--config=configs/atari.py:test', f'--workdir={workdir}', '--stages=collect')
+  again = _atari('--config=configs/atari.py:test', f'--workdir={workdir}', '--stages=collect',
+                 f'--config.replay.port={port}')
   assert again.returncode == 0, again.stderr[-3000:]
   assert 'already complete' in again.stdout
   assert 'successfully loaded' in again.stderr.lower()
@@ -227,7 +304,7 @@ def test_abstract_stage_without_collect_fails_clearly(tmp_path):
 
 @pytest.mark.xdist_group('atari_collected')
 def test_natural_stage_waits_for_the_processor_export_then_times_out(collected):
-  workdir, collect = collected  # No abstract stage has run there: no processor export.
+  workdir, collect, _, _, _ = collected  # No abstract stage has run there: no processor export.
   assert collect.returncode == 0, collect.stderr[-2000:]
   # The test config waits natural.export_timeout_s = 5 s for an export that never comes.
   proc = _atari('--config=configs/atari.py:test', f'--workdir={workdir}', '--stages=natural')
