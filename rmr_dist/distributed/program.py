@@ -1,9 +1,11 @@
 """The Atari RMR program: one Ray program, embedded on a laptop or spread over a cluster.
 
 This module owns placement, restarts and stage order; what each stage computes lives in
-`rmr_dist.stages` (`atari_abstract`, `atari_natural`, `atari_probe`, `atari_report`) and the
-work directory's paths in `rmr_dist.workdir`. Collection is the distributed stage proper:
-collector actors (`actors.py`) play the policy heads into the Reverb server(s) started here.
+`rmr_dist.stages` (`atari_agent`, `atari_collect`, `atari_abstract`, `atari_natural`,
+`atari_probe`, `atari_report`) and the work directory's paths in `rmr_dist.workdir`. Collection
+is the distributed stage proper: collector actors (`actors.py`) play the policy heads into the
+Reverb server(s) started here, fed work units by the driver, which records what
+`stages.atari_collect` counts and summarises.
 The abstract, natural and probe units run in learner groups (`learners.py`): Ray actors that
 reserve `ray.learner_num_cpus` / `learner_num_gpus` each, one group alive at a time, killed
 when their stage ends. The driver keeps the order and prints the status lines.
@@ -34,11 +36,9 @@ from rmr_dist.distributed import learners
 from rmr_dist.distributed import placement
 from rmr_dist.distributed import ray_setup
 from rmr_dist.distributed import workdir_check
-from rmr_dist.replay import episode_store
 from rmr_dist.replay import monitor as monitor_lib
-from rmr_dist.replay import splits
-from rmr_dist.replay import table_names
 from rmr_dist.stages import atari_agent
+from rmr_dist.stages import atari_collect
 
 STAGES = workdir_lib.ATARI_STAGE_NAMES
 LEARNER_STAGES = ('abstract', 'natural', 'probe')  # Their units run in learner groups.
@@ -141,11 +141,6 @@ class AtariProgram:
     addresses = self.replay_addresses(restore=True)
     return [reverb.Client(a) for a in dict.fromkeys(addresses.values())]
 
-  def _replay_sizes(self, clients: list[Any]) -> dict[str, int]:
-    """{table: current size} over every server."""
-    return {name: info.current_size for client in clients
-            for name, info in client.server_info().items()}
-
   # ---------------------------------------------------------------- agent
   def uses_agent_checkpoints(self) -> bool:
     """The heads act from the agent stage's checkpoints (heads.checkpoint_path='agent')."""
@@ -183,42 +178,39 @@ class AtariProgram:
     return agent_lib.run(self.config, self.paths, self.logger, host)
 
   # ---------------------------------------------------------------- collect
-  def head_checkpoints(self) -> dict[str, list[str]] | None:
-    """{game: policy checkpoints in training order} of checkpoint heads, else None."""
-    if self.config.heads.base_policy != 'checkpoint':
-      return None
-    return atari_agent.resolve_checkpoints(self.config.heads, self.config.games, self.workdir)
-
   def collect(self) -> dict[str, Any]:
-    """Runs the collect stage (or returns its summary if already complete)."""
-    summary_path = self.paths.collect_summary
+    """Runs the collect stage (`stages.atari_collect`) on collector actors, or returns its
+    summary if already complete."""
     self.paths.record_stage('collect')
-    summary = workdir_lib.read_json(summary_path)
-    if summary is not None and (not self.config.replay.checkpoint
-                                or storage.isdir(self.replay_dir)):
-      print(f'collect: already complete ({summary_path}); restoring replay from its checkpoint.')
+    summary = atari_collect.read_summary(self.config, self.paths)
+    if summary is not None:
+      print(f'collect: already complete ({self.paths.collect_summary}); restoring replay from '
+            'its checkpoint.')
       self.replay_addresses(restore=True)
       return summary
 
     cfg = self.config
     addresses = self.replay_addresses(restore=False)
-    units = collector_lib.make_work_units(cfg.games, cfg.heads.num_heads,
-                                          cfg.heads.episodes_per_head)
+    units = atari_collect.work_units(cfg)
     actor_cls = actors.make_collector_actor_class(cfg.collect.max_actor_restarts)
     num_actors = min(cfg.collect.num_collectors, len(units))
     placement.check_actor_cpus(cfg.ray, num_actors, 'collect.num_collectors')
-    checkpoints = self.head_checkpoints()
+    checkpoints = atari_collect.head_checkpoints(cfg, self.workdir)
     workers = [actor_cls.remote(cfg, addresses, self.episodes_dir, checkpoints)
                for _ in range(num_actors)]
-    servers = sorted(set(addresses.values()))
-    where = servers[0] if len(servers) == 1 else f'{len(servers)} servers {addresses}'
-    print(f'collect: {len(units)} episodes ({len(cfg.games)} games x {cfg.heads.num_heads} heads '
-          f'x {cfg.heads.episodes_per_head}) on {num_actors} collector actors; replay at '
-          f'{where}')
+    print(atari_collect.plan_line(cfg, len(units), num_actors, addresses))
     stats = self._dispatch(workers, units)
     for w in workers:
       ray.kill(w)
-    return self._finish_collect(stats, summary_path)
+    clients = self._replay_clients()
+    sizes = atari_collect.replay_sizes(clients)
+    replay_checkpoints = None
+    if cfg.replay.checkpoint:
+      # One per server, written on its node, then copied to the work directory if need be.
+      replay_checkpoints = [self._publish(server, client.checkpoint())
+                            for server, client in zip(self._replay, clients)]
+    return atari_collect.write_summary(cfg, self.paths, stats, sizes, replay_checkpoints,
+                                       self.logger)
 
   def _dispatch(self, workers: list[Any],
                 units: list[collector_lib.WorkUnit]) -> list[collector_lib.EpisodeStats]:
@@ -260,103 +252,11 @@ class AtariProgram:
       now = time.perf_counter()
       if now - last_status >= self.config.collect.status_interval_s or not pending:
         last_status = now
-        self._log_progress(done, len(done) + len(pending) + len(queue), now - start,
-                           actor_steps, clients)
+        atari_collect.log_progress(
+            self.config, done, len(done) + len(pending) + len(queue), now - start, actor_steps,
+            sum(atari_collect.replay_sizes(clients).values()), self.logger.scalars,
+            say=lambda line: print(line, flush=True))
     return done
-
-  def _log_progress(self, done: list[collector_lib.EpisodeStats], total: int, elapsed: float,
-                    actor_steps: list[int], clients: list[Any]) -> None:
-    """Collector counters to TensorBoard (step: agent steps) and one status line.
-
-    (Replay sizes and insert / sample rates are logged by the replay monitor.)
-    """
-    steps = sum(s.length for s in done if not s.skipped)
-    elapsed = max(elapsed, 1e-9)
-    scalars = {'collector/steps_per_s': steps / elapsed,
-               'collector/frames_per_s': steps * self.config.env.frame_skip / elapsed,
-               'collector/episodes': len(done)}
-    for i, n in enumerate(actor_steps):
-      scalars[f'collector/actor_{i}/steps_per_s'] = n / elapsed
-    for game in self.config.games:
-      scalars[f'collector/{game}/episodes'] = sum(s.game == game for s in done)
-    for head in range(self.config.heads.num_heads):
-      scalars[f'collector/head_{head}/episodes'] = sum(s.head == head for s in done)
-    self.logger.scalars(scalars, step=steps)
-    eta = (logging_lib.format_duration(elapsed * (total - len(done)) / len(done)) if done
-           else '?')
-    items = sum(self._replay_sizes(clients).values())
-    print(f'collect: {len(done)}/{total} episodes, {steps} steps, '
-          f'{scalars["collector/steps_per_s"]:.0f} steps/s, ETA {eta}, replay items {items}',
-          flush=True)
-
-  def _finish_collect(self, stats: list[collector_lib.EpisodeStats],
-                      summary_path: str) -> dict[str, Any]:
-    cfg = self.config
-    clients = self._replay_clients()
-    sizes = self._replay_sizes(clients)
-    games = {}
-    for game in cfg.games:
-      g = [s for s in stats if s.game == game]
-      played = [s for s in g if not s.skipped]
-      seconds = sum(s.seconds for s in played)
-      steps = sum(s.length for s in played)
-      games[game] = {
-          'train_episodes': sum(s.split == splits.TRAIN for s in g),
-          'val_episodes': sum(s.split == splits.VAL for s in g),
-          'train_transitions': sum(s.length for s in g if s.split == splits.TRAIN),
-          # Items each table of the game holds for these (windows: replay.transitions_per_item).
-          'train_items': sum(table_names.num_items(s.length, cfg.replay.transitions_per_item)
-                             for s in g if s.split == splits.TRAIN),
-          'val_transitions': sum(s.length for s in g if s.split == splits.VAL),
-          'mean_return': sum(s.episode_return for s in g) / max(len(g), 1),
-          'agent_steps_per_s': steps / seconds if seconds else None,
-          'frames_per_s': steps * cfg.env.frame_skip / seconds if seconds else None,
-          'replay_items': {k: v for k, v in sizes.items() if k.endswith(f'_{game}')},
-      }
-    summary: dict[str, Any] = {'games': games, 'episodes_dir': self.episodes_dir,
-                               'heads': self._head_summary(stats)}
-    if cfg.replay.checkpoint:
-      # One per server, written on its node, then copied to the work directory if need be.
-      paths = [self._publish(server, client.checkpoint())
-               for server, client in zip(self._replay, clients)]
-      train = sum(g['train_transitions'] for g in games.values())
-      summary['replay_checkpoint'] = paths[0] if len(paths) == 1 else paths
-      summary['replay_checkpoint_bytes_per_transition'] = (
-          sum(storage.tree_bytes(p) for p in paths) / max(train, 1))
-    store = episode_store.EpisodeStore(self.episodes_dir)
-    store.write_index()
-    workdir_lib.atomic_write_json(summary_path, summary)
-    self.logger.text('collect/summary', '```\n' + json.dumps(summary, indent=1) + '\n```')
-    self.logger.flush()
-    print(f'collect: done; summary at {summary_path}')
-    return summary
-
-  def _head_summary(self, stats: list[collector_lib.EpisodeStats]) -> dict[str, Any]:
-    """Per game and head: mean return over its episodes (train and validation), episodes,
-    epsilon, and the checkpoint it acted from (checkpoint heads); also to TensorBoard
-    (`collector/<game>/head_<i>/mean_return`, step = head)."""
-    from rmr_dist.acting import heads as heads_lib  # pylint: disable=g-import-not-at-top
-    from rmr_dist.acting import policies  # pylint: disable=g-import-not-at-top
-    h = self.config.heads
-    specs = heads_lib.specs_for(h, self.config.seed)
-    checkpoints = self.head_checkpoints()
-    out: dict[str, Any] = {'base_policy': h.base_policy}
-    for game in self.config.games:
-      rows = []
-      for head in range(h.num_heads):
-        g = [s for s in stats if s.game == game and s.head == head]
-        mean = sum(s.episode_return for s in g) / len(g) if g else None
-        row = {'head': head, 'episodes': len(g), 'mean_return': mean,
-               'mean_length': sum(s.length for s in g) / len(g) if g else None,
-               'epsilon': specs[head].epsilon, 'persistence': specs[head].persistence}
-        if checkpoints is not None:
-          row['checkpoint'] = policies.HeadCheckpointPolicies(
-              checkpoints, h.num_heads).path_for(game, head)
-        rows.append(row)
-        if mean is not None:
-          self.logger.scalars({f'collector/{game}/head_mean_return': mean}, step=head)
-      out[game] = rows
-    return out
 
   @staticmethod
   def _publish(server: Any, path: str) -> str:
