@@ -22,10 +22,14 @@ def test_gpu_variants_reserve_a_gpu_and_the_atari_one_reads_the_store():
   assert cfg.replay.learner_source == 'store' and cfg.collect.store_all_episodes
 
 
-def test_study_variant_has_a_learning_curve_and_two_fractions():
+def test_study_variant_can_answer_the_paired_question():
+  """Issue 33: >= 8 seeds, three data fractions, RMR beside C-SWM and RMR through an untrained
+  P on identical batches, a learning curve, Table 2 at the paper's width."""
   cfg = config_lib.load_atari_config(atari_configs.get_config('study'))
   assert cfg.natural.curve_steps and max(cfg.natural.curve_steps) < cfg.natural.num_steps
-  assert cfg.natural.data_fractions == (0.3, 1.0) and cfg.natural.num_seeds >= 3
+  assert cfg.natural.data_fractions == (0.1, 0.3, 1.0) and cfg.natural.num_seeds >= 8
+  assert set(cfg.natural.variants) == {'rmr', 'cswm', 'rmr_random_p'}
+  assert cfg.abstract.hidden_size == 64 and cfg.probe.byte_probes and cfg.probe.ceiling_steps
   # Paired Table 2: every abstract model reads the same seeded store batches.
   assert cfg.replay.learner_source == 'store' and cfg.collect.store_all_episodes
   local = config_lib.load_atari_config(atari_configs.get_config('local'))

@@ -19,7 +19,7 @@ each learned model beside its control (the ratio must be below 1 for the model t
 natural variants' FG-ARI and latent-span share, paired differences over seeds with 95%
 intervals (RMR against end-to-end and against RMR through an untrained P; the oracle against
 end-to-end and against its own end-to-end and untrained-P rows), the seeds a 16% difference needs
-(:func:`seeds_for_power`), and the paper's numbers.
+(`statistics.seeds_for_power`), and the paper's numbers.
 
 Written atomically. Figures use matplotlib's object API on an Agg canvas.
 
@@ -39,7 +39,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.stats
 from matplotlib.figure import Figure
 
 from rmr_dist import storage
@@ -105,37 +104,6 @@ def rows(abstract: dict[str, Any] | None, natural: dict[str, Any] | None,
   return out
 
 
-def paired_power(n: int, effect: float, sd: float, alpha: float = 0.05) -> float:
-  """Power of the two-sided paired t-test over ``n`` seeds at level ``alpha``.
-
-  The per-seed differences are taken as normal with mean ``effect`` and standard deviation
-  ``sd``: t is noncentral t with n - 1 degrees of freedom and noncentrality
-  ``effect / sd * sqrt(n)``; the power is ``P(|t| > t_{n-1, 1 - alpha/2})``.
-  """
-  if n < 2:
-    return float('nan')
-  df, nc = n - 1, abs(effect) / sd * math.sqrt(n)
-  crit = scipy.stats.t.ppf(1 - alpha / 2, df)
-  return float(scipy.stats.nct.sf(crit, df, nc) + scipy.stats.nct.cdf(-crit, df, nc))
-
-
-def seeds_for_power(effect: float, sd: float, alpha: float = 0.05, power: float = 0.8,
-                    max_seeds: int = 10_000) -> int:
-  """The fewest seeds whose paired t-test detects a mean difference ``effect`` at level
-  ``alpha`` with probability ``power`` (:func:`paired_power`), given the per-seed differences'
-  standard deviation ``sd``; ``max_seeds`` if even that many do not.
-
-  Example: effect = sd (Cohen's d = 1), alpha 0.05, power 0.8: 10 seeds (power 0.803; 9
-  give 0.748).
-  """
-  if sd <= 0:
-    return 2
-  for n in range(2, max_seeds + 1):
-    if paired_power(n, effect, sd, alpha) >= power:
-      return n
-  return max_seeds
-
-
 def paired_markdown(groups: dict[tuple[str, str], list[dict[str, Any]]]) -> str:
   """The paired differences of :data:`PAIRS` present in ``groups`` (natural 1-step MSE), with
   95% t-intervals, and the seeds that 80% power against a difference of :data:`EFFECT` x
@@ -174,7 +142,7 @@ def _paired_row(label: str, a: Sequence[dict[str, Any]], b: Sequence[dict[str, A
   x, y = [float(r['mse']) for r in a], [float(r['mse']) for r in b]
   d = statistics.paired_difference(x, y)
   base = float(np.mean(y))
-  need = (seeds_for_power(EFFECT * base, float(np.std(np.subtract(x, y), ddof=1)))
+  need = (statistics.seeds_for_power(EFFECT * base, float(np.std(np.subtract(x, y), ddof=1)))
           if len(x) > 1 else '—')
   return (f'| {label} | {len(x)} | {d["mean_diff"]:+.2e} [{d["ci_low"]:+.2e}, '
           f'{d["ci_high"]:+.2e}] | {d["mean_diff"] / base:+.1%} | {d["t"]:.2f} '

@@ -1,5 +1,6 @@
 """Seed statistics for Table 1: paired t-tests of RMR vs C-SWM, t-intervals of paired
-differences and mean/std summaries.
+differences, mean/std summaries and the paired test's power (seeds needed, smallest detectable
+difference).
 
 The paper feeds identical batches to both models for each of five seeds, so each seed gives a
 PAIR of probe F1s and the comparison is a paired (dependent-samples) two-sided t-test on the
@@ -96,3 +97,51 @@ def summarise(per_seed: dict[str, Sequence[float]]) -> dict[str, dict[str, float
     std = float(v.std(ddof=1)) if n > 1 else (0.0 if n == 1 else float('nan'))
     out[name] = {'mean': mean, 'std': std, 'n': float(n)}
   return out
+
+
+def paired_power(n: int, effect: float, sd: float, alpha: float = 0.05) -> float:
+  """Power of the two-sided paired t-test over ``n`` seeds at level ``alpha``.
+
+  The per-seed differences are taken as normal with mean ``effect`` and standard deviation
+  ``sd``: t is noncentral t with n - 1 degrees of freedom and noncentrality
+  ``effect / sd * sqrt(n)``; the power is ``P(|t| > t_{n-1, 1 - alpha/2})``.
+  """
+  if n < 2:
+    return float('nan')
+  df, nc = n - 1, abs(effect) / sd * math.sqrt(n)
+  crit = scipy.stats.t.ppf(1 - alpha / 2, df)
+  return float(scipy.stats.nct.sf(crit, df, nc) + scipy.stats.nct.cdf(-crit, df, nc))
+
+
+def seeds_for_power(effect: float, sd: float, alpha: float = 0.05, power: float = 0.8,
+                    max_seeds: int = 10_000) -> int:
+  """The fewest seeds whose paired t-test detects a mean difference ``effect`` at level
+  ``alpha`` with probability ``power`` (:func:`paired_power`), given the per-seed differences'
+  standard deviation ``sd``; ``max_seeds`` if even that many do not.
+
+  Example: effect = sd (Cohen's d = 1), alpha 0.05, power 0.8: 10 seeds (power 0.803; 9
+  give 0.748).
+  """
+  if sd <= 0:
+    return 2
+  for n in range(2, max_seeds + 1):
+    if paired_power(n, effect, sd, alpha) >= power:
+      return n
+  return max_seeds
+
+def detectable_difference(n: int, sd: float, alpha: float = 0.05, power: float = 0.8) -> float:
+  """The smallest mean paired difference that the two-sided paired t-test over ``n`` seeds
+  detects at level ``alpha`` with probability ``power`` (:func:`paired_power`), given the
+  per-seed differences' standard deviation ``sd``; NaN for n < 2 or an undefined ``sd``.
+
+  Example: n = 10, sd = 1: 0.996 (an effect of 1.0 has power 0.803 there, 9 seeds 0.748).
+  """
+  if n < 2 or not sd > 0 or not math.isfinite(sd):
+    return float('nan') if n < 2 or not math.isfinite(sd) else 0.0
+  low, high = 0.0, sd
+  while paired_power(n, high, sd, alpha) < power:
+    high *= 2
+  for _ in range(60):  # Bisection: power rises with the effect.
+    mid = (low + high) / 2
+    low, high = (mid, high) if paired_power(n, mid, sd, alpha) < power else (low, mid)
+  return high

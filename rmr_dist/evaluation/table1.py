@@ -50,6 +50,7 @@ CONTROLS = ('untrained', 'majority', 'ceiling')
 COMPARISONS = (('rmr', 'cswm'), ('rmr', 'rmr_random_p'))
 SIGNIFICANCE = 0.05
 CONFIDENCE = 0.95
+POWER = 0.8  # The power at which `*_detectable` differences are found (paired t-test).
 _ORDER = ('rmr', 'cswm', 'rmr_random_p')  # Variants first in this order, then by name.
 _TITLES = {'cswm': 'C-SWM', 'rmr': 'RMR', 'rmr_random_p': 'RMR (random P)'}
 _COLOURS = {'cswm': '#4c72b0', 'rmr': '#dd8452', 'rmr_random_p': '#55a868'}
@@ -107,7 +108,8 @@ def table1_columns(variants: Sequence[str]) -> tuple[str, ...]:
     cols += [f'{v}_f1_mean', f'{v}_f1_std', f'{v}_f1_seeds', f'{v}_beats_untrained']
   cols += ['ceiling_f1_mean', 'ceiling_f1_std', 'ceiling_f1_seeds']
   for a, b in comparisons(variants):
-    cols += [f'{a}_minus_{b}_{k}' for k in ('mean', 'ci_low', 'ci_high', 'p_value')]
+    cols += [f'{a}_minus_{b}_{k}'
+             for k in ('mean', 'ci_low', 'ci_high', 'p_value', 'detectable')]
   if ('rmr', 'cswm') in comparisons(variants):
     cols.append('rmr_better')
   return tuple(cols)
@@ -162,12 +164,17 @@ def table1_rows(per_game: Mapping[str, Mapping[str, Any]],
       row[f'{v}_beats_untrained'] = beats_control(scores[v], untrained)
     for a, b in comparisons(variants):
       nan = float('nan')
-      diff = (statistics.paired_difference(scores[a], scores[b], CONFIDENCE)
-              if len(scores[a]) == len(scores[b]) else
+      paired = len(scores[a]) == len(scores[b])
+      diff = (statistics.paired_difference(scores[a], scores[b], CONFIDENCE) if paired else
               {'mean_diff': nan, 'ci_low': nan, 'ci_high': nan, 'p_value': nan})
+      n = len(scores[a]) if paired else 0
+      detectable = (statistics.detectable_difference(
+          n, float(np.std(np.subtract(scores[a], scores[b]), ddof=1)), SIGNIFICANCE, POWER)
+                    if n >= 2 else nan)
       row.update({f'{a}_minus_{b}_mean': diff['mean_diff'], f'{a}_minus_{b}_ci_low':
                   diff['ci_low'], f'{a}_minus_{b}_ci_high': diff['ci_high'],
-                  f'{a}_minus_{b}_p_value': diff['p_value']})
+                  f'{a}_minus_{b}_p_value': diff['p_value'],
+                  f'{a}_minus_{b}_detectable': detectable})
     if ('rmr', 'cswm') in comparisons(variants):
       p = row['rmr_minus_cswm_p_value']
       row['rmr_better'] = bool(not math.isnan(p) and p < SIGNIFICANCE
@@ -210,7 +217,8 @@ def table1_markdown(rows: Sequence[dict[str, Any]], metric: Metric = BYTE) -> st
   variants = _variants_in(rows)
   pairs = comparisons(variants)
   head = (['Game', 'majority', 'untrained f~'] + [title(v) for v in variants] + ['ceiling']
-          + [f'{title(a)} − {title(b)} [{CONFIDENCE:.0%} CI] (p)' for a, b in pairs]
+          + [f'{title(a)} − {title(b)} [{CONFIDENCE:.0%} CI] (p; detectable)'
+             for a, b in pairs]
           + ['seeds'])
   lines = ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
   for r in rows:
@@ -224,7 +232,8 @@ def table1_markdown(rows: Sequence[dict[str, Any]], metric: Metric = BYTE) -> st
     for a, b in pairs:
       k = f'{a}_minus_{b}'
       cells.append(f'{_fmt_signed(r[k + "_mean"])} [{_fmt_signed(r[k + "_ci_low"])}, '
-                   f'{_fmt_signed(r[k + "_ci_high"])}] ({_fmt_p(r[k + "_p_value"])})')
+                   f'{_fmt_signed(r[k + "_ci_high"])}] ({_fmt_p(r[k + "_p_value"])}; '
+                   f'{_fmt(r[k + "_detectable"])})')
     cells.append(str(r['n_seeds']))
     lines.append('| ' + ' | '.join(cells) + ' |')
   notes = [f'{metric.label[0].upper()}{metric.label[1:]} on the validation episodes, mean ± std '
@@ -236,7 +245,10 @@ def table1_markdown(rows: Sequence[dict[str, Any]], metric: Metric = BYTE) -> st
            'by more than its std over seeds).']
   if pairs:
     notes.append(f'Paired differences over seeds (identical batches per seed) with their '
-                 f'{CONFIDENCE:.0%} t-interval and two-sided paired t-test p-value.')
+                 f'{CONFIDENCE:.0%} t-interval, two-sided paired t-test p-value and the smallest '
+                 f'difference this many seeds detect at p < {SIGNIFICANCE} with '
+                 f'{POWER:.0%} power given the measured spread of the paired differences '
+                 '(`statistics.detectable_difference`).')
   if ('rmr', 'cswm') in pairs:
     n_better = sum(bool(r.get('rmr_better')) for r in rows)
     notes.append(f'`*` RMR significantly better than C-SWM (p < {SIGNIFICANCE}, higher mean): '

@@ -1,26 +1,8 @@
-"""Tests for rmr_dist.evaluation.balls_report: rows, paired differences, the power calculation."""
-
-import math
+"""Tests for rmr_dist.evaluation.balls_report: rows, paired differences, seeds needed."""
 
 import pytest
 
 from rmr_dist.evaluation import balls_report
-
-
-def test_paired_power_and_seeds_on_hand_computed_examples():
-  """Two-sided paired t-test, alpha 0.05. d = effect / sd = 1 with 10 seeds: t has 9 degrees
-  of freedom, noncentrality sqrt(10) = 3.162, critical value t_{9, 0.975} = 2.262, and
-  P(t' > 2.262) = 0.803 (plus a negligible lower tail); 9 seeds: noncentrality 3, critical
-  2.306, power 0.748 (a Monte Carlo of 400,000 tests: 0.749). So 10 seeds are needed
-  (Cohen's tables: n = 10 at d = 1). At d = 0.5 the normal approximation
-  ((1.960 + 0.842) / 0.5)^2 = 31.4 rounds up to 32, and the t-test needs 34."""
-  assert balls_report.paired_power(10, 1.0, 1.0) == pytest.approx(0.803, abs=1e-3)
-  assert balls_report.paired_power(9, 1.0, 1.0) == pytest.approx(0.748, abs=1e-3)
-  assert balls_report.seeds_for_power(1.0, 1.0) == 10
-  assert balls_report.seeds_for_power(2e-4, 4e-4) == 34  # d = 0.5: units cancel
-  assert balls_report.seeds_for_power(-1.0, 1.0) == 10  # either direction
-  assert balls_report.paired_power(200, 0.0, 1.0) == pytest.approx(0.05, abs=1e-3)
-  assert math.isnan(balls_report.paired_power(1, 1.0, 1.0))
 
 
 def _natural_result():

@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from rmr_dist.evaluation import statistics
 from rmr_dist.evaluation import table1
 
 _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
@@ -72,6 +73,12 @@ def test_write_table1(tmp_path):
   assert float(rows['pong']['rmr_minus_cswm_ci_low']) == pytest.approx(0.094 - half)
   assert float(rows['pong']['rmr_minus_cswm_ci_high']) == pytest.approx(0.094 + half)
   assert float(rows['pong']['rmr_minus_cswm_p_value']) < 0.05
+  # The smallest difference 5 seeds detect at p < 0.05 with 80% power at that spread.
+  assert float(rows['pong']['rmr_minus_cswm_detectable']) == pytest.approx(
+      statistics.detectable_difference(5, math.sqrt(520e-6 / 4)))
+  # Above the normal approximation (1.960 + 0.842) sd / sqrt(n): t quantiles are wider.
+  assert float(rows['pong']['rmr_minus_cswm_detectable']) > (
+      2.802 * math.sqrt(520e-6 / 4) / math.sqrt(5))
   # Pong, rmr - rmr_random_p: a constant 0.05 per seed (sd 0): the interval is the point.
   assert float(rows['pong']['rmr_minus_rmr_random_p_mean']) == pytest.approx(0.05)
   assert float(rows['pong']['rmr_minus_rmr_random_p_ci_low']) == pytest.approx(0.05)
@@ -79,7 +86,7 @@ def test_write_table1(tmp_path):
 
   md = open(paths['table1.md']).read()
   assert '| pong |' in md and '**' in md and 'RMR (random P)' in md and 'ceiling' in md
-  assert 'RMR − C-SWM [95% CI] (p)' in md and '+0.094 [' in md
+  assert 'RMR − C-SWM [95% CI] (p; detectable)' in md and '+0.094 [' in md
   assert '1 of 3 games' in md
 
   with open(paths['results.json']) as f:
