@@ -237,6 +237,13 @@ ABSTRACT_MODELS = ('copy', 'mlp', 'deepsets', 'mpnn')
 AGGREGATIONS = ('sum', 'mean', 'max')
 
 
+def _require_curve_steps(steps: tuple[int, ...], num_steps: int, path: str) -> None:
+  """A learning curve's update counts: distinct ints in [1, num_steps)."""
+  _require(all(isinstance(k, int) and 0 < k < num_steps for k in steps)
+           and len(set(steps)) == len(steps), path, steps,
+           f'distinct ints in [1, num_steps={num_steps})')
+
+
 @dataclasses.dataclass(frozen=True)
 class AbstractConfig:
   """The abstract (RAM) learners: one model per (game, model), trained from the abstract table.
@@ -258,6 +265,9 @@ class AbstractConfig:
     log_every: learner steps between TensorBoard scalars.
     eval_batch_size: transitions per evaluation batch.
     prefetch: batches prepared ahead of the learner.
+    curve_steps: update counts (below num_steps) after which each trained model is also
+      evaluated on the validation episodes (Table 2's learning curve, report/table2_curve.*);
+      () = none.
   """
   models: tuple[str, ...]
   num_steps: int
@@ -274,9 +284,11 @@ class AbstractConfig:
   log_every: int
   eval_batch_size: int
   prefetch: int
+  curve_steps: tuple[int, ...] = ()
 
   def validate(self, path: str) -> None:
     bad = [m for m in self.models if m not in ABSTRACT_MODELS]
+    _require_curve_steps(self.curve_steps, self.num_steps, f'{path}.curve_steps')
     _require(not bad and len(self.models) >= 1 and len(set(self.models)) == len(self.models),
              f'{path}.models', self.models, f'distinct models from {ABSTRACT_MODELS}')
     for name in ('num_steps', 'batch_size', 'latent_size', 'hidden_size', 'num_message_steps',
@@ -396,9 +408,7 @@ class NaturalConfig:
     _require(len(self.data_fractions) >= 1 and all(0.0 < f <= 1.0 for f in self.data_fractions)
              and len(set(self.data_fractions)) == len(self.data_fractions),
              f'{path}.data_fractions', self.data_fractions, 'distinct fractions in (0, 1]')
-    _require(all(isinstance(k, int) and 0 < k < self.num_steps for k in self.curve_steps)
-             and len(set(self.curve_steps)) == len(self.curve_steps), f'{path}.curve_steps',
-             self.curve_steps, f'distinct ints in [1, num_steps={self.num_steps})')
+    _require_curve_steps(self.curve_steps, self.num_steps, f'{path}.curve_steps')
 
 
 @dataclasses.dataclass(frozen=True)

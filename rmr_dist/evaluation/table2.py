@@ -95,12 +95,45 @@ def paired_markdown(comparisons: Sequence[dict[str, Any]], same_batches: bool) -
   return '\n'.join(lines) + '\n'
 
 
+def curve_points(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Table 2's learning curve: [{game, model, step, slot_acc, bit_f1}] from each row's
+  `curve` (abstract.curve_steps) and its final scores at `train_steps`, in (game, model, step)
+  order; models without curve points (and copy) are left out."""
+  out = []
+  for r in rows:
+    if not r.get('curve'):
+      continue
+    points = {int(k): v for k, v in r['curve'].items()}
+    points[int(r['train_steps'])] = {'slot_acc': r['slot_acc'], 'bit_f1': r['bit_f1']}
+    out += [{'game': r['game'], 'model': r['model'], 'step': k, **points[k]}
+            for k in sorted(points)]
+  return sorted(out, key=lambda p: (p['game'], TABLE2_MODELS.index(p['model']), p['step']))
+
+
+def curve_markdown(points: Sequence[dict[str, Any]]) -> str:
+  """The curve as Markdown: a row per (game, step), slot acc. and bit F1 per model."""
+  models = [m for m in TABLE2_MODELS if any(p['model'] == m for p in points)]
+  by = {(p['game'], p['step'], p['model']): p for p in points}
+  keys = sorted({(p['game'], p['step']) for p in points})
+  lines = ['| Game | updates | ' + ' | '.join(
+      f'{_MODEL_TITLES[m]} slot acc. | {_MODEL_TITLES[m]} bit F1' for m in models) + ' |',
+           '|' + ' --- |' * (2 + 2 * len(models))]
+  for game, step in keys:
+    cells = []
+    for m in models:
+      p = by.get((game, step, m))
+      cells += [_fmt_acc(p['slot_acc']) if p else '', _fmt_f1(p['bit_f1']) if p else '']
+    lines.append(f'| {game} | {step} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
 def write_table2(report_dir: str, rows: Sequence[dict[str, Any]],
                  extra: dict[str, Any] | None = None, *,
                  same_batches: bool = False) -> dict[str, str]:
   """Writes table2.csv, table2.md (with the paired comparisons when the rows have per-episode
-  scores) and results.json (merged: 'table2', 'table2_paired') atomically; returns their
-  paths. `same_batches` says whether the models trained on one batch sequence."""
+  scores), table2_curve.md (when rows have curve points) and results.json (merged: 'table2',
+  'table2_paired', 'table2_curve') atomically; returns their paths. `same_batches` says
+  whether the models trained on one batch sequence."""
   storage.makedirs(report_dir)
   rows = sorted(rows, key=lambda r: (r['game'], TABLE2_MODELS.index(r['model'])))
   buf = io.StringIO()
@@ -118,6 +151,11 @@ def write_table2(report_dir: str, rows: Sequence[dict[str, Any]],
   results['table2'] = list(rows)
   results['table2_paired'] = comparisons
   results['table2_same_batches'] = same_batches
+  curve = curve_points(rows)
+  results['table2_curve'] = curve
+  if curve:
+    paths['table2_curve.md'] = storage.join(report_dir, 'table2_curve.md')
+    workdir_lib.atomic_write_text(paths['table2_curve.md'], curve_markdown(curve))
   results.update(extra or {})
   workdir_lib.atomic_write_json(paths['results.json'], results)
   return paths

@@ -102,7 +102,7 @@ def _train_and_evaluate(config, workdir, game, model, replay_address, log_fn, sa
   storage.makedirs(out_dir)
   evaluate = make_evaluator(config, workdir, game) if jax.process_index() == 0 else None
   start = time.perf_counter()
-  net, params, steps, resumed_from = None, None, 0, None
+  net, params, steps, resumed_from, curve = None, None, 0, None, {}
   if model != 'copy':
     iterator = make_iterator(config, workdir, game, replay_address)
     try:
@@ -112,6 +112,7 @@ def _train_and_evaluate(config, workdir, game, model, replay_address, log_fn, sa
       if resumed_from is not None:
         say(f'abstract {game}/{model}: resumed from checkpoint step {resumed_from["step"]} in '
             f'{storage.join(out_dir, "checkpoints")}')
+      curve = _curve(config, workdir, game, model, learner, evaluate, say)
       learner.run(config.abstract.num_steps, progress_label=f'abstract {game}/{model}')
     finally:
       iterator.close()
@@ -124,8 +125,29 @@ def _train_and_evaluate(config, workdir, game, model, replay_address, log_fn, sa
   row = {'game': game, 'model': model, **evaluate(net, params), 'train_steps': steps,
          'train_seconds': round(time.perf_counter() - start, 2),
          'learner_processes': jax.process_count(), 'learner_devices': jax.device_count(),
-         'resumed_from': resumed_from}
+         'resumed_from': resumed_from, 'curve': curve}
   if log_fn is not None:
     log_fn({f'eval/abstract/{game}/{model}/slot_acc': row['slot_acc'],
             f'eval/abstract/{game}/{model}/bit_f1': row['bit_f1']}, steps)
   return row
+
+
+def _curve(config, workdir, game, model, learner, evaluate, say) -> dict[str, dict[str, float]]:
+  """Trains `learner` through abstract.curve_steps, evaluating after each (process 0).
+
+  Returns:
+    {str(step): {slot_acc, bit_f1}}. Each point is also kept in the unit's `curve.json` as soon
+    as it is measured, so a learner resumed past a point still reports it.
+  """
+  path = storage.join(workdir.abstract_unit(game, model), 'curve.json')
+  curve = workdir_lib.read_json(path) or {}
+  for step in config.abstract.curve_steps:
+    learner.run(step, progress_label=f'abstract {game}/{model}')
+    if evaluate is None or str(step) in curve or learner.global_step != step:
+      continue
+    scores = evaluate(abstract_learning.make_model(learner.spec), learner.params)
+    curve[str(step)] = {'slot_acc': scores['slot_acc'], 'bit_f1': scores['bit_f1']}
+    workdir_lib.atomic_write_json(path, curve)
+    say(f'abstract {game}/{model}: after {step} updates slot acc '
+        f'{100 * scores["slot_acc"]:.2f}%, bit F1 {scores["bit_f1"]:.3f}')
+  return curve

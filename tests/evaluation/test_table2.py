@@ -54,3 +54,25 @@ def test_paired_comparisons_refuse_different_episodes_and_skip_old_rows():
     table2.paired_comparisons(rows)
   old = [{k: v for k, v in r.items() if k != 'episode_slot_acc'} for r in rows]
   assert table2.paired_comparisons(old) == []
+
+
+def test_table2_learning_curve(tmp_path):
+  """Curve points from each row's `curve` plus its final scores at train_steps, in step order;
+  rows without a curve (copy) are left out; the Markdown has a row per (game, step)."""
+  rows = [
+      {'game': 'pong', 'model': 'copy', 'slot_acc': 0.9, 'bit_f1': 0.5, 'n_eval_slots': 10,
+       'n_eval_transitions': 2, 'train_steps': 0, 'curve': {}},
+      {'game': 'pong', 'model': 'mpnn', 'slot_acc': 0.97, 'bit_f1': 0.8, 'n_eval_slots': 10,
+       'n_eval_transitions': 2, 'train_steps': 300,
+       'curve': {'200': {'slot_acc': 0.95, 'bit_f1': 0.7},
+                 '100': {'slot_acc': 0.93, 'bit_f1': 0.6}}},
+  ]
+  points = table2.curve_points(rows)
+  assert [(p['model'], p['step'], p['bit_f1']) for p in points] == [
+      ('mpnn', 100, 0.6), ('mpnn', 200, 0.7), ('mpnn', 300, 0.8)]
+  paths = table2.write_table2(str(tmp_path), rows)
+  md = open(paths['table2_curve.md']).read()
+  assert '| pong | 100 | 93.00% | 0.600 |' in md and '| pong | 300 | 97.00% | 0.800 |' in md
+  with open(paths['results.json']) as f:
+    assert json.load(f)['table2_curve'] == points
+  assert 'table2_curve.md' not in table2.write_table2(str(tmp_path / 'x'), rows[:1])

@@ -82,7 +82,8 @@ def test_atari_learners_complete_from_the_store_without_reverb(tmp_path):
       config_lib.to_dict(config),
       collect=dict(config_lib.to_dict(config.collect), store_all_episodes=True),
       replay=dict(config_lib.to_dict(config.replay), learner_source='store'),
-      abstract=dict(config_lib.to_dict(config.abstract), models=('copy', 'mpnn')),
+      abstract=dict(config_lib.to_dict(config.abstract), models=('copy', 'mpnn'),
+                    curve_steps=(3,)),
       natural=dict(config_lib.to_dict(config.natural), frame_stack=2)))
   # Collection without replay: the plain collector writes every episode to the store only.
   paths = workdir_lib.open_workdir(str(tmp_path / 'run'), config, workdir_lib.ATARI_STAGES)
@@ -96,11 +97,14 @@ def test_atari_learners_complete_from_the_store_without_reverb(tmp_path):
   assert out['blocked'] == []
   assert [r['model'] for r in out['abstract']] == ['copy', 'mpnn']
   assert out['abstract'][1]['train_steps'] == config.abstract.num_steps
+  # Table 2's learning curve: the MPNN evaluated after 3 of its 6 updates too, copy never.
+  assert set(out['abstract'][1]['curve']) == {'3'} and out['abstract'][0]['curve'] == {}
+  assert 0 <= out['abstract'][1]['curve']['3']['bit_f1'] <= 1
   assert all(r['identical_batches'] and r['steps'] == config.natural.num_steps
              for r in out['natural'])
   assert all(len(v['bit_f1']) == config.natural.num_seeds
              for r in out['probe'] for v in r['variants'].values())
-  assert {'table1.md', 'table2.md'} <= set(out['report'])
+  assert {'table1.md', 'table2.md', 'table2_curve.md'} <= set(out['report'])
   with open(out['report']['table2.md']) as f:  # Store batches: Table 2 is paired.
     assert 'same batch sequence' in f.read()
   # Two-frame inputs, probes included: the probe set holds stacks [N, 2, H, W, 3].
