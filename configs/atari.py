@@ -3,6 +3,10 @@ study on a 2-core laptop: trained heads, 8 seeds, three data fractions, a learni
 paired Table 2 at the paper's widths), `gpu` (one GPU) and `paper` (cluster). Neither `local`
 nor `study` has been timed since the encoder changed (issue 31; docs/experiments/atari-natural.md).
 
+`base()` holds the defaults; each variant is one function (`_local`, ...) applying its overrides
+to them, and settings several variants share sit in small named helpers each of them calls, so
+a variant's function and the helpers it calls are the whole of its difference from `base()`.
+
 Use as `--config=configs/atari.py:VARIANT`; override any field from the command line, e.g.
 `--config.heads.num_heads=8`. `rmr_dist.config.load_atari_config` validates the result.
 """
@@ -18,10 +22,8 @@ PAPER_GAMES = (
 VARIANTS = ('test', 'local', 'study', 'gpu', 'paper')
 
 
-def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
-  """Returns the config of `variant` (one of VARIANTS)."""
-  if variant not in VARIANTS:
-    raise ValueError(f'Unknown atari config variant {variant!r}; valid: {", ".join(VARIANTS)}.')
+def base() -> ml_collections.ConfigDict:
+  """Returns the defaults every variant starts from, one comment per field."""
   c = ml_collections.ConfigDict()
   c.games = ('pong', 'breakout')  # ALE ROM ids to collect/train on (ale_py.roms ids).
   c.seed = 0  # Root seed: every episode derives its RNG from (seed, game, head, episode).
@@ -57,7 +59,9 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.collect = ml_collections.ConfigDict()
   c.collect.num_collectors = 2  # Collector actors (Ray processes), each runs several heads.
   c.collect.val_fraction = 0.5  # Episodes held out for validation (paper: 48 of 96).
-  c.collect.store_all_episodes = False  # Also write train episodes to the episode store.
+  # Also write train episodes to the episode store (the probe stage fits on their frames, so
+  # load_atari_config requires it).
+  c.collect.store_all_episodes = True
   c.collect.max_actor_restarts = 3  # Ray restarts of a crashed collector actor.
   c.collect.status_interval_s = 5.0  # Seconds between status lines / TensorBoard counters.
 
@@ -79,11 +83,12 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
 
   c.abstract = ml_collections.ConfigDict()
   c.abstract.models = ('copy', 'mlp', 'deepsets', 'mpnn')  # Table 2's four models.
-  c.abstract.num_steps = 200  # Learner updates per (game, model) (2-core budget).
+  # Learner updates per (game, model): `paper`'s cluster budget (the paper gives none).
+  c.abstract.num_steps = 100_000
   c.abstract.batch_size = 50  # Transitions per update (paper: 50), split over devices.
   c.abstract.learning_rate = 1e-3  # Adam learning rate (paper: 1e-3).
   c.abstract.latent_size = 64  # Features per RAM slot (paper: 64).
-  c.abstract.hidden_size = 32  # MPNN / Deep Sets message and update MLP width (CPU budget).
+  c.abstract.hidden_size = 64  # MPNN / Deep Sets message and update MLP width (paper: 64).
   c.abstract.num_message_steps = 1  # Message-passing steps.
   c.abstract.aggregation = 'max'  # 'sum' | 'mean' | 'max' over incoming messages.
   c.abstract.mlp_hidden_size = 256  # Hidden width of the MLP processor.
@@ -100,7 +105,8 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   # was never trained (the control for what the pre-training gives).
   c.natural.variants = ('rmr', 'cswm', 'rmr_random_p')
   c.natural.num_seeds = 5  # Seeds per variant, all on identical batches (paper: 5).
-  c.natural.num_steps = 40  # Lockstep updates per (game, data fraction) (2-core budget).
+  # Lockstep updates per (game, data fraction): `paper`'s cluster budget (the paper gives none).
+  c.natural.num_steps = 100_000
   c.natural.batch_size = 50  # Transitions per update (paper, Appendix B: 50).
   c.natural.learning_rate = 1e-3  # Adam (paper, Appendix B: 1e-3).
   c.natural.maps_per_slot = 1  # m: encoder maps per slot (1 = C-SWM object maps).
@@ -203,185 +209,215 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.ray.learner_num_gpus = 0.0  # GPUs each learner-group process reserves; 0 = JAX on CPU.
   c.ray.learner_max_restarts = 2  # Restarts of a dead learner process (resumes from Orbax).
   c.ray.learner_hosts = 1  # Hosts per learner group; > 1 joins them with jax.distributed.
+  return c
 
-  if variant in ('local', 'study'):
-    # 2-core budgets: AtariARI's 84x84 frames and trunk (7x7 maps, every pixel seen), a small
-    # MPNN (its 128 x 128 messages dominate the natural update), 3 seeds (the untrained
-    # control's std needs >= 2).
-    c.env.frame_height = 84
-    c.env.frame_width = 84
-    c.natural.trunk = 'small'
-    c.env.max_episode_steps = 500
-    c.heads.num_heads = 8
-    c.abstract.hidden_size = 16
-    c.natural.num_seeds = 3
-    c.natural.data_fractions = (1.0,)  # The data-efficiency study is the `study` config's.
-    # 2,000 probe frames against 8,192 features: whitening onto 1,024 components lets the
-    # probes fit episode-specific directions and scores untrained encoders 0.02-0.07 lower on
-    # the validation episodes than 256 components do (README, "Probe capacity").
-    c.probe.max_components = 256
-    # The ceiling: about 1.6 epochs of the 1,600 fitted probe frames; 3 seeds took 73 s per
-    # game on 2 cores shared with another job (load 3.5; less on idle ones).
-    c.probe.ceiling_steps = 80
-    # Learners read seeded batches from the episode store (a paired Table 2: the four models
-    # train on one batch sequence; Reverb's sampling is not seeded), and each natural batch
-    # comes from 48 consecutive transitions of one training episode: with i.i.d. batches the
-    # static content (score, bricks) separates the InfoNCE negatives and no trained encoder
-    # beat its initialisation (README, "One-episode negatives" and "Byte probes").
-    c.collect.store_all_episodes = True
-    c.replay.learner_source = 'store'
-    c.natural.negatives = 'episode'
-    c.natural.episode_window = 48
-    c.natural.batch_size = 32  # Appendix B's 50 does not fit the 2-core budgets.
-  if variant in ('local', 'study', 'gpu'):
-    # C-SWM's hinge barely moves f~ from its initialisation at these budgets (README, "The
-    # natural pipeline"); InfoNCE over the batch's next frames moves it and learns its
-    # objective (held-out next-frame retrieval) within 120 updates.
-    c.natural.loss = 'infonce'
-  if variant in ('study', 'paper'):
-    # Heads of varying skill: the agent stage's policies (it runs before collect; at the local
-    # agent budget Pong's agent goes from -20.4 to +8.6, README "The agent stage"). The study's
-    # earlier README tables were measured on random heads (`--config.heads.base_policy=random`).
-    c.heads.base_policy = 'checkpoint'
-    c.heads.checkpoint_path = 'agent'
-  if variant == 'local':
-    # 300 updates at sigma 0.3, probed after 100 and 200 too (the learning curve); f~ reads 8
-    # soft bits per slot through the abstract f (frozen for RMR: P gets inputs of the kind it
-    # was trained on); RMR freezes the Deep Sets export instead of the paper's MPNN (its update
-    # is about 3.7x cheaper). 300, not the old 700: with three variants at 84x84 each update
-    # costs about 2.5x the old one, and on the seed-0 episodes 700 updates left every trained
-    # encoder below the untrained control on Pong (docs/experiments/atari-natural.md).
-    c.natural.num_steps = 300
-    c.natural.curve_steps = (100, 200)
-    c.natural.sigma = 0.3
-    c.natural.readout = 'bits'
-    c.natural.processor_model = 'deepsets'
-    c.probe.ceiling_steps = 500
-  if variant == 'study':
-    # The paired study (issue 33): 8 seeds (the paired RMR - C-SWM std measured on the local
-    # default, ~0.01 byte F1 on Breakout, makes 4 seeds blind below ~0.015), three data
-    # fractions, the three variants on identical batches, the paper's MPNN as P at Appendix B's
-    # width (hidden 64), f~ reading bits through the abstract f as in `local`, and a learning
-    # curve of the largest fraction. Not yet run at this size; its natural stage is 24 models x
-    # 300 updates x 3 fractions x 2 games (`python -m rmr_dist.bench natural --shape=study`
-    # times one lockstep update).
-    c.natural.data_fractions = (0.1, 0.3, 1.0)
-    c.env.max_episode_steps = 1000
-    c.heads.num_heads = 16
-    c.abstract.num_steps = 1_000
-    c.abstract.hidden_size = 64  # Appendix B.
-    c.natural.num_seeds = 8
-    c.natural.num_steps = 300
-    c.natural.curve_steps = (100, 200)
-    c.natural.sigma = 0.3
-    c.natural.readout = 'bits'
-    c.probe.ceiling_steps = 500
-  if variant == 'test':
-    c.games = ('pong',)
-    c.env.max_episode_steps = 40
-    c.env.frame_height = 84
-    c.env.frame_width = 84
-    c.natural.trunk = 'small'
-    c.heads.num_heads = 4
-    c.collect.num_collectors = 2
-    c.collect.store_all_episodes = True  # The probe set's episodes.
-    c.collect.status_interval_s = 1.0
-    c.replay.abstract_max_size = 1_000
-    c.replay.natural_max_size = 1_000
-    c.abstract.num_steps = 6
-    c.abstract.batch_size = 8
-    c.abstract.latent_size = 16
-    c.abstract.hidden_size = 16
-    c.abstract.mlp_hidden_size = 32
-    c.abstract.save_every = 3
-    c.abstract.log_every = 2
-    c.natural.num_seeds = 2
-    c.natural.num_steps = 4
-    c.natural.batch_size = 4
-    c.natural.save_every = 2
-    c.natural.log_every = 2
-    c.natural.data_fractions = (0.5, 1.0)
-    c.natural.export_timeout_s = 5.0
-    c.probe.train_transitions = 64
-    c.probe.steps = 20
-    c.probe.eval_every = 5
-    c.probe.batch_size = 32
-    c.probe.embed_batch_size = 16
-    c.probe.max_eval_frames = 100
-    c.probe.ceiling_steps = 6
-    c.probe.ceiling_batch_size = 16
-    c.ray.num_cpus = 2
-    c.agent.num_env_steps = 600
-    c.agent.max_episode_steps = 200
-    c.agent.hidden_sizes = (16,)
-    c.agent.batch_size = 8
-    c.agent.target_update_period = 10
-    c.agent.epsilon_decay_steps = 300
-    c.agent.param_pull_interval = 100
-    c.agent.min_replay_size = 100
-    c.agent.replay_size = 1_000
-    c.agent.error_buffer = 64.0
-    c.agent.num_checkpoints = 3
-    c.agent.actor_chunk_steps = 200
-    c.agent.log_every = 20
-    c.agent.sample_timeout_s = 2.0
-  elif variant == 'gpu':
-    # One GPU machine for the learners, sized (not yet timed) for all learner stages in about
-    # 10 minutes: 3 games, 3,000 abstract and 1,000 lockstep natural updates at the paper's
-    # batch and widths. Collect on a CPU machine (`--stages=collect`), copy the work directory,
-    # then run the learner stages on the GPU machine: they read the episode store, so it needs
-    # no Reverb (README, Environment).
-    c.games = ('pong', 'breakout', 'space_invaders')
-    c.collect.store_all_episodes = True
-    c.replay.learner_source = 'store'
-    c.abstract.num_steps = 3_000
-    c.abstract.hidden_size = 64  # Paper.
-    c.abstract.save_every = 1_000
-    c.abstract.log_every = 100
-    c.natural.num_steps = 1_000
-    c.natural.batch_size = 50  # Paper.
-    c.natural.save_every = 500
-    c.natural.log_every = 50
-    c.probe.train_transitions = 10_000
-    c.probe.max_eval_frames = 0  # Every validation frame.
-    c.ray.learner_num_cpus = 4.0  # Input pipeline and evaluation beside the GPU.
-    c.ray.learner_num_gpus = 1.0
-  elif variant == 'paper':
-    c.games = PAPER_GAMES
-    c.env.max_episode_steps = 27_000  # 108k frames, the standard Atari episode cap.
-    c.heads.num_heads = 32
-    c.heads.episodes_per_head = 3
-    c.collect.num_collectors = 64
-    c.collect.store_all_episodes = True  # The probe set's episodes.
-    c.replay.server = 'actor'
-    # 48 train episodes x up to 27k steps per game.
-    c.replay.abstract_max_size = 1_296_000
-    c.replay.natural_max_size = 1_296_000
-    c.abstract.num_steps = 100_000
-    c.abstract.hidden_size = 64
-    c.natural.num_steps = 100_000
-    c.natural.batch_size = 50
-    c.natural.data_fractions = (0.1, 0.3, 1.0)
-    c.natural.log_every = 500
-    c.natural.save_every = 5_000
-    c.probe.train_transitions = 50_000
-    c.probe.max_components = 0  # All 8,192 features.
-    c.probe.max_eval_frames = 0
-    c.abstract.save_every = 5_000
-    c.abstract.log_every = 500
-    c.ray.address = 'auto'
-    # Agent stage at cluster scale (not run): 64 actors, 10M agent steps per game, DQN-scale
-    # replay and warm-up, a wider network.
-    c.agent.num_env_steps = 10_000_000
-    c.agent.num_actors = 64
-    c.agent.hidden_sizes = (512, 512)
-    c.agent.learning_rate = 1e-4
-    c.agent.epsilon_decay_steps = 1_000_000
-    c.agent.min_replay_size = 50_000
-    c.agent.replay_size = 1_000_000
-    c.agent.target_update_period = 2_000
-    c.agent.error_buffer = 20_000.0
-    c.agent.num_checkpoints = 8
-    c.ray.learner_num_cpus = 8.0  # Input pipeline and evaluation on the learner node.
-    c.ray.learner_num_gpus = 4.0  # All GPUs of a learner node (cluster.yaml: p3.8xlarge).
+
+# Helpers: settings that several variants share, each called explicitly by those variants.
+
+
+def _atariari_frames(c: ml_collections.ConfigDict) -> None:
+  """AtariARI's 84x84 frames and small trunk, a 2-core budget: test, local, study."""
+  # The small trunk's 7x7 maps see every pixel of an 84x84 frame.
+  c.env.frame_height = 84
+  c.env.frame_width = 84
+  c.natural.trunk = 'small'
+
+
+def _infonce(c: ml_collections.ConfigDict) -> None:
+  """The InfoNCE natural loss: local, study, gpu."""
+  # C-SWM's hinge barely moves f~ from its initialisation at these budgets (README, "The
+  # natural pipeline"); InfoNCE over the batch's next frames moves it and learns its
+  # objective (held-out next-frame retrieval) within 120 updates.
+  c.natural.loss = 'infonce'
+
+
+def _two_core_laptop(c: ml_collections.ConfigDict) -> None:
+  """What local and study share: 84x84 frames, paired one-episode batches, InfoNCE, and the
+  natural and probe stages at a 2-core budget."""
+  _atariari_frames(c)
+  _infonce(c)
+  # Learners read seeded batches from the episode store (a paired Table 2: the four models
+  # train on one batch sequence; Reverb's sampling is not seeded), and each natural batch
+  # comes from 48 consecutive transitions of one training episode: with i.i.d. batches the
+  # static content (score, bricks) separates the InfoNCE negatives and no trained encoder
+  # beat its initialisation (README, "One-episode negatives" and "Byte probes").
+  c.replay.learner_source = 'store'
+  c.natural.negatives = 'episode'
+  c.natural.episode_window = 48
+  c.natural.batch_size = 32  # Appendix B's 50 does not fit the 2-core budgets.
+  # 300 updates at sigma 0.3, probed after 100 and 200 too (the learning curve); f~ reads 8
+  # soft bits per slot through the abstract f (frozen for RMR: P gets inputs of the kind it
+  # was trained on). 300, not the old 700: with three variants at 84x84 each update costs
+  # about 2.5x the old one, and on the seed-0 episodes 700 updates left every trained encoder
+  # below the untrained control on Pong (docs/experiments/atari-natural.md).
+  c.natural.num_steps = 300
+  c.natural.curve_steps = (100, 200)
+  c.natural.sigma = 0.3
+  c.natural.readout = 'bits'
+  # 2,000 probe frames against 8,192 features: whitening onto 1,024 components lets the
+  # probes fit episode-specific directions and scores untrained encoders 0.02-0.07 lower on
+  # the validation episodes than 256 components do (README, "Probe capacity").
+  c.probe.max_components = 256
+  c.probe.ceiling_steps = 500
+
+
+def _agent_heads(c: ml_collections.ConfigDict) -> None:
+  """Heads acting from the agent stage's policies: study, paper."""
+  # Heads of varying skill: the agent stage's policies (it runs before collect; at the local
+  # agent budget Pong's agent goes from -20.4 to +8.6, README "The agent stage"). The study's
+  # earlier README tables were measured on random heads (`--config.heads.base_policy=random`).
+  c.heads.base_policy = 'checkpoint'
+  c.heads.checkpoint_path = 'agent'
+
+
+# Variants: each applies its overrides to `base()`.
+
+
+def _test(c: ml_collections.ConfigDict) -> None:
+  """Seconds: one game, tiny episodes, models and step counts."""
+  _atariari_frames(c)
+  c.games = ('pong',)
+  c.env.max_episode_steps = 40
+  c.heads.num_heads = 4
+  c.collect.status_interval_s = 1.0
+  c.replay.abstract_max_size = 1_000
+  c.replay.natural_max_size = 1_000
+  c.abstract.num_steps = 6
+  c.abstract.batch_size = 8
+  c.abstract.latent_size = 16
+  c.abstract.hidden_size = 16
+  c.abstract.mlp_hidden_size = 32
+  c.abstract.save_every = 3
+  c.abstract.log_every = 2
+  c.natural.num_seeds = 2
+  c.natural.num_steps = 4
+  c.natural.batch_size = 4
+  c.natural.save_every = 2
+  c.natural.log_every = 2
+  c.natural.data_fractions = (0.5, 1.0)
+  c.natural.export_timeout_s = 5.0
+  c.probe.train_transitions = 64
+  c.probe.steps = 20
+  c.probe.eval_every = 5
+  c.probe.batch_size = 32
+  c.probe.embed_batch_size = 16
+  c.probe.max_eval_frames = 100
+  c.probe.ceiling_steps = 6
+  c.probe.ceiling_batch_size = 16
+  c.ray.num_cpus = 2
+  c.agent.num_env_steps = 600
+  c.agent.max_episode_steps = 200
+  c.agent.hidden_sizes = (16,)
+  c.agent.batch_size = 8
+  c.agent.target_update_period = 10
+  c.agent.epsilon_decay_steps = 300
+  c.agent.param_pull_interval = 100
+  c.agent.min_replay_size = 100
+  c.agent.replay_size = 1_000
+  c.agent.error_buffer = 64.0
+  c.agent.num_checkpoints = 3
+  c.agent.actor_chunk_steps = 200
+  c.agent.log_every = 20
+  c.agent.sample_timeout_s = 2.0
+
+
+def _local(c: ml_collections.ConfigDict) -> None:
+  """The default: a 2-core laptop, random heads, one data fraction."""
+  _two_core_laptop(c)
+  # 2-core budgets: shorter episodes, fewer heads, a small MPNN (its 128 x 128 messages
+  # dominate the natural update), 3 seeds (the untrained control's std needs >= 2).
+  c.env.max_episode_steps = 500
+  c.heads.num_heads = 8
+  c.abstract.num_steps = 200
+  c.abstract.hidden_size = 16
+  c.natural.num_seeds = 3
+  c.natural.data_fractions = (1.0,)  # The data-efficiency study is the `study` config's.
+  # RMR freezes the Deep Sets export instead of the paper's MPNN (its update is about 3.7x
+  # cheaper).
+  c.natural.processor_model = 'deepsets'
+
+
+def _study(c: ml_collections.ConfigDict) -> None:
+  """The paired study (issue 33) on a 2-core laptop."""
+  # 8 seeds (the paired RMR - C-SWM std measured on the local default, ~0.01 byte F1 on
+  # Breakout, makes 4 seeds blind below ~0.015), three data fractions, the three variants on
+  # identical batches, the paper's MPNN as P at Appendix B's width (the base's hidden 64), f~
+  # reading bits through the abstract f as in `local`, and a learning curve of the largest
+  # fraction. Not yet run at this size; its natural stage is 24 models x 300 updates x 3
+  # fractions x 2 games (`python -m rmr_dist.bench natural --shape=study` times one lockstep
+  # update).
+  _two_core_laptop(c)
+  _agent_heads(c)
+  c.abstract.num_steps = 1_000
+  c.natural.num_seeds = 8
+  c.natural.data_fractions = (0.1, 0.3, 1.0)
+
+
+def _gpu(c: ml_collections.ConfigDict) -> None:
+  """One GPU machine for the learners."""
+  # Sized (not yet timed) for all learner stages in about 10 minutes: 3 games, 3,000 abstract
+  # and 1,000 lockstep natural updates at the paper's batch and widths. Collect on a CPU
+  # machine (`--stages=collect`), copy the work directory, then run the learner stages on the
+  # GPU machine: they read the episode store, so it needs no Reverb (README, Environment).
+  _infonce(c)
+  c.games = ('pong', 'breakout', 'space_invaders')
+  c.replay.learner_source = 'store'
+  c.abstract.num_steps = 3_000
+  c.abstract.save_every = 1_000
+  c.abstract.log_every = 100
+  c.natural.num_steps = 1_000
+  c.natural.save_every = 500
+  c.natural.log_every = 50
+  c.probe.train_transitions = 10_000
+  c.probe.max_eval_frames = 0  # Every validation frame.
+  c.ray.learner_num_cpus = 4.0  # Input pipeline and evaluation beside the GPU.
+  c.ray.learner_num_gpus = 1.0
+
+
+def _paper(c: ml_collections.ConfigDict) -> None:
+  """The paper's scale on a cluster: Table 2's 19 games, 32 heads, 3 episodes each."""
+  _agent_heads(c)
+  c.games = PAPER_GAMES
+  c.env.max_episode_steps = 27_000  # 108k frames, the standard Atari episode cap.
+  c.heads.num_heads = 32
+  c.heads.episodes_per_head = 3
+  c.collect.num_collectors = 64
+  c.replay.server = 'actor'
+  # 48 train episodes x up to 27k steps per game.
+  c.replay.abstract_max_size = 1_296_000
+  c.replay.natural_max_size = 1_296_000
+  c.abstract.save_every = 5_000
+  c.abstract.log_every = 500
+  c.natural.data_fractions = (0.1, 0.3, 1.0)
+  c.natural.log_every = 500
+  c.natural.save_every = 5_000
+  c.probe.train_transitions = 50_000
+  c.probe.max_components = 0  # All 8,192 features.
+  c.probe.max_eval_frames = 0
+  c.ray.address = 'auto'
+  c.ray.learner_num_cpus = 8.0  # Input pipeline and evaluation on the learner node.
+  c.ray.learner_num_gpus = 4.0  # All GPUs of a learner node (cluster.yaml: p3.8xlarge).
+  # Agent stage at cluster scale (not run): 64 actors, 10M agent steps per game, DQN-scale
+  # replay and warm-up, a wider network.
+  c.agent.num_env_steps = 10_000_000
+  c.agent.num_actors = 64
+  c.agent.hidden_sizes = (512, 512)
+  c.agent.learning_rate = 1e-4
+  c.agent.epsilon_decay_steps = 1_000_000
+  c.agent.min_replay_size = 50_000
+  c.agent.replay_size = 1_000_000
+  c.agent.target_update_period = 2_000
+  c.agent.error_buffer = 20_000.0
+  c.agent.num_checkpoints = 8
+
+
+_OVERRIDES = {'test': _test, 'local': _local, 'study': _study, 'gpu': _gpu, 'paper': _paper}
+
+
+def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
+  """Returns `base()` with the overrides of `variant` (one of VARIANTS)."""
+  if variant not in VARIANTS:
+    raise ValueError(f'Unknown atari config variant {variant!r}; valid: {", ".join(VARIANTS)}.')
+  c = base()
+  _OVERRIDES[variant](c)
   return c

@@ -7,6 +7,9 @@ Paper values (section 3, Appendix A) are noted where the local budget departs fr
 `gpu` keeps the local scene, data and model sizes and spends one accelerator's minutes on
 longer, larger-batch training (not yet run on a GPU). `study` is issue 32's power study (one
 run of 4 paired seeds; `STUDY_COMMAND` pools 13 of them).
+
+`base()` holds the defaults (the `local` config); each variant is one function (`_test`, ...)
+applying its overrides to them.
 """
 
 import ml_collections
@@ -19,10 +22,8 @@ STUDY_COMMAND = (
     'python -m rmr_dist.evaluation.balls_report runs/balls-study-*/report/balls.csv')
 
 
-def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
-  """Returns the config of `variant` (one of VARIANTS)."""
-  if variant not in VARIANTS:
-    raise ValueError(f'Unknown balls config variant {variant!r}; valid: {", ".join(VARIANTS)}.')
+def base() -> ml_collections.ConfigDict:
+  """Returns the defaults every variant starts from (the `local` config), one comment per field."""
   c = ml_collections.ConfigDict()
   c.seed = 0  # Root seed: trajectory seeds, initialisation and batch order derive from it.
 
@@ -71,7 +72,9 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   # Frozen pre-trained P, P trained end to end, and a frozen P that was never trained (the
   # control for what the pre-training gives).
   c.natural.variants = ('rmr', 'end_to_end', 'rmr_random_p')
-  c.natural.num_seeds = 2  # Seeds per variant, all on identical batches (paper: 3; 2-core budget).
+  # Seeds per variant, all on identical batches (the paper: 3; 2 in every variant but `study`,
+  # `paper` included).
+  c.natural.num_seeds = 2
   c.natural.num_slots = 4  # Slot Attention slots: one per ball and one for the background.
   c.natural.slot_size = 32  # Slot width (Slot Attention: 64; 2-core budget).
   c.natural.slot_iterations = 3  # Slot Attention iterations (Locatello et al.: 3).
@@ -113,93 +116,119 @@ def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
   c.ray.learner_num_gpus = 0.0  # GPUs each learner-group process reserves (0: JAX on the CPU).
   c.ray.learner_max_restarts = 2  # Restarts of a dead learner process.
   c.ray.learner_hosts = 1  # Learner processes (hosts) per abstract / natural group.
+  return c
 
-  if variant == 'test':
-    c.sim.num_balls = 3
-    c.sim.image_size = 32
-    c.data.train_episodes = 6
-    c.data.val_episodes = 2
-    c.data.episode_frames = 10
-    c.abstract.latent_size = 16
-    c.abstract.hidden_size = 16
-    c.abstract.num_steps = 6
-    c.abstract.batch_size = 8
-    c.abstract.rollout_steps = 4
-    c.abstract.save_every = 3
-    c.abstract.log_every = 2
-    c.natural.num_seeds = 2
-    c.natural.num_slots = 4
-    c.natural.slot_size = 8
-    c.natural.slot_iterations = 2
-    c.natural.encoder_channels = 8
-    c.natural.encoder_layers = 2
-    c.natural.decoder_channels = 8
-    c.natural.num_steps = 4
-    c.natural.autoencode_steps = 2
-    c.natural.oracle_steps = 2
-    c.natural.batch_size = 4
-    c.natural.eval_windows = 8
-    c.natural.save_every = 2
-    c.natural.log_every = 2
-    c.natural.export_timeout_s = 30.0
-    c.ray.num_cpus = 2
-  elif variant == 'study':
-    # Issue 32's power study: the local scene and budget, P reading the abstract f of f~'s
-    # inferred positions (the background slot cut off P's graph), 4 paired seeds per run.
-    # STUDY_RUNS runs at root seeds 0..12 pool 52 seeds: 80% power at p < 0.05 against a 16%
-    # difference needs 43 (RMR vs end-to-end) and 49 (vs RMR through an untrained P) given
-    # the paired spread measured on 6 seeds (docs/experiments/balls.md, "Power").
-    c.natural.slot_latents = 'abstract_f'
-    c.natural.processor_graph = 'objects'
-    c.natural.num_seeds = 4
-    c.natural.oracle_steps = 0  # The oracle's paired spread is small: the local run's suffice.
-  elif variant == 'gpu':
-    c.abstract.num_steps = 10_000
-    c.abstract.decay_steps = 9_900
-    c.abstract.batch_size = 512  # Paper.
-    c.abstract.save_every = 2_000
-    c.natural.num_steps = 2_000
-    c.natural.autoencode_steps = 400
-    c.natural.oracle_steps = 2_000
-    c.natural.decay_steps = 1_550
-    c.natural.batch_size = 64
-    c.natural.eval_windows = 0  # Every validation window.
-    c.ray.learner_num_gpus = 1.0  # Each learner on one GPU.
-    c.natural.save_every = 1_000
-    c.natural.log_every = 100
-  elif variant == 'paper':
-    c.sim.num_balls = 10
-    c.sim.radius_min = c.sim.radius_max = 0.05
-    c.sim.speed_min, c.sim.speed_max = 0.3, 0.6
-    c.sim.image_size = 64
-    c.data.train_episodes = 10_000
-    c.data.val_episodes = 1_000
-    c.data.episode_frames = 100
-    c.data.num_workers = 64
-    c.abstract.num_steps = 200_000  # A budget: the paper trains 10000 epochs of its data.
-    c.abstract.decay_steps = 199_900
-    c.abstract.batch_size = 512
-    c.abstract.learning_rate = 1e-4
-    c.abstract.save_every = 5_000
-    c.abstract.log_every = 500
-    c.natural.slot_size = 64
-    c.natural.encoder_channels = 64
-    c.natural.encoder_kernel = 5
-    c.natural.decoder_channels = 64
-    c.natural.num_slots = 11
-    c.natural.encoder_layers = 4
-    c.natural.position_scale = 20.0  # ~1 / radius.
-    c.natural.warmup_steps = 1_000
-    c.natural.decay_steps = 99_000
-    c.natural.num_steps = 100_000  # A budget: the paper trains 1000 epochs of its data.
-    c.natural.autoencode_steps = 0  # App. A: next-frame prediction from the start.
-    c.natural.oracle_steps = 100_000
-    c.natural.attention_locality = 0.0  # App. A: plain Slot Attention.
-    c.natural.batch_size = 512
-    c.natural.learning_rate = 1e-4
-    c.natural.eval_windows = 0
-    c.natural.save_every = 2_000
-    c.natural.log_every = 200
-    c.natural.export_timeout_s = 24 * 3600.0
-    c.ray.address = 'auto'
+
+# Variants: each applies its overrides to `base()`.
+
+
+def _test(c: ml_collections.ConfigDict) -> None:
+  """Seconds: a few short trajectories, tiny models and step counts."""
+  c.data.train_episodes = 6
+  c.data.val_episodes = 2
+  c.data.episode_frames = 10
+  c.abstract.latent_size = 16
+  c.abstract.hidden_size = 16
+  c.abstract.num_steps = 6
+  c.abstract.batch_size = 8
+  c.abstract.rollout_steps = 4
+  c.abstract.save_every = 3
+  c.abstract.log_every = 2
+  c.natural.slot_size = 8
+  c.natural.slot_iterations = 2
+  c.natural.encoder_channels = 8
+  c.natural.encoder_layers = 2
+  c.natural.decoder_channels = 8
+  c.natural.num_steps = 4
+  c.natural.autoencode_steps = 2
+  c.natural.oracle_steps = 2
+  c.natural.batch_size = 4
+  c.natural.eval_windows = 8
+  c.natural.save_every = 2
+  c.natural.log_every = 2
+  c.natural.export_timeout_s = 30.0
+  c.ray.num_cpus = 2
+
+
+def _local(c: ml_collections.ConfigDict) -> None:
+  """The default, a 2-core laptop: `base()` is its scene, data, models and budget."""
+  del c  # Nothing to override.
+
+
+def _study(c: ml_collections.ConfigDict) -> None:
+  """Issue 32's power study: the local scene and budget, 4 paired seeds per run."""
+  # P reads the abstract f of f~'s inferred positions (the background slot cut off P's graph).
+  # STUDY_RUNS runs at root seeds 0..12 pool 52 seeds: 80% power at p < 0.05 against a 16%
+  # difference needs 43 (RMR vs end-to-end) and 49 (vs RMR through an untrained P) given
+  # the paired spread measured on 6 seeds (docs/experiments/balls.md, "Power").
+  c.natural.slot_latents = 'abstract_f'
+  c.natural.processor_graph = 'objects'
+  c.natural.num_seeds = 4
+  c.natural.oracle_steps = 0  # The oracle's paired spread is small: the local run's suffice.
+
+
+def _gpu(c: ml_collections.ConfigDict) -> None:
+  """One accelerator: the local scene, data and models, longer and larger-batch training."""
+  c.abstract.num_steps = 10_000
+  c.abstract.decay_steps = 9_900
+  c.abstract.batch_size = 512  # Paper.
+  c.abstract.save_every = 2_000
+  c.natural.num_steps = 2_000
+  c.natural.autoencode_steps = 400
+  c.natural.oracle_steps = 2_000
+  c.natural.decay_steps = 1_550
+  c.natural.batch_size = 64
+  c.natural.eval_windows = 0  # Every validation window.
+  c.natural.save_every = 1_000
+  c.natural.log_every = 100
+  c.ray.learner_num_gpus = 1.0  # Each learner on one GPU.
+
+
+def _paper(c: ml_collections.ConfigDict) -> None:
+  """The paper's scene (10 balls of radius 0.05 at 64x64), data, models and rates."""
+  c.sim.num_balls = 10
+  c.sim.radius_min = c.sim.radius_max = 0.05
+  c.sim.speed_min, c.sim.speed_max = 0.3, 0.6
+  c.sim.image_size = 64
+  c.data.train_episodes = 10_000
+  c.data.val_episodes = 1_000
+  c.data.episode_frames = 100
+  c.data.num_workers = 64
+  c.abstract.num_steps = 200_000  # A budget: the paper trains 10000 epochs of its data.
+  c.abstract.decay_steps = 199_900
+  c.abstract.batch_size = 512
+  c.abstract.learning_rate = 1e-4
+  c.abstract.save_every = 5_000
+  c.abstract.log_every = 500
+  c.natural.slot_size = 64
+  c.natural.encoder_channels = 64
+  c.natural.encoder_kernel = 5
+  c.natural.decoder_channels = 64
+  c.natural.num_slots = 11
+  c.natural.encoder_layers = 4
+  c.natural.position_scale = 20.0  # ~1 / radius.
+  c.natural.warmup_steps = 1_000
+  c.natural.decay_steps = 99_000
+  c.natural.num_steps = 100_000  # A budget: the paper trains 1000 epochs of its data.
+  c.natural.autoencode_steps = 0  # App. A: next-frame prediction from the start.
+  c.natural.oracle_steps = 100_000
+  c.natural.attention_locality = 0.0  # App. A: plain Slot Attention.
+  c.natural.batch_size = 512
+  c.natural.learning_rate = 1e-4
+  c.natural.eval_windows = 0
+  c.natural.save_every = 2_000
+  c.natural.log_every = 200
+  c.natural.export_timeout_s = 24 * 3600.0
+  c.ray.address = 'auto'
+
+
+_OVERRIDES = {'test': _test, 'local': _local, 'study': _study, 'gpu': _gpu, 'paper': _paper}
+
+
+def get_config(variant: str = 'local') -> ml_collections.ConfigDict:
+  """Returns `base()` with the overrides of `variant` (one of VARIANTS)."""
+  if variant not in VARIANTS:
+    raise ValueError(f'Unknown balls config variant {variant!r}; valid: {", ".join(VARIANTS)}.')
+  c = base()
+  _OVERRIDES[variant](c)
   return c

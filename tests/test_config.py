@@ -3,6 +3,7 @@
 import pytest
 
 from configs import atari as atari_configs
+from configs import balls as balls_configs
 from rmr_dist import config as config_lib
 from rmr_dist.distributed import program
 from rmr_dist.learning import natural as natural_learning
@@ -15,7 +16,6 @@ def test_variants_validate(variant):
 
 
 def test_gpu_variants_reserve_a_gpu_and_the_atari_one_reads_the_store():
-  from configs import balls as balls_configs
   config_lib.load_balls_config(balls_configs.get_config('gpu'))
   cfg = config_lib.load_atari_config(atari_configs.get_config('gpu'))
   assert cfg.ray.learner_num_gpus == 1.0 and len(cfg.games) >= 3
@@ -197,15 +197,13 @@ def test_bad_learner_group_fields(key, value, pattern):
     config_lib.load_atari_config(c)
 
 
-@pytest.mark.parametrize('variant', ['test', 'local', 'gpu', 'paper'])
+@pytest.mark.parametrize('variant', balls_configs.VARIANTS)
 def test_balls_variants_load(variant):
-  from configs import balls as balls_configs
   cfg = config_lib.load_balls_config(balls_configs.get_config(variant))
   assert cfg.sim.num_balls >= 1 and cfg.natural.num_slots >= cfg.sim.num_balls
 
 
 def test_balls_config_names_a_bad_value():
-  from configs import balls as balls_configs
   c = balls_configs.get_config('test')
   c.natural.slot_init = 'random'
   with pytest.raises(config_lib.ConfigError, match=r"config.natural.slot_init='random'"):
@@ -220,3 +218,34 @@ def test_balls_config_names_a_bad_value():
   c.natural.processor_graph = 'balls'
   with pytest.raises(config_lib.ConfigError, match=r"processor_graph='balls'.*'objects'"):
     config_lib.load_balls_config(c)
+
+
+def _leaves(tree, prefix=''):
+  """{'a.b': value} for every leaf of a nested dict."""
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_leaves(value, f'{prefix}{key}.'))
+    else:
+      out[f'{prefix}{key}'] = value
+  return out
+
+
+@pytest.mark.parametrize('configs,load', [
+    (atari_configs, config_lib.load_atari_config),
+    (balls_configs, config_lib.load_balls_config),
+], ids=['atari', 'balls'])
+def test_config_file_is_a_valid_base_and_one_override_function_per_variant(configs, load):
+  """Issue 34: `base()` validates on its own, each variant is one override function of it, and
+  no base value is dead (overridden by every variant)."""
+  overrides = configs._OVERRIDES  # pylint: disable=protected-access
+  assert tuple(overrides) == configs.VARIANTS
+  load(configs.base())
+  base = _leaves(configs.base().to_dict())
+  for variant, override in overrides.items():
+    c = configs.base()
+    override(c)
+    assert c.to_dict() == configs.get_config(variant).to_dict(), variant
+  variants = [_leaves(configs.get_config(v).to_dict()) for v in configs.VARIANTS]
+  dead = sorted(k for k, value in base.items() if all(v[k] != value for v in variants))
+  assert not dead, f'base values that every variant overrides: {dead}'
