@@ -98,6 +98,8 @@ def base() -> ml_collections.ConfigDict:
   c.abstract.log_every = 25  # Learner steps between TensorBoard scalars.
   c.abstract.eval_batch_size = 500  # Transitions per evaluation batch.
   c.abstract.prefetch = 2  # Batches prepared ahead of the learner.
+  # Updates after which each trained model is evaluated too (report/table2_curve.md); () = none.
+  c.abstract.curve_steps = ()
 
   c.natural = ml_collections.ConfigDict()
   c.natural.processor_model = 'mpnn'  # Abstract export that RMR freezes (paper: MPNN).
@@ -349,6 +351,7 @@ def _study(c: ml_collections.ConfigDict) -> None:
   _two_core_laptop(c)
   _agent_heads(c)
   c.abstract.num_steps = 1_000
+  c.abstract.curve_steps = (250, 500)  # Table 2's curve: has validation stopped improving?
   c.natural.num_seeds = 8
   c.natural.data_fractions = (0.1, 0.3, 1.0)
 
