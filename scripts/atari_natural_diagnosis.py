@@ -53,6 +53,7 @@ from rmr_dist.envs import atari
 from rmr_dist.evaluation import atariari_labels
 from rmr_dist.evaluation import metrics
 from rmr_dist.evaluation import probes
+from rmr_dist.learning import lockstep
 from rmr_dist.learning import natural as natural_learning
 from rmr_dist.networks import abstract as abstract_net
 from rmr_dist.networks import natural as natural_net
@@ -325,7 +326,7 @@ def main():
   model = natural_learning.make_model(spec, maps_per_slot=1, latent_size=a.latent,
                                       map_activation=a.map_activation,
                                       slot_embedding=a.slot_embedding)
-  optimizer = natural_learning.make_optimizer(a.lr, variants, a.seeds)
+  optimizer = lockstep.make_optimizer(a.lr, variants, a.seeds)
   if not a.export:
     processor_params = natural_learning.init_per_seed(model, jax.random.PRNGKey(99), 1,
                                                       shape)[0]['processor']
@@ -366,7 +367,7 @@ def main():
     for v in variants:
       slots[v] = []
       for s in range(a.seeds):
-        m = natural_learning.model_index(variants, a.seeds, v, s)
+        m = lockstep.model_index(variants, a.seeds, v, s)
         params = jax.tree_util.tree_map(lambda x, m=m: np.asarray(x[m]), encoder)
         score, emb, slot_f1 = probe_f1(encode_fn, params, s)
         f1[v].append(score)

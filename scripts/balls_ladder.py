@@ -39,7 +39,7 @@ from rmr_dist import workdir as workdir_lib
 from rmr_dist.evaluation import balls_eval
 from rmr_dist.learning import balls_abstract
 from rmr_dist.learning import balls_natural
-from rmr_dist.learning import natural as natural_learning
+from rmr_dist.learning import lockstep
 from rmr_dist.learning import optimizers
 from rmr_dist.replay import balls_data
 from rmr_dist.stages import balls_data as data_stage
@@ -99,7 +99,7 @@ def _train(args, config, workdir, train, val, indices) -> None:
   model = balls_natural.make_natural_model(nc, spec, size, scale)
   schedule = optimizers.make_schedule(nc.learning_rate, nc.warmup_steps, nc.decay_rate,
                                       nc.decay_steps, nc.lr_decay)
-  optimizer = natural_learning.make_optimizer(schedule, (variant,), 1, nc.grad_clip_norm)
+  optimizer = lockstep.make_optimizer(schedule, (variant,), 1, nc.grad_clip_norm)
   state = balls_natural.init_natural_state(
       model, optimizer, jax.random.PRNGKey(args.seed), variants=(variant,), num_seeds=1,
       processor_params=processor, history=history, image_size=size)

@@ -87,7 +87,7 @@ def _natural(config, steps: int) -> None:
   from rmr_dist.bench import abstract as abstract_bench  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import balls_abstract  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import balls_natural  # pylint: disable=g-import-not-at-top
-  from rmr_dist.learning import natural as natural_learning  # pylint: disable=g-import-not-at-top
+  from rmr_dist.learning import lockstep  # pylint: disable=g-import-not-at-top
 
   nc, size, history = config.natural, config.sim.image_size, config.data.history
   spec = balls_abstract.abstract_spec(config.abstract, config.sim.num_balls)
@@ -97,7 +97,7 @@ def _natural(config, steps: int) -> None:
   )['params']['processor']
   model = balls_natural.make_natural_model(nc, spec, size, config.sim.displacement_scale)
   variants = balls_natural.check_variants(nc.variants)
-  optimizer = natural_learning.make_optimizer(nc.learning_rate, variants, nc.num_seeds)
+  optimizer = lockstep.make_optimizer(nc.learning_rate, variants, nc.num_seeds)
   state = balls_natural.init_natural_state(
       model, optimizer, jax.random.PRNGKey(0), variants=variants, num_seeds=nc.num_seeds,
       processor_params=processor_params, history=history, image_size=size)

@@ -59,6 +59,7 @@ def main(argv: list[str]) -> None:
   from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
   from rmr_dist.envs import palette  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import abstract as abstract_learning  # pylint: disable=g-import-not-at-top
+  from rmr_dist.learning import lockstep  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import natural  # pylint: disable=g-import-not-at-top
   from rmr_dist.networks import natural as natural_net  # pylint: disable=g-import-not-at-top
   from rmr_dist.networks import processors  # pylint: disable=g-import-not-at-top
@@ -72,7 +73,7 @@ def main(argv: list[str]) -> None:
   trunk = args.trunk or ('full' if args.height > 100 else 'small')
   model = natural_net.NaturalModel(processor=processor, trunk=trunk, readout=args.readout,
                                    slot_embedding=True)
-  optimizer = natural.make_optimizer(
+  optimizer = lockstep.make_optimizer(
       5e-4, variants, args.seeds, paths=natural.frozen_paths(args.readout, True))
   abstract_params = jax.device_get(abstract_learning.init_state(
       abstract_model, optax.adam(1e-3), jax.random.PRNGKey(1)).params)

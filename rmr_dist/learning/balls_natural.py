@@ -2,16 +2,17 @@
 
 ``g~(P(f~(x)))`` on frames (``networks.balls.BallsNaturalModel``), per-pixel MSE on the next
 frame (``losses.frame_mse``). Batches ``{'frames': [B, T_hist, H, W, 3], 'target_frame':
-[B, H, W, 3]}`` uint8. As in the Atari natural learner (``learning.natural``), the V variants
-x S seeds are M models stacked on a leading axis and trained by ONE vmapped step on ONE batch:
+[B, H, W, 3]}`` uint8. As in the Atari natural learner (``learning.natural``; both build on
+``learning.lockstep``), the V variants x S seeds are M models stacked on a leading axis and
+trained by ONE vmapped step on ONE batch:
 
   'rmr'         P is the abstract export (``learning.balls_abstract``), frozen (stop_gradient
-                in the loss and -0.0 updates from ``natural.freeze_processor``):
+                in the loss and -0.0 updates from ``lockstep.freeze_processor``):
                 bit-identical to the export throughout;
   'end_to_end'  the same pipeline with P initialised fresh and trained (the baseline);
   'rmr_random_p'  RMR through a frozen P that was never trained: seed s's fresh P (the
                 end-to-end model's starting P), frozen like RMR's (the control for "the
-                pre-training is what helps"; ``natural.stack_models`` keeps it).
+                pre-training is what helps"; ``lockstep.stack_models`` keeps it).
 
 With ``slot_latents='abstract_f'`` the abstract f is part of the pipeline too
 (``networks.balls``): RMR takes the trained f with P (``abstract_encoder``, from the abstract
@@ -60,7 +61,7 @@ import optax
 from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
 from rmr_dist import losses
-from rmr_dist.learning import natural as natural_learning
+from rmr_dist.learning import lockstep
 from rmr_dist.learning import optimizers
 from rmr_dist.learning.loop import Batch, Metrics
 from rmr_dist.networks import balls as balls_net
@@ -139,8 +140,8 @@ def plug_abstract_encoder(stacked: Any, variants: Sequence[str], num_seeds: int,
   if fresh != given:
     raise ValueError(f'The abstract f does not fit the natural model\'s: given {given}, '
                      f'model {fresh}')
-  rows = [natural_learning.model_index(variants, num_seeds, v, s) for v in variants
-          if v in natural_learning.EXPORT_VARIANTS for s in range(num_seeds)]
+  rows = [lockstep.model_index(variants, num_seeds, v, s) for v in variants
+          if v in lockstep.EXPORT_VARIANTS for s in range(num_seeds)]
 
   def plug(stack, leaf):
     stack = np.array(stack)
@@ -176,7 +177,7 @@ def init_natural_state(model: nn.Module, optimizer: optax.GradientTransformation
   frames = jnp.zeros((1, history, image_size, image_size, 3), jnp.uint8)
   init = jax.jit(lambda k: model.init({'params': k, 'slots': k}, frames)['params'])
   per_seed = [jax.device_get(init(jax.random.fold_in(init_rng, s))) for s in range(num_seeds)]
-  stacked = natural_learning.stack_models(per_seed, variants, processor_params)
+  stacked = lockstep.stack_models(per_seed, variants, processor_params)
   if abstract_encoder is not None and 'abstract_encoder' in stacked:
     stacked = plug_abstract_encoder(stacked, variants, num_seeds, abstract_encoder)
   return BallsNaturalState(params=stacked, opt_state=optimizer.init(stacked),
@@ -203,9 +204,9 @@ def natural_model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array
       module docstring) instead of the next frame.
     axis_name: pmap axis (fingerprint sum over shards), or None.
   """
-  fingerprint = natural_learning.accumulate_fingerprint(
-      fingerprint, natural_learning.batch_fingerprint(inputs, row_offset, axis_name,
-                                                      keys=_FINGERPRINTED))
+  fingerprint = lockstep.accumulate_fingerprint(
+      fingerprint, lockstep.batch_fingerprint(inputs, row_offset, axis_name,
+                                              keys=_FINGERPRINTED))
 
   # Slot Attention's initial-slot noise, drawn per GLOBAL row: 1 device == N devices.
   rows = row_offset + jnp.arange(inputs['frames'].shape[0])  # [b]
@@ -215,7 +216,7 @@ def natural_model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array
   target = inputs['frames'][:, -1] if autoencode else inputs['target_frame']
 
   def objective(p):
-    p = natural_learning.stop_frozen(p, trainable, frozen_paths(model))
+    p = lockstep.stop_frozen(p, trainable, frozen_paths(model))
     out = model.apply({'params': p}, inputs['frames'], slot_noise=noise,
                       skip_processor=autoencode)
     return losses.frame_mse(out['recon'], target)
@@ -242,7 +243,7 @@ def natural_update(state: BallsNaturalState, batch: Batch, *, model: nn.Module,
   """
   num_models = jax.tree_util.tree_leaves(state.params)[0].shape[0]
   num_seeds = num_models // len(variants)
-  trainable = jnp.asarray(natural_learning.processor_trainable(variants, num_seeds))  # [M]
+  trainable = jnp.asarray(lockstep.processor_trainable(variants, num_seeds))  # [M]
   rng, step_key = jax.random.split(state.rng)
   inputs = {k: jnp.asarray(batch[k]) for k in _FINGERPRINTED}
   b = inputs['frames'].shape[0]
@@ -298,13 +299,13 @@ def oracle_model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array,
       last input frame).
     axis_name: pmap axis (fingerprint sum over shards), or None.
   """
-  fingerprint = natural_learning.accumulate_fingerprint(
-      fingerprint, natural_learning.batch_fingerprint(inputs, row_offset, axis_name,
-                                                      keys=_FINGERPRINTED))
+  fingerprint = lockstep.accumulate_fingerprint(
+      fingerprint, lockstep.batch_fingerprint(inputs, row_offset, axis_name,
+                                              keys=_FINGERPRINTED))
   target = inputs['frames'][:, -1] if autoencode else inputs['target_frame']
 
   def objective(p):
-    p = natural_learning.stop_frozen(p, trainable, frozen_paths(model))
+    p = lockstep.stop_frozen(p, trainable, frozen_paths(model))
     out = model.apply({'params': p}, inputs['history'], skip_processor=autoencode)
     return losses.frame_mse(out['recon'], target)
 
@@ -324,7 +325,7 @@ def oracle_update(state: BallsNaturalState, batch: Batch, *, model: nn.Module,
     ``(new_state, metrics)``: ``loss`` [M] and ``grad_norm`` [M].
   """
   num_models = jax.tree_util.tree_leaves(state.params)[0].shape[0]
-  trainable = jnp.asarray(natural_learning.processor_trainable(
+  trainable = jnp.asarray(lockstep.processor_trainable(
       variants, num_models // len(variants)))  # [M]
   rng, _ = jax.random.split(state.rng)
   inputs = {'history': jnp.asarray(batch['history'], jnp.float32),
@@ -339,7 +340,7 @@ def oracle_update(state: BallsNaturalState, batch: Batch, *, model: nn.Module,
                       restart_step=restart_step, axis_name=axis_name)
 
 
-class _WarmStartLearner(natural_learning.LockstepLearner):
+class _WarmStartLearner(lockstep.LockstepLearner):
   """What the natural and oracle learners share: the warm-start's update for its steps and
   the schedule's restart after it, one model's params, per-model scalars."""
 
@@ -371,11 +372,11 @@ class _WarmStartLearner(natural_learning.LockstepLearner):
 
   def model_params(self, variant: str, seed: int) -> Any:
     """One model's full params (host numpy)."""
-    index = natural_learning.model_index(self._variants, self._num_seeds, variant, seed)
+    index = lockstep.model_index(self._variants, self._num_seeds, variant, seed)
     return jax.tree_util.tree_map(lambda x: np.asarray(x[index]), self.params)
 
   def _scalars(self, metrics: dict[str, np.ndarray]) -> dict[str, float]:
-    scalars = natural_learning.flatten_metrics(metrics, self._variants, self._num_seeds)
+    scalars = lockstep.flatten_metrics(metrics, self._variants, self._num_seeds)
     scalars['learning_rate'] = self.learning_rate
     return scalars
 
@@ -423,10 +424,10 @@ class BallsNaturalLearner(_WarmStartLearner):
     self._spec = processors.ModelSpec.from_dict(spec_dict)
     self._model = make_natural_model(config, self._spec, image_size, displacement_scale)
     if (config.slot_latents == 'abstract_f' and abstract_encoder is None
-        and set(self._variants) & set(natural_learning.EXPORT_VARIANTS)):
+        and set(self._variants) & set(lockstep.EXPORT_VARIANTS)):
       raise ValueError("slot_latents='abstract_f': RMR needs the trained abstract f "
                        '(abstract_encoder=params["encoder"] of the abstract model).')
-    self._optimizer = natural_learning.make_optimizer(
+    self._optimizer = lockstep.make_optimizer(
         self._schedule, self._variants, self._num_seeds, config.grad_clip_norm,
         paths=frozen_paths(self._model))
     state = init_natural_state(
@@ -439,11 +440,11 @@ class BallsNaturalLearner(_WarmStartLearner):
                 iterator=iterator, batch_keys=_FINGERPRINTED, checkpoint_dir=checkpoint_dir,
                 keep=config.keep_checkpoints, save_every=config.save_every, log_fn=log_fn,
                 log_every=config.log_every, devices=devices,
-                restore_fn=natural_learning.restore_state)
+                restore_fn=lockstep.restore_state)
     self._setup_warm_start(update, config.autoencode_steps)
 
   def _save_state(self, step: int, state: BallsNaturalState) -> None:
-    natural_learning.save_state(self._manager, step, state)
+    lockstep.save_state(self._manager, step, state)
 
 
 def make_predict_fn(model: balls_net.BallsNaturalModel) -> Callable[[Any, np.ndarray], dict]:
@@ -498,7 +499,7 @@ class BallsOracleLearner(_WarmStartLearner):
     spec_dict, processor_params = checkpointing.restore_processor(processor_export)
     self._model = make_oracle_model(config, processors.ModelSpec.from_dict(spec_dict),
                                     image_size, displacement_scale)
-    self._optimizer = natural_learning.make_optimizer(
+    self._optimizer = lockstep.make_optimizer(
         self._schedule, self._variants, self._num_seeds, config.grad_clip_norm,
         paths=frozen_paths(self._model))
     init_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed))
@@ -506,7 +507,7 @@ class BallsOracleLearner(_WarmStartLearner):
     init = jax.jit(lambda k: self._model.init(k, positions)['params'])
     per_seed = [jax.device_get(init(jax.random.fold_in(init_rng, s)))
                 for s in range(self._num_seeds)]
-    stacked = natural_learning.stack_models(per_seed, self._variants, processor_params)
+    stacked = lockstep.stack_models(per_seed, self._variants, processor_params)
     stacked = plug_abstract_encoder(stacked, self._variants, self._num_seeds, abstract_encoder)
     state = BallsNaturalState(
         params=stacked, opt_state=self._optimizer.init(stacked), step=np.zeros((), np.int32),

@@ -18,19 +18,21 @@ Variants (``VARIANTS``):
                   that was never trained: seed s's fresh initialisation (C-SWM's starting P),
                   frozen. The control for "the pre-training is what helps".
 
-Lockstep. The V variants x S seeds are M = V * S models whose parameters are stacked on a
-leading model axis (model i = variant ``i // S``, seed ``i % S``). One :func:`update` trains
-all of them with ``jax.vmap`` over that axis on ONE batch and ONE negative permutation (the
-batch is an unmapped vmap input), so the paired comparison of paper Table 1 is paired by
-construction. Seed s gives the SAME f~ and g~ initialisation to every variant (and C-SWM's P
-its own initialisation), so within a pair only the processor differs.
+Lockstep (its domain-free machinery, ``rmr_dist.learning.lockstep``: stacking, freezing,
+fingerprints, the optimiser, checkpoints, the learner base). The V variants x S seeds are
+M = V * S models whose parameters are stacked on a leading model axis (model i = variant
+``i // S``, seed ``i % S``). One :func:`update` trains all of them with ``jax.vmap`` over that
+axis on ONE batch and ONE negative permutation (the batch is an unmapped vmap input), so the
+paired comparison of paper Table 1 is paired by construction. Seed s gives the SAME f~ and g~
+initialisation to every variant (and C-SWM's P its own initialisation), so within a pair only
+the processor differs.
 
 Fingerprint. Each model's per-model function also folds a fingerprint of the exact arrays its
-loss reads (frames, actions, negative indices; an integer hash, exact and order-independent
-within a batch, order-dependent across steps) into ``state.fingerprint`` [M] uint32. Equal
-fingerprints show the models consumed the same batches in the same order; under vmap with an
-unmapped batch the hash is evaluated once and shared, and if models were ever fed different
-data (a mapped batch) their fingerprints would differ.
+loss reads (``FINGERPRINTED``: frames, actions, negative indices; an integer hash, exact and
+order-independent within a batch, order-dependent across steps) into ``state.fingerprint`` [M]
+uint32. Equal fingerprints show the models consumed the same batches in the same order; under
+vmap with an unmapped batch the hash is evaluated once and shared, and if models were ever fed
+different data (a mapped batch) their fingerprints would differ.
 
 Batches, from any iterator of numpy dicts (the natural Reverb table's 'ram_t' is ignored)::
 
@@ -47,7 +49,7 @@ every next frame of the global batch and encodes all of them as its rows' candid
 
 Freezing, exactly (the processor and f~'s abstract-encoder parts, :func:`frozen_paths`): (1) the
 per-model loss sees ``where(trainable, x, stop_gradient(x))`` for each, so a frozen model's
-gradient there is exactly 0; (2) the optimiser ends with :func:`freeze_processor`, which
+gradient there is exactly 0; (2) the optimiser ends with ``lockstep.freeze_processor``, which
 replaces those updates of frozen models by -0.0, and ``p + (-0.0) == p`` bitwise for every
 float p (also p = -0.0, which ``p + 0.0`` would flip).
 """
@@ -55,7 +57,6 @@ float p (also p = -0.0, which ``p + 0.0`` would flip).
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -64,25 +65,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
 from rmr_dist import checkpointing
 from rmr_dist import losses
 from rmr_dist.envs import palette
+from rmr_dist.learning import lockstep
 from rmr_dist.learning import optimizers
-from rmr_dist.learning.loop import Batch, Metrics, PmapLearner, unreplicate
+from rmr_dist.learning.loop import Batch, Metrics
 from rmr_dist.networks import natural as natural_net
 from rmr_dist.networks import processors
 
 
 VARIANTS = ('rmr', 'cswm', 'rmr_random_p')
-FROZEN_VARIANTS = ('rmr', 'rmr_random_p')  # variants whose processor is frozen
-EXPORT_VARIANTS = ('rmr',)  # variants whose frozen processor is the pre-trained export
 # 'hinge': C-SWM's contrastive hinge (the paper's); 'infonce': softmax over the batch's next
 # frames (``rmr_dist.losses.infonce_loss``); 'slot_infonce': the same per slot
 # (``rmr_dist.losses.slot_infonce_loss``). Equal to ``rmr_dist.config.NATURAL_LOSSES``.
 LOSSES = ('hinge', 'infonce', 'slot_infonce')
 INFONCE_LOSSES = ('infonce', 'slot_infonce')  # contrast against every next frame of the batch
+# What the 'hinge' loss reads of a batch, fingerprinted (the InfoNCE losses: the first three).
+FINGERPRINTED = ('frame_t', 'action', 'frame_tp1', 'negative_index')
 
 
 class NaturalTrainState(NamedTuple):
@@ -103,19 +104,6 @@ def check_variants(variants: Sequence[str]) -> tuple[str, ...]:
   return variants
 
 
-def model_index(variants: Sequence[str], num_seeds: int, variant: str, seed: int) -> int:
-  """Position of (variant, seed) on the stacked model axis: ``variants.index(v) * S + seed``."""
-  if variant not in variants or not 0 <= seed < num_seeds:
-    raise ValueError(f'No model ({variant!r}, seed {seed}); variants {tuple(variants)}, '
-                     f'seeds 0..{num_seeds - 1}')
-  return tuple(variants).index(variant) * num_seeds + seed
-
-
-def processor_trainable(variants: Sequence[str], num_seeds: int) -> np.ndarray:
-  """[M] bool: False for the models whose processor is frozen (RMR), True otherwise."""
-  return np.repeat([v not in FROZEN_VARIANTS for v in variants], num_seeds)
-
-
 def frozen_paths(readout: str = 'latent', slot_embedding: bool = False
                  ) -> tuple[tuple[str, ...], ...]:
   """The subtrees a frozen model keeps fixed: ``('processor',)`` and f~'s abstract-encoder
@@ -124,70 +112,12 @@ def frozen_paths(readout: str = 'latent', slot_embedding: bool = False
       ('encoder',) + path for path in natural_net.abstract_encoder_paths(readout, slot_embedding))
 
 
-def map_frozen(fn: Callable[[jax.Array], jax.Array], tree: Any,
-               paths: Sequence[tuple[str, ...]]) -> Any:
-  """``tree`` with ``fn`` applied to the leaves under any of ``paths`` (dict-key prefixes)."""
-  def visit(path, leaf):
-    keys = tuple(getattr(k, 'key', k) for k in path)
-    return fn(leaf) if any(keys[:len(p)] == tuple(p) for p in paths) else leaf
-  return jax.tree_util.tree_map_with_path(visit, tree)
-
-
-def stop_frozen(params: Any, trainable: jax.Array, paths: Sequence[tuple[str, ...]]) -> Any:
-  """ONE model's params as its loss should see them: where ``trainable`` is False, the
-  subtrees under ``paths`` pass through ``stop_gradient`` (so their gradient is exactly 0)."""
-  return map_frozen(lambda x: jnp.where(trainable, x, jax.lax.stop_gradient(x)), params, paths)
-
-
-def freeze_processor(trainable: np.ndarray,
-                     paths: Sequence[tuple[str, ...]] = (('processor',),)
-                     ) -> optax.GradientTransformation:
-  """Masks the updates under ``paths`` (default: the processor) of the frozen models
-  (``trainable[i] == False``).
-
-  Acts on the STACKED tree (leaves [M, ...]): a frozen model's updates there become -0.0, the
-  exact identity of ``optax.apply_updates`` (``p + -0.0 == p`` bitwise).
-  """
-  trainable = np.asarray(trainable, bool)  # [M]
-
-  def mask(u):
-    keep = trainable.reshape((-1,) + (1,) * (u.ndim - 1))  # [M, 1, ...]
-    return jnp.where(keep, u, jnp.asarray(-0.0, u.dtype))
-
-  def update_fn(updates, state, params=None):
-    del params
-    return map_frozen(mask, updates, paths), state
-
-  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
-
-
-def make_optimizer(learning_rate: float | optax.Schedule, variants: Sequence[str],
-                   num_seeds: int, clip_norm: float = 0.0,
-                   paths: Sequence[tuple[str, ...]] = (('processor',),)
-                   ) -> optax.GradientTransformation:
-  """Adam on the stacked tree (element-wise, so each model is its own Adam), then freezing.
-
-  Args:
-    learning_rate: a rate or a schedule (`optimizers.make_schedule`).
-    variants: model-axis variants.
-    num_seeds: seeds per variant.
-    clip_norm: clip each model's gradient norm to this first (0: no clipping).
-    paths: the subtrees frozen models keep fixed (:func:`frozen_paths`).
-  """
-  schedule = (learning_rate if callable(learning_rate)
-              else optimizers.make_schedule(float(learning_rate)))
-  return optax.chain(optimizers.make_adam(schedule, clip_norm, per_model=True),
-                     freeze_processor(processor_trainable(variants, num_seeds), paths))
-
-
 def stack_models(per_seed: Sequence[Any], variants: Sequence[str], processor_params: Any,
                  abstract_encoder: Any = None, readout: str = 'latent',
                  slot_embedding: bool = False) -> Any:
-  """Stacks variants x seeds of initial params on a leading model axis (variant-major).
-
-  Seed s of every variant starts from ``per_seed[s]``; the export variants' (RMR's) processor
-  is replaced by ``processor_params`` and f~'s abstract-encoder parts by ``abstract_encoder``
-  (both from the export). 'rmr_random_p' keeps seed s's fresh ones (frozen by the optimiser).
+  """``lockstep.stack_models`` with f~'s abstract-encoder parts of the export variants (RMR's)
+  replaced by ``abstract_encoder`` too. 'rmr_random_p' keeps seed s's fresh ones (frozen by
+  the optimiser).
 
   Args:
     per_seed: S fresh param trees, one per seed.
@@ -204,27 +134,19 @@ def stack_models(per_seed: Sequence[Any], variants: Sequence[str], processor_par
   Raises:
     ValueError: the export's tree or shapes do not fit the model's processor or encoder.
   """
-  fresh = jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), per_seed[0]['processor'])
-  given = jax.tree_util.tree_map(lambda x: (np.shape(x), np.asarray(x).dtype), processor_params)
-  if fresh != given:
-    raise ValueError('The processor export does not fit the natural model\'s processor: '
-                     f'export {given}, model {fresh}')
   needs_encoder = bool(natural_net.abstract_encoder_paths(readout, slot_embedding))
-  if needs_encoder and abstract_encoder is None and any(v in EXPORT_VARIANTS for v in variants):
-    raise ValueError('The processor export carries no abstract encoder, which RMR\'s f~ needs '
-                     f'with readout={readout!r}, slot_embedding={slot_embedding}: re-run the '
-                     'abstract stage to re-export it.')
-  models = []
-  for variant in variants:
-    for params in per_seed:
-      params = dict(params)
-      if variant in EXPORT_VARIANTS:
-        params['processor'] = processor_params
-        if needs_encoder:
-          params['encoder'] = natural_net.plug_abstract_encoder(
-              params['encoder'], abstract_encoder, readout, slot_embedding)
-      models.append(params)
-  return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *models)
+
+  def plug_export(params: dict[str, Any]) -> dict[str, Any]:
+    if not needs_encoder:
+      return params
+    if abstract_encoder is None:
+      raise ValueError('The processor export carries no abstract encoder, which RMR\'s f~ '
+                       f'needs with readout={readout!r}, slot_embedding={slot_embedding}: '
+                       're-run the abstract stage to re-export it.')
+    return dict(params, encoder=natural_net.plug_abstract_encoder(
+        params['encoder'], abstract_encoder, readout, slot_embedding))
+
+  return lockstep.stack_models(per_seed, variants, processor_params, plug_export)
 
 
 def init_per_seed(model: nn.Module, init_rng: jax.Array, num_seeds: int,
@@ -273,7 +195,7 @@ def init_state(model: nn.Module, optimizer: optax.GradientTransformation, rng: j
 
   Args:
     model: the natural model.
-    optimizer: from :func:`make_optimizer`.
+    optimizer: from ``lockstep.make_optimizer``.
     rng: PRNGKey; split into the init key and the state's key. Seed s initialises from
       ``fold_in(init_key, s)``, the same f~ and g~ for every variant.
     variants: e.g. ('rmr', 'cswm').
@@ -296,58 +218,6 @@ def init_state(model: nn.Module, optimizer: optax.GradientTransformation, rng: j
   return NaturalTrainState(params=stacked, opt_state=optimizer.init(stacked),
                            step=jnp.zeros((), jnp.int32), rng=state_rng,
                            fingerprint=jnp.zeros((len(variants) * num_seeds,), jnp.uint32))
-
-
-# ---------------------------------------------------------------------------------------------
-# Batch fingerprint: sum_rows h_row(global row) * sum_cols h_col(col) * value (mod 2^32) per
-# array, exact integer arithmetic, so equal on 1 and N devices (psum of the shards' sums).
-# ---------------------------------------------------------------------------------------------
-
-_FINGERPRINTED = ('frame_t', 'action', 'frame_tp1', 'negative_index')
-_FNV_PRIME = 0x01000193
-
-
-def _hash_u32(i: jax.Array) -> jax.Array:
-  """An odd pseudo-random uint32 per uint32 index (murmur-style mixing)."""
-  h = i * jnp.uint32(0x9E3779B1)
-  h = h ^ (h >> jnp.uint32(15))
-  h = h * jnp.uint32(0x85EBCA6B)
-  h = h ^ (h >> jnp.uint32(13))
-  return h | jnp.uint32(1)
-
-
-def batch_fingerprint(inputs: Batch, row_offset: jax.Array | int = 0,
-                      axis_name: str | None = None,
-                      keys: Sequence[str] = _FINGERPRINTED) -> jax.Array:
-  """uint32 hash of the consumed arrays (``keys``) of a batch (or device shard).
-
-  Args:
-    inputs: integer arrays [b, ...], at least those named by ``keys``.
-    row_offset: global index of this shard's first row.
-    axis_name: pmap axis to sum the shards over, or None.
-    keys: the arrays to hash (default: what the Atari natural loss reads).
-
-  Returns:
-    [] uint32, the same for the whole batch on 1 device and for its shards on N devices.
-  """
-  total = jnp.uint32(0)
-  for salt, key in enumerate(keys, start=1):
-    x = jnp.asarray(inputs[key])
-    x = x.reshape(x.shape[0], -1).astype(jnp.uint32)  # [b, F]
-    cols = _hash_u32(jnp.arange(x.shape[1], dtype=jnp.uint32) ^ jnp.uint32(salt << 24))  # [F]
-    rows = jnp.arange(x.shape[0], dtype=jnp.uint32) + jnp.asarray(row_offset, jnp.uint32)
-    rows = _hash_u32(rows ^ jnp.uint32((salt + 8) << 24))  # [b]
-    total = total + jnp.sum(jnp.sum(x * cols, axis=1, dtype=jnp.uint32) * rows,
-                            dtype=jnp.uint32)
-  if axis_name is not None:
-    total = jax.lax.psum(total, axis_name)
-  return total
-
-
-def accumulate_fingerprint(running: jax.Array, batch_fp: jax.Array) -> jax.Array:
-  """Folds one batch's fingerprint into the running one (order-sensitive, FNV-style)."""
-  running, batch_fp = jnp.asarray(running, jnp.uint32), jnp.asarray(batch_fp, jnp.uint32)
-  return (running ^ batch_fp) * jnp.uint32(_FNV_PRIME)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,12 +291,12 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
     ``(grads, metrics, fingerprint)``: this device's gradient, scalar loss metrics of this
     device's rows and the updated fingerprint.
   """
-  keys = _FINGERPRINTED if loss == 'hinge' else _FINGERPRINTED[:3]
-  fingerprint = accumulate_fingerprint(
-      fingerprint, batch_fingerprint(inputs, row_offset, axis_name, keys))
+  keys = FINGERPRINTED if loss == 'hinge' else FINGERPRINTED[:3]
+  fingerprint = lockstep.accumulate_fingerprint(
+      fingerprint, lockstep.batch_fingerprint(inputs, row_offset, axis_name, keys=keys))
 
   def objective(p):
-    p = stop_frozen(p, trainable, paths)
+    p = lockstep.stop_frozen(p, trainable, paths)
     if loss in INFONCE_LOSSES:
       b = inputs['frame_t'].shape[0]
       frames = jnp.concatenate([inputs['frame_t'], inputs['frame_tp1_all']])  # [b + B, ...]
@@ -458,7 +328,7 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
       indices (rebuilt to RGB in the step), ``action`` [B, 18] one-hot (this
       device's shard under pmap); other keys are ignored.
     model: the natural model.
-    optimizer: from :func:`make_optimizer` (same ``variants`` and seed count).
+    optimizer: from ``lockstep.make_optimizer`` (same ``variants`` and seed count).
     variants: the variants, in the order the model axis stacks them.
     axis_name: the pmap axis to average over, or None on one device.
     hinge: contrastive margin ('hinge' loss).
@@ -473,7 +343,8 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
   num_models = jax.tree_util.tree_leaves(state.params)[0].shape[0]
   if num_models % len(variants):
     raise ValueError(f'{num_models} stacked models do not split into variants {variants}')
-  trainable = jnp.asarray(processor_trainable(variants, num_models // len(variants)))  # [M]
+  trainable = jnp.asarray(  # [M]
+      lockstep.processor_trainable(variants, num_models // len(variants)))
   rng, perm_key = jax.random.split(state.rng)
   if loss not in LOSSES:
     raise ValueError(f'loss={loss!r}; valid: {LOSSES}')
@@ -495,42 +366,8 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints of the whole NaturalTrainState (fingerprint included), in an Orbax manager from
-# checkpointing.make_checkpoint_manager (atomic, asynchronous saves).
+# Reading the encoders of a lockstep checkpoint (``lockstep.save_state``) back.
 # ---------------------------------------------------------------------------------------------
-
-
-def save_state(manager: ocp.CheckpointManager, step: int, state: NaturalTrainState) -> bool:
-  """Saves the UNREPLICATED state at ``step``; returns whether Orbax started a save."""
-  return manager.save(step, args=ocp.args.StandardSave(jax.device_get(state._asdict())))
-
-
-def restore_state(manager: ocp.CheckpointManager, target: NaturalTrainState
-                  ) -> NaturalTrainState | None:
-  """The newest saved state, shaped like ``target`` (and of its NamedTuple type); None when
-  there is none.
-
-  Raises:
-    checkpointing.CheckpointError: it does not fit ``target`` (names the checkpoint).
-  """
-  step = manager.latest_step()
-  if step is None:
-    return None
-  where = os.path.join(str(manager.directory), str(step))
-  target_tree = jax.device_get(target._asdict())
-  try:
-    tree = manager.restore(step, args=ocp.args.StandardRestore(target_tree))
-  except (ValueError, KeyError, TypeError) as e:
-    raise checkpointing.CheckpointError(
-        f'Natural learner checkpoint {where!r} does not fit the learner state: {e}') from e
-  shape = lambda x: tuple(np.shape(x))
-  if (jax.tree_util.tree_structure(tree) != jax.tree_util.tree_structure(target_tree) or
-      jax.tree_util.tree_leaves(jax.tree_util.tree_map(shape, tree)) !=
-      jax.tree_util.tree_leaves(jax.tree_util.tree_map(shape, target_tree))):
-    raise checkpointing.CheckpointError(
-        f'Natural learner checkpoint {where!r} does not fit the learner state (variants, '
-        'seeds, model sizes, frame size or processor differ).')
-  return type(target)(**tree)
 
 
 def restore_encoder_params(checkpoint_dir: str, variants: Sequence[str],
@@ -556,75 +393,11 @@ def restore_encoder_params(checkpoint_dir: str, variants: Sequence[str],
         f'Natural checkpoint {checkpoint_dir}/{step} stacks {stacked} models, not '
         f'{len(variants)} variants x {num_seeds} seeds.')
   return {(v, s): jax.tree_util.tree_map(
-      lambda x, i=model_index(variants, num_seeds, v, s): np.asarray(x[i]), encoder)
+      lambda x, i=lockstep.model_index(variants, num_seeds, v, s): np.asarray(x[i]), encoder)
           for v in variants for s in range(num_seeds)}
 
 
-def flatten_metrics(metrics: Metrics, variants: Sequence[str], num_seeds: int
-                    ) -> dict[str, float]:
-  """{key: [M]} -> {'<variant>/seed_<s>/<key>': float} (TensorBoard scalars)."""
-  return {f'{v}/seed_{s}/{key}': float(values[model_index(variants, num_seeds, v, s)])
-          for key, values in metrics.items() for v in variants for s in range(num_seeds)}
-
-
-def check_lockstep_metrics(metrics: Metrics, variants: Sequence[str], num_seeds: int,
-                           step: int, where: str, who: str) -> dict[str, np.ndarray]:
-  """Brings a lockstep learner's metrics ([M] each) to the host and checks them.
-
-  Args:
-    metrics: replicated device metrics with at least ``loss`` and ``grad_norm``.
-    variants: model-axis variants.
-    num_seeds: seeds per variant.
-    step: the learner's step (for the message).
-    where: the last good checkpoint (for the message).
-    who: the learner's name (for the message).
-
-  Raises:
-    FloatingPointError: naming the models whose loss or gradient norm is not finite.
-  """
-  metrics = {k: np.asarray(v) for k, v in jax.device_get(unreplicate(metrics)).items()}
-  finite = np.isfinite(metrics['loss']) & np.isfinite(metrics['grad_norm'])  # [M]
-  if not finite.all():
-    bad = [f'{v}/seed_{s}' for v in variants for s in range(num_seeds)
-           if not finite[model_index(variants, num_seeds, v, s)]]
-    raise FloatingPointError(
-        f'{who}: non-finite loss detected at step {step} in models {bad} '
-        f'(loss={metrics["loss"].tolist()}, grad_norm={metrics["grad_norm"].tolist()}); '
-        f'the bad state was not saved; {where}.')
-  return metrics
-
-
-class LockstepLearner(PmapLearner):
-  """A PmapLearner whose state stacks variants x seeds on a leading model axis, trained in
-  lockstep on identical batches (this module's and ``learning.balls_natural``'s learners).
-
-  Subclasses set ``_variants``, ``_num_seeds`` and a ``fingerprint`` [M] field in the state.
-  """
-
-  _variants: tuple[str, ...]
-  _num_seeds: int
-  _name = 'Natural learner'  # Names the learner in error messages.
-
-  @property
-  def variants(self) -> tuple[str, ...]:
-    return self._variants
-
-  @property
-  def num_seeds(self) -> int:
-    return self._num_seeds
-
-  @property
-  def fingerprints(self) -> np.ndarray:
-    """[M] uint32 running fingerprints of the batches each model consumed."""
-    return np.asarray(jax.device_get(unreplicate(self._state.fingerprint)))
-
-  def _check(self, metrics: Metrics) -> dict[str, np.ndarray]:
-    """Brings metrics ([M] each) to the host; FloatingPointError if any is not finite."""
-    return check_lockstep_metrics(metrics, self._variants, self._num_seeds, self._step,
-                                  self._where_last_good(), self._name)
-
-
-class NaturalLearner(LockstepLearner):
+class NaturalLearner(lockstep.LockstepLearner):
   """Trains RMR and C-SWM x seeds in lockstep from one batch iterator, pmapped over devices.
 
   Resumable: with ``checkpoint_dir`` holding a checkpoint, the full stacked state (params,
@@ -692,7 +465,8 @@ class NaturalLearner(LockstepLearner):
                         if natural_net.abstract_encoder_paths(readout, slot_embedding) else None)
     paths = frozen_paths(readout, slot_embedding)
     self._schedule = optimizers.make_schedule(float(learning_rate))
-    self._optimizer = make_optimizer(self._schedule, self._variants, num_seeds, paths=paths)
+    self._optimizer = lockstep.make_optimizer(self._schedule, self._variants, num_seeds,
+                                              paths=paths)
     state = jax.device_get(init_state(
         self._model, self._optimizer, jax.random.PRNGKey(seed), variants=self._variants,
         num_seeds=num_seeds, processor_params=processor_params, frame_shape=frame_shape,
@@ -702,7 +476,8 @@ class NaturalLearner(LockstepLearner):
                                          loss=loss),
                 iterator=iterator, batch_keys=('frame_t', 'action', 'frame_tp1'),
                 checkpoint_dir=checkpoint_dir, keep=keep, save_every=save_every,
-                log_fn=log_fn, log_every=log_every, devices=devices, restore_fn=restore_state)
+                log_fn=log_fn, log_every=log_every, devices=devices,
+                restore_fn=lockstep.restore_state)
 
   @property
   def model(self) -> natural_net.NaturalModel:
@@ -715,13 +490,13 @@ class NaturalLearner(LockstepLearner):
 
   def encoder_params(self, variant: str, seed: int) -> Any:
     """f~'s params of one model (host numpy), for ``natural_net.make_encode_fn``."""
-    index = model_index(self._variants, self._num_seeds, variant, seed)
+    index = lockstep.model_index(self._variants, self._num_seeds, variant, seed)
     return jax.tree_util.tree_map(lambda x: np.asarray(x[0, index]),
                                   jax.device_get(self._state.params['encoder']))
 
   def _save_state(self, step: int, state: NaturalTrainState) -> None:
-    save_state(self._manager, step, state)
+    lockstep.save_state(self._manager, step, state)
 
   def _scalars(self, metrics: dict[str, np.ndarray]) -> dict[str, float]:
-    return dict(flatten_metrics(metrics, self._variants, self._num_seeds),
+    return dict(lockstep.flatten_metrics(metrics, self._variants, self._num_seeds),
                 learning_rate=self.learning_rate)

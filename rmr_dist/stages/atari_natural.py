@@ -24,6 +24,7 @@ from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
+from rmr_dist.learning import lockstep
 from rmr_dist.learning import natural as natural_learning
 from rmr_dist.replay import iterators
 from rmr_dist.replay import table_names
@@ -156,7 +157,7 @@ def _train(config, workdir, game, fraction, replay_address, log_fn, say):
   return {
       'game': game, 'fraction': fraction, 'steps': nc.num_steps,
       'seconds': round(time.perf_counter() - start, 2),
-      'final_loss': natural_learning.flatten_metrics(
+      'final_loss': lockstep.flatten_metrics(
           {'loss': metrics['loss']}, nc.variants, nc.num_seeds) if metrics else {},
       'fingerprints': fingerprints,
       'identical_batches': len(set(fingerprints)) == 1,

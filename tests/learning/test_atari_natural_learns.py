@@ -26,6 +26,7 @@ from rmr_dist.acting import policies
 from rmr_dist.envs import atari
 from rmr_dist.evaluation import metrics
 from rmr_dist.evaluation import probes
+from rmr_dist.learning import lockstep
 from rmr_dist.learning import natural as natural_learning
 from rmr_dist.networks import natural as natural_net
 from rmr_dist.networks import processors
@@ -49,7 +50,7 @@ def trained():
   spec = processors.ModelSpec('deepsets', latent_size=32, hidden_size=16)
   model = natural_learning.make_model(spec, maps_per_slot=1, latent_size=32, slot_embedding=True)
   variants = ('cswm',)
-  optimizer = natural_learning.make_optimizer(1e-3, variants, 1)
+  optimizer = lockstep.make_optimizer(1e-3, variants, 1)
   fresh = natural_learning.init_per_seed(model, jax.random.PRNGKey(1), 1, SHAPE)[0]
   state = natural_learning.init_state(model, optimizer, jax.random.PRNGKey(0), variants=variants,
                                       num_seeds=1, processor_params=fresh['processor'],

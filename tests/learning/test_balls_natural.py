@@ -9,6 +9,7 @@ import pytest
 
 from rmr_dist import checkpointing
 from rmr_dist.learning import balls_natural
+from rmr_dist.learning import lockstep
 from rmr_dist.replay import balls_data
 from tests.conftest import make_balls_abstract_learner
 
@@ -97,8 +98,8 @@ def test_natural_update_one_device_equals_two(config, data, tmp_path):
   # Plain SGD with rate 1, so each parameter moves by exactly minus its gradient (Adam's first
   # step, lr * g / (|g| + eps), would blow rounding-level gradients up to O(lr) steps; the
   # mask-logit and slot LayerNorm biases have gradients that vanish mathematically).
-  optimizer = optax.chain(optax.sgd(1.0), balls_natural.natural_learning.freeze_processor(
-      balls_natural.natural_learning.processor_trainable(variants, config.natural.num_seeds)))
+  optimizer = optax.chain(optax.sgd(1.0), lockstep.freeze_processor(
+      lockstep.processor_trainable(variants, config.natural.num_seeds)))
   state = balls_natural.init_natural_state(
       model, optimizer, jax.random.PRNGKey(0), variants=variants,
       num_seeds=config.natural.num_seeds, processor_params=processor_params, history=HISTORY,

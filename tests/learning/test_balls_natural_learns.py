@@ -15,7 +15,7 @@ from rmr_dist.envs import balls as balls_env
 from rmr_dist.evaluation import balls_eval
 from rmr_dist.learning import balls_abstract
 from rmr_dist.learning import balls_natural
-from rmr_dist.learning import natural as natural_learning
+from rmr_dist.learning import lockstep
 from rmr_dist.learning import optimizers
 from rmr_dist.replay import balls_data
 
@@ -46,7 +46,7 @@ def test_natural_model_beats_copy_last_on_a_fixed_set_of_windows(balls_config):
       jax.random.PRNGKey(1), data.positions[:1, :HISTORY])['params']['processor']
   model = balls_natural.make_natural_model(natural, spec, SIZE, scale)
   schedule = optimizers.make_schedule(3e-3, 30, 0.05, STEPS - 30, 'cosine')
-  optimizer = natural_learning.make_optimizer(schedule, VARIANTS, 1, 1.0)
+  optimizer = lockstep.make_optimizer(schedule, VARIANTS, 1, 1.0)
   state = balls_natural.init_natural_state(
       model, optimizer, jax.random.PRNGKey(0), variants=VARIANTS, num_seeds=1,
       processor_params=processor, history=HISTORY, image_size=SIZE)
@@ -101,11 +101,11 @@ def test_oracle_through_the_trained_processor_beats_an_untrained_one(balls_confi
                                 decoder_channels=32, slot_size=16)
   model = balls_natural.make_oracle_model(natural, spec, SIZE, scale)
   schedule = optimizers.make_schedule(3e-3, 20, 0.05, 280, 'cosine')
-  optimizer = natural_learning.make_optimizer(schedule, variants, 1, 1.0,
-                                              paths=balls_natural.frozen_paths(model))
+  optimizer = lockstep.make_optimizer(schedule, variants, 1, 1.0,
+                                      paths=balls_natural.frozen_paths(model))
   per_seed = [model.init(jax.random.PRNGKey(0), windows['history'][:1])['params']]
-  params = natural_learning.stack_models(per_seed, variants,
-                                         abstract_params['params']['processor'])
+  params = lockstep.stack_models(per_seed, variants,
+                                 abstract_params['params']['processor'])
   params = balls_natural.plug_abstract_encoder(params, variants, 1,
                                                abstract_params['params']['encoder'])
   state = balls_natural.BallsNaturalState(

@@ -20,6 +20,7 @@ import pytest
 
 from rmr_dist import checkpointing
 from rmr_dist.learning import abstract as abstract_learning
+from rmr_dist.learning import lockstep
 from rmr_dist.learning import loop
 from rmr_dist.learning import natural as learning
 from rmr_dist.networks import natural as natural_net
@@ -87,7 +88,7 @@ def test_frozen_rmr_processor_is_bit_identical_cswm_processor_trains(processor_e
   _, exported = checkpointing.restore_processor(processor_export)
   model = natural_net.NaturalModel(processor=processors.make_spec_processor(SPEC16),
                                    latent_size=16)
-  optimizer = learning.make_optimizer(1e-3, VARIANTS, NUM_SEEDS)
+  optimizer = lockstep.make_optimizer(1e-3, VARIANTS, NUM_SEEDS)
   state = learning.init_state(model, optimizer, jax.random.PRNGKey(0), variants=VARIANTS,
                               num_seeds=NUM_SEEDS, processor_params=exported,
                               frame_shape=FRAME_SHAPE)
@@ -102,7 +103,7 @@ def test_frozen_rmr_processor_is_bit_identical_cswm_processor_trains(processor_e
     loss.append(np.asarray(metrics['loss']))
   params = jax.device_get(state.params)
   for v, s in itertools.product(VARIANTS, range(NUM_SEEDS)):
-    i = learning.model_index(VARIANTS, NUM_SEEDS, v, s)
+    i = lockstep.model_index(VARIANTS, NUM_SEEDS, v, s)
     processor = model_slice(params['processor'], i)
     if v == 'rmr':
       assert_trees_equal(processor, exported)
@@ -135,7 +136,7 @@ def test_rmr_takes_the_abstract_encoder_frozen_random_p_keeps_its_fresh_one(proc
   paths = learning.frozen_paths(readout, True)
   part = ('ram_encoder' if readout == 'bits' else 'slot_embedding')
   assert paths == (('processor',), ('encoder', part))
-  optimizer = learning.make_optimizer(1e-3, variants, NUM_SEEDS, paths=paths)
+  optimizer = lockstep.make_optimizer(1e-3, variants, NUM_SEEDS, paths=paths)
   state = learning.init_state(model, optimizer, jax.random.PRNGKey(0), variants=variants,
                               num_seeds=NUM_SEEDS, processor_params=exported,
                               frame_shape=FRAME_SHAPE, abstract_encoder=exported_f)
@@ -147,7 +148,7 @@ def test_rmr_takes_the_abstract_encoder_frozen_random_p_keeps_its_fresh_one(proc
   params = jax.device_get(state.params)
   want_f = exported_f if readout == 'bits' else exported_f['slot_embedding']
   for s in range(NUM_SEEDS):
-    rmr, cswm, rand = (learning.model_index(variants, NUM_SEEDS, v, s) for v in variants)
+    rmr, cswm, rand = (lockstep.model_index(variants, NUM_SEEDS, v, s) for v in variants)
     f_of = lambda tree, i: model_slice(tree['encoder'][part], i)
     # RMR: the export's P and f, bit for bit, before and after the updates.
     assert_trees_equal(model_slice(params['processor'], rmr), exported)
@@ -183,7 +184,7 @@ def test_freeze_processor_update_is_the_exact_identity():
   params = {'processor': {'w': np.array([[-0.0, 1.5], [-0.0, 1.5]], np.float32)},
             'encoder': {'w': np.zeros((2, 2), np.float32)}}
   grads = jax.tree_util.tree_map(np.ones_like, params)
-  optimizer = learning.make_optimizer(0.1, ('rmr', 'cswm'), num_seeds=1)  # model 0 frozen
+  optimizer = lockstep.make_optimizer(0.1, ('rmr', 'cswm'), num_seeds=1)  # model 0 frozen
   updates, _ = optimizer.update(grads, optimizer.init(params), params)
   new = jax.device_get(optax.apply_updates(params, updates))
   frozen = new['processor']['w'][0]
@@ -225,18 +226,19 @@ def test_all_models_consumed_identical_batches(processor_export):
   for batch in itertools.islice(batches(), 3):
     rng, perm_key = jax.random.split(rng)
     inputs, offset = learning.lockstep_inputs(batch, perm_key)
-    expected = learning.accumulate_fingerprint(expected,
-                                               learning.batch_fingerprint(inputs, offset))
+    expected = lockstep.accumulate_fingerprint(
+        expected, lockstep.batch_fingerprint(inputs, offset, keys=learning.FINGERPRINTED))
   assert int(fingerprints[0]) == int(expected)
   # Sensitive to one pixel and to the order of batches.
   a, b = (learning.lockstep_inputs(x, jax.random.PRNGKey(0))[0]
           for x in itertools.islice(batches(), 2))
   a2 = dict(a, frame_tp1=np.array(a['frame_tp1']))
   a2['frame_tp1'][2, 40, 30, 1] ^= 1
-  fa, fb, fa2 = (int(learning.batch_fingerprint(x)) for x in (a, b, a2))
+  fa, fb, fa2 = (int(lockstep.batch_fingerprint(x, keys=learning.FINGERPRINTED))
+                 for x in (a, b, a2))
   assert len({fa, fb, fa2}) == 3
-  ab = learning.accumulate_fingerprint(learning.accumulate_fingerprint(jnp.uint32(0), fa), fb)
-  ba = learning.accumulate_fingerprint(learning.accumulate_fingerprint(jnp.uint32(0), fb), fa)
+  ab = lockstep.accumulate_fingerprint(lockstep.accumulate_fingerprint(jnp.uint32(0), fa), fb)
+  ba = lockstep.accumulate_fingerprint(lockstep.accumulate_fingerprint(jnp.uint32(0), fb), fa)
   assert int(ab) != int(ba)
   learner.close()
 
