@@ -29,7 +29,28 @@ POLICY_KIND = 'ram_q_network'
 
 
 class CheckpointError(ValueError):
-  """A checkpoint is missing, of the wrong kind, or does not fit the model."""
+  """A checkpoint is missing, incomplete, of the wrong kind, does not fit the model, or would be
+  written where one already exists. The functions here that document it raise it in place of
+  Orbax's own exceptions for such a checkpoint, with a message that names its path."""
+
+
+def _check_new(path: str, what: str) -> None:
+  """CheckpointError when ``path`` (local) exists: saves here never overwrite in place."""
+  if os.path.exists(path):
+    raise CheckpointError(f'A {what} exists at {path!r}.')
+
+
+def _read_json_item(ckptr: ocp.Checkpointer, path: str, item: str, what: str) -> Any:
+  """The JSON item ``item`` of the composite checkpoint at ``path``.
+
+  Raises:
+    CheckpointError: Orbax cannot read it (an incomplete or damaged ``what``; names the path).
+  """
+  try:
+    return ckptr.restore(path, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f'The {what} at {path!r} cannot be read (incomplete or damaged): '
+                          f'{e}') from e
 
 
 def save_policy(path: str, params: Any, hidden_sizes: Sequence[int], num_actions: int = 18,
@@ -46,8 +67,12 @@ def save_policy(path: str, params: Any, hidden_sizes: Sequence[int], num_actions
 
   Returns:
     The absolute path written.
+
+  Raises:
+    CheckpointError: `path` exists, or `actions` are not indices in [0, num_actions).
   """
   path = os.path.abspath(path)
+  _check_new(path, 'policy checkpoint')
   actions = list(range(num_actions)) if actions is None else sorted(int(a) for a in actions)
   if not actions or actions[0] < 0 or actions[-1] >= num_actions:
     raise CheckpointError(f'save_policy: actions={actions} must be non-empty indices in '
@@ -72,7 +97,8 @@ def load_policy(path: str) -> tuple[dict[str, Any], Any]:
     for checkpoints written before action sets existed); params are numpy arrays.
 
   Raises:
-    CheckpointError: if the path is not a policy checkpoint or its shapes do not match its meta.
+    CheckpointError: if the path is not a policy checkpoint, cannot be read, or its shapes do
+      not match its meta.
   """
   from rmr_dist.networks import policy  # pylint: disable=g-import-not-at-top
   path = os.path.abspath(path)
@@ -80,7 +106,7 @@ def load_policy(path: str) -> tuple[dict[str, Any], Any]:
     raise CheckpointError(f'No policy checkpoint at {path!r}: expected a directory written by '
                           f'rmr_dist.checkpointing.save_policy (with "meta" and "params").')
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-    meta = ckptr.restore(path, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+    meta = _read_json_item(ckptr, path, 'meta', 'policy checkpoint')
     if meta.get('kind') != POLICY_KIND:
       raise CheckpointError(f'Checkpoint {path!r} holds kind {meta.get("kind")!r}, '
                             f'expected {POLICY_KIND!r}.')
@@ -272,6 +298,9 @@ def export_processor(path: str, processor_params: Any, spec_dict: dict[str, Any]
 
   Returns:
     The absolute path written.
+
+  Raises:
+    CheckpointError: an export exists at `path` and `overwrite` is False.
   """
   import shutil  # pylint: disable=g-import-not-at-top
   if storage.is_remote(path):
@@ -285,6 +314,8 @@ def export_processor(path: str, processor_params: Any, spec_dict: dict[str, Any]
     _sync_processes(f'export_processor:pushed:{path}')
     return path
   path = os.path.abspath(path)
+  if not overwrite:
+    _check_new(path, 'processor export')
   final = path
   primary = jax.process_index() == 0
   if overwrite and os.path.exists(path):
@@ -329,7 +360,8 @@ def restore_processor(path: str, expected_spec: dict[str, Any] | None = None
     ``(spec_dict, params)``: the stored spec and the processor params as numpy arrays.
 
   Raises:
-    CheckpointError: the path is missing or not a processor export, the stored spec differs
+    CheckpointError: the path is missing, not a processor export or unreadable (an incomplete
+      export), the stored spec differs
       from `expected_spec`, or the stored params do not have the shapes the stored spec
       implies. The message names the path and the mismatching keys / shapes.
   """
@@ -346,7 +378,7 @@ def restore_processor(path: str, expected_spec: dict[str, Any] | None = None
     raise CheckpointError(f'{path!r} is not a processor export: expected a directory written '
                           'by rmr_dist.checkpointing.export_processor (with "params" and "spec").')
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-    spec = ckptr.restore(path, args=ocp.args.Composite(spec=ocp.args.JsonRestore()))['spec']
+    spec = _read_json_item(ckptr, path, 'spec', 'processor export')
   if expected_spec is not None:
     diffs = [f'{k}: stored {spec.get(k, "<missing>")!r}, expected {v!r}'
              for k, v in expected_spec.items() if spec.get(k, '<missing>') != v]

@@ -102,8 +102,10 @@ def test_processor_export_overwrite(tmp_path):
   first = fresh_state(SPEC16, seed=0).params['processor']
   second = fresh_state(SPEC16, seed=1).params['processor']
   checkpointing.export_processor(path, first, SPEC16.to_dict())
-  with pytest.raises(Exception):
+  with pytest.raises(checkpointing.CheckpointError) as err:
     checkpointing.export_processor(path, second, SPEC16.to_dict())
+  assert str(err.value) == f'A processor export exists at {path!r}.'
+  assert_trees_equal(checkpointing.restore_processor(path)[1], first)  # left untouched
   checkpointing.export_processor(path, second, SPEC16.to_dict(), overwrite=True)
   assert_trees_equal(checkpointing.restore_processor(path)[1], second)
   assert sorted(os.listdir(tmp_path)) == ['proc']
@@ -137,3 +139,29 @@ def test_missing_processor_export_names_path(tmp_path):
   path = str(tmp_path / 'nowhere')
   with pytest.raises(checkpointing.CheckpointError, match='nowhere'):
     checkpointing.restore_processor(path)
+
+
+def test_incomplete_processor_export_names_path(tmp_path):
+  # Its directories are there, Orbax's files are not (a copy interrupted midway).
+  path = str(tmp_path / 'partial')
+  for item in ('params', 'spec'):
+    os.makedirs(os.path.join(path, item))
+  with pytest.raises(checkpointing.CheckpointError) as err:
+    checkpointing.restore_processor(path)
+  assert str(err.value).startswith(f'The processor export at {path!r} cannot be read '
+                                   '(incomplete or damaged): ')
+
+
+def test_policy_checkpoint_is_never_overwritten_and_an_incomplete_one_names_its_path(tmp_path):
+  path = str(tmp_path / 'policy')
+  params = {'w': np.zeros((2, 3), np.float32)}
+  checkpointing.save_policy(path, params, (3,))
+  with pytest.raises(checkpointing.CheckpointError) as err:
+    checkpointing.save_policy(path, params, (3,))
+  assert str(err.value) == f'A policy checkpoint exists at {path!r}.'
+  partial = str(tmp_path / 'partial')
+  os.makedirs(os.path.join(partial, 'meta'))
+  with pytest.raises(checkpointing.CheckpointError) as err:
+    checkpointing.load_policy(partial)
+  assert str(err.value).startswith(f'The policy checkpoint at {partial!r} cannot be read '
+                                   '(incomplete or damaged): ')

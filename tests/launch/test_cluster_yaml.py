@@ -4,6 +4,7 @@ installs the right pinned stack: the GPU learner type the CUDA extra, every othe
 import copy
 import os
 
+import jsonschema
 import pytest
 import yaml
 from ray.autoscaler._private import util as autoscaler_util
@@ -64,7 +65,7 @@ def test_gpu_learner_nodes_install_the_cuda_extra_and_the_rest_the_cpu_set():
 def test_schema_check_rejects_a_bad_config():
   config = _load('cluster.yaml')
   config['available_node_types']['collector']['min_workerz'] = 1
-  with pytest.raises(Exception, match='min_workerz'):
+  with pytest.raises(jsonschema.ValidationError, match='min_workerz'):
     autoscaler_util.validate_config(autoscaler_util.prepare_config(config))
 
 
