@@ -10,23 +10,20 @@ their Orbax checkpoints), and the natural group waits for the processor export.
 
 Stages (`STAGES`) run in order; a finished stage's result is read back instead of redoing it, so
 re-running the same command resumes, and a run whose config changes only later stages reuses
-the earlier ones (`rmr_dist.workdir`, stage fingerprints).
+the earlier ones (`rmr_dist.workdir`, stage fingerprints). The stage loop, closing and the
+read-back-or-run of learner units are `driver.Program`'s, shared with the Atari program.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from rmr_dist import config as config_lib
-from rmr_dist import logging as logging_lib
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
-from rmr_dist.distributed import learners
-from rmr_dist.distributed import placement
+from rmr_dist.distributed import driver
 from rmr_dist.distributed import ray_setup
-from rmr_dist.distributed import workdir_check
 
 STAGES = workdir_lib.BALLS_STAGE_NAMES
 LEARNER_STAGES = ('abstract', 'natural')  # Their units run in learner groups.
@@ -37,21 +34,20 @@ def check_stages(stages: list[str]) -> list[str]:
   return workdir_lib.check_stage_names(stages, STAGES)
 
 
-class BallsProgram:
-  """Builds and runs the stages of the bouncing-balls program.
+class BallsProgram(driver.Program):
+  """Builds and runs the stages of the bouncing-balls program (`driver.Program`: run, close,
+  units).
 
   Args:
     config: the validated config.
     workdir: the run's work directory (created if missing).
   """
 
+  STAGES = STAGES
+  LEARNER_STAGES = LEARNER_STAGES
+
   def __init__(self, config: config_lib.BallsConfig, workdir: str):
-    self.config = config
-    self.paths = workdir_lib.open_workdir(workdir, config, workdir_lib.BALLS_STAGES)
-    self.workdir = self.paths.root
-    self.logger = logging_lib.Logger(self.paths.tb)
-    self.logger.text('config', '```\n' + json.dumps(self.paths.config_dict, indent=1) +
-                     '\n```')
+    super().__init__(config, workdir, workdir_lib.BALLS_STAGES)
 
   # ---------------------------------------------------------------- data
   def data(self) -> dict[str, Any]:
@@ -113,14 +109,11 @@ class BallsProgram:
       raise config_lib.ConfigError(
           f'The {stage} stage needs every trajectory under {self.paths.trajectories}, and some '
           'are missing: run the data stage first (--stages=data,...).')
-    self.paths.record_stage(stage)
-    record = workdir_lib.read_json(f'{self.paths.stage_dir(stage)}/result.json')
-    if record is not None:
-      print(f'{stage}: complete ({self.paths.stage_dir(stage)})', flush=True)
-      return record
-    ray_setup.init_ray(self.config.ray)
-    with learners.LazyGroup(self.config, stage, self.paths) as group:
-      return group().run(f'balls_{stage}')
+    unit = driver.LearnerUnit(f'balls_{stage}', f'{self.paths.stage_dir(stage)}/result.json',
+                              tuple)
+    return self.read_or_run(
+        stage, [unit], lambda u, record, read_back: (
+            f'complete ({self.paths.stage_dir(stage)})' if read_back else None))[0]
 
   def abstract(self) -> dict[str, Any]:
     """Trains the MPNN on positions, exports P, evaluates 1-step and rollout MSE."""
@@ -135,19 +128,3 @@ class BallsProgram:
     from rmr_dist.stages import balls_report  # pylint: disable=g-import-not-at-top
     return balls_report.run(self.config, self.paths, self.logger,
                             say=lambda line: print(line, flush=True))
-
-  # ---------------------------------------------------------------- driver
-  def run(self, stages: list[str]) -> None:
-    """Runs `stages` in pipeline order; first, as `AtariProgram.run`, fails (ConfigError) if
-    they include `LEARNER_STAGES` and the Ray cluster cannot place a learner group."""
-    stages = check_stages(stages)
-    placement.check_before_stages(self.config.ray, stages, LEARNER_STAGES)
-    if any(stage != 'report' for stage in stages):  # The report is written by the driver.
-      ray_setup.init_ray(self.config.ray)
-      workdir_check.check_nodes_see(self.paths.root)
-    for stage in stages:
-      getattr(self, stage)()
-
-  def close(self) -> None:
-    """Flushes logs (Ray itself is left to the caller)."""
-    self.logger.close()

@@ -12,13 +12,14 @@ when their stage ends. The driver keeps the order and prints the status lines.
 
 Stages run in order; a finished unit's result file is read back instead of redoing it, so a
 crashed or interrupted run resumes by running the same command again, and a run whose config
-changes only later stages reuses the earlier ones (`rmr_dist.workdir`, stage fingerprints).
+changes only later stages reuses the earlier ones (`rmr_dist.workdir`, stage fingerprints). The
+stage loop, closing and the read-back-or-run of learner units are `driver.Program`'s, shared
+with the bouncing-balls program.
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import sys
 import time
 from typing import Any
@@ -26,16 +27,14 @@ from typing import Any
 import ray
 
 from rmr_dist import config as config_lib
-from rmr_dist import logging as logging_lib
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.acting import collector as collector_lib
 from rmr_dist.distributed import actors
 from rmr_dist.distributed import agent as agent_lib
-from rmr_dist.distributed import learners
+from rmr_dist.distributed import driver
 from rmr_dist.distributed import placement
 from rmr_dist.distributed import ray_setup
-from rmr_dist.distributed import workdir_check
 from rmr_dist.replay import monitor as monitor_lib
 from rmr_dist.stages import atari_agent
 from rmr_dist.stages import atari_collect
@@ -65,29 +64,27 @@ def check_policy_checkpoint(path: str) -> None:
     ) from e
 
 
-class AtariProgram:
-  """Builds and runs the stages of the Atari program.
+class AtariProgram(driver.Program):
+  """Builds and runs the stages of the Atari program (`driver.Program`: run, close, units).
 
   Args:
     config: the validated config.
     workdir: the run's work directory (created if missing).
   """
 
+  STAGES = STAGES
+  LEARNER_STAGES = LEARNER_STAGES
+
   def __init__(self, config: config_lib.AtariConfig, workdir: str):
-    self.config = config
     if (config.heads.base_policy == 'checkpoint'
         and config.heads.checkpoint_path != config_lib.AGENT_CHECKPOINTS):
       for paths in atari_agent.resolve_checkpoints(config.heads, config.games, '').values():
         for path in paths:
           check_policy_checkpoint(path)
-    self.paths = workdir_lib.open_workdir(workdir, config, workdir_lib.ATARI_STAGES)
-    self.workdir = self.paths.root
+    super().__init__(config, workdir, workdir_lib.ATARI_STAGES)
     self.episodes_dir = self.paths.episodes
     self.replay_dir = self.paths.replay
     self.collect_dir = storage.dirname(self.paths.collect_summary)
-    self.logger = logging_lib.Logger(self.paths.tb)
-    self.logger.text('config', '```\n' + json.dumps(self.paths.config_dict, indent=1) +
-                     '\n```')
     self._replay: list[Any] = []  # The Reverb servers (objects or actor handles).
     self._replay_addresses: dict[str, str] | None = None  # game -> 'host:port'
     self._replay_monitor: monitor_lib.ReplayMonitor | None = None
@@ -269,26 +266,19 @@ class AtariProgram:
   def _units(self, stage: str, unit: str, work: list[tuple[Any, ...]],
              result_path, label, report) -> list[dict[str, Any]]:
     """Runs stage unit `unit` on each `work` item (game first; the game's replay address is
-    appended) in the stage's learner group.
+    appended) in the stage's learner group, reading finished ones back (`read_or_run`).
 
-    A finished unit's result (at `result_path(*item)`) is read back; the group starts only
-    when an unfinished unit comes up and is killed when the stage ends. With
-    `replay.learner_source='store'` the units read the episode store: no Reverb server is
+    With `replay.learner_source='store'` the units read the episode store: no Reverb server is
     started for them and the address is ''.
     """
     self._require_collect(stage)
-    self.paths.record_stage(stage)
-    records = []
-    with learners.LazyGroup(self.config, stage, self.paths) as group:
-      for item in work:
-        print(f'{stage}: {label(*item)} ...', flush=True)
-        rec = workdir_lib.read_json(result_path(*item))
-        if rec is None:
-          store = self.config.replay.learner_source == 'store'
-          rec = group().run(unit, *item, '' if store else self.address_for(item[0]))
-        print(f'{stage}: {label(*item)}: {report(rec)}', flush=True)
-        records.append(rec)
-    return records
+    store = self.config.replay.learner_source == 'store'
+    units = [driver.LearnerUnit(
+        unit, result_path(*item),
+        lambda item=item: (*item, '' if store else self.address_for(item[0])), label(*item))
+             for item in work]
+    return self.read_or_run(stage, units,
+                            lambda u, rec, read_back: f'{u.label}: {report(rec)}')
 
   def abstract(self) -> list[dict[str, Any]]:
     """Trains and evaluates every configured abstract model on every game (resumable)."""
@@ -341,25 +331,15 @@ class AtariProgram:
                             say=lambda line: print(line, flush=True))
 
   # ---------------------------------------------------------------- driver
-  def run(self, stages: list[str]) -> None:
-    """Runs `stages` (validated names) in pipeline order.
-
-    Raises:
-      ConfigError: before any stage runs, if the stages include learner stages
-        (`LEARNER_STAGES`) and the Ray cluster cannot place a learner group.
-    """
-    stages = check_stages(stages)
+  def add_stages(self, stages: list[str]) -> list[str]:
+    """Adds the agent stage before collect when the heads act from its checkpoints and the
+    collection is still to do."""
     if ('collect' in stages and 'agent' not in stages and self.uses_agent_checkpoints()
         and not storage.exists(self.paths.collect_summary)):
       print("atari: heads.checkpoint_path='agent': adding the agent stage before collect "
             '(it reuses the policies already trained in this work directory).', flush=True)
-      stages = check_stages(['agent'] + stages)
-    placement.check_before_stages(self.config.ray, stages, LEARNER_STAGES)
-    if any(stage != 'report' for stage in stages):  # The report is written by the driver.
-      ray_setup.init_ray(self.config.ray)
-      workdir_check.check_nodes_see(self.paths.root)
-    for stage in stages:
-      getattr(self, stage)()
+      stages = self.check_stages(['agent'] + stages)
+    return stages
 
   def close(self) -> None:
     """Stops the replay servers and flushes logs (Ray itself is left to the caller)."""
@@ -371,5 +351,5 @@ class AtariProgram:
       self._replay_monitor = None
     actors.stop_replay_servers(self._replay)
     self._replay, self._replay_addresses = [], None
-    self.logger.close()
+    super().close()
 

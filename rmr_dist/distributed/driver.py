@@ -1,0 +1,122 @@
+"""What the two programs' drivers share: the work directory and logger, the stage loop, and the
+learner stages' units, each read back when finished, else run in the stage's learner group.
+
+`program.AtariProgram` and `balls_program.BallsProgram` extend `Program`. Each names its stages
+(`STAGES`, in pipeline order; `LEARNER_STAGES`, those whose units run in learner groups) and
+has one method per stage; `Program.run(stages)` checks placement, starts Ray and checks that
+every node sees the work directory, then calls the stage methods in order. A learner stage's
+method lists its `LearnerUnit`s and hands them to `Program.read_or_run`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from rmr_dist import logging as logging_lib
+from rmr_dist import workdir as workdir_lib
+from rmr_dist.distributed import learners
+from rmr_dist.distributed import placement
+from rmr_dist.distributed import ray_setup
+from rmr_dist.distributed import workdir_check
+
+
+class LearnerUnit(NamedTuple):
+  """One unit of a learner stage.
+
+  Attributes:
+    name: the unit, a key of `learners.UNITS`.
+    result_path: its result record, written last: present once the unit is done.
+    args: `() -> tuple`, the unit's arguments after (config, workdir); called only when the unit
+      runs (an Atari unit's replay address starts the Reverb server).
+    label: names the unit in the status lines ('unit ...' before it); None: no such line.
+  """
+  name: str
+  result_path: str
+  args: Callable[[], tuple[Any, ...]]
+  label: str | None = None
+
+
+# `(unit, record, read_back) -> status line or None`, said after each unit.
+ReportFn = Callable[[LearnerUnit, dict[str, Any], bool], str | None]
+
+
+class Program:
+  """A program's driver: stages run in order, learner stages in learner groups.
+
+  Args:
+    config: the validated config (Atari or balls).
+    workdir: the run's work directory (created if missing).
+    specs: the program's stage specs (`workdir_lib.ATARI_STAGES` or `BALLS_STAGES`).
+  """
+
+  STAGES: tuple[str, ...] = ()
+  LEARNER_STAGES: tuple[str, ...] = ()  # Their units run in learner groups.
+
+  def __init__(self, config: Any, workdir: str, specs: Sequence[workdir_lib.StageSpec]):
+    self.config = config
+    self.paths = workdir_lib.open_workdir(workdir, config, specs)
+    self.workdir = self.paths.root
+    self.logger = logging_lib.Logger(self.paths.tb)
+    self.logger.text('config', '```\n' + json.dumps(self.paths.config_dict, indent=1) +
+                     '\n```')
+
+  def check_stages(self, stages: list[str]) -> list[str]:
+    """Validates stage names (order is normalised to the pipeline order)."""
+    return workdir_lib.check_stage_names(stages, self.STAGES)
+
+  def add_stages(self, stages: list[str]) -> list[str]:
+    """The validated `stages` with any stage they need added (none here)."""
+    return stages
+
+  def run(self, stages: list[str]) -> None:
+    """Runs `stages` in pipeline order.
+
+    Raises:
+      ConfigError: a bad stage name; or, before any stage runs, the stages include learner
+        stages (`LEARNER_STAGES`) and the Ray cluster cannot place a learner group.
+    """
+    stages = self.add_stages(self.check_stages(stages))
+    placement.check_before_stages(self.config.ray, stages, self.LEARNER_STAGES)
+    if any(stage != 'report' for stage in stages):  # The report is written by the driver.
+      ray_setup.init_ray(self.config.ray)
+      workdir_check.check_nodes_see(self.paths.root)
+    for stage in stages:
+      getattr(self, stage)()
+
+  def read_or_run(self, stage: str, units: Sequence[LearnerUnit],
+                  report: ReportFn) -> list[dict[str, Any]]:
+    """Each unit's result record: read back when the unit is finished, else from running it.
+
+    The stage's learner group starts (Ray too, if need be) only when an unfinished unit comes
+    up, runs the units in order and is killed when the stage ends.
+
+    Args:
+      stage: the learner stage (names its group and prefixes the status lines).
+      units: its units, in order.
+      report: its status line after each unit (None: none).
+
+    Returns:
+      The units' result records, in order.
+    """
+    self.paths.record_stage(stage)
+    records = []
+    with learners.LazyGroup(self.config, stage, self.paths) as group:
+      for unit in units:
+        if unit.label is not None:
+          print(f'{stage}: {unit.label} ...', flush=True)
+        record = workdir_lib.read_json(unit.result_path)
+        read_back = record is not None
+        if not read_back:
+          ray_setup.init_ray(self.config.ray)
+          record = group().run(unit.name, *unit.args())
+        line = report(unit, record, read_back)
+        if line is not None:
+          print(f'{stage}: {line}', flush=True)
+        records.append(record)
+    return records
+
+  def close(self) -> None:
+    """Flushes logs (Ray itself is left to the caller)."""
+    self.logger.close()
