@@ -6,8 +6,10 @@
   python atari.py --config.games=pong --stages=agent  # train a policy per game (agent/)
 
 Stages: agent (opt-in: trains the heads' policies), collect, abstract, natural, probe, report
-(the default: all but agent, which is added when heads.checkpoint_path='agent'). Runs embedded (local Ray on 127.0.0.1,
-in-process Reverb) unless the config names a Ray cluster.
+(the default: all but agent, which is added when heads.checkpoint_path='agent'). Runs embedded
+(local Ray on 127.0.0.1, in-process Reverb) unless the config names a Ray cluster; with
+--config.ray.address=none the learner stages and the report run in this process without Ray or
+Reverb, on a work directory collected elsewhere (scripts/gpu_study.sh).
 """
 
 import os
@@ -21,7 +23,12 @@ from rmr_dist import workdir as workdir_lib  # noqa: E402
 
 def make_program(config, workdir):
   """The AtariProgram, imported only once the command line and the config have been checked:
-  Ray, JAX and Reverb take seconds to import, and a bad input fails before that."""
+  Ray, JAX and Reverb take seconds to import, and a bad input fails before that. With
+  ray.address='none' the learner stages run in this process instead, importing neither Ray
+  nor Reverb (`rmr_dist.stages.atari_in_process`)."""
+  if config.ray.address == config_lib.NO_RAY:
+    from rmr_dist.stages import atari_in_process  # pylint: disable=g-import-not-at-top
+    return atari_in_process.InProcessAtariProgram(config, workdir)
   from rmr_dist.distributed import program  # pylint: disable=g-import-not-at-top
   return program.AtariProgram(config, workdir)
 

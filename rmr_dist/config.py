@@ -573,12 +573,18 @@ class AgentConfig:
     req('action_set', self.action_set in AGENT_ACTION_SETS, f'one of {AGENT_ACTION_SETS}')
 
 
+NO_RAY = 'none'  # ray.address: no Ray; the Atari learner stages run in the driver's process.
+
+
 @dataclasses.dataclass(frozen=True)
 class RayConfig:
   """Where the Ray program runs.
 
   Attributes:
-    address: '' starts a local Ray on 127.0.0.1; 'auto' or 'HOST:PORT' joins a cluster.
+    address: '' starts a local Ray on 127.0.0.1; 'auto' or 'HOST:PORT' joins a cluster;
+      'none' (`NO_RAY`, Atari only) runs the learner stages and the report in the driver's
+      process without Ray or Reverb (`stages.atari_in_process`; needs
+      replay.learner_source='store'), the other fields then unused.
     num_cpus: CPUs a local Ray may use; 0 means all of this machine's.
     learner_num_cpus: CPUs each learner-group process (one per host) reserves.
     learner_num_gpus: GPUs each learner-group process reserves; 0 runs JAX on the CPU. Ray
@@ -653,6 +659,12 @@ class AtariConfig:
           f'{path}.collect.store_all_episodes=False: the learners would read training episodes '
           'that the episode store does not keep. Set collect.store_all_episodes=True (it '
           "changes the collected data: a fresh --workdir), or replay.learner_source='reverb'.")
+    if self.ray.address == NO_RAY and self.replay.learner_source != 'store':
+      raise ConfigError(
+          f'Invalid config value {path}.ray.address={NO_RAY!r} with '
+          f'{path}.replay.learner_source={self.replay.learner_source!r}: without Ray there is '
+          "no Reverb server to read; set replay.learner_source='store' (the learners read the "
+          f'episode store), or {path}.ray.address=\'\' (a local Ray).')
     if self.natural.negatives == 'episode' and self.replay.learner_source != 'store':
       raise ConfigError(
           f"Invalid config value {path}.natural.negatives='episode' with "
@@ -1065,6 +1077,9 @@ class BallsConfig:
     need = self.data.history + self.abstract.rollout_steps
     _require(self.data.episode_frames >= need, f'{path}.data.episode_frames',
              self.data.episode_frames, f'at least data.history + abstract.rollout_steps = {need}')
+    _require(self.ray.address != NO_RAY, f'{path}.ray.address', self.ray.address,
+             "'' (a local Ray), 'auto' or 'HOST:PORT' (the balls program runs on Ray; "
+             f'{NO_RAY!r} is for the Atari learner stages)')
 
 
 def load_balls_config(config: ml_collections.ConfigDict | Mapping[str, Any]) -> BallsConfig:

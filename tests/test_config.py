@@ -249,3 +249,21 @@ def test_config_file_is_a_valid_base_and_one_override_function_per_variant(confi
   variants = [_leaves(configs.get_config(v).to_dict()) for v in configs.VARIANTS]
   dead = sorted(k for k, value in base.items() if all(v[k] != value for v in variants))
   assert not dead, f'base values that every variant overrides: {dead}'
+
+
+def test_no_ray_needs_the_episode_store_and_is_atari_only():
+  """ray.address='none' (the learner stages in one process, stages.atari_in_process) reads
+  the episode store: with Reverb as the learners' source it is refused, naming both values;
+  the balls program refuses it."""
+  c = atari_configs.get_config('local')
+  c.ray.address = 'none'
+  assert config_lib.load_atari_config(c).ray.address == config_lib.NO_RAY
+  c.replay.learner_source = 'reverb'
+  c.natural.negatives, c.natural.episode_window = 'batch', 0
+  with pytest.raises(config_lib.ConfigError, match=(
+      r"config.ray.address='none' with config.replay.learner_source='reverb'")):
+    config_lib.load_atari_config(c)
+  b = balls_configs.get_config('local')
+  b.ray.address = 'none'
+  with pytest.raises(config_lib.ConfigError, match=r"config.ray.address='none'.*local Ray"):
+    config_lib.load_balls_config(b)

@@ -24,6 +24,7 @@ from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.distributed import driver
 from rmr_dist.distributed import ray_setup
+from rmr_dist.stages import units as units_lib
 
 STAGES = workdir_lib.BALLS_STAGE_NAMES
 LEARNER_STAGES = ('abstract', 'natural')  # Their units run in learner groups.
@@ -109,8 +110,8 @@ class BallsProgram(driver.Program):
       raise config_lib.ConfigError(
           f'The {stage} stage needs every trajectory under {self.paths.trajectories}, and some '
           'are missing: run the data stage first (--stages=data,...).')
-    unit = driver.LearnerUnit(f'balls_{stage}', f'{self.paths.stage_dir(stage)}/result.json',
-                              tuple)
+    unit = units_lib.LearnerUnit(f'balls_{stage}', f'{self.paths.stage_dir(stage)}/result.json',
+                                 tuple)
     return self.read_or_run(
         stage, [unit], lambda u, record, read_back: (
             f'complete ({self.paths.stage_dir(stage)})' if read_back else None))[0]

@@ -5,14 +5,14 @@ learner stages' units, each read back when finished, else run in the stage's lea
 (`STAGES`, in pipeline order; `LEARNER_STAGES`, those whose units run in learner groups) and
 has one method per stage; `Program.run(stages)` checks placement, starts Ray and checks that
 every node sees the work directory, then calls the stage methods in order. A learner stage's
-method lists its `LearnerUnit`s and hands them to `Program.read_or_run`.
+method lists its `stages.units.LearnerUnit`s and hands them to `Program.read_or_run`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any
 
 from rmr_dist import logging as logging_lib
 from rmr_dist import workdir as workdir_lib
@@ -20,26 +20,7 @@ from rmr_dist.distributed import learners
 from rmr_dist.distributed import placement
 from rmr_dist.distributed import ray_setup
 from rmr_dist.distributed import workdir_check
-
-
-class LearnerUnit(NamedTuple):
-  """One unit of a learner stage.
-
-  Attributes:
-    name: the unit, a key of `learners.UNITS`.
-    result_path: its result record, written last: present once the unit is done.
-    args: `() -> tuple`, the unit's arguments after (config, workdir); called only when the unit
-      runs (an Atari unit's replay address starts the Reverb server).
-    label: names the unit in the status lines ('unit ...' before it); None: no such line.
-  """
-  name: str
-  result_path: str
-  args: Callable[[], tuple[Any, ...]]
-  label: str | None = None
-
-
-# `(unit, record, read_back) -> status line or None`, said after each unit.
-ReportFn = Callable[[LearnerUnit, dict[str, Any], bool], str | None]
+from rmr_dist.stages import units as units_lib
 
 
 class Program:
@@ -85,8 +66,8 @@ class Program:
     for stage in stages:
       getattr(self, stage)()
 
-  def read_or_run(self, stage: str, units: Sequence[LearnerUnit],
-                  report: ReportFn) -> list[dict[str, Any]]:
+  def read_or_run(self, stage: str, units: Sequence[units_lib.LearnerUnit],
+                  report: units_lib.ReportFn) -> list[dict[str, Any]]:
     """Each unit's result record: read back when the unit is finished, else from running it.
 
     The stage's learner group starts (Ray too, if need be) only when an unfinished unit comes
@@ -100,22 +81,13 @@ class Program:
     Returns:
       The units' result records, in order.
     """
-    self.paths.record_stage(stage)
-    records = []
     with learners.LazyGroup(self.config, stage, self.paths) as group:
-      for unit in units:
-        if unit.label is not None:
-          print(f'{stage}: {unit.label} ...', flush=True)
-        record = workdir_lib.read_json(unit.result_path)
-        read_back = record is not None
-        if not read_back:
-          ray_setup.init_ray(self.config.ray)
-          record = group().run(unit.name, *unit.args())
-        line = report(unit, record, read_back)
-        if line is not None:
-          print(f'{stage}: {line}', flush=True)
-        records.append(record)
-    return records
+
+      def run(unit: units_lib.LearnerUnit) -> dict[str, Any]:
+        ray_setup.init_ray(self.config.ray)
+        return group().run(unit.name, *unit.args())
+
+      return units_lib.read_or_run(self.paths, stage, units, report, run)
 
   def close(self) -> None:
     """Flushes logs (Ray itself is left to the caller)."""

@@ -1,11 +1,11 @@
 """Learner groups: the learned stages' units run in Ray actors, not in the driver.
 
 Both programs use them: Atari's abstract, natural and probe units and the balls abstract and
-natural stages (`UNITS`). A learner group is one Ray actor per host (`ray.learner_hosts`,
-default 1), each reserving `ray.learner_num_cpus` CPUs and `ray.learner_num_gpus` GPUs.
-Inside, the stage units of `rmr_dist.stages` run unchanged and `jax.pmap` over the process's
-devices (on a GPU node Ray sets CUDA_VISIBLE_DEVICES, so those are the GPUs it reserved). The driver starts a group when a
-stage has unfinished units, runs them one at a time in order, prints their status lines and
+natural stages (`stages.units.UNITS`). A learner group is one Ray actor per host
+(`ray.learner_hosts`, default 1), each reserving `ray.learner_num_cpus` CPUs and
+`ray.learner_num_gpus` GPUs. Inside, the stage units of `rmr_dist.stages` run unchanged and
+`jax.pmap` over the process's devices (on a GPU node Ray sets CUDA_VISIBLE_DEVICES, so those are
+the GPUs it reserved). The driver starts a group when a stage has unfinished units, runs them one at a time in order, prints their status lines and
 kills the group when the stage ends: one learner process (per host) is alive at a time. The
 abstract, natural and probe stages each get their own group.
 
@@ -31,7 +31,6 @@ the cross-process collectives use gloo.
 
 from __future__ import annotations
 
-import importlib
 import os
 import socket
 import sys
@@ -45,6 +44,7 @@ from ray.util.placement_group import remove_placement_group
 
 from rmr_dist import config as config_lib
 from rmr_dist.distributed import placement
+from rmr_dist.stages import units as units_lib
 
 ROLES = ('abstract', 'natural', 'probe')
 INHERITED_ENV = ('JAX_PLATFORMS', 'XLA_FLAGS')
@@ -57,19 +57,8 @@ def inherited_runtime_env() -> dict[str, Any] | None:
   return {'env_vars': env} if env else None
 
 
-# The stage units a learner group runs: name -> module with `run(config, workdir, *args,
-# log_fn=..., say=...)`.
-UNITS = {
-    'atari_abstract': 'rmr_dist.stages.atari_abstract',
-    'atari_natural': 'rmr_dist.stages.atari_natural',
-    'atari_probe': 'rmr_dist.stages.atari_probe',
-    'balls_abstract': 'rmr_dist.stages.balls_abstract',
-    'balls_natural': 'rmr_dist.stages.balls_natural',
-}
-
-
 class LearnerWorker:
-  """One process of a learner group: runs stage units (`UNITS`) in this process.
+  """One process of a learner group: runs stage units (`stages.units.UNITS`) in this process.
 
   Args:
     config: the program config (Atari or balls).
@@ -142,17 +131,14 @@ class LearnerWorker:
 
   # -------------------------------------------------------------- units
   def run_unit(self, unit: str, *args: Any) -> Any:
-    """Runs stage unit `unit` (a `UNITS` name) on `args`; returns its record.
+    """Runs stage unit `unit` (a `stages.units.UNITS` name) on `args`; returns its record.
 
     Its scalars go to this process's event file (process 0 only), its status lines to the
     driver's terminal (Ray forwards this process's stdout).
     """
-    if unit not in UNITS:
-      raise ValueError(f'Unknown learner unit {unit!r}; valid: {sorted(UNITS)}')
-    module = importlib.import_module(UNITS[unit])
     try:
-      return module.run(self._config, self._workdir, *args, log_fn=self._log_fn(),
-                        say=self._say)
+      return units_lib.run_unit(self._config, self._workdir, unit, *args,
+                                log_fn=self._log_fn(), say=self._say)
     finally:
       if self._logger is not None:
         self._logger.flush()  # The driver kills this process when the stage ends.
@@ -297,7 +283,7 @@ class LearnerGroup:
     return ray.get([a.log_lines.remote() for a in self._actors])
 
   def run(self, unit: str, *args: Any) -> Any:
-    """Runs stage unit `unit` (a `UNITS` name, e.g. 'atari_abstract') on every process.
+    """Runs stage unit `unit` (a `stages.units.UNITS` name, e.g. 'atari_abstract') on every process.
 
     Args:
       unit: the unit.

@@ -38,9 +38,10 @@ from rmr_dist.distributed import ray_setup
 from rmr_dist.replay import monitor as monitor_lib
 from rmr_dist.stages import atari_agent
 from rmr_dist.stages import atari_collect
+from rmr_dist.stages import atari_units
 
 STAGES = workdir_lib.ATARI_STAGE_NAMES
-LEARNER_STAGES = ('abstract', 'natural', 'probe')  # Their units run in learner groups.
+LEARNER_STAGES = atari_units.LEARNER_STAGES  # Their units run in learner groups.
 
 
 def check_stages(stages: list[str]) -> list[str]:
@@ -263,39 +264,17 @@ class AtariProgram(driver.Program):
     return ray.get(server.publish_checkpoint.remote(path))
 
   # ---------------------------------------------------------------- learner stages
-  def _units(self, stage: str, unit: str, work: list[tuple[Any, ...]],
-             result_path, label, report) -> list[dict[str, Any]]:
-    """Runs stage unit `unit` on each `work` item (game first; the game's replay address is
-    appended) in the stage's learner group, reading finished ones back (`read_or_run`).
-
-    With `replay.learner_source='store'` the units read the episode store: no Reverb server is
-    started for them and the address is ''.
-    """
-    self._require_collect(stage)
-    store = self.config.replay.learner_source == 'store'
-    units = [driver.LearnerUnit(
-        unit, result_path(*item),
-        lambda item=item: (*item, '' if store else self.address_for(item[0])), label(*item))
-             for item in work]
-    return self.read_or_run(stage, units,
-                            lambda u, rec, read_back: f'{u.label}: {report(rec)}')
+  def _units(self, stage: str) -> list[dict[str, Any]]:
+    """Runs the units of learner stage `stage` (`stages.atari_units`) in its learner group,
+    reading finished ones back (`read_or_run`). With `replay.learner_source='store'` the units
+    read the episode store: no Reverb server is started for them."""
+    atari_units.require_collect(self.paths, stage)
+    units = atari_units.learner_units(self.config, self.paths, stage, self.address_for)
+    return self.read_or_run(stage, units, atari_units.report(stage))
 
   def abstract(self) -> list[dict[str, Any]]:
     """Trains and evaluates every configured abstract model on every game (resumable)."""
-    return self._units(
-        'abstract', 'atari_abstract',
-        [(g, m) for g in self.config.games for m in self.config.abstract.models],
-        lambda g, m: storage.join(self.paths.abstract_unit(g, m), 'result.json'),
-        lambda g, m: f'{g} / {m}',
-        lambda row: (f'slot acc {100 * row["slot_acc"]:.2f}%, bit F1 {row["bit_f1"]:.3f} over '
-                     f'{row["n_eval_slots"]} slots, {row["n_eval_transitions"]} transitions '
-                     f'({row["train_seconds"]:.0f} s)'))
-
-  def _require_collect(self, stage: str) -> None:
-    if not storage.exists(self.paths.collect_summary):
-      raise config_lib.ConfigError(
-          f'The {stage} stage needs the collect stage\'s outputs, and {self.workdir} has none: '
-          f'run with --stages=collect,{stage} (or point --workdir at a collected run).')
+    return self._units('abstract')
 
   def natural(self) -> list[dict[str, Any]]:
     """Trains RMR and C-SWM x seeds in lockstep for every game and data fraction (resumable).
@@ -303,26 +282,11 @@ class AtariProgram(driver.Program):
     The units run in order in the natural learner group (a separate group from the abstract
     one), each waiting up to `natural.export_timeout_s` for its processor export.
     """
-    nc = self.config.natural
-    return self._units(
-        'natural', 'atari_natural',
-        [(g, f) for g in self.config.games for f in nc.data_fractions],
-        lambda g, f: storage.join(self.paths.natural_unit(g, f), 'trained.json'),
-        lambda g, f: (f'{g} fraction {f}: {len(nc.variants)} variants x {nc.num_seeds} seeds '
-                      'in lockstep'),
-        lambda rec: (f'{rec["steps"]} steps in {rec["seconds"]:.0f} s; identical batches: '
-                     f'{rec["identical_batches"]}'))
+    return self._units('natural')
 
   def probe(self) -> list[dict[str, Any]]:
-    """Fits linear RAM-bit probes on every frozen natural encoder (in a one-host group)."""
-    return self._units(
-        'probe', 'atari_probe',
-        [(g, f) for g in self.config.games for f in self.config.natural.data_fractions],
-        self.paths.probe_result,
-        lambda g, f: f'{g} fraction {f}',
-        lambda rec: 'bit F1 per seed: ' + ', '.join(
-            f'{v} ' + ' '.join(f'{x:.3f}' for x in r['bit_f1'])
-            for v, r in rec['variants'].items()))
+    """Fits linear RAM probes on every frozen natural encoder (in a one-host group)."""
+    return self._units('probe')
 
   def report(self) -> dict[str, str]:
     """Writes Table 2 (abstract units) and Table 1 + data efficiency (probed natural units)."""
