@@ -1,14 +1,18 @@
 """Natural learner throughput: one lockstep update of all variants x seeds.
 
-Shapes default to the C-SWM reference point of the issue (batch 50, 3x210x160 frames, 128 slots
-x 64, hidden 128, 18 actions). Prints, as JSON lines with the summary last: lockstep
-`steps_per_s`, `frames_per_s` (2 frames per transition per model), `seconds_per_model` (=
-lockstep seconds / number of models; C-SWM's public PyTorch code took ~5.9 s per step on 2
-cores of another machine, a constant printed as `cswm_seconds_per_step_elsewhere`, not a ratio
-measured here), model `flops_per_step` from XLA's cost analysis,
-`achieved_gflops_per_s`, this machine's float32 `matmul_gflops_per_s` (same method as the
-abstract benchmark) and `peak_memory_gib` (host max RSS on CPU, the device's peak bytes in use
-on an accelerator).
+`--shape` picks every default: `reference` is the C-SWM reference point of issue 33 (batch 50,
+3x210x160 frames, 128 slots x 64, the MPNN at hidden 128, 18 actions, 3 variants x 5 seeds);
+`local`, `study` and `gpu` take the natural stage's shape from that `configs/atari.py` variant
+(batch, seeds, variants, frame size, trunk, readout, loss, the frozen processor and its width).
+Any flag overrides its setting. Prints, as JSON lines with the summary last: the `device`
+(backend), lockstep `steps_per_s`, `model_updates_per_s` (models x lockstep steps per second),
+`samples_per_s_per_model` (transitions each model sees per second), `frames_per_s` (2 frames per
+transition per model), `seconds_per_model` (= lockstep seconds / number of models; C-SWM's
+public PyTorch code took ~5.9 s per step on 2 cores of another machine, a constant printed as
+`cswm_seconds_per_step_elsewhere`, not a ratio measured here), model `flops_per_step` from
+XLA's cost analysis, `achieved_gflops_per_s`, this machine's float32 `matmul_gflops_per_s`
+(same method as the abstract benchmark) and `peak_memory_gib` (host max RSS on CPU, the
+device's peak bytes in use on an accelerator).
 
 Batches hold frames as the learner receives them (`--frames`): at the native 210x160 size ALE
 palette indices [B, 210, 160], which the step turns into RGB with one gather
@@ -31,26 +35,58 @@ import time
 from rmr_dist.bench import output
 
 # Keys of the summary line (the last), each named in the module docstring.
-SUMMARY_KEYS = ('steps_per_s', 'frames_per_s', 'seconds_per_model', 'flops_per_step',
-                'achieved_gflops_per_s', 'matmul_gflops_per_s', 'peak_memory_gib')
+SUMMARY_KEYS = ('steps_per_s', 'model_updates_per_s', 'samples_per_s_per_model', 'frames_per_s',
+                'seconds_per_model', 'flops_per_step', 'achieved_gflops_per_s',
+                'matmul_gflops_per_s', 'peak_memory_gib')
+
+
+# The C-SWM reference point (`--shape reference`): batch 50, 210x160 frames, 5 seeds, the
+# paper's trunk and projection, the MPNN at hidden 128, C-SWM's hinge.
+REFERENCE = {'batch_size': 50, 'seeds': 5, 'hidden_size': 128, 'height': 210, 'width': 160,
+             'trunk': 'full', 'readout': 'latent', 'loss': 'hinge', 'processor': 'mpnn',
+             'latent_size': 64, 'variants': ('rmr', 'cswm', 'rmr_random_p')}
+SHAPES = ('reference', 'local', 'study', 'gpu')
+
+
+def shape_settings(shape: str) -> dict[str, object]:
+  """The natural update's shape: REFERENCE, or a `configs/atari.py` variant's own settings
+  (natural batch, seeds, variants, frames, trunk, readout, loss, the frozen processor at its
+  abstract width)."""
+  if shape == 'reference':
+    return dict(REFERENCE)
+  from configs import atari as atari_configs  # pylint: disable=g-import-not-at-top
+  from rmr_dist import config as config_lib  # pylint: disable=g-import-not-at-top
+  c = config_lib.load_atari_config(atari_configs.get_config(shape))
+  return {'batch_size': c.natural.batch_size, 'seeds': c.natural.num_seeds,
+          'hidden_size': c.abstract.hidden_size, 'height': c.env.frame_height,
+          'width': c.env.frame_width, 'trunk': c.natural.trunk, 'readout': c.natural.readout,
+          'loss': c.natural.loss, 'processor': c.natural.processor_model,
+          'latent_size': c.abstract.latent_size, 'variants': tuple(c.natural.variants)}
 
 
 def main(argv: list[str]) -> None:
   p = argparse.ArgumentParser(prog='python -m rmr_dist.bench natural', description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--batch-size', type=int, default=50)
-  p.add_argument('--seeds', type=int, default=5, help='seeds per variant (models = 3 x seeds)')
-  p.add_argument('--hidden-size', type=int, default=128)
-  p.add_argument('--height', type=int, default=210)
-  p.add_argument('--width', type=int, default=160)
+  p.add_argument('--shape', choices=SHAPES, default='reference',
+                 help='defaults for every setting below: the C-SWM reference point or a '
+                      'configs/atari.py variant (its natural stage)')
+  p.add_argument('--batch-size', type=int)
+  p.add_argument('--seeds', type=int, help='seeds per variant (models = variants x seeds)')
+  p.add_argument('--hidden-size', type=int, help="the processor's width")
+  p.add_argument('--height', type=int)
+  p.add_argument('--width', type=int)
   p.add_argument('--steps', type=int, default=3, help='timed lockstep updates')
-  p.add_argument('--trunk', choices=('small', 'full'), default=None,
-                 help="f~'s trunk (default: 'full' above 100 pixels of height, else 'small')")
-  p.add_argument('--readout', choices=('latent', 'bits'), default='latent')
-  p.add_argument('--loss', choices=('hinge', 'infonce', 'slot_infonce'), default='hinge')
+  p.add_argument('--trunk', choices=('small', 'full'))
+  p.add_argument('--readout', choices=('latent', 'bits'))
+  p.add_argument('--loss', choices=('hinge', 'infonce', 'slot_infonce'))
+  p.add_argument('--processor', choices=('mpnn', 'deepsets', 'mlp'))
   p.add_argument('--frames', choices=('stored', 'rgb'), default='stored',
                  help='stored: as collectors store them (palette indices at 210x160); rgb: RGB')
   args = p.parse_args(argv)
+  settings = shape_settings(args.shape)
+  for key in settings:
+    if getattr(args, key, None) is not None:
+      settings[key] = getattr(args, key)
 
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -61,36 +97,36 @@ def main(argv: list[str]) -> None:
   from rmr_dist.learning import abstract as abstract_learning  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import lockstep  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import natural  # pylint: disable=g-import-not-at-top
-  from rmr_dist.networks import natural as natural_net  # pylint: disable=g-import-not-at-top
   from rmr_dist.networks import processors  # pylint: disable=g-import-not-at-top
 
-  variants = natural.VARIANTS
-  spec = processors.ModelSpec(processor='mpnn', hidden_size=args.hidden_size)
-  processor = processors.make_spec_processor(spec)
+  variants = settings['variants']
+  seeds, height, width = settings['seeds'], settings['height'], settings['width']
+  readout, loss = settings['readout'], settings['loss']
+  spec = processors.ModelSpec(processor=settings['processor'],
+                              latent_size=settings['latent_size'],
+                              hidden_size=settings['hidden_size'])
   abstract_model = abstract_learning.make_model(spec)
-  processor_params = abstract_learning.init_state(
-      abstract_model, optax.adam(1e-3), jax.random.PRNGKey(1)).params['processor']
-  trunk = args.trunk or ('full' if args.height > 100 else 'small')
-  model = natural_net.NaturalModel(processor=processor, trunk=trunk, readout=args.readout,
-                                   slot_embedding=True)
-  optimizer = lockstep.make_optimizer(
-      5e-4, variants, args.seeds, paths=natural.frozen_paths(args.readout, True))
   abstract_params = jax.device_get(abstract_learning.init_state(
       abstract_model, optax.adam(1e-3), jax.random.PRNGKey(1)).params)
+  model = natural.make_model(spec, maps_per_slot=1, latent_size=settings['latent_size'],
+                             slot_embedding=True, trunk=settings['trunk'], readout=readout)
+  optimizer = lockstep.make_optimizer(
+      5e-4, variants, seeds, paths=natural.frozen_paths(readout, True))
   state = natural.init_state(model, optimizer, jax.random.PRNGKey(0), variants=variants,
-                             num_seeds=args.seeds, processor_params=processor_params,
-                             frame_shape=(args.height, args.width),
+                             num_seeds=seeds, processor_params=abstract_params['processor'],
+                             frame_shape=(height, width),
                              abstract_encoder=abstract_params['encoder'])
   rng = np.random.default_rng(0)
-  frame_shape = (args.height, args.width, 3) if args.frames == 'rgb' else (
-      atari.stored_frame_shape((args.height, args.width)))
-  b, shape = args.batch_size, (args.batch_size, *frame_shape)
+  frame_shape = (height, width, 3) if args.frames == 'rgb' else (
+      atari.stored_frame_shape((height, width)))
+  b = settings['batch_size']
+  shape = (b, *frame_shape)
   batch = jax.device_put({
       'frame_t': rng.integers(0, 256, shape, dtype=np.uint8),
       'action': np.eye(18, dtype=np.uint8)[rng.integers(0, 18, b)],
       'frame_tp1': rng.integers(0, 256, shape, dtype=np.uint8)})
   update = jax.jit(functools.partial(natural.update, model=model, optimizer=optimizer,
-                                     variants=variants, loss=args.loss))
+                                     variants=variants, loss=loss))
   compiled = update.lower(state, batch).compile()
   flops = abstract_bench._flops(compiled)  # pylint: disable=protected-access
   matmul = abstract_bench._matmul_gflops()  # pylint: disable=protected-access
@@ -111,7 +147,7 @@ def main(argv: list[str]) -> None:
     for _ in range(20):
       jax.block_until_ready(lookup_fn(batch))
     lookup = (time.perf_counter() - start) / 20
-  models = len(variants) * args.seeds
+  models = len(variants) * seeds
   device = jax.devices()[0]
   if device.platform == 'cpu':
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB.
@@ -120,16 +156,19 @@ def main(argv: list[str]) -> None:
     peak = (device.memory_stats() or {}).get('peak_bytes_in_use', float('nan'))
     peak_what = 'device_peak_bytes_in_use'
   output.emit({
-      'benchmark': 'natural', 'device': device.platform, 'models': models,
-      'variants': list(variants), 'seeds': args.seeds, 'batch_size': b,
-      'frame_shape': [args.height, args.width], 'hidden_size': args.hidden_size,
-      'trunk': trunk, 'readout': args.readout, 'loss': args.loss,
+      'benchmark': 'natural', 'shape': args.shape, 'device': device.platform,
+      'models': models, 'variants': list(variants), 'seeds': seeds, 'batch_size': b,
+      'frame_shape': [height, width], 'processor': settings['processor'],
+      'hidden_size': settings['hidden_size'], 'trunk': settings['trunk'], 'readout': readout,
+      'loss': loss,
       'batch_frames': 'palette' if len(frame_shape) == 2 else 'rgb',
       'lookup_seconds_per_step': None if lookup is None else round(lookup, 6),
       'lookup_fraction': None if lookup is None else round(lookup / seconds, 5),
       'lockstep_seconds_per_step': round(seconds, 3), 'steps_per_s': round(1 / seconds, 3),
       'frames_per_s': round(2 * b * models / seconds, 1),
       'seconds_per_model': round(seconds / models, 3),
+      'model_updates_per_s': round(models / seconds, 3),
+      'samples_per_s_per_model': round(b / seconds, 1),
       'cswm_seconds_per_step_elsewhere': 5.9,  # A constant from another machine.
       'flops_per_step': flops, 'achieved_gflops_per_s': round(flops / seconds / 1e9, 1),
       'matmul_gflops_per_s': round(matmul, 1),

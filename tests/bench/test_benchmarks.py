@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -67,9 +69,23 @@ def test_abstract():
 
 def test_natural():
   lines = _run('natural', '--batch-size', '2', '--seeds', '1', '--hidden-size', '4',
-               '--height', '84', '--width', '64', '--steps', '1')
+               '--height', '84', '--width', '64', '--trunk', 'small', '--steps', '1')
   assert lines[-1]['benchmark'] == 'natural' and lines[-1]['finite_loss']
   _check_summary('natural', lines[-1])
+  assert lines[-1]['shape'] == 'reference' and lines[-1]['loss'] == 'hinge'
+
+
+def test_natural_at_a_config_variants_shape():
+  """--shape local takes the local config's natural stage (84x84 frames, the small trunk,
+  bits readout, InfoNCE, the Deep Sets export, 3 variants); flags still override."""
+  lines = _run('natural', '--shape', 'local', '--batch-size', '2', '--seeds', '1',
+               '--hidden-size', '4', '--steps', '1')
+  got = lines[-1]
+  _check_summary('natural', got)
+  assert (got['frame_shape'], got['trunk'], got['readout'], got['loss'], got['processor']) == (
+      [84, 84], 'small', 'bits', 'infonce', 'deepsets')
+  assert got['models'] == 3 and got['batch_size'] == 2 and got['hidden_size'] == 4
+  assert got['model_updates_per_s'] == pytest.approx(3 * got['steps_per_s'], rel=0.01)
 
 
 def test_balls():
