@@ -343,15 +343,19 @@ def _study(c: ml_collections.ConfigDict) -> None:
   """The paired study (issue 33) on a 2-core laptop."""
   # 8 seeds (the paired RMR - C-SWM std measured on the local default, ~0.01 byte F1 on
   # Breakout, makes 4 seeds blind below ~0.015), three data fractions, the three variants on
-  # identical batches, the paper's MPNN as P at Appendix B's width (the base's hidden 64), f~
+  # identical batches, Table 2 at Appendix B's width (the base's hidden 64) with its curve, f~
   # reading bits through the abstract f as in `local`, and a learning curve of the largest
-  # fraction. Not yet run at this size; its natural stage is 24 models x 300 updates x 3
-  # fractions x 2 games (`python -m rmr_dist.bench natural --shape=study` times one lockstep
-  # update).
+  # fraction. RMR freezes the Deep Sets export, as in `local`: at this shape the MPNN's
+  # 16,384 edges per frame make a natural update 21x dearer (1.85 s against 0.086 s per model
+  # on 2 shared cores, docs/benchmarks.md "At the configs' shapes"), 22 hours for this stage.
+  # Not yet run; from those per-update costs the natural stage (24 models x 300 updates x 3
+  # fractions x 2 games) is about an hour and the abstract MPNNs (500 updates at ~1.5-3 s)
+  # 25-50 min on 2 cores, before the agent, collect and probe stages.
   _two_core_laptop(c)
   _agent_heads(c)
-  c.abstract.num_steps = 1_000
-  c.abstract.curve_steps = (250, 500)  # Table 2's curve: has validation stopped improving?
+  c.abstract.num_steps = 500
+  c.abstract.curve_steps = (125, 250)  # Table 2's curve: has validation stopped improving?
+  c.natural.processor_model = 'deepsets'
   c.natural.num_seeds = 8
   c.natural.data_fractions = (0.1, 0.3, 1.0)
 
