@@ -29,8 +29,8 @@ def make_program(config, workdir):
   if config.ray.address == config_lib.NO_RAY:
     from rmr_dist.stages import atari_in_process  # pylint: disable=g-import-not-at-top
     return atari_in_process.InProcessAtariProgram(config, workdir)
-  from rmr_dist.distributed import program  # pylint: disable=g-import-not-at-top
-  return program.AtariProgram(config, workdir)
+  from rmr_dist.distributed import atari_program  # pylint: disable=g-import-not-at-top
+  return atari_program.AtariProgram(config, workdir)
 
 
 if __name__ == '__main__':

@@ -62,7 +62,7 @@ def save_policy(path: str, params: Any, hidden_sizes: Sequence[int], num_actions
     params: the network's parameters.
     hidden_sizes: the network's hidden layer widths.
     num_actions: its number of actions.
-    encoding: its RAM input encoding (`rmr_dist.networks.policy.ENCODINGS`).
+    encoding: its RAM input encoding (`rmr_dist.networks.atari_policy.ENCODINGS`).
     actions: the output indices the policy acts over (its game's minimal set); None: all.
 
   Returns:
@@ -100,7 +100,7 @@ def load_policy(path: str) -> tuple[dict[str, Any], Any]:
     CheckpointError: if the path is not a policy checkpoint, cannot be read, or its shapes do
       not match its meta.
   """
-  from rmr_dist.networks import policy  # pylint: disable=g-import-not-at-top
+  from rmr_dist.networks import atari_policy  # pylint: disable=g-import-not-at-top
   path = os.path.abspath(path)
   if not os.path.isdir(os.path.join(path, 'meta')):
     raise CheckpointError(f'No policy checkpoint at {path!r}: expected a directory written by '
@@ -112,8 +112,8 @@ def load_policy(path: str) -> tuple[dict[str, Any], Any]:
                             f'expected {POLICY_KIND!r}.')
     meta.setdefault('encoding', 'bits')
     meta.setdefault('actions', list(range(meta['num_actions'])))
-    target = policy.init_params(jax.random.PRNGKey(0), meta['hidden_sizes'], meta['num_actions'],
-                                meta['encoding'])
+    target = atari_policy.init_params(jax.random.PRNGKey(0), meta['hidden_sizes'],
+                                      meta['num_actions'], meta['encoding'])
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
     try:
       params = ckptr.restore(path, args=ocp.args.Composite(

@@ -84,7 +84,7 @@ class EnvConfig:
 
 
 BASE_POLICIES = ('random', 'checkpoint')
-RAM_ENCODINGS = ('bits', 'bytes', 'both')  # rmr_dist.networks.policy.ENCODINGS
+RAM_ENCODINGS = ('bits', 'bytes', 'both')  # rmr_dist.networks.atari_policy.ENCODINGS
 # The agent's actions: all 18 of the console, or the game's minimal set (ALE's
 # getMinimalActionSet, e.g. Pong's 6); `rmr_dist.envs.atari.agent_actions`.
 AGENT_ACTION_SETS = ('full', 'minimal')
@@ -93,7 +93,7 @@ AGENT_CHECKPOINTS = 'agent'  # heads.checkpoint_path: the agent stage's checkpoi
 
 @dataclasses.dataclass(frozen=True)
 class HeadsConfig:
-  """The family of behaviour-policy heads (see `rmr_dist.acting.heads`).
+  """The family of behaviour-policy heads (see `rmr_dist.acting.atari_heads`).
 
   Attributes:
     num_heads: number of heads N (the paper's Agent57 has 32).
@@ -188,19 +188,19 @@ class ReplayConfig:
       compression call per chunk; `python -m rmr_dist.bench collect` measures it), but a sampled
       item fetches and decompresses the whole chunks it references.
     transitions_per_item: the longest window of consecutive transitions one Reverb item holds
-      (`rmr_dist.replay.tables`). Each item costs its own metadata, gRPC message and server
+      (`rmr_dist.replay.atari_tables`). Each item costs its own metadata, gRPC message and server
       insert, so longer windows make collection cheaper; learners still draw single
       transitions, uniformly. Equal to chunk_length, an item spans one chunk and one step of
       the next, so a sample fetches at most two chunks.
     checkpoint: write a Reverb checkpoint after collection so later stages (or a restarted
       run) restore the replay contents instead of collecting again.
     num_servers: Reverb servers the replay is sharded over, by game (game i of `games` lives
-      on server i mod num_servers; `rmr_dist.replay.tables.server_games`). One server holds
+      on server i mod num_servers; `rmr_dist.replay.atari_tables.server_games`). One server holds
       every table; more spread the insert load past one server's saturation point
       (`python -m rmr_dist.bench scaling`). At most the number of games.
     learner_source: where the abstract, natural and probe learners read their batches:
       'reverb' (the tables) or 'store' (the same items from the on-disk episode store,
-      `rmr_dist.replay.store_batches`; needs `collect.store_all_episodes=True`). With 'store'
+      `rmr_dist.replay.atari_store_batches`; needs `collect.store_all_episodes=True`). With 'store'
       the learners never import Reverb, so they run where it cannot be installed.
   """
   server: str
@@ -300,11 +300,12 @@ class AbstractConfig:
              f'one of {AGGREGATIONS}')
 
 
-NATURAL_VARIANTS = ('rmr', 'cswm', 'rmr_random_p')  # learning.natural.VARIANTS
-TRUNKS = ('small', 'full')  # natural.trunk (networks.natural.TRUNKS)
-READOUTS = ('latent', 'bits')  # natural.readout (networks.natural.READOUTS)
+NATURAL_VARIANTS = ('rmr', 'cswm', 'rmr_random_p')  # learning.atari_natural.VARIANTS
+TRUNKS = ('small', 'full')  # natural.trunk (networks.atari_natural.TRUNKS)
+READOUTS = ('latent', 'bits')  # natural.readout (networks.atari_natural.READOUTS)
 NEGATIVES = ('batch', 'episode')  # natural.negatives
-NATURAL_LOSSES = ('hinge', 'infonce', 'slot_infonce')  # natural.loss (learning.natural.LOSSES)
+# natural.loss (learning.atari_natural.LOSSES)
+NATURAL_LOSSES = ('hinge', 'infonce', 'slot_infonce')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -436,7 +437,7 @@ class ProbeConfig:
       category, then across categories; Table 1's primary score).
     ceiling_steps: most Adam steps of the supervised ceiling (f~ trained end to end on the
       probe training set's RAM labels, early-stopped on its held-out episodes every
-      `eval_every` steps with `patience`; `rmr_dist.evaluation.ceiling`); 0 = no ceiling.
+      `eval_every` steps with `patience`; `rmr_dist.evaluation.atari_ceiling`); 0 = no ceiling.
     ceiling_batch_size: the ceiling's minibatch size.
     ceiling_learning_rate: the ceiling's Adam learning rate.
   """
@@ -479,13 +480,13 @@ class ProbeConfig:
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
   """The agent stage: a double-DQN policy per game, trained by collector actors + one learner
-  (`rmr_dist.distributed.agent`), whose checkpoints the `checkpoint` heads act from.
+  (`rmr_dist.distributed.atari_agent`), whose checkpoints the `checkpoint` heads act from.
 
   Attributes:
     num_env_steps: agent steps per game, summed over the actors (the training budget).
     num_actors: collector actors (Ray processes) acting epsilon-greedily.
     max_episode_steps: agent-step cap of a training episode (27,000 = the standard 108k frames).
-    hidden_sizes: hidden widths of the RAM Q-network (`rmr_dist.networks.policy`).
+    hidden_sizes: hidden widths of the RAM Q-network (`rmr_dist.networks.atari_policy`).
     n_step: n of the n-step return.
     gamma: discount per agent step.
     learning_rate: Adam learning rate.
@@ -495,7 +496,7 @@ class AgentConfig:
     epsilon_end: ... this rate, reached after ...
     epsilon_decay_steps: ... this many agent steps (summed over the actors).
     param_pull_interval: agent steps between an actor's pulls of the learner's parameters.
-    samples_per_insert: the replay table's SampleToInsertRatio (`replay.agent_table`: 8 is
+    samples_per_insert: the replay table's SampleToInsertRatio (`replay.atari_agent_table`: 8 is
       DQN's one update of 32 every 4 steps).
     error_buffer: samples either side may run ahead of the ratio before it blocks.
     min_replay_size: transitions in replay before the first update.
@@ -507,7 +508,7 @@ class AgentConfig:
     log_every: learner updates between TensorBoard scalars.
     sample_timeout_s: once the actors have stopped, a sample blocked this long ends training.
     ram_encoding: how the RAM enters the Q-network: 'bits' (1024), 'bytes' (128 scaled to
-      [0, 1]) or 'both' (`rmr_dist.networks.policy.ENCODINGS`).
+      [0, 1]) or 'both' (`rmr_dist.networks.atari_policy.ENCODINGS`).
     action_set: the actions the agent explores, learns and acts over: 'full' (all 18) or
       'minimal' (the game's minimal set; the network keeps 18 outputs, the others masked, and
       its checkpoints record the set so the heads act over it too).
@@ -684,7 +685,7 @@ class AtariConfig:
           'from the training episodes in the episode store, which then keeps only validation '
           'episodes. Set collect.store_all_episodes=True (it changes the collected data: a '
           'fresh --workdir).')
-    from rmr_dist.networks import natural as natural_net  # pylint: disable=g-import-not-at-top
+    from rmr_dist.networks import atari_natural as natural_net  # pylint: disable=g-import-not-at-top
     low = natural_net.min_side(self.natural.trunk)
     for side, limit in (('frame_height', 210), ('frame_width', 160)):
       value = getattr(self.env, side)

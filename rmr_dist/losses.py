@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rmr_dist.networks.abstract import combine
+from rmr_dist.networks.atari_abstract import combine
 
 
 def true_mask(x_bits: jax.Array, y_bits: jax.Array) -> jax.Array:

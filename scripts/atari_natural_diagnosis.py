@@ -48,31 +48,31 @@ import numpy as np
 import optax
 
 from rmr_dist import checkpointing
-from rmr_dist.acting import policies
+from rmr_dist.acting import atari_policies
 from rmr_dist.envs import atari
-from rmr_dist.evaluation import atariari_labels
-from rmr_dist.evaluation import metrics
-from rmr_dist.evaluation import probes
+from rmr_dist.evaluation import atari_ram_labels
+from rmr_dist.evaluation import atari_metrics
+from rmr_dist.evaluation import atari_probes
 from rmr_dist.learning import lockstep
-from rmr_dist.learning import natural as natural_learning
-from rmr_dist.networks import abstract as abstract_net
-from rmr_dist.networks import natural as natural_net
+from rmr_dist.learning import atari_natural as natural_learning
+from rmr_dist.networks import atari_abstract as abstract_net
+from rmr_dist.networks import atari_natural as natural_net
 from rmr_dist.networks import processors
-from rmr_dist.replay import episode_store
-from rmr_dist.replay import store_batches
+from rmr_dist.replay import atari_episode_store
+from rmr_dist.replay import atari_store_batches
 
 
 def collect(game, shape, episodes, steps, switch_prob=0.3):
   """[(frames [T+1, H, W, 3], ram [T+1, 128], actions [T])] per episode."""
   env = atari.AtariEnv(game, frame_shape=shape, max_episode_steps=steps, noop_max=30)
-  return [policies.persistent_random_episode(env, e, steps, switch_prob)
+  return [atari_policies.persistent_random_episode(env, e, steps, switch_prob)
           for e in range(episodes)]
 
 
 def read_store(root, game, split):
   """The same triples for every `split` episode of `game` in the episode store at `root` (a
   pipeline run's `<workdir>/episodes`: its heads' data instead of persistent random actions)."""
-  store = episode_store.EpisodeStore(root)
+  store = atari_episode_store.EpisodeStore(root)
   out = []
   for e in store.entries(game, split):
     ep = store.read(game, split, e['head'], e['episode'])
@@ -94,9 +94,9 @@ def mlp_probe_f1(train_x, train_ram, val_x, val_ram, *, hidden, components, seed
   decoupled weight decay, and stops when the loss on a held-out `heldout` share of the training
   frames has not improved for `patience` evaluations, keeping the best. Returns (bit F1, steps).
   """
-  mask = metrics.high_entropy_slots(val_ram)  # [128] bool
+  mask = atari_metrics.high_entropy_slots(val_ram)  # [128] bool
   mean = train_x.mean(0)
-  white = probes.whitening(train_x - mean, components)  # [D, k]
+  white = atari_probes.whitening(train_x - mean, components)  # [D, k]
   x = jnp.asarray((train_x - mean) @ white)
   v = jnp.asarray((val_x - mean) @ white)
   outputs = np.flatnonzero(np.repeat(mask, abstract_net.NUM_BITS))  # scored bits of the 1024
@@ -134,8 +134,8 @@ def mlp_probe_f1(train_x, train_ram, val_x, val_ram, *, hidden, components, seed
       bad += 1
   bits = np.zeros((len(val_x), abstract_net.NUM_SLOTS * abstract_net.NUM_BITS), np.uint8)
   bits[:, outputs] = np.asarray(logits(best_params, v)) > 0
-  f1 = metrics.bit_f1(bits.reshape(-1, abstract_net.NUM_SLOTS, abstract_net.NUM_BITS),
-                      abstract_net.bytes_to_bits(val_ram), mask)
+  f1 = atari_metrics.bit_f1(bits.reshape(-1, abstract_net.NUM_SLOTS, abstract_net.NUM_BITS),
+                            abstract_net.bytes_to_bits(val_ram), mask)
   return round(float(f1), 4), done
 
 
@@ -242,7 +242,7 @@ def main():
   if a.val_store:
     held = read_store(a.val_store, a.game, 'val')
   if a.frame_stack > 1:  # [T+1, H, W, 3] -> [T+1, K, H, W, 3] per episode
-    stack = lambda f: f[store_batches.stack_steps(np.arange(len(f)), 0, a.frame_stack)]
+    stack = lambda f: f[atari_store_batches.stack_steps(np.arange(len(f)), 0, a.frame_stack)]
     train = [(stack(f), r, x) for f, r, x in train]
     held = [(stack(f), r, x) for f, r, x in held]
   for frames, _, _ in (train[0], held[0]):
@@ -258,14 +258,14 @@ def main():
                                          replace=False)
   probe_train = (frames_t[pick], ram_t[pick])
   val = (np.concatenate([f for f, _, _ in held]), np.concatenate([r for _, r, _ in held]))
-  mask = metrics.high_entropy_slots(val[1])
-  names = {v: k for k, v in atariari_labels.ATARIARI_LABELS.get(a.game, {}).items()}
+  mask = atari_metrics.high_entropy_slots(val[1])
+  names = {v: k for k, v in atari_ram_labels.ATARIARI_LABELS.get(a.game, {}).items()}
   label = lambda k: f'{k}:{names[k]}' if k in names else str(k)  # RAM slot k's name
 
   def per_slot(fitted, val_emb):
     """{slot label: bit F1} of fitted bit probes on the validation embeddings."""
-    f1 = metrics.bit_f1_per_slot(probes.predict_bits(fitted, val_emb),
-                                 abstract_net.bytes_to_bits(val[1]), mask)
+    f1 = atari_metrics.bit_f1_per_slot(atari_probes.predict_bits(fitted, val_emb),
+                                       abstract_net.bytes_to_bits(val[1]), mask)
     return {label(k): round(v, 3) for k, v in f1.items()}
 
   def by_slot(scores):
@@ -275,19 +275,19 @@ def main():
   def probe_f1(encode, params, seed):
     """Held-out bit F1 of the probes on ``encode(params, frames)``, the train embeddings and
     (with --per-slot, else None) each scored slot's bit F1."""
-    emb = probes.frozen_embeddings(encode, params, probe_train[0], 100)
-    val_emb = probes.frozen_embeddings(encode, params, val[0], 100)
-    fitted, _ = probes.fit_bit_probes(
+    emb = atari_probes.frozen_embeddings(encode, params, probe_train[0], 100)
+    val_emb = atari_probes.frozen_embeddings(encode, params, val[0], 100)
+    fitted, _ = atari_probes.fit_bit_probes(
         emb, probe_train[1], steps=3000, batch_size=128, learning_rate=1e-3,
-        weight_decay=0.0, seed=seed, early_stopping=probes.EarlyStopping(0.2, 25, 4),
+        weight_decay=0.0, seed=seed, early_stopping=atari_probes.EarlyStopping(0.2, 25, 4),
         max_components=a.probe_components, slots=mask)
-    bit = round(probes.evaluate_bit_probes(fitted, val_emb, val[1])['bit_f1'], 4)
+    bit = round(atari_probes.evaluate_bit_probes(fitted, val_emb, val[1])['bit_f1'], 4)
     slots = per_slot(fitted, val_emb) if a.per_slot else None
     if not a.byte_probes:
       return bit, emb, slots
-    byte = probes.evaluate_byte_probes(probes.train_byte_probes(
+    byte = atari_probes.evaluate_byte_probes(atari_probes.train_byte_probes(
         emb, probe_train[1], a.game, steps=3000, batch_size=128, learning_rate=1e-3,
-        weight_decay=0.0, seed=seed, early_stopping=probes.EarlyStopping(0.2, 25, 4),
+        weight_decay=0.0, seed=seed, early_stopping=atari_probes.EarlyStopping(0.2, 25, 4),
         max_components=a.probe_components), val_emb, val[1])
     return (bit, round(byte['mean_f1'], 4) if byte else None), emb, slots
 
@@ -296,9 +296,9 @@ def main():
   header = {'game': a.game, 'train_transitions': len(frames_t), 'val_frames': len(val[1]),
             'action_repeat': round(float(repeats), 3),
             'scored_slots': int(mask.sum()),
-            'majority_f1': round(probes.majority_bit_f1(probe_train[1], val[1])['bit_f1'], 4)}
+            'majority_f1': round(atari_probes.majority_bit_f1(probe_train[1], val[1])['bit_f1'], 4)}
   if a.per_slot:
-    entropy = metrics.slot_entropy(val[1])  # [128] nats
+    entropy = atari_metrics.slot_entropy(val[1])  # [128] nats
     header['slot_entropy'] = {label(k): round(float(entropy[k]), 2)
                               for k in np.flatnonzero(mask)}
   if a.pixel_control:

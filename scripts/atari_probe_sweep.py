@@ -3,7 +3,7 @@
 Reads the probe stage's fixed training set (`probe/<fp>/<game>/probe_data.npz`), the validation
 episodes, the untrained encoders (the control) and the trained ones of one data fraction, embeds
 every frame once per encoder, then fits the probe stage's probes (`atari_probe.score_encoder`'s
-code path: `probes.fit_bit_probes` + `evaluate_bit_probes`) once per listed setting of
+code path: `atari_probes.fit_bit_probes` + `evaluate_bit_probes`) once per listed setting of
 `probe.max_components` and `probe.weight_decay`. Prints one JSON line per (setting, encoder
 kind): validation bit F1 per seed, seed mean and std, and the probes' held-out F1; then, per
 setting, whether each variant's seed mean beats the untrained mean by more than its std (the
@@ -25,9 +25,9 @@ import numpy as np
 
 from rmr_dist import config as config_lib
 from rmr_dist import workdir as workdir_lib
-from rmr_dist.evaluation import metrics
-from rmr_dist.evaluation import probes
-from rmr_dist.learning import natural as natural_learning
+from rmr_dist.evaluation import atari_metrics
+from rmr_dist.evaluation import atari_probes
+from rmr_dist.learning import atari_natural as natural_learning
 from rmr_dist.stages import atari_probe
 
 
@@ -60,7 +60,7 @@ def main():
   with np.load(path) as d:
     train_frames, train_ram = d['frames'], d['ram']
   val_frames, val_ram = atari_probe.make_eval_data(config, workdir, args.game)
-  mask = metrics.high_entropy_slots(val_ram)
+  mask = atari_metrics.high_entropy_slots(val_ram)
   encode_fn = atari_probe.make_encode_fn(config)
   nc = config.natural
   encoders = {('untrained', s): prm for s, prm in
@@ -69,8 +69,9 @@ def main():
   encoders.update(natural_learning.restore_encoder_params(
       os.path.join(natural_dir, 'checkpoints'), nc.variants, nc.num_seeds))
   start = time.perf_counter()
-  emb = {k: (probes.frozen_embeddings(encode_fn, prm, train_frames, config.probe.embed_batch_size),
-             probes.frozen_embeddings(encode_fn, prm, val_frames, config.probe.embed_batch_size))
+  batch_size = config.probe.embed_batch_size
+  emb = {k: (atari_probes.frozen_embeddings(encode_fn, prm, train_frames, batch_size),
+             atari_probes.frozen_embeddings(encode_fn, prm, val_frames, batch_size))
          for k, prm in encoders.items()}
   print(json.dumps({'probe_data': path, 'n_train': len(train_ram), 'n_val': len(val_ram),
                     'n_slots': int(mask.sum()), 'embed_s': round(time.perf_counter() - start, 1)}))
@@ -79,14 +80,14 @@ def main():
     for wd in _floats(args.weight_decay):
       scores: dict[str, list] = {}
       for (kind, seed), (tr, va) in emb.items():
-        params, info = probes.fit_bit_probes(
+        params, info = atari_probes.fit_bit_probes(
             tr, train_ram, slots=mask, steps=pc.steps, batch_size=pc.batch_size,
             learning_rate=pc.learning_rate, weight_decay=wd, seed=config.seed + seed,
-            early_stopping=probes.EarlyStopping(pc.val_fraction, pc.eval_every, pc.patience),
+            early_stopping=atari_probes.EarlyStopping(pc.val_fraction, pc.eval_every, pc.patience),
             max_components=components)
-        val_f1 = float(probes.evaluate_bit_probes(params, va, val_ram)['bit_f1'])
-        hold = float(probes.bit_f1_on_slots(params, tr[info.val_index], train_ram[info.val_index],
-                                            mask))
+        val_f1 = float(atari_probes.evaluate_bit_probes(params, va, val_ram)['bit_f1'])
+        hold = float(atari_probes.bit_f1_on_slots(params, tr[info.val_index],
+                                                  train_ram[info.val_index], mask))
         scores.setdefault(kind, []).append((val_f1, hold))
       summary = {}
       for kind, s in scores.items():

@@ -41,7 +41,7 @@ from rmr_dist.learning import balls_abstract
 from rmr_dist.learning import balls_natural
 from rmr_dist.learning import lockstep
 from rmr_dist.learning import optimizers
-from rmr_dist.replay import balls_data
+from rmr_dist.envs import balls_trajectories
 from rmr_dist.stages import balls_data as data_stage
 
 
@@ -107,7 +107,7 @@ def _train(args, config, workdir, train, val, indices) -> None:
       balls_natural.natural_update, model=model, optimizer=optimizer, variants=(variant,),
       autoencode=autoencode, restart_step=nc.autoencode_steps)) for autoencode in (False, True)]
   predict = balls_natural.make_predict_fn(model)
-  batches = balls_data.WindowBatches(train, history, nc.batch_size, seed=args.seed + 1)
+  batches = balls_trajectories.WindowBatches(train, history, nc.batch_size, seed=args.seed + 1)
   fixed = next(batches) if args.overfit else None
   if args.overfit:  # score on the one batch it trains on
     copy_last = float(np.mean(np.square(
@@ -157,12 +157,12 @@ def main(argv: list[str]) -> None:
   try:
     config = _config(args.workdir, args.set)
     workdir = workdir_lib.WorkDir.reopen(args.workdir, workdir_lib.BALLS_STAGES)
-    train = data_stage.load_split(config, workdir, balls_data.TRAIN)
-    val = data_stage.load_split(config, workdir, balls_data.VAL)
+    train = data_stage.load_split(config, workdir, balls_trajectories.TRAIN)
+    val = data_stage.load_split(config, workdir, balls_trajectories.VAL)
   except (config_lib.ConfigError, ValueError) as e:
     raise SystemExit(f'balls_ladder.py: error: {e}') from None
-  indices = balls_data.eval_indices(val.window_count(config.data.history),
-                                    args.windows or config.natural.eval_windows)
+  indices = balls_trajectories.eval_indices(val.window_count(config.data.history),
+                                            args.windows or config.natural.eval_windows)
   if args.rung == 'controls':
     print(json.dumps(_controls(config, train, val, indices)))
   else:

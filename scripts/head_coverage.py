@@ -10,7 +10,7 @@ once over the `random` base policy, once over the agent stage's checkpoints in `
 budget; only the base policy differs. Prints, per game and kind: transitions, mean return,
 per-head mean returns, distinct RAM states (and per 1,000 transitions), and the number of RAM
 slots whose value entropy over the data exceeds 0.6 nats (the slots Table 2 scores,
-`rmr_dist.evaluation.metrics.high_entropy_slots`). Writes the rows to --out as JSON.
+`rmr_dist.evaluation.atari_metrics.high_entropy_slots`). Writes the rows to --out as JSON.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import atari as atari_configs  # noqa: E402
 from rmr_dist import config as config_lib  # noqa: E402
-from rmr_dist.acting import collector as collector_lib  # noqa: E402
-from rmr_dist.acting import heads as heads_lib  # noqa: E402
-from rmr_dist.acting import policies  # noqa: E402
+from rmr_dist.acting import atari_collector as collector_lib  # noqa: E402
+from rmr_dist.acting import atari_heads as heads_lib  # noqa: E402
+from rmr_dist.acting import atari_policies  # noqa: E402
 from rmr_dist.envs import atari  # noqa: E402
-from rmr_dist.evaluation import metrics  # noqa: E402
+from rmr_dist.evaluation import atari_metrics  # noqa: E402
 from rmr_dist.stages import atari_agent  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def play(config: config_lib.AtariConfig, game: str, base) -> dict:
   for unit in collector_lib.make_work_units([game], h.num_heads, h.episodes_per_head):
     env_seq, head_seq = collector_lib.episode_seed(config.seed, game, unit.head,
                                                    unit.episode).spawn(2)
-    head = heads_lib.Head(specs[unit.head], policies.policy_for(base, game, unit.head))
+    head = heads_lib.Head(specs[unit.head], atari_policies.policy_for(base, game, unit.head))
     head.begin_episode(np.random.default_rng(head_seq))
     obs = env.reset(int(env_seq.generate_state(1)[0]))
     rams.append(obs.ram)
@@ -72,7 +72,7 @@ def coverage_row(game: str, kind: str, data: dict) -> dict:
           'mean_return': float(np.mean([x for v in data['returns'].values() for x in v])),
           'head_returns': head_returns, 'distinct_ram_states': distinct,
           'distinct_per_1k': 1000.0 * distinct / len(ram),
-          'slots_entropy_gt_0.6': int(metrics.high_entropy_slots(ram).sum())}
+          'slots_entropy_gt_0.6': int(atari_metrics.high_entropy_slots(ram).sum())}
 
 
 def main() -> None:
@@ -89,8 +89,8 @@ def main() -> None:
     ckpt_heads = dataclasses.replace(config.heads, base_policy='checkpoint',
                                      checkpoint_path=config_lib.AGENT_CHECKPOINTS)
     checkpoints = atari_agent.resolve_checkpoints(ckpt_heads, [game], args.workdir)
-    for kind, base in (('random', policies.RandomPolicy()),
-                       ('trained', policies.make_policy(ckpt_heads, checkpoints))):
+    for kind, base in (('random', atari_policies.RandomPolicy()),
+                       ('trained', atari_policies.make_policy(ckpt_heads, checkpoints))):
       start = time.perf_counter()
       row = coverage_row(game, kind, play(config, game, base))
       row['seconds'] = time.perf_counter() - start

@@ -39,9 +39,9 @@ def main() -> None:
   import reverb  # pylint: disable=g-import-not-at-top
   from configs import atari as atari_configs  # pylint: disable=g-import-not-at-top
   from rmr_dist import config as config_lib  # pylint: disable=g-import-not-at-top
-  from rmr_dist.bench import collect as collect_bench  # pylint: disable=g-import-not-at-top
+  from rmr_dist.bench import atari_collect as collect_bench  # pylint: disable=g-import-not-at-top
   from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
-  from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import atari_tables  # pylint: disable=g-import-not-at-top
 
   c = atari_configs.get_config('local')
   c.games = (a.game,)
@@ -53,9 +53,9 @@ def main() -> None:
   config = config_lib.load_atari_config(c)  # (store_all_episodes: the probe stage needs it)
   config = dataclasses.replace(  # Training episodes go to Reverb only.
       config, collect=dataclasses.replace(config.collect, store_all_episodes=False))
-  server = tables.make_server(
-      tables.make_config_tables(config, abstract_max_size=200_000, natural_max_size=200_000,
-                                min_size_to_sample=1),
+  server = atari_tables.make_server(
+      atari_tables.make_config_tables(config, abstract_max_size=200_000, natural_max_size=200_000,
+                                      min_size_to_sample=1),
       checkpoint_dir=tempfile.mkdtemp(prefix='rmr-profile-replay-'))
   client = None if a.no_replay else reverb.Client(f'127.0.0.1:{server.port}')
   collector = collect_bench._make_collector(  # pylint: disable=protected-access

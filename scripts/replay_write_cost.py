@@ -11,14 +11,14 @@ per configuration: CPU microseconds per step of this whole process (writer, gRPC
 threads; the minimum over `--repeats` interleaved rounds, since other jobs inflate CPU time
 too), and the Reverb checkpoint bytes per transition split into items (`items.tfrecord`: item
 metadata) and chunks (`chunks.tfrecord`: the compressed steps); and the read side: natural
-transitions per second that `iterators.make_table_iterator` then draws in batches of 32 (the
+transitions per second that `atari_iterators.make_table_iterator` then draws in batches of 32 (the
 max over rounds: a sampled item fetches and decompresses every chunk it references).
 
   python scripts/replay_write_cost.py            # on one core: taskset -c 0 python ...
 
 With `--episode-lengths 1000,27000` it measures instead what an episode's length costs: the
 recorded steps, cycled, written as one episode of each length (palette frames, windows of 8)
-with the adder's default segments (`adders.SEGMENT_STEPS`) and with one segment spanning the
+with the adder's default segments (`atari_adders.SEGMENT_STEPS`) and with one segment spanning the
 whole episode (the writer then keeps every step alive until the episode ends); one JSON line
 per (length, segments) with the write CPU us per step (min over `--repeats`).
 """
@@ -35,10 +35,10 @@ import numpy as np
 import reverb
 
 from rmr_dist.envs import atari
-from rmr_dist.envs import palette
-from rmr_dist.replay import adders
-from rmr_dist.replay import iterators
-from rmr_dist.replay import tables
+from rmr_dist.envs import atari_palette
+from rmr_dist.replay import atari_adders
+from rmr_dist.replay import atari_iterators
+from rmr_dist.replay import atari_tables
 
 STEPS = 800
 SAMPLE_BATCHES = 20  # Natural batches of 32 timed on the read side.
@@ -52,7 +52,7 @@ def _record() -> tuple[list[atari.Observation], list[atari.Observation]]:
     result = env.step(int(rng.integers(atari.NUM_ACTIONS)))
     obs.append(result.observation if not (result.terminal or result.truncated)
                else env.reset(len(obs)))
-  return obs, [atari.Observation(o.ram, palette.to_rgb(o.frame)) for o in obs]
+  return obs, [atari.Observation(o.ram, atari_palette.to_rgb(o.frame)) for o in obs]
 
 
 def _write(observations, rgb: bool, chunk_length: int,
@@ -60,13 +60,13 @@ def _write(observations, rgb: bool, chunk_length: int,
   """(CPU us per step, checkpoint bytes per transition by file) of one episode's writes, and the
   natural transitions per second the learners' iterator then draws from the table."""
   directory = tempfile.mkdtemp(prefix='rmr-replay-cost-')
-  server = tables.make_server(tables.make_tables(
+  server = atari_tables.make_server(atari_tables.make_tables(
       ('pong',), atari.NATIVE_FRAME_SHAPE, abstract_max_size=10 * STEPS,
       natural_max_size=10 * STEPS, min_size_to_sample=1, rgb_frames=rgb),
       checkpoint_dir=directory)
   client = reverb.Client(f'127.0.0.1:{server.port}')
-  adder = adders.TransitionAdder(client, max_episode_steps=STEPS, chunk_length=chunk_length,
-                                 transitions_per_item=per_item)
+  adder = atari_adders.TransitionAdder(client, max_episode_steps=STEPS, chunk_length=chunk_length,
+                                       transitions_per_item=per_item)
   cpu = time.process_time()
   adder.begin_episode('pong')
   for t in range(STEPS):
@@ -77,7 +77,7 @@ def _write(observations, rgb: bool, chunk_length: int,
   path = client.checkpoint()
   sizes = {name.split('.')[0]: os.path.getsize(os.path.join(path, name)) / STEPS
            for name in os.listdir(path) if name.endswith('.tfrecord')}
-  batches = iterators.make_table_iterator(f'127.0.0.1:{server.port}', 'natural_pong', 32)
+  batches = atari_iterators.make_table_iterator(f'127.0.0.1:{server.port}', 'natural_pong', 32)
   for _ in range(3):  # Warm-up: the dataset's graph and first fetches.
     next(batches)
   start = time.perf_counter()
@@ -91,12 +91,12 @@ def _write(observations, rgb: bool, chunk_length: int,
 
 def _episode_cost(observations, length: int, segment_steps: int) -> float:
   """CPU us per step of writing one episode of `length` steps (the recorded ones, cycled)."""
-  server = tables.make_server(tables.make_tables(
+  server = atari_tables.make_server(atari_tables.make_tables(
       ('pong',), atari.NATIVE_FRAME_SHAPE, abstract_max_size=length,
       natural_max_size=length, min_size_to_sample=1, rgb_frames=False))
   client = reverb.Client(f'127.0.0.1:{server.port}')
-  adder = adders.TransitionAdder(client, max_episode_steps=length, chunk_length=8,
-                                 transitions_per_item=8, segment_steps=segment_steps)
+  adder = atari_adders.TransitionAdder(client, max_episode_steps=length, chunk_length=8,
+                                       transitions_per_item=8, segment_steps=segment_steps)
   cpu = time.process_time()
   adder.begin_episode('pong')
   for t in range(length):
@@ -126,7 +126,7 @@ def main() -> None:
       p.error(f'--episode-lengths={args.episode_lengths!r}: comma-separated ints >= 1')
     indices, _ = _record()
     for length in lengths:
-      for segment in sorted({min(adders.SEGMENT_STEPS, length), length}):
+      for segment in sorted({min(atari_adders.SEGMENT_STEPS, length), length}):
         runs = [_episode_cost(indices, length, segment) for _ in range(args.repeats)]
         print(json.dumps({'episode_steps': length, 'segment_steps': segment,
                           'cpu_us_per_step': round(min(runs), 1),

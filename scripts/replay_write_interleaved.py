@@ -40,8 +40,8 @@ def main() -> None:
 
   import reverb  # pylint: disable=g-import-not-at-top
   from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
-  from rmr_dist.replay import adders  # pylint: disable=g-import-not-at-top
-  from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import atari_adders  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import atari_tables  # pylint: disable=g-import-not-at-top
 
   env = atari.AtariEnv('pong', palette_frames=True, max_episode_steps=10 * a.steps)
   minimal = atari.agent_actions('pong', 'minimal')
@@ -54,12 +54,12 @@ def main() -> None:
       actions = actions[:t + 1]
       break
   a.steps = len(actions)
-  server = tables.make_server(tables.make_tables(
+  server = atari_tables.make_server(atari_tables.make_tables(
       ('pong',), atari.NATIVE_FRAME_SHAPE, abstract_max_size=100 * a.steps,
       natural_max_size=100 * a.steps, min_size_to_sample=1, rgb_frames=False))
-  adder = adders.TransitionAdder(reverb.Client(f'127.0.0.1:{server.port}'),
-                                 max_episode_steps=a.steps, chunk_length=a.chunk_length,
-                                 transitions_per_item=a.transitions_per_item)
+  adder = atari_adders.TransitionAdder(reverb.Client(f'127.0.0.1:{server.port}'),
+                                       max_episode_steps=a.steps, chunk_length=a.chunk_length,
+                                       transitions_per_item=a.transitions_per_item)
 
   def emulate() -> None:
     env.reset(0)

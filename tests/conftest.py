@@ -41,11 +41,11 @@ def balls_config():
 def balls_data(balls_config):
   """Random trajectories shaped like the balls test config's (learners only need the shapes)."""
   import numpy as np
-  from rmr_dist.replay import balls_data as balls_data_lib
+  from rmr_dist.envs import balls_trajectories
   rng = np.random.default_rng(0)
   c = balls_config
   n, size, frames = c.sim.num_balls, c.sim.image_size, c.data.episode_frames
-  return balls_data_lib.TrajectorySet(
+  return balls_trajectories.TrajectorySet(
       positions=rng.random((4, frames, n, 2), dtype=np.float32),
       frames=rng.integers(0, 256, (4, frames, size, size, 3), dtype=np.uint8),
       radii=np.full((4, n), 0.05, np.float32))
@@ -54,11 +54,11 @@ def balls_data(balls_config):
 def make_balls_abstract_learner(config, data, checkpoint_dir, seed=0, history=3):
   """A small balls abstract learner on `data` (tests of the abstract and natural learners)."""
   from rmr_dist.learning import balls_abstract
-  from rmr_dist.replay import balls_data as balls_data_lib
+  from rmr_dist.envs import balls_trajectories
   spec = balls_abstract.abstract_spec(config.abstract, config.sim.num_balls)
   return balls_abstract.BallsAbstractLearner(
       spec, history=history, learning_rate=1e-3, seed=seed,
-      iterator=balls_data_lib.WindowBatches(data, history, 8, seed=1, frames=False),
+      iterator=balls_trajectories.WindowBatches(data, history, 8, seed=1, frames=False),
       checkpoint_dir=checkpoint_dir, save_every=2, keep=2)
 
 

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from rmr_dist import checkpointing
-from rmr_dist.learning import abstract as learning
+from rmr_dist.learning import atari_abstract as learning
 from rmr_dist.networks import processors
 
 SPEC16 = processors.ModelSpec('mpnn', latent_size=16, hidden_size=16, num_message_steps=2)

@@ -5,8 +5,8 @@ import pytest
 from configs import atari as atari_configs
 from configs import balls as balls_configs
 from rmr_dist import config as config_lib
-from rmr_dist.distributed import program
-from rmr_dist.learning import natural as natural_learning
+from rmr_dist.distributed import atari_program
+from rmr_dist.learning import atari_natural as natural_learning
 
 
 @pytest.mark.parametrize('variant', atari_configs.VARIANTS)
@@ -167,9 +167,9 @@ def test_unknown_variant():
 
 
 def test_stages_validated_and_ordered():
-  assert program.check_stages(['collect']) == ['collect']
+  assert atari_program.check_stages(['collect']) == ['collect']
   with pytest.raises(config_lib.ConfigError, match=r"Unknown stage.*'trian'.*valid stages"):
-    program.check_stages(['collect', 'trian'])
+    atari_program.check_stages(['collect', 'trian'])
 
 
 def test_learner_group_fields():

@@ -132,14 +132,14 @@ def test_from_import_resolves_to_the_module_else_the_package(tmp_path):
 
 def test_walk_finds_the_package():
   modules = package_modules()
-  assert {'rmr_dist.checkpointing', 'rmr_dist.learning.abstract',
-          'rmr_dist.networks.processors', 'rmr_dist.distributed.program'} <= set(modules)
+  assert {'rmr_dist.checkpointing', 'rmr_dist.learning.atari_abstract',
+          'rmr_dist.networks.processors', 'rmr_dist.distributed.atari_program'} <= set(modules)
 
 
 def test_no_import_cycles():
   modules = package_modules()
   graph = import_graph(modules)
-  assert graph['rmr_dist.learning.abstract']  # the graph is not trivially empty
+  assert graph['rmr_dist.learning.atari_abstract']  # the graph is not trivially empty
   cycle = find_cycle(graph)
   assert cycle is None, 'import cycle: ' + describe(cycle, graph, modules)
 

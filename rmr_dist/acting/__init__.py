@@ -1,1 +1,1 @@
-"""Acting: policy heads, base policies and the plain-Python collector."""
+"""Acting (Atari): policy heads, base policies and the plain-Python collector."""

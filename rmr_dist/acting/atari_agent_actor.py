@@ -1,11 +1,11 @@
 """Plain-Python acting of the agent stage: epsilon-greedy on RAM Q-values, n-step transitions.
 
-No Ray here (`rmr_dist.distributed.agent` wraps this class as an actor). An AgentActor plays
+No Ray here (`rmr_dist.distributed.atari_agent` wraps this class as an actor). An AgentActor plays
 one game continuously, episode after episode, and in `run(num_steps)` plays that many agent
 steps (episodes continue across calls) and returns the episodes that ended. Every step:
 
   * every `param_pull_interval` steps it pulls the learner's latest parameters (`params_fn`);
-  * it acts epsilon-greedily on the Q-values (numpy forward pass, `dqn.numpy_q_values`) over
+  * it acts epsilon-greedily on the Q-values (numpy forward pass, `atari_dqn.numpy_q_values`) over
     the agent's actions (`agent.action_set`: all 18 or the game's minimal set), with epsilon
     decayed linearly over the *global* step count (its own steps x number of actors);
   * it emits the n-step transition that became complete (`NStepAccumulator`) to `add_fn`.
@@ -24,8 +24,8 @@ import numpy as np
 
 from rmr_dist import config as config_lib
 from rmr_dist.envs import atari
-from rmr_dist.learning import dqn
-from rmr_dist.networks import policy
+from rmr_dist.learning import atari_dqn
+from rmr_dist.networks import atari_policy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,8 +137,8 @@ class AgentActor:
   def act(self, ram: np.ndarray) -> int:
     if self._params is None or self._rng.random() < self.epsilon():
       return self.actions[int(self._rng.integers(len(self.actions)))]
-    q = dqn.numpy_q_values(self._params, ram, self._agent.ram_encoding)  # [18]
-    return int(policy.greedy_action(q, self._allowed, xp=np))
+    q = atari_dqn.numpy_q_values(self._params, ram, self._agent.ram_encoding)  # [18]
+    return int(atari_policy.greedy_action(q, self._allowed, xp=np))
 
   def run(self, num_steps: int) -> list[EpisodeRecord]:
     """Plays `num_steps` agent steps; returns the episodes that ended meanwhile."""

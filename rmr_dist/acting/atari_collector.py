@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rmr_dist import config as config_lib
-from rmr_dist.acting import heads as heads_lib
-from rmr_dist.acting import policies
+from rmr_dist.acting import atari_heads as heads_lib
+from rmr_dist.acting import atari_policies
 from rmr_dist.envs import atari
-from rmr_dist.replay import episode_store
+from rmr_dist.replay import atari_episode_store
 from rmr_dist.replay import splits
 
 if TYPE_CHECKING:  # Reverb only for the annotation: the driver imports this without Reverb.
-  from rmr_dist.replay import adders
+  from rmr_dist.replay import atari_adders
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -88,14 +88,14 @@ class Collector:
     store: episode store for validation (and optionally all) episodes.
     adder: writes training transitions to Reverb; None writes no replay (store only).
     policy_fn: builds the base policy from the heads config (default
-      `policies.make_policy(heads, checkpoints)`).
+      `atari_policies.make_policy(heads, checkpoints)`).
     checkpoints: with base_policy='checkpoint', {game: policy checkpoints in training order};
-      head i of N acts from `policies.head_checkpoint_index(i, N, K)` of them.
+      head i of N acts from `atari_policies.head_checkpoint_index(i, N, K)` of them.
   """
 
-  def __init__(self, config: config_lib.AtariConfig, store: episode_store.EpisodeStore,
-               adder: adders.TransitionAdder | None,
-               policy_fn: Callable[[config_lib.HeadsConfig], policies.Policy] | None = None,
+  def __init__(self, config: config_lib.AtariConfig, store: atari_episode_store.EpisodeStore,
+               adder: atari_adders.TransitionAdder | None,
+               policy_fn: Callable[[config_lib.HeadsConfig], atari_policies.Policy] | None = None,
                checkpoints: Mapping[str, Sequence[str]] | None = None):
     self._config = config
     self._store = store
@@ -103,7 +103,7 @@ class Collector:
     h = config.heads
     self._head_specs = heads_lib.specs_for(h, config.seed)
     self._base_policy = (policy_fn(h) if policy_fn is not None
-                         else policies.make_policy(h, checkpoints))
+                         else atari_policies.make_policy(h, checkpoints))
     self._envs: dict[str, atari.AtariEnv] = {}
     self.counters = {'steps': 0, 'episodes': 0, 'train_transitions': 0, 'seconds': 0.0}
 
@@ -132,7 +132,7 @@ class Collector:
     env_seed, head_rng = episode_rngs(self._config.seed, unit)
     env = self._env(unit.game)
     head = heads_lib.Head(self._head_specs[unit.head],
-                          policies.policy_for(self._base_policy, unit.game, unit.head))
+                          atari_policies.policy_for(self._base_policy, unit.game, unit.head))
     head.begin_episode(head_rng)
     obs = env.reset(env_seed)
     rams, frames, actions, rewards = [obs.ram], [obs.frame], [], []
@@ -162,8 +162,9 @@ class Collector:
     episode_return = float(np.sum(rewards))
     if to_store:
       self._store.write(
-          episode_store.Episode(ram=np.stack(rams), action=np.asarray(actions, np.int32),
-                                reward=np.asarray(rewards, np.float32), frames=np.stack(frames)),
+          atari_episode_store.Episode(ram=np.stack(rams), action=np.asarray(actions, np.int32),
+                                      reward=np.asarray(rewards, np.float32),
+                                      frames=np.stack(frames)),
           game=unit.game, split=split, head=unit.head, episode_index=unit.episode,
           terminal=terminal, **{'return': episode_return})
     seconds = time.perf_counter() - start

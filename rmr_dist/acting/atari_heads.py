@@ -2,7 +2,7 @@
 
 The paper collects with the 32 policy heads of a trained Agent57, which range from near-greedy to
 very exploratory. We have no Agent57, so each head i of N wraps a pluggable *base* policy
-(`rmr_dist.acting.policies`: uniform random, or a greedy policy network from a checkpoint) and
+(`rmr_dist.acting.atari_policies`: uniform random, or a greedy policy network from a checkpoint) and
 differs from the others in three documented ways:
 
 1. Exploration rate, the Ape-X schedule `eps_i = eps ** (1 + alpha * i / (N - 1))`: head 0 explores
@@ -26,7 +26,7 @@ import dataclasses
 
 import numpy as np
 
-from rmr_dist.acting import policies
+from rmr_dist.acting import atari_policies
 from rmr_dist.envs import atari
 
 
@@ -95,7 +95,7 @@ class Head:
     base_policy: the policy acted on when the head neither repeats nor explores.
   """
 
-  def __init__(self, spec: HeadSpec, base_policy: policies.Policy):
+  def __init__(self, spec: HeadSpec, base_policy: atari_policies.Policy):
     self.spec = spec
     self._base = base_policy
     self._cdf = np.cumsum(spec.preferences)

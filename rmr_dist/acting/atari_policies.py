@@ -65,13 +65,14 @@ class CheckpointPolicy:
   def __init__(self, path: str):
     import jax  # pylint: disable=g-import-not-at-top
     from rmr_dist import checkpointing  # pylint: disable=g-import-not-at-top
-    from rmr_dist.networks import policy  # pylint: disable=g-import-not-at-top
+    from rmr_dist.networks import atari_policy  # pylint: disable=g-import-not-at-top
     self.path = path
     meta, params = checkpointing.load_policy(path)
-    net = policy.RamQNetwork(tuple(meta['hidden_sizes']), meta['num_actions'], meta['encoding'])
+    net = atari_policy.RamQNetwork(tuple(meta['hidden_sizes']), meta['num_actions'],
+                                   meta['encoding'])
     self.actions = tuple(meta['actions'])
     self._allowed = np.asarray(self.actions)
-    self._greedy = policy.greedy_action
+    self._greedy = atari_policy.greedy_action
     self._params = jax.device_put(params)
     self._q = jax.jit(lambda p, ram: net.apply({'params': p}, ram[None])[0])  # [A]
 

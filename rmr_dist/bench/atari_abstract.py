@@ -1,7 +1,7 @@
 """Abstract learner throughput: the jitted MPNN update, compute-bound and fed from Reverb.
 
 In one run:
-  (a) the jitted update (`rmr_dist.learning.abstract.update`) on a device-resident batch:
+  (a) the jitted update (`rmr_dist.learning.atari_abstract.update`) on a device-resident batch:
       steps/s, model FLOPs per step counted by XLA's cost analysis of the compiled update,
       achieved GFLOP/s, and this machine's float32 matmul GFLOP/s measured the same way, with
       `efficiency` = achieved / matmul;
@@ -64,23 +64,23 @@ def _fill_replay(game: str, transitions: int, chunk_length: int):
   import reverb  # pylint: disable=g-import-not-at-top
   from configs import atari as atari_configs  # pylint: disable=g-import-not-at-top
   from rmr_dist import config as config_lib  # pylint: disable=g-import-not-at-top
-  from rmr_dist.acting import collector as collector_lib  # pylint: disable=g-import-not-at-top
-  from rmr_dist.replay import adders  # pylint: disable=g-import-not-at-top
-  from rmr_dist.replay import episode_store  # pylint: disable=g-import-not-at-top
-  from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
+  from rmr_dist.acting import atari_collector as collector_lib  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import atari_adders  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import atari_episode_store  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import atari_tables  # pylint: disable=g-import-not-at-top
   c = atari_configs.get_config('local')
   c.games = (game,)
   c.env.frame_height, c.env.frame_width = 84, 64  # Only the RAM table is read here.
   config = config_lib.load_atari_config(c)
-  server = tables.make_server(tables.make_config_tables(
+  server = atari_tables.make_server(atari_tables.make_config_tables(
       config, abstract_max_size=transitions * 2, natural_max_size=transitions * 2,
       min_size_to_sample=1))
   client = reverb.Client(f'127.0.0.1:{server.port}')
   collector = collector_lib.Collector(
-      config, episode_store.EpisodeStore(tempfile.mkdtemp(prefix='rmr-bench-')),
-      adders.TransitionAdder(client, max_episode_steps=config.env.max_episode_steps,
-                             chunk_length=chunk_length,
-                             transitions_per_item=config.replay.transitions_per_item))
+      config, atari_episode_store.EpisodeStore(tempfile.mkdtemp(prefix='rmr-bench-')),
+      atari_adders.TransitionAdder(client, max_episode_steps=config.env.max_episode_steps,
+                                   chunk_length=chunk_length,
+                                   transitions_per_item=config.replay.transitions_per_item))
   units = [u for u in collector_lib.make_work_units(config.games, config.heads.num_heads,
                                                     config.heads.episodes_per_head)
            if collector.split_of(u) == 'train']
@@ -120,7 +120,7 @@ def main(argv: list[str]) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
-  from rmr_dist.learning import abstract as learning  # pylint: disable=g-import-not-at-top
+  from rmr_dist.learning import atari_abstract as learning  # pylint: disable=g-import-not-at-top
   from rmr_dist.networks import processors  # pylint: disable=g-import-not-at-top
 
   spec = processors.ModelSpec(processor=args.model, latent_size=args.latent_size,
@@ -145,10 +145,10 @@ def main(argv: list[str]) -> None:
 
   prefetcher = server = None
   if not args.skip_reverb:
-    from rmr_dist.replay import iterators  # pylint: disable=g-import-not-at-top
+    from rmr_dist.replay import atari_iterators  # pylint: disable=g-import-not-at-top
     server, address, n = _fill_replay(args.game, args.transitions, 8)
-    source = iterators.make_table_iterator(address, f'abstract_{args.game}', b)
-    prefetcher = iterators.Prefetcher(source, transform=jax.device_put, size=2)
+    source = atari_iterators.make_table_iterator(address, f'abstract_{args.game}', b)
+    prefetcher = atari_iterators.Prefetcher(source, transform=jax.device_put, size=2)
     output.emit({'measure': 'replay_filled', 'items': n})
   resident, fed = [], []
   for r in range(args.repeats):  # Alternating, so drift in machine speed hits both alike.

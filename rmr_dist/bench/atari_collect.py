@@ -10,11 +10,12 @@ shared machine's speed hit every measurement alike:
       agent step (the reference); also the same loop reading ALE's palette-index screen instead
       of RGB (`bare_ale_palette`). The emulator's cost per step depends on the game state and
       so on the actions, so the reference plays the same frames as the collector;
-  (b) collector: `rmr_dist.acting.collector.Collector` (heads, env wrapper, one-hot, trajectory
-      writer, two items per `replay.transitions_per_item` steps) writing training episodes into
-      an in-process Reverb server, and nothing else (`collect.store_all_episodes=False`).
+  (b) collector: `rmr_dist.acting.atari_collector.Collector` (heads, env wrapper, one-hot,
+      trajectory writer, two items per `replay.transitions_per_item` steps) writing training
+      episodes into an in-process Reverb server, and nothing else
+      (`collect.store_all_episodes=False`).
       Frames are native 210x160, so the collector reads and stores palette indices
-      (`rmr_dist.envs.palette`).
+      (`rmr_dist.envs.atari_palette`).
 By default the process is pinned to one core before any thread starts, so the Reverb server's and
 writer's threads share that core with the collector, as they would on a busy node.
 
@@ -92,7 +93,7 @@ class _BareAle:
 
 def _units(config, collector) -> list:
   """The training units the collector measurements cycle through, in order."""
-  from rmr_dist.acting import collector as collector_lib  # pylint: disable=g-import-not-at-top
+  from rmr_dist.acting import atari_collector as collector_lib  # pylint: disable=g-import-not-at-top
   return [u for u in collector_lib.make_work_units(config.games, config.heads.num_heads,
                                                    config.heads.episodes_per_head)
           if collector.split_of(u) == 'train']
@@ -103,10 +104,10 @@ def _record_episodes(config, steps: int) -> list[tuple[int, list[int]]]:
   are played in order until `steps`, and each episode depends only on its unit's seed, so the
   bare loop can replay exactly the collector's emulation."""
   import dataclasses as dc  # pylint: disable=g-import-not-at-top
-  from rmr_dist.acting import collector as collector_lib  # pylint: disable=g-import-not-at-top
+  from rmr_dist.acting import atari_collector as collector_lib  # pylint: disable=g-import-not-at-top
   from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
-  from rmr_dist.replay import episode_store  # pylint: disable=g-import-not-at-top
-  store = episode_store.EpisodeStore(tempfile.mkdtemp(prefix='rmr-bench-actions-'))
+  from rmr_dist.replay import atari_episode_store  # pylint: disable=g-import-not-at-top
+  store = atari_episode_store.EpisodeStore(tempfile.mkdtemp(prefix='rmr-bench-actions-'))
   recorder = collector_lib.Collector(
       dc.replace(config, collect=dc.replace(config.collect, store_all_episodes=True)), store,
       None)
@@ -126,13 +127,13 @@ def _make_collector(config, client, store_root: str):
   """A collector writing training episodes to Reverb at `client` (None: no replay) and, with
   `collect.store_all_episodes`, every episode to the episode store at `store_root`; warmed up
   by one untimed episode (emulator, writer stream), as a long-running collector actor is."""
-  from rmr_dist.acting import collector as collector_lib  # pylint: disable=g-import-not-at-top
-  from rmr_dist.replay import adders  # pylint: disable=g-import-not-at-top
-  from rmr_dist.replay import episode_store  # pylint: disable=g-import-not-at-top
-  store = episode_store.EpisodeStore(store_root)
-  adder = (adders.TransitionAdder(client, max_episode_steps=config.env.max_episode_steps,
-                                  chunk_length=config.replay.chunk_length,
-                                  transitions_per_item=config.replay.transitions_per_item)
+  from rmr_dist.acting import atari_collector as collector_lib  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import atari_adders  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import atari_episode_store  # pylint: disable=g-import-not-at-top
+  store = atari_episode_store.EpisodeStore(store_root)
+  adder = (atari_adders.TransitionAdder(client, max_episode_steps=config.env.max_episode_steps,
+                                        chunk_length=config.replay.chunk_length,
+                                        transitions_per_item=config.replay.transitions_per_item)
            if client is not None else None)
   collector = collector_lib.Collector(config, store, adder)
   collector.run_episode(_units(config, collector)[-1])
@@ -144,8 +145,8 @@ def _serve(config, capacity: int, core: int | None, conn) -> None:
   unless None), sends its port through `conn`, serves until `conn` receives anything."""
   if core is not None:
     os.sched_setaffinity(0, {core})
-  from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
-  server = tables.make_server(tables.make_config_tables(
+  from rmr_dist.replay import atari_tables  # pylint: disable=g-import-not-at-top
+  server = atari_tables.make_server(atari_tables.make_config_tables(
       config, abstract_max_size=capacity, natural_max_size=capacity, min_size_to_sample=1))
   conn.send(server.port)
   conn.recv()
@@ -171,7 +172,7 @@ def main(argv: list[str]) -> None:
                       'replay.transitions_per_item)')
   p.add_argument('--store-compress-level', type=int, default=None,
                  help='zlib level of the episode store files (default: the store\'s, '
-                      'episode_store.COMPRESS_LEVEL)')
+                      'atari_episode_store.COMPRESS_LEVEL)')
   p.add_argument('--cores', type=int, default=1, help='CPU cores to pin to (0: no pinning)')
   p.add_argument('--max-episode-steps', type=int, default=27_000,
                  help='agent steps after which a collector episode is truncated')
@@ -183,16 +184,16 @@ def main(argv: list[str]) -> None:
     os.sched_setaffinity(0, set(available[:args.cores]))
 
   import reverb  # pylint: disable=g-import-not-at-top
-  from rmr_dist.replay import episode_store  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import atari_episode_store  # pylint: disable=g-import-not-at-top
   from configs import atari as atari_configs  # pylint: disable=g-import-not-at-top
   from rmr_dist import config as config_lib  # pylint: disable=g-import-not-at-top
   from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
-  from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import atari_tables  # pylint: disable=g-import-not-at-top
 
   if args.store_compress_level is not None:
     if not 1 <= args.store_compress_level <= 9:
       raise SystemExit(f'--store-compress-level={args.store_compress_level}: zlib levels are 1-9')
-    episode_store.COMPRESS_LEVEL = args.store_compress_level
+    atari_episode_store.COMPRESS_LEVEL = args.store_compress_level
   c = atari_configs.get_config('local')
   c.games = (args.game,)
   c.env.frame_skip = args.frame_skip
@@ -214,9 +215,9 @@ def main(argv: list[str]) -> None:
       with_store, collect=dataclasses.replace(with_store.collect, store_all_episodes=False))
   replay_dir = tempfile.mkdtemp(prefix='rmr-bench-replay-')
   capacity = args.steps * args.repeats + 30_000
-  server = tables.make_server(
-      tables.make_config_tables(config, abstract_max_size=capacity, natural_max_size=capacity,
-                                min_size_to_sample=1),
+  server = atari_tables.make_server(
+      atari_tables.make_config_tables(config, abstract_max_size=capacity, natural_max_size=capacity,
+                                      min_size_to_sample=1),
       checkpoint_dir=replay_dir)
   client = reverb.Client(f'127.0.0.1:{server.port}')
   # The remote server: on the first core the collector is not pinned to, if any.
@@ -272,7 +273,7 @@ def main(argv: list[str]) -> None:
   stored = sum(c.counters['train_transitions'] for name, c in collectors.items()
                if name != 'collector_remote_server')  # (that server is not checkpointed)
   # The store holds one file per unit the with-store collector played (re-plays overwrite).
-  store = episode_store.EpisodeStore(store_root)
+  store = atari_episode_store.EpisodeStore(store_root)
   entries = store.entries()
   store_steps = sum(e['length'] + 1 for e in entries)  # T + 1 frames and RAMs per episode.
   store_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(store_root)
@@ -305,7 +306,7 @@ def main(argv: list[str]) -> None:
       'ratio_cpu': round(statistics.median(
           x / y for x, y in zip(cpu_rates['collector'], cpu_rates['bare_ale'])), 3),
       'stored_transitions': stored,
-      'store_compress_level': episode_store.COMPRESS_LEVEL,
+      'store_compress_level': atari_episode_store.COMPRESS_LEVEL,
       'store_bytes_per_step': round(store_bytes / store_steps, 1),
       'bytes_per_transition': round(ckpt_bytes / stored, 1),
       'raw_bytes_per_transition': 210 * 160 + 128 + 18,

@@ -16,7 +16,7 @@ device's peak bytes in use on an accelerator).
 
 Batches hold frames as the learner receives them (`--frames`): at the native 210x160 size ALE
 palette indices [B, 210, 160], which the step turns into RGB with one gather
-(`rmr_dist.envs.palette`), and RGB [B, H, W, 3] otherwise; `--frames rgb` at the native size
+(`rmr_dist.envs.atari_palette`), and RGB [B, H, W, 3] otherwise; `--frames rgb` at the native size
 measures the step without the lookup. With palette batches the summary also has
 `lookup_seconds_per_step`: the lookup of both frames of the batch alone, jitted and timed
 apart (its share of the step is `lookup_fraction`).
@@ -91,12 +91,12 @@ def main(argv: list[str]) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
-  from rmr_dist.bench import abstract as abstract_bench  # pylint: disable=g-import-not-at-top
+  from rmr_dist.bench import atari_abstract as abstract_bench  # pylint: disable=g-import-not-at-top
   from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
-  from rmr_dist.envs import palette  # pylint: disable=g-import-not-at-top
-  from rmr_dist.learning import abstract as abstract_learning  # pylint: disable=g-import-not-at-top
+  from rmr_dist.envs import atari_palette  # pylint: disable=g-import-not-at-top
+  from rmr_dist.learning import atari_abstract as abstract_learning  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import lockstep  # pylint: disable=g-import-not-at-top
-  from rmr_dist.learning import natural  # pylint: disable=g-import-not-at-top
+  from rmr_dist.learning import atari_natural  # pylint: disable=g-import-not-at-top
   from rmr_dist.networks import processors  # pylint: disable=g-import-not-at-top
 
   variants = settings['variants']
@@ -108,14 +108,14 @@ def main(argv: list[str]) -> None:
   abstract_model = abstract_learning.make_model(spec)
   abstract_params = jax.device_get(abstract_learning.init_state(
       abstract_model, optax.adam(1e-3), jax.random.PRNGKey(1)).params)
-  model = natural.make_model(spec, maps_per_slot=1, latent_size=settings['latent_size'],
-                             slot_embedding=True, trunk=settings['trunk'], readout=readout)
+  model = atari_natural.make_model(spec, maps_per_slot=1, latent_size=settings['latent_size'],
+                                   slot_embedding=True, trunk=settings['trunk'], readout=readout)
   optimizer = lockstep.make_optimizer(
-      5e-4, variants, seeds, paths=natural.frozen_paths(readout, True))
-  state = natural.init_state(model, optimizer, jax.random.PRNGKey(0), variants=variants,
-                             num_seeds=seeds, processor_params=abstract_params['processor'],
-                             frame_shape=(height, width),
-                             abstract_encoder=abstract_params['encoder'])
+      5e-4, variants, seeds, paths=atari_natural.frozen_paths(readout, True))
+  state = atari_natural.init_state(model, optimizer, jax.random.PRNGKey(0), variants=variants,
+                                   num_seeds=seeds, processor_params=abstract_params['processor'],
+                                   frame_shape=(height, width),
+                                   abstract_encoder=abstract_params['encoder'])
   rng = np.random.default_rng(0)
   frame_shape = (height, width, 3) if args.frames == 'rgb' else (
       atari.stored_frame_shape((height, width)))
@@ -125,7 +125,7 @@ def main(argv: list[str]) -> None:
       'frame_t': rng.integers(0, 256, shape, dtype=np.uint8),
       'action': np.eye(18, dtype=np.uint8)[rng.integers(0, 18, b)],
       'frame_tp1': rng.integers(0, 256, shape, dtype=np.uint8)})
-  update = jax.jit(functools.partial(natural.update, model=model, optimizer=optimizer,
+  update = jax.jit(functools.partial(atari_natural.update, model=model, optimizer=optimizer,
                                      variants=variants, loss=loss))
   compiled = update.lower(state, batch).compile()
   flops = abstract_bench._flops(compiled)  # pylint: disable=protected-access
@@ -140,8 +140,8 @@ def main(argv: list[str]) -> None:
   seconds = (time.perf_counter() - start) / args.steps
   lookup = None
   if len(frame_shape) == 2:
-    lookup_fn = jax.jit(lambda x: (palette.to_rgb_jnp(x['frame_t']),
-                                   palette.to_rgb_jnp(x['frame_tp1'])))
+    lookup_fn = jax.jit(lambda x: (atari_palette.to_rgb_jnp(x['frame_t']),
+                                   atari_palette.to_rgb_jnp(x['frame_tp1'])))
     jax.block_until_ready(lookup_fn(batch))
     start = time.perf_counter()
     for _ in range(20):

@@ -31,7 +31,7 @@ import tempfile
 import time
 
 from rmr_dist.bench import output
-from rmr_dist.replay import table_names
+from rmr_dist.replay import atari_table_names
 
 # Keys of the summary line (the last), each named in the module docstring.
 SUMMARY_KEYS = ('collector_steps_per_s_1_actor', 'reverb_saturation')
@@ -180,8 +180,8 @@ def _reverb_saturation(args, config, ray, actors) -> list[dict]:
           for w in range(max(args.writers))]
   writer_pids = ray.get([w.pid.remote() for w in pool])
   # Mean transitions per item: an episode's last window may be shorter.
-  per_item = args.episode_steps / table_names.num_items(args.episode_steps,
-                                                        config.replay.transitions_per_item)
+  per_item = args.episode_steps / atari_table_names.num_items(args.episode_steps,
+                                                              config.replay.transitions_per_item)
   samples: dict[tuple[int, int], list[dict]] = {}
   for repeat in range(args.repeats):
     for n in args.writers:
@@ -278,8 +278,8 @@ def main(argv: list[str]) -> None:
   from ray import cluster_utils  # pylint: disable=g-import-not-at-top
   from configs import atari as atari_configs  # pylint: disable=g-import-not-at-top
   from rmr_dist import config as config_lib  # pylint: disable=g-import-not-at-top
-  from rmr_dist.acting import collector as collector_lib  # pylint: disable=g-import-not-at-top
-  from rmr_dist.distributed import actors  # pylint: disable=g-import-not-at-top
+  from rmr_dist.acting import atari_collector as collector_lib  # pylint: disable=g-import-not-at-top
+  from rmr_dist.distributed import atari_actors as actors  # pylint: disable=g-import-not-at-top
   from rmr_dist.replay import splits  # pylint: disable=g-import-not-at-top
 
   c = atari_configs.get_config('local')

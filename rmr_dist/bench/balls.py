@@ -84,7 +84,7 @@ def _sim(config, seconds: float) -> None:
 def _natural(config, steps: int) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from rmr_dist.bench import abstract as abstract_bench  # pylint: disable=g-import-not-at-top
+  from rmr_dist.bench import atari_abstract as abstract_bench  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import balls_abstract  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import balls_natural  # pylint: disable=g-import-not-at-top
   from rmr_dist.learning import lockstep  # pylint: disable=g-import-not-at-top

@@ -16,7 +16,7 @@ import ray
 
 from rmr_dist import config as config_lib
 from rmr_dist import storage
-from rmr_dist.acting import collector as collector_lib
+from rmr_dist.acting import atari_collector as collector_lib
 
 
 class ReplayServer:
@@ -32,13 +32,13 @@ class ReplayServer:
 
   def __init__(self, config: config_lib.AtariConfig, checkpoint_dir: str | None, host: str,
                games: Sequence[str] | None = None, port: int | None = None):
-    from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
+    from rmr_dist.replay import atari_tables  # pylint: disable=g-import-not-at-top
     self._games = tuple(config.games if games is None else games)
     # Reverb's checkpointer writes local files: with an object-store work directory it writes
     # into a copy on this node, which `publish_checkpoint` copies to the work directory.
     self._mirror = storage.Mirror(checkpoint_dir) if checkpoint_dir else None
-    self._server = tables.make_server(
-        tables.make_config_tables(config, self._games),
+    self._server = atari_tables.make_server(
+        atari_tables.make_config_tables(config, self._games),
         port=config.replay.port if port is None else port,
         checkpoint_dir=self._mirror.pull() if self._mirror else None)
     self._address = f'{host}:{self._server.port}'
@@ -60,7 +60,7 @@ class ReplayServer:
     return self._games
 
   def pid(self) -> int:
-    """The serving process (its CPU use is the server's; see `rmr_dist.bench.scaling`)."""
+    """The serving process (its CPU use is the server's; see `rmr_dist.bench.atari_scaling`)."""
     return os.getpid()
 
   def stop(self) -> None:
@@ -87,7 +87,7 @@ def start_replay_servers(config: config_lib.AtariConfig, checkpoint_dir: str | N
                          host: str) -> tuple[list[Any], dict[str, str]]:
   """Starts `config.replay.num_servers` Reverb servers, replay sharded by game.
 
-  Server s holds the tables of `tables.server_games(config.games, num_servers)[s]` and keeps
+  Server s holds the tables of `atari_tables.server_games(config.games, num_servers)[s]` and keeps
   its checkpoints in `server_checkpoint_dir(checkpoint_dir, s, num_servers)`. With
   `replay.server='in_process'` they run in this process (dialled at `host`); with 'actor'
   each is a Ray actor, spread over the nodes. A fixed `replay.port` p gives server s port p + s.
@@ -101,10 +101,10 @@ def start_replay_servers(config: config_lib.AtariConfig, checkpoint_dir: str | N
     (servers: ReplayServer objects or actor handles, in server order,
      addresses: {game: 'host:port' of the server holding its tables}).
   """
-  from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import atari_tables  # pylint: disable=g-import-not-at-top
   r = config.replay
   servers, addresses = [], {}
-  for s, games in enumerate(tables.server_games(config.games, r.num_servers)):
+  for s, games in enumerate(atari_tables.server_games(config.games, r.num_servers)):
     directory = server_checkpoint_dir(checkpoint_dir, s, r.num_servers)
     port = r.port + s if r.port else 0
     if r.server == 'in_process':
@@ -142,15 +142,15 @@ class CollectorWorker:
   def __init__(self, config: config_lib.AtariConfig,
                replay_addresses: Mapping[str, str] | str, store_root: str,
                checkpoints: Mapping[str, Sequence[str]] | None = None):
-    from rmr_dist.replay import adders  # pylint: disable=g-import-not-at-top
-    from rmr_dist.replay import episode_store  # pylint: disable=g-import-not-at-top
+    from rmr_dist.replay import atari_adders  # pylint: disable=g-import-not-at-top
+    from rmr_dist.replay import atari_episode_store  # pylint: disable=g-import-not-at-top
     if isinstance(replay_addresses, str):
       replay_addresses = {game: replay_addresses for game in config.games}
-    self._adder = adders.make_adder(dict(replay_addresses),
-                                    max_episode_steps=config.env.max_episode_steps,
-                                    chunk_length=config.replay.chunk_length,
-                                    transitions_per_item=config.replay.transitions_per_item)
-    self._collector = collector_lib.Collector(config, episode_store.EpisodeStore(store_root),
+    self._adder = atari_adders.make_adder(dict(replay_addresses),
+                                          max_episode_steps=config.env.max_episode_steps,
+                                          chunk_length=config.replay.chunk_length,
+                                          transitions_per_item=config.replay.transitions_per_item)
+    self._collector = collector_lib.Collector(config, atari_episode_store.EpisodeStore(store_root),
                                               self._adder, checkpoints=checkpoints)
 
   def run(self, units: Sequence[collector_lib.WorkUnit]) -> list[collector_lib.EpisodeStats]:
@@ -203,13 +203,13 @@ class SyntheticWriter:
   def connect(self, replay_address: str, game: str) -> None:
     """Writes `game`'s tables on the server at `replay_address` from now on."""
     import reverb  # pylint: disable=g-import-not-at-top
-    from rmr_dist.replay import adders  # pylint: disable=g-import-not-at-top
+    from rmr_dist.replay import atari_adders  # pylint: disable=g-import-not-at-top
     if self._adder is not None:
       self._adder.close()
     self._game = game
-    self._adder = adders.TransitionAdder(reverb.Client(replay_address),
-                                         max_episode_steps=self._steps, chunk_length=8,
-                                         transitions_per_item=self._per_item)
+    self._adder = atari_adders.TransitionAdder(reverb.Client(replay_address),
+                                               max_episode_steps=self._steps, chunk_length=8,
+                                               transitions_per_item=self._per_item)
 
   def ready(self) -> bool:
     return True

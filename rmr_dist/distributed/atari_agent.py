@@ -2,16 +2,16 @@
 
 Per game:
 
-  * a Reverb server in the driver holds the game's agent table (`replay.agent_table`: uniform,
+  * a Reverb server in the driver holds the game's agent table (`replay.atari_agent_table`: uniform,
     FIFO, SampleToInsertRatio rate limiter), dialled at 127.0.0.1 locally;
   * a `ParamServer` actor (no CPU) holds the learner's latest parameters and their version;
   * `agent.num_actors` `AgentActorWorker` actors (1 CPU each) play the game epsilon-greedily
-    (`acting.agent_actor`), pull the parameters every `param_pull_interval` steps, write n-step
-    transitions to the table, and return their finished episodes every `actor_chunk_steps`;
-  * the learner (`learning.agent.AgentLearner`, pmapped over the driver's local devices) runs
+    (`acting.atari_agent_actor`), pull the parameters every `param_pull_interval` steps, write
+    n-step transitions to the table, and return their finished episodes every `actor_chunk_steps`;
+  * the learner (`learning.atari_agent.AgentLearner`, pmapped over the driver's local devices) runs
     in the driver beside the server: it samples batches as the rate limiter allows, updates,
     publishes its parameters as often as actors pull them, and saves the policy at the updates
-    of `learning.agent.checkpoint_updates` (the last one when training ends).
+    of `learning.atari_agent.checkpoint_updates` (the last one when training ends).
 
 Training ends when the actors have played `num_env_steps` and the learner's next sample stays
 blocked for `sample_timeout_s` (it has used up its share of the data). A game whose
@@ -57,10 +57,11 @@ class AgentActorWorker:
   def __init__(self, config: config_lib.AtariConfig, game: str, actor_index: int,
                address: str, param_server: Any):
     import reverb  # pylint: disable=g-import-not-at-top
-    from rmr_dist.acting import agent_actor  # pylint: disable=g-import-not-at-top
-    from rmr_dist.replay import agent_table  # pylint: disable=g-import-not-at-top
-    self._adder = agent_table.NStepAdder(reverb.Client(address), agent_table.table_name(game))
-    self._actor = agent_actor.AgentActor(
+    from rmr_dist.acting import atari_agent_actor  # pylint: disable=g-import-not-at-top
+    from rmr_dist.replay import atari_agent_table  # pylint: disable=g-import-not-at-top
+    self._adder = atari_agent_table.NStepAdder(reverb.Client(address),
+                                               atari_agent_table.table_name(game))
+    self._actor = atari_agent_actor.AgentActor(
         game, config.env, config.agent, actor_index, config.seed, self._adder.add,
         lambda: ray.get(param_server.get.remote()))
 
@@ -72,13 +73,13 @@ class AgentActorWorker:
 
 
 def _start_server(config: config_lib.AtariConfig, game: str) -> Any:
-  from rmr_dist.replay import agent_table  # pylint: disable=g-import-not-at-top
-  from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import atari_agent_table  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import atari_tables  # pylint: disable=g-import-not-at-top
   a = config.agent
-  table = agent_table.make_table(game, max_size=a.replay_size, min_size=a.min_replay_size,
-                                 samples_per_insert=a.samples_per_insert,
-                                 error_buffer=a.error_buffer)
-  return tables.make_server([table], port=0)
+  table = atari_agent_table.make_table(game, max_size=a.replay_size, min_size=a.min_replay_size,
+                                       samples_per_insert=a.samples_per_insert,
+                                       error_buffer=a.error_buffer)
+  return atari_tables.make_server([table], port=0)
 
 
 def train_game(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
@@ -93,8 +94,8 @@ def train_game(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, gam
   shutil.rmtree(directory, ignore_errors=True)  # An interrupted run's partial checkpoints.
   os.makedirs(directory)
   from rmr_dist import checkpointing  # pylint: disable=g-import-not-at-top
-  from rmr_dist.learning import agent as agent_learning  # pylint: disable=g-import-not-at-top
-  from rmr_dist.replay import agent_table  # pylint: disable=g-import-not-at-top
+  from rmr_dist.learning import atari_agent as agent_learning  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import atari_agent_table  # pylint: disable=g-import-not-at-top
   a = config.agent
   server = _start_server(config, game)
   address = f'{host}:{server.port}'
@@ -102,7 +103,7 @@ def train_game(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, gam
   from rmr_dist.envs import atari  # pylint: disable=g-import-not-at-top
   actions = atari.agent_actions(game, a.action_set)
   learner = agent_learning.AgentLearner(
-      a, lambda: agent_table.make_batch_iterator(address, game, a.batch_size, timeout_ms),
+      a, lambda: atari_agent_table.make_batch_iterator(address, game, a.batch_size, timeout_ms),
       seed=config.seed, actions=actions)
   params_server = ParamServer.remote()
   publish_every = max(1, int(a.param_pull_interval * a.samples_per_insert / a.batch_size))

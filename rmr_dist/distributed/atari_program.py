@@ -3,7 +3,7 @@
 This module owns placement, restarts and stage order; what each stage computes lives in
 `rmr_dist.stages` (`atari_agent`, `atari_collect`, `atari_abstract`, `atari_natural`,
 `atari_probe`, `atari_report`) and the work directory's paths in `rmr_dist.workdir`. Collection
-is the distributed stage proper: collector actors (`actors.py`) play the policy heads into the
+is the distributed stage proper: collector actors (`atari_actors.py`) play the policy heads into the
 Reverb server(s) started here, fed work units by the driver, which records what
 `stages.atari_collect` counts and summarises.
 The abstract, natural and probe units run in learner groups (`learners.py`): Ray actors that
@@ -29,9 +29,9 @@ import ray
 from rmr_dist import config as config_lib
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
-from rmr_dist.acting import collector as collector_lib
-from rmr_dist.distributed import actors
-from rmr_dist.distributed import agent as agent_lib
+from rmr_dist.acting import atari_collector as collector_lib
+from rmr_dist.distributed import atari_actors
+from rmr_dist.distributed import atari_agent as agent_lib
 from rmr_dist.distributed import driver
 from rmr_dist.distributed import placement
 from rmr_dist.distributed import ray_setup
@@ -95,7 +95,7 @@ class AtariProgram(driver.Program):
     """Starts the Reverb server(s) once and returns {game: 'host:port' of its server}.
 
     `replay.num_servers` servers hold the tables, sharded by game
-    (`actors.start_replay_servers`). With `restore` each loads its checkpoint; without, stale
+    (`atari_actors.start_replay_servers`). With `restore` each loads its checkpoint; without, stale
     checkpoints of an interrupted collection are removed first. A background monitor logs
     every table's size and insert / sample rates to TensorBoard until `close`.
     """
@@ -106,7 +106,7 @@ class AtariProgram(driver.Program):
     ray_setup.init_ray(self.config.ray)
     checkpoint_dir = self.replay_dir if self.config.replay.checkpoint else None
     host = ray_setup.LOOPBACK if not self.config.ray.address else ray.util.get_node_ip_address()
-    self._replay, self._replay_addresses = actors.start_replay_servers(self.config,
+    self._replay, self._replay_addresses = atari_actors.start_replay_servers(self.config,
                                                                         checkpoint_dir, host)
     self._replay_monitor = monitor_lib.ReplayMonitor(self._replay_addresses.values())
     self._replay_monitor.start(self.logger.scalars, self.config.collect.status_interval_s)
@@ -146,7 +146,7 @@ class AtariProgram(driver.Program):
     return h.base_policy == 'checkpoint' and h.checkpoint_path == config_lib.AGENT_CHECKPOINTS
 
   def agent(self) -> list[dict[str, Any]]:
-    """Trains a policy per game (`distributed.agent`), or reads the finished games.
+    """Trains a policy per game (`distributed.atari_agent`), or reads the finished games.
 
     Raises:
       ConfigError: agent/ holds policies trained with other agent settings (stage.json).
@@ -190,7 +190,7 @@ class AtariProgram(driver.Program):
     cfg = self.config
     addresses = self.replay_addresses(restore=False)
     units = atari_collect.work_units(cfg)
-    actor_cls = actors.make_collector_actor_class(cfg.collect.max_actor_restarts)
+    actor_cls = atari_actors.make_collector_actor_class(cfg.collect.max_actor_restarts)
     num_actors = min(cfg.collect.num_collectors, len(units))
     placement.check_actor_cpus(cfg.ray, num_actors, 'collect.num_collectors')
     checkpoints = atari_collect.head_checkpoints(cfg, self.workdir)
@@ -259,7 +259,7 @@ class AtariProgram(driver.Program):
   @staticmethod
   def _publish(server: Any, path: str) -> str:
     """`ReplayServer.publish_checkpoint` of an in-process server or a server actor."""
-    if isinstance(server, actors.ReplayServer):
+    if isinstance(server, atari_actors.ReplayServer):
       return server.publish_checkpoint(path)
     return ray.get(server.publish_checkpoint.remote(path))
 
@@ -313,7 +313,7 @@ class AtariProgram(driver.Program):
       except Exception as e:  # pylint: disable=broad-except
         print(f'replay monitor: last poll failed ({e})', file=sys.stderr)
       self._replay_monitor = None
-    actors.stop_replay_servers(self._replay)
+    atari_actors.stop_replay_servers(self._replay)
     self._replay, self._replay_addresses = [], None
     super().close()
 

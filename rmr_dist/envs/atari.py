@@ -1,7 +1,8 @@
 """Atari 2600 through ale-py: 128-byte RAM and a frame at every agent step.
 
 A frame is RGB ([H, W, 3] uint8), or, with `palette_frames=True` at ALE's native size, ALE's
-palette indices ([210, 160] uint8, exact and 3x smaller; `rmr_dist.envs.palette` rebuilds the RGB).
+palette indices ([210, 160] uint8, exact and 3x smaller; `rmr_dist.envs.atari_palette` rebuilds
+the RGB).
 Collectors use palette frames whenever the config keeps the native size (`stored_frame_shape`).
 
 We drive `ale_py.ALEInterface` directly (ROMs ship in the wheel) with the full 18-action set, so
@@ -26,7 +27,7 @@ import numpy as np
 from ale_py import roms
 
 from rmr_dist import config as config_lib
-from rmr_dist.envs import palette
+from rmr_dist.envs import atari_palette
 
 NUM_ACTIONS = 18  # The full Atari action set.
 RAM_SIZE = 128  # Bytes of Atari 2600 RAM.
@@ -157,7 +158,7 @@ class AtariEnv:
     # at every reset (later frames are fully redrawn by the console each frame).
     self._start_screen = self._read_screen()
     if palette_frames:  # A cheap guard that the palette rebuilds this ale-py's RGB exactly.
-      if not np.array_equal(palette.to_rgb(self._start_screen), self._ale.getScreenRGB()):
+      if not np.array_equal(atari_palette.to_rgb(self._start_screen), self._ale.getScreenRGB()):
         raise RuntimeError(f'{game}: the palette lookup does not reproduce getScreenRGB')
     self._rng = np.random.default_rng(0)
     self._last_action = 0

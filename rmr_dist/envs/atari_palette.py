@@ -9,8 +9,8 @@ frame is rebuilt where it is consumed: `to_rgb` in numpy (probes, figures, episo
 The palette is the one compiled into the installed ale-py, read from its library: a short
 deterministic Pong run gives (index, RGB) pairs, and the library holds exactly one run of 256
 little-endian 0x00RRGGBB words that agrees with all of them (it fails loudly otherwise). So the
-lookup matches `getScreenRGB` of this very ale-py, bit for bit (tests/envs/test_palette.py checks
-it over many frames of several games), and no colour table is copied into this repository.
+lookup matches `getScreenRGB` of this very ale-py, bit for bit (tests/envs/test_atari_palette.py
+checks it over many frames of several games), and no colour table is copied into this repository.
 
 Which frames are palette indices: frames at ALE's native size (`atari.NATIVE_FRAME_SHAPE`); a
 config with smaller `env.frame_height/width` stores resized RGB frames as before (a resize mixes

@@ -3,7 +3,7 @@
 Every transition (ram_t, action_t, ram_t+1) of every validation episode of a game is scored, in
 a fixed order (head, episode, t), in fixed-size batches: the same numbers on every run. The
 learned models predict with their *predicted* overwrite mask (no teacher forcing at evaluation);
-the copy baseline predicts ram_t+1 = ram_t. Metrics are `rmr_dist.evaluation.metrics`'
+the copy baseline predicts ram_t+1 = ram_t. Metrics are `rmr_dist.evaluation.atari_metrics`'
 slot accuracy and micro bit F1 over the slots whose target-value entropy exceeds 0.6 nats.
 """
 
@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from rmr_dist import losses
-from rmr_dist.evaluation import metrics
-from rmr_dist.networks import abstract as abstract_net
-from rmr_dist.replay import episode_store
+from rmr_dist.evaluation import atari_metrics
+from rmr_dist.networks import atari_abstract as abstract_net
+from rmr_dist.replay import atari_episode_store
 from rmr_dist.replay import splits
 
 
@@ -37,7 +37,7 @@ class Transitions(NamedTuple):
   episode_lengths: np.ndarray | None = None
 
 
-def load_transitions(store: episode_store.EpisodeStore, game: str,
+def load_transitions(store: atari_episode_store.EpisodeStore, game: str,
                      split: str = splits.VAL) -> Transitions:
   """Concatenates the transitions of every `split` episode of `game`, ordered by (head, ep)."""
   entries = store.entries(game, split)
@@ -96,15 +96,15 @@ def evaluate(model: Any | None, params: Any, data: Transitions,
     slot_acc, bit_f1 (both over the high-entropy slots), n_eval_slots, n_eval_transitions, and
     episode_slot_acc: [E] slot accuracy of each validation episode on the same slots (every
     model is scored on the same episodes, so models can be compared episode by episode:
-    `rmr_dist.evaluation.table2.paired_comparisons`).
+    `rmr_dist.evaluation.atari_table2.paired_comparisons`).
   """
   pred = predict_bytes(model, params, data, batch_size)
-  m = metrics.table2_metrics(pred, data.ram_tp1)
-  mask = metrics.high_entropy_slots(data.ram_tp1)  # [128], the slots table2_metrics scores
+  m = atari_metrics.table2_metrics(pred, data.ram_tp1)
+  mask = atari_metrics.high_entropy_slots(data.ram_tp1)  # [128], the slots table2_metrics scores
   lengths = (data.episode_lengths if data.episode_lengths is not None
              else np.array([len(data.action)]))
   bounds = np.concatenate([[0], np.cumsum(lengths)])
-  per_episode = [float(metrics.slot_accuracy(pred[a:b], data.ram_tp1[a:b], mask))
+  per_episode = [float(atari_metrics.slot_accuracy(pred[a:b], data.ram_tp1[a:b], mask))
                  for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
   return {'slot_acc': float(m['slot_accuracy']), 'bit_f1': float(m['bit_f1']),
           'n_eval_slots': int(m['num_slots']), 'n_eval_transitions': int(len(data.action)),

@@ -9,14 +9,14 @@ two linear heads on its flattened slot embeddings,
              RAM reaches 0.6 nats (sigmoid BCE),
 
 trained together with Adam on the probe training set's frames and RAM, with early stopping on
-its held-out episodes (`probes.split_indices` with the frames' episode ids). The loss is the
+its held-out episodes (`atari_probes.split_indices` with the frames' episode ids). The loss is the
 mean byte CE plus the mean bit BCE. The heads are then discarded: the trained encoder is scored
 by fresh linear probes exactly like every other encoder (`rmr_dist.stages.atari_probe.
 score_encoder`).
 
 `update_step` is a pure function of (state, batch); `train_ceiling` jits it with the encoder
 and optimiser bound (`functools.partial`), once per (encoder, learning rate). Minibatches are
-successive slices of per-epoch permutations (`probes.batch_indices`), so training is
+successive slices of per-epoch permutations (`atari_probes.batch_indices`), so training is
 deterministic given the seed.
 """
 
@@ -30,11 +30,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rmr_dist.evaluation import metrics
-from rmr_dist.evaluation import probes
-from rmr_dist.networks.abstract import NUM_BITS, NUM_SLOTS, bytes_to_bits
+from rmr_dist.evaluation import atari_metrics
+from rmr_dist.evaluation import atari_probes
+from rmr_dist.networks.atari_abstract import NUM_BITS, NUM_SLOTS, bytes_to_bits
 
-NUM_BYTE_CLASSES = probes.NUM_BYTE_CLASSES
+NUM_BYTE_CLASSES = atari_probes.NUM_BYTE_CLASSES
 
 
 class CeilingState(NamedTuple):
@@ -71,7 +71,7 @@ def init_heads(latent_dim: int, num_variables: int, num_bits: int) -> dict[str, 
   return {'bytes': zeros(num_variables * NUM_BYTE_CLASSES), 'bits': zeros(num_bits)}
 
 
-def example_losses(params: Any, batch: Batch, encode_fn: probes.EncodeFn) -> jax.Array:
+def example_losses(params: Any, batch: Batch, encode_fn: atari_probes.EncodeFn) -> jax.Array:
   """Per-example loss [B]: mean CE over the V variables plus mean BCE over the K bits.
 
   Args:
@@ -96,7 +96,7 @@ def example_losses(params: Any, batch: Batch, encode_fn: probes.EncodeFn) -> jax
   return loss
 
 
-def update_step(state: CeilingState, batch: Batch, *, encode_fn: probes.EncodeFn,
+def update_step(state: CeilingState, batch: Batch, *, encode_fn: atari_probes.EncodeFn,
                 optimizer: optax.GradientTransformation) -> tuple[CeilingState, jax.Array]:
   """One Adam step on the encoder and both heads.
 
@@ -115,16 +115,16 @@ def update_step(state: CeilingState, batch: Batch, *, encode_fn: probes.EncodeFn
   return CeilingState(optax.apply_updates(state.params, updates), opt_state), loss
 
 
-def loss_sum(params: Any, batch: Batch, *, encode_fn: probes.EncodeFn) -> jax.Array:
+def loss_sum(params: Any, batch: Batch, *, encode_fn: atari_probes.EncodeFn) -> jax.Array:
   """Sum of the weighted per-example losses of ``batch`` (padding has weight 0)."""
   return jnp.sum(example_losses(params, batch, encode_fn) * batch.weight)
 
 
 def _targets(ram: np.ndarray, game: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
   """(bytes [N, V] int32, bits [N, K] float32, what they are) of RAM [N, 128]."""
-  selected = probes.byte_variables(ram, game)
+  selected = atari_probes.byte_variables(ram, game)
   names, indices = selected if selected is not None else ((), np.zeros((0,), int))
-  slots = metrics.high_entropy_slots(ram)  # [128] bool
+  slots = atari_metrics.high_entropy_slots(ram)  # [128] bool
   bits = bytes_to_bits(ram).reshape(len(ram), NUM_SLOTS * NUM_BITS)  # [N, 1024]
   bits = bits[:, np.repeat(slots, NUM_BITS)].astype(np.float32)  # [N, K]
   return (ram[:, indices].astype(np.int32), bits,
@@ -152,7 +152,7 @@ class _Data:
 
 
 @functools.lru_cache(maxsize=4)
-def _compiled(encode_fn: probes.EncodeFn, learning_rate: float):
+def _compiled(encode_fn: atari_probes.EncodeFn, learning_rate: float):
   """(Adam, jitted `update_step`, jitted `loss_sum`) for ``encode_fn``: built once, so the
   seeds of one game share their compilations."""
   optimizer = optax.adam(learning_rate)
@@ -161,7 +161,7 @@ def _compiled(encode_fn: probes.EncodeFn, learning_rate: float):
           jax.jit(functools.partial(loss_sum, encode_fn=encode_fn)))
 
 
-def train_ceiling(encode_fn: probes.EncodeFn, encoder_params: Any, frames: np.ndarray,
+def train_ceiling(encode_fn: atari_probes.EncodeFn, encoder_params: Any, frames: np.ndarray,
                   ram: np.ndarray, episode: np.ndarray, game: str, *, steps: int,
                   batch_size: int, learning_rate: float, val_fraction: float, eval_every: int,
                   patience: int, seed: int) -> tuple[Any, dict[str, Any]]:
@@ -192,7 +192,7 @@ def train_ceiling(encode_fn: probes.EncodeFn, encoder_params: Any, frames: np.nd
   """
   ram = np.asarray(ram)
   byte_t, bit_t, what = _targets(ram, game)
-  fit_idx, val_idx = probes.split_indices(len(ram), val_fraction, seed, episode)
+  fit_idx, val_idx = atari_probes.split_indices(len(ram), val_fraction, seed, episode)
   info: dict[str, Any] = {**what, 'steps': 0, 'best_step': 0, 'stopped_early': False,
                           'initial_val_loss': None, 'val_loss': None,
                           'initial_train_loss': None, 'final_train_loss': None,
@@ -209,7 +209,7 @@ def train_ceiling(encode_fn: probes.EncodeFn, encoder_params: Any, frames: np.nd
   val = _Data(frames, byte_t, bit_t, val_idx, batch_size)
   held_out = lambda p: (sum(float(total(p, b)) for b in val.padded_batches()) / len(val_idx)
                         if len(val_idx) else None)
-  order = probes.batch_indices(len(fit_idx), steps, batch_size, seed)  # [steps, B] or None
+  order = atari_probes.batch_indices(len(fit_idx), steps, batch_size, seed)  # [steps, B] or None
   best, best_loss, waited, recent = state.params, held_out(state.params), 0, []
   info['initial_val_loss'] = best_loss
   done = 0

@@ -2,7 +2,7 @@
 
 The abstract Atari encoder f maps a slot's 8 RAM bits to ``z_k = bits_k @ W + b + e_k`` (W
 [8, H] shared by the slots, b [H] its bias, e_k [H] slot k's embedding;
-``networks.abstract.RamEncoder``), so every input the pre-trained P saw in training lies, for
+``networks.atari_abstract.RamEncoder``), so every input the pre-trained P saw in training lies, for
 slot k, in the affine 8-dimensional subspace ``e_k + b + rowspan(W)`` of R^H. If f~'s latents
 lie far outside it, P is evaluated where it was never trained and RMR can only use it as a
 fixed random map. :func:`outside_span_share` measures that: 0 on the subspace, about

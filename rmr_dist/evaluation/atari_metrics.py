@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from rmr_dist.networks.abstract import NUM_SLOTS, bytes_to_bits
+from rmr_dist.networks.atari_abstract import NUM_SLOTS, bytes_to_bits
 
 ENTROPY_LOG_BASE = math.e  # entropies are in nats
 ENTROPY_THRESHOLD = 0.6  # a slot is scored when its entropy is > this

@@ -10,11 +10,11 @@ linear probe." The pieces:
   module differentiates them, so a probe cannot move the encoder.
 * Bit probes (the paper's protocol): one logistic-regression classifier per RAM bit, i.e. a
   single ``[D, 1024]`` weight matrix plus bias, trained with binary cross-entropy and Adam.
-  They are scored exactly like the abstract models (`rmr_dist.evaluation.metrics`): micro
+  They are scored exactly like the abstract models (`rmr_dist.evaluation.atari_metrics`): micro
   bit F1 (positive = 1) and slot accuracy over the slots whose entropy over the VALIDATION
   RAM exceeds 0.6 nats.
 * Byte probes (AtariARI's protocol, Anand et al. 2019): for every labelled RAM variable of a
-  game (`rmr_dist.evaluation.atariari_labels`), a linear 256-way softmax classifier of the
+  game (`rmr_dist.evaluation.atari_ram_labels`), a linear 256-way softmax classifier of the
   byte value, scored by the class-weighted F1 (`weighted_f1`), averaged within each AtariARI
   category and then across the categories (`category_f1`: AtariARI's "across_categories_avg").
 
@@ -40,9 +40,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rmr_dist.evaluation import atariari_labels
-from rmr_dist.evaluation import metrics
-from rmr_dist.networks.abstract import NUM_BITS, NUM_SLOTS, bits_to_bytes, bytes_to_bits
+from rmr_dist.evaluation import atari_ram_labels
+from rmr_dist.evaluation import atari_metrics
+from rmr_dist.networks.atari_abstract import NUM_BITS, NUM_SLOTS, bits_to_bytes, bytes_to_bits
 
 NUM_BYTE_CLASSES = 256  # values a RAM byte can take
 _MIN_STD = 1e-6  # features with a smaller train std are left unscaled
@@ -86,7 +86,7 @@ class ByteProbes:
     params: linear softmax classifiers, K = len(variables) * 256 logits.
     variables: names of the probed variables (those that passed the entropy filter).
     ram_indices: RAM index of each variable.
-    categories: AtariARI category of each variable (`atariari_labels.ATARIARI_CATEGORIES`).
+    categories: AtariARI category of each variable (`atari_ram_labels.ATARIARI_CATEGORIES`).
   """
   params: ProbeParams
   variables: tuple[str, ...]
@@ -466,11 +466,11 @@ def evaluate_bit_probes(params: ProbeParams, val_emb: np.ndarray,
     byte right) and ``num_slots`` (how many slots passed the 0.6-nat filter).
   """
   val_ram = np.asarray(val_ram)
-  mask = metrics.high_entropy_slots(val_ram)  # [128] bool
+  mask = atari_metrics.high_entropy_slots(val_ram)  # [128] bool
   pred_bits = predict_bits(params, val_emb)  # [N, 128, 8]
   return {
-      'bit_f1': metrics.bit_f1(pred_bits, bytes_to_bits(val_ram), mask),
-      'slot_accuracy': metrics.slot_accuracy(bits_to_bytes(pred_bits), val_ram, mask),
+      'bit_f1': atari_metrics.bit_f1(pred_bits, bytes_to_bits(val_ram), mask),
+      'slot_accuracy': atari_metrics.slot_accuracy(bits_to_bytes(pred_bits), val_ram, mask),
       'num_slots': float(mask.sum()),
   }
 
@@ -479,8 +479,8 @@ def bit_f1_on_slots(params: ProbeParams, emb: np.ndarray, ram: np.ndarray,
                     slots: np.ndarray) -> float:
   """Micro bit F1 of bit probes on (emb [N, D], ram [N, 128]) over the given [128] bool slots
   (e.g. a probe's own training frames, scored on the validation RAM's slots)."""
-  return float(metrics.bit_f1(predict_bits(params, emb), bytes_to_bits(np.asarray(ram)),
-                              np.asarray(slots, bool)))
+  return float(atari_metrics.bit_f1(predict_bits(params, emb), bytes_to_bits(np.asarray(ram)),
+                                    np.asarray(slots, bool)))
 
 
 def weighted_f1(pred: np.ndarray, true: np.ndarray) -> float:
@@ -521,13 +521,13 @@ def byte_variables(train_ram: np.ndarray, game: str
   Returns:
     (names, RAM indices [V] int), or None when the game has no labels or none passes.
   """
-  labels = atariari_labels.ATARIARI_LABELS.get(game)
+  labels = atari_ram_labels.ATARIARI_LABELS.get(game)
   if not labels:
     return None
   train_ram = np.asarray(train_ram)
   names = tuple(labels)
   indices = np.array([labels[k] for k in names])  # [V]
-  keep = metrics.slot_entropy(train_ram[:, indices]) >= metrics.ENTROPY_THRESHOLD  # [V]
+  keep = atari_metrics.slot_entropy(train_ram[:, indices]) >= atari_metrics.ENTROPY_THRESHOLD  # [V]
   if not keep.any():
     return None
   return tuple(n for n, k in zip(names, keep) if k), indices[keep]
@@ -562,7 +562,7 @@ def train_byte_probes(train_emb: np.ndarray, train_ram: np.ndarray, game: str, *
                             steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                             weight_decay=weight_decay, seed=seed, early_stopping=early_stopping,
                             max_components=max_components, groups=groups)
-  categories = atariari_labels.ATARIARI_CATEGORIES[game]
+  categories = atari_ram_labels.ATARIARI_CATEGORIES[game]
   return ByteProbes(params=params, variables=names, ram_indices=tuple(int(i) for i in indices),
                     categories=tuple(categories[n] for n in names))
 
@@ -585,10 +585,10 @@ def category_f1(f1: dict[str, float], categories: dict[str, str]
 
   Returns:
     ({category: mean score of its variables}, for the categories that have variables, in
-    `atariari_labels.CATEGORIES` order; the unweighted mean of those category means).
+    `atari_ram_labels.CATEGORIES` order; the unweighted mean of those category means).
   """
   by_category = {c: [x for n, x in f1.items() if categories[n] == c]
-                 for c in atariari_labels.CATEGORIES}
+                 for c in atari_ram_labels.CATEGORIES}
   means = {c: float(np.mean(xs)) for c, xs in by_category.items() if xs}
   return means, float(np.mean(list(means.values()))) if means else float('nan')
 
@@ -644,10 +644,10 @@ def majority_bit_f1(train_ram: np.ndarray, val_ram: np.ndarray) -> dict[str, flo
   val_ram = np.asarray(val_ram)
   majority = (bytes_to_bits(np.asarray(train_ram)).mean(axis=0) > 0.5).astype(np.uint8)
   pred_bits = np.broadcast_to(majority, (len(val_ram),) + majority.shape)  # [M, 128, 8]
-  mask = metrics.high_entropy_slots(val_ram)  # [128] bool
+  mask = atari_metrics.high_entropy_slots(val_ram)  # [128] bool
   return {
-      'bit_f1': metrics.bit_f1(pred_bits, bytes_to_bits(val_ram), mask),
-      'slot_accuracy': metrics.slot_accuracy(bits_to_bytes(pred_bits), val_ram, mask),
+      'bit_f1': atari_metrics.bit_f1(pred_bits, bytes_to_bits(val_ram), mask),
+      'slot_accuracy': atari_metrics.slot_accuracy(bits_to_bytes(pred_bits), val_ram, mask),
       'num_slots': float(mask.sum()),
   }
 
@@ -677,4 +677,4 @@ def majority_byte_f1(train_ram: np.ndarray, val_ram: np.ndarray, game: str
   for v, name in enumerate(names):
     majority = np.bincount(train[:, v], minlength=NUM_BYTE_CLASSES).argmax()
     f1[name] = weighted_f1(np.full(len(true), majority), true[:, v])
-  return _byte_summary(f1, atariari_labels.ATARIARI_CATEGORIES[game])
+  return _byte_summary(f1, atari_ram_labels.ATARIARI_CATEGORIES[game])

@@ -4,8 +4,8 @@ Data: ``ATARIARI_LABELS[game][variable] = RAM index`` for the games AtariARI ann
 by ale-py ROM id, and ``ATARIARI_CATEGORIES[game][variable]``, the variable's category of
 AtariARI's summary (Anand et al., 2019, Section 5: agent localisation, small-object
 localisation, other localisation, score/clock/lives/display, miscellaneous). The byte probes of
-``rmr_dist.evaluation.probes`` read both: their F1 is averaged within each category, then across
-the categories (AtariARI's "across_categories_avg").
+``rmr_dist.evaluation.atari_probes`` read both: their F1 is averaged within each category, then
+across the categories (AtariARI's "across_categories_avg").
 
 The categories follow from the variable names by `CATEGORY_RULES` (data, first match wins),
 which restate AtariARI's own name rules with one difference: there a name can fall in two

@@ -53,10 +53,10 @@ PAIRED_COMPARISONS = (('mpnn', 'deepsets'), ('mpnn', 'mlp'), ('deepsets', 'mlp')
 def paired_comparisons(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   """Per game, each PAIRED_COMPARISONS pair compared on the same validation episodes.
 
-  Every model is scored on the same episodes (`abstract_eval.evaluate`'s episode_slot_acc), so
-  the per-episode slot accuracies pair up: a two-sided paired t-test over episodes
-  (`statistics.paired_ttest`) of ``a - b``. Rows lacking episode_slot_acc (results written
-  before it existed) are skipped.
+  Every model is scored on the same episodes (`atari_abstract_eval.evaluate`'s
+  episode_slot_acc), so the per-episode slot accuracies pair up: a two-sided paired t-test over
+  episodes (`statistics.paired_ttest`) of ``a - b``. Rows lacking episode_slot_acc (results
+  written before it existed) are skipped.
 
   Returns:
     [{game, a, b, mean_diff, t, p_value, n_episodes, a_better_episodes}] in (game, pair) order.

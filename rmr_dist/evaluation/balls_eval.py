@@ -29,10 +29,10 @@ import numpy as np
 from rmr_dist.envs import balls as balls_env
 from rmr_dist.evaluation import segmentation
 from rmr_dist.learning import balls_abstract
-from rmr_dist.replay import balls_data
+from rmr_dist.envs import balls_trajectories
 
 
-def evaluate_abstract(model: nn.Module, params: Any, data: balls_data.TrajectorySet,
+def evaluate_abstract(model: nn.Module, params: Any, data: balls_trajectories.TrajectorySet,
                       history: int, rollout_steps: int, batch_size: int) -> dict[str, Any]:
   """Exact validation errors over all windows and all rollout starts.
 
@@ -92,7 +92,7 @@ def evaluate_abstract(model: nn.Module, params: Any, data: balls_data.Trajectory
 
 
 def evaluate_natural(predict_fn: Callable[[Any, np.ndarray], dict], params: Any,
-                     data: balls_data.TrajectorySet, history: int, indices: np.ndarray,
+                     data: balls_trajectories.TrajectorySet, history: int, indices: np.ndarray,
                      batch_size: int, image_size: int | None = None,
                      input_key: str = 'frames') -> dict[str, float]:
   """One natural model's next-frame predictions on the windows ``indices``.
@@ -159,7 +159,7 @@ def nearest_slot_sq_error(slot_positions: np.ndarray, attention: np.ndarray,
   return d2.min(-1).reshape(-1)
 
 
-def rendered_prediction_mse(model: nn.Module, params: Any, data: balls_data.TrajectorySet,
+def rendered_prediction_mse(model: nn.Module, params: Any, data: balls_trajectories.TrajectorySet,
                             history: int, indices: np.ndarray, batch_size: int,
                             image_size: int) -> dict[str, float]:
   """Next-frame MSE of frames drawn by the exact renderer at predicted positions.
@@ -200,7 +200,7 @@ def rendered_prediction_mse(model: nn.Module, params: Any, data: balls_data.Traj
   return {name: total / count for name, total in sums.items()}
 
 
-def copy_last_frame_mse(data: balls_data.TrajectorySet, history: int,
+def copy_last_frame_mse(data: balls_trajectories.TrajectorySet, history: int,
                         indices: np.ndarray) -> float:
   """Per-pixel MSE of predicting the newest input frame as the next (a no-learning baseline)."""
   w = data.windows(indices, history)
@@ -230,7 +230,7 @@ def outside_span_fraction(latents: np.ndarray, kernel: np.ndarray, bias: np.ndar
 
 
 def latent_span(predict_fn: Callable[[Any, np.ndarray], dict], params: Any,
-                data: balls_data.TrajectorySet, history: int, indices: np.ndarray,
+                data: balls_trajectories.TrajectorySet, history: int, indices: np.ndarray,
                 batch_size: int, kernel: np.ndarray, bias: np.ndarray) -> dict[str, float]:
   """Mean :func:`outside_span_fraction` of one natural model's P inputs, ball slots and
   background slot apart (per window, the background slot is the one whose mask covers the

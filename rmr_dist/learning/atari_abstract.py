@@ -1,6 +1,6 @@
 """Abstract (RAM) learner: a pure pmapped train step and a plain-Python training loop.
 
-The model is ``g(P(f(x), a))`` on RAM bits (``rmr_dist.networks.abstract``), trained with
+The model is ``g(P(f(x), a))`` on RAM bits (``rmr_dist.networks.atari_abstract``), trained with
 Adam on the teacher-forced BCE of ``rmr_dist.losses.abstract_loss`` (paper section 4,
 Appendix B). Batches come from any iterator of numpy dicts::
 
@@ -37,7 +37,7 @@ from rmr_dist import checkpointing
 from rmr_dist import losses
 from rmr_dist.learning import optimizers
 from rmr_dist.learning.loop import Batch, Metrics, PmapLearner
-from rmr_dist.networks import abstract as abstract_net
+from rmr_dist.networks import atari_abstract as abstract_net
 from rmr_dist.networks import processors
 
 def make_model(spec: processors.ModelSpec) -> abstract_net.AbstractModel:

@@ -1,8 +1,8 @@
-"""The agent stage's learner: the pmapped double-DQN update (`dqn.py`) fed from an iterator.
+"""The agent stage's learner: the pmapped double-DQN update (`atari_dqn.py`) fed from an iterator.
 
 A plain class (no Ray): `step()` takes one batch and applies one update; `params()` is the
 online network as numpy (what actors pull and checkpoints store). The iterator comes from
-`rmr_dist.replay.agent_table.make_batch_iterator`, whose rate limiter paces the learner; when
+`rmr_dist.replay.atari_agent_table.make_batch_iterator`, whose rate limiter paces the learner; when
 it ends (a sample blocked past its timeout) `step()` returns None and the caller decides
 whether to wait for more data (`reset_iterator`) or stop.
 """
@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from rmr_dist import config as config_lib
-from rmr_dist.learning import dqn
+from rmr_dist.learning import atari_dqn
 from rmr_dist.learning import optimizers
 
 
@@ -38,28 +38,29 @@ class AgentLearner:
 
   Args:
     agent: the agent stage's settings.
-    make_iterator: `() -> iterator of numpy batches` ([B, ...] dicts, `dqn.Batch`).
+    make_iterator: `() -> iterator of numpy batches` ([B, ...] dicts, `atari_dqn.Batch`).
     seed: parameter initialisation seed.
     actions: the agent's action indices (`rmr_dist.envs.atari.agent_actions`); None: all 18.
   """
 
   def __init__(self, agent: config_lib.AgentConfig,
-               make_iterator: Callable[[], Iterator[dqn.Batch]], seed: int,
+               make_iterator: Callable[[], Iterator[atari_dqn.Batch]], seed: int,
                actions: Sequence[int] | None = None):
     self._devices = jax.local_devices()
     if agent.batch_size % len(self._devices):
       raise config_lib.ConfigError(
           f'agent.batch_size={agent.batch_size} must be a multiple of the {len(self._devices)} '
           'local devices the learner maps over.')
-    net = dqn.make_network(agent.hidden_sizes, agent.ram_encoding)
+    net = atari_dqn.make_network(agent.hidden_sizes, agent.ram_encoding)
     optimizer = optimizers.make_adam(optimizers.make_schedule(agent.learning_rate),
                                      agent.clip_norm)
-    state = dqn.init_state(agent.hidden_sizes, optimizer, jax.random.PRNGKey(seed),
-                           agent.ram_encoding)
+    state = atari_dqn.init_state(agent.hidden_sizes, optimizer, jax.random.PRNGKey(seed),
+                                 agent.ram_encoding)
     self._state = jax.device_put_replicated(state, self._devices)
-    self._update = dqn.make_pmapped_update(net, optimizer, agent.target_update_period, actions)
+    self._update = atari_dqn.make_pmapped_update(net, optimizer, agent.target_update_period,
+                                                 actions)
     self._make_iterator = make_iterator
-    self._iterator: Iterator[dqn.Batch] | None = None
+    self._iterator: Iterator[atari_dqn.Batch] | None = None
     self.steps = 0
 
   def reset_iterator(self) -> None:
@@ -75,7 +76,7 @@ class AgentLearner:
     except StopIteration:
       self._iterator = None
       return None
-    self._state, metrics = self._update(self._state, dqn.shard(batch, len(self._devices)))
+    self._state, metrics = self._update(self._state, atari_dqn.shard(batch, len(self._devices)))
     self.steps += 1
     return metrics
 

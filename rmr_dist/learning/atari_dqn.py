@@ -1,8 +1,8 @@
 """Double DQN with n-step returns on console RAM: the agent stage's pure, pmapped update.
 
-The Q-network is `rmr_dist.networks.policy.RamQNetwork` (RAM bits -> 18 action values), the
+The Q-network is `rmr_dist.networks.atari_policy.RamQNetwork` (RAM bits -> 18 action values), the
 network the `checkpoint` base policy of the heads acts with. Batches are n-step transitions
-written by `rmr_dist.acting.agent_actor` (numpy dicts):
+written by `rmr_dist.acting.atari_agent_actor` (numpy dicts):
 
     {'ram_t':    [B, 128] uint8,   RAM where the action was taken
      'action':   [B]      int32,   action index in [0, 18)
@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rmr_dist.networks import policy
+from rmr_dist.networks import atari_policy
 
 Batch = dict[str, Any]
 AXIS = 'devices'
@@ -50,31 +50,31 @@ class DQNState(NamedTuple):
   step: jax.Array  # [] int32, updates applied so far.
 
 
-def make_network(hidden_sizes: Sequence[int], encoding: str = 'bits') -> policy.RamQNetwork:
+def make_network(hidden_sizes: Sequence[int], encoding: str = 'bits') -> atari_policy.RamQNetwork:
   """The Q-network of the agent (and of the checkpoint heads)."""
-  return policy.RamQNetwork(tuple(hidden_sizes), policy.NUM_ACTIONS, encoding)
+  return atari_policy.RamQNetwork(tuple(hidden_sizes), atari_policy.NUM_ACTIONS, encoding)
 
 
 def init_state(hidden_sizes: Sequence[int], optimizer: optax.GradientTransformation,
                rng: jax.Array, encoding: str = 'bits') -> DQNState:
   """A DQNState at step 0 (target = online parameters)."""
-  params = policy.init_params(rng, hidden_sizes, policy.NUM_ACTIONS, encoding)
+  params = atari_policy.init_params(rng, hidden_sizes, atari_policy.NUM_ACTIONS, encoding)
   return DQNState(params=params, target_params=params, opt_state=optimizer.init(params),
                   step=jnp.zeros((), jnp.int32))
 
 
-def double_dqn_targets(net: policy.RamQNetwork, params: Any, target_params: Any,
+def double_dqn_targets(net: atari_policy.RamQNetwork, params: Any, target_params: Any,
                        batch: Batch, actions: Sequence[int] | None = None) -> jax.Array:
   """y = reward + discount * Q_target(s_n, argmax_a Q_online(s_n, a)): [B] float32, the
   argmax over `actions` (None: all)."""
   q_online_n = net.apply({'params': params}, batch['ram_tn'])  # [B, A]
   q_target_n = net.apply({'params': target_params}, batch['ram_tn'])  # [B, A]
-  best = policy.greedy_action(q_online_n, actions)  # [B]
+  best = atari_policy.greedy_action(q_online_n, actions)  # [B]
   bootstrap = jnp.take_along_axis(q_target_n, best[:, None], axis=-1)[:, 0]  # [B]
   return batch['reward'] + batch['discount'] * bootstrap
 
 
-def loss_fn(params: Any, target_params: Any, batch: Batch, *, net: policy.RamQNetwork,
+def loss_fn(params: Any, target_params: Any, batch: Batch, *, net: atari_policy.RamQNetwork,
             actions: Sequence[int] | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Huber loss of the double-DQN TD errors, and metrics; both batch means."""
   q = net.apply({'params': params}, batch['ram_t'])  # [B, A]
@@ -86,7 +86,7 @@ def loss_fn(params: Any, target_params: Any, batch: Batch, *, net: policy.RamQNe
   return loss, {'loss': loss, 'q_mean': jnp.mean(q_taken), 'td_abs': jnp.mean(jnp.abs(td))}
 
 
-def update(state: DQNState, batch: Batch, *, net: policy.RamQNetwork,
+def update(state: DQNState, batch: Batch, *, net: atari_policy.RamQNetwork,
            optimizer: optax.GradientTransformation, target_update_period: int,
            actions: Sequence[int] | None = None,
            axis_name: str | None = None) -> tuple[DQNState, dict[str, jax.Array]]:
@@ -118,7 +118,7 @@ def update(state: DQNState, batch: Batch, *, net: policy.RamQNetwork,
   return DQNState(params, target_params, opt_state, step), metrics
 
 
-def make_pmapped_update(net: policy.RamQNetwork, optimizer: optax.GradientTransformation,
+def make_pmapped_update(net: atari_policy.RamQNetwork, optimizer: optax.GradientTransformation,
                         target_update_period: int,
                         actions: Sequence[int] | None = None) -> Callable[..., Any]:
   """`update` pmapped over the local devices: (replicated state, [D, B/D, ...] batch)."""
@@ -145,7 +145,7 @@ def numpy_q_values(params: Any, ram: Any, encoding: str = 'bits') -> Any:
     [A] or [B, A] float32 action values, equal to `RamQNetwork.apply` up to float rounding.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
-  h = policy.encode_ram(ram, encoding, xp=np)  # [..., F]
+  h = atari_policy.encode_ram(ram, encoding, xp=np)  # [..., F]
   layers = sorted(params, key=lambda name: int(name.split('_')[-1]))
   for i, name in enumerate(layers):
     h = h @ np.asarray(params[name]['kernel']) + np.asarray(params[name]['bias'])

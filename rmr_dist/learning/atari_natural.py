@@ -1,6 +1,6 @@
 """Natural (pixel) learner: RMR and C-SWM x seeds, trained in lockstep on identical batches.
 
-Every model is ``g~(P(f~(x), a))`` (``rmr_dist.networks.natural``) trained with C-SWM's
+Every model is ``g~(P(f~(x), a))`` (``rmr_dist.networks.atari_natural``) trained with C-SWM's
 contrastive loss (``rmr_dist.losses.contrastive_loss``; paper section 4, natural pipeline) or,
 with ``loss='infonce'``, with InfoNCE over the batch's next frames (``losses.infonce_loss``),
 or with ``loss='slot_infonce'``, the same slot by slot (``losses.slot_infonce_loss``).
@@ -68,11 +68,11 @@ import optax
 
 from rmr_dist import checkpointing
 from rmr_dist import losses
-from rmr_dist.envs import palette
+from rmr_dist.envs import atari_palette
 from rmr_dist.learning import lockstep
 from rmr_dist.learning import optimizers
 from rmr_dist.learning.loop import Batch, Metrics
-from rmr_dist.networks import natural as natural_net
+from rmr_dist.networks import atari_natural as natural_net
 from rmr_dist.networks import processors
 
 
@@ -245,8 +245,8 @@ def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = N
     this shard's first row.
   """
   # Palette-index frames ([b, 210, 160]) become RGB here; RGB frames pass through.
-  frame_t = palette.to_rgb_jnp(batch['frame_t'])  # [b, H, W, 3]
-  frame_tp1 = palette.to_rgb_jnp(batch['frame_tp1'])  # [b, H, W, 3]
+  frame_t = atari_palette.to_rgb_jnp(batch['frame_t'])  # [b, H, W, 3]
+  frame_tp1 = atari_palette.to_rgb_jnp(batch['frame_tp1'])  # [b, H, W, 3]
   b = frame_t.shape[0]
 
   def gather(x):  # [b, ...] -> [B, ...], the global batch
@@ -432,7 +432,7 @@ class NaturalLearner(lockstep.LockstepLearner):
     trunk: f~'s trunk (``natural_net.TRUNKS``).
     readout: f~'s readout, 'latent' or 'bits' (``natural_net.AtariEncoder``).
     frame_stack: K, frames per encoder input (K > 1: the batches' frames are [B, K, H, W, 3]
-      stacks of the K most recent frames, ``rmr_dist.replay.store_batches``).
+      stacks of the K most recent frames, ``rmr_dist.replay.atari_store_batches``).
 
   Raises:
     checkpointing.CheckpointError: the export is missing, invalid, or of another latent size

@@ -2,7 +2,7 @@
 
 ``g~(P(f~(x)))`` on frames (``networks.balls.BallsNaturalModel``), per-pixel MSE on the next
 frame (``losses.frame_mse``). Batches ``{'frames': [B, T_hist, H, W, 3], 'target_frame':
-[B, H, W, 3]}`` uint8. As in the Atari natural learner (``learning.natural``; both build on
+[B, H, W, 3]}`` uint8. As in the Atari natural learner (``learning.atari_natural``; both build on
 ``learning.lockstep``), the V variants x S seeds are M models stacked on a leading axis and
 trained by ONE vmapped step on ONE batch:
 

@@ -1,6 +1,6 @@
 """Lockstep training: V variants x S seeds of one model, stacked and trained on identical batches.
 
-Domain-free machinery shared by the Atari natural learner (``learning.natural``) and the
+Domain-free machinery shared by the Atari natural learner (``learning.atari_natural``) and the
 bouncing-balls natural learner and oracle (``learning.balls_natural``); each of those defines its
 model, its per-model loss and its variants, and uses this module for the rest.
 
@@ -139,7 +139,7 @@ def stack_models(per_seed: Sequence[Any], variants: Sequence[str], processor_par
     variants: the variants, in model-axis order.
     processor_params: the exported processor.
     export_fn: ``params -> params`` of an export variant's model, e.g. plugging in the
-      exported abstract encoder (``learning.natural.stack_models``); may raise ValueError.
+      exported abstract encoder (``learning.atari_natural.stack_models``); may raise ValueError.
 
   Returns:
     The stacked tree, leaves [V * S, ...] numpy.

@@ -29,7 +29,8 @@ Every pixel is seen. A VALID convolution of kernel k and stride s leaves the las
 76-83 and columns 60-63; at 210 x 160, rows 204-209 and columns 156-159). The encoder pads
 each side with zeros at its end to :func:`covered_size`, the smallest size at least as large
 that every layer tiles exactly, so every input pixel reaches some output
-(``tests/networks/test_natural.py`` checks it with ``jax.grad`` for every config's frame size).
+(``tests/networks/test_atari_natural.py`` checks it with ``jax.grad`` for every config's frame
+size).
 A side below :func:`min_side` is refused (:func:`trunk_output_shape`).
 
 Readouts. After the trunk a 1x1 convolution computes ``128 * m`` maps, ``m`` per slot (kernel
@@ -59,7 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rmr_dist.networks import abstract as abstract_net
+from rmr_dist.networks import atari_abstract as abstract_net
 
 NUM_SLOTS = 128  # one slot per Atari RAM byte, as in the abstract model
 LATENT_SIZE = 64  # features per slot (paper: 64)
@@ -297,7 +298,7 @@ def make_encode_fn(maps_per_slot: int, latent_size: int = LATENT_SIZE,
                    ) -> Callable[[Any, jax.Array], jax.Array]:
   """f~ alone as ``encode_fn(encoder_params, frames [B, (K,) H, W, 3]) -> [B, 128, latent]``.
 
-  For the probes (``rmr_dist.evaluation.probes.EncodeFn``): pass the ``params['encoder']``
+  For the probes (``rmr_dist.evaluation.atari_probes.EncodeFn``): pass the ``params['encoder']``
   subtree of one trained model (e.g. ``NaturalLearner.encoder_params(variant, seed)``).
   """
   encoder = AtariEncoder(maps_per_slot, NUM_SLOTS, latent_size, map_activation, slot_embedding,

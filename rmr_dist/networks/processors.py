@@ -30,7 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rmr_dist.networks import abstract as abstract_net
+from rmr_dist.networks import atari_abstract as abstract_net
 
 AGGREGATIONS = ('sum', 'mean', 'max')
 ADJACENCIES = ('full', 'identity')

@@ -1,1 +1,2 @@
-"""Replay: Reverb tables and writers, the train/validation split and the on-disk episode store."""
+"""Replay (Atari): Reverb tables and writers, the train/validation split and the on-disk episode
+store."""

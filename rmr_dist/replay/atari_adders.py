@@ -2,7 +2,7 @@
 
 One trajectory writer per collector, fed one step at a time: step t holds (ram_t, frame_t,
 action_t). Each window of n <= `transitions_per_item` consecutive transitions t..t+n-1 becomes one
-item per table referencing steps t..t+n (`rmr_dist.replay.tables` gives the columns), with
+item per table referencing steps t..t+n (`rmr_dist.replay.atari_tables` gives the columns), with
 priority n:
   abstract_<game>: (action_t..t+n-1, ram_t..t+n)
   natural_<game>:  (action_t..t+n-1, frame_t..t+n, ram_t..t+n)
@@ -45,7 +45,7 @@ import reverb
 from reverb import pybind
 
 from rmr_dist.envs import atari
-from rmr_dist.replay import tables
+from rmr_dist.replay import atari_tables
 
 # Column order of a step: ram [128] uint8, frame [H, W, 3] uint8, action [18] uint8 one-hot.
 _RAM, _FRAME, _ACTION = 0, 1, 2
@@ -107,9 +107,10 @@ class TransitionAdder:
 
   def begin_episode(self, game: str, fractions: tuple[float, ...] = ()) -> None:
     """Starts an episode of `game`; its natural items also go to the tables of `fractions`."""
-    self._tables = (tables.table_name(tables.ABSTRACT, game),
-                    [tables.table_name(tables.NATURAL, game)] +
-                    [tables.table_name(tables.NATURAL, game, f) for f in fractions if f < 1.0])
+    self._tables = (atari_tables.table_name(atari_tables.ABSTRACT, game),
+                    [atari_tables.table_name(atari_tables.NATURAL, game)] +
+                    [atari_tables.table_name(atari_tables.NATURAL, game, f)
+                     for f in fractions if f < 1.0])
     self._steps = []
     self._episode_steps = 0
     self._pending = 0
@@ -133,7 +134,7 @@ class TransitionAdder:
       steps = self._steps[start:start + n + 1]
       actions = [s[_ACTION] for s in steps[:-1]]
       rams = [s[_RAM] for s in steps]
-      # Column lists in the tables' signature order (keys sorted): see tables.py.
+      # Column lists in the tables' signature order (keys sorted): see atari_tables.py.
       self._writer.CreateItem(abstract_table, float(n), [actions, rams], _UNSQUEEZED_2)
       natural_columns = [actions, [s[_FRAME] for s in steps], rams]
       for natural_table in natural_tables:

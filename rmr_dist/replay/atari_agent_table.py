@@ -1,6 +1,6 @@
 """The agent stage's Reverb table of n-step transitions, its adder and its batch iterator.
 
-Item (one per n-step transition, `rmr_dist.learning.dqn` documents the fields):
+Item (one per n-step transition, `rmr_dist.learning.atari_dqn` documents the fields):
   agent_<game>: ram_t [128] uint8, action [] int32, reward [] float32, discount [] float32,
                 ram_tn [128] uint8
 
@@ -8,7 +8,7 @@ Table choices, and why:
   * Sampler `Uniform`, remover `Fifo`, `max_size` a sliding window of recent transitions:
     DQN's experience replay (Mnih et al., 2015).
   * Rate limiter `SampleToInsertRatio(samples_per_insert, min_size, error_buffer)`. Unlike the
-    RMR tables (a one-off dataset, `rmr_dist.replay.tables`), this table is a stream that the
+    RMR tables (a one-off dataset, `rmr_dist.replay.atari_tables`), this table is a stream that the
     learner and the collectors share, and the ratio fixes how often each transition is replayed
     however fast either side runs: the learner's sample blocks when it runs ahead of
     collection, a collector's insert blocks when it runs ahead of learning. The default ratio 8

@@ -14,7 +14,7 @@ Layout under `root`:
   index.json   all entries, rebuilt by `write_index` (a convenience; the per-episode JSON files are
                authoritative).
 
-Reads rebuild RGB from `screens` (`rmr_dist.envs.palette`, exact) unless asked for the stored
+Reads rebuild RGB from `screens` (`rmr_dist.envs.atari_palette`, exact) unless asked for the stored
 form (`read_arrays(..., rgb=False)`, the learner's batches), so `Episode.frames` and the array
 `frames` mean RGB to every reader, whichever form the store holds.
 
@@ -34,7 +34,7 @@ import numpy as np
 
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
-from rmr_dist.envs import palette
+from rmr_dist.envs import atari_palette
 
 _NATIVE = (210, 160)  # ALE's screen: the only size stored as palette indices.
 
@@ -97,7 +97,7 @@ class EpisodeStore:
     """Atomically writes an episode and its index entry; returns the entry."""
     stem = self._stem(game, split, head, episode_index)
     storage.makedirs(storage.dirname(stem))
-    frames_key = 'screens' if palette.is_palette(episode.frames) else 'frames'
+    frames_key = 'screens' if atari_palette.is_palette(episode.frames) else 'frames'
     workdir_lib.atomic_write_npz(stem + '.npz', compress_level=COMPRESS_LEVEL, ram=episode.ram,
                                  action=episode.action.astype(np.int32),
                                  reward=episode.reward.astype(np.float32),
@@ -133,7 +133,7 @@ class EpisodeStore:
       out = {name: data['screens' if name == 'frames' and 'screens' in data.files else name]
              for name in names}
     if rgb and 'frames' in out:
-      out['frames'] = palette.to_rgb(out['frames'])
+      out['frames'] = atari_palette.to_rgb(out['frames'])
     return out
 
   def write_index(self) -> str:

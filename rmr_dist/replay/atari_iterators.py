@@ -4,7 +4,7 @@
 `TrajectoryDataset` (its batched, parallel tf.data path), takes one transition of each, uniformly,
 and yields dicts of numpy arrays `[B, ...]`.
 `make_learner_source` picks that or the same items from the episode store
-(`store_batches`, no Reverb import) by `replay.learner_source`. `Prefetcher`
+(`atari_store_batches`, no Reverb import) by `replay.learner_source`. `Prefetcher`
 runs any such iterator in a background thread, applies a transform there (e.g. sharding over
 devices and `jax.device_put`), and keeps `size` ready batches queued; an exception in the thread
 is re-raised to the consumer.
@@ -18,16 +18,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rmr_dist import config as config_lib
-from rmr_dist.replay import store_batches
-from rmr_dist.replay import table_names
+from rmr_dist.replay import atari_store_batches
+from rmr_dist.replay import atari_table_names
 
 
 def make_table_iterator(address: str, table: str, batch_size: int) -> Iterator[dict[str, Any]]:
   """Uniform i.i.d. batches of transitions from `table` at `address`: dicts of [B, ...] numpy.
 
-  The table samples items in proportion to their transitions (`rmr_dist.replay.tables`), and one
-  transition of each sampled item is picked uniformly, so every stored transition is equally
-  likely; the batch has `tables.transition`'s keys.
+  The table samples items in proportion to their transitions (`rmr_dist.replay.atari_tables`), and
+  one transition of each sampled item is picked uniformly, so every stored transition is equally
+  likely; the batch has `atari_tables.transition`'s keys.
 
   Args:
     address: 'host:port' of the Reverb server.
@@ -36,12 +36,12 @@ def make_table_iterator(address: str, table: str, batch_size: int) -> Iterator[d
   """
   import reverb  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from rmr_dist.replay import tables  # pylint: disable=g-import-not-at-top
+  from rmr_dist.replay import atari_tables  # pylint: disable=g-import-not-at-top
 
   def pick(sample):
     window = sample.data
     n = tf.shape(window['action'])[0]
-    return tables.transition(window, tf.random.uniform([], 0, n, dtype=tf.int32))
+    return atari_tables.transition(window, tf.random.uniform([], 0, n, dtype=tf.int32))
 
   dataset = reverb.TrajectoryDataset.from_table_signature(
       server_address=address, table=table, max_in_flight_samples_per_worker=2 * batch_size)
@@ -69,18 +69,18 @@ def make_learner_source(config: config_lib.AtariConfig, episodes_dir: str, repla
     one_episode: each batch from one training episode (store only; natural.negatives).
     window: with one_episode, from this many consecutive transitions of it (0 = all).
     frame_stack: K > 1 stacks each natural frame with its K - 1 predecessors (store only;
-      natural.frame_stack; `store_batches`).
+      natural.frame_stack; `atari_store_batches`).
 
   Returns:
     An iterator of dicts of [batch_size, ...] numpy arrays, the same keys, shapes and dtypes
-    from either source (`rmr_dist.replay.tables` lists them).
+    from either source (`rmr_dist.replay.atari_tables` lists them).
   """
   if config.replay.learner_source == 'store':
-    return store_batches.make_store_iterator(episodes_dir, kind, game, batch_size,
-                                             fraction=fraction, seed=config.seed,
-                                             process_index=process_index,
-                                             one_episode=one_episode, window=window,
-                                             frame_stack=frame_stack)
+    return atari_store_batches.make_store_iterator(episodes_dir, kind, game, batch_size,
+                                                   fraction=fraction, seed=config.seed,
+                                                   process_index=process_index,
+                                                   one_episode=one_episode, window=window,
+                                                   frame_stack=frame_stack)
   if frame_stack > 1:
     raise config_lib.ConfigError(f'natural.frame_stack={frame_stack} stacks frames from the '
                                  "episode store: set replay.learner_source='store' (or "
@@ -88,7 +88,7 @@ def make_learner_source(config: config_lib.AtariConfig, episodes_dir: str, repla
   if one_episode:
     raise config_lib.ConfigError('One-episode batches are drawn from the episode store: set '
                                  "replay.learner_source='store'.")
-  return make_table_iterator(replay_address, table_names.table_name(kind, game, fraction),
+  return make_table_iterator(replay_address, atari_table_names.table_name(kind, game, fraction),
                              batch_size)
 
 

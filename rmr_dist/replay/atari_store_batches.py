@@ -34,9 +34,9 @@ import numpy as np
 
 from rmr_dist import config as config_lib
 from rmr_dist.envs import atari
-from rmr_dist.replay import episode_store
+from rmr_dist.replay import atari_episode_store
 from rmr_dist.replay import splits
-from rmr_dist.replay import table_names
+from rmr_dist.replay import atari_table_names
 
 _ONE_HOT = np.eye(atari.NUM_ACTIONS, dtype=np.uint8)  # Row a is the one-hot of action a.
 
@@ -59,10 +59,10 @@ class StoreTransitions:
 
   def __init__(self, root: str, kind: str, game: str, fraction: float = 1.0, seed: int = 0,
                frame_stack: int = 1):
-    table = table_names.table_name(kind, game, fraction)  # Validates kind and fraction.
+    table = atari_table_names.table_name(kind, game, fraction)  # Validates kind and fraction.
     if frame_stack < 1:
       raise ValueError(f'frame_stack={frame_stack} must be >= 1')
-    store = episode_store.EpisodeStore(root)
+    store = atari_episode_store.EpisodeStore(root)
     train = store.entries(game, splits.TRAIN)
     entries = [e for e in train
                if splits.in_fraction(seed, game, e['head'], e['episode'], fraction)]
@@ -76,7 +76,7 @@ class StoreTransitions:
                                    f'{fraction} ({table}); raise natural.data_fractions.')
     self.kind, self.table, self.frame_stack = kind, table, frame_stack
     rams, actions, frames, starts, firsts, offset = [], [], [], [], [], 0
-    names = ('ram', 'action') + (('frames',) if kind == table_names.NATURAL else ())
+    names = ('ram', 'action') + (('frames',) if kind == atari_table_names.NATURAL else ())
     for e in entries:
       ep = store.read_arrays(game, splits.TRAIN, e['head'], e['episode'], names, rgb=False)
       length = len(ep['action'])  # T
@@ -102,7 +102,7 @@ class StoreTransitions:
     """The items of transitions `index` [B] (positions in 0..len-1), as Reverb yields them."""
     t = self.starts[index]  # [B]
     out = {'ram_t': self.ram[t], 'action': _ONE_HOT[self.action[t]]}
-    if self.kind == table_names.ABSTRACT:
+    if self.kind == atari_table_names.ABSTRACT:
       out['ram_tp1'] = self.ram[t + 1]
     else:
       out['frame_t'], out['frame_tp1'] = self._frames(t), self._frames(t + 1)

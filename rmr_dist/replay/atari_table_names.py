@@ -2,7 +2,7 @@
 
 The learner stages name the tables they read (or, with `replay.learner_source='store'`, the same
 items in the episode store) through this module, so they run where Reverb is not installed.
-`rmr_dist.replay.tables` builds the tables themselves.
+`rmr_dist.replay.atari_tables` builds the tables themselves.
 """
 
 from __future__ import annotations
@@ -47,5 +47,5 @@ def server_games(games: Sequence[str], num_servers: int) -> list[tuple[str, ...]
 
 def num_items(transitions: int, transitions_per_item: int) -> int:
   """Items an episode of `transitions` transitions writes to each of its tables (windows of
-  `transitions_per_item`, the last one possibly shorter: `rmr_dist.replay.adders`)."""
+  `transitions_per_item`, the last one possibly shorter: `rmr_dist.replay.atari_adders`)."""
   return -(-transitions // transitions_per_item)

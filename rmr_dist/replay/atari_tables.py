@@ -13,7 +13,7 @@ may be shorter):
                    ram [n+1, 128] uint8 (probe labels only)
 where row i of `action` was taken between rows i and i+1 of `ram` / `frame`, and a frame F is
 [210, 160] ALE palette indices at the native size (the learner rebuilds RGB with
-`rmr_dist.envs.palette`), or [H, W, 3] RGB for resized frames (`atari.stored_frame_shape`).
+`rmr_dist.envs.atari_palette`), or [H, W, 3] RGB for resized frames (`atari.stored_frame_shape`).
 An item's priority is its n, and the tables sample in proportion to priority, so picking one of
 a sampled item's n transitions uniformly (`transition`, what the learners' iterators do) draws
 every stored transition with the same probability, as one item per transition would. Windows
@@ -23,7 +23,7 @@ replay cost (`python -m rmr_dist.bench collect`, `scripts/replay_write_cost.py`)
 
 Both tables reference the same chunks, so each frame and RAM array is stored once on the server
 (compressed) however many items point at it. Table names and the game -> server assignment live in
-`rmr_dist.replay.table_names` (no Reverb import), re-exported here.
+`rmr_dist.replay.atari_table_names` (no Reverb import), re-exported here.
 
 Table choices, and why:
   * Sampler `Prioritized(priority_exponent=1)` with priority = transitions in the item: the
@@ -52,14 +52,14 @@ import tree
 import tensorflow as tf
 
 from rmr_dist.envs import atari
-from rmr_dist.replay import table_names
+from rmr_dist.replay import atari_table_names
 
 # Re-exported: callers that build or write the tables name them through this module.
-ABSTRACT = table_names.ABSTRACT
-NATURAL = table_names.NATURAL
-table_name = table_names.table_name
-server_games = table_names.server_games
-num_items = table_names.num_items
+ABSTRACT = atari_table_names.ABSTRACT
+NATURAL = atari_table_names.NATURAL
+table_name = atari_table_names.table_name
+server_games = atari_table_names.server_games
+num_items = atari_table_names.num_items
 
 def abstract_signature() -> dict[str, tf.TensorSpec]:
   """TensorSpecs of an abstract item (a window of n transitions; n varies, so None)."""
@@ -84,8 +84,8 @@ def natural_signature(frame_shape: Sequence[int],
 
 def transition(window: Mapping[str, Any], i) -> dict[str, Any]:
   """Transition `i` of an item (a window as the signatures above give it), in the learners'
-  format: the keys `store_batches` yields for the same table (abstract: ram_t, action, ram_tp1;
-  natural: frame_t, action, frame_tp1, ram_t). Works on numpy arrays and on tf tensors.
+  format: the keys `atari_store_batches` yields for the same table (abstract: ram_t, action,
+  ram_tp1; natural: frame_t, action, frame_tp1, ram_t). Works on numpy arrays and on tf tensors.
   """
   out = {'action': window['action'][i], 'ram_t': window['ram'][i]}
   if 'frame' in window:

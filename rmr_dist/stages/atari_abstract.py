@@ -23,12 +23,12 @@ from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
-from rmr_dist.evaluation import abstract_eval
-from rmr_dist.learning import abstract as abstract_learning
+from rmr_dist.evaluation import atari_abstract_eval
+from rmr_dist.learning import atari_abstract as abstract_learning
 from rmr_dist.networks import processors
-from rmr_dist.replay import episode_store
-from rmr_dist.replay import iterators
-from rmr_dist.replay import table_names
+from rmr_dist.replay import atari_episode_store
+from rmr_dist.replay import atari_iterators
+from rmr_dist.replay import atari_table_names
 
 LogFn = Callable[[dict[str, float], int], None]
 
@@ -42,13 +42,13 @@ def model_spec(config: config_lib.AbstractConfig, model: str) -> processors.Mode
 
 
 def make_iterator(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
-                  replay_address: str) -> iterators.Prefetcher:
+                  replay_address: str) -> atari_iterators.Prefetcher:
   """This process's share of every batch of the game's abstract table (from Reverb or the
   episode store, `replay.learner_source`), prefetched."""
-  source = iterators.make_learner_source(
-      config, workdir.episodes, replay_address, table_names.ABSTRACT, game,
+  source = atari_iterators.make_learner_source(
+      config, workdir.episodes, replay_address, atari_table_names.ABSTRACT, game,
       config.abstract.batch_size // jax.process_count(), process_index=jax.process_index())
-  return iterators.Prefetcher(source, size=config.abstract.prefetch)
+  return atari_iterators.Prefetcher(source, size=config.abstract.prefetch)
 
 
 def make_learner(config: config_lib.AtariConfig, model: str, iterator: Iterator[Any],
@@ -65,9 +65,10 @@ def make_learner(config: config_lib.AtariConfig, model: str, iterator: Iterator[
 def make_evaluator(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir,
                    game: str) -> Callable[[Any, Any], dict[str, Any]]:
   """`evaluate(net, params)`: exact Table 2 metrics over every validation transition."""
-  data = abstract_eval.load_transitions(episode_store.EpisodeStore(workdir.episodes), game)
-  return lambda net, params: abstract_eval.evaluate(net, params, data,
-                                                     config.abstract.eval_batch_size)
+  data = atari_abstract_eval.load_transitions(
+      atari_episode_store.EpisodeStore(workdir.episodes), game)
+  return lambda net, params: atari_abstract_eval.evaluate(net, params, data,
+                                                          config.abstract.eval_batch_size)
 
 
 def run(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str, model: str,

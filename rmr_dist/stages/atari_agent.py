@@ -1,8 +1,8 @@
 """The agent stage's outputs: where its checkpoints live, its return curve, and which checkpoint
 each policy head acts from.
 
-The stage itself (collector actors + learner, Ray) is `rmr_dist.distributed.agent`; this module
-holds what needs no Ray, so the collectors and the tests use it too. Per game it writes
+The stage itself (collector actors + learner, Ray) is `rmr_dist.distributed.atari_agent`; this
+module holds what needs no Ray, so the collectors and the tests use it too. Per game it writes
 
   agent/<game>/policy_<update>/   RamQNetwork policies (`checkpointing.save_policy`), from the
                                   untrained network (update 0) to the last update
@@ -32,9 +32,9 @@ import numpy as np
 from rmr_dist import config as config_lib
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
-from rmr_dist.acting import policies
+from rmr_dist.acting import atari_policies
 
-head_checkpoint_index = policies.head_checkpoint_index  # Re-exported (module docstring).
+head_checkpoint_index = atari_policies.head_checkpoint_index  # Re-exported (module docstring).
 
 _POLICY_DIR = re.compile(r'^policy_(\d+)$')
 RETURN_COLUMNS = ('env_steps', 'actor', 'return', 'length', 'epsilon', 'params_version',

@@ -1,10 +1,10 @@
 """The Atari collect stage: what it plays, what it counts and what it records.
 
-Collection is spread over collector actors (`rmr_dist.acting.collector.Collector` wrapped by
-`rmr_dist.distributed.actors`) writing into the Reverb server(s); `rmr_dist.distributed.program`
-starts them, feeds them the work units, requeues the units of a dead actor and checkpoints the
-servers. This module holds what needs no Ray: the work units, the heads' checkpoints, the
-progress counters and status line, and the summary. Outputs:
+Collection is spread over collector actors (`rmr_dist.acting.atari_collector.Collector` wrapped
+by `rmr_dist.distributed.atari_actors`) writing into the Reverb server(s);
+`rmr_dist.distributed.atari_program` starts them, feeds them the work units, requeues the units of
+a dead actor and checkpoints the servers. This module holds what needs no Ray: the work units,
+the heads' checkpoints, the progress counters and status line, and the summary. Outputs:
 
   collect/summary.json   per game: episodes, transitions and items by split, mean return,
                          agent steps and frames per second, replay items per table; per game
@@ -28,10 +28,10 @@ from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
-from rmr_dist.acting import collector as collector_lib
-from rmr_dist.replay import episode_store
+from rmr_dist.acting import atari_collector as collector_lib
+from rmr_dist.replay import atari_episode_store
 from rmr_dist.replay import splits
-from rmr_dist.replay import table_names
+from rmr_dist.replay import atari_table_names
 from rmr_dist.stages import atari_agent
 
 LogFn = Callable[[dict[str, float], int], None]
@@ -126,7 +126,7 @@ def game_summary(config: config_lib.AtariConfig, stats: Stats,
         'val_episodes': sum(s.split == splits.VAL for s in g),
         'train_transitions': sum(s.length for s in g if s.split == splits.TRAIN),
         # Items each table of the game holds for these (windows: replay.transitions_per_item).
-        'train_items': sum(table_names.num_items(s.length, config.replay.transitions_per_item)
+        'train_items': sum(atari_table_names.num_items(s.length, config.replay.transitions_per_item)
                            for s in g if s.split == splits.TRAIN),
         'val_transitions': sum(s.length for s in g if s.split == splits.VAL),
         'mean_return': sum(s.episode_return for s in g) / max(len(g), 1),
@@ -142,8 +142,8 @@ def head_summary(config: config_lib.AtariConfig, stats: Stats,
   """Per game and head: mean return over its episodes (train and validation), episodes,
   epsilon, and the checkpoint it acted from (checkpoint heads); also to `log_fn`
   (`collector/<game>/head_mean_return`, step = head)."""
-  from rmr_dist.acting import heads as heads_lib  # pylint: disable=g-import-not-at-top
-  from rmr_dist.acting import policies  # pylint: disable=g-import-not-at-top
+  from rmr_dist.acting import atari_heads as heads_lib  # pylint: disable=g-import-not-at-top
+  from rmr_dist.acting import atari_policies  # pylint: disable=g-import-not-at-top
   h = config.heads
   specs = heads_lib.specs_for(h, config.seed)
   out: dict[str, Any] = {'base_policy': h.base_policy}
@@ -156,7 +156,7 @@ def head_summary(config: config_lib.AtariConfig, stats: Stats,
              'mean_length': sum(s.length for s in g) / len(g) if g else None,
              'epsilon': specs[head].epsilon, 'persistence': specs[head].persistence}
       if checkpoints is not None:
-        row['checkpoint'] = policies.HeadCheckpointPolicies(
+        row['checkpoint'] = atari_policies.HeadCheckpointPolicies(
             checkpoints, h.num_heads).path_for(game, head)
       rows.append(row)
       if mean is not None:
@@ -192,7 +192,7 @@ def write_summary(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, 
     summary['replay_checkpoint'] = paths[0] if len(paths) == 1 else paths
     summary['replay_checkpoint_bytes_per_transition'] = (
         sum(storage.tree_bytes(p) for p in paths) / max(train, 1))
-  episode_store.EpisodeStore(workdir.episodes).write_index()
+  atari_episode_store.EpisodeStore(workdir.episodes).write_index()
   workdir_lib.atomic_write_json(workdir.collect_summary, summary)
   logger.text('collect/summary', '```\n' + json.dumps(summary, indent=1) + '\n```')
   logger.flush()

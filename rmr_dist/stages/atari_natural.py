@@ -25,9 +25,9 @@ from rmr_dist import logging as logging_lib
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.learning import lockstep
-from rmr_dist.learning import natural as natural_learning
-from rmr_dist.replay import iterators
-from rmr_dist.replay import table_names
+from rmr_dist.learning import atari_natural as natural_learning
+from rmr_dist.replay import atari_iterators
+from rmr_dist.replay import atari_table_names
 
 LogFn = Callable[[dict[str, float], int], None]
 
@@ -39,15 +39,15 @@ def processor_export(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDi
 
 
 def make_iterator(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
-                  fraction: float, replay_address: str) -> iterators.Prefetcher:
+                  fraction: float, replay_address: str) -> atari_iterators.Prefetcher:
   """This process's share of every batch of the fraction's natural table (without RAM), from
   Reverb or the episode store (`replay.learner_source`)."""
-  source = iterators.make_learner_source(
-      config, workdir.episodes, replay_address, table_names.NATURAL, game,
+  source = atari_iterators.make_learner_source(
+      config, workdir.episodes, replay_address, atari_table_names.NATURAL, game,
       config.natural.batch_size // jax.process_count(), fraction=fraction,
       process_index=jax.process_index(), one_episode=config.natural.negatives == 'episode',
       window=config.natural.episode_window, frame_stack=config.natural.frame_stack)
-  return iterators.Prefetcher(
+  return atari_iterators.Prefetcher(
       ({k: v for k, v in batch.items() if k != 'ram_t'} for batch in source),
       size=config.natural.prefetch)
 

@@ -15,7 +15,7 @@ Outputs under `WorkDir.stage_dir('probe')`:
                               predictors (per bit; per AtariARI variable), shared by fractions
   <game>/ceiling.json         the supervised ceiling (probe.ceiling_steps > 0): per seed, f~
                               trained end to end on the probe set's RAM labels from that seed's
-                              initialisation (`rmr_dist.evaluation.ceiling`), then scored by
+                              initialisation (`rmr_dist.evaluation.atari_ceiling`), then scored by
                               `score_encoder`; its training record under 'fit'
   <game>/f<pct>/probe.json    per variant and seed the `score_encoder` record; the controls and
                               the ceiling; the learning curve of encoder snapshots (byte F1 in
@@ -37,17 +37,17 @@ from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
-from rmr_dist.envs import palette
-from rmr_dist.evaluation import ceiling as ceiling_lib
-from rmr_dist.evaluation import latent_span
-from rmr_dist.evaluation import metrics
-from rmr_dist.evaluation import probes
-from rmr_dist.learning import natural as natural_learning
-from rmr_dist.networks import natural as natural_net
+from rmr_dist.envs import atari_palette
+from rmr_dist.evaluation import atari_ceiling as ceiling_lib
+from rmr_dist.evaluation import atari_latent_span
+from rmr_dist.evaluation import atari_metrics
+from rmr_dist.evaluation import atari_probes
+from rmr_dist.learning import atari_natural as natural_learning
+from rmr_dist.networks import atari_natural as natural_net
 from rmr_dist.networks import processors
-from rmr_dist.replay import episode_store
+from rmr_dist.replay import atari_episode_store
 from rmr_dist.replay import splits
-from rmr_dist.replay import store_batches
+from rmr_dist.replay import atari_store_batches
 from rmr_dist.stages import atari_natural
 
 LogFn = Callable[[dict[str, float], int], None]
@@ -95,7 +95,7 @@ def make_train_data(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir
     with np.load(io.BytesIO(storage.read_bytes(path))) as data:
       if 'episode' in data.files:
         return data['frames'], data['ram'], data['episode']
-  store = episode_store.EpisodeStore(workdir.episodes)
+  store = atari_episode_store.EpisodeStore(workdir.episodes)
   entries = store.entries(game, splits.TRAIN)
   if not entries:
     raise config_lib.ConfigError(
@@ -117,7 +117,7 @@ def make_train_data(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir
       t = draw[ep == e] - offsets[e]  # steps of episode e
       arrays = store.read_arrays(game, splits.TRAIN, entries[e]['head'], entries[e]['episode'],
                                  ('ram', 'frames'), rgb=False)
-      stacked = arrays['frames'][store_batches.stack_steps(t, 0, k)] if k > 1 else \
+      stacked = arrays['frames'][atari_store_batches.stack_steps(t, 0, k)] if k > 1 else \
           arrays['frames'][t]  # [b_e, (K,) H, W(, 3)]
       for i, g in enumerate(draw[ep == e]):
         frames[int(g)], ram[int(g)] = stacked[i], arrays['ram'][t[i]]
@@ -128,7 +128,7 @@ def make_train_data(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir
         chosen.append(int(g))
   chosen = np.sort(np.asarray(chosen, np.int64))  # [N]
   episode = (np.searchsorted(offsets, chosen, side='right') - 1).astype(np.int32)  # [N]
-  out_frames = palette.to_rgb(np.stack([frames[g] for g in chosen]))
+  out_frames = atari_palette.to_rgb(np.stack([frames[g] for g in chosen]))
   out_ram = np.stack([ram[g] for g in chosen])
   workdir_lib.atomic_write_npz(path, frames=out_frames, ram=out_ram, episode=episode)
   return out_frames, out_ram, episode
@@ -138,7 +138,7 @@ def make_eval_data(config: config_lib.AtariConfig,
                    workdir: workdir_lib.WorkDir, game: str) -> tuple[np.ndarray, np.ndarray]:
   """Every `stride`-th (frame, RAM) of the validation episodes, in (head, episode, t) order
   (frames [N, H, W, 3], or [N, K, H, W, 3] stacks with natural.frame_stack K > 1)."""
-  store = episode_store.EpisodeStore(workdir.episodes)
+  store = atari_episode_store.EpisodeStore(workdir.episodes)
   entries = store.entries(game, splits.VAL)
   total = sum(e['length'] + 1 for e in entries)
   cap = config.probe.max_eval_frames
@@ -148,13 +148,14 @@ def make_eval_data(config: config_lib.AtariConfig,
     ep = store.read(game, splits.VAL, e['head'], e['episode'])
     idx = np.arange((-offset) % stride, len(ep.ram), stride)
     k = config.natural.frame_stack
-    frames.append(ep.frames[store_batches.stack_steps(idx, 0, k)] if k > 1 else ep.frames[idx])
+    frames.append(ep.frames[atari_store_batches.stack_steps(idx, 0, k)] if k > 1
+                  else ep.frames[idx])
     ram.append(ep.ram[idx])
     offset += len(ep.ram)
   return np.concatenate(frames), np.concatenate(ram)
 
 
-def make_encode_fn(config: config_lib.AtariConfig) -> probes.EncodeFn:
+def make_encode_fn(config: config_lib.AtariConfig) -> atari_probes.EncodeFn:
   """f~ alone, as the natural stage builds it (`natural_net.make_encode_fn`)."""
   nc = config.natural
   return natural_net.make_encode_fn(nc.maps_per_slot, config.abstract.latent_size,
@@ -183,14 +184,14 @@ SCORE_KEYS = ('byte_f1', 'byte_mean_f1', 'byte_category_f1', 'byte_variable_f1',
               'probe_steps', 'best_step', 'stopped_early', 'num_slots', 'span_share')
 
 
-def score_encoder(config: config_lib.AtariConfig, encode_fn: probes.EncodeFn, params: Any,
+def score_encoder(config: config_lib.AtariConfig, encode_fn: atari_probes.EncodeFn, params: Any,
                   data: ProbeData, game: str, seed: int, abstract_encoder: Any = None
                   ) -> dict[str, Any]:
   """Fits and scores the linear RAM probes of one frozen encoder: THE code path of every
   encoder in Table 1 (trained variants, untrained initialisations, supervised ceiling).
 
   Both probes are fit on the probe training set, early-stopped on its held-out episodes
-  (`probes.split_indices` with ``data.train_episode``), and scored on the validation episodes.
+  (`atari_probes.split_indices` with ``data.train_episode``), and scored on the validation episodes.
 
   Args:
     config: program config (`probe` section).
@@ -212,25 +213,26 @@ def score_encoder(config: config_lib.AtariConfig, encode_fn: probes.EncodeFn, pa
     ``holdout_f1`` (the held-out episodes' frames) of the bit probes on the same slots, and
     their ``probe_steps``, ``best_step``, ``stopped_early`` and ``num_slots``; ``span_share``
     (None without ``abstract_encoder``): the share of f~'s validation latents outside the span
-    of the abstract f, where the pre-trained P was trained (`latent_span.outside_span_share`).
+    of the abstract f, where the pre-trained P was trained (`atari_latent_span.outside_span_share`).
   """
   pc = config.probe
-  train_emb = probes.frozen_embeddings(encode_fn, params, data.train_frames, pc.embed_batch_size)
-  val_emb = probes.frozen_embeddings(encode_fn, params, data.val_frames, pc.embed_batch_size)
+  train_emb = atari_probes.frozen_embeddings(encode_fn, params, data.train_frames,
+                                             pc.embed_batch_size)
+  val_emb = atari_probes.frozen_embeddings(encode_fn, params, data.val_frames, pc.embed_batch_size)
   train_ram, val_ram = data.train_ram, data.val_ram
-  mask = metrics.high_entropy_slots(val_ram)  # [128] bool, the scored slots
+  mask = atari_metrics.high_entropy_slots(val_ram)  # [128] bool, the scored slots
   kw = dict(steps=pc.steps, batch_size=pc.batch_size, learning_rate=pc.learning_rate,
             weight_decay=pc.weight_decay, seed=config.seed + seed,
-            early_stopping=probes.EarlyStopping(pc.val_fraction, pc.eval_every, pc.patience),
+            early_stopping=atari_probes.EarlyStopping(pc.val_fraction, pc.eval_every, pc.patience),
             max_components=pc.max_components, groups=data.train_episode)
-  bit_params, info = probes.fit_bit_probes(train_emb, train_ram, slots=mask, **kw)
-  bit = probes.evaluate_bit_probes(bit_params, val_emb, val_ram)
-  on = lambda idx: (probes.bit_f1_on_slots(bit_params, train_emb[idx], train_ram[idx], mask)
+  bit_params, info = atari_probes.fit_bit_probes(train_emb, train_ram, slots=mask, **kw)
+  bit = atari_probes.evaluate_bit_probes(bit_params, val_emb, val_ram)
+  on = lambda idx: (atari_probes.bit_f1_on_slots(bit_params, train_emb[idx], train_ram[idx], mask)
                     if len(idx) else None)
   byte = None
   if pc.byte_probes:
-    byte = probes.evaluate_byte_probes(
-        probes.train_byte_probes(train_emb, train_ram, game, **kw), val_emb, val_ram)
+    byte = atari_probes.evaluate_byte_probes(
+        atari_probes.train_byte_probes(train_emb, train_ram, game, **kw), val_emb, val_ram)
   return {'byte_f1': None if byte is None else byte['across_categories_f1'],
           'byte_mean_f1': None if byte is None else byte['mean_f1'],
           'byte_category_f1': None if byte is None else byte['category_f1'],
@@ -240,7 +242,7 @@ def score_encoder(config: config_lib.AtariConfig, encode_fn: probes.EncodeFn, pa
           'train_f1': on(info.fit_index), 'holdout_f1': on(info.val_index),
           'probe_steps': info.steps, 'best_step': info.best_step,
           'stopped_early': bool(info.stopped_early), 'num_slots': int(bit['num_slots']),
-          'span_share': None if abstract_encoder is None else latent_span.outside_span_share(
+          'span_share': None if abstract_encoder is None else atari_latent_span.outside_span_share(
               val_emb.reshape(len(val_emb), natural_net.NUM_SLOTS, -1), abstract_encoder)}
 
 
@@ -252,7 +254,7 @@ def abstract_encoder(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDi
 
 
 def ceiling_encoders(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: str,
-                     data: ProbeData, encode_fn: probes.EncodeFn
+                     data: ProbeData, encode_fn: atari_probes.EncodeFn
                      ) -> tuple[dict[int, Any], list[dict[str, Any]]]:
   """The supervised ceiling's encoders: per seed, f~ from that seed's untrained encoder
   (`untrained_encoders`) trained end to end on the probe training set's RAM labels
@@ -321,10 +323,10 @@ def _untrained(config, workdir, game, data, encode_fn):
     f = abstract_encoder(config, workdir, game)
     per_seed = [score_encoder(config, encode_fn, params, data, game, seed, f)
                 for seed, params in untrained_encoders(config, workdir, game).items()]
-    byte_majority = (probes.majority_byte_f1(data.train_ram, data.val_ram, game)
+    byte_majority = (atari_probes.majority_byte_f1(data.train_ram, data.val_ram, game)
                      if config.probe.byte_probes else None)
     return {'game': game, 'per_seed': per_seed,
-            'majority': probes.majority_bit_f1(data.train_ram, data.val_ram),
+            'majority': atari_probes.majority_bit_f1(data.train_ram, data.val_ram),
             'majority_byte': byte_majority,
             'seconds': round(time.perf_counter() - start, 2)}
 
@@ -398,7 +400,7 @@ def _probe(config, workdir, game, fraction, log_fn):
           'majority_byte': byte_majority,
           'learning_curve': curve, 'learning_curve_byte': byte_curve,
           'n_seeds': nc.num_seeds,
-          'n_eval_slots': int(metrics.high_entropy_slots(data.val_ram).sum()),
+          'n_eval_slots': int(atari_metrics.high_entropy_slots(data.val_ram).sum()),
           'n_train_frames': int(len(data.train_ram)),
           'n_train_episodes': int(len(np.unique(data.train_episode))),
           'n_eval_frames': int(len(data.val_ram)),

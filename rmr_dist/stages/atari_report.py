@@ -8,7 +8,7 @@ natural.curve_steps); the same in the paper's bit F1: table1_bit.*, data_efficie
 learning_curve_bit.*; and results.json (its 'probes' holds every probe record: per seed the
 validation, probe-train and held-out F1, the per-category byte F1 and the fits' steps). Every
 table shows each variant of natural.variants beside the controls (majority, untrained f~,
-supervised ceiling) and the paired differences (`rmr_dist.evaluation.table1`). Each table's
+supervised ceiling) and the paired differences (`rmr_dist.evaluation.atari_table1`). Each table's
 markdown ends with the stage fingerprints it came from, and results.json holds them under
 'fingerprints'.
 """
@@ -23,8 +23,8 @@ from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
-from rmr_dist.evaluation import table1
-from rmr_dist.evaluation import table2
+from rmr_dist.evaluation import atari_table1
+from rmr_dist.evaluation import atari_table2
 
 
 def _source_line(workdir: workdir_lib.WorkDir, stage: str) -> str:
@@ -142,9 +142,9 @@ def _write_table2(config, workdir, rows, logger, say) -> dict[str, str]:
   if missing:
     print(f'report: missing abstract results for {", ".join(missing)}', file=sys.stderr)
   # Seeded episode-store batches are one sequence for every model; Reverb's are not seeded.
-  paths = table2.write_table2(workdir.report, rows, extra={
+  paths = atari_table2.write_table2(workdir.report, rows, extra={
       'fingerprints': {'table2': workdir.stage_fingerprints('abstract')}},
-                              same_batches=config.replay.learner_source == 'store')
+                                    same_batches=config.replay.learner_source == 'store')
   _append(paths['table2.md'], _source_line(workdir, 'abstract'))
   text = storage.read_text(paths['table2.md'])
   if logger is not None:
@@ -162,7 +162,7 @@ def _write_table1(config, workdir, logger, say) -> dict[str, str]:
                       for fraction, by_game in records.items()
                       for game, rec in by_game.items()}}
   paths: dict[str, str] = {}
-  for name, metric in table1.METRICS.items():
+  for name, metric in atari_table1.METRICS.items():
     paths.update(_write_metric(config, workdir, records, name, metric, extra, logger, say))
   return paths
 
@@ -177,8 +177,8 @@ def _write_metric(config, workdir, records, name, metric, extra, logger, say
   table, efficiency, curve_stem = (f'{s}{metric.suffix}' for s in
                                    ('table1', 'data_efficiency', 'learning_curve'))
   if full:
-    paths.update(table1.write_table1(workdir.report, full, extra=extra, metric=metric,
-                                     variants=nc.variants))
+    paths.update(atari_table1.write_table1(workdir.report, full, extra=extra, metric=metric,
+                                           variants=nc.variants))
     md = paths[f'{table}.md']
     _append(md, _objective_line(nc) + _source_line(workdir, 'probe'))
     text = storage.read_text(md)
@@ -186,14 +186,14 @@ def _write_metric(config, workdir, records, name, metric, extra, logger, say
       logger.text(f'eval/{table}', text)
       logger.image(f'eval/{table}_probe_f1', paths[f'{table}_probe_f1.png'])
     say(f'report: Table 1 ({metric.label}) written to {paths[table + ".csv"]}\n{text}')
-    controls = {r['game']: r for r in table1.table1_rows(full, nc.variants)}
+    controls = {r['game']: r for r in atari_table1.table1_rows(full, nc.variants)}
   if len(by_fraction) > 1:
-    paths.update(table1.write_data_efficiency(workdir.report, by_fraction, controls, metric))
+    paths.update(atari_table1.write_data_efficiency(workdir.report, by_fraction, controls, metric))
     if logger is not None:
       logger.image(f'eval/{efficiency}', paths[f'{efficiency}.png'])
   curve = learning_curve(config, records, name)
   if curve:
-    paths.update(table1.write_learning_curve(workdir.report, curve, controls, metric))
+    paths.update(atari_table1.write_learning_curve(workdir.report, curve, controls, metric))
     say(f'report: learning curve ({metric.label}) written to {paths[curve_stem + ".csv"]}')
     if logger is not None:
       logger.image(f'eval/{curve_stem}', paths[f'{curve_stem}.png'])

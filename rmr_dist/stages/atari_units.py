@@ -1,5 +1,5 @@
 """The Atari learner stages as units (`stages.units`), shared by the Ray driver
-(`distributed.program.AtariProgram`) and the in-process one (`stages.atari_in_process`).
+(`distributed.atari_program.AtariProgram`) and the in-process one (`stages.atari_in_process`).
 
   abstract: one unit per (game, model)          -> abstract/<fp>/<game>/<model>/result.json
   natural:  one unit per (game, data fraction)  -> natural/<fp>/<game>/f<pct>/trained.json

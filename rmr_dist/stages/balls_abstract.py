@@ -26,16 +26,16 @@ from rmr_dist import workdir as workdir_lib
 from rmr_dist.evaluation import balls_eval
 from rmr_dist.learning import balls_abstract as balls_abstract_learning
 from rmr_dist.learning import optimizers
-from rmr_dist.replay import balls_data
+from rmr_dist.envs import balls_trajectories
 from rmr_dist.stages import balls_data as data_stage
 
 LogFn = Callable[[dict[str, float], int], None]
 
 
-def make_iterator(config: config_lib.BallsConfig, train: balls_data.TrajectorySet,
-                  seed: int) -> balls_data.WindowBatches:
+def make_iterator(config: config_lib.BallsConfig, train: balls_trajectories.TrajectorySet,
+                  seed: int) -> balls_trajectories.WindowBatches:
   """This process's share of every batch of position windows (batch i from (seed, i))."""
-  return balls_data.WindowBatches(
+  return balls_trajectories.WindowBatches(
       train, config.data.history, config.abstract.batch_size // jax.process_count(),
       seed + 7919 * jax.process_index(), frames=False)
 
@@ -69,7 +69,7 @@ def run(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir, *,
 def _train_and_evaluate(config, workdir, log_fn, say):
   ac, history = config.abstract, config.data.history
   out_dir = workdir.stage_dir('abstract')
-  train = data_stage.load_split(config, workdir, balls_data.TRAIN)
+  train = data_stage.load_split(config, workdir, balls_trajectories.TRAIN)
   start = time.perf_counter()
   batches = make_iterator(config, train, config.seed)
   learner = make_learner(config, batches, storage.join(out_dir, 'checkpoints'),
@@ -84,7 +84,7 @@ def _train_and_evaluate(config, workdir, log_fn, say):
   if jax.process_index() != 0:
     return None
   seconds = time.perf_counter() - start
-  val = data_stage.load_split(config, workdir, balls_data.VAL)
+  val = data_stage.load_split(config, workdir, balls_trajectories.VAL)
   result = balls_eval.evaluate_abstract(learner.model, learner.params, val, history,
                                         ac.rollout_steps, ac.eval_batch_size)
   result.update(train_steps=ac.num_steps, train_seconds=round(seconds, 2),

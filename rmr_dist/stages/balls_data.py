@@ -15,7 +15,7 @@ from typing import Any
 
 from rmr_dist import config as config_lib
 from rmr_dist import workdir as workdir_lib
-from rmr_dist.replay import balls_data
+from rmr_dist.envs import balls_trajectories
 
 
 class SimulationWorker:
@@ -39,12 +39,12 @@ class SimulationWorker:
     """Writes trajectories `indices` of `split`; returns frames written and seconds."""
     start, frames = time.perf_counter(), 0
     for index in indices:
-      seed = balls_data.trajectory_seed(self._config.seed, split, index)
+      seed = balls_trajectories.trajectory_seed(self._config.seed, split, index)
       episode = self._sim.episode(seed, self._config.data.episode_frames)
       images = self._balls.render_frames(episode.positions, episode.radii,
                                          self._config.sim.image_size)
-      balls_data.write_trajectory(self._root, split, index, episode.positions, images,
-                                  episode.radii)
+      balls_trajectories.write_trajectory(self._root, split, index, episode.positions, images,
+                                          episode.radii)
       frames += len(images)
     return {'frames': frames, 'seconds': time.perf_counter() - start}
 
@@ -53,12 +53,12 @@ def missing_work(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir,
                  num_workers: int) -> list[tuple[str, list[int]]]:
   """(split, indices) tasks covering every trajectory the store lacks (about 4 per worker)."""
   d = config.data
-  todo = [(split, i) for split, count in ((balls_data.TRAIN, d.train_episodes),
-                                          (balls_data.VAL, d.val_episodes))
-          for i in balls_data.missing(workdir.trajectories, split, count)]
+  todo = [(split, i) for split, count in ((balls_trajectories.TRAIN, d.train_episodes),
+                                          (balls_trajectories.VAL, d.val_episodes))
+          for i in balls_trajectories.missing(workdir.trajectories, split, count)]
   chunk = max(1, min(25, len(todo) // (4 * max(num_workers, 1)) or 1))
   tasks = []
-  for split in balls_data.SPLITS:
+  for split in balls_trajectories.SPLITS:
     indices = [i for s, i in todo if s == split]
     tasks += [(split, indices[i:i + chunk]) for i in range(0, len(indices), chunk)]
   return tasks
@@ -81,10 +81,11 @@ def run(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir,
 
 
 def load_split(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir,
-               split: str) -> balls_data.TrajectorySet:
+               split: str) -> balls_trajectories.TrajectorySet:
   """The split's trajectories (ConfigError when the data stage has not made them)."""
-  count = config.data.train_episodes if split == balls_data.TRAIN else config.data.val_episodes
+  count = (config.data.train_episodes if split == balls_trajectories.TRAIN
+           else config.data.val_episodes)
   try:
-    return balls_data.load_split(workdir.trajectories, split, count)
+    return balls_trajectories.load_split(workdir.trajectories, split, count)
   except FileNotFoundError as e:
     raise config_lib.ConfigError(f'{e} (run the data stage: --stages=data,...)') from e

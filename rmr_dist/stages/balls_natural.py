@@ -28,17 +28,17 @@ from rmr_dist import workdir as workdir_lib
 from rmr_dist.evaluation import balls_eval
 from rmr_dist.learning import balls_abstract as balls_abstract_learning
 from rmr_dist.learning import balls_natural as balls_natural_learning
-from rmr_dist.replay import balls_data
+from rmr_dist.envs import balls_trajectories
 from rmr_dist.stages import balls_data as data_stage
 
 LogFn = Callable[[dict[str, float], int], None]
 ROLLOUT_FIGURE_STEPS = 6  # Predicted frames in the natural rollout strip.
 
 
-def make_iterator(config: config_lib.BallsConfig, train: balls_data.TrajectorySet
-                  ) -> balls_data.WindowBatches:
+def make_iterator(config: config_lib.BallsConfig, train: balls_trajectories.TrajectorySet
+                  ) -> balls_trajectories.WindowBatches:
   """This process's share of every batch of frame windows."""
-  return balls_data.WindowBatches(
+  return balls_trajectories.WindowBatches(
       train, config.data.history, config.natural.batch_size // jax.process_count(),
       config.seed + 1 + 7919 * jax.process_index())
 
@@ -62,18 +62,18 @@ def make_learner(config: config_lib.BallsConfig, export: str, iterator: Iterator
       checkpoint_dir=checkpoint_dir, log_fn=log_fn, abstract_encoder=abstract_encoder)
 
 
-def make_evaluator(config: config_lib.BallsConfig, val: balls_data.TrajectorySet,
+def make_evaluator(config: config_lib.BallsConfig, val: balls_trajectories.TrajectorySet,
                    max_windows: int | None = None) -> Callable[[Any, Any], dict[str, float]]:
   """`evaluate(predict_fn, params)`: MSE, FG-ARI and mask entropy on fixed validation windows
   (`natural.eval_windows` of them, or `max_windows`)."""
   history = config.data.history
   count = config.natural.eval_windows if max_windows is None else max_windows
-  indices = balls_data.eval_indices(val.window_count(history), count)
+  indices = balls_trajectories.eval_indices(val.window_count(history), count)
   return lambda predict, params: balls_eval.evaluate_natural(
       predict, params, val, history, indices, 32, config.sim.image_size)
 
 
-def make_training_eval(config: config_lib.BallsConfig, val: balls_data.TrajectorySet,
+def make_training_eval(config: config_lib.BallsConfig, val: balls_trajectories.TrajectorySet,
                        learner: Any, log_fn: LogFn | None) -> Callable[[int], None] | None:
   """`eval_fn(step)` logging every model's validation MSE, FG-ARI and mask entropy over
   training, on `natural.eval_windows_during_training` fixed windows (None without a log_fn)."""
@@ -91,7 +91,7 @@ def make_training_eval(config: config_lib.BallsConfig, val: balls_data.Trajector
 
 
 def latent_span(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir,
-                val: balls_data.TrajectorySet, indices: np.ndarray, predict: Any,
+                val: balls_trajectories.TrajectorySet, indices: np.ndarray, predict: Any,
                 learner: Any) -> dict[str, dict[str, list[float]]]:
   """Per variant, per seed: how far P's inputs lie outside the abstract f's span
   (``balls_eval.latent_span``), the abstract f read from the abstract stage's checkpoint.
@@ -124,8 +124,8 @@ def _train_and_evaluate(config, workdir, log_fn, say):
   export = checkpointing.wait_for_export(
       storage.join(workdir.stage_dir('abstract'), 'processor'), nc.export_timeout_s,
       poll_s=min(5.0, nc.export_timeout_s), log=say)
-  train = data_stage.load_split(config, workdir, balls_data.TRAIN)
-  val = data_stage.load_split(config, workdir, balls_data.VAL)
+  train = data_stage.load_split(config, workdir, balls_trajectories.TRAIN)
+  val = data_stage.load_split(config, workdir, balls_trajectories.VAL)
   start = time.perf_counter()
   batches = make_iterator(config, train)
   trained = abstract_params(workdir)
@@ -149,7 +149,7 @@ def _train_and_evaluate(config, workdir, log_fn, say):
   scores = {v: [evaluate(predict, learner.model_params(v, s))
                  for s in range(learner.num_seeds)] for v in learner.variants}
   mse = {v: [x['mse'] for x in values] for v, values in scores.items()}
-  indices = balls_data.eval_indices(val.window_count(history), nc.eval_windows)
+  indices = balls_trajectories.eval_indices(val.window_count(history), nc.eval_windows)
   example = val.frames[0, :history + ROLLOUT_FIGURE_STEPS]
   rollouts = {v: balls_eval.natural_rollout(predict, learner.model_params(v, 0),
                                             example[:history], ROLLOUT_FIGURE_STEPS)
@@ -185,7 +185,7 @@ def _train_and_evaluate(config, workdir, log_fn, say):
 
 
 def rendered_references(config: config_lib.BallsConfig, workdir: workdir_lib.WorkDir,
-                        val: balls_data.TrajectorySet, indices: np.ndarray,
+                        val: balls_trajectories.TrajectorySet, indices: np.ndarray,
                         trained: Any) -> dict[str, float]:
   """``balls_eval.rendered_prediction_mse`` of the trained abstract model on ``indices``."""
   spec = balls_abstract_learning.abstract_spec(config.abstract, config.sim.num_balls)
@@ -194,8 +194,8 @@ def rendered_references(config: config_lib.BallsConfig, workdir: workdir_lib.Wor
                                             256, config.sim.image_size)
 
 
-def train_oracle(config: config_lib.BallsConfig, train: balls_data.TrajectorySet,
-                 val: balls_data.TrajectorySet, indices: np.ndarray, export: str,
+def train_oracle(config: config_lib.BallsConfig, train: balls_trajectories.TrajectorySet,
+                 val: balls_trajectories.TrajectorySet, indices: np.ndarray, export: str,
                  abstract_encoder: Any, log_fn: LogFn | None,
                  say: Callable[[str], None]) -> dict[str, Any]:
   """Trains the oracle's variants x seeds (``natural.oracle_steps`` updates, the natural
@@ -208,8 +208,8 @@ def train_oracle(config: config_lib.BallsConfig, train: balls_data.TrajectorySet
       displacement_scale=config.sim.displacement_scale, history=config.data.history,
       seed=config.seed, log_fn=logging_lib.with_prefix(log_fn, 'natural/oracle/'),
       # Process 0 alone, on its own devices, the whole batch: a one-process run's batches.
-      iterator=balls_data.WindowBatches(train, config.data.history, nc.batch_size,
-                                        config.seed + 1),
+      iterator=balls_trajectories.WindowBatches(train, config.data.history, nc.batch_size,
+                                                config.seed + 1),
       devices=jax.local_devices())
   try:
     learner.run(nc.oracle_steps, progress_label='oracle balls')

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 
 from rmr_dist import checkpointing
-from rmr_dist.acting import policies
+from rmr_dist.acting import atari_policies
 from rmr_dist.envs import atari
-from rmr_dist.networks import policy as policy_net
+from rmr_dist.networks import atari_policy as policy_net
 
 
 def test_checkpoint_policy_acts_greedily(tmp_path):
   params = policy_net.init_params(jax.random.PRNGKey(3), (32,))
   path = checkpointing.save_policy(str(tmp_path / 'pol'), params, (32,))
-  pol = policies.CheckpointPolicy(path)
+  pol = atari_policies.CheckpointPolicy(path)
   env = atari.AtariEnv('pong')
   obs = env.reset(0)
   net = policy_net.RamQNetwork((32,), 18)
@@ -35,9 +35,9 @@ def test_checkpoint_policy_acts_over_the_actions_it_was_trained_on(tmp_path):
   meta, _ = checkpointing.load_policy(path)
   assert meta['actions'] == [0, 1, 3, 4]
   obs = atari.AtariEnv('breakout').reset(0)
-  assert policies.CheckpointPolicy(path).act(obs, np.random.default_rng(0)) == 4
+  assert atari_policies.CheckpointPolicy(path).act(obs, np.random.default_rng(0)) == 4
   full = checkpointing.save_policy(str(tmp_path / 'full'), params, (32,))
-  assert policies.CheckpointPolicy(full).act(obs, np.random.default_rng(0)) == 7
+  assert atari_policies.CheckpointPolicy(full).act(obs, np.random.default_rng(0)) == 7
   with pytest.raises(checkpointing.CheckpointError, match=r'actions=\[3, 18\]'):
     checkpointing.save_policy(str(tmp_path / 'bad'), params, (32,), actions=(3, 18))
 
@@ -47,13 +47,13 @@ def test_make_policy_checkpoint_from_config(tmp_path, test_config):
   params = policy_net.init_params(jax.random.PRNGKey(0), (16, 16))
   path = checkpointing.save_policy(str(tmp_path / 'pol'), params, (16, 16))
   cfg = dataclasses.replace(test_config.heads, base_policy='checkpoint', checkpoint_path=path)
-  assert isinstance(policies.make_policy(cfg), policies.CheckpointPolicy)
-  assert isinstance(policies.make_policy(test_config.heads), policies.RandomPolicy)
+  assert isinstance(atari_policies.make_policy(cfg), atari_policies.CheckpointPolicy)
+  assert isinstance(atari_policies.make_policy(test_config.heads), atari_policies.RandomPolicy)
 
 
 def test_missing_checkpoint_names_path(tmp_path):
   with pytest.raises(checkpointing.CheckpointError, match='No policy checkpoint at.*nothing'):
-    policies.CheckpointPolicy(str(tmp_path / 'nothing'))
+    atari_policies.CheckpointPolicy(str(tmp_path / 'nothing'))
 
 
 def test_mismatched_checkpoint_names_path(tmp_path):
@@ -67,16 +67,16 @@ def test_mismatched_checkpoint_names_path(tmp_path):
     with open(f, 'w') as fh:
       fh.write(text.replace('32', '48'))
   with pytest.raises(checkpointing.CheckpointError, match=str(tmp_path)):
-    policies.CheckpointPolicy(path)
+    atari_policies.CheckpointPolicy(path)
 
 
 def test_persistent_random_episode_is_seeded_and_stops_at_the_limit():
   env = atari.AtariEnv('pong', frame_shape=(42, 32), max_episode_steps=40)
-  frames, ram, actions = policies.persistent_random_episode(env, 5, 30)
+  frames, ram, actions = atari_policies.persistent_random_episode(env, 5, 30)
   assert frames.shape == (31, 42, 32, 3) and ram.shape == (31, 128) and actions.shape == (30,)
   assert len(set(actions.tolist())) > 1  # it does switch actions
-  again = policies.persistent_random_episode(env, 5, 30)
+  again = atari_policies.persistent_random_episode(env, 5, 30)
   np.testing.assert_array_equal(again[2], actions)
   np.testing.assert_array_equal(again[1], ram)
-  longer = policies.persistent_random_episode(env, 5, 100)  # truncated at 40 steps
+  longer = atari_policies.persistent_random_episode(env, 5, 100)  # truncated at 40 steps
   assert longer[2].shape == (40,)

@@ -8,10 +8,10 @@ import pytest
 
 from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
-from rmr_dist.acting import heads as heads_lib
-from rmr_dist.acting import policies
+from rmr_dist.acting import atari_heads as heads_lib
+from rmr_dist.acting import atari_policies
 from rmr_dist.envs import atari
-from rmr_dist.networks import policy as policy_net
+from rmr_dist.networks import atari_policy as policy_net
 from rmr_dist.stages import atari_agent
 
 
@@ -28,10 +28,10 @@ def _save_constant_policy(path, action):
 
 
 def test_head_checkpoint_index_spans_first_to_last():
-  assert [policies.head_checkpoint_index(i, 5, 3) for i in range(5)] == [0, 0, 1, 2, 2]
-  assert [policies.head_checkpoint_index(i, 4, 4) for i in range(4)] == [0, 1, 2, 3]
-  assert [policies.head_checkpoint_index(i, 8, 2) for i in range(8)] == [0] * 4 + [1] * 4
-  assert policies.head_checkpoint_index(0, 1, 5) == 4  # One head: the best policy.
+  assert [atari_policies.head_checkpoint_index(i, 5, 3) for i in range(5)] == [0, 0, 1, 2, 2]
+  assert [atari_policies.head_checkpoint_index(i, 4, 4) for i in range(4)] == [0, 1, 2, 3]
+  assert [atari_policies.head_checkpoint_index(i, 8, 2) for i in range(8)] == [0] * 4 + [1] * 4
+  assert atari_policies.head_checkpoint_index(0, 1, 5) == 4  # One head: the best policy.
 
 
 def test_heads_act_from_their_checkpoint(tmp_path):
@@ -45,13 +45,13 @@ def test_heads_act_from_their_checkpoint(tmp_path):
       preference_concentration=1.0)
   found = atari_agent.resolve_checkpoints(heads_cfg, ['pong'], str(tmp_path))
   assert [os.path.basename(p) for p in found['pong']] == ['policy_5', 'policy_40', 'policy_300']
-  family = policies.make_policy(heads_cfg, found)
+  family = atari_policies.make_policy(heads_cfg, found)
   obs = atari.AtariEnv('pong').reset(0)
   specs = heads_lib.make_head_specs(5, epsilon=0.0, alpha=0.0, max_persistence=0.0,
                                     preference_concentration=1.0, seed=0)
   acted = []
   for i in range(5):
-    head = heads_lib.Head(specs[i], policies.policy_for(family, 'pong', i))
+    head = heads_lib.Head(specs[i], atari_policies.policy_for(family, 'pong', i))
     head.begin_episode(np.random.default_rng(i))
     acted.append(head.act(obs))
   assert acted == [2, 2, 3, 4, 4]  # Checkpoints [0, 0, 1, 2, 2]: weak heads and strong ones.

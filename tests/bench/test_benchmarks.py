@@ -15,6 +15,7 @@ import sys
 
 import pytest
 
+from rmr_dist.bench.__main__ import BENCHMARKS
 from tests.conftest import REPO
 
 
@@ -39,7 +40,8 @@ def _numbers(value):
   return [x for v in value for x in _numbers(v)]
 
 
-def _check_summary(module_name: str, line: dict, keys_attr: str = 'SUMMARY_KEYS') -> None:
+def _check_summary(name: str, line: dict, keys_attr: str = 'SUMMARY_KEYS') -> None:
+  module_name = BENCHMARKS[name]
   module = importlib.import_module(f'rmr_dist.bench.{module_name}')
   keys = getattr(module, keys_attr)
   for key in keys:

@@ -85,7 +85,7 @@ def _check_collection(workdir, summary, replay_exactly_once=True):
   at least every train transition's item, and they differ by less than one episode's items
   (seen once: 454 abstract against 453 natural items).
   """
-  from rmr_dist.replay import episode_store
+  from rmr_dist.replay import atari_episode_store
   pong = summary['games'][GAME]
   half = HEADS * EPISODES_PER_HEAD // 2
   assert pong['train_episodes'] == half and pong['val_episodes'] == half
@@ -98,7 +98,7 @@ def _check_collection(workdir, summary, replay_exactly_once=True):
     per_episode = -(-MAX_STEPS // _config().replay.transitions_per_item)  # Items per episode.
     assert min(items.values()) >= pong['train_items']
     assert abs(items[f'abstract_{GAME}'] - items[f'natural_{GAME}']) < per_episode
-  store = episode_store.EpisodeStore(os.path.join(workdir, 'episodes'))
+  store = atari_episode_store.EpisodeStore(os.path.join(workdir, 'episodes'))
   entries = store.entries(GAME, 'val')
   assert sorted((e['head'], e['episode']) for e in entries) == sorted(
       {(e['head'], e['episode']) for e in entries}) and len(entries) == half
@@ -136,7 +136,7 @@ class TestLocal:
   @pytest.fixture(scope='class')
   def run(self, tmp_path_factory):
     import ray
-    from rmr_dist.distributed import program as program_lib
+    from rmr_dist.distributed import atari_program as program_lib
     from rmr_dist.distributed import ray_setup
     config = _config(**{'abstract.models': ('mpnn',), 'abstract.num_steps': self.NUM_STEPS,
                         'abstract.save_every': self.SAVE_EVERY,
@@ -201,7 +201,7 @@ class TestLocal:
 
   def test_natural_group_waits_for_the_export_then_proceeds(self, run):
     from rmr_dist.distributed import learners
-    from rmr_dist.learning import abstract as abstract_learning
+    from rmr_dist.learning import atari_abstract as abstract_learning
     from rmr_dist.stages import atari_abstract
     config, paths = run['config'], run['program'].paths
     export = paths.processor_export(GAME, config.natural.processor_model)
@@ -240,7 +240,7 @@ class TestCluster:
   def run(self, tmp_path_factory):
     import ray
     from ray import cluster_utils
-    from rmr_dist.distributed import program as program_lib
+    from rmr_dist.distributed import atari_program as program_lib
     config = _config(**{'ray.learner_hosts': 2, 'abstract.models': ('mlp',),
                         'abstract.num_steps': 200, 'abstract.save_every': 10,
                         'abstract.keep_checkpoints': 1000, 'abstract.log_every': 50,

@@ -35,7 +35,7 @@ def collected(tmp_path_factory):
   """(workdir, summary, {address: {table: size}}, addresses) of a 2-server collection."""
   import ray
   import reverb
-  from rmr_dist.distributed import program as program_lib
+  from rmr_dist.distributed import atari_program as program_lib
   workdir = str(tmp_path_factory.mktemp('sharded') / 'run')
   program = program_lib.AtariProgram(_config(), workdir)
   try:
@@ -75,11 +75,11 @@ def test_each_game_lives_on_exactly_one_server_and_both_collected(collected):
 
 def test_learners_read_each_game_from_its_server(collected):
   from rmr_dist import config as config_lib
-  from rmr_dist.replay import iterators
+  from rmr_dist.replay import atari_iterators
   _, _, _, addresses, program = collected
   assert program.address_for('breakout') == addresses['breakout']
-  batch = next(iterators.make_table_iterator(program.address_for('breakout'),
-                                             'abstract_breakout', 4))
+  batch = next(atari_iterators.make_table_iterator(program.address_for('breakout'),
+                                                   'abstract_breakout', 4))
   assert batch['ram_t'].shape == (4, 128)
   # The single-address API refuses a sharded replay and says what to call instead.
   with pytest.raises(config_lib.ConfigError, match='address_for'):
@@ -114,7 +114,7 @@ def test_collect_writes_collector_and_replay_counters_to_tensorboard(collected):
 
 def test_resume_restores_both_servers(collected):
   import reverb
-  from rmr_dist.distributed import program as program_lib
+  from rmr_dist.distributed import atari_program as program_lib
   workdir, _, servers, addresses, first = collected
   first.close()
   program = program_lib.AtariProgram(_config(), workdir)

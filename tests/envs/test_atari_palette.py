@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rmr_dist.envs import atari
-from rmr_dist.envs import palette
+from rmr_dist.envs import atari_palette
 
 GAMES = ('pong', 'breakout', 'space_invaders', 'ms_pacman', 'montezuma_revenge', 'riverraid',
          'boxing', 'frostbite')
@@ -37,22 +37,22 @@ def test_palette_rebuilds_get_screen_rgb_bit_for_bit_over_games():
   for game in GAMES:
     index, rgb = _frames(game, frames=1200, every=6, seed=3)  # 200 frames a game.
     assert index.shape == (200, 210, 160) and index.dtype == np.uint8
-    np.testing.assert_array_equal(palette.to_rgb(index), rgb, err_msg=game)
+    np.testing.assert_array_equal(atari_palette.to_rgb(index), rgb, err_msg=game)
     seen |= set(np.unique(index).tolist())
   assert len(seen) >= 40  # Many palette entries exercised, not a handful.
   # Inside jit, on a batch, as the natural learner's step does it.
   index, rgb = _frames('ms_pacman', frames=60, every=20, seed=4)
-  out = jax.jit(palette.to_rgb_jnp)(index)
+  out = jax.jit(atari_palette.to_rgb_jnp)(index)
   assert out.dtype == np.uint8
   np.testing.assert_array_equal(np.asarray(out), rgb)
 
 
 def test_palette_shape_and_rgb_pass_through():
-  p = palette.ale_palette()
+  p = atari_palette.ale_palette()
   assert p.shape == (256, 3) and p.dtype == np.uint8
   rgb = np.zeros((2, 8, 8, 3), np.uint8)
-  assert palette.to_rgb(rgb) is rgb
-  assert palette.to_rgb_jnp(rgb).shape == (2, 8, 8, 3)
+  assert atari_palette.to_rgb(rgb) is rgb
+  assert atari_palette.to_rgb_jnp(rgb).shape == (2, 8, 8, 3)
 
 
 def test_env_palette_frames_equal_rgb_frames():
@@ -61,12 +61,12 @@ def test_env_palette_frames_equal_rgb_frames():
   env_r = atari.AtariEnv('breakout', **kw)
   obs_p, obs_r = env_p.reset(7), env_r.reset(7)
   assert obs_p.frame.shape == (210, 160) and obs_r.frame.shape == (210, 160, 3)
-  np.testing.assert_array_equal(palette.to_rgb(obs_p.frame), obs_r.frame)
+  np.testing.assert_array_equal(atari_palette.to_rgb(obs_p.frame), obs_r.frame)
   rng = np.random.default_rng(0)
   for _ in range(50):
     a = int(rng.integers(atari.NUM_ACTIONS))
     rp, rr = env_p.step(a), env_r.step(a)
-    np.testing.assert_array_equal(palette.to_rgb(rp.observation.frame), rr.observation.frame)
+    np.testing.assert_array_equal(atari_palette.to_rgb(rp.observation.frame), rr.observation.frame)
     np.testing.assert_array_equal(rp.observation.ram, rr.observation.ram)
     if rp.terminal or rp.truncated:
       break

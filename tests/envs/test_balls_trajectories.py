@@ -1,15 +1,15 @@
-"""Tests for rmr_dist.replay.balls_data: window batches."""
+"""Tests for rmr_dist.envs.balls_trajectories: window batches."""
 
 import numpy as np
 
-from rmr_dist.replay import balls_data
+from rmr_dist.envs import balls_trajectories
 
 HISTORY = 3
 
 
 def _data():
   rng = np.random.default_rng(0)
-  return balls_data.TrajectorySet(
+  return balls_trajectories.TrajectorySet(
       positions=rng.random((4, 12, 3, 2), dtype=np.float32),
       frames=rng.integers(0, 256, (4, 12, 8, 8, 3), dtype=np.uint8),
       radii=np.full((4, 3), 0.05, np.float32))
@@ -17,9 +17,9 @@ def _data():
 
 def test_window_batches_depend_only_on_seed_and_index():
   data = _data()
-  a = balls_data.WindowBatches(data, HISTORY, 4, seed=3)
+  a = balls_trajectories.WindowBatches(data, HISTORY, 4, seed=3)
   first = [next(a) for _ in range(3)]
-  b = balls_data.WindowBatches(data, HISTORY, 4, seed=3)
+  b = balls_trajectories.WindowBatches(data, HISTORY, 4, seed=3)
   b.skip_to(2)  # A learner resumed at step 2 gets batch 2 next.
   resumed = next(b)
   for key in first[2]:

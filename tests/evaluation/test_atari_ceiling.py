@@ -1,4 +1,4 @@
-"""Tests for rmr_dist.evaluation.ceiling: f~ trained end to end on RAM labels."""
+"""Tests for rmr_dist.evaluation.atari_ceiling: f~ trained end to end on RAM labels."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from rmr_dist.evaluation import ceiling
+from rmr_dist.evaluation import atari_ceiling
 
 
 def _encode_fn(p, x):  # [B, 4, 4, 3] uint8 -> [B, 4 slots, 3]
@@ -38,7 +38,7 @@ def _init():
 def test_training_lowers_the_loss_on_a_tiny_set():
   frames, ram, episode = _tiny_set()
   init = _init()
-  trained, info = ceiling.train_ceiling(
+  trained, info = atari_ceiling.train_ceiling(
       _encode_fn, init, frames, ram, episode, 'pong', steps=150, batch_size=16,
       learning_rate=1e-2, val_fraction=0.25, eval_every=10, patience=50, seed=0)
   assert info['variables'] == ['player_y', 'ball_x'] and info['num_bit_slots'] == 2
@@ -49,7 +49,7 @@ def test_training_lowers_the_loss_on_a_tiny_set():
   assert trained['w'].shape == (48, 12)
   assert not np.allclose(np.asarray(trained['w']), np.asarray(init['w']))  # f~ was trained
   # Deterministic given the seed.
-  again, _ = ceiling.train_ceiling(
+  again, _ = atari_ceiling.train_ceiling(
       _encode_fn, init, frames, ram, episode, 'pong', steps=150, batch_size=16,
       learning_rate=1e-2, val_fraction=0.25, eval_every=10, patience=50, seed=0)
   np.testing.assert_array_equal(np.asarray(again['w']), np.asarray(trained['w']))
@@ -58,7 +58,7 @@ def test_training_lowers_the_loss_on_a_tiny_set():
 def test_zero_steps_return_the_initial_encoder():
   frames, ram, episode = _tiny_set()
   init = _init()
-  out, info = ceiling.train_ceiling(
+  out, info = atari_ceiling.train_ceiling(
       _encode_fn, init, frames, ram, episode, 'pong', steps=0, batch_size=16,
       learning_rate=1e-2, val_fraction=0.25, eval_every=10, patience=5, seed=0)
   assert out is init and info['steps'] == 0
@@ -66,16 +66,16 @@ def test_zero_steps_return_the_initial_encoder():
 
 def test_update_step_is_pure_and_jits():
   frames, ram, _ = _tiny_set(16)
-  params = {'encoder': _init(), **ceiling.init_heads(12, 2, 16)}
-  batch = ceiling.Batch(jnp.asarray(frames), jnp.asarray(ram[:, [49, 51]].astype(np.int32)),
-                        jnp.zeros((16, 16), jnp.float32), jnp.ones((16,), jnp.float32))
-  losses = ceiling.example_losses(params, batch, _encode_fn)
+  params = {'encoder': _init(), **atari_ceiling.init_heads(12, 2, 16)}
+  batch = atari_ceiling.Batch(jnp.asarray(frames), jnp.asarray(ram[:, [49, 51]].astype(np.int32)),
+                              jnp.zeros((16, 16), jnp.float32), jnp.ones((16,), jnp.float32))
+  losses = atari_ceiling.example_losses(params, batch, _encode_fn)
   assert losses.shape == (16,)
   # Zero heads: uniform over 256 byte values (CE ln 256) and logits 0 (BCE ln 2).
   np.testing.assert_allclose(np.asarray(losses), np.log(256.0) + np.log(2.0), rtol=1e-5)
   optimizer = optax.adam(1e-2)
-  state = ceiling.CeilingState(params, optimizer.init(params))
-  step = functools.partial(ceiling.update_step, encode_fn=_encode_fn, optimizer=optimizer)
+  state = atari_ceiling.CeilingState(params, optimizer.init(params))
+  step = functools.partial(atari_ceiling.update_step, encode_fn=_encode_fn, optimizer=optimizer)
   eager, loss = step(state, batch)
   jitted, jit_loss = jax.jit(step)(state, batch)
   assert float(loss) == pytest.approx(float(jit_loss), rel=1e-6)
@@ -84,4 +84,5 @@ def test_update_step_is_pure_and_jits():
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(np.asarray(state.params['encoder']['w']),
                                 np.asarray(params['encoder']['w']))  # the input is untouched
-  assert float(jnp.mean(ceiling.example_losses(eager.params, batch, _encode_fn))) < float(loss)
+  losses = atari_ceiling.example_losses(eager.params, batch, _encode_fn)
+  assert float(jnp.mean(losses)) < float(loss)

@@ -10,7 +10,7 @@ import sys
 import jax
 
 from rmr_dist import checkpointing
-from rmr_dist.learning import natural as natural_learning
+from rmr_dist.learning import atari_natural as natural_learning
 from rmr_dist.networks import processors
 from tests.conftest import REPO
 

@@ -1,4 +1,4 @@
-"""Tests for rmr_dist.evaluation.probes: bit and byte linear probes on frozen embeddings."""
+"""Tests for rmr_dist.evaluation.atari_probes: bit and byte linear probes on frozen embeddings."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rmr_dist.evaluation import atariari_labels, metrics, probes
-from rmr_dist.networks.abstract import bytes_to_bits
+from rmr_dist.evaluation import atari_ram_labels, atari_metrics, atari_probes
+from rmr_dist.networks.atari_abstract import bytes_to_bits
 
 _FAST = dict(steps=150, batch_size=4096, learning_rate=0.05, weight_decay=0.0, seed=0)
 _NUM_RANDOM_SLOTS = 12
@@ -40,18 +40,18 @@ def data():
 @pytest.fixture(scope='module')
 def bit_params(data):
   train_emb, train_ram, _, _ = data
-  return probes.train_bit_probes(train_emb, train_ram, **_FAST)
+  return atari_probes.train_bit_probes(train_emb, train_ram, **_FAST)
 
 
 def test_bit_probe_learns_linear_task(data, bit_params):
   _, _, val_emb, val_ram = data
   assert val_emb.shape[1] == 112 and bit_params.w.shape == (112, 1024)
   assert bit_params.mean.shape == bit_params.std.shape == (112,)
-  out = probes.evaluate_bit_probes(bit_params, val_emb, val_ram)
+  out = atari_probes.evaluate_bit_probes(bit_params, val_emb, val_ram)
   assert out['num_slots'] == _NUM_RANDOM_SLOTS  # only the random slots pass 0.6 nats
   assert out['bit_f1'] > 0.97
   assert out['slot_accuracy'] > 0.8
-  pred = probes.predict_bits(bit_params, val_emb)
+  pred = atari_probes.predict_bits(bit_params, val_emb)
   assert pred.shape == (256, 128, 8) and pred.dtype == np.uint8
   assert set(np.unique(pred)) <= {0, 1}
 
@@ -59,9 +59,9 @@ def test_bit_probe_learns_linear_task(data, bit_params):
 def test_bit_probe_is_deterministic_under_seed(data):
   train_emb, train_ram, _, _ = data
   kw = dict(_FAST, steps=20, batch_size=64)
-  a = probes.train_bit_probes(train_emb, train_ram, **kw)
-  b = probes.train_bit_probes(train_emb, train_ram, **kw)
-  c = probes.train_bit_probes(train_emb, train_ram, **dict(kw, seed=1))
+  a = atari_probes.train_bit_probes(train_emb, train_ram, **kw)
+  b = atari_probes.train_bit_probes(train_emb, train_ram, **kw)
+  c = atari_probes.train_bit_probes(train_emb, train_ram, **dict(kw, seed=1))
   np.testing.assert_array_equal(np.asarray(a.w), np.asarray(b.w))
   np.testing.assert_array_equal(np.asarray(a.b), np.asarray(b.b))
   assert not np.array_equal(np.asarray(a.w), np.asarray(c.w))  # a different minibatch order
@@ -79,12 +79,12 @@ def test_only_high_entropy_slots_are_scored(data, bit_params):
   # validation RAM. Constant -> entropy 0 -> filtered out -> the score does not move.
   shifted = val_ram.copy()
   shifted[:, 100] = 255
-  before = probes.evaluate_bit_probes(bit_params, val_emb, val_ram)
-  after = probes.evaluate_bit_probes(bit_params, val_emb, shifted)
+  before = atari_probes.evaluate_bit_probes(bit_params, val_emb, val_ram)
+  after = atari_probes.evaluate_bit_probes(bit_params, val_emb, shifted)
   assert after == before
   # Scoring every slot instead would count the 8 * 256 missed bits of slot 100.
-  pred = probes.predict_bits(bit_params, val_emb)
-  all_slots = metrics.bit_f1(pred, bytes_to_bits(shifted), np.ones(128, bool))
+  pred = atari_probes.predict_bits(bit_params, val_emb)
+  all_slots = atari_metrics.bit_f1(pred, bytes_to_bits(shifted), np.ones(128, bool))
   assert all_slots < after['bit_f1'] - 0.05
 
 
@@ -98,7 +98,7 @@ def test_frozen_embeddings_batches_and_flattens():
     return (flat @ p['w']).reshape(x.shape[0], 4, 3)
 
   before = np.asarray(params['w']).copy()
-  emb = probes.frozen_embeddings(encode_fn, params, frames, batch_size=3)  # 7 = 3 + 3 + 1
+  emb = atari_probes.frozen_embeddings(encode_fn, params, frames, batch_size=3)  # 7 = 3 + 3 + 1
   assert emb.shape == (7, 12) and emb.dtype == np.float32
   expected = np.asarray(encode_fn(params, jnp.asarray(frames))).reshape(7, 12)
   np.testing.assert_allclose(emb, expected, rtol=1e-5, atol=1e-6)
@@ -113,14 +113,14 @@ def test_weighted_f1_by_hand():
   # class 2 (support 1): TP 1, FP 1, FN 0 -> 2 / (2 + 1 + 0) = 2/3
   # class 3 appears only in pred: support 0, weight 0.
   # weighted = (3 * 0.8 + 2 * 2/3 + 1 * 2/3) / 6 = (2.4 + 2) / 6 = 0.7333...
-  assert probes.weighted_f1(pred, true) == pytest.approx(4.4 / 6, abs=1e-12)
-  assert probes.weighted_f1(true, true) == 1.0
-  assert np.isnan(probes.weighted_f1(np.array([], int), np.array([], int)))
+  assert atari_probes.weighted_f1(pred, true) == pytest.approx(4.4 / 6, abs=1e-12)
+  assert atari_probes.weighted_f1(true, true) == 1.0
+  assert np.isnan(atari_probes.weighted_f1(np.array([], int), np.array([], int)))
 
 
 def test_byte_probes_pong():
   rng = np.random.default_rng(1)
-  labels = atariari_labels.ATARIARI_LABELS['pong']
+  labels = atari_ram_labels.ATARIARI_LABELS['pong']
 
   def make(n):
     ram = np.zeros((n, 128), np.uint8)
@@ -133,10 +133,10 @@ def test_byte_probes_pong():
 
   train_emb, train_ram = make(400)
   val_emb, val_ram = make(200)
-  bp = probes.train_byte_probes(train_emb, train_ram, 'pong', **dict(_FAST, steps=200))
+  bp = atari_probes.train_byte_probes(train_emb, train_ram, 'pong', **dict(_FAST, steps=200))
   assert bp is not None and 'player_x' not in bp.variables and len(bp.variables) == 7
   assert bp.params.w.shape == (28, 7 * 256)
-  out = probes.evaluate_byte_probes(bp, val_emb, val_ram)
+  out = atari_probes.evaluate_byte_probes(bp, val_emb, val_ram)
   assert out['num_variables'] == 7 and set(out['f1']) == set(bp.variables)
   assert out['mean_f1'] > 0.95
   assert out['mean_f1'] == pytest.approx(np.mean(list(out['f1'].values())))
@@ -146,30 +146,31 @@ def test_byte_probes_pong():
   assert out['category_f1']['small_object_localization'] == pytest.approx(
       (out['f1']['ball_x'] + out['f1']['ball_y']) / 2)
   assert out['across_categories_f1'] == pytest.approx(np.mean(list(out['category_f1'].values())))
-  assert probes.train_byte_probes(train_emb, train_ram, 'no_such_game', **_FAST) is None
-  assert probes.evaluate_byte_probes(None, val_emb, val_ram) is None
+  assert atari_probes.train_byte_probes(train_emb, train_ram, 'no_such_game', **_FAST) is None
+  assert atari_probes.evaluate_byte_probes(None, val_emb, val_ram) is None
   # Whitened onto principal components first, as the probe stage fits them.
-  bp = probes.train_byte_probes(train_emb, train_ram, 'pong', max_components=20,
-                                **dict(_FAST, steps=200))
+  bp = atari_probes.train_byte_probes(train_emb, train_ram, 'pong', max_components=20,
+                                      **dict(_FAST, steps=200))
   assert bp.params.proj.shape == (28, 20)
-  assert probes.evaluate_byte_probes(bp, val_emb, val_ram)['mean_f1'] > 0.95
+  assert atari_probes.evaluate_byte_probes(bp, val_emb, val_ram)['mean_f1'] > 0.95
 
 
 def test_early_stopping_converges_on_a_separable_problem_and_stops(data):
   train_emb, train_ram, val_emb, val_ram = data
-  mask = metrics.high_entropy_slots(val_ram)
-  fitted, info = probes.fit_bit_probes(
+  mask = atari_metrics.high_entropy_slots(val_ram)
+  fitted, info = atari_probes.fit_bit_probes(
       train_emb, train_ram, steps=5000, batch_size=64, learning_rate=0.01, weight_decay=0.0,
-      seed=0, early_stopping=probes.EarlyStopping(val_fraction=0.2, eval_every=10, patience=3),
+      seed=0,
+      early_stopping=atari_probes.EarlyStopping(val_fraction=0.2, eval_every=10, patience=3),
       max_components=256, slots=mask)  # rank 112 < 256: every component kept
   assert info.stopped_early and info.steps < 5000 and 0 < info.best_step <= info.steps
   assert info.steps - info.best_step == 3 * 10  # stopped after `patience` evaluations
   assert len(info.val_index) == round(0.2 * len(train_ram))
   assert not set(info.fit_index) & set(info.val_index)
   assert fitted.proj.shape == (train_emb.shape[1], 112) and fitted.w.shape == (112, 8 * 12)
-  assert probes.evaluate_bit_probes(fitted, val_emb, val_ram)['bit_f1'] > 0.97
+  assert atari_probes.evaluate_bit_probes(fitted, val_emb, val_ram)['bit_f1'] > 0.97
   # Bits of unfitted slots are predicted 0.
-  assert not probes.predict_bits(fitted, val_emb)[:, ~mask].any()
+  assert not atari_probes.predict_bits(fitted, val_emb)[:, ~mask].any()
 
 
 def test_majority_control_hand_computed():
@@ -178,7 +179,7 @@ def test_majority_control_hand_computed():
   train[:3, 0] = 0x0F
   val = np.zeros((4, 128), np.uint8)
   val[:, 0] = [0x0F, 0xF0, 0x0F, 0x03]  # entropy > 0.6 nats: slot 0 alone is scored
-  out = probes.majority_bit_f1(train, val)
+  out = atari_probes.majority_bit_f1(train, val)
   assert out['num_slots'] == 1
   # Predicted 1s: 4 frames x 4 low bits = 16. True 1s: 4 + 4 + 4 + 2 = 14; TP = 4 + 0 + 4 + 2.
   assert out['bit_f1'] == pytest.approx(2 * 10 / (2 * 10 + 6 + 4))
@@ -193,12 +194,12 @@ def test_byte_majority_control_hand_computed():
   train[:, 54] = 11
   val = np.zeros((4, 128), np.uint8)
   val[:, 49] = [7, 3, 7, 5]
-  out = probes.majority_byte_f1(train, val, 'pong')
+  out = atari_probes.majority_byte_f1(train, val, 'pong')
   assert out['num_variables'] == 1 and set(out['f1']) == {'ball_x'}
   # Predicting 7 everywhere: class 7 has TP 2, FP 2, FN 0 (F1 2/3, weight 2 of 4); classes 3
   # and 5 have F1 0.
   assert out['mean_f1'] == pytest.approx(0.5 * 2 / 3)
-  assert probes.majority_byte_f1(train, val, 'no_such_game') is None
+  assert atari_probes.majority_byte_f1(train, val, 'no_such_game') is None
 
 
 def test_byte_f1_is_averaged_within_then_across_categories_by_hand():
@@ -212,7 +213,7 @@ def test_byte_f1_is_averaged_within_then_across_categories_by_hand():
   val[:, 49] = [7, 3, 7, 5]
   val[:, 54] = [2, 2, 2, 1]
   val[:, 51] = [4, 4, 8, 8]
-  out = probes.majority_byte_f1(train, val, 'pong')
+  out = atari_probes.majority_byte_f1(train, val, 'pong')
   # ball_x, predicting 7: class 7 (support 2) TP 2, FP 2 -> F1 2/3; classes 3, 5 F1 0.
   # ball_y, predicting 2: class 2 (support 3) TP 3, FP 1 -> F1 6/7; class 1 F1 0.
   # player_y, predicting 4: class 4 (support 2) TP 2, FP 2 -> F1 2/3; class 8 F1 0.
@@ -225,7 +226,7 @@ def test_byte_f1_is_averaged_within_then_across_categories_by_hand():
   assert out['across_categories_f1'] == pytest.approx((41 / 84 + 1 / 3) / 2)  # 69/168
   assert out['mean_f1'] == pytest.approx(55 / 126)  # the plain mean over the 3 variables
   # The same averaging on its own, categories given.
-  per_category, across = probes.category_f1(
+  per_category, across = atari_probes.category_f1(
       {'a': 0.2, 'b': 0.4, 'c': 0.9}, {'a': 'misc', 'b': 'misc', 'c': 'agent_localization'})
   assert per_category == pytest.approx({'agent_localization': 0.9, 'misc': 0.3})
   assert list(per_category) == ['agent_localization', 'misc']
@@ -234,30 +235,31 @@ def test_byte_f1_is_averaged_within_then_across_categories_by_hand():
 
 def test_split_by_episode_holds_out_whole_episodes():
   groups = np.repeat([3, 5, 8, 9, 11, 12, 20], [30, 10, 25, 40, 5, 15, 25])  # 150 frames
-  fit, val = probes.split_indices(len(groups), 0.2, seed=1, groups=groups)
+  fit, val = atari_probes.split_indices(len(groups), 0.2, seed=1, groups=groups)
   assert not set(groups[fit]) & set(groups[val])  # no episode in both parts
   assert sorted(np.concatenate([fit, val])) == list(range(150))
   assert abs(len(val) - 0.2 * 150) <= 20  # about val_fraction of the frames, in episodes
-  again = probes.split_indices(len(groups), 0.2, seed=1, groups=groups)
+  again = atari_probes.split_indices(len(groups), 0.2, seed=1, groups=groups)
   assert all(np.array_equal(a, b) for a, b in zip((fit, val), again))
   # Every seed keeps both parts non-empty.
   for seed in range(20):
-    fit, val = probes.split_indices(len(groups), 0.2, seed=seed, groups=groups)
+    fit, val = atari_probes.split_indices(len(groups), 0.2, seed=seed, groups=groups)
     assert len(fit) and len(val) and not set(groups[fit]) & set(groups[val])
   with pytest.raises(ValueError, match='>= 2 episodes'):
-    probes.split_indices(10, 0.2, seed=0, groups=np.zeros(10, int))
+    atari_probes.split_indices(10, 0.2, seed=0, groups=np.zeros(10, int))
 
 
 def test_probe_early_stopping_holds_out_whole_episodes(data):
   train_emb, train_ram, _, _ = data
   episode = np.arange(len(train_ram)) // 40  # 13 "episodes" of 40 consecutive frames
-  _, info = probes.fit_bit_probes(
+  _, info = atari_probes.fit_bit_probes(
       train_emb, train_ram, steps=20, batch_size=64, learning_rate=0.01, weight_decay=0.0,
-      seed=0, early_stopping=probes.EarlyStopping(val_fraction=0.2, eval_every=10, patience=3),
+      seed=0,
+      early_stopping=atari_probes.EarlyStopping(val_fraction=0.2, eval_every=10, patience=3),
       groups=episode)
   assert len(info.val_index) and not set(episode[info.fit_index]) & set(episode[info.val_index])
   assert len(info.fit_index) + len(info.val_index) == len(train_ram)
   with pytest.raises(ValueError, match='groups must be'):
-    probes.fit_bit_probes(train_emb, train_ram, steps=2, batch_size=64, learning_rate=0.01,
-                          weight_decay=0.0, seed=0, groups=episode[:10],
-                          early_stopping=probes.EarlyStopping(val_fraction=0.2))
+    atari_probes.fit_bit_probes(train_emb, train_ram, steps=2, batch_size=64, learning_rate=0.01,
+                                weight_decay=0.0, seed=0, groups=episode[:10],
+                                early_stopping=atari_probes.EarlyStopping(val_fraction=0.2))

@@ -1,4 +1,4 @@
-"""Tests for rmr_dist.evaluation.table1: Table 1 and data-efficiency files."""
+"""Tests for rmr_dist.evaluation.atari_table1: Table 1 and data-efficiency files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import os
 import pytest
 
 from rmr_dist.evaluation import statistics
-from rmr_dist.evaluation import table1
+from rmr_dist.evaluation import atari_table1
 
 _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
@@ -41,12 +41,12 @@ def test_write_table1(tmp_path):
   os.makedirs(report)
   with open(os.path.join(report, 'results.json'), 'w') as f:
     json.dump({'table2': [{'game': 'pong'}]}, f)
-  paths = table1.write_table1(report, PER_GAME, extra={'run': 'test'})
+  paths = atari_table1.write_table1(report, PER_GAME, extra={'run': 'test'})
   assert set(paths) == {'table1.csv', 'table1.md', 'table1_probe_f1.png', 'results.json'}
 
   with open(paths['table1.csv']) as f:
     reader = csv.DictReader(f)
-    assert tuple(reader.fieldnames) == table1.table1_columns(('rmr', 'cswm', 'rmr_random_p'))
+    assert tuple(reader.fieldnames) == atari_table1.table1_columns(('rmr', 'cswm', 'rmr_random_p'))
     rows = {r['game']: r for r in reader}
   assert tuple(reader.fieldnames[:6]) == ('game', 'n_seeds', 'majority_f1', 'untrained_f1_mean',
                                           'untrained_f1_std', 'untrained_f1_seeds')
@@ -108,8 +108,8 @@ def test_write_table1(tmp_path):
 
 def test_table1_with_one_variant_has_no_comparisons(tmp_path):
   per_game = {'pong': {'cswm': [0.6, 0.62], 'untrained': [0.5, 0.52], 'majority': 0.4}}
-  assert table1.variants_of(per_game) == ('cswm',)
-  paths = table1.write_table1(str(tmp_path), per_game, metric=table1.BIT)
+  assert atari_table1.variants_of(per_game) == ('cswm',)
+  paths = atari_table1.write_table1(str(tmp_path), per_game, metric=atari_table1.BIT)
   assert set(paths) == {'table1_bit.csv', 'table1_bit.md', 'table1_bit_probe_f1.png',
                         'results.json'}
   with open(paths['table1_bit.csv']) as f:
@@ -126,7 +126,7 @@ def test_write_data_efficiency(tmp_path):
               'breakout': {'cswm': [0.5], 'rmr': [0.55]}},
   }
   controls = {'pong': {'untrained_f1_mean': 0.5, 'untrained_f1_std': 0.01, 'majority_f1': 0.4}}
-  paths = table1.write_data_efficiency(str(tmp_path), results, controls)
+  paths = atari_table1.write_data_efficiency(str(tmp_path), results, controls)
   with open(paths['data_efficiency.csv']) as f:
     reader = csv.DictReader(f)
     assert tuple(reader.fieldnames) == ('fraction', 'game', 'variant', 'seed', 'f1')
@@ -143,29 +143,29 @@ def test_write_data_efficiency(tmp_path):
 def test_write_learning_curve(tmp_path):
   curve = {'pong': {0: {'cswm': [0.5, 0.52], 'rmr': [0.5, 0.52]},
                     10: {'cswm': [0.6, 0.61], 'rmr': [0.62, 0.6]}}}
-  paths = table1.write_learning_curve(str(tmp_path), curve, {'pong': {
+  paths = atari_table1.write_learning_curve(str(tmp_path), curve, {'pong': {
       'untrained_f1_mean': 0.51, 'ceiling_f1_mean': 0.8, 'ceiling_f1_std': 0.01}})
   with open(paths['learning_curve.csv']) as f:
     rows = list(csv.DictReader(f))
-  assert tuple(rows[0]) == table1.LEARNING_CURVE_COLUMNS and len(rows) == 8
+  assert tuple(rows[0]) == atari_table1.LEARNING_CURVE_COLUMNS and len(rows) == 8
   assert [(r['step'], r['variant'], r['seed']) for r in rows[:2]] == [('0', 'cswm', '0'),
                                                                        ('0', 'cswm', '1')]
   _assert_png(paths['learning_curve.png'])
 
 
 def test_beats_control():
-  assert table1.beats_control([0.7, 0.72], [0.6, 0.62, 0.61])
-  assert not table1.beats_control([0.61, 0.62], [0.6, 0.62, 0.61])  # within one std
-  assert not table1.beats_control([0.9], [0.6])  # one untrained seed: no std, no claim
+  assert atari_table1.beats_control([0.7, 0.72], [0.6, 0.62, 0.61])
+  assert not atari_table1.beats_control([0.61, 0.62], [0.6, 0.62, 0.61])  # within one std
+  assert not atari_table1.beats_control([0.9], [0.6])  # one untrained seed: no std, no claim
 
 
 def test_reference_lines_show_the_untrained_and_ceiling_levels():
   from matplotlib.figure import Figure
   ax = Figure().add_subplot(1, 1, 1)
-  table1._reference_lines(ax, {'untrained_f1_mean': 0.5, 'untrained_f1_std': 0.01,
-                               'ceiling_f1_mean': 0.9, 'majority_f1': 0.3})
+  atari_table1._reference_lines(ax, {'untrained_f1_mean': 0.5, 'untrained_f1_std': 0.01,
+                                     'ceiling_f1_mean': 0.9, 'majority_f1': 0.3})
   lines = {line.get_label(): line.get_ydata()[0] for line in ax.get_lines()}
   assert lines == {'untrained f~': 0.5, 'ceiling': 0.9, 'majority': 0.3}
   ax = Figure().add_subplot(1, 1, 1)
-  table1._reference_lines(ax, {'untrained_f1_mean': 0.5, 'ceiling_f1_mean': float('nan')})
+  atari_table1._reference_lines(ax, {'untrained_f1_mean': 0.5, 'ceiling_f1_mean': float('nan')})
   assert [line.get_label() for line in ax.get_lines()] == ['untrained f~']

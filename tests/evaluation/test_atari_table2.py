@@ -1,4 +1,4 @@
-"""Tests for rmr_dist.evaluation.table2: the Table 2 CSV, Markdown and JSON files."""
+"""Tests for rmr_dist.evaluation.atari_table2: the Table 2 CSV, Markdown and JSON files."""
 
 import csv
 import json
@@ -6,18 +6,18 @@ import json
 import numpy as np
 import pytest
 
-from rmr_dist.evaluation import table2
+from rmr_dist.evaluation import atari_table2
 
 
 def test_table2_files(tmp_path):
   rows = [dict(game='pong', model=m, slot_acc=acc, bit_f1=f1, n_eval_slots=12,
                n_eval_transitions=500) for m, acc, f1 in
           [('mpnn', 0.8323, 0.952), ('copy', 0.6876, 0.873)]]
-  paths = table2.write_table2(str(tmp_path), rows)
+  paths = atari_table2.write_table2(str(tmp_path), rows)
   with open(paths['table2.csv']) as f:
     got = list(csv.DictReader(f))
   assert [r['model'] for r in got] == ['copy', 'mpnn']
-  assert list(got[0]) == list(table2.TABLE2_COLUMNS)
+  assert list(got[0]) == list(atari_table2.TABLE2_COLUMNS)
   md = open(paths['table2.md']).read()
   assert '| pong | 68.76% | 0.873 | 83.23% | 0.952 | 12 | 500 |' in md
   assert 'Copy baseline slot acc.' in md and 'MPNN bit F1' in md
@@ -33,14 +33,14 @@ def _row(model, episodes):
 def test_paired_comparisons_over_episodes(tmp_path):
   mpnn, deepsets = [0.80, 0.70, 0.90, 0.60], [0.75, 0.71, 0.85, 0.50]
   rows = [_row('mpnn', mpnn), _row('deepsets', deepsets), _row('copy', [0.5] * 4)]
-  got = {(c['a'], c['b']): c for c in table2.paired_comparisons(rows)}
+  got = {(c['a'], c['b']): c for c in atari_table2.paired_comparisons(rows)}
   assert set(got) == {('mpnn', 'deepsets'), ('mpnn', 'copy'), ('deepsets', 'copy')}
   c = got[('mpnn', 'deepsets')]
   d = np.subtract(mpnn, deepsets)  # A hand-computed paired t over the 4 episodes.
   assert c['mean_diff'] == pytest.approx(d.mean())
   assert c['t'] == pytest.approx(d.mean() / (d.std(ddof=1) / 2))
   assert c['a_better_episodes'] == 3 and c['n_episodes'] == 4
-  paths = table2.write_table2(str(tmp_path), rows, same_batches=True)
+  paths = atari_table2.write_table2(str(tmp_path), rows, same_batches=True)
   md = open(paths['table2.md']).read()
   assert 'same batch sequence' in md and '| pong | MPNN | Deep Sets | +4.75 pts |' in md
   with open(paths['results.json']) as f:
@@ -51,9 +51,9 @@ def test_paired_comparisons_over_episodes(tmp_path):
 def test_paired_comparisons_refuse_different_episodes_and_skip_old_rows():
   rows = [_row('mpnn', [0.8, 0.7]), _row('deepsets', [0.8, 0.7, 0.6])]
   with pytest.raises(ValueError, match='different episodes'):
-    table2.paired_comparisons(rows)
+    atari_table2.paired_comparisons(rows)
   old = [{k: v for k, v in r.items() if k != 'episode_slot_acc'} for r in rows]
-  assert table2.paired_comparisons(old) == []
+  assert atari_table2.paired_comparisons(old) == []
 
 
 def test_table2_learning_curve(tmp_path):
@@ -67,12 +67,12 @@ def test_table2_learning_curve(tmp_path):
        'curve': {'200': {'slot_acc': 0.95, 'bit_f1': 0.7},
                  '100': {'slot_acc': 0.93, 'bit_f1': 0.6}}},
   ]
-  points = table2.curve_points(rows)
+  points = atari_table2.curve_points(rows)
   assert [(p['model'], p['step'], p['bit_f1']) for p in points] == [
       ('mpnn', 100, 0.6), ('mpnn', 200, 0.7), ('mpnn', 300, 0.8)]
-  paths = table2.write_table2(str(tmp_path), rows)
+  paths = atari_table2.write_table2(str(tmp_path), rows)
   md = open(paths['table2_curve.md']).read()
   assert '| pong | 100 | 93.00% | 0.600 |' in md and '| pong | 300 | 97.00% | 0.800 |' in md
   with open(paths['results.json']) as f:
     assert json.load(f)['table2_curve'] == points
-  assert 'table2_curve.md' not in table2.write_table2(str(tmp_path / 'x'), rows[:1])
+  assert 'table2_curve.md' not in atari_table2.write_table2(str(tmp_path / 'x'), rows[:1])

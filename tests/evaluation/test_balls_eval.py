@@ -7,7 +7,7 @@ import pytest
 from rmr_dist.evaluation import balls_eval
 from rmr_dist.learning import balls_abstract
 from rmr_dist.learning import balls_natural
-from rmr_dist.replay import balls_data
+from rmr_dist.envs import balls_trajectories
 
 HISTORY = 3
 
@@ -52,8 +52,8 @@ def test_evaluate_natural_and_rollout(config, data):
 def test_copy_last_frame_mse_on_hand_values():
   # One trajectory of 3 one-pixel frames; history 1 gives windows (0 -> 1) and (1 -> 2).
   frames = np.array([0, 255, 255], np.uint8).reshape(1, 3, 1, 1, 1) * np.ones(3, np.uint8)
-  data = balls_data.TrajectorySet(positions=np.zeros((1, 3, 1, 2), np.float32), frames=frames,
-                                  radii=np.zeros((1, 1), np.float32))
+  data = balls_trajectories.TrajectorySet(positions=np.zeros((1, 3, 1, 2), np.float32),
+                                          frames=frames, radii=np.zeros((1, 1), np.float32))
   # Window 0 predicts 0 for 255 (squared error 1 per channel), window 1 predicts 255 for 255.
   assert balls_eval.copy_last_frame_mse(data, 1, np.array([0])) == 1.0
   assert balls_eval.copy_last_frame_mse(data, 1, np.array([1])) == 0.0
@@ -65,9 +65,9 @@ def test_constant_velocity_control_is_exact_on_straight_lines(config):
   is off by the velocity (squared, per coordinate)."""
   t = np.arange(12, dtype=np.float32)
   positions = np.stack([0.1 + 0.01 * t, 0.5 + 0.02 * t], -1)[None, :, None]  # [1, 12, 1, 2]
-  data = balls_data.TrajectorySet(positions=positions, frames=np.zeros((1, 12, 8, 8, 3),
-                                                                       np.uint8),
-                                  radii=np.full((1, 1), 0.05, np.float32))
+  data = balls_trajectories.TrajectorySet(positions=positions, frames=np.zeros((1, 12, 8, 8, 3),
+                                                                               np.uint8),
+                                          radii=np.full((1, 1), 0.05, np.float32))
   spec = balls_abstract.abstract_spec(config.abstract, 1)
   model = balls_abstract.make_abstract_model(spec)
   params = model.init(jax.random.PRNGKey(0), positions[:, :HISTORY])['params']
@@ -111,7 +111,7 @@ def test_rendered_prediction_mse_is_zero_for_exact_positions(config):
   positions = np.stack([0.3 + 0.02 * t, 0.4 + 0.01 * t], -1)[None, :, None]  # [1, 8, 1, 2]
   radii = np.full((1, 1), 0.1, np.float32)
   frames = balls_env.render_frames(positions[0], radii[0], 16)[None]
-  data = balls_data.TrajectorySet(positions=positions, frames=frames, radii=radii)
+  data = balls_trajectories.TrajectorySet(positions=positions, frames=frames, radii=radii)
   spec = balls_abstract.abstract_spec(config.abstract, 1)
   model = balls_abstract.make_abstract_model(spec, 0.02)
   params = model.init(jax.random.PRNGKey(0), positions[:, :HISTORY])['params']

@@ -1,4 +1,4 @@
-"""Tests for rmr_dist.learning.abstract: learning, 1 == 2 devices, resume, NaN stop.
+"""Tests for rmr_dist.learning.atari_abstract: learning, 1 == 2 devices, resume, NaN stop.
 
 Everything runs on a SYNTHETIC RAM task built here with numpy (no ALE, no Reverb): a fixed
 random background RAM whose "active" slots 3, 5, 7, 9, 11, 13 hold random bytes, and
@@ -24,10 +24,10 @@ import pytest
 
 from rmr_dist import checkpointing
 from rmr_dist import losses
-from rmr_dist.evaluation import metrics
-from rmr_dist.learning import abstract as learning
+from rmr_dist.evaluation import atari_metrics
+from rmr_dist.learning import atari_abstract as learning
 from rmr_dist.networks import processors
-from rmr_dist.networks.abstract import bits_to_bytes, bytes_to_bits
+from rmr_dist.networks.atari_abstract import bits_to_bytes, bytes_to_bits
 
 
 ACTIVE = np.array([3, 5, 7, 9, 11, 13])
@@ -85,10 +85,10 @@ def test_training_lowers_loss_and_beats_copy_baseline():
   out = learning.make_model(SPEC).apply({'params': learner.params}, x_bits,
                                         held_out['action'].astype(np.float32))
   predicted = np.asarray(bits_to_bytes(losses.predict(out.bit_logits, out.mask_logits, x_bits)))
-  scored = metrics.high_entropy_slots(held_out['ram_tp1'])  # [128]
+  scored = atari_metrics.high_entropy_slots(held_out['ram_tp1'])  # [128]
   np.testing.assert_array_equal(np.flatnonzero(scored), ACTIVE)
-  model_acc = metrics.slot_accuracy(predicted, held_out['ram_tp1'], scored)
-  copy_acc = metrics.slot_accuracy(held_out['ram_t'], held_out['ram_tp1'], scored)
+  model_acc = atari_metrics.slot_accuracy(predicted, held_out['ram_tp1'], scored)
+  copy_acc = atari_metrics.slot_accuracy(held_out['ram_t'], held_out['ram_tp1'], scored)
   assert model_acc > copy_acc + 0.05, (model_acc, copy_acc)
 
 

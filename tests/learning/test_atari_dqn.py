@@ -6,14 +6,14 @@ import numpy as np
 import optax
 import pytest
 
-from rmr_dist.acting import agent_actor
-from rmr_dist.learning import dqn
-from rmr_dist.networks import policy
+from rmr_dist.acting import atari_agent_actor
+from rmr_dist.learning import atari_dqn
+from rmr_dist.networks import atari_policy
 
 
 def _constant_q_params(q_values):
   """RamQNetwork((1,)) params whose Q(s, .) = q_values for every state s."""
-  params = policy.init_params(jax.random.PRNGKey(0), (1,))
+  params = atari_policy.init_params(jax.random.PRNGKey(0), (1,))
   return {'Dense_0': {'kernel': jnp.zeros_like(params['Dense_0']['kernel']),
                       'bias': jnp.ones_like(params['Dense_0']['bias'])},
           'Dense_1': {'kernel': jnp.zeros_like(params['Dense_1']['kernel']),
@@ -33,16 +33,17 @@ def test_double_dqn_target_and_loss_match_a_hand_computation():
   online[[1, 4]] = [3.0, 1.0]  # Online argmax: action 1.
   target = np.zeros(18, np.float32)
   target[[1, 4, 7]] = [2.0, 0.5, 9.0]  # Target argmax would be 7; double DQN takes action 1.
-  net = dqn.make_network((1,))
+  net = atari_dqn.make_network((1,))
   batch = {'ram_t': np.zeros((2, 128), np.uint8), 'action': np.array([4, 1], np.int32),
            'reward': np.array([1.0, -0.5], np.float32),
            'discount': np.array([0.9, 0.0], np.float32),  # The second episode terminated.
            'ram_tn': np.zeros((2, 128), np.uint8)}
-  y = dqn.double_dqn_targets(net, _constant_q_params(online), _constant_q_params(target), batch)
+  y = atari_dqn.double_dqn_targets(net, _constant_q_params(online), _constant_q_params(target),
+                                   batch)
   # y = r + discount * Q_target(s_n, argmax_a Q_online(s_n, a)) = r + discount * 2.
   np.testing.assert_allclose(np.asarray(y), [1.0 + 0.9 * 2.0, -0.5], rtol=1e-6)
-  loss, metrics = dqn.loss_fn(_constant_q_params(online), _constant_q_params(target), batch,
-                              net=net)
+  loss, metrics = atari_dqn.loss_fn(_constant_q_params(online), _constant_q_params(target), batch,
+                                    net=net)
   td = np.array([1.0 - 2.8, 3.0 - (-0.5)])  # Q_online(s, a) - y: -1.8 and 3.5.
   huber = np.where(np.abs(td) <= 1, 0.5 * td ** 2, np.abs(td) - 0.5)
   np.testing.assert_allclose(float(loss), huber.mean(), rtol=1e-6)
@@ -56,17 +57,17 @@ def test_double_dqn_bootstrap_argmax_runs_over_the_agents_actions():
   online[[2, 11]] = [5.0, 1.0]
   target = np.zeros(18, np.float32)
   target[[2, 11]] = [7.0, 0.25]
-  net = dqn.make_network((1,))
+  net = atari_dqn.make_network((1,))
   batch = {'ram_t': np.zeros((1, 128), np.uint8), 'action': np.array([11], np.int32),
            'reward': np.array([1.0], np.float32), 'discount': np.array([0.5], np.float32),
            'ram_tn': np.zeros((1, 128), np.uint8)}
   args = (net, _constant_q_params(online), _constant_q_params(target), batch)
-  np.testing.assert_allclose(np.asarray(dqn.double_dqn_targets(*args)), [1.0 + 0.5 * 7.0])
+  np.testing.assert_allclose(np.asarray(atari_dqn.double_dqn_targets(*args)), [1.0 + 0.5 * 7.0])
   pong = (0, 1, 3, 4, 11, 12)
-  np.testing.assert_allclose(np.asarray(dqn.double_dqn_targets(*args, pong)),
+  np.testing.assert_allclose(np.asarray(atari_dqn.double_dqn_targets(*args, pong)),
                              [1.0 + 0.5 * 0.25])
-  assert int(policy.greedy_action(online, pong, xp=np)) == 11
-  assert int(policy.greedy_action(online, None, xp=np)) == 2
+  assert int(atari_policy.greedy_action(online, pong, xp=np)) == 11
+  assert int(atari_policy.greedy_action(online, None, xp=np)) == 2
 
 
 def test_update_on_a_hand_made_batch_moves_q_toward_the_target():
@@ -76,13 +77,13 @@ def test_update_on_a_hand_made_batch_moves_q_toward_the_target():
   online[[1, 4]] = [3.0, 1.0]
   params = _constant_q_params(online)
   optimizer = optax.sgd(1.0)
-  state = dqn.DQNState(params, _constant_q_params(np.full(18, 2.0, np.float32)),
-                       optimizer.init(params), jnp.zeros((), jnp.int32))
+  state = atari_dqn.DQNState(params, _constant_q_params(np.full(18, 2.0, np.float32)),
+                             optimizer.init(params), jnp.zeros((), jnp.int32))
   batch = {'ram_t': np.zeros((2, 128), np.uint8), 'action': np.array([4, 1], np.int32),
            'reward': np.array([0.2, 1.0], np.float32),
            'discount': np.array([0.5, 0.0], np.float32), 'ram_tn': np.zeros((2, 128), np.uint8)}
-  new, _ = dqn.update(state, batch, net=dqn.make_network((1,)), optimizer=optimizer,
-                      target_update_period=100)
+  new, _ = atari_dqn.update(state, batch, net=atari_dqn.make_network((1,)), optimizer=optimizer,
+                            target_update_period=100)
   bias = np.asarray(new.params['Dense_1']['bias'])
   # td(action 4) = 1 - (0.2 + 0.5 * 2) = -0.2; td(action 1) = 3 - 1 = 2 (clipped to 1).
   np.testing.assert_allclose(bias[4], 1.0 + 0.2 / 2, rtol=1e-5)
@@ -94,11 +95,11 @@ def test_update_on_a_hand_made_batch_moves_q_toward_the_target():
 
 def test_target_network_is_copied_every_period():
   optimizer = optax.adam(1e-2)
-  state = dqn.init_state((8,), optimizer, jax.random.PRNGKey(1))
-  net = dqn.make_network((8,))
+  state = atari_dqn.init_state((8,), optimizer, jax.random.PRNGKey(1))
+  net = atari_dqn.make_network((8,))
   batch = _batch(np.random.default_rng(0), 4)
   for step in range(1, 5):
-    state, _ = dqn.update(state, batch, net=net, optimizer=optimizer, target_update_period=3)
+    state, _ = atari_dqn.update(state, batch, net=net, optimizer=optimizer, target_update_period=3)
     same = all(np.array_equal(a, b) for a, b in zip(
         jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(state.target_params)))
     assert same == (step == 3), step
@@ -107,35 +108,36 @@ def test_target_network_is_copied_every_period():
 def test_pmapped_update_on_two_devices_equals_one_device():
   assert jax.local_device_count() == 2  # conftest forces 2 CPU devices.
   optimizer = optax.adam(1e-3)
-  net = dqn.make_network((16,))
-  state = dqn.init_state((16,), optimizer, jax.random.PRNGKey(2))
+  net = atari_dqn.make_network((16,))
+  state = atari_dqn.init_state((16,), optimizer, jax.random.PRNGKey(2))
   batch = _batch(np.random.default_rng(1), 8)
-  one, m1 = dqn.update(state, batch, net=net, optimizer=optimizer, target_update_period=10)
-  pupdate = dqn.make_pmapped_update(net, optimizer, 10)
-  two, m2 = pupdate(jax.device_put_replicated(state, jax.local_devices()), dqn.shard(batch, 2))
+  one, m1 = atari_dqn.update(state, batch, net=net, optimizer=optimizer, target_update_period=10)
+  pupdate = atari_dqn.make_pmapped_update(net, optimizer, 10)
+  two, m2 = pupdate(jax.device_put_replicated(state, jax.local_devices()),
+                    atari_dqn.shard(batch, 2))
   for a, b in zip(jax.tree_util.tree_leaves(one.params), jax.tree_util.tree_leaves(two.params)):
     np.testing.assert_allclose(np.asarray(b[0]), np.asarray(a), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(float(m2['loss'][0]), float(m1['loss']), rtol=1e-5)
 
 
-@pytest.mark.parametrize('encoding', policy.ENCODINGS)
+@pytest.mark.parametrize('encoding', atari_policy.ENCODINGS)
 def test_numpy_forward_matches_the_network_and_the_checkpoint_keeps_the_encoding(encoding,
                                                                               tmp_path):
   from rmr_dist import checkpointing
-  params = policy.init_params(jax.random.PRNGKey(4), (32, 16), encoding=encoding)
+  params = atari_policy.init_params(jax.random.PRNGKey(4), (32, 16), encoding=encoding)
   ram = np.random.default_rng(2).integers(0, 256, (3, 128), dtype=np.uint8)
-  expected = policy.RamQNetwork((32, 16), 18, encoding).apply({'params': params}, ram)
-  np.testing.assert_allclose(dqn.numpy_q_values(params, ram, encoding), np.asarray(expected),
+  expected = atari_policy.RamQNetwork((32, 16), 18, encoding).apply({'params': params}, ram)
+  np.testing.assert_allclose(atari_dqn.numpy_q_values(params, ram, encoding), np.asarray(expected),
                              rtol=1e-4, atol=1e-5)
   path = checkpointing.save_policy(str(tmp_path / 'p'), params, (32, 16), encoding=encoding)
   meta, restored = checkpointing.load_policy(path)
   assert meta['encoding'] == encoding and meta['actions'] == list(range(18))
-  np.testing.assert_allclose(dqn.numpy_q_values(restored, ram, encoding), np.asarray(expected),
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(atari_dqn.numpy_q_values(restored, ram, encoding),
+                             np.asarray(expected), rtol=1e-4, atol=1e-5)
 
 
 def test_n_step_returns_clip_rewards_and_stop_at_terminals():
-  acc = agent_actor.NStepAccumulator(n=2, gamma=0.5)
+  acc = atari_agent_actor.NStepAccumulator(n=2, gamma=0.5)
   ram = [np.full(128, i, np.uint8) for i in range(5)]
   assert acc.step(ram[0], 3, 1.0, ram[1], False, False) == []
   (a,) = acc.step(ram[1], 4, 5.0, ram[2], False, False)  # 5 is clipped to 1.
@@ -150,9 +152,9 @@ def test_n_step_returns_clip_rewards_and_stop_at_terminals():
 
 
 def test_linear_epsilon():
-  assert agent_actor.linear_epsilon(0, 1.0, 0.1, 100) == 1.0
-  assert abs(agent_actor.linear_epsilon(50, 1.0, 0.1, 100) - 0.55) < 1e-12
-  assert agent_actor.linear_epsilon(500, 1.0, 0.1, 100) == 0.1
+  assert atari_agent_actor.linear_epsilon(0, 1.0, 0.1, 100) == 1.0
+  assert abs(atari_agent_actor.linear_epsilon(50, 1.0, 0.1, 100) - 0.55) < 1e-12
+  assert atari_agent_actor.linear_epsilon(500, 1.0, 0.1, 100) == 0.1
 
 
 def test_actor_explores_and_acts_only_within_its_action_set(test_config):
@@ -169,8 +171,8 @@ def test_actor_explores_and_acts_only_within_its_action_set(test_config):
   q[[2, 5, 12]] = [9.0, 8.0, 1.0]  # The greedy action over the minimal set is 12.
   params = jax.tree_util.tree_map(np.asarray, _constant_q_params(q))
   added = []
-  actor = agent_actor.AgentActor('pong', test_config.env, agent, 0, 0, added.append,
-                                 lambda: (1, params))
+  actor = atari_agent_actor.AgentActor('pong', test_config.env, agent, 0, 0, added.append,
+                                       lambda: (1, params))
   actor.run(300)  # Epsilon 1 -> 0.02 over the test config's 300 steps.
   taken = [int(t['action']) for t in added]
   assert set(taken) <= set(pong) and len(set(taken)) == 6  # Explored all six, nothing else.
@@ -184,11 +186,11 @@ def test_update_learns_a_two_state_bandit_over_the_minimal_set():
   # set must make the greedy policy right in both states.
   pong = (0, 1, 3, 4, 11, 12)
   rng = np.random.default_rng(0)
-  net = dqn.make_network((32,), 'bytes')
+  net = atari_dqn.make_network((32,), 'bytes')
   optimizer = optax.adam(1e-2)
-  state = dqn.init_state((32,), optimizer, jax.random.PRNGKey(0), 'bytes')
-  step = jax.jit(lambda s, b: dqn.update(s, b, net=net, optimizer=optimizer,
-                                         target_update_period=10, actions=pong))
+  state = atari_dqn.init_state((32,), optimizer, jax.random.PRNGKey(0), 'bytes')
+  step = jax.jit(lambda s, b: atari_dqn.update(s, b, net=net, optimizer=optimizer,
+                                               target_update_period=10, actions=pong))
   for _ in range(300):
     s = rng.integers(0, 2, 64)
     a = np.asarray(pong)[rng.integers(0, 6, 64)]
@@ -201,5 +203,5 @@ def test_update_learns_a_two_state_bandit_over_the_minimal_set():
   probe = np.zeros((2, 128), np.uint8)
   probe[1, 0] = 255
   q = net.apply({'params': state.params}, probe)
-  assert [int(a) for a in policy.greedy_action(q, pong)] == [3, 11]
+  assert [int(a) for a in atari_policy.greedy_action(q, pong)] == [3, 11]
   assert float(q[0, 3]) > 0.8 and float(q[1, 3]) < 0.2

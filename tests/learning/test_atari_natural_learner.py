@@ -1,4 +1,4 @@
-"""Tests for rmr_dist.learning.natural: freezing, lockstep batches, 1 == 2 devices, resume.
+"""Tests for rmr_dist.learning.atari_natural: freezing, lockstep batches, 1 == 2 devices, resume.
 
 Random 84x64 frames (the 'small' trunk pads them to 84x68), 2 seeds x ('rmr', 'cswm'), and
 all three variants where the abstract encoder is involved, batch 4, latent and hidden 16. The
@@ -19,11 +19,11 @@ import optax
 import pytest
 
 from rmr_dist import checkpointing
-from rmr_dist.learning import abstract as abstract_learning
+from rmr_dist.learning import atari_abstract as abstract_learning
 from rmr_dist.learning import lockstep
 from rmr_dist.learning import loop
-from rmr_dist.learning import natural as learning
-from rmr_dist.networks import natural as natural_net
+from rmr_dist.learning import atari_natural as learning
+from rmr_dist.networks import atari_natural as natural_net
 from rmr_dist.networks import processors
 
 SPEC16 = processors.ModelSpec('mpnn', latent_size=16, hidden_size=16)
@@ -392,14 +392,14 @@ def test_initial_encoder_params_are_the_learners_start(processor_export, slot_em
 
 
 def test_palette_batches_enter_the_step_as_their_exact_rgb():
-  from rmr_dist.envs import palette
+  from rmr_dist.envs import atari_palette
   rng = np.random.default_rng(0)
   index = {k: rng.integers(0, 256, (4, 210, 160), dtype=np.uint8) for k in ('frame_t', 'frame_tp1')}
   action = np.eye(18, dtype=np.uint8)[rng.integers(0, 18, 4)]
   key = jax.random.PRNGKey(3)
   fn = jax.jit(learning.lockstep_inputs)
   from_index, _ = fn(dict(index, action=action), key)
-  from_rgb, _ = fn({k: palette.to_rgb(v) for k, v in index.items()} | {'action': action}, key)
+  from_rgb, _ = fn({k: atari_palette.to_rgb(v) for k, v in index.items()} | {'action': action}, key)
   for name in ('frame_t', 'frame_tp1', 'frame_neg'):
     assert from_index[name].shape == (4, 210, 160, 3)
     np.testing.assert_array_equal(np.asarray(from_index[name]), np.asarray(from_rgb[name]))

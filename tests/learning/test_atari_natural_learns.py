@@ -22,13 +22,13 @@ import numpy as np
 import pytest
 
 from rmr_dist import losses
-from rmr_dist.acting import policies
+from rmr_dist.acting import atari_policies
 from rmr_dist.envs import atari
-from rmr_dist.evaluation import metrics
-from rmr_dist.evaluation import probes
+from rmr_dist.evaluation import atari_metrics
+from rmr_dist.evaluation import atari_probes
 from rmr_dist.learning import lockstep
-from rmr_dist.learning import natural as natural_learning
-from rmr_dist.networks import natural as natural_net
+from rmr_dist.learning import atari_natural as natural_learning
+from rmr_dist.networks import atari_natural as natural_net
 from rmr_dist.networks import processors
 
 SHAPE, UPDATES, BATCH, CANDIDATES = (84, 64), 120, 16, 16
@@ -36,7 +36,7 @@ SHAPE, UPDATES, BATCH, CANDIDATES = (84, 64), 120, 16, 16
 
 def _episodes(env, seeds, steps):
   """(frames [T+1, H, W, 3], ram [T+1, 128], actions [T]) per seed; persistent random actions."""
-  return [policies.persistent_random_episode(env, seed, steps) for seed in seeds]
+  return [atari_policies.persistent_random_episode(env, seed, steps) for seed in seeds]
 
 
 @pytest.fixture(scope='module')
@@ -96,14 +96,14 @@ def test_contrastive_updates_learn_to_pick_the_next_frame_on_held_out_episodes(t
 
 
 def _probe_f1(encode_fn, params, train, val, max_components):
-  train_emb = probes.frozen_embeddings(encode_fn, params, train[0], 100)
-  val_emb = probes.frozen_embeddings(encode_fn, params, val[0], 100)
-  mask = metrics.high_entropy_slots(val[1])
-  fitted, _ = probes.fit_bit_probes(
+  train_emb = atari_probes.frozen_embeddings(encode_fn, params, train[0], 100)
+  val_emb = atari_probes.frozen_embeddings(encode_fn, params, val[0], 100)
+  mask = atari_metrics.high_entropy_slots(val[1])
+  fitted, _ = atari_probes.fit_bit_probes(
       train_emb, train[1], steps=1000, batch_size=128, learning_rate=1e-3, weight_decay=0.0,
-      seed=0, early_stopping=probes.EarlyStopping(0.2, 25, 4), max_components=max_components,
+      seed=0, early_stopping=atari_probes.EarlyStopping(0.2, 25, 4), max_components=max_components,
       slots=mask)
-  return probes.evaluate_bit_probes(fitted, val_emb, val[1])['bit_f1']
+  return atari_probes.evaluate_bit_probes(fitted, val_emb, val[1])['bit_f1']
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -116,7 +116,7 @@ def test_probe_f1_beats_the_untrained_encoder_on_pong(trained):
   encode_fn = natural_net.make_encode_fn(1, 32, slot_embedding=True)
   before = _probe_f1(encode_fn, trained['before']['encoder'], train, val, 128)
   after = _probe_f1(encode_fn, trained['after']['encoder'], train, val, 128)
-  majority = probes.majority_bit_f1(train[1], val[1])['bit_f1']
+  majority = atari_probes.majority_bit_f1(train[1], val[1])['bit_f1']
   assert before > majority  # A random CNN already reads some of the RAM.
   print(f'probe F1: majority {majority:.3f}, untrained {before:.3f}, trained {after:.3f}')
   assert after > before + 0.01, (majority, before, after)

@@ -10,7 +10,7 @@ import pytest
 from rmr_dist import checkpointing
 from rmr_dist.learning import balls_natural
 from rmr_dist.learning import lockstep
-from rmr_dist.replay import balls_data
+from rmr_dist.envs import balls_trajectories
 from tests.conftest import make_balls_abstract_learner
 
 HISTORY = 3
@@ -38,7 +38,7 @@ def test_natural_lockstep_freezes_rmr_processor(config, data, tmp_path):
   learner = balls_natural.BallsNaturalLearner(
       natural, processor_export=export, image_size=config.sim.image_size,
       displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0,
-      iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2),
+      iterator=balls_trajectories.WindowBatches(data, HISTORY, 4, seed=2),
       checkpoint_dir=str(tmp_path / 'natural'))
   before = learner.model_params('end_to_end', 0)
   random_before = [learner.model_params('rmr_random_p', s)['processor']
@@ -67,7 +67,7 @@ def test_natural_lockstep_freezes_rmr_processor(config, data, tmp_path):
   resumed = balls_natural.BallsNaturalLearner(
       natural, processor_export=export, image_size=config.sim.image_size,
       displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0,
-      iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2),
+      iterator=balls_trajectories.WindowBatches(data, HISTORY, 4, seed=2),
       checkpoint_dir=str(tmp_path / 'natural'))
   assert resumed.global_step == 3
   np.testing.assert_array_equal(resumed.fingerprints, learner.fingerprints)
@@ -79,7 +79,7 @@ def test_natural_learner_names_a_missing_export(config, data, tmp_path):
         config.natural, processor_export=str(tmp_path / 'no_such_export'),
         image_size=config.sim.image_size,
         displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0,
-        iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2), checkpoint_dir=None)
+        iterator=balls_trajectories.WindowBatches(data, HISTORY, 4, seed=2), checkpoint_dir=None)
 
 
 def test_natural_update_one_device_equals_two(config, data, tmp_path):
@@ -133,7 +133,7 @@ def test_autoencoding_warm_start_keeps_pairs_equal_and_leaves_p_alone(config, da
   learner = balls_natural.BallsNaturalLearner(
       natural, processor_export=export, image_size=config.sim.image_size,
       displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0,
-      iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2), checkpoint_dir=None)
+      iterator=balls_trajectories.WindowBatches(data, HISTORY, 4, seed=2), checkpoint_dir=None)
   start = learner.model_params('end_to_end', 0)
   learner.run(2)
   rmr, e2e = learner.model_params('rmr', 0), learner.model_params('end_to_end', 0)
@@ -174,7 +174,7 @@ def test_abstract_f_alignment_reads_no_true_positions(config, data, tmp_path):
                                 processor_graph='objects')
   params = {}
   for name, poison in (('clean', False), ('poisoned', True)):
-    batches = balls_data.WindowBatches(data, HISTORY, 4, seed=2)
+    batches = balls_trajectories.WindowBatches(data, HISTORY, 4, seed=2)
     learner = balls_natural.BallsNaturalLearner(
         natural, processor_export=export, image_size=config.sim.image_size,
         displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0,
@@ -196,7 +196,7 @@ def test_abstract_f_alignment_reads_no_true_positions(config, data, tmp_path):
     balls_natural.BallsNaturalLearner(
         natural, processor_export=export, image_size=config.sim.image_size,
         displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0,
-        iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2), checkpoint_dir=None)
+        iterator=balls_trajectories.WindowBatches(data, HISTORY, 4, seed=2), checkpoint_dir=None)
 
 
 def test_oracle_learner_trains_g_alone_through_frozen_f_and_p(config, data, tmp_path):
@@ -209,7 +209,7 @@ def test_oracle_learner_trains_g_alone_through_frozen_f_and_p(config, data, tmp_
   learner = balls_natural.BallsOracleLearner(
       natural, processor_export=export, abstract_encoder=f, num_balls=config.sim.num_balls,
       image_size=config.sim.image_size, displacement_scale=config.sim.displacement_scale,
-      history=HISTORY, seed=0, iterator=balls_data.WindowBatches(data, HISTORY, 4, seed=2))
+      history=HISTORY, seed=0, iterator=balls_trajectories.WindowBatches(data, HISTORY, 4, seed=2))
   start = {v: learner.model_params(v, 0) for v in learner.variants}
   metrics = learner.run(config.natural.num_steps)  # the warm-start, then P in use
   assert np.isfinite(metrics['loss']).all()

@@ -17,7 +17,7 @@ from rmr_dist.learning import balls_abstract
 from rmr_dist.learning import balls_natural
 from rmr_dist.learning import lockstep
 from rmr_dist.learning import optimizers
-from rmr_dist.replay import balls_data
+from rmr_dist.envs import balls_trajectories
 
 HISTORY, SIZE, STEPS = 3, 24, 400
 VARIANTS = ('end_to_end',)
@@ -31,8 +31,8 @@ def test_natural_model_beats_copy_last_on_a_fixed_set_of_windows(balls_config):
   positions = np.stack([simulator.episode(seed, 8).positions for seed in range(2)])
   radii = np.full((len(positions), sim.num_balls), sim.radius_max, np.float32)  # [E, N]
   frames = np.stack([balls_env.render_frames(p, r, SIZE) for p, r in zip(positions, radii)])
-  data = balls_data.TrajectorySet(positions=positions.astype(np.float32), frames=frames,
-                                  radii=radii)
+  data = balls_trajectories.TrajectorySet(positions=positions.astype(np.float32), frames=frames,
+                                          radii=radii)
   index = np.arange(data.window_count(HISTORY))  # 10 windows, every update sees all of them
   windows = data.windows(index, HISTORY)
   batch = {'frames': windows['frames'], 'target_frame': windows['target_frame']}
@@ -75,8 +75,8 @@ def test_oracle_through_the_trained_processor_beats_an_untrained_one(balls_confi
   positions = np.stack([simulator.episode(seed, 12).positions for seed in range(12)])
   radii = np.full((len(positions), sim.num_balls), sim.radius_max, np.float32)
   frames = np.stack([balls_env.render_frames(p, r, SIZE) for p, r in zip(positions, radii)])
-  data = balls_data.TrajectorySet(positions=positions.astype(np.float32), frames=frames,
-                                  radii=radii)
+  data = balls_trajectories.TrajectorySet(positions=positions.astype(np.float32), frames=frames,
+                                          radii=radii)
   scale = sim.displacement_scale
   spec = balls_abstract.abstract_spec(dataclasses.replace(
       balls_config.abstract, latent_size=32, hidden_size=32), sim.num_balls)
@@ -113,7 +113,7 @@ def test_oracle_through_the_trained_processor_beats_an_untrained_one(balls_confi
       rng=jax.random.PRNGKey(2), fingerprint=np.zeros((2,), np.uint32))
   update = jax.jit(functools.partial(balls_natural.oracle_update, model=model,
                                      optimizer=optimizer, variants=variants))
-  batches = balls_data.WindowBatches(data, HISTORY, 16, seed=3)
+  batches = balls_trajectories.WindowBatches(data, HISTORY, 16, seed=3)
   for _ in range(300):
     state, metrics = update(state, next(batches))
   predict = balls_natural.make_oracle_predict_fn(model)

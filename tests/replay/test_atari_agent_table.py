@@ -5,8 +5,8 @@ import time
 import numpy as np
 import reverb
 
-from rmr_dist.replay import agent_table
-from rmr_dist.replay import tables
+from rmr_dist.replay import atari_agent_table
+from rmr_dist.replay import atari_tables
 
 
 def _item(i):
@@ -16,7 +16,7 @@ def _item(i):
 
 def _count_batches(address, batch_size, timeout_ms):
   n = 0
-  for _ in agent_table.make_batch_iterator(address, 'pong', batch_size, timeout_ms):
+  for _ in atari_agent_table.make_batch_iterator(address, 'pong', batch_size, timeout_ms):
     n += 1
   return n
 
@@ -26,12 +26,12 @@ def test_rate_limiter_blocks_a_learner_that_runs_ahead_of_collection():
   # inserts * spi - samples stays >= spi * min_size - buffer: after 10 inserts, at most
   # (10 - 2) * 4 + 40 = 72 samples; each later insert releases 4 more.
   spi, min_size, buffer, batch = 4.0, 2, 40.0, 2
-  server = tables.make_server([agent_table.make_table(
+  server = atari_tables.make_server([atari_agent_table.make_table(
       'pong', max_size=1000, min_size=min_size, samples_per_insert=spi, error_buffer=buffer)])
   address = f'127.0.0.1:{server.port}'
   try:
-    adder = agent_table.NStepAdder(reverb.Client(address), agent_table.table_name('pong'),
-                                   flush_every=2)
+    adder = atari_agent_table.NStepAdder(reverb.Client(address),
+                                         atari_agent_table.table_name('pong'), flush_every=2)
     for i in range(10):
       adder.add(_item(i))
     adder._writer.flush()  # pylint: disable=protected-access
@@ -49,7 +49,7 @@ def test_rate_limiter_blocks_a_learner_that_runs_ahead_of_collection():
     adder._writer.flush()  # pylint: disable=protected-access
     more = _count_batches(address, batch, timeout_ms=300)
     assert 5 * spi - 2 * batch <= more * batch <= 5 * spi + batch
-    info = reverb.Client(address).server_info()[agent_table.table_name('pong')]
+    info = reverb.Client(address).server_info()[atari_agent_table.table_name('pong')]
     assert info.current_size == 15
     adder.close()
   finally:
@@ -57,14 +57,15 @@ def test_rate_limiter_blocks_a_learner_that_runs_ahead_of_collection():
 
 
 def test_items_round_trip_with_their_types():
-  server = tables.make_server([agent_table.make_table(
+  server = atari_tables.make_server([atari_agent_table.make_table(
       'pong', max_size=100, min_size=1, samples_per_insert=1.0, error_buffer=100.0)])
   address = f'127.0.0.1:{server.port}'
   try:
-    adder = agent_table.NStepAdder(reverb.Client(address), agent_table.table_name('pong'))
+    adder = atari_agent_table.NStepAdder(reverb.Client(address),
+                                         atari_agent_table.table_name('pong'))
     adder.add(_item(7))
     adder._writer.flush()  # pylint: disable=protected-access
-    batch = next(agent_table.make_batch_iterator(address, 'pong', 1, timeout_ms=2000))
+    batch = next(atari_agent_table.make_batch_iterator(address, 'pong', 1, timeout_ms=2000))
     assert batch['ram_t'].dtype == np.uint8 and batch['ram_t'].shape == (1, 128)
     assert batch['action'].tolist() == [7] and batch['reward'].tolist() == [7.0]
     np.testing.assert_allclose(batch['discount'], [0.99], rtol=1e-6)

@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 import reverb
 
-from rmr_dist.acting import collector as collector_lib
+from rmr_dist.acting import atari_collector as collector_lib
 from rmr_dist.envs import atari
-from rmr_dist.replay import adders
-from rmr_dist.replay import episode_store
-from rmr_dist.replay import tables
+from rmr_dist.replay import atari_adders
+from rmr_dist.replay import atari_episode_store
+from rmr_dist.replay import atari_tables
 
 
 @pytest.fixture
 def server_and_client(test_config):
   cfg = test_config
-  server = tables.make_server(tables.make_tables(
+  server = atari_tables.make_server(atari_tables.make_tables(
       cfg.games, (cfg.env.frame_height, cfg.env.frame_width), abstract_max_size=10_000,
       natural_max_size=10_000, min_size_to_sample=1,
       natural_fractions=cfg.natural.data_fractions))
@@ -28,17 +28,17 @@ def test_items_counts_shapes_and_content(tmp_path, test_config, server_and_clien
   _, client = server_and_client
   cfg = dataclasses.replace(test_config, collect=dataclasses.replace(
       test_config.collect, store_all_episodes=True))
-  store = episode_store.EpisodeStore(str(tmp_path))
+  store = atari_episode_store.EpisodeStore(str(tmp_path))
   per_item = cfg.replay.transitions_per_item
   assert per_item > 1
-  collector = collector_lib.Collector(cfg, store, adders.TransitionAdder(
+  collector = collector_lib.Collector(cfg, store, atari_adders.TransitionAdder(
       client, max_episode_steps=cfg.env.max_episode_steps, transitions_per_item=per_item))
   units = collector_lib.make_work_units(cfg.games, cfg.heads.num_heads,
                                         cfg.heads.episodes_per_head)
   stats = collector.run(units)
   train = [s for s in stats if s.split == 'train']
   assert sum(s.length for s in train) > 0 and len(train) == len(units) // 2
-  expected = sum(tables.num_items(s.length, per_item) for s in train)
+  expected = sum(atari_tables.num_items(s.length, per_item) for s in train)
   info = client.server_info()
   assert info['abstract_pong'].current_size == expected
   assert info['natural_pong'].current_size == expected
@@ -52,19 +52,19 @@ def test_items_counts_shapes_and_content(tmp_path, test_config, server_and_clien
       transitions.add((ep.ram[t].tobytes(), int(ep.action[t]), ep.ram[t + 1].tobytes()))
   h, w = cfg.env.frame_height, cfg.env.frame_width
   for sample in client.sample('abstract_pong', num_samples=50, emit_timesteps=False):
-    window = tables.as_dict(sample.data, tables.abstract_signature())
+    window = atari_tables.as_dict(sample.data, atari_tables.abstract_signature())
     n = len(window['action'])
     assert 1 <= n <= per_item and window['ram'].shape == (n + 1, 128)
     assert window['action'].dtype == np.uint8 and np.all(window['action'].sum(axis=1) == 1)
     for i in range(n):
-      d = tables.transition(window, i)
+      d = atari_tables.transition(window, i)
       assert d['ram_t'].shape == (128,) and d['ram_t'].dtype == np.uint8
       key = (d['ram_t'].tobytes(), int(np.argmax(d['action'])), d['ram_tp1'].tobytes())
       assert key in transitions
   for sample in client.sample('natural_pong', num_samples=20, emit_timesteps=False):
-    window = tables.as_dict(sample.data, tables.natural_signature((h, w)))
+    window = atari_tables.as_dict(sample.data, atari_tables.natural_signature((h, w)))
     n = len(window['action'])
-    d = tables.transition(window, n - 1)
+    d = atari_tables.transition(window, n - 1)
     assert window['frame'].shape == (n + 1, h, w, 3) and window['ram'].shape == (n + 1, 128)
     assert d['frame_t'].shape == (h, w, 3) and d['frame_t'].dtype == np.uint8
     assert d['frame_tp1'].shape == (h, w, 3) and d['frame_tp1'].dtype == np.uint8
@@ -77,8 +77,8 @@ def test_val_episodes_only_in_store_and_resume_skips_them(tmp_path, test_config,
   # Without collect.store_all_episodes (the test config sets it: the probe set's episodes).
   test_config = dataclasses.replace(test_config, collect=dataclasses.replace(
       test_config.collect, store_all_episodes=False))
-  store = episode_store.EpisodeStore(str(tmp_path))
-  collector = collector_lib.Collector(test_config, store, adders.TransitionAdder(
+  store = atari_episode_store.EpisodeStore(str(tmp_path))
+  collector = collector_lib.Collector(test_config, store, atari_adders.TransitionAdder(
       client, max_episode_steps=test_config.env.max_episode_steps))
   units = collector_lib.make_work_units(test_config.games, 2, test_config.heads.episodes_per_head)
   first = collector.run(units)
@@ -98,18 +98,18 @@ def test_fraction_tables_hold_the_items_of_their_episodes(tmp_path, test_config)
   cfg = dataclasses.replace(test_config, heads=dataclasses.replace(test_config.heads,
                                                                    num_heads=8))
   assert cfg.natural.data_fractions == (0.5, 1.0)
-  server = tables.make_server(tables.make_tables(
+  server = atari_tables.make_server(atari_tables.make_tables(
       cfg.games, (cfg.env.frame_height, cfg.env.frame_width), abstract_max_size=10_000,
       natural_max_size=10_000, min_size_to_sample=1, natural_fractions=cfg.natural.data_fractions))
   try:
     client = reverb.Client(f'127.0.0.1:{server.port}')
-    collector = collector_lib.Collector(cfg, episode_store.EpisodeStore(str(tmp_path)),
-                                        adders.TransitionAdder(
+    collector = collector_lib.Collector(cfg, atari_episode_store.EpisodeStore(str(tmp_path)),
+                                        atari_adders.TransitionAdder(
       client, max_episode_steps=cfg.env.max_episode_steps, transitions_per_item=4))
     units = collector_lib.make_work_units(cfg.games, 8, cfg.heads.episodes_per_head)
     stats = collector.run(units)
     from rmr_dist.replay import splits
-    expected = sum(tables.num_items(s.length, 4) for s in stats if s.split == 'train' and
+    expected = sum(atari_tables.num_items(s.length, 4) for s in stats if s.split == 'train' and
                    splits.in_fraction(cfg.seed, s.game, s.head, s.episode, 0.5))
     info = client.server_info()
     assert info['natural_pong_f50'].current_size == expected
@@ -124,23 +124,23 @@ def test_no_pending_items_warning(capfd, test_config, server_and_client, tmp_pat
   _, client = server_and_client
   cfg = dataclasses.replace(test_config, env=dataclasses.replace(test_config.env,
                                                                  max_episode_steps=400))
-  collector = collector_lib.Collector(cfg, episode_store.EpisodeStore(str(tmp_path)),
-                                      adders.TransitionAdder(client, max_episode_steps=400))
+  collector = collector_lib.Collector(cfg, atari_episode_store.EpisodeStore(str(tmp_path)),
+                                      atari_adders.TransitionAdder(client, max_episode_steps=400))
   stats = collector.run(collector_lib.make_work_units(cfg.games, 2, 1))
   assert sum(s.length for s in stats) > 300  # Long enough episodes to have warned before.
   assert 'alarmingly high' not in capfd.readouterr().err
 
 
 def test_native_frames_are_palette_indices_in_replay_and_store(tmp_path, test_config):
-  from rmr_dist.envs import palette
+  from rmr_dist.envs import atari_palette
   cfg = dataclasses.replace(
       test_config, env=dataclasses.replace(test_config.env, frame_height=210, frame_width=160),
       collect=dataclasses.replace(test_config.collect, store_all_episodes=True))
-  server = tables.make_server(tables.make_config_tables(
+  server = atari_tables.make_server(atari_tables.make_config_tables(
       cfg, abstract_max_size=1000, natural_max_size=1000, min_size_to_sample=1))
   client = reverb.Client(f'127.0.0.1:{server.port}')
-  store = episode_store.EpisodeStore(str(tmp_path))
-  collector = collector_lib.Collector(cfg, store, adders.TransitionAdder(
+  store = atari_episode_store.EpisodeStore(str(tmp_path))
+  collector = collector_lib.Collector(cfg, store, atari_adders.TransitionAdder(
       client, max_episode_steps=cfg.env.max_episode_steps, chunk_length=4,
       transitions_per_item=4))
   stats = collector.run(collector_lib.make_work_units(cfg.games, 2, cfg.heads.episodes_per_head))
@@ -153,14 +153,14 @@ def test_native_frames_are_palette_indices_in_replay_and_store(tmp_path, test_co
     rgb = store.read('pong', 'train', s.head, s.episode).frames  # [T+1, 210, 160, 3]
     for t in range(s.length):
       pairs[raw[t].tobytes() + raw[t + 1].tobytes()] = rgb[t]
-  signature = tables.natural_signature((210, 160))
+  signature = atari_tables.natural_signature((210, 160))
   for sample in client.sample('natural_pong', num_samples=20, emit_timesteps=False):
-    window = tables.as_dict(sample.data, signature)
+    window = atari_tables.as_dict(sample.data, signature)
     for i in range(len(window['action'])):
-      d = tables.transition(window, i)
+      d = atari_tables.transition(window, i)
       assert d['frame_t'].shape == (210, 160) and d['frame_t'].dtype == np.uint8
       key = d['frame_t'].tobytes() + d['frame_tp1'].tobytes()
-      np.testing.assert_array_equal(palette.to_rgb(d['frame_t']), pairs[key])
+      np.testing.assert_array_equal(atari_palette.to_rgb(d['frame_t']), pairs[key])
   server.stop()
 
 
@@ -168,7 +168,7 @@ def _windows(client, table, signature):
   """The distinct windows (RAM bytes of their steps) that sampling `table` returns."""
   out = set()
   for sample in client.sample(table, num_samples=500, emit_timesteps=False):
-    out.add(tables.as_dict(sample.data, signature)['ram'].tobytes())
+    out.add(atari_tables.as_dict(sample.data, signature)['ram'].tobytes())
   return out
 
 
@@ -192,12 +192,12 @@ def test_long_episodes_are_written_in_segments_with_the_same_items(test_config):
   assert not result.terminal  # 50 transitions.
   sizes, windows = {}, {}
   for name, segment in (('whole', 1024), ('segments', 16)):
-    server = tables.make_server(tables.make_tables(
+    server = atari_tables.make_server(atari_tables.make_tables(
         ('pong',), shape, abstract_max_size=1_000, natural_max_size=1_000, min_size_to_sample=1))
     client = reverb.Client(f'127.0.0.1:{server.port}')
     try:
-      adder = adders.TransitionAdder(client, max_episode_steps=50, chunk_length=8,
-                                     transitions_per_item=8, segment_steps=segment)
+      adder = atari_adders.TransitionAdder(client, max_episode_steps=50, chunk_length=8,
+                                           transitions_per_item=8, segment_steps=segment)
       adder.begin_episode('pong')
       for t in range(33):  # Two segments of 16 transitions are complete.
         adder.add(observations[t], actions[t])
@@ -213,11 +213,11 @@ def test_long_episodes_are_written_in_segments_with_the_same_items(test_config):
       adder.end_episode(observations[50])
       adder.close()
       sizes[name] = (_table_size(client, 'abstract_pong'), _table_size(client, 'natural_pong'))
-      windows[name] = (_windows(client, 'abstract_pong', tables.abstract_signature()),
-                       _windows(client, 'natural_pong', tables.natural_signature(shape)))
+      windows[name] = (_windows(client, 'abstract_pong', atari_tables.abstract_signature()),
+                       _windows(client, 'natural_pong', atari_tables.natural_signature(shape)))
     finally:
       server.stop()
   assert sizes['whole'] == sizes['segments'] == (7, 7)  # 6 windows of 8, one of 2.
   assert windows['whole'] == windows['segments'] and len(windows['whole'][0]) == 7
   with pytest.raises(ValueError, match='segment_steps'):
-    adders.TransitionAdder(None, max_episode_steps=10, segment_steps=0)
+    atari_adders.TransitionAdder(None, max_episode_steps=10, segment_steps=0)

@@ -5,12 +5,12 @@ import os
 import numpy as np
 import pytest
 
-from rmr_dist.replay import episode_store
+from rmr_dist.replay import atari_episode_store
 
 
 def _episode(t=5, h=6, w=4, seed=0):
   rng = np.random.default_rng(seed)
-  return episode_store.Episode(
+  return atari_episode_store.Episode(
       ram=rng.integers(0, 256, (t + 1, 128), dtype=np.uint8),
       action=rng.integers(0, 18, t).astype(np.int32),
       reward=rng.normal(size=t).astype(np.float32),
@@ -18,7 +18,7 @@ def _episode(t=5, h=6, w=4, seed=0):
 
 
 def test_round_trip_and_index(tmp_path):
-  store = episode_store.EpisodeStore(str(tmp_path))
+  store = atari_episode_store.EpisodeStore(str(tmp_path))
   ep = _episode()
   entry = store.write(ep, game='pong', split='val', head=3, episode_index=1, terminal=True)
   assert entry == dict(game='pong', head=3, episode=1, split='val', length=5, terminal=True)
@@ -39,11 +39,12 @@ def test_round_trip_and_index(tmp_path):
 def test_shapes_are_checked():
   ep = _episode()
   with pytest.raises(ValueError, match='ram must be'):
-    episode_store.Episode(ram=ep.ram[:-1], action=ep.action, reward=ep.reward, frames=ep.frames)
+    atari_episode_store.Episode(ram=ep.ram[:-1], action=ep.action, reward=ep.reward,
+                                frames=ep.frames)
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
-  store = episode_store.EpisodeStore(str(tmp_path))
+  store = atari_episode_store.EpisodeStore(str(tmp_path))
 
   def broken_write_array(f, array, **kwargs):
     f.write(b'half an array')
@@ -60,20 +61,20 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
 
 def test_read_missing_episode_names_it(tmp_path):
   with pytest.raises(FileNotFoundError, match='head=2 episode=0'):
-    episode_store.EpisodeStore(str(tmp_path)).read('pong', 'val', 2, 0)
+    atari_episode_store.EpisodeStore(str(tmp_path)).read('pong', 'val', 2, 0)
 
 
 def test_palette_frames_are_stored_as_screens_and_read_as_rgb(tmp_path):
-  from rmr_dist.envs import palette
-  store = episode_store.EpisodeStore(str(tmp_path))
+  from rmr_dist.envs import atari_palette
+  store = atari_episode_store.EpisodeStore(str(tmp_path))
   rng = np.random.default_rng(2)
   index = rng.integers(0, 256, (6, 210, 160), dtype=np.uint8)  # [T+1, 210, 160]
-  ep = episode_store.Episode(ram=np.zeros((6, 128), np.uint8), action=np.zeros(5, np.int32),
-                             reward=np.zeros(5, np.float32), frames=index)
+  ep = atari_episode_store.Episode(ram=np.zeros((6, 128), np.uint8), action=np.zeros(5, np.int32),
+                                   reward=np.zeros(5, np.float32), frames=index)
   store.write(ep, game='pong', split='val', head=0, episode_index=0)
   with np.load(os.path.join(str(tmp_path), 'pong', 'val', 'h000_e000.npz')) as data:
     assert 'screens' in data.files and 'frames' not in data.files
-  np.testing.assert_array_equal(store.read('pong', 'val', 0, 0).frames, palette.to_rgb(index))
+  np.testing.assert_array_equal(store.read('pong', 'val', 0, 0).frames, atari_palette.to_rgb(index))
   raw = store.read_arrays('pong', 'val', 0, 0, ('frames',), rgb=False)['frames']
   np.testing.assert_array_equal(raw, index)
   # A store written before palette frames (RGB under `frames`) reads as it always did.
@@ -85,13 +86,13 @@ def test_palette_frames_are_stored_as_screens_and_read_as_rgb(tmp_path):
     np.testing.assert_array_equal(
         store.read_arrays('pong', 'val', 1, 0, ('frames',), rgb=rgb)['frames'], old.frames)
   with pytest.raises(ValueError, match='palette indices'):
-    episode_store.Episode(ram=ep.ram, action=ep.action, reward=ep.reward, frames=index[:, :8])
+    atari_episode_store.Episode(ram=ep.ram, action=ep.action, reward=ep.reward, frames=index[:, :8])
 
 
 def test_episode_files_are_npz_at_the_store_level(tmp_path):
   """Written with zlib at `COMPRESS_LEVEL` (faster than numpy's 6), read back by `np.load`."""
   import zipfile
-  store = episode_store.EpisodeStore(str(tmp_path))
+  store = atari_episode_store.EpisodeStore(str(tmp_path))
   ep = _episode()
   store.write(ep, game='pong', split='val', head=0, episode_index=0)
   path = os.path.join(tmp_path, 'pong', 'val', 'h000_e000.npz')

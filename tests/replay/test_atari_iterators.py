@@ -5,19 +5,20 @@ import pytest
 import reverb
 
 from rmr_dist.envs import atari
-from rmr_dist.replay import adders
-from rmr_dist.replay import iterators
-from rmr_dist.replay import tables
+from rmr_dist.replay import atari_adders
+from rmr_dist.replay import atari_iterators
+from rmr_dist.replay import atari_tables
 
 
 def _serve_episode(obs: list[atari.Observation]):
   """A server whose pong tables hold one episode of `obs` (action t % 18 after obs[t]), in
   windows of 4 transitions."""
-  server = tables.make_server(tables.make_tables(('pong',), obs[0].frame.shape[:2],
-                                                 abstract_max_size=100, natural_max_size=100,
-                                                 min_size_to_sample=1))
-  adder = adders.TransitionAdder(reverb.Client(f'127.0.0.1:{server.port}'), max_episode_steps=20,
-                                 chunk_length=4, transitions_per_item=4)
+  server = atari_tables.make_server(atari_tables.make_tables(
+      ('pong',), obs[0].frame.shape[:2], abstract_max_size=100, natural_max_size=100,
+      min_size_to_sample=1))
+  adder = atari_adders.TransitionAdder(reverb.Client(f'127.0.0.1:{server.port}'),
+                                       max_episode_steps=20, chunk_length=4,
+                                       transitions_per_item=4)
   adder.begin_episode('pong')
   for t in range(len(obs) - 1):
     adder.add(obs[t], t % 18)
@@ -32,7 +33,7 @@ def test_table_iterator_yields_batches_from_a_real_server():
                            rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for _ in range(11)]
   server = _serve_episode(obs)
   try:
-    it = iterators.make_table_iterator(f'127.0.0.1:{server.port}', 'abstract_pong', 6)
+    it = atari_iterators.make_table_iterator(f'127.0.0.1:{server.port}', 'abstract_pong', 6)
     batch = next(it)
     assert {k: (v.shape, v.dtype) for k, v in batch.items()} == {
         'ram_t': ((6, 128), np.uint8), 'action': ((6, 18), np.uint8),
@@ -40,7 +41,8 @@ def test_table_iterator_yields_batches_from_a_real_server():
     known = {(o.ram.tobytes(), n.ram.tobytes()) for o, n in zip(obs[:-1], obs[1:])}
     for r0, r1 in zip(batch['ram_t'], batch['ram_tp1']):
       assert (r0.tobytes(), r1.tobytes()) in known
-    natural = next(iterators.make_table_iterator(f'127.0.0.1:{server.port}', 'natural_pong', 5))
+    natural = next(atari_iterators.make_table_iterator(f'127.0.0.1:{server.port}',
+                                                       'natural_pong', 5))
     assert {k: (v.shape, v.dtype) for k, v in natural.items()} == {
         'frame_t': ((5, 8, 8, 3), np.uint8), 'action': ((5, 18), np.uint8),
         'frame_tp1': ((5, 8, 8, 3), np.uint8), 'ram_t': ((5, 128), np.uint8)}
@@ -62,7 +64,7 @@ def test_table_iterator_draws_every_transition_equally_often():
   try:
     client = reverb.Client(f'127.0.0.1:{server.port}')
     assert client.server_info()['abstract_pong'].current_size == 3
-    it = iterators.make_table_iterator(f'127.0.0.1:{server.port}', 'abstract_pong', 100)
+    it = atari_iterators.make_table_iterator(f'127.0.0.1:{server.port}', 'abstract_pong', 100)
     ram_t = np.concatenate([next(it)['ram_t'][:, 0] for _ in range(18)])
     counts = np.bincount(ram_t, minlength=9)
     assert counts.sum() == 1800 and len(counts) == 9
@@ -73,7 +75,7 @@ def test_table_iterator_draws_every_transition_equally_often():
 
 
 def test_prefetcher_transforms_in_order_and_stops():
-  p = iterators.Prefetcher(iter(range(5)), transform=lambda x: x * 10, size=2)
+  p = atari_iterators.Prefetcher(iter(range(5)), transform=lambda x: x * 10, size=2)
   assert list(p) == [0, 10, 20, 30, 40]
 
 
@@ -82,29 +84,29 @@ def test_prefetcher_reraises_source_errors():
     yield 1
     raise RuntimeError('replay went away')
 
-  p = iterators.Prefetcher(source())
+  p = atari_iterators.Prefetcher(source())
   assert next(p) == 1
   with pytest.raises(RuntimeError, match='replay went away'):
     next(p)
 
 
 def test_an_unfinished_episode_leaves_nothing_in_replay():
-  server = tables.make_server(tables.make_tables(('pong',), (8, 8), abstract_max_size=100,
-                                                 natural_max_size=100, min_size_to_sample=1))
+  server = atari_tables.make_server(atari_tables.make_tables(
+      ('pong',), (8, 8), abstract_max_size=100, natural_max_size=100, min_size_to_sample=1))
   try:
     client = reverb.Client(f'127.0.0.1:{server.port}')
     rng = np.random.default_rng(0)
     obs = [atari.Observation(rng.integers(0, 256, 128, dtype=np.uint8),
                              rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for _ in range(6)]
-    crashed = adders.TransitionAdder(client, max_episode_steps=20, chunk_length=2,
-                                     transitions_per_item=2)
+    crashed = atari_adders.TransitionAdder(client, max_episode_steps=20, chunk_length=2,
+                                           transitions_per_item=2)
     crashed.begin_episode('pong')
     for t in range(5):
       crashed.add(obs[t], t)
     crashed.close()  # The collector died before end_episode.
     assert client.server_info()['abstract_pong'].current_size == 0
-    retry = adders.TransitionAdder(client, max_episode_steps=20, chunk_length=2,
-                                   transitions_per_item=2)
+    retry = atari_adders.TransitionAdder(client, max_episode_steps=20, chunk_length=2,
+                                         transitions_per_item=2)
     retry.begin_episode('pong')
     for t in range(5):
       retry.add(obs[t], t)

@@ -10,7 +10,7 @@ from configs import atari as atari_configs
 from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
 from rmr_dist import workdir as workdir_lib
-from rmr_dist.acting import collector as collector_lib
+from rmr_dist.acting import atari_collector as collector_lib
 from rmr_dist.replay import splits
 from rmr_dist.stages import atari_collect
 

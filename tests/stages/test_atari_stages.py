@@ -10,13 +10,13 @@ import reverb
 
 from rmr_dist import logging as logging_lib
 from rmr_dist import workdir as workdir_lib
-from rmr_dist.acting import collector as collector_lib
-from rmr_dist.evaluation import atariari_labels
-from rmr_dist.evaluation import probes
-from rmr_dist.evaluation import table1
-from rmr_dist.replay import adders
-from rmr_dist.replay import episode_store
-from rmr_dist.replay import tables
+from rmr_dist.acting import atari_collector as collector_lib
+from rmr_dist.evaluation import atari_ram_labels
+from rmr_dist.evaluation import atari_probes
+from rmr_dist.evaluation import atari_table1
+from rmr_dist.replay import atari_adders
+from rmr_dist.replay import atari_episode_store
+from rmr_dist.replay import atari_tables
 from rmr_dist.stages import atari_abstract
 from rmr_dist.stages import atari_natural
 from rmr_dist.stages import atari_probe
@@ -35,13 +35,13 @@ def collected(tmp_path_factory):
   assert config.probe.byte_probes and config.probe.ceiling_steps > 0  # on in the test config
   root = str(tmp_path_factory.mktemp('atari_stages'))
   paths = workdir_lib.open_workdir(root, config, workdir_lib.ATARI_STAGES)
-  server = tables.make_server(tables.make_tables(
+  server = atari_tables.make_server(atari_tables.make_tables(
       config.games, (config.env.frame_height, config.env.frame_width),
       abstract_max_size=1_000, natural_max_size=1_000, min_size_to_sample=1,
       natural_fractions=config.natural.data_fractions))
   address = f'127.0.0.1:{server.port}'
-  store = episode_store.EpisodeStore(paths.episodes)
-  collector = collector_lib.Collector(config, store, adders.TransitionAdder(
+  store = atari_episode_store.EpisodeStore(paths.episodes)
+  collector = collector_lib.Collector(config, store, atari_adders.TransitionAdder(
       reverb.Client(address), max_episode_steps=config.env.max_episode_steps))
   collector.run(collector_lib.make_work_units(config.games, config.heads.num_heads,
                                               config.heads.episodes_per_head))
@@ -83,7 +83,7 @@ def test_stage_units_run_in_one_process(collected, monkeypatch):
     # mean of the per-category F1s.
     assert all(0.0 <= f <= 1.0 for f in rec['byte_f1'])
     for f, cats in zip(rec['byte_f1'], rec['byte_category_f1']):
-      assert set(cats) <= set(atariari_labels.CATEGORIES)
+      assert set(cats) <= set(atari_ram_labels.CATEGORIES)
       assert f == pytest.approx(sum(cats.values()) / len(cats))
   for fit in probe['ceiling_fit']:
     assert 0 < fit['steps'] <= config.probe.ceiling_steps and fit['n_val'] > 0
@@ -97,7 +97,7 @@ def test_stage_units_run_in_one_process(collected, monkeypatch):
   frames, ram, episode = data.train_frames, data.train_ram, data.train_episode
   assert 0 < len(ram) <= config.probe.train_transitions
   assert len({f.tobytes() + r.tobytes() for f, r in zip(frames, ram)}) == len(ram)
-  store = episode_store.EpisodeStore(paths.episodes)
+  store = atari_episode_store.EpisodeStore(paths.episodes)
   entries = store.entries('pong', 'train')
   assert probe['n_train_episodes'] == len(set(episode.tolist())) > 1
   for i in range(0, len(ram), 7):
@@ -113,9 +113,9 @@ def test_stage_units_run_in_one_process(collected, monkeypatch):
     splits_made.append((groups, out))
     return out
 
-  split_indices = probes.split_indices
+  split_indices = atari_probes.split_indices
   untrained = atari_probe.untrained_encoders(config, paths, 'pong')
-  monkeypatch.setattr(probes, 'split_indices', recording_split)
+  monkeypatch.setattr(atari_probes, 'split_indices', recording_split)
   for seed, params in untrained.items():
     again = atari_probe.score_encoder(config, encode_fn, params, data, 'pong', seed)
     assert again['bit_f1'] == probe['untrained']['bit_f1'][seed]
@@ -157,7 +157,7 @@ def test_stage_units_run_in_one_process(collected, monkeypatch):
   with open(written['table1.csv']) as f:
     byte_rows = list(csv.DictReader(f))
   with open(written['table1.csv']) as f:
-    assert f.readline().strip() == ','.join(table1.table1_columns(config.natural.variants))
+    assert f.readline().strip() == ','.join(atari_table1.table1_columns(config.natural.variants))
   assert [r['game'] for r in byte_rows] == ['pong']
   assert float(byte_rows[0]['majority_f1']) == pytest.approx(probe['majority_byte_f1'])
   assert float(byte_rows[0]['untrained_f1_mean']) == pytest.approx(

@@ -14,8 +14,8 @@ from configs import atari as atari_configs
 from rmr_dist import config as config_lib
 from rmr_dist import logging as logging_lib
 from rmr_dist import workdir as workdir_lib
-from rmr_dist.acting import collector as collector_lib
-from rmr_dist.replay import episode_store
+from rmr_dist.acting import atari_collector as collector_lib
+from rmr_dist.replay import atari_episode_store
 from rmr_dist.stages import atari_collect
 from tests.conftest import REPO
 
@@ -62,7 +62,8 @@ def collected(tmp_path_factory):
   config = config_lib.load_atari_config(_tiny_gpu_config())
   root = str(tmp_path_factory.mktemp('gpu') / 'work')
   paths = workdir_lib.open_workdir(root, config, workdir_lib.ATARI_STAGES)
-  collector = collector_lib.Collector(config, episode_store.EpisodeStore(paths.episodes), None)
+  store = atari_episode_store.EpisodeStore(paths.episodes)
+  collector = collector_lib.Collector(config, store, None)
   stats = collector.run(atari_collect.work_units(config))
   logger = logging_lib.Logger(paths.tb)
   atari_collect.write_summary(config, paths, stats, {}, None, logger)  # Marks collect done.

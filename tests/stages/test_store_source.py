@@ -24,7 +24,7 @@ runpy.run_path(sys.argv[0], run_name='__main__')
 
 ATARI_IMPORTS = '''
 import sys
-from rmr_dist.distributed import program  # The Ray driver imports without Reverb too.
+from rmr_dist.distributed import atari_program  # The Ray driver imports without Reverb too.
 from rmr_dist.stages import atari_abstract, atari_natural, atari_probe, atari_report
 print('RESULT', [m for m, v in sys.modules.items() if v is not None and
                  m.split('.')[0] in ('reverb', 'tensorflow')])
