@@ -27,19 +27,17 @@ Figures use matplotlib's object API on an Agg canvas (no pyplot, no global backe
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
+from rmr_dist.evaluation import report_files
 from rmr_dist.evaluation import statistics
 
 DATA_EFFICIENCY_COLUMNS = ('fraction', 'game', 'variant', 'seed', 'f1')
@@ -267,20 +265,6 @@ def _json_safe(x: Any) -> Any:
   return x
 
 
-def save_figure(fig: Figure, path: str) -> None:
-  """Renders ``fig`` to PNG atomically (`rmr_dist.storage.write_with`)."""
-  FigureCanvasAgg(fig)
-  storage.write_with(path, lambda f: fig.savefig(f, format='png', dpi=120, bbox_inches='tight'))
-
-
-def csv_text(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
-  buf = io.StringIO()
-  writer = csv.DictWriter(buf, fieldnames=columns, extrasaction='ignore', lineterminator='\n')
-  writer.writeheader()
-  writer.writerows(rows)
-  return buf.getvalue()
-
-
 def _colour(variant: str, variants: Sequence[str]) -> str:
   if variant in _COLOURS:
     return _COLOURS[variant]
@@ -360,9 +344,9 @@ def write_table1(report_dir: str, per_game: Mapping[str, Mapping[str, Any]],
   paths = {name: storage.join(report_dir, name) for name in
            (f'{stem}.csv', f'{stem}.md', f'{stem}_probe_f1.png', 'results.json')}
   workdir_lib.atomic_write_text(paths[f'{stem}.csv'],
-                                csv_text(table1_columns(variants), rows))
+                                report_files.csv_text(table1_columns(variants), rows))
   workdir_lib.atomic_write_text(paths[f'{stem}.md'], table1_markdown(rows, metric))
-  save_figure(_table1_figure(rows, per_game, metric), paths[f'{stem}_probe_f1.png'])
+  report_files.save_figure(_table1_figure(rows, per_game, metric), paths[f'{stem}_probe_f1.png'])
   results = workdir_lib.read_json(paths['results.json']) or {}
   results[stem] = {
       r['game']: {**r, 'per_seed': {v: [float(x) for x in per_game[r['game']][v]]
@@ -434,8 +418,8 @@ def _write_csv_and_figure(report_dir: str, stem: str, columns: Sequence[str],
   """Writes ``<stem>.csv`` and ``<stem>.png`` atomically; returns {file name: path}."""
   storage.makedirs(report_dir)
   paths = {name: storage.join(report_dir, name) for name in (f'{stem}.csv', f'{stem}.png')}
-  workdir_lib.atomic_write_text(paths[f'{stem}.csv'], csv_text(columns, rows))
-  save_figure(fig, paths[f'{stem}.png'])
+  workdir_lib.atomic_write_text(paths[f'{stem}.csv'], report_files.csv_text(columns, rows))
+  report_files.save_figure(fig, paths[f'{stem}.png'])
   return paths
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Sequence
 from typing import Any
 
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
+from rmr_dist.evaluation import report_files
 from rmr_dist.evaluation import statistics
 
 TABLE2_COLUMNS = ('game', 'model', 'slot_acc', 'bit_f1', 'n_eval_slots', 'n_eval_transitions')
@@ -136,14 +135,9 @@ def write_table2(report_dir: str, rows: Sequence[dict[str, Any]],
   whether the models trained on one batch sequence."""
   storage.makedirs(report_dir)
   rows = sorted(rows, key=lambda r: (r['game'], TABLE2_MODELS.index(r['model'])))
-  buf = io.StringIO()
-  writer = csv.DictWriter(buf, fieldnames=TABLE2_COLUMNS, extrasaction='ignore',
-                          lineterminator='\n')
-  writer.writeheader()
-  writer.writerows(rows)
   paths = {name: storage.join(report_dir, name)
            for name in ('table2.csv', 'table2.md', 'results.json')}
-  workdir_lib.atomic_write_text(paths['table2.csv'], buf.getvalue())
+  workdir_lib.atomic_write_text(paths['table2.csv'], report_files.csv_text(TABLE2_COLUMNS, rows))
   comparisons = paired_comparisons(rows)
   workdir_lib.atomic_write_text(paths['table2.md'], table2_markdown(rows) +
                                 paired_markdown(comparisons, same_batches))

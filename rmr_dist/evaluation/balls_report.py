@@ -44,7 +44,7 @@ from matplotlib.figure import Figure
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.evaluation import statistics
-from rmr_dist.evaluation.atari_table1 import csv_text, save_figure
+from rmr_dist.evaluation.report_files import csv_text, save_figure
 
 COLUMNS = ('stage', 'variant', 'seed', 'mse', 'fg_ari', 'latent_span', 'position_rmse')
 ORACLE_NAMES = {'rmr': 'oracle', 'rmr_random_p': 'oracle_random_p',

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -36,7 +35,7 @@ import optax
 from rmr_dist import checkpointing
 from rmr_dist import losses
 from rmr_dist.learning import optimizers
-from rmr_dist.learning.loop import Batch, Metrics, PmapLearner
+from rmr_dist.learning.loop import Batch, Metrics, PmapLearner, TrainState
 from rmr_dist.networks import atari_abstract as abstract_net
 from rmr_dist.networks import processors
 
@@ -45,14 +44,6 @@ def make_model(spec: processors.ModelSpec) -> abstract_net.AbstractModel:
   return abstract_net.AbstractModel(processor=processors.make_spec_processor(spec),
                                     latent_size=spec.latent_size,
                                     slot_embedding=spec.slot_embedding)
-
-
-class TrainState(NamedTuple):
-  """Learner state; crosses ``pmap`` (replicated) and Orbax (as a dict)."""
-  params: Any  # {'encoder', 'processor', 'decoder'}
-  opt_state: optax.OptState
-  step: jax.Array  # [] int32, updates applied so far
-  rng: jax.Array  # [2] uint32 PRNGKey, split once per update
 
 
 def init_state(model: nn.Module, optimizer: optax.GradientTransformation,

@@ -22,7 +22,7 @@ import optax
 
 from rmr_dist import checkpointing
 from rmr_dist import config as config_lib
-from rmr_dist.learning.atari_abstract import TrainState
+from rmr_dist.learning.loop import TrainState
 from rmr_dist.learning import optimizers
 from rmr_dist.learning.loop import Batch, Metrics, PmapLearner
 from rmr_dist.networks import balls as balls_net

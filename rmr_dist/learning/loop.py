@@ -24,10 +24,11 @@ import functools
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+import optax
 
 from rmr_dist import checkpointing
 from rmr_dist import logging as logging_lib
@@ -89,6 +90,15 @@ def format_progress(label: str, step: int, num_steps: int, scalars: dict[str, fl
   if len(losses) > 1:
     loss += f' (mean of {len(losses)} models)'
   return f'{label}: step {step}/{num_steps}, {rate:.1f} steps/s, ETA {eta}{loss}'
+
+
+class TrainState(NamedTuple):
+  """A learner's state (abstract models of both programs); crosses ``pmap`` (replicated) and
+  Orbax (as a dict)."""
+  params: Any  # {'encoder', 'processor', 'decoder'}
+  opt_state: optax.OptState
+  step: jax.Array  # [] int32, updates applied so far
+  rng: jax.Array  # [2] uint32 PRNGKey, split once per update
 
 
 class PmapLearner:

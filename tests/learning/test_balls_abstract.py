@@ -7,7 +7,7 @@ import pytest
 
 from rmr_dist import checkpointing
 from rmr_dist.learning import balls_abstract
-from rmr_dist.learning.atari_abstract import TrainState
+from rmr_dist.learning.loop import TrainState
 from rmr_dist.learning.loop import replicate, shard_batch, unreplicate
 from tests.conftest import make_balls_abstract_learner
 
