@@ -91,15 +91,22 @@ class Collector:
       `atari_policies.make_policy(heads, checkpoints)`).
     checkpoints: with base_policy='checkpoint', {game: policy checkpoints in training order};
       head i of N acts from `atari_policies.head_checkpoint_index(i, N, K)` of them.
+    replay_session: names the replay server(s) this collection writes to (one value per
+      server lifetime). A training episode that is also stored records it; its store entry is
+      written after its replay items, so a re-run of that episode (its collector died before
+      reporting it) in the same session finds it stored and is skipped instead of inserting
+      its items again. '' never skips a training episode.
   """
 
   def __init__(self, config: config_lib.AtariConfig, store: atari_episode_store.EpisodeStore,
                adder: atari_adders.TransitionAdder | None,
                policy_fn: Callable[[config_lib.HeadsConfig], atari_policies.Policy] | None = None,
-               checkpoints: Mapping[str, Sequence[str]] | None = None):
+               checkpoints: Mapping[str, Sequence[str]] | None = None,
+               replay_session: str = ''):
     self._config = config
     self._store = store
     self._adder = adder
+    self._replay_session = replay_session
     h = config.heads
     self._head_specs = heads_lib.specs_for(h, config.seed)
     self._base_policy = (policy_fn(h) if policy_fn is not None
@@ -121,12 +128,14 @@ class Collector:
     split = self.split_of(unit)
     to_replay = split == splits.TRAIN and self._adder is not None
     to_store = split == splits.VAL or self._config.collect.store_all_episodes
-    if to_store and not to_replay and self._store.contains(unit.game, split, unit.head,
-                                                           unit.episode):
+    if to_store and self._store.contains(unit.game, split, unit.head, unit.episode):
       entry = self._store.entries(unit.game, split)
       entry = next(e for e in entry if e['head'] == unit.head and e['episode'] == unit.episode)
-      return EpisodeStats(unit.game, unit.head, unit.episode, split, entry['length'],
-                          entry['return'], entry['terminal'], 0.0, skipped=True)
+      # A stored training episode is in replay only if this session's server got its items.
+      if not to_replay or (self._replay_session
+                           and entry.get('replay_session') == self._replay_session):
+        return EpisodeStats(unit.game, unit.head, unit.episode, split, entry['length'],
+                            entry['return'], entry['terminal'], 0.0, skipped=True)
 
     start = time.perf_counter()
     env_seed, head_rng = episode_rngs(self._config.seed, unit)
@@ -166,7 +175,8 @@ class Collector:
                                       reward=np.asarray(rewards, np.float32),
                                       frames=np.stack(frames)),
           game=unit.game, split=split, head=unit.head, episode_index=unit.episode,
-          terminal=terminal, **{'return': episode_return})
+          terminal=terminal, **{'return': episode_return},
+          **({'replay_session': self._replay_session} if to_replay else {}))
     seconds = time.perf_counter() - start
     self.counters['steps'] += length
     self.counters['episodes'] += 1

@@ -137,11 +137,14 @@ class CollectorWorker:
       `start_replay_servers`); a single 'host:port' means one server holds every game.
     store_root: directory of the episode store (shared storage on a cluster).
     checkpoints: {game: policy checkpoints in training order} of checkpoint heads.
+    replay_session: this collection's replay session (`Collector`): a restarted actor gets
+      the same, so it skips a training episode its previous process had finished.
   """
 
   def __init__(self, config: config_lib.AtariConfig,
                replay_addresses: Mapping[str, str] | str, store_root: str,
-               checkpoints: Mapping[str, Sequence[str]] | None = None):
+               checkpoints: Mapping[str, Sequence[str]] | None = None,
+               replay_session: str = ''):
     from rmr_dist.replay import atari_adders  # pylint: disable=g-import-not-at-top
     from rmr_dist.replay import atari_episode_store  # pylint: disable=g-import-not-at-top
     if isinstance(replay_addresses, str):
@@ -151,7 +154,8 @@ class CollectorWorker:
                                           chunk_length=config.replay.chunk_length,
                                           transitions_per_item=config.replay.transitions_per_item)
     self._collector = collector_lib.Collector(config, atari_episode_store.EpisodeStore(store_root),
-                                              self._adder, checkpoints=checkpoints)
+                                              self._adder, checkpoints=checkpoints,
+                                              replay_session=replay_session)
 
   def run(self, units: Sequence[collector_lib.WorkUnit]) -> list[collector_lib.EpisodeStats]:
     """Collects `units` (typically one episode) and returns their stats."""

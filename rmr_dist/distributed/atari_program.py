@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import sys
 import time
+import uuid
 from typing import Any
 
 import ray
@@ -194,7 +195,10 @@ class AtariProgram(driver.Program):
     num_actors = min(cfg.collect.num_collectors, len(units))
     placement.check_actor_cpus(cfg.ray, num_actors, 'collect.num_collectors')
     checkpoints = atari_collect.head_checkpoints(cfg, self.workdir)
-    workers = [actor_cls.remote(cfg, addresses, self.episodes_dir, checkpoints)
+    # One session per replay server lifetime: an episode re-run after its collector died is
+    # skipped when it already reached this server (its store entry says so).
+    session = uuid.uuid4().hex
+    workers = [actor_cls.remote(cfg, addresses, self.episodes_dir, checkpoints, session)
                for _ in range(num_actors)]
     print(atari_collect.plan_line(cfg, len(units), num_actors, addresses))
     stats = self._dispatch(workers, units)

@@ -221,3 +221,33 @@ def test_long_episodes_are_written_in_segments_with_the_same_items(test_config):
   assert windows['whole'] == windows['segments'] and len(windows['whole'][0]) == 7
   with pytest.raises(ValueError, match='segment_steps'):
     atari_adders.TransitionAdder(None, max_episode_steps=10, segment_steps=0)
+
+
+def test_a_rerun_in_the_same_replay_session_skips_a_stored_training_episode(
+    tmp_path, test_config, server_and_client):
+  """An episode whose collector died after reporting nothing re-runs: when its store entry
+  (written after its replay items) names this collection's replay session it is skipped, so
+  its items are not inserted twice; in another session (a fresh server) it is played again."""
+  _, client = server_and_client
+  cfg = dataclasses.replace(test_config, collect=dataclasses.replace(
+      test_config.collect, store_all_episodes=True))
+  store = atari_episode_store.EpisodeStore(str(tmp_path))
+  per_item = cfg.replay.transitions_per_item
+
+  def collector(session):
+    return collector_lib.Collector(cfg, store, atari_adders.TransitionAdder(
+        client, max_episode_steps=cfg.env.max_episode_steps, transitions_per_item=per_item),
+                                   replay_session=session)
+
+  unit = next(u for u in collector_lib.make_work_units(cfg.games, cfg.heads.num_heads,
+                                                       cfg.heads.episodes_per_head)
+              if collector('').split_of(u) == 'train')
+  first = collector('a').run_episode(unit)
+  size = client.server_info()['abstract_pong'].current_size
+  assert not first.skipped and size == atari_tables.num_items(first.length, per_item)
+  again = collector('a').run_episode(unit)  # The restarted actor: same session.
+  assert again.skipped and (again.length, again.episode_return) == (
+      first.length, first.episode_return)
+  assert client.server_info()['abstract_pong'].current_size == size
+  other = collector('b').run_episode(unit)  # A fresh server's session: played again.
+  assert not other.skipped and client.server_info()['abstract_pong'].current_size == 2 * size

@@ -50,7 +50,7 @@ def _run_blocked(tmp_path, script, *args, timeout=300):
 def test_the_import_hook_blocks_reverb(tmp_path):
   proc = _run_blocked(tmp_path, 'import reverb\n')
   assert proc.returncode != 0 and 'ModuleNotFoundError: import of reverb halted' in proc.stderr
-  proc = _run_blocked(tmp_path, 'from rmr_dist.replay import tables\n')  # Imports reverb.
+  proc = _run_blocked(tmp_path, 'from rmr_dist.replay import atari_tables\n')  # Imports reverb.
   assert proc.returncode != 0 and 'import of reverb halted' in proc.stderr
 
 
