@@ -43,6 +43,7 @@ from rmr_dist.learning import lockstep
 from rmr_dist.learning import optimizers
 from rmr_dist.envs import balls_trajectories
 from rmr_dist.stages import balls_data as data_stage
+from rmr_dist.stages import balls_natural as balls_natural_stage
 
 
 def _config(workdir: str, overrides: list[str]) -> config_lib.BallsConfig:
@@ -88,10 +89,12 @@ def _train(args, config, workdir, train, val, indices) -> None:
   scale = config.sim.displacement_scale
   variant = 'rmr' if args.processor == 'rmr' else 'end_to_end'
   nc = dataclasses.replace(config.natural, variants=(variant,), num_seeds=1)
+  abstract_encoder = None  # The trained abstract f: RMR's slot latents read it ('abstract_f').
   if args.processor == 'rmr':
     spec_dict, processor = checkpointing.restore_processor(
         os.path.join(workdir.stage_dir('abstract'), 'processor'))
     spec = balls_natural.processors.ModelSpec.from_dict(spec_dict)
+    abstract_encoder = balls_natural_stage.abstract_params(workdir)['encoder']
   else:
     spec = balls_abstract.abstract_spec(config.abstract, config.sim.num_balls)
     processor = balls_abstract.make_abstract_model(spec, scale).init(
@@ -102,7 +105,8 @@ def _train(args, config, workdir, train, val, indices) -> None:
   optimizer = lockstep.make_optimizer(schedule, (variant,), 1, nc.grad_clip_norm)
   state = balls_natural.init_natural_state(
       model, optimizer, jax.random.PRNGKey(args.seed), variants=(variant,), num_seeds=1,
-      processor_params=processor, history=history, image_size=size)
+      processor_params=processor, history=history, image_size=size,
+      abstract_encoder=abstract_encoder)
   updates = [jax.jit(functools.partial(
       balls_natural.natural_update, model=model, optimizer=optimizer, variants=(variant,),
       autoencode=autoencode, restart_step=nc.autoencode_steps)) for autoencode in (False, True)]
