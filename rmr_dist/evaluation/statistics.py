@@ -136,8 +136,12 @@ def detectable_difference(n: int, sd: float, alpha: float = 0.05, power: float =
 
   Example: n = 10, sd = 1: 0.996 (an effect of 1.0 has power 0.803 there, 9 seeds 0.748).
   """
-  if n < 2 or not sd > 0 or not math.isfinite(sd):
-    return float('nan') if n < 2 or not math.isfinite(sd) else 0.0
+  if not alpha < power < 1:
+    raise ValueError(f'power={power} must be in (alpha={alpha}, 1)')
+  if n < 2 or not math.isfinite(sd):
+    return float('nan')
+  if sd <= 0:
+    return 0.0
   low, high = 0.0, sd
   while paired_power(n, high, sd, alpha) < power:
     high *= 2

@@ -1,7 +1,5 @@
 """Tests for rmr_dist.evaluation.balls_report: rows, paired differences, seeds needed."""
 
-import pytest
-
 from rmr_dist.evaluation import balls_report
 
 
