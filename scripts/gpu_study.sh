@@ -47,14 +47,23 @@ for name in ('table1.md', 'table2.md', 'table2_curve.md', 'results.json'):
   path = os.path.join(workdir, 'report', name)
   if os.path.exists(path):
     shutil.copy(path, os.path.join(out, name))
+# This run's stage fingerprints (the report records them), so older units of other settings
+# in the same work directory are left out.
+results_path = os.path.join(workdir, 'report', 'results.json')
+stage = {}
+if os.path.exists(results_path):
+  for fingerprints in json.load(open(results_path)).get('fingerprints', {}).values():
+    stage.update(fingerprints)
 timings = []
-for path in sorted(glob.glob(os.path.join(workdir, 'abstract', '*', '*', '*', 'result.json'))):
+for path in sorted(glob.glob(os.path.join(workdir, 'abstract', stage.get('abstract', '*'), '*',
+                                          '*', 'result.json'))):
   r = json.load(open(path))
   if r.get('train_steps'):
     timings.append({'unit': f'abstract {r["game"]}/{r["model"]}', 'updates': r['train_steps'],
                     'seconds': r['train_seconds'],
                     'seconds_per_update': r['train_seconds'] / r['train_steps']})
-for path in sorted(glob.glob(os.path.join(workdir, 'natural', '*', '*', '*', 'trained.json'))):
+for path in sorted(glob.glob(os.path.join(workdir, 'natural', stage.get('natural', '*'), '*',
+                                          '*', 'trained.json'))):
   r = json.load(open(path))
   timings.append({'unit': f'natural {r["game"]} fraction {r["fraction"]}', 'updates': r['steps'],
                   'seconds': r['seconds'], 'seconds_per_update': r['seconds'] / r['steps']})

@@ -353,7 +353,7 @@ def write_table1(report_dir: str, per_game: Mapping[str, Mapping[str, Any]],
                                     for v in variants + ('untrained', 'ceiling')
                                     if per_game[r['game']].get(v) is not None}}
       for r in rows}
-  results.update(extra or {})
+  report_files.merge_results(results, extra)
   workdir_lib.atomic_write_json(paths['results.json'], _json_safe(results))
   return paths
 

@@ -150,6 +150,6 @@ def write_table2(report_dir: str, rows: Sequence[dict[str, Any]],
   if curve:
     paths['table2_curve.md'] = storage.join(report_dir, 'table2_curve.md')
     workdir_lib.atomic_write_text(paths['table2_curve.md'], curve_markdown(curve))
-  results.update(extra or {})
+  report_files.merge_results(results, extra)
   workdir_lib.atomic_write_json(paths['results.json'], results)
   return paths

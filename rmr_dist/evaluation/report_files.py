@@ -1,4 +1,5 @@
-"""The report files both programs write: CSV text and PNG figures (atomically)."""
+"""The report files both programs write: CSV text, PNG figures (atomically) and the shared
+results.json's merged sections."""
 
 from __future__ import annotations
 
@@ -26,3 +27,14 @@ def csv_text(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
   writer.writeheader()
   writer.writerows(rows)
   return buf.getvalue()
+
+
+def merge_results(results: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
+  """``results`` (a report's results.json) updated with ``extra``, merging a section that is a
+  dict in both (e.g. 'fingerprints': each table adds its own key) instead of replacing it."""
+  for key, value in (extra or {}).items():
+    if isinstance(value, dict) and isinstance(results.get(key), dict):
+      results[key] = {**results[key], **value}
+    else:
+      results[key] = value
+  return results

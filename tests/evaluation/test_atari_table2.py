@@ -76,3 +76,12 @@ def test_table2_learning_curve(tmp_path):
   with open(paths['results.json']) as f:
     assert json.load(f)['table2_curve'] == points
   assert 'table2_curve.md' not in atari_table2.write_table2(str(tmp_path / 'x'), rows[:1])
+
+
+def test_results_json_keeps_each_tables_fingerprints():
+  """Table 2 then Table 1 write their fingerprints into one results.json section."""
+  from rmr_dist.evaluation import report_files
+  results = report_files.merge_results({'fingerprints': {'table2': {'abstract': 'a'}}},
+                                       {'fingerprints': {'table1': {'probe': 'p'}}, 'run': 1})
+  assert results == {'fingerprints': {'table2': {'abstract': 'a'}, 'table1': {'probe': 'p'}},
+                     'run': 1}
