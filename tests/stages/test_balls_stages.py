@@ -1,6 +1,5 @@
 """Each bouncing-balls stage unit in one process, without Ray, on the `test` config."""
 
-import importlib.util
 import json
 import os
 
@@ -13,7 +12,7 @@ from rmr_dist.stages import balls_abstract
 from rmr_dist.stages import balls_data
 from rmr_dist.stages import balls_natural
 from rmr_dist.stages import balls_report
-from tests.conftest import REPO
+from rmr_dist.tools import balls_ladder
 
 
 def test_stage_units_run_in_one_process(tmp_path, capsys):
@@ -45,14 +44,10 @@ def test_stage_units_run_in_one_process(tmp_path, capsys):
   assert f'natural {paths.fingerprints["natural"]}' in text
   assert '| rmr |' in text and 'span of the abstract f' in text
 
-  # The ladder script runs on the same work directory.
-  spec = importlib.util.spec_from_file_location(
-      'balls_ladder', os.path.join(REPO, 'scripts', 'balls_ladder.py'))
-  ladder = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(ladder)
-  ladder.main([f'--workdir={tmp_path}', 'controls', '--windows=4'])
-  ladder.main([f'--workdir={tmp_path}', 'train', '--processor=rmr', '--steps=2',
-               '--eval-every=1', '--windows=4', '--set', 'natural.slot_init=sampled'])
+  # The ladder tool runs on the same work directory, with the stage's learner.
+  balls_ladder.main([f'--workdir={tmp_path}', 'controls', '--windows=4'])
+  balls_ladder.main([f'--workdir={tmp_path}', 'train', '--variant=rmr', '--steps=2',
+                     '--eval-every=1', '--windows=4', '--set', 'natural.slot_init=sampled'])
   lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
            if line.startswith('{')]
   assert lines[0]['mean_frame_mse'] > 0 and lines[0]['n_windows'] == 4

@@ -17,6 +17,7 @@ from rmr_dist import workdir as workdir_lib
 from rmr_dist.acting import atari_collector as collector_lib
 from rmr_dist.replay import atari_episode_store
 from rmr_dist.stages import atari_collect
+from rmr_dist.tools import atari_diagnosis
 from tests.conftest import REPO
 
 # The gpu config cut to seconds: one game, 84x84 frames and the small trunk, a few updates of
@@ -29,7 +30,7 @@ TINY = {
     'abstract.save_every': 3, 'abstract.log_every': 2, 'abstract.curve_steps': (3,),
     'natural.num_seeds': 2, 'natural.num_steps': 4, 'natural.batch_size': 4,
     'natural.save_every': 2, 'natural.log_every': 2, 'natural.data_fractions': (0.5, 1.0),
-    'natural.frame_stack': 2, 'natural.export_timeout_s': 5.0, 'probe.train_transitions': 64,
+    'natural.frame_stack': 2, 'natural.curve_steps': (2,), 'natural.export_timeout_s': 5.0, 'probe.train_transitions': 64,
     'probe.steps': 20, 'probe.eval_every': 5, 'probe.batch_size': 32,
     'probe.embed_batch_size': 16, 'probe.max_eval_frames': 100, 'probe.ceiling_steps': 6,
     'probe.ceiling_batch_size': 16,
@@ -90,10 +91,18 @@ def test_the_blocker_hides_ray_and_reverb(tmp_path):
   assert proc.returncode != 0 and 'import of ray halted' in proc.stderr
 
 
-def test_gpu_script_runs_the_learner_stages_without_ray_or_reverb(collected, tmp_path):
+@pytest.fixture(scope='module')
+def studied(collected, tmp_path_factory):
+  """`collected` after one run of the gpu script: (config, paths, the script's process, its
+  output directory)."""
   config, paths = collected
+  tmp_path = tmp_path_factory.mktemp('gpu_script')
   out = str(tmp_path / 'out')
-  proc = _run_script(tmp_path, paths.root, out)
+  return config, paths, _run_script(tmp_path, paths.root, out), out
+
+
+def test_gpu_script_runs_the_learner_stages_without_ray_or_reverb(studied, tmp_path):
+  config, paths, proc, out = studied
   assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
   assert 'in-process learners on JAX cpu' in proc.stdout
   assert sorted(os.listdir(out)) == ['results.json', 'run.log', 'table1.md', 'table2.md',
@@ -130,3 +139,37 @@ def test_in_process_program_refuses_stages_that_need_ray(collected, tmp_path):
   assert proc.returncode != 0
   assert "with ray.address='none' only abstract, natural, probe, report run" in proc.stdout
   assert 'collect need Ray and Reverb' in proc.stdout and 'Traceback' not in proc.stdout
+
+
+def test_diagnosis_tool_reads_the_curve_beside_the_controls(studied, capsys):
+  """`rmr_dist.tools.atari_diagnosis` on the script's work directory: the controls, one line
+  per curve step (0: every variant at the untrained scores), the final encoders' per-variable
+  byte F1 (the parts of the category mean), and the pixel controls scored by the probe
+  stage's code."""
+  config, paths, proc, _ = studied
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  atari_diagnosis.main([f'--workdir={paths.root}', '--game=pong', '--pixel-control',
+                        '--mlp-pixel-probe=8', '--seeds=1'])
+  header, *steps, variables = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+  probe = workdir_lib.read_json(paths.probe_result('pong', 1.0))
+  assert header['untrained_byte_f1'] == [round(x, 4) for x in probe['untrained']['byte_f1']]
+  assert len(header['ceiling_bit_f1']) == config.natural.num_seeds
+  assert len(header['pixel_byte_f1']) == len(header['pixel_bit_f1']) == 1
+  assert 0.0 <= header['pixel_bit_f1'][0] <= 1.0 and 0.0 <= header['mlp_pixel_bit_f1'][0] <= 1.0
+  assert [s['step'] for s in steps] == [0, 2, config.natural.num_steps]
+  assert all(steps[0]['byte_f1'][v] == header['untrained_byte_f1'] for v in config.natural.variants)
+  assert steps[-1]['bit_f1']['rmr'] == [round(x, 4) for x in probe['variants']['rmr']['bit_f1']]
+  for v in config.natural.variants:
+    per_variable = variables['byte_variable_f1'][v]
+    byte = probe['variants'][v]
+    for s in range(config.natural.num_seeds):
+      parts = [f1[s] for f1 in per_variable.values()]
+      assert min(parts) - 1e-4 <= byte['byte_f1'][s] <= max(parts) + 1e-4  # a mean of means
+
+
+def test_diagnosis_tool_names_a_missing_probe_result(collected, capsys):
+  _, paths = collected
+  with pytest.raises(SystemExit) as e:
+    atari_diagnosis.main([f'--workdir={paths.root}', '--game=breakout'])
+  assert e.value.code == 2
+  assert "--game='breakout': the work directory's games are pong" in capsys.readouterr().err

@@ -1,19 +1,8 @@
-"""The diagnosis script's MLP probe learns what a linear probe cannot (a test that can fail)."""
-
-import importlib.util
-import os
+"""The diagnosis tool's MLP probe learns what a linear probe cannot (a test that can fail)."""
 
 import numpy as np
 
-from tests.conftest import REPO
-
-
-def _diagnosis():
-  path = os.path.join(REPO, 'scripts', 'atari_natural_diagnosis.py')
-  spec = importlib.util.spec_from_file_location('atari_natural_diagnosis', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from rmr_dist.tools import atari_diagnosis
 
 
 def _data(n, seed):
@@ -27,10 +16,9 @@ def _data(n, seed):
 
 
 def test_mlp_probe_reads_an_xor_bit():
-  diagnosis = _diagnosis()
   train_x, train_ram = _data(2000, 0)
   val_x, val_ram = _data(1000, 1)
-  f1, steps = diagnosis.mlp_probe_f1(train_x, train_ram, val_x, val_ram, hidden=64,
+  f1, steps = atari_diagnosis.mlp_probe_f1(train_x, train_ram, val_x, val_ram, hidden=64,
                                      components=8, seed=0, max_steps=4000)
   assert f1 > 0.9, f1  # Both scored bits, the XOR one included.
   assert 0 < steps <= 4000
