@@ -116,8 +116,11 @@ def paired_markdown(groups: dict[tuple[str, str], list[dict[str, Any]]]) -> str:
            'spread of the differences. "found": only the seeds where both variants\' slots '
            f'found the balls (FG-ARI ≥ {FOUND_ARI}; a secondary reading, conditioned on an '
            'outcome):\n',
+           '"lower on": seeds where the first is lower; "signed-rank p": Wilcoxon\'s exact '
+           'two-sided test of the same differences, a secondary reading robust to one seed\'s '
+           'failure dominating the spread.\n',
            '| comparison | seeds | mean difference [95% CI] | relative | t | p | seeds for '
-           f'{EFFECT:.0%} |', '|---|---|---|---|---|---|---|']
+           f'{EFFECT:.0%} | lower on | signed-rank p |', '|---|---|---|---|---|---|---|---|---|']
   for first, second in PAIRS:
     a, b = groups.get(('natural_1step', first)), groups.get(('natural_1step', second))
     if not a or not b or len(a) != len(b):
@@ -138,15 +141,17 @@ def _ari(row: dict[str, Any]) -> float:
 def _paired_row(label: str, a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) -> str:
   """One row of :func:`paired_markdown`: ``a``, ``b`` the two variants' rows, seed-aligned."""
   if not a:
-    return f'| {label} | 0 | — | — | — | — | — |'
+    return f'| {label} | 0 | — | — | — | — | — | — | — |'
   x, y = [float(r['mse']) for r in a], [float(r['mse']) for r in b]
   d = statistics.paired_difference(x, y)
   base = float(np.mean(y))
   need = (statistics.seeds_for_power(EFFECT * base, float(np.std(np.subtract(x, y), ddof=1)))
           if len(x) > 1 else '—')
+  rank = statistics.signed_rank(x, y)
   return (f'| {label} | {len(x)} | {d["mean_diff"]:+.2e} [{d["ci_low"]:+.2e}, '
           f'{d["ci_high"]:+.2e}] | {d["mean_diff"] / base:+.1%} | {d["t"]:.2f} '
-          f'| {d["p_value"]:.3g} | {need} |')
+          f'| {d["p_value"]:.3g} | {need} | {rank["below"]:.0f} of {len(x)} '
+          f'| {rank["p_value"]:.3g} |')
 
 
 def _fmt(mean: float, std: float | None, digits: str = '.3e') -> str:

@@ -32,6 +32,8 @@ def test_rows_and_markdown_report_every_variant_and_paired_interval():
   # t_{2, 0.975} = 4.3027: interval -3.667e-4 +- 3.7946e-4; relative to end-to-end's mean
   # 4.833e-3: -7.6%.
   assert '| rmr − end_to_end | 3 | -3.67e-04 [-7.46e-04, +1.28e-05] | -7.6% |' in text
+  # Signed-rank: RMR lower on all 3 seeds: the exact two-sided p is 2 / 2^3 = 0.25.
+  assert '| 3 of 3 | 0.25 |' in text.split('| rmr − end_to_end | 3 |')[1].split('\n')[0]
   assert '| rmr − rmr_random_p | 3 |' in text and '| oracle − end_to_end | 3 |' in text
   assert '| oracle − oracle_random_p | 3 |' in text
   # The secondary reading over seeds where both found the balls (FG-ARI >= 0.95): every

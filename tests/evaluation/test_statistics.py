@@ -109,3 +109,17 @@ def test_detectable_difference_inverts_the_power():
   assert statistics.detectable_difference(4, 1.0) > statistics.detectable_difference(8, 1.0) > d10
   assert statistics.detectable_difference(5, 0.0) == 0.0
   assert math.isnan(statistics.detectable_difference(1, 1.0))
+
+
+def test_signed_rank_on_hand_computed_examples():
+  # Six differences all negative: of the 2^6 equally likely sign patterns under H0, only
+  # all-negative and all-positive are as extreme, so the exact two-sided p is 2 / 64.
+  r = statistics.signed_rank([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [1.5, 3.0, 3.1, 8.0, 5.2, 9.0])
+  assert (r['below'], r['above'], r['n']) == (6.0, 0.0, 6.0)
+  assert r['p_value'] == pytest.approx(2 / 64)
+  # Differences -1, +2, -3, -4 (ranks 1, 2, 3, 4): W+ = 2; patterns with W+ <= 2 are {}, {1},
+  # {2}, and by symmetry W+ >= 8 three more: p = 6 / 16.
+  r = statistics.signed_rank([0.0, 2.0, 0.0, 0.0], [1.0, 0.0, 3.0, 4.0])
+  assert (r['below'], r['above']) == (3.0, 1.0)
+  assert r['p_value'] == pytest.approx(6 / 16)
+  assert math.isnan(statistics.signed_rank([1.0, 2.0], [1.0, 2.0])['p_value'])
