@@ -358,6 +358,47 @@ def write_table1(report_dir: str, per_game: Mapping[str, Mapping[str, Any]],
   return paths
 
 
+def fraction_label(game: str, fraction: float) -> str:
+  """The row label of (game, fraction) in the per-fraction Table 1, e.g. 'pong @0.3'."""
+  return f'{game} @{float(fraction):g}'
+
+
+def write_table1_by_fraction(report_dir: str,
+                             results: Mapping[Any, Mapping[str, Mapping[str, Any]]],
+                             metric: Metric = BYTE,
+                             variants: Optional[Sequence[str]] = None) -> dict[str, str]:
+  """Table 1 with one row per (game, data fraction): the same columns, controls and paired
+  differences (95% interval, p, detectable difference) as `write_table1`, per fraction.
+
+  Args:
+    report_dir: output directory (created if needed).
+    results: {fraction: {game: per-game entry of `write_table1`}} (fraction keys floats or
+      strings of floats).
+    metric: what the scores are; its suffix names the files.
+    variants: the variant columns, in order (default `variants_of`).
+
+  Returns:
+    {file name: path} of table1{suffix}_by_fraction.{csv,md}; rows ordered by game, then
+    fraction ascending.
+  """
+  storage.makedirs(report_dir)
+  fractions = sorted(results, key=float)
+  games = sorted({g for f in fractions for g in results[f]})
+  rows = []
+  for game in games:
+    for f in fractions:
+      if game in results[f]:
+        row = table1_rows({fraction_label(game, float(f)): results[f][game]}, variants)[0]
+        rows.append({**row, 'fraction': float(f)})
+  variants = tuple(variants or variants_of(results[fractions[-1]]))
+  stem = f'table1{metric.suffix}_by_fraction'
+  paths = {name: storage.join(report_dir, name) for name in (f'{stem}.csv', f'{stem}.md')}
+  workdir_lib.atomic_write_text(paths[f'{stem}.csv'], report_files.csv_text(
+      ('fraction',) + table1_columns(variants), rows))
+  workdir_lib.atomic_write_text(paths[f'{stem}.md'], table1_markdown(rows, metric))
+  return paths
+
+
 def data_efficiency_rows(
     results: Mapping[Any, Mapping[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
   """Long-format rows (fraction, game, variant, seed, f1) of the variants (not the controls),

@@ -3,8 +3,8 @@
 Reads the units of the current fingerprints (`WorkDir.stage_dir`) and writes `report/`:
 table2.{csv,md}; Table 1 in the primary metric, AtariARI's across-categories byte F1
 (probe.byte_probes; games with AtariARI labels): table1.{csv,md}, table1_probe_f1.png,
-data_efficiency.{csv,png} (with several data fractions), learning_curve.{csv,png} (with
-natural.curve_steps); the same in the paper's bit F1: table1_bit.*, data_efficiency_bit.*,
+table1_by_fraction.{csv,md} and data_efficiency.{csv,png} (with several data fractions),
+learning_curve.{csv,png} (with natural.curve_steps); the same in the paper's bit F1: table1_bit.*, data_efficiency_bit.*,
 learning_curve_bit.*; and results.json (its 'probes' holds every probe record: per seed the
 validation, probe-train and held-out F1, the per-category byte F1 and the fits' steps). Every
 table shows each variant of natural.variants beside the controls (majority, untrained f~,
@@ -188,6 +188,13 @@ def _write_metric(config, workdir, records, name, metric, extra, logger, say
     say(f'report: Table 1 ({metric.label}) written to {paths[table + ".csv"]}\n{text}')
     controls = {r['game']: r for r in atari_table1.table1_rows(full, nc.variants)}
   if len(by_fraction) > 1:
+    written = atari_table1.write_table1_by_fraction(workdir.report, by_fraction, metric,
+                                                    nc.variants)
+    paths.update(written)
+    md = written[f'{table}_by_fraction.md']
+    _append(md, _objective_line(nc) + _source_line(workdir, 'probe'))
+    say(f'report: Table 1 per data fraction ({metric.label}) written to '
+        f'{written[table + "_by_fraction.csv"]}\n{storage.read_text(md)}')
     paths.update(atari_table1.write_data_efficiency(workdir.report, by_fraction, controls, metric))
     if logger is not None:
       logger.image(f'eval/{efficiency}', paths[f'{efficiency}.png'])

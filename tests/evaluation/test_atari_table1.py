@@ -140,6 +140,24 @@ def test_write_data_efficiency(tmp_path):
   _assert_png(paths['data_efficiency.png'])
 
 
+def test_write_table1_by_fraction(tmp_path):
+  results = {
+      '1.0': {'pong': {'cswm': [0.6, 0.62, 0.61], 'rmr': [0.7, 0.69, 0.72],
+                       'untrained': [0.5, 0.51, 0.5], 'majority': 0.1}},
+      0.1: {'pong': {'cswm': [0.4, 0.45, 0.43], 'rmr': [0.5, 0.52, 0.5],
+                     'untrained': [0.5, 0.51, 0.5], 'majority': 0.1}},
+  }
+  paths = atari_table1.write_table1_by_fraction(str(tmp_path), results)
+  with open(paths['table1_by_fraction.csv']) as f:
+    rows = list(csv.DictReader(f))
+  assert [(r['game'], r['fraction']) for r in rows] == [('pong @0.1', '0.1'), ('pong @1', '1.0')]
+  # RMR - C-SWM at 10%: differences +0.10, +0.07, +0.07: mean +0.08.
+  assert math.isclose(float(rows[0]['rmr_minus_cswm_mean']), 0.08, abs_tol=1e-12)
+  assert float(rows[0]['rmr_minus_cswm_detectable']) > 0
+  text = open(paths['table1_by_fraction.md']).read()
+  assert '| pong @0.1 | 0.100 | 0.503 ± 0.006 |' in text and '| pong @1 |' in text
+
+
 def test_write_learning_curve(tmp_path):
   curve = {'pong': {0: {'cswm': [0.5, 0.52], 'rmr': [0.5, 0.52]},
                     10: {'cswm': [0.6, 0.61], 'rmr': [0.62, 0.6]}}}
