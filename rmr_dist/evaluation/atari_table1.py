@@ -384,13 +384,13 @@ def write_table1_by_fraction(report_dir: str,
   storage.makedirs(report_dir)
   fractions = sorted(results, key=float)
   games = sorted({g for f in fractions for g in results[f]})
+  variants = tuple(variants or variants_of(results[fractions[-1]]))
   rows = []
   for game in games:
     for f in fractions:
       if game in results[f]:
         row = table1_rows({fraction_label(game, float(f)): results[f][game]}, variants)[0]
         rows.append({**row, 'fraction': float(f)})
-  variants = tuple(variants or variants_of(results[fractions[-1]]))
   stem = f'table1{metric.suffix}_by_fraction'
   paths = {name: storage.join(report_dir, name) for name in (f'{stem}.csv', f'{stem}.md')}
   workdir_lib.atomic_write_text(paths[f'{stem}.csv'], report_files.csv_text(

@@ -39,6 +39,10 @@ def _episodes(env, seeds, steps):
   return [atari_policies.persistent_random_episode(env, seed, steps) for seed in seeds]
 
 
+# One xdist worker runs both tests: they share one training run (`trained`).
+pytestmark = pytest.mark.xdist_group('atari_natural_learns')
+
+
 @pytest.fixture(scope='module')
 def trained():
   """Untrained and trained model params, the model, and the train/held-out episodes."""

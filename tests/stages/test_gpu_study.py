@@ -20,6 +20,11 @@ from rmr_dist.stages import atari_collect
 from rmr_dist.tools import atari_diagnosis
 from tests.conftest import REPO
 
+# One xdist worker runs this module: its tests share one collected work directory and one run
+# of the script (`collected`, `studied`), session-scoped so that tests of other modules run in
+# between on that worker do not tear them down.
+pytestmark = pytest.mark.xdist_group('gpu_study')
+
 # The gpu config cut to seconds: one game, 84x84 frames and the small trunk, a few updates of
 # tiny models, small probes; two-frame natural inputs (read from the store only).
 TINY = {
@@ -56,7 +61,7 @@ def _flags():
           for k, v in TINY.items()]
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def collected(tmp_path_factory):
   """A work directory of the tiny gpu config with its collect stage done, every episode
   stored (the plain collector: no Ray, no Reverb)."""
@@ -91,7 +96,7 @@ def test_the_blocker_hides_ray_and_reverb(tmp_path):
   assert proc.returncode != 0 and 'import of ray halted' in proc.stderr
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def studied(collected, tmp_path_factory):
   """`collected` after one run of the gpu script: (config, paths, the script's process, its
   output directory)."""
