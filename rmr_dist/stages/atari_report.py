@@ -4,13 +4,13 @@ Reads the units of the current fingerprints (`WorkDir.stage_dir`) and writes `re
 table2.{csv,md}; Table 1 in the primary metric, AtariARI's across-categories byte F1
 (probe.byte_probes; games with AtariARI labels): table1.{csv,md}, table1_probe_f1.png,
 table1_by_fraction.{csv,md} and data_efficiency.{csv,png} (with several data fractions),
-learning_curve.{csv,png} (with natural.curve_steps); the same in the paper's bit F1: table1_bit.*, data_efficiency_bit.*,
-learning_curve_bit.*; and results.json (its 'probes' holds every probe record: per seed the
-validation, probe-train and held-out F1, the per-category byte F1 and the fits' steps). Every
-table shows each variant of natural.variants beside the controls (majority, untrained f~,
-supervised ceiling) and the paired differences (`rmr_dist.evaluation.atari_table1`). Each table's
-markdown ends with the stage fingerprints it came from, and results.json holds them under
-'fingerprints'.
+learning_curve.{csv,png} (with natural.curve_steps); the same in the paper's bit F1:
+table1_bit.*, table1_bit_by_fraction.*, data_efficiency_bit.*, learning_curve_bit.*; and
+results.json (its 'probes' holds every probe record: per seed the validation, probe-train
+and held-out F1, the per-category byte F1 and the fits' steps). Every table shows each
+variant of natural.variants beside the controls (majority, untrained f~, supervised ceiling)
+and the paired differences (`rmr_dist.evaluation.atari_table1`). Each table's markdown ends
+with the stage fingerprints it came from, and results.json holds them under 'fingerprints'.
 """
 
 from __future__ import annotations
