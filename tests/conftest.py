@@ -111,3 +111,32 @@ def s3_env(s3_server, monkeypatch):
   for key, value in s3_server.items():
     monkeypatch.setenv(key, value)
   return s3_server
+
+
+_SPLIT_GROUPS = pytest.StashKey[str]()
+
+
+def pytest_collection_finish(session):
+  """Check that `--dist loadgroup` groups: on each worker every xdist_group test must carry its
+  group in its node id (pytest-xdist appends it), or the groups are split across workers and
+  each runs the group's shared whole-program fixtures again. pytest 9.2 with pytest-xdist 3.8
+  does that silently; constraints.txt pins pytest 8. Such a run fails each grouped test, naming
+  the cause, before its fixtures start (:func:`pytest_runtest_setup`)."""
+  config = session.config
+  if not hasattr(config, 'workerinput') or not config.getvalue('loadgroup'):
+    return
+  split = [item.nodeid for item in session.items
+           if item.get_closest_marker('xdist_group') and '@' not in item.nodeid]
+  if split:
+    config.stash[_SPLIT_GROUPS] = (
+        f'--dist loadgroup did not group {len(split)} xdist_group tests: pytest '
+        f'{pytest.__version__} with this pytest-xdist splits the groups across workers; '
+        'install the pins of constraints.txt (pytest 8)')
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+  """Fails a grouped test of a run whose groups were split (:func:`pytest_collection_finish`)."""
+  message = item.config.stash.get(_SPLIT_GROUPS, None)
+  if message and item.get_closest_marker('xdist_group'):
+    pytest.fail(message, pytrace=False)
