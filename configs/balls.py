@@ -107,6 +107,9 @@ def base() -> ml_collections.ConfigDict:
   # positions, with processor_graph='objects') puts P's inputs where it was trained, but its
   # warm-start lost a ball in every variant on 3 of 6 seeds (docs/experiments/balls.md).
   c.natural.slot_latents = 'projection'
+  # With 'abstract_f': g~'s weights on P's output start random ('zeros': at zero, so P's
+  # output, zeros in the warm-start, enters without a shock).
+  c.natural.readout_init = 'random'
   c.natural.oracle_steps = 500  # The oracle (true positions -> f -> P -> g~): its updates.
 
   c.ray = ml_collections.ConfigDict()

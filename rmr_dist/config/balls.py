@@ -17,6 +17,7 @@ BALLS_VARIANTS = ('rmr', 'end_to_end', 'rmr_random_p')  # learning.balls_natural
 SLOT_INITS = ('learned', 'sampled')  # networks.slot_attention.SLOT_INITS
 PROCESSOR_GRAPHS = ('all', 'objects')  # networks.balls.PROCESSOR_GRAPHS
 SLOT_LATENTS = ('projection', 'abstract_f')  # networks.balls.SLOT_LATENTS
+READOUT_INITS = ('random', 'zeros')  # BallsNaturalConfig.readout_init
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +217,11 @@ class BallsNaturalConfig(ScheduleConfig):
     slot_latents: what P reads: 'projection' (a learned projection of each slot's vectors
       and position features) or 'abstract_f' (the abstract f of each slot's inferred
       position history; RMR: the trained f, frozen; networks.balls.BallsNaturalModel).
+    readout_init: how g~'s weights on P's output start with 'abstract_f' slot latents:
+      'random' (the decoder's default initialisation) or 'zeros' (g~ leaves the warm-start,
+      where zeros stand for P's output, drawing from the slot vector alone, and learns to read
+      P's output by gradient: no random shock when P's output first enters;
+      networks.broadcast_decoder.BroadcastDecoder.zero_inputs).
     oracle_steps: updates of the oracle (g~ alone through the frozen f and P on the TRUE
       positions, per variant and seed; networks.balls.BallsOracleModel), an upper
       reference for "using P"; 0: no oracle.
@@ -247,6 +253,7 @@ class BallsNaturalConfig(ScheduleConfig):
   processor_graph: str = 'all'
   autoencode_steps: int = 0
   slot_latents: str = 'projection'
+  readout_init: str = 'random'
   oracle_steps: int = 0
 
   def validate(self, path: str) -> None:
@@ -269,6 +276,11 @@ class BallsNaturalConfig(ScheduleConfig):
             self.processor_graph, f'one of {PROCESSOR_GRAPHS}')
     require(self.slot_latents in SLOT_LATENTS, f'{path}.slot_latents', self.slot_latents,
             f'one of {SLOT_LATENTS}')
+    require(self.readout_init in READOUT_INITS and (
+        self.readout_init == 'random' or self.slot_latents == 'abstract_f'),
+            f'{path}.readout_init', self.readout_init,
+            f"one of {READOUT_INITS} ('zeros' only with slot_latents='abstract_f': with "
+            "'projection' the warm-start decodes P's input through the same weights)")
     require(self.oracle_steps >= 0, f'{path}.oracle_steps', self.oracle_steps, 'an int >= 0')
     require(self.attention_locality >= 0, f'{path}.attention_locality',
             self.attention_locality, 'a float >= 0')

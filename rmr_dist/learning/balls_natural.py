@@ -99,18 +99,22 @@ def make_natural_model(config: config_lib.BallsNaturalConfig, spec: processors.M
       attention_locality=config.attention_locality)
   return balls_net.BallsNaturalModel(
       encoder=encoder, processor=processors.make_spec_processor(spec),
-      decoder=_make_decoder(config, image_size, displacement_scale),
+      decoder=_make_decoder(
+          config, image_size, displacement_scale,
+          spec.latent_size if config.readout_init == 'zeros' else 0),  # P's output leads z
       latent_size=spec.latent_size, processor_graph=config.processor_graph,
       slot_latents=config.slot_latents, appearance_size=config.slot_size)
 
 
 def _make_decoder(config: config_lib.BallsNaturalConfig, image_size: int,
-                  displacement_scale: float) -> broadcast_decoder.BroadcastDecoder:
-  """g~: the broadcast decoder of the natural and oracle models."""
+                  displacement_scale: float, zero_inputs: int = 0
+                  ) -> broadcast_decoder.BroadcastDecoder:
+  """g~: the broadcast decoder of the natural and oracle models (``zero_inputs``: leading
+  latent features whose weights start at zero)."""
   return broadcast_decoder.BroadcastDecoder(
       image_size=image_size, channels=config.decoder_channels,
       num_layers=config.decoder_layers, position_scale=config.position_scale,
-      displacement_scale=displacement_scale)
+      displacement_scale=displacement_scale, zero_inputs=zero_inputs)
 
 
 def frozen_paths(model: nn.Module) -> tuple[tuple[str, ...], ...]:

@@ -11,6 +11,15 @@ import jax.numpy as jnp
 from rmr_dist.networks.slot_attention import pixel_centres
 
 
+def _zero_leading_rows(n: int):
+  """Flax's default Dense kernel initialiser with the first ``n`` input rows zeroed."""
+  default = nn.linear.default_kernel_init
+
+  def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+    return default(key, shape, dtype).at[:n].set(0.0)  # [in, out]
+  return init
+
+
 class BroadcastDecoder(nn.Module):
   """g~: a spatial broadcast decoder whose coordinates are centred on each slot's position.
 
@@ -49,12 +58,17 @@ class BroadcastDecoder(nn.Module):
     num_layers: hidden layers of the per-pixel MLP after the first.
     position_scale: multiplies the relative coordinates (box units), ~ 1 / ball radius.
     displacement_scale: S, box units per unit of the displacement read from z.
+    zero_inputs: the first ``zero_inputs`` features of z start with zero weights in the
+      ``latent`` Dense (its other rows keep the default initialisation): a decoder trained
+      while those features were zeros is unchanged when they become non-zero, and learns to
+      read them by gradient.
   """
   image_size: int = 64
   channels: int = 64
   num_layers: int = 3
   position_scale: float = 8.0
   displacement_scale: float = 0.02
+  zero_inputs: int = 0
 
   @nn.compact
   def __call__(self, z: jax.Array, anchor: jax.Array) -> dict:
@@ -73,7 +87,8 @@ class BroadcastDecoder(nn.Module):
     positions = anchor + self.displacement_scale * step  # [B, K, 2]
     centres = jnp.asarray(pixel_centres(s, s))  # [L, 2]
     relative = self.position_scale * (centres[None, None] - positions[:, :, None])  # [B,K,L,2]
-    x = (nn.Dense(self.channels, name='latent')(z)[:, :, None]
+    x = (nn.Dense(self.channels, kernel_init=_zero_leading_rows(self.zero_inputs),
+                  name='latent')(z)[:, :, None]
          + nn.Dense(self.channels, name='position')(relative))  # [B, K, L, C]
     x = nn.relu(x)
     for i in range(self.num_layers):

@@ -157,6 +157,34 @@ def test_abstract_f_slot_latents_are_the_abstract_f_of_the_slot_positions():
   np.testing.assert_array_equal(warm['next_latents'], 0.0)
 
 
+def test_zero_readout_leaves_the_warm_start_decoder_unchanged_when_p_enters():
+  """readout_init='zeros' (decoder zero_inputs = latent size): at initialisation g~'s weights
+  on P's output are zero and the rest are the default draw, so the frame drawn with P's output
+  equals the warm-start's (zeros in its place) while P's output is far from zero; the gradient
+  then reaches those weights."""
+  zero = broadcast_decoder.BroadcastDecoder(image_size=SIZE, channels=CHANNELS, num_layers=2,
+                                            displacement_scale=0.05, zero_inputs=LATENT)
+  model = balls.BallsNaturalModel(_encoder(), _processor(), zero, latent_size=LATENT,
+                                  slot_latents='abstract_f', appearance_size=5)
+  frames = _frames(seed=5)
+  keys = {'params': jax.random.PRNGKey(0), 'slots': jax.random.PRNGKey(1)}
+  params = model.init(keys, frames)
+  kernel = params['params']['decoder']['latent']['kernel']  # [LATENT + 5, CHANNELS]
+  np.testing.assert_array_equal(kernel[:LATENT], 0.0)
+  default = balls.BallsNaturalModel(_encoder(), _processor(), _decoder(), latent_size=LATENT,
+                                    slot_latents='abstract_f', appearance_size=5).init(
+                                        keys, frames)['params']['decoder']['latent']['kernel']
+  np.testing.assert_array_equal(kernel[LATENT:], default[LATENT:])
+  assert np.all(np.any(default[:LATENT] != 0.0, axis=1))
+  out = model.apply(params, frames, deterministic=True)
+  warm = model.apply(params, frames, deterministic=True, skip_processor=True)
+  assert float(jnp.min(jnp.abs(out['next_latents']).sum(-1))) > 1e-3
+  np.testing.assert_allclose(out['recon'], warm['recon'], rtol=1e-6, atol=1e-6)
+  grad = jax.grad(lambda p: jnp.sum(jnp.square(model.apply(
+      {'params': p}, frames, deterministic=True)['recon'] - 0.5)))(params['params'])
+  assert float(jnp.abs(grad['decoder']['latent']['kernel'][:LATENT]).max()) > 0.0
+
+
 def test_oracle_model_reads_true_positions_through_f_and_p():
   decoder = _decoder()
   model = balls.BallsOracleModel(_processor(), decoder, latent_size=LATENT, appearance_size=4)

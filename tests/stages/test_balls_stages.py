@@ -1,5 +1,7 @@
-"""Each bouncing-balls stage unit in one process, without Ray, on the `test` config."""
+"""Each bouncing-balls stage unit in one process, without Ray, on the `test` config (less the
+oracle, which the whole-program test runs)."""
 
+import dataclasses
 import json
 import os
 
@@ -17,6 +19,8 @@ from rmr_dist.tools import balls_ladder
 
 def test_stage_units_run_in_one_process(tmp_path, capsys):
   config = config_lib.load_balls_config(balls_configs.get_config('test'))
+  config = dataclasses.replace(config, natural=dataclasses.replace(config.natural,
+                                                                   oracle_steps=0))
   paths = workdir_lib.open_workdir(str(tmp_path), config, workdir_lib.BALLS_STAGES)
   data = balls_data.run(config, paths, say=lambda line: None)
   assert data['simulated'] == config.data.train_episodes + config.data.val_episodes
