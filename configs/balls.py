@@ -110,6 +110,7 @@ def base() -> ml_collections.ConfigDict:
   # With 'abstract_f': g~'s weights on P's output start random ('zeros': at zero, so P's
   # output, zeros in the warm-start, enters without a shock).
   c.natural.readout_init = 'random'
+  c.natural.appearance = 'last_slot'  # What g~ reads beside P's output ('abstract_f').
   c.natural.oracle_steps = 500  # The oracle (true positions -> f -> P -> g~): its updates.
 
   c.ray = ml_collections.ConfigDict()

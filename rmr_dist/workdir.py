@@ -195,7 +195,8 @@ def _flatten(tree: Any, prefix: str) -> dict[str, Any]:
 # did before them: at that value a path is left out of the stage values, so the fingerprints and
 # `data.json` of older work directories still match (other values are recorded as usual).
 ADDED_NEUTRAL_VALUES = {'heads.min_persistence': 0.0, 'agent.action_set': 'full',
-                        'abstract.curve_steps': [], 'natural.readout_init': 'random'}
+                        'abstract.curve_steps': [], 'natural.readout_init': 'random',
+                        'natural.appearance': 'last_slot'}
 
 
 def stage_values(config_dict: Mapping[str, Any], spec: StageSpec) -> dict[str, Any]:

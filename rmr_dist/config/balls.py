@@ -18,6 +18,7 @@ SLOT_INITS = ('learned', 'sampled')  # networks.slot_attention.SLOT_INITS
 PROCESSOR_GRAPHS = ('all', 'objects')  # networks.balls.PROCESSOR_GRAPHS
 SLOT_LATENTS = ('projection', 'abstract_f')  # networks.balls.SLOT_LATENTS
 READOUT_INITS = ('random', 'zeros')  # BallsNaturalConfig.readout_init
+APPEARANCES = ('last_slot', 'history')  # networks.balls.APPEARANCE_INPUTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,6 +223,10 @@ class BallsNaturalConfig(ScheduleConfig):
       where zeros stand for P's output, drawing from the slot vector alone, and learns to read
       P's output by gradient: no random shock when P's output first enters;
       networks.broadcast_decoder.BroadcastDecoder.zero_inputs).
+    appearance: what g~ reads beside P's output with 'abstract_f' slot latents: 'last_slot'
+      (a Dense of the slot vector of the last image, slot_size wide) or 'history' (a Dense,
+      latent-size wide, of what 'projection' reads: the slot's T vectors and its position
+      features; networks.balls.BallsNaturalModel.appearance_input).
     oracle_steps: updates of the oracle (g~ alone through the frozen f and P on the TRUE
       positions, per variant and seed; networks.balls.BallsOracleModel), an upper
       reference for "using P"; 0: no oracle.
@@ -254,6 +259,7 @@ class BallsNaturalConfig(ScheduleConfig):
   autoencode_steps: int = 0
   slot_latents: str = 'projection'
   readout_init: str = 'random'
+  appearance: str = 'last_slot'
   oracle_steps: int = 0
 
   def validate(self, path: str) -> None:
@@ -281,6 +287,8 @@ class BallsNaturalConfig(ScheduleConfig):
             f'{path}.readout_init', self.readout_init,
             f"one of {READOUT_INITS} ('zeros' only with slot_latents='abstract_f': with "
             "'projection' the warm-start decodes P's input through the same weights)")
+    require(self.appearance in APPEARANCES, f'{path}.appearance', self.appearance,
+            f'one of {APPEARANCES}')
     require(self.oracle_steps >= 0, f'{path}.oracle_steps', self.oracle_steps, 'an int >= 0')
     require(self.attention_locality >= 0, f'{path}.attention_locality',
             self.attention_locality, 'a float >= 0')

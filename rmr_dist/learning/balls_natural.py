@@ -103,7 +103,9 @@ def make_natural_model(config: config_lib.BallsNaturalConfig, spec: processors.M
           config, image_size, displacement_scale,
           spec.latent_size if config.readout_init == 'zeros' else 0),  # P's output leads z
       latent_size=spec.latent_size, processor_graph=config.processor_graph,
-      slot_latents=config.slot_latents, appearance_size=config.slot_size)
+      slot_latents=config.slot_latents, appearance_input=config.appearance,
+      appearance_size=config.slot_size if config.appearance == 'last_slot'
+      else spec.latent_size)
 
 
 def _make_decoder(config: config_lib.BallsNaturalConfig, image_size: int,

@@ -60,6 +60,7 @@ from rmr_dist.networks import slot_attention
 LATENT_SIZE = 128  # per-ball / per-slot latent (App. A)
 PROCESSOR_GRAPHS = ('all', 'objects')  # BallsNaturalModel.processor_graph
 SLOT_LATENTS = ('projection', 'abstract_f')  # BallsNaturalModel.slot_latents
+APPEARANCE_INPUTS = ('last_slot', 'history')  # BallsNaturalModel.appearance_input
 
 
 def history_features(history: jax.Array, displacement_scale: float) -> jax.Array:
@@ -162,6 +163,10 @@ class BallsNaturalModel(nn.Module):
       (``skip_processor``) zeros stand for P's output, so the warm-start does not read f.
     appearance_size: width of the slot-vector features g~ reads beside P's output
       ('abstract_f').
+    appearance_input: what ``appearance`` reads ('abstract_f'): 'last_slot' (the slot vector
+      of the last image) or 'history' (what 'projection' reads: the slot's T vectors and its
+      position features; with ``appearance_size`` = latent size the warm-start's g~ then
+      reads what the projection's warm-start reads, plus P's zeros).
   """
   encoder: slot_attention.SlotAttentionEncoder
   processor: nn.Module
@@ -170,12 +175,16 @@ class BallsNaturalModel(nn.Module):
   processor_graph: str = 'all'
   slot_latents: str = 'projection'
   appearance_size: int = 32
+  appearance_input: str = 'last_slot'
 
   def __post_init__(self):
     if self.processor_graph not in PROCESSOR_GRAPHS:
       raise ValueError(f'processor_graph={self.processor_graph!r}; valid: {PROCESSOR_GRAPHS}')
     if self.slot_latents not in SLOT_LATENTS:
       raise ValueError(f'slot_latents={self.slot_latents!r}; valid: {SLOT_LATENTS}')
+    if self.appearance_input not in APPEARANCE_INPUTS:
+      raise ValueError(f'appearance_input={self.appearance_input!r}; valid: '
+                       f'{APPEARANCE_INPUTS}')
     super().__post_init__()
 
   @nn.compact
@@ -200,13 +209,14 @@ class BallsNaturalModel(nn.Module):
     slots, positions = encoded['slots'], encoded['positions']  # [B,T,K,S], [B,T,K,2]
     b, t, k, s = slots.shape
     features = history_features(positions, self.decoder.displacement_scale)  # [B, K, 2T]
+    x = jnp.concatenate([jnp.transpose(slots, (0, 2, 1, 3)).reshape(b, k, t * s),  # [B,K,T*S]
+                         features], axis=-1)  # [B, K, T*S + 2T]
     appearance = None
     if self.slot_latents == 'abstract_f':
       latents = nn.Dense(self.latent_size, name='abstract_encoder')(features)  # [B, K, latent]
-      appearance = nn.Dense(self.appearance_size, name='appearance')(slots[:, -1])  # [B, K, A]
+      appearance = nn.Dense(self.appearance_size, name='appearance')(
+          slots[:, -1] if self.appearance_input == 'last_slot' else x)  # [B, K, A]
     else:
-      x = jnp.concatenate([jnp.transpose(slots, (0, 2, 1, 3)).reshape(b, k, t * s),  # [B,K,T*S]
-                           features], axis=-1)  # [B, K, T*S + 2T]
       latents = nn.Dense(self.latent_size, name='projection')(x)  # [B, K, latent]
     if skip_processor and not self.is_initializing():
       next_latents = latents if appearance is None else jnp.zeros_like(latents)

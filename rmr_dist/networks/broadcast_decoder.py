@@ -12,11 +12,16 @@ from rmr_dist.networks.slot_attention import pixel_centres
 
 
 def _zero_leading_rows(n: int):
-  """Flax's default Dense kernel initialiser with the first ``n`` input rows zeroed."""
+  """A Dense kernel initialiser: the first ``n`` input rows zero, the others Flax's default
+  draw for a Dense of those inputs alone (its fan-in), so the layer starts as it would
+  without the first ``n`` inputs. ``n`` = 0: Flax's default."""
   default = nn.linear.default_kernel_init
+  if not n:
+    return default
 
   def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-    return default(key, shape, dtype).at[:n].set(0.0)  # [in, out]
+    rest = default(key, (shape[0] - n, *shape[1:]), dtype)  # [in - n, out]
+    return jnp.concatenate([jnp.zeros((n, *shape[1:]), dtype), rest], axis=0)  # [in, out]
   return init
 
 
@@ -59,9 +64,9 @@ class BroadcastDecoder(nn.Module):
     position_scale: multiplies the relative coordinates (box units), ~ 1 / ball radius.
     displacement_scale: S, box units per unit of the displacement read from z.
     zero_inputs: the first ``zero_inputs`` features of z start with zero weights in the
-      ``latent`` Dense (its other rows keep the default initialisation): a decoder trained
-      while those features were zeros is unchanged when they become non-zero, and learns to
-      read them by gradient.
+      ``latent`` Dense (its other rows drawn as for a Dense of the other features alone): a
+      decoder trained while those features were zeros is unchanged when they become
+      non-zero, and learns to read them by gradient.
   """
   image_size: int = 64
   channels: int = 64

@@ -171,11 +171,13 @@ def test_zero_readout_leaves_the_warm_start_decoder_unchanged_when_p_enters():
   params = model.init(keys, frames)
   kernel = params['params']['decoder']['latent']['kernel']  # [LATENT + 5, CHANNELS]
   np.testing.assert_array_equal(kernel[:LATENT], 0.0)
+  assert np.all(np.any(kernel[LATENT:] != 0.0, axis=1))
   default = balls.BallsNaturalModel(_encoder(), _processor(), _decoder(), latent_size=LATENT,
                                     slot_latents='abstract_f', appearance_size=5).init(
                                         keys, frames)['params']['decoder']['latent']['kernel']
-  np.testing.assert_array_equal(kernel[LATENT:], default[LATENT:])
   assert np.all(np.any(default[:LATENT] != 0.0, axis=1))
+  # The other rows are drawn for a fan-in of 5 (lecun normal), not of LATENT + 5.
+  assert np.std(kernel[LATENT:]) > 1.5 * np.std(default[LATENT:])
   out = model.apply(params, frames, deterministic=True)
   warm = model.apply(params, frames, deterministic=True, skip_processor=True)
   assert float(jnp.min(jnp.abs(out['next_latents']).sum(-1))) > 1e-3
@@ -183,6 +185,29 @@ def test_zero_readout_leaves_the_warm_start_decoder_unchanged_when_p_enters():
   grad = jax.grad(lambda p: jnp.sum(jnp.square(model.apply(
       {'params': p}, frames, deterministic=True)['recon'] - 0.5)))(params['params'])
   assert float(jnp.abs(grad['decoder']['latent']['kernel'][:LATENT]).max()) > 0.0
+
+
+def test_history_appearance_reads_what_the_projection_reads():
+  """appearance_input='history': g~'s slot features beside P's output are a Dense of the
+  projection's input (the slot's T vectors and its position features)."""
+  decoder = _decoder()
+  model = balls.BallsNaturalModel(_encoder(), _processor(), decoder, latent_size=LATENT,
+                                  slot_latents='abstract_f', appearance_size=LATENT,
+                                  appearance_input='history')
+  frames = _frames(seed=6)
+  params = model.init({'params': jax.random.PRNGKey(0), 'slots': jax.random.PRNGKey(1)},
+                      frames)
+  kernel = params['params']['appearance']['kernel']
+  chex.assert_shape(kernel, (T * SLOT + 2 * T, LATENT))
+  out, state = model.apply(params, frames, deterministic=True,
+                           capture_intermediates=True, mutable=['intermediates'])
+  slots = state['intermediates']['encoder']['__call__'][0]['slots']  # [B, T, K, S]
+  x = jnp.concatenate([jnp.transpose(slots, (0, 2, 1, 3)).reshape(B, K, T * SLOT),
+                       balls.history_features(out['slot_positions'],
+                                              decoder.displacement_scale)], axis=-1)
+  appearance = state['intermediates']['appearance']['__call__'][0]
+  np.testing.assert_allclose(appearance, x @ kernel + params['params']['appearance']['bias'],
+                             rtol=1e-5, atol=1e-5)
 
 
 def test_oracle_model_reads_true_positions_through_f_and_p():
