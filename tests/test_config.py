@@ -219,11 +219,12 @@ def test_balls_config_names_a_bad_value():
   with pytest.raises(config_lib.ConfigError, match=r"processor_graph='balls'.*'objects'"):
     config_lib.load_balls_config(c)
   c = balls_configs.get_config('test')
-  c.natural.readout_init = 'zeros'  # Only with slot_latents='abstract_f'.
+  assert c.natural.readout_init == 'zeros' and c.natural.slot_latents == 'abstract_f'
+  c.natural.slot_latents = 'projection'  # 'zeros' only with slot_latents='abstract_f'.
   with pytest.raises(config_lib.ConfigError, match=r"readout_init='zeros'.*abstract_f"):
     config_lib.load_balls_config(c)
-  c.natural.slot_latents = 'abstract_f'
-  assert config_lib.load_balls_config(c).natural.readout_init == 'zeros'
+  c.natural.readout_init = 'random'
+  assert config_lib.load_balls_config(c).natural.slot_latents == 'projection'
 
 
 def _leaves(tree, prefix=''):

@@ -39,7 +39,7 @@ def test_natural_lockstep_freezes_rmr_processor(config, data, tmp_path):
       natural, processor_export=export, image_size=config.sim.image_size,
       displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0,
       iterator=balls_trajectories.WindowBatches(data, HISTORY, 4, seed=2),
-      checkpoint_dir=str(tmp_path / 'natural'))
+      checkpoint_dir=str(tmp_path / 'natural'), abstract_encoder=abstract.params['encoder'])
   before = learner.model_params('end_to_end', 0)
   random_before = [learner.model_params('rmr_random_p', s)['processor']
                    for s in range(config.natural.num_seeds)]
@@ -68,7 +68,7 @@ def test_natural_lockstep_freezes_rmr_processor(config, data, tmp_path):
       natural, processor_export=export, image_size=config.sim.image_size,
       displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0,
       iterator=balls_trajectories.WindowBatches(data, HISTORY, 4, seed=2),
-      checkpoint_dir=str(tmp_path / 'natural'))
+      checkpoint_dir=str(tmp_path / 'natural'), abstract_encoder=abstract.params['encoder'])
   assert resumed.global_step == 3
   np.testing.assert_array_equal(resumed.fingerprints, learner.fingerprints)
 
@@ -133,11 +133,13 @@ def test_autoencoding_warm_start_keeps_pairs_equal_and_leaves_p_alone(config, da
   learner = balls_natural.BallsNaturalLearner(
       natural, processor_export=export, image_size=config.sim.image_size,
       displacement_scale=config.sim.displacement_scale, history=HISTORY, seed=0,
-      iterator=balls_trajectories.WindowBatches(data, HISTORY, 4, seed=2), checkpoint_dir=None)
+      iterator=balls_trajectories.WindowBatches(data, HISTORY, 4, seed=2), checkpoint_dir=None,
+      abstract_encoder=abstract.params['encoder'])
   start = learner.model_params('end_to_end', 0)
   learner.run(2)
   rmr, e2e = learner.model_params('rmr', 0), learner.model_params('end_to_end', 0)
-  for part in ('encoder', 'projection', 'decoder'):
+  assert natural.slot_latents == 'abstract_f'  # The default: g~ reads 'appearance' beside P.
+  for part in ('encoder', 'appearance', 'decoder'):
     leaves = zip(jax.tree_util.tree_leaves(rmr[part]), jax.tree_util.tree_leaves(e2e[part]),
                  jax.tree_util.tree_leaves(start[part]))
     moved = False
@@ -148,7 +150,9 @@ def test_autoencoding_warm_start_keeps_pairs_equal_and_leaves_p_alone(config, da
   for a, b in zip(jax.tree_util.tree_leaves(e2e['processor']),
                   jax.tree_util.tree_leaves(start['processor'])):
     np.testing.assert_array_equal(a, b)  # P unused in the warm-start
-  learner.run(4)  # the next-frame phase (its first rate is 0, warm-up): P enters
+  # The next-frame phase: its first rate is 0 (warm-up); g~'s weights on P's output start at
+  # zero (readout_init='zeros'), so they move at the next update and P at the one after.
+  learner.run(5)
   e2e = learner.model_params('end_to_end', 0)
   assert any(not np.array_equal(a, b) for a, b in zip(
       jax.tree_util.tree_leaves(e2e['processor']), jax.tree_util.tree_leaves(start['processor'])))
