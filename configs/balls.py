@@ -107,8 +107,8 @@ def base() -> ml_collections.ConfigDict:
   # learned projection of the slots, outside that span). g~ reads P's output beside a Dense
   # of what the projection reads ('history'; 'last_slot': of the last slot vector), its
   # weights on P's output starting at zero ('random': the default draw). With 'last_slot' and
-  # 'random' RMR's slots lost a ball on 2 of 6 seeds; with these, no model lost one in 4
-  # paired seeds, nor RMR in 6 more (docs/experiments/balls.md, "Aligned latents that keep
+  # 'random' RMR's slots lost a ball on 2 of 6 seeds; with these, no model lost one in 8
+  # paired seeds over 2 root seeds (docs/experiments/balls.md, "Aligned latents that keep
   # the balls").
   c.natural.slot_latents = 'abstract_f'
   c.natural.readout_init = 'zeros'
