@@ -163,10 +163,10 @@ def _local(c: ml_collections.ConfigDict) -> None:
 
 def _study(c: ml_collections.ConfigDict) -> None:
   """Issue 32's power study: the local scene, models and budget, 4 paired seeds per run."""
-  # STUDY_RUNS runs at root seeds 0 and 1 pool 8 seeds. With the local default's latents no
-  # model lost a ball in 4 paired seeds, and their paired spread gives 80% power at p < 0.05
-  # against 16% with 3 seeds, and against the 4.8% RMR - end-to-end measured there with
-  # about 8 (docs/experiments/balls.md, "Aligned latents that keep the balls").
+  # STUDY_RUNS runs at root seeds 0 and 1 pool 8 seeds (about 1.5 hours on 2 cores). With the
+  # local default's latents no model lost a ball, and the paired spread of the 8 gives 80%
+  # power at p < 0.05 against 16% with 3 seeds; they measured RMR - end-to-end at -6.1%
+  # (p 0.006) (docs/experiments/balls.md, "Aligned latents that keep the balls").
   c.natural.num_seeds = 4
   c.natural.oracle_steps = 0  # The oracle's paired spread is small: the local run's suffice.
 
