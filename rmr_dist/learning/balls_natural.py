@@ -20,9 +20,10 @@ stage) and freezes both, 'rmr_random_p' freezes seed s's fresh f with its fresh 
 end-to-end trains both (:func:`frozen_paths`).
 
 Autoencoding warm-start (``natural.autoencode_steps``, a departure from App. A, which trains
-next-frame prediction from the start): the first updates train f~, the projection and g~ to
-reconstruct the LAST INPUT frame with P bypassed (``skip_processor``: g~ decodes f~'s latents
-directly); the next-frame objective through P takes over after them from a fresh Adam state,
+next-frame prediction from the start): the first updates train f~, the projection (with
+'abstract_f' slot latents: the appearance Dense) and g~ to reconstruct the LAST INPUT frame with
+P bypassed (``skip_processor``: g~ decodes f~'s latents directly, or zeros in place of P's
+output); the next-frame objective through P takes over after them from a fresh Adam state,
 its schedule (warm-up, decay) restarting: the moments of the autoencoding gradients do not
 fit the new objective, whose first gradients are large (P's output is new to g~). P is not
 used in the warm-start, so paired models get identical updates and leave it with identical

@@ -159,9 +159,9 @@ def test_abstract_f_slot_latents_are_the_abstract_f_of_the_slot_positions():
 
 def test_zero_readout_leaves_the_warm_start_decoder_unchanged_when_p_enters():
   """readout_init='zeros' (decoder zero_inputs = latent size): at initialisation g~'s weights
-  on P's output are zero and the rest are the default draw, so the frame drawn with P's output
-  equals the warm-start's (zeros in its place) while P's output is far from zero; the gradient
-  then reaches those weights."""
+  on P's output are zero and the rest are drawn for their own fan-in, so the frame drawn with
+  P's output equals the warm-start's (zeros in its place) while P's output is far from zero;
+  the gradient then reaches those weights."""
   zero = broadcast_decoder.BroadcastDecoder(image_size=SIZE, channels=CHANNELS, num_layers=2,
                                             displacement_scale=0.05, zero_inputs=LATENT)
   model = balls.BallsNaturalModel(_encoder(), _processor(), zero, latent_size=LATENT,
