@@ -309,6 +309,13 @@ class AtariProgram(driver.Program):
       stages = self.check_stages(['agent'] + stages)
     return stages
 
+  def check_inputs(self, stages: list[str]) -> None:
+    """The learner stages need the collect stage's outputs: chosen, or already there."""
+    if 'collect' not in stages:
+      for stage in stages:
+        if stage in LEARNER_STAGES:
+          atari_units.require_collect(self.paths, stage)
+
   def close(self) -> None:
     """Stops the replay servers and flushes logs (Ray itself is left to the caller)."""
     if self._replay_monitor is not None:

@@ -17,6 +17,7 @@ read-back-or-run of learner units are `driver.Program`'s, shared with the Atari 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from rmr_dist import config as config_lib
@@ -98,18 +99,31 @@ class BallsProgram(driver.Program):
     return {'trajectories': total, 'simulated': done, 'frames_per_s': frames / elapsed}
 
   # ---------------------------------------------------------------- learner stages
-  def _unit(self, stage: str) -> dict[str, Any]:
-    """Runs the stage's unit in its learner group, unless its result is already there."""
-    if stage == 'natural' and not storage.isdir(self.paths.stage_dir('abstract')):
+  def check_inputs(self, stages: list[str]) -> None:
+    """The learner stages need the trajectories, and natural the abstract stage's export:
+    chosen (run before them), or already in the work directory."""
+    for stage in stages:
+      if stage in LEARNER_STAGES:
+        self._require_inputs(stage, upstream=stages[:stages.index(stage)])
+
+  def _require_inputs(self, stage: str, upstream: Sequence[str] = ()) -> None:
+    """Raises ConfigError when `stage` needs outputs that no stage in `upstream` will write
+    and the work directory lacks."""
+    if (stage == 'natural' and 'abstract' not in upstream
+        and not storage.isdir(self.paths.stage_dir('abstract'))):
       raise config_lib.ConfigError(
           f'The natural stage needs the abstract stage\'s processor export, and no abstract '
           f'learner has run in {self.workdir} with this config: run with '
           '--stages=abstract,natural.')
     from rmr_dist.stages import balls_data  # pylint: disable=g-import-not-at-top
-    if balls_data.missing_work(self.config, self.paths, 1):
+    if 'data' not in upstream and balls_data.missing_work(self.config, self.paths, 1):
       raise config_lib.ConfigError(
           f'The {stage} stage needs every trajectory under {self.paths.trajectories}, and some '
           'are missing: run the data stage first (--stages=data,...).')
+
+  def _unit(self, stage: str) -> dict[str, Any]:
+    """Runs the stage's unit in its learner group, unless its result is already there."""
+    self._require_inputs(stage)
     unit = units_lib.LearnerUnit(f'balls_{stage}', f'{self.paths.stage_dir(stage)}/result.json',
                                  tuple)
     return self.read_or_run(

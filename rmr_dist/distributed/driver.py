@@ -51,14 +51,21 @@ class Program:
     """The validated `stages` with any stage they need added (none here)."""
     return stages
 
+  def check_inputs(self, stages: list[str]) -> None:
+    """Raises ConfigError, before Ray starts, when a chosen stage needs the outputs of an
+    upstream stage that is neither chosen nor in the work directory (none here)."""
+    del stages
+
   def run(self, stages: list[str]) -> None:
     """Runs `stages` in pipeline order.
 
     Raises:
-      ConfigError: a bad stage name; or, before any stage runs, the stages include learner
-        stages (`LEARNER_STAGES`) and the Ray cluster cannot place a learner group.
+      ConfigError: a bad stage name; or, before any stage runs (and before Ray starts), a
+        stage's inputs are missing (`check_inputs`) or the stages include learner stages
+        (`LEARNER_STAGES`) and the Ray cluster cannot place a learner group.
     """
     stages = self.add_stages(self.check_stages(stages))
+    self.check_inputs(stages)
     placement.check_before_stages(self.config.ray, stages, self.LEARNER_STAGES)
     if any(stage != 'report' for stage in stages):  # The report is written by the driver.
       ray_setup.init_ray(self.config.ray)

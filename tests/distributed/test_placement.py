@@ -111,3 +111,36 @@ def test_learner_that_reserved_a_gpu_but_has_cpu_jax_fails(test_config, tmp_path
     assert 'placement: warning: ray.learner_num_gpus=2: ' in capsys.readouterr().err
   finally:
     ray.shutdown()
+
+
+@pytest.mark.parametrize('program, stages, message', [
+    ('atari', ['abstract', 'natural'], "needs the collect stage's outputs"),
+    ('balls', ['abstract'], 'run the data stage first'),
+    ('balls', ['natural'], 'no abstract learner has run'),
+    ('balls', ['data', 'natural'], 'no abstract learner has run'),
+])
+def test_missing_stage_inputs_fail_before_ray_starts(tmp_path, monkeypatch, program, stages,
+                                                     message):
+  """A learner stage whose inputs are neither in the work directory nor written by an earlier
+  chosen stage stops the run in the driver before Ray (or any stage) starts."""
+  from configs import atari as atari_configs
+  from configs import balls as balls_configs
+  from rmr_dist.distributed import atari_program
+  from rmr_dist.distributed import balls_program
+  from rmr_dist.distributed import ray_setup
+
+  def no_ray(*args, **kwargs):
+    raise AssertionError('Ray was started before the inputs were checked')
+
+  monkeypatch.setattr(ray_setup, 'init_ray', no_ray)
+  if program == 'atari':
+    run = atari_program.AtariProgram(
+        config_lib.load_atari_config(atari_configs.get_config('test')), str(tmp_path / 'w'))
+  else:
+    run = balls_program.BallsProgram(
+        config_lib.load_balls_config(balls_configs.get_config('test')), str(tmp_path / 'w'))
+  try:
+    with pytest.raises(config_lib.ConfigError, match=message):
+      run.run(stages)
+  finally:
+    run.close()
