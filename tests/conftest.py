@@ -22,6 +22,23 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture
+def patch_traced(monkeypatch):
+  """`patch_traced(obj, name, value)`: `monkeypatch.setattr` for a function a learner's update
+  traces. Learners built alike share one compiled update (`learning.loop.clear_update_cache`),
+  so the shared updates are forgotten now (the patch is traced) and at teardown (no later test
+  gets the patched update)."""
+  from rmr_dist.learning import loop
+
+  def patch(obj, name, value):
+    monkeypatch.setattr(obj, name, value)
+    loop.clear_update_cache()
+
+  yield patch
+  monkeypatch.undo()
+  loop.clear_update_cache()
+
+
+@pytest.fixture
 def test_config():
   """The validated `test` variant of configs/atari.py."""
   from configs import atari as atari_configs

@@ -35,6 +35,7 @@ Checkpoints (:func:`save_state`, :func:`restore_state`) hold a learner's whole N
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -121,6 +122,16 @@ def make_optimizer(learning_rate: float | optax.Schedule, variants: Sequence[str
   """
   schedule = (learning_rate if callable(learning_rate)
               else optimizers.make_schedule(float(learning_rate)))
+  return _make_optimizer(schedule, tuple(variants), int(num_seeds), float(clip_norm),
+                         tuple(tuple(p) for p in paths))
+
+
+@functools.lru_cache(maxsize=64)
+def _make_optimizer(schedule: optax.Schedule, variants: tuple[str, ...], num_seeds: int,
+                    clip_norm: float, paths: tuple[tuple[str, ...], ...]
+                    ) -> optax.GradientTransformation:
+  """`make_optimizer`'s transformation, one object per settings (and schedule object), so that
+  learners built alike in one process share their compiled update (`loop.PmapLearner`)."""
   return optax.chain(optimizers.make_adam(schedule, clip_norm, per_model=True),
                      freeze_processor(processor_trainable(variants, num_seeds), paths))
 

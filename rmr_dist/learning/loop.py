@@ -38,6 +38,26 @@ Metrics = dict[str, Any]
 AXIS_NAME = 'devices'  # The pmap axis every learner averages its gradients over.
 
 
+def _pmap_update(update_fn: Callable[[Any, Batch], tuple[Any, Metrics]],
+                 devices: tuple[jax.Device, ...] | None) -> Callable:
+  """``update_fn`` pmapped over ``devices`` (axis 'devices', state donated)."""
+  return jax.pmap(functools.partial(update_fn, axis_name=AXIS_NAME), axis_name=AXIS_NAME,
+                  devices=devices, donate_argnums=(0,))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_pmap(key: tuple[Any, ...]) -> Callable:
+  """The pmapped update of ``key`` = (function, args, sorted keywords, devices)."""
+  func, args, keywords, devices = key
+  return _pmap_update(functools.partial(func, *args, **dict(keywords)), devices)
+
+
+def clear_update_cache() -> None:
+  """Forgets the pmapped updates shared by learners built alike (`PmapLearner._pmap`): a test
+  that patches a function traced into an update calls it so its learner compiles afresh."""
+  _cached_pmap.cache_clear()
+
+
 def replicate(tree: Any, devices: Sequence[jax.Device] | None = None) -> Any:
   """Copies every leaf once per device, host-side: [...] -> [D, ...] (pmap shards axis 0).
 
@@ -178,9 +198,22 @@ class PmapLearner:
     self._update = self._pmap(update_fn)
 
   def _pmap(self, update_fn: Callable[[Any, Batch], tuple[Any, Metrics]]) -> Callable:
-    """``update_fn`` pmapped over this learner's devices (axis 'devices', state donated)."""
-    return jax.pmap(functools.partial(update_fn, axis_name=AXIS_NAME), axis_name=AXIS_NAME,
-                    devices=self._devices, donate_argnums=(0,))
+    """``update_fn`` pmapped over this learner's devices (axis 'devices', state donated).
+
+    When ``update_fn`` is a ``functools.partial`` whose bound arguments are all hashable (the
+    learners bind their model, optimiser and settings), learners built alike in one process
+    (a learner group running several units, a test building a learner twice) get the same
+    pmapped function, so its compiled executables are reused instead of compiled again. What
+    the update traced is then fixed: `clear_update_cache` after patching a function it calls.
+    """
+    devices = None if self._devices is None else tuple(self._devices)
+    if isinstance(update_fn, functools.partial):
+      key = (update_fn.func, update_fn.args, tuple(sorted(update_fn.keywords.items())), devices)
+      try:
+        return _cached_pmap(key)
+      except TypeError:  # An unhashable bound argument: pmap this learner's own.
+        pass
+    return _pmap_update(update_fn, devices)
 
   def _update_for_step(self, step: int) -> Callable:
     """The pmapped update that performs update number ``step`` (0-based); one by default."""

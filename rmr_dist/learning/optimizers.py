@@ -15,6 +15,8 @@ per model (`clip_per_model`), so one model's large gradient never scales another
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -23,9 +25,15 @@ import optax
 DECAYS = ('exponential', 'cosine')
 
 
+@functools.lru_cache(maxsize=64)
 def make_schedule(learning_rate: float, warmup_steps: int = 0, decay_rate: float = 1.0,
                   decay_steps: int = 1, decay: str = 'exponential') -> optax.Schedule:
-  """`step -> learning rate` (module docstring)."""
+  """`step -> learning rate` (module docstring).
+
+  The same arguments give the same (pure) function object, so that learners built with the same
+  settings in one process build equal optimisers and reuse one compiled update
+  (`loop.PmapLearner`).
+  """
   if decay not in DECAYS:
     raise ValueError(f'decay={decay!r}; valid: {DECAYS}')
 

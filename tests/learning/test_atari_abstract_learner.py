@@ -153,7 +153,7 @@ def test_resume_after_restart_matches_uninterrupted_run(tmp_path):
   assert (checkpointing.make_checkpoint_manager(ckpt, max_to_keep=3).latest_step() == 5)
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, patch_traced):
   """A uint8 batch cannot hold a NaN, so the test patches the loss: a batch whose slot 0 is
   255 in every row (the background never is) turns the loss, and through it the gradients
   and the updated params, into NaN. It is served for step 4, a save step."""
@@ -165,7 +165,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     return loss * factor, dict(m, loss=m['loss'] * factor, bit_loss=m['bit_loss'] * factor,
                                mask_loss=m['mask_loss'] * factor)
 
-  monkeypatch.setattr(losses, 'abstract_loss', poisoned_loss)
+  patch_traced(losses, 'abstract_loss', poisoned_loss)
 
   def poisoned_batches():
     for i, batch in enumerate(batches(8)):
@@ -204,3 +204,4 @@ def test_progress_without_log_fn_and_silent_by_default(capsys):
   assert capsys.readouterr().out == ''
   make_learner(batches(8), log_every=2).run(2, progress_label='abstract x')
   assert capsys.readouterr().out.startswith('abstract x: step 2/2')
+

@@ -326,7 +326,7 @@ def test_wait_for_export(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, processor_export,
-                                                              monkeypatch):
+                                                              patch_traced):
   """A uint8 batch cannot hold a NaN, so the test patches the per-model step: a batch whose
   frame_t is all 255 (random frames never are) makes every loss and gradient NaN. It is
   served for step 4, a save step."""
@@ -339,7 +339,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, processo
     grads = jax.tree_util.tree_map(lambda g: g * poison, grads)
     return grads, dict(metrics, loss=metrics['loss'] * poison), fingerprint
 
-  monkeypatch.setattr(learning, 'model_step', poisoned_step)
+  patch_traced(learning, 'model_step', poisoned_step)
 
   def poisoned_batches():
     for i, batch in enumerate(batches()):
@@ -353,7 +353,6 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, processo
                      match=r"step 4 in models \['rmr/seed_0'.*last good checkpoint: step 2"):
     learner.run(10)
   learner.close()
-  monkeypatch.undo()
   restarted = make_learner(processor_export, batches(start=2), checkpoint_dir=ckpt)
   assert restarted.global_step == 2
   assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(restarted.params))
@@ -403,3 +402,21 @@ def test_palette_batches_enter_the_step_as_their_exact_rgb():
   for name in ('frame_t', 'frame_tp1', 'frame_neg'):
     assert from_index[name].shape == (4, 210, 160, 3)
     np.testing.assert_array_equal(np.asarray(from_index[name]), np.asarray(from_rgb[name]))
+
+
+def test_learners_built_alike_share_one_compiled_update_with_the_same_results(
+    processor_export):
+  """`loop.PmapLearner` gives learners with the same model, optimiser settings and devices one
+  pmapped update (compiled once per process, e.g. for every data fraction a learner group
+  trains); it computes what a freshly compiled one does, and other settings get their own."""
+  loop.clear_update_cache()
+  first = make_learner(processor_export, batches())
+  assert make_learner(processor_export, batches())._update is first._update
+  assert make_learner(processor_export, batches(), sigma=0.25)._update is not first._update
+  first.run(3)
+  loop.clear_update_cache()
+  fresh = make_learner(processor_export, batches())
+  assert fresh._update is not first._update
+  fresh.run(3)
+  assert_trees_equal(first.params, fresh.params)
+  np.testing.assert_array_equal(first.fingerprints, fresh.fingerprints)
