@@ -359,8 +359,9 @@ def write_table1(report_dir: str, per_game: Mapping[str, Mapping[str, Any]],
 
 
 def fraction_label(game: str, fraction: float) -> str:
-  """The row label of (game, fraction) in the per-fraction Table 1, e.g. 'pong @0.3'."""
-  return f'{game} @{float(fraction):g}'
+  """The row label of (game, fraction) in the per-fraction Table 1, e.g. 'pong @30%' (a
+  percentage of the training episodes, so the full set reads '@100%', not '@1')."""
+  return f'{game} @{100 * float(fraction):g}%'
 
 
 def write_table1_by_fraction(report_dir: str,

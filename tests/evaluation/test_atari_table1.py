@@ -150,12 +150,12 @@ def test_write_table1_by_fraction(tmp_path):
   paths = atari_table1.write_table1_by_fraction(str(tmp_path), results)
   with open(paths['table1_by_fraction.csv']) as f:
     rows = list(csv.DictReader(f))
-  assert [(r['game'], r['fraction']) for r in rows] == [('pong @0.1', '0.1'), ('pong @1', '1.0')]
+  assert [(r['game'], r['fraction']) for r in rows] == [('pong @10%', '0.1'), ('pong @100%', '1.0')]
   # RMR - C-SWM at 10%: differences +0.10, +0.07, +0.07: mean +0.08.
   assert math.isclose(float(rows[0]['rmr_minus_cswm_mean']), 0.08, abs_tol=1e-12)
   assert float(rows[0]['rmr_minus_cswm_detectable']) > 0
   text = open(paths['table1_by_fraction.md']).read()
-  assert '| pong @0.1 | 0.100 | 0.503 ± 0.006 |' in text and '| pong @1 |' in text
+  assert '| pong @10% | 0.100 | 0.503 ± 0.006 |' in text and '| pong @100% |' in text
 
 
 def test_write_learning_curve(tmp_path):
