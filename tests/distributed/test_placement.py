@@ -1,4 +1,5 @@
-"""Fail-fast placement: learner groups that no node can hold, and GPU learners without a GPU JAX."""
+"""Fail-fast checks in the driver: learner groups that no node can hold, GPU learners without a
+GPU JAX, and learner stages whose inputs are missing (refused before Ray starts)."""
 
 import dataclasses
 import os
