@@ -309,6 +309,17 @@ class AtariProgram(driver.Program):
       stages = self.check_stages(['agent'] + stages)
     return stages
 
+  def actor_pools(self, stages: list[str]) -> list[tuple[int, str]]:
+    """The agent stage's actors, and the collectors while the collection is still to do."""
+    pools = []
+    if 'agent' in stages:
+      pools.append((self.config.agent.num_actors, 'agent.num_actors'))
+    if 'collect' in stages and not storage.exists(self.paths.collect_summary):
+      units = atari_collect.work_units(self.config)
+      pools.append((min(self.config.collect.num_collectors, len(units)),
+                    'collect.num_collectors'))
+    return pools
+
   def check_inputs(self, stages: list[str]) -> None:
     """The learner stages need the collect stage's outputs: chosen, or already there."""
     if 'collect' not in stages:

@@ -24,6 +24,7 @@ from rmr_dist import config as config_lib
 from rmr_dist import storage
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.distributed import driver
+from rmr_dist.distributed import placement
 from rmr_dist.distributed import ray_setup
 from rmr_dist.stages import units as units_lib
 
@@ -69,6 +70,7 @@ class BallsProgram(driver.Program):
                            max_task_retries=3)(balls_data.SimulationWorker)
     todo = sum(len(i) for _, i in tasks)
     num_workers = min(d.num_workers, todo)
+    placement.check_actor_cpus(self.config.ray, num_workers, 'data.num_workers')
     workers = [actor_cls.remote(self.config, self.paths.trajectories)
                for _ in range(num_workers)]
     print(f'data: simulating {todo} of {total} trajectories ({d.episode_frames} frames each) '
@@ -99,6 +101,16 @@ class BallsProgram(driver.Program):
     return {'trajectories': total, 'simulated': done, 'frames_per_s': frames / elapsed}
 
   # ---------------------------------------------------------------- learner stages
+  def actor_pools(self, stages: list[str]) -> list[tuple[int, str]]:
+    """The data stage's simulation actors, while trajectories are missing."""
+    if 'data' not in stages:
+      return []
+    from rmr_dist.stages import balls_data  # pylint: disable=g-import-not-at-top
+    d = self.config.data
+    todo = sum(len(i) for _, i in balls_data.missing_work(self.config, self.paths,
+                                                          d.num_workers))
+    return [(min(d.num_workers, todo), 'data.num_workers')] if todo else []
+
   def check_inputs(self, stages: list[str]) -> None:
     """The learner stages need the trajectories, and natural the abstract stage's export:
     chosen (run before them), or already in the work directory."""

@@ -56,17 +56,25 @@ class Program:
     upstream stage that is neither chosen nor in the work directory (none here)."""
     del stages
 
+  def actor_pools(self, stages: list[str]) -> list[tuple[int, str]]:
+    """(count, setting) of each pool of 1-CPU actors that `stages` will hold at once (none
+    here); checked against a local Ray before it starts (`placement.check_before_stages`)."""
+    del stages
+    return []
+
   def run(self, stages: list[str]) -> None:
     """Runs `stages` in pipeline order.
 
     Raises:
       ConfigError: a bad stage name; or, before any stage runs (and before Ray starts), a
-        stage's inputs are missing (`check_inputs`) or the stages include learner stages
-        (`LEARNER_STAGES`) and the Ray cluster cannot place a learner group.
+        stage's inputs are missing (`check_inputs`), or the stages include learner stages
+        (`LEARNER_STAGES`) and the Ray cluster cannot place a learner group, or (on a local
+        Ray) an actor pool of `actor_pools` has more actors than the CPUs.
     """
     stages = self.add_stages(self.check_stages(stages))
     self.check_inputs(stages)
-    placement.check_before_stages(self.config.ray, stages, self.LEARNER_STAGES)
+    placement.check_before_stages(self.config.ray, stages, self.LEARNER_STAGES,
+                                  self.actor_pools(stages))
     if any(stage != 'report' for stage in stages):  # The report is written by the driver.
       ray_setup.init_ray(self.config.ray)
       workdir_check.check_nodes_see(self.paths.root)

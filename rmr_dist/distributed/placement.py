@@ -6,8 +6,11 @@ whose units run in learner groups, `check_learner_resources` compares what one g
 `ray.learner_hosts` nodes with `ray.learner_num_cpus` CPUs and `ray.learner_num_gpus` GPUs each,
 with the nodes the cluster has plus those its autoscaler may add, and fails at once naming the
 settings and what the cluster has (on a cluster whose autoscaler does not report its node types
-to Ray, it warns instead: nodes may still join). Inside a learner process that reserved GPUs,
-`check_backend` fails when JAX found no GPU (a CPU-only jaxlib), with the install command.
+to Ray, it warns instead: nodes may still join). A local Ray's one node is known before it
+starts (`local_node`), so there the learner group and the pools of 1-CPU actors (collectors,
+agent actors, balls simulation actors) are checked before Ray starts. Inside a learner
+process that reserved GPUs, `check_backend` fails when JAX found no GPU (a CPU-only jaxlib),
+with the install command.
 """
 
 from __future__ import annotations
@@ -129,11 +132,9 @@ def check_actor_cpus(ray_config: config_lib.RayConfig, count: int, setting: str)
     ConfigError: on a local Ray, naming `setting`, its value and the CPUs there are.
   """
   cpus = sum(n['resources'].get('CPU', 0.0) for n in cluster_nodes())
-  if count <= cpus:
+  message = actor_shortfall(cpus, count, setting)
+  if message is None:
     return
-  message = (f'{setting}={count}: each of these actors reserves 1 CPU until the stage ends, but '
-             f'the Ray cluster has {cpus:g} CPU(s) in all. Set {setting} to at most {int(cpus)} '
-             '(or raise ray.num_cpus, or add nodes).')
   if ray_config.address:
     print(f'placement: warning: {message} The stage waits until such nodes join.',
           file=sys.stderr, flush=True)
@@ -141,15 +142,67 @@ def check_actor_cpus(ray_config: config_lib.RayConfig, count: int, setting: str)
   raise config_lib.ConfigError(message)
 
 
+def local_node(ray_config: config_lib.RayConfig) -> dict[str, Any] | None:
+  """The one node a local Ray (`ray.address=''`) will have, known before it starts:
+  {'address', 'resources': {'CPU', 'GPU'}}, counted as `ray.init` counts them (`ray.num_cpus`,
+  else Ray's CPU count of this machine; the GPUs Ray's NVIDIA manager finds, limited to
+  CUDA_VISIBLE_DEVICES when set). None on a cluster, or when Ray's counting is not available
+  (its private helpers moved): the checks then run after Ray starts."""
+  if ray_config.address:
+    return None
+  try:
+    from ray._private import accelerators  # pylint: disable=g-import-not-at-top
+    from ray._private import utils  # pylint: disable=g-import-not-at-top
+    cpus = float(ray_config.num_cpus or utils.get_num_cpus())
+    manager = accelerators.get_accelerator_manager_for_resource('GPU')
+    visible = manager.get_current_process_visible_accelerator_ids()
+    gpus = manager.get_current_node_num_accelerators()
+    if visible is not None:
+      gpus = min(gpus, len(visible))
+  except Exception:  # pylint: disable=broad-except  (private helpers: treat as unknown)
+    return None
+  return {'address': ray_setup.LOOPBACK, 'resources': {'CPU': cpus, 'GPU': float(gpus)}}
+
+
+def actor_shortfall(cpus: float, count: int, setting: str) -> str | None:
+  """Why `count` actors of 1 CPU each cannot all run at once on `cpus` CPUs, or None."""
+  if count <= cpus:
+    return None
+  return (f'{setting}={count}: each of these actors reserves 1 CPU until the stage ends, but '
+          f'the Ray cluster has {cpus:g} CPU(s) in all. Set {setting} to at most {int(cpus)} '
+          '(or raise ray.num_cpus, or add nodes).')
+
+
 def check_before_stages(ray_config: config_lib.RayConfig, stages: Sequence[str],
-                        learner_stages: Sequence[str]) -> None:
-  """Before a run of `stages`: if any runs in learner groups, starts (or joins) Ray and checks
-  that a learner group can be placed, so a run that cannot train fails before collecting.
+                        learner_stages: Sequence[str],
+                        actors: Sequence[tuple[int, str]] = ()) -> None:
+  """Before a run of `stages`, so that a run that cannot train fails before collecting.
+
+  On a local Ray whose node is known in advance (:func:`local_node`), checks without starting
+  Ray that a learner group can be placed (if any stage runs in learner groups) and that each
+  of `actors` fits at once. Otherwise, if any stage runs in learner groups, starts (or joins)
+  Ray and checks the learner group against its nodes (the actor counts are then checked by
+  their stages, :func:`check_actor_cpus`).
+
+  Args:
+    ray_config: the `ray` section.
+    stages: the stages of the run.
+    learner_stages: those of the program that run in learner groups.
+    actors: (count, setting) of the 1-CPU actor pools the run will start at once.
 
   Raises:
-    ConfigError: `learner_shortfall`'s message.
+    ConfigError: `learner_shortfall`'s or `actor_shortfall`'s message.
   """
-  if any(stage in learner_stages for stage in stages):
+  learners_run = any(stage in learner_stages for stage in stages)
+  node = local_node(ray_config)
+  if node is not None:
+    message = learner_shortfall(ray_config, [node], []) if learners_run else None
+    for count, setting in actors:
+      message = message or actor_shortfall(node['resources']['CPU'], count, setting)
+    if message is not None:
+      raise config_lib.ConfigError(message)
+    return
+  if learners_run:
     ray_setup.init_ray(ray_config)
     check_learner_resources(ray_config)
 

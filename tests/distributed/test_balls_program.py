@@ -84,6 +84,9 @@ def test_balls_test_config_writes_report_and_resumes(tmp_path):
     (['--stages=data,train'], "Unknown stage(s) ['train']"),
     (['--stages=natural'], 'no abstract learner has run'),
     (['--config.abstract.rollout_steps=20'], 'config.data.episode_frames=10'),
+    # More 1-CPU simulation actors than the local Ray's 2 CPUs: refused before Ray starts.
+    (['--stages=data', '--config.data.num_workers=3'],
+     'data.num_workers=3: each of these actors reserves 1 CPU'),
 ])
 def test_bad_input_fails_fast_with_a_message(tmp_path, args, message):
   proc = _balls('--config=configs/balls.py:test', f'--workdir={tmp_path / "bad"}', *args,

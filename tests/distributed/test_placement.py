@@ -36,6 +36,34 @@ def test_shortfall_names_the_settings_and_what_the_cluster_has(test_config):
   assert placement.learner_shortfall(two, [GPU_NODE, dict(GPU_NODE, address='x')]) is None
 
 
+def test_a_local_ray_node_is_known_before_ray_starts(test_config, monkeypatch):
+  """`local_node` counts what `ray.init` will: ray.num_cpus (else this machine's CPUs), the
+  visible GPUs; a cluster address leaves it unknown. The checks before the stages then need
+  no Ray: a learner group or an actor pool that does not fit fails naming its setting."""
+
+  def no_ray(*args, **kwargs):
+    raise AssertionError('Ray started')
+  monkeypatch.setattr(placement.ray_setup, 'init_ray', no_ray)
+  monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '')
+  node = placement.local_node(_ray(test_config, num_cpus=3))
+  assert node == {'address': '127.0.0.1', 'resources': {'CPU': 3.0, 'GPU': 0.0}}
+  from ray._private import utils
+  mine = placement.local_node(_ray(test_config, num_cpus=0))['resources']['CPU']
+  assert mine == utils.get_num_cpus()  # what ray.init(num_cpus=None) gives the local node
+  assert placement.local_node(_ray(test_config, address='auto')) is None
+  rc = _ray(test_config, num_cpus=2)
+  placement.check_before_stages(rc, ['collect', 'abstract'], ['abstract'],
+                                [(2, 'collect.num_collectors')])
+  with pytest.raises(config_lib.ConfigError, match='collect.num_collectors=3: each of these'):
+    placement.check_before_stages(rc, ['collect'], ['abstract'], [(3, 'collect.num_collectors')])
+  with pytest.raises(config_lib.ConfigError, match=r'ray.learner_num_cpus=3 \(local Ray'):
+    placement.check_before_stages(_ray(test_config, num_cpus=2, learner_num_cpus=3.0),
+                                  ['abstract'], ['abstract'])
+  # Without learner stages a learner group that would not fit is not checked.
+  placement.check_before_stages(_ray(test_config, num_cpus=2, learner_num_gpus=1.0),
+                                ['collect'], ['abstract'], [(1, 'collect.num_collectors')])
+
+
 def test_nodes_the_autoscaler_can_add_count(test_config):
   rc = _ray(test_config, learner_num_gpus=4.0, learner_num_cpus=8.0, address='auto')
   group = {'name': 'learner', 'resources': {'CPU': 32.0, 'GPU': 4.0}, 'max_count': 2}
@@ -87,6 +115,7 @@ def test_more_gpus_than_local_ray_has_fails_within_seconds(tmp_path, entry):
   assert f'{entry}: error: ray.learner_num_gpus=1: ' in proc.stderr, proc.stderr[-2000:]
   assert '127.0.0.1: 2 CPU, 0 GPU' in proc.stderr and 'Traceback' not in proc.stderr
   assert 'collect:' not in proc.stdout and 'data:' not in proc.stdout  # Before any stage.
+  assert 'Started a local Ray' not in proc.stderr  # The local node is known without Ray.
   assert elapsed < 60
 
 

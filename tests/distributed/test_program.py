@@ -201,7 +201,8 @@ def test_missing_policy_checkpoint_fails_in_the_driver(tmp_path):
     (['--config=configs/atari.py:tset'], "Unknown atari config variant 'tset'"),
     (['--stages=collect,trian'], "Unknown stage(s) ['trian']"),
     (['--config.env.frame_skip=0'], 'config.env.frame_skip=0'),
-    # More 1-CPU actors than the local Ray's 2 CPUs: refused, not left waiting forever.
+    # More 1-CPU actors than the local Ray's 2 CPUs: refused before Ray starts, not left
+    # waiting forever.
     (['--stages=collect', '--config.collect.num_collectors=3'],
      'collect.num_collectors=3: each of these actors reserves 1 CPU'),
     (['--stages=agent', '--config.agent.num_actors=3'],
@@ -211,7 +212,7 @@ def test_bad_command_line_fails_fast_with_a_clear_message(tmp_path, args, messag
   proc = _atari('--config=configs/atari.py:test', f'--workdir={tmp_path}/w', *args, timeout=120)
   assert proc.returncode != 0
   assert message in proc.stderr, proc.stderr[-2000:]
-  assert 'Traceback' not in proc.stderr
+  assert 'Traceback' not in proc.stderr and 'Started a local Ray' not in proc.stderr
 
 
 def _listing(root):
