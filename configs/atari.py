@@ -137,6 +137,10 @@ def base() -> ml_collections.ConfigDict:
   c.natural.frame_stack = 1
   c.natural.hinge = 1.0  # Contrastive hinge margin (C-SWM default).
   c.natural.sigma = 0.5  # Energy scale (C-SWM default).
+  # InfoNCE losses: K > 0 adds the action contrast (the next frame must be nearer the
+  # transition under the action taken than under K other actions of the batch); 0 = none.
+  c.natural.action_negatives = 0
+  c.natural.action_weight = 1.0  # The action contrast's weight in the loss.
   c.natural.data_fractions = (0.3, 1.0)  # Nested fractions of train episodes to train on.
   c.natural.curve_steps = ()  # Updates after which f~ is probed too (report/learning_curve).
   c.natural.save_every = 100  # Learner steps between Orbax checkpoints.

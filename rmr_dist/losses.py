@@ -325,6 +325,43 @@ def slot_infonce_loss(z_pred_next: jax.Array, z_next_all: jax.Array,
                 'negative_energy': jnp.mean(negative), 'accuracy': accuracy}
 
 
+def action_infonce_loss(z_pred_actions: jax.Array, z_next: jax.Array, valid: jax.Array, *,
+                        sigma: float = 0.5) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Cross-entropy of picking the action taken among other actions, by how well each action's
+  prediction matches the own next frame.
+
+  Frame InfoNCE is satisfied by whatever tells next frames apart, often the slow content
+  (scores, bricks, the opponent); the objects the actions move can then be dropped. Here each
+  row's true next latent must be nearer the transition under the action taken than under other
+  actions, which only an encoding of what the actions move can do.
+
+  Args:
+    z_pred_actions: [b, 1 + K, N, H] predicted next latents of each row under the action taken
+      (index 0) and K other actions.
+    z_next: [b, N, H] each row's encoded next frame.
+    valid: [b, 1 + K] bool, False for an other action equal to the one taken (left out of
+      the softmax; index 0 must be True).
+    sigma: energy scale, as :func:`pairwise_energy` (per slot, ``/ (2 sigma^2)``).
+
+  Returns:
+    ``(loss, metrics)``: scalar ``loss`` (mean over the rows with at least one valid other
+    action) and scalar metrics ``action_loss`` (the same) and ``action_accuracy`` (share of those
+    rows whose action taken has the lowest energy).
+  """
+  norm = 0.5 / sigma ** 2
+  n = z_next.shape[-2]
+  diff = z_pred_actions - z_next[:, None]  # [b, 1 + K, N, H]: no shared part to cancel
+  energy = norm * jnp.sum(jnp.square(diff), axis=(-2, -1)) / n  # [b, 1 + K]
+  logits = jnp.where(valid, -energy, -jnp.inf)  # [b, 1 + K]
+  log_p = jax.nn.log_softmax(logits, axis=1)[:, 0]  # [b]
+  counted = jnp.any(valid[:, 1:], axis=1).astype(energy.dtype)  # [b]
+  rows = jnp.maximum(jnp.sum(counted), 1.0)
+  loss = -jnp.sum(log_p * counted) / rows
+  best = jnp.argmax(logits, axis=1) == 0  # [b]
+  accuracy = jnp.sum(best.astype(energy.dtype) * counted) / rows
+  return loss, {'action_loss': loss, 'action_accuracy': accuracy}
+
+
 def frame_mse(recon: jax.Array, target: jax.Array) -> jax.Array:
   """Per-pixel MSE of a reconstruction against the true frame (App. A's metric).
 

@@ -171,3 +171,31 @@ def test_slot_infonce_loss_is_infonce_slot_by_slot():
   # Whole-frame InfoNCE on the same latents: the tied slot halves every energy, no more.
   whole, _ = losses.infonce_loss(z_pred, z_next, np.array([0, 1]), sigma=0.5)
   np.testing.assert_allclose(whole, np.log1p(np.exp(-0.75)), rtol=1e-6)
+
+
+def test_action_infonce_loss_against_a_float64_reference():
+  """The action contrast: each row's next latent against its predictions under the action taken
+  (index 0) and other actions; other actions equal to the one taken are left out, and a row
+  with none left does not count."""
+  rng = np.random.default_rng(0)
+  z_pred = rng.normal(size=(4, 3, 2, 5)).astype(np.float32)  # [b, 1 + K, N, H]
+  z_next = rng.normal(size=(4, 2, 5)).astype(np.float32)
+  valid = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 0], [1, 0, 0]], bool)
+  loss, m = losses.action_infonce_loss(z_pred, z_next, valid, sigma=0.3)
+  energy = (0.5 / 0.3 ** 2 * np.sum((z_pred.astype(np.float64) - z_next[:, None]) ** 2,
+                                    axis=(2, 3)) / 2)  # [b, 1 + K]
+  losses_ref, best = [], []
+  for i in range(3):  # row 3 has no valid other action
+    e = energy[i][valid[i]]
+    losses_ref.append(e[0] + np.log(np.sum(np.exp(-e))))
+    best.append(np.argmin(e) == 0)
+  np.testing.assert_allclose([loss, m['action_loss'], m['action_accuracy']],
+                             [np.mean(losses_ref), np.mean(losses_ref), np.mean(best)],
+                             rtol=1e-5)
+  # The prediction under the action taken is pulled towards the next latent, the others pushed.
+  grad = jax.grad(lambda zp: losses.action_infonce_loss(zp, z_next, valid, sigma=0.3)[0])(
+      jnp.asarray(z_pred))
+  toward = np.sum(np.asarray(grad)[0, 0] * (z_pred[0, 0] - z_next[0]))
+  away = np.sum(np.asarray(grad)[0, 1] * (z_pred[0, 1] - z_next[0]))
+  assert toward > 0 > away
+  assert np.all(np.asarray(grad)[3] == 0) and np.all(np.asarray(grad)[1, 1] == 0)

@@ -323,6 +323,11 @@ class NaturalConfig:
       (replay.learner_source='store').
     hinge: margin of the contrastive hinge loss (C-SWM: 1.0).
     sigma: energy scale, d = ||x - y||^2 / (2 sigma^2) (C-SWM: 0.5).
+    action_negatives: K > 0 (InfoNCE losses): add an action contrast: each row's next frame
+      must be nearer the transition under the action taken than under K other actions (those
+      of other rows of the batch; ``rmr_dist.losses.action_infonce_loss``), so f~ must keep
+      what the actions move; 0 = none.
+    action_weight: the action contrast's weight in the loss.
     data_fractions: fractions of the training episodes to train on (nested subsets); each
       fraction < 1 gets its own Reverb table at collection time.
     curve_steps: update counts (below num_steps) after which f~ is saved and probed, for the
@@ -350,6 +355,8 @@ class NaturalConfig:
   frame_stack: int
   hinge: float
   sigma: float
+  action_negatives: int
+  action_weight: float
   data_fractions: tuple[float, ...]
   curve_steps: tuple[int, ...]
   save_every: int
@@ -368,8 +375,12 @@ class NaturalConfig:
     for name in ('num_seeds', 'num_steps', 'batch_size', 'maps_per_slot', 'frame_stack',
                  'save_every', 'keep_checkpoints', 'log_every', 'prefetch'):
       require(getattr(self, name) >= 1, f'{path}.{name}', getattr(self, name), 'an int >= 1')
-    for name in ('learning_rate', 'hinge', 'sigma', 'export_timeout_s'):
+    for name in ('learning_rate', 'hinge', 'sigma', 'action_weight', 'export_timeout_s'):
       require(getattr(self, name) > 0, f'{path}.{name}', getattr(self, name), 'a float > 0')
+    require(self.action_negatives == 0 or (self.action_negatives >= 1 and
+                                            self.loss in ('infonce', 'slot_infonce')),
+            f'{path}.action_negatives', self.action_negatives,
+            f"0, or with an InfoNCE loss (loss={self.loss!r}) an int >= 1")
     require(self.map_activation in ('sigmoid', 'none'), f'{path}.map_activation',
             self.map_activation, "'sigmoid' or 'none'")
     require(self.trunk in TRUNKS, f'{path}.trunk', self.trunk, f'one of {TRUNKS}')

@@ -236,7 +236,7 @@ def init_state(model: nn.Module, optimizer: optax.GradientTransformation, rng: j
 
 
 def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = None,
-                    loss: str = 'hinge') -> tuple[Batch, jax.Array]:
+                    loss: str = 'hinge', action_negatives: int = 0) -> tuple[Batch, jax.Array]:
   """This device's rows with their negatives: what every model consumes this step.
 
   Args:
@@ -245,14 +245,18 @@ def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = N
     perm_key: PRNGKey of the global negative permutation (used by the hinge loss).
     axis_name: pmap axis (the global batch is the concatenation of the shards), or None.
     loss: one of ``LOSSES``: which negatives to gather (the InfoNCE losses share theirs).
+    action_negatives: K > 0 (InfoNCE losses): also K other actions per row, the actions of
+      rows ``perm_k[i]`` of the global batch under K further permutations.
 
   Returns:
     ``(inputs, row_offset)``: inputs ``frame_t``, ``action``, ``frame_tp1`` [b, ...] and,
     for 'hinge', ``frame_neg`` [b, H, W, 3] (``frame_t`` of row ``perm[i]`` of the global
     batch) and ``negative_index`` [b] (those ``perm[i]``); for the InfoNCE losses,
     ``frame_tp1_all`` [B, H, W, 3] (every next frame of the global batch) and
-    ``positive_index`` [b] (each row's own place in it); row_offset the global index of
-    this shard's first row.
+    ``positive_index`` [b] (each row's own place in it), and with ``action_negatives`` K,
+    ``action_neg`` [K, b, 18] and ``action_valid`` [b, 1 + K] (True for the action taken and
+    for each other action that differs from it); row_offset the global index of this shard's
+    first row.
   """
   # Palette-index frames ([b, 210, 160]) become RGB here; RGB frames pass through.
   frame_t = atari_palette.to_rgb_jnp(batch['frame_t'])  # [b, H, W, 3]
@@ -268,6 +272,15 @@ def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = N
   if loss in INFONCE_LOSSES:
     inputs['frame_tp1_all'] = gather(frame_tp1)  # [B, H, W, 3]
     inputs['positive_index'] = row_offset + jnp.arange(b, dtype=jnp.int32)  # [b]
+    if action_negatives:
+      actions_all = gather(inputs['action'])  # [B, 18]
+      keys = jax.random.split(jax.random.fold_in(perm_key, 1), action_negatives)  # [K, 2]
+      perms = jax.vmap(lambda k: losses.negative_permutation(k, actions_all.shape[0]))(keys)
+      index = jax.lax.dynamic_slice_in_dim(perms, row_offset, b, axis=1)  # [K, b]
+      inputs['action_neg'] = actions_all[index]  # [K, b, 18]
+      taken = jnp.argmax(inputs['action'], axis=-1)  # [b]
+      other = jnp.argmax(inputs['action_neg'], axis=-1).T != taken[:, None]  # [b, K]
+      inputs['action_valid'] = jnp.concatenate([jnp.ones((b, 1), bool), other], axis=1)
     return inputs, row_offset
   frames_all = gather(frame_t)  # [B, H, W, 3]
   perm = losses.negative_permutation(perm_key, frames_all.shape[0])  # [B]
@@ -279,8 +292,8 @@ def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = N
 def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs: Batch,
                row_offset: jax.Array, *, model: nn.Module, hinge: float, sigma: float,
                axis_name: str | None = None, loss: str = 'hinge',
-               paths: Sequence[tuple[str, ...]] = (('processor',),)
-               ) -> tuple[Any, Metrics, jax.Array]:
+               paths: Sequence[tuple[str, ...]] = (('processor',),),
+               action_weight: float = 1.0) -> tuple[Any, Metrics, jax.Array]:
   """One model's gradient and fingerprint on the lockstep inputs (vmapped over models).
 
   Args:
@@ -296,6 +309,8 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
     loss: 'hinge' (C-SWM's, with ``frame_neg``), or 'infonce' / 'slot_infonce' (over
       ``frame_tp1_all``).
     paths: the subtrees a frozen model keeps fixed (:func:`frozen_paths`).
+    action_weight: with ``action_neg`` in ``inputs`` (InfoNCE losses), the weight of
+      ``losses.action_infonce_loss`` added to the loss.
 
   Returns:
     ``(grads, metrics, fingerprint)``: this device's gradient, scalar loss metrics of this
@@ -314,7 +329,18 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
       z, z_next_all = z_all[:b], z_all[b:]
       z_pred = model.apply({'params': p}, z, inputs['action'], method='transition')
       loss_fn = losses.infonce_loss if loss == 'infonce' else losses.slot_infonce_loss
-      return loss_fn(z_pred, z_next_all, inputs['positive_index'], sigma=sigma)
+      value, metrics = loss_fn(z_pred, z_next_all, inputs['positive_index'], sigma=sigma)
+      if 'action_neg' not in inputs:
+        return value, metrics
+      z_other = jax.vmap(lambda a: model.apply({'params': p}, z, a, method='transition'))(
+          inputs['action_neg'])  # [K, b, S, H]
+      z_pred_actions = jnp.concatenate([z_pred[:, None], jnp.swapaxes(z_other, 0, 1)],
+                                       axis=1)  # [b, 1 + K, S, H]
+      z_next = z_next_all[inputs['positive_index']]  # [b, S, H]
+      action_value, action_metrics = losses.action_infonce_loss(
+          z_pred_actions, z_next, inputs['action_valid'], sigma=sigma)
+      value = value + action_weight * action_value
+      return value, dict(metrics, **action_metrics, loss=value)
     frames = jnp.concatenate([inputs['frame_t'], inputs['frame_tp1'], inputs['frame_neg']])
     z_all = model.apply({'params': p}, frames, method='encode')  # [3b, S, H]
     z, z_next, z_neg = jnp.split(z_all, 3)  # [b, S, H] each
@@ -329,7 +355,8 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
 def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
            optimizer: optax.GradientTransformation, variants: Sequence[str],
            axis_name: str | None = None, hinge: float = 1.0, sigma: float = 0.5,
-           loss: str = 'hinge') -> tuple[NaturalTrainState, Metrics]:
+           loss: str = 'hinge', action_negatives: int = 0,
+           action_weight: float = 1.0) -> tuple[NaturalTrainState, Metrics]:
   """One lockstep step of all M models on one batch; pure, jit- and pmap-able.
 
   Args:
@@ -344,6 +371,10 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
     hinge: contrastive margin ('hinge' loss).
     sigma: energy scale.
     loss: 'hinge' (C-SWM's, the paper's), 'infonce' or 'slot_infonce' (``LOSSES``).
+    action_negatives: K > 0 (InfoNCE losses only): add ``losses.action_infonce_loss`` over K
+      other actions per row (:func:`lockstep_inputs`), weighted by ``action_weight``; the
+      metrics then include ``action_loss`` and ``action_accuracy`` and ``loss`` is the sum.
+    action_weight: see ``action_negatives``.
 
   Returns:
     ``(new_state, metrics)``: metrics [M] each -- ``loss``, ``positive_energy``,
@@ -358,9 +389,12 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
   rng, perm_key = jax.random.split(state.rng)
   if loss not in LOSSES:
     raise ValueError(f'loss={loss!r}; valid: {LOSSES}')
-  inputs, row_offset = lockstep_inputs(batch, perm_key, axis_name, loss)
+  if action_negatives and loss not in INFONCE_LOSSES:
+    raise ValueError(f'action_negatives={action_negatives} needs an InfoNCE loss '
+                     f'{INFONCE_LOSSES}, not {loss!r}')
+  inputs, row_offset = lockstep_inputs(batch, perm_key, axis_name, loss, action_negatives)
   step_fn = functools.partial(model_step, model=model, hinge=hinge, sigma=sigma,
-                              axis_name=axis_name, loss=loss,
+                              axis_name=axis_name, loss=loss, action_weight=action_weight,
                               paths=frozen_paths(model.readout, model.slot_embedding))
   # The batch is unmapped (None): every model reads the very same arrays.
   grads, metrics, fingerprint = jax.vmap(step_fn, in_axes=(0, 0, 0, None, None))(
@@ -443,6 +477,9 @@ class NaturalLearner(lockstep.LockstepLearner):
     readout: f~'s readout, 'latent' or 'bits' (``natural_net.AtariEncoder``).
     frame_stack: K, frames per encoder input (K > 1: the batches' frames are [B, K, H, W, 3]
       stacks of the K most recent frames, ``rmr_dist.replay.atari_store_batches``).
+    action_negatives: other actions per row in the action contrast (0: none; InfoNCE losses
+      only; :func:`update`).
+    action_weight: the action contrast's weight in the loss.
 
   Raises:
     checkpointing.CheckpointError: the export is missing, invalid, or of another latent size
@@ -458,10 +495,13 @@ class NaturalLearner(lockstep.LockstepLearner):
                latent_size: int = natural_net.LATENT_SIZE, hinge: float = 1.0,
                sigma: float = 0.5, loss: str = 'hinge', map_activation: str = 'sigmoid',
                slot_embedding: bool = False, frame_stack: int = 1, trunk: str = 'small',
-               readout: str = 'latent'):
+               readout: str = 'latent', action_negatives: int = 0, action_weight: float = 1.0):
     self._variants = check_variants(variants)
     if loss not in LOSSES:
       raise ValueError(f'loss={loss!r}; valid: {LOSSES}')
+    if action_negatives and loss not in INFONCE_LOSSES:
+      raise ValueError(f'action_negatives={action_negatives} needs an InfoNCE loss '
+                       f'{INFONCE_LOSSES}, not {loss!r}')
     if num_seeds < 1:
       raise ValueError(f'num_seeds={num_seeds} must be >= 1')
     self._num_seeds = num_seeds
@@ -483,7 +523,8 @@ class NaturalLearner(lockstep.LockstepLearner):
         frame_stack=frame_stack, abstract_encoder=abstract_encoder))
     self._setup(state, functools.partial(update, model=self._model, optimizer=self._optimizer,
                                          variants=self._variants, hinge=hinge, sigma=sigma,
-                                         loss=loss),
+                                         loss=loss, action_negatives=action_negatives,
+                                         action_weight=action_weight),
                 iterator=iterator, batch_keys=('frame_t', 'action', 'frame_tp1'),
                 checkpoint_dir=checkpoint_dir, keep=keep, save_every=save_every,
                 log_fn=log_fn, log_every=log_every, devices=devices,

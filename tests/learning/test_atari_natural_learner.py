@@ -243,15 +243,22 @@ def test_all_models_consumed_identical_batches(processor_export):
   learner.close()
 
 
-@pytest.mark.parametrize('loss', learning.LOSSES)
-def test_one_device_equals_two_devices(processor_export, loss):
+@pytest.mark.parametrize('loss,action_negatives',
+                         [(loss, 0) for loss in learning.LOSSES] + [('infonce', 3)],
+                         ids=list(learning.LOSSES) + ['infonce_actions'])
+def test_one_device_equals_two_devices(processor_export, loss, action_negatives):
   """3 lockstep updates on B=4 on one device == on 2 x 2 (pmean-ed gradients; the hinge's
-  global negative permutation, InfoNCE's candidates from the global batch)."""
+  global negative permutation, InfoNCE's candidates from the global batch, the action
+  contrast's other actions drawn from the global batch)."""
   assert jax.local_device_count() >= 2, 'tests/conftest.py forces 2 CPU devices'
-  one = make_learner(processor_export, batches(), devices=jax.local_devices()[:1], loss=loss)
-  two = make_learner(processor_export, batches(), devices=jax.local_devices()[:2], loss=loss)
+  kwargs = dict(loss=loss, action_negatives=action_negatives)
+  one = make_learner(processor_export, batches(), devices=jax.local_devices()[:1], **kwargs)
+  two = make_learner(processor_export, batches(), devices=jax.local_devices()[:2], **kwargs)
   for _ in range(3):
     m1, m2 = one.step(), two.step()
+    if action_negatives:  # the action contrast ran, on rows with other actions
+      assert set(m1) >= {'action_loss', 'action_accuracy'}
+      assert np.all(np.asarray(m1['action_loss']) > 0), m1['action_loss']
     for key in m1:
       np.testing.assert_allclose(m1[key], m2[key], rtol=1e-5, atol=1e-5, err_msg=key)
     # Every step starts both from the same state: Adam turns a near-zero gradient summed in
