@@ -141,6 +141,7 @@ def base() -> ml_collections.ConfigDict:
   # transition under the action taken than under K other actions of the batch); 0 = none.
   c.natural.action_negatives = 0
   c.natural.action_weight = 1.0  # The action contrast's weight in the loss.
+  c.natural.action_start = 0  # Updates before the action contrast starts.
   c.natural.data_fractions = (0.3, 1.0)  # Nested fractions of train episodes to train on.
   c.natural.curve_steps = ()  # Updates after which f~ is probed too (report/learning_curve).
   c.natural.save_every = 100  # Learner steps between Orbax checkpoints.

@@ -328,6 +328,9 @@ class NaturalConfig:
       of other rows of the batch; ``rmr_dist.losses.action_infonce_loss``), so f~ must keep
       what the actions move; 0 = none.
     action_weight: the action contrast's weight in the loss.
+    action_start: updates before the action contrast starts (0: from the first): at
+      initialisation the frame InfoNCE's gradient is orders of magnitude smaller than the
+      action contrast's, which then holds f~ on its initial plateau.
     data_fractions: fractions of the training episodes to train on (nested subsets); each
       fraction < 1 gets its own Reverb table at collection time.
     curve_steps: update counts (below num_steps) after which f~ is saved and probed, for the
@@ -357,6 +360,7 @@ class NaturalConfig:
   sigma: float
   action_negatives: int
   action_weight: float
+  action_start: int
   data_fractions: tuple[float, ...]
   curve_steps: tuple[int, ...]
   save_every: int
@@ -381,6 +385,9 @@ class NaturalConfig:
                                             self.loss in ('infonce', 'slot_infonce')),
             f'{path}.action_negatives', self.action_negatives,
             f"0, or with an InfoNCE loss (loss={self.loss!r}) an int >= 1")
+    require(0 <= self.action_start < self.num_steps or self.action_negatives == 0,
+            f'{path}.action_start', self.action_start,
+            f'an int in [0, num_steps={self.num_steps})')
     require(self.map_activation in ('sigmoid', 'none'), f'{path}.map_activation',
             self.map_activation, "'sigmoid' or 'none'")
     require(self.trunk in TRUNKS, f'{path}.trunk', self.trunk, f'one of {TRUNKS}')

@@ -292,8 +292,8 @@ def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = N
 def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs: Batch,
                row_offset: jax.Array, *, model: nn.Module, hinge: float, sigma: float,
                axis_name: str | None = None, loss: str = 'hinge',
-               paths: Sequence[tuple[str, ...]] = (('processor',),),
-               action_weight: float = 1.0) -> tuple[Any, Metrics, jax.Array]:
+               paths: Sequence[tuple[str, ...]] = (('processor',),)
+               ) -> tuple[Any, Metrics, jax.Array]:
   """One model's gradient and fingerprint on the lockstep inputs (vmapped over models).
 
   Args:
@@ -308,9 +308,9 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
     axis_name: pmap axis (for the fingerprint's sum over shards), or None.
     loss: 'hinge' (C-SWM's, with ``frame_neg``), or 'infonce' / 'slot_infonce' (over
       ``frame_tp1_all``).
-    paths: the subtrees a frozen model keeps fixed (:func:`frozen_paths`).
-    action_weight: with ``action_neg`` in ``inputs`` (InfoNCE losses), the weight of
-      ``losses.action_infonce_loss`` added to the loss.
+    paths: the subtrees a frozen model keeps fixed (:func:`frozen_paths`). With
+      ``action_neg`` in ``inputs`` (InfoNCE losses), ``losses.action_infonce_loss`` is added
+      to the loss, weighted by ``inputs['action_weight']`` ([] float).
 
   Returns:
     ``(grads, metrics, fingerprint)``: this device's gradient, scalar loss metrics of this
@@ -339,7 +339,7 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
       z_next = z_next_all[inputs['positive_index']]  # [b, S, H]
       action_value, action_metrics = losses.action_infonce_loss(
           z_pred_actions, z_next, inputs['action_valid'], sigma=sigma)
-      value = value + action_weight * action_value
+      value = value + inputs['action_weight'] * action_value
       return value, dict(metrics, **action_metrics, loss=value)
     frames = jnp.concatenate([inputs['frame_t'], inputs['frame_tp1'], inputs['frame_neg']])
     z_all = model.apply({'params': p}, frames, method='encode')  # [3b, S, H]
@@ -355,8 +355,8 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
 def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
            optimizer: optax.GradientTransformation, variants: Sequence[str],
            axis_name: str | None = None, hinge: float = 1.0, sigma: float = 0.5,
-           loss: str = 'hinge', action_negatives: int = 0,
-           action_weight: float = 1.0) -> tuple[NaturalTrainState, Metrics]:
+           loss: str = 'hinge', action_negatives: int = 0, action_weight: float = 1.0,
+           action_start: int = 0) -> tuple[NaturalTrainState, Metrics]:
   """One lockstep step of all M models on one batch; pure, jit- and pmap-able.
 
   Args:
@@ -375,6 +375,9 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
       other actions per row (:func:`lockstep_inputs`), weighted by ``action_weight``; the
       metrics then include ``action_loss`` and ``action_accuracy`` and ``loss`` is the sum.
     action_weight: see ``action_negatives``.
+    action_start: the action contrast's weight is 0 in the updates before this one (the frame
+      InfoNCE first leaves its initial plateau, where its gradient is orders of magnitude
+      smaller than the action contrast's).
 
   Returns:
     ``(new_state, metrics)``: metrics [M] each -- ``loss``, ``positive_energy``,
@@ -393,8 +396,10 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
     raise ValueError(f'action_negatives={action_negatives} needs an InfoNCE loss '
                      f'{INFONCE_LOSSES}, not {loss!r}')
   inputs, row_offset = lockstep_inputs(batch, perm_key, axis_name, loss, action_negatives)
+  if action_negatives:
+    inputs['action_weight'] = jnp.where(state.step >= action_start, action_weight, 0.0)
   step_fn = functools.partial(model_step, model=model, hinge=hinge, sigma=sigma,
-                              axis_name=axis_name, loss=loss, action_weight=action_weight,
+                              axis_name=axis_name, loss=loss,
                               paths=frozen_paths(model.readout, model.slot_embedding))
   # The batch is unmapped (None): every model reads the very same arrays.
   grads, metrics, fingerprint = jax.vmap(step_fn, in_axes=(0, 0, 0, None, None))(
@@ -480,6 +485,7 @@ class NaturalLearner(lockstep.LockstepLearner):
     action_negatives: other actions per row in the action contrast (0: none; InfoNCE losses
       only; :func:`update`).
     action_weight: the action contrast's weight in the loss.
+    action_start: updates before the action contrast starts.
 
   Raises:
     checkpointing.CheckpointError: the export is missing, invalid, or of another latent size
@@ -495,7 +501,8 @@ class NaturalLearner(lockstep.LockstepLearner):
                latent_size: int = natural_net.LATENT_SIZE, hinge: float = 1.0,
                sigma: float = 0.5, loss: str = 'hinge', map_activation: str = 'sigmoid',
                slot_embedding: bool = False, frame_stack: int = 1, trunk: str = 'small',
-               readout: str = 'latent', action_negatives: int = 0, action_weight: float = 1.0):
+               readout: str = 'latent', action_negatives: int = 0, action_weight: float = 1.0,
+               action_start: int = 0):
     self._variants = check_variants(variants)
     if loss not in LOSSES:
       raise ValueError(f'loss={loss!r}; valid: {LOSSES}')
@@ -524,7 +531,8 @@ class NaturalLearner(lockstep.LockstepLearner):
     self._setup(state, functools.partial(update, model=self._model, optimizer=self._optimizer,
                                          variants=self._variants, hinge=hinge, sigma=sigma,
                                          loss=loss, action_negatives=action_negatives,
-                                         action_weight=action_weight),
+                                         action_weight=action_weight,
+                                         action_start=action_start),
                 iterator=iterator, batch_keys=('frame_t', 'action', 'frame_tp1'),
                 checkpoint_dir=checkpoint_dir, keep=keep, save_every=save_every,
                 log_fn=log_fn, log_every=log_every, devices=devices,
