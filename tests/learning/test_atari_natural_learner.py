@@ -427,3 +427,24 @@ def test_learners_built_alike_share_one_compiled_update_with_the_same_results(
   fresh.run(3)
   assert_trees_equal(first.params, fresh.params)
   np.testing.assert_array_equal(first.fingerprints, fresh.fingerprints)
+
+
+def test_action_contrast_waits_for_action_start(processor_export):
+  """Before `action_start` the action contrast has weight 0: the updates equal those without
+  it (its metrics are still reported); from `action_start` on it moves the models."""
+  plain = make_learner(processor_export, batches(), loss='infonce')
+  later = make_learner(processor_export, batches(), loss='infonce', action_negatives=3,
+                       action_start=2)
+  for step in range(3):
+    m_plain, m_later = plain.step(), later.step()
+    assert np.all(np.asarray(m_later['action_loss']) > 0)
+    diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(
+        jax.tree_util.tree_leaves(plain.params), jax.tree_util.tree_leaves(later.params)))
+    if step < 2:  # updates 0 and 1: the same InfoNCE step (up to float rounding)
+      np.testing.assert_allclose(m_later['loss'], m_plain['loss'], rtol=1e-5)
+      assert diff < 1e-6, (step, diff)
+    else:  # update 2 adds the action contrast: a loss of its own, parameters moved apart
+      assert np.all(np.asarray(m_later['loss']) > np.asarray(m_plain['loss']))
+      assert diff > 1e-5, diff
+  plain.close()
+  later.close()
