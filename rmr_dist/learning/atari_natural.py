@@ -300,7 +300,9 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
     params: ONE model's params (no model axis).
     trainable: [] bool, False freezes the subtrees under ``paths`` (stop_gradient).
     fingerprint: [] uint32, this model's running fingerprint.
-    inputs: from :func:`lockstep_inputs`.
+    inputs: from :func:`lockstep_inputs`. With ``action_neg`` in it (InfoNCE losses),
+      ``losses.action_infonce_loss`` is added to the loss, weighted by
+      ``inputs['action_weight']`` ([] float, set by :func:`update`).
     row_offset: from :func:`lockstep_inputs`.
     model: the natural model.
     hinge: contrastive margin ('hinge' loss).
@@ -308,9 +310,7 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
     axis_name: pmap axis (for the fingerprint's sum over shards), or None.
     loss: 'hinge' (C-SWM's, with ``frame_neg``), or 'infonce' / 'slot_infonce' (over
       ``frame_tp1_all``).
-    paths: the subtrees a frozen model keeps fixed (:func:`frozen_paths`). With
-      ``action_neg`` in ``inputs`` (InfoNCE losses), ``losses.action_infonce_loss`` is added
-      to the loss, weighted by ``inputs['action_weight']`` ([] float).
+    paths: the subtrees a frozen model keeps fixed (:func:`frozen_paths`).
 
   Returns:
     ``(grads, metrics, fingerprint)``: this device's gradient, scalar loss metrics of this
