@@ -142,6 +142,7 @@ def base() -> ml_collections.ConfigDict:
   c.natural.action_negatives = 0
   c.natural.action_weight = 1.0  # The action contrast's weight in the loss.
   c.natural.action_start = 0  # Updates before the action contrast starts.
+  c.natural.action_sigma = 0.0  # The action contrast's energy scale (0: natural.sigma).
   c.natural.data_fractions = (0.3, 1.0)  # Nested fractions of train episodes to train on.
   c.natural.curve_steps = ()  # Updates after which f~ is probed too (report/learning_curve).
   c.natural.save_every = 100  # Learner steps between Orbax checkpoints.

@@ -331,6 +331,7 @@ class NaturalConfig:
     action_start: updates before the action contrast starts (0: from the first): at
       initialisation the frame InfoNCE's gradient is orders of magnitude smaller than the
       action contrast's, which then holds f~ on its initial plateau.
+    action_sigma: the action contrast's energy scale (0: `sigma`).
     data_fractions: fractions of the training episodes to train on (nested subsets); each
       fraction < 1 gets its own Reverb table at collection time.
     curve_steps: update counts (below num_steps) after which f~ is saved and probed, for the
@@ -361,6 +362,7 @@ class NaturalConfig:
   action_negatives: int
   action_weight: float
   action_start: int
+  action_sigma: float
   data_fractions: tuple[float, ...]
   curve_steps: tuple[int, ...]
   save_every: int
@@ -388,6 +390,8 @@ class NaturalConfig:
     require(0 <= self.action_start < self.num_steps or self.action_negatives == 0,
             f'{path}.action_start', self.action_start,
             f'an int in [0, num_steps={self.num_steps})')
+    require(self.action_sigma >= 0, f'{path}.action_sigma', self.action_sigma,
+            'a float >= 0 (0: natural.sigma)')
     require(self.map_activation in ('sigmoid', 'none'), f'{path}.map_activation',
             self.map_activation, "'sigmoid' or 'none'")
     require(self.trunk in TRUNKS, f'{path}.trunk', self.trunk, f'one of {TRUNKS}')

@@ -292,8 +292,8 @@ def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = N
 def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs: Batch,
                row_offset: jax.Array, *, model: nn.Module, hinge: float, sigma: float,
                axis_name: str | None = None, loss: str = 'hinge',
-               paths: Sequence[tuple[str, ...]] = (('processor',),)
-               ) -> tuple[Any, Metrics, jax.Array]:
+               paths: Sequence[tuple[str, ...]] = (('processor',),),
+               action_sigma: float = 0.0) -> tuple[Any, Metrics, jax.Array]:
   """One model's gradient and fingerprint on the lockstep inputs (vmapped over models).
 
   Args:
@@ -302,7 +302,8 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
     fingerprint: [] uint32, this model's running fingerprint.
     inputs: from :func:`lockstep_inputs`. With ``action_neg`` in it (InfoNCE losses),
       ``losses.action_infonce_loss`` is added to the loss, weighted by
-      ``inputs['action_weight']`` ([] float, set by :func:`update`).
+      ``inputs['action_weight']`` ([] float, set by :func:`update`), at energy scale
+      ``action_sigma``.
     row_offset: from :func:`lockstep_inputs`.
     model: the natural model.
     hinge: contrastive margin ('hinge' loss).
@@ -311,6 +312,7 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
     loss: 'hinge' (C-SWM's, with ``frame_neg``), or 'infonce' / 'slot_infonce' (over
       ``frame_tp1_all``).
     paths: the subtrees a frozen model keeps fixed (:func:`frozen_paths`).
+    action_sigma: the action contrast's energy scale (0: ``sigma``).
 
   Returns:
     ``(grads, metrics, fingerprint)``: this device's gradient, scalar loss metrics of this
@@ -338,7 +340,7 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
                                        axis=1)  # [b, 1 + K, S, H]
       z_next = z_next_all[inputs['positive_index']]  # [b, S, H]
       action_value, action_metrics = losses.action_infonce_loss(
-          z_pred_actions, z_next, inputs['action_valid'], sigma=sigma)
+          z_pred_actions, z_next, inputs['action_valid'], sigma=action_sigma or sigma)
       value = value + inputs['action_weight'] * action_value
       return value, dict(metrics, **action_metrics, loss=value)
     frames = jnp.concatenate([inputs['frame_t'], inputs['frame_tp1'], inputs['frame_neg']])
@@ -356,7 +358,8 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
            optimizer: optax.GradientTransformation, variants: Sequence[str],
            axis_name: str | None = None, hinge: float = 1.0, sigma: float = 0.5,
            loss: str = 'hinge', action_negatives: int = 0, action_weight: float = 1.0,
-           action_start: int = 0) -> tuple[NaturalTrainState, Metrics]:
+           action_start: int = 0, action_sigma: float = 0.0
+           ) -> tuple[NaturalTrainState, Metrics]:
   """One lockstep step of all M models on one batch; pure, jit- and pmap-able.
 
   Args:
@@ -378,6 +381,8 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
     action_start: the action contrast's weight is 0 in the updates before this one (the frame
       InfoNCE first leaves its initial plateau, where its gradient is orders of magnitude
       smaller than the action contrast's).
+    action_sigma: the action contrast's energy scale (0: ``sigma``; a larger one keeps its
+      softmax from saturating where the energies are in the hundreds).
 
   Returns:
     ``(new_state, metrics)``: metrics [M] each -- ``loss``, ``positive_energy``,
@@ -399,7 +404,7 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
   if action_negatives:
     inputs['action_weight'] = jnp.where(state.step >= action_start, action_weight, 0.0)
   step_fn = functools.partial(model_step, model=model, hinge=hinge, sigma=sigma,
-                              axis_name=axis_name, loss=loss,
+                              axis_name=axis_name, loss=loss, action_sigma=action_sigma,
                               paths=frozen_paths(model.readout, model.slot_embedding))
   # The batch is unmapped (None): every model reads the very same arrays.
   grads, metrics, fingerprint = jax.vmap(step_fn, in_axes=(0, 0, 0, None, None))(
@@ -486,6 +491,7 @@ class NaturalLearner(lockstep.LockstepLearner):
       only; :func:`update`).
     action_weight: the action contrast's weight in the loss.
     action_start: updates before the action contrast starts.
+    action_sigma: the action contrast's energy scale (0: ``sigma``).
 
   Raises:
     checkpointing.CheckpointError: the export is missing, invalid, or of another latent size
@@ -502,7 +508,7 @@ class NaturalLearner(lockstep.LockstepLearner):
                sigma: float = 0.5, loss: str = 'hinge', map_activation: str = 'sigmoid',
                slot_embedding: bool = False, frame_stack: int = 1, trunk: str = 'small',
                readout: str = 'latent', action_negatives: int = 0, action_weight: float = 1.0,
-               action_start: int = 0):
+               action_start: int = 0, action_sigma: float = 0.0):
     self._variants = check_variants(variants)
     if loss not in LOSSES:
       raise ValueError(f'loss={loss!r}; valid: {LOSSES}')
@@ -532,7 +538,8 @@ class NaturalLearner(lockstep.LockstepLearner):
                                          variants=self._variants, hinge=hinge, sigma=sigma,
                                          loss=loss, action_negatives=action_negatives,
                                          action_weight=action_weight,
-                                         action_start=action_start),
+                                         action_start=action_start,
+                                         action_sigma=action_sigma),
                 iterator=iterator, batch_keys=('frame_t', 'action', 'frame_tp1'),
                 checkpoint_dir=checkpoint_dir, keep=keep, save_every=save_every,
                 log_fn=log_fn, log_every=log_every, devices=devices,
