@@ -431,7 +431,8 @@ def test_learners_built_alike_share_one_compiled_update_with_the_same_results(
 
 def test_action_contrast_waits_for_action_start(processor_export):
   """Before `action_start` the action contrast has weight 0: the updates equal those without
-  it (its metrics are still reported); from `action_start` on it moves the models."""
+  it (its metrics are still reported); from `action_start` on it moves the models; and
+  `action_sigma` sets its energy scale."""
   plain = make_learner(processor_export, batches(), loss='infonce')
   later = make_learner(processor_export, batches(), loss='infonce', action_negatives=3,
                        action_start=2)
@@ -446,5 +447,14 @@ def test_action_contrast_waits_for_action_start(processor_export):
     else:  # update 2 adds the action contrast: a loss of its own, parameters moved apart
       assert np.all(np.asarray(m_later['loss']) > np.asarray(m_plain['loss']))
       assert diff > 1e-5, diff
-  plain.close()
-  later.close()
+  # Its own energy scale reaches the contrast: at the same first step (the same parameters)
+  # its loss differs from the one at the InfoNCE's scale.
+  scaled = make_learner(processor_export, batches(), loss='infonce', action_negatives=3,
+                        action_start=2, action_sigma=3.0)
+  unscaled = make_learner(processor_export, batches(), loss='infonce', action_negatives=3,
+                          action_start=2)
+  first_unscaled, first_scaled = unscaled.step(), scaled.step()
+  np.testing.assert_allclose(first_scaled['accuracy'], first_unscaled['accuracy'])
+  assert not np.allclose(first_scaled['action_loss'], first_unscaled['action_loss'])
+  for learner in (plain, later, scaled, unscaled):
+    learner.close()
