@@ -116,6 +116,7 @@ def test_frame_stacks_need_the_episode_store():
     ('env', 'noop_max', -1, r'config\.env\.noop_max=-1'),
     ('agent', 'action_set', 'legal', r"config\.agent\.action_set='legal'.*'full', 'minimal'"),
     ('natural', 'map_activation', 'relu', r"config\.natural\.map_activation='relu'"),
+    ('natural', 'action_start', -1, r'config\.natural\.action_start=-1: expected an int in \[0'),
     ('natural', 'action_negatives', 2,
      r"config\.natural\.action_negatives=2: expected 0, or with an InfoNCE loss \(loss='hinge'\)"),
     ('env', 'frame_height', 20,

@@ -387,7 +387,8 @@ class NaturalConfig:
                                             self.loss in ('infonce', 'slot_infonce')),
             f'{path}.action_negatives', self.action_negatives,
             f"0, or with an InfoNCE loss (loss={self.loss!r}) an int >= 1")
-    require(0 <= self.action_start < self.num_steps or self.action_negatives == 0,
+    require(self.action_start >= 0 and (self.action_negatives == 0 or
+                                        self.action_start < self.num_steps),
             f'{path}.action_start', self.action_start,
             f'an int in [0, num_steps={self.num_steps})')
     require(self.action_sigma >= 0, f'{path}.action_sigma', self.action_sigma,

@@ -192,7 +192,7 @@ class AtariProgram(driver.Program):
     addresses = self.replay_addresses(restore=False)
     units = atari_collect.work_units(cfg)
     actor_cls = atari_actors.make_collector_actor_class(cfg.collect.max_actor_restarts)
-    num_actors = min(cfg.collect.num_collectors, len(units))
+    num_actors = self._num_collectors(units)
     placement.check_actor_cpus(cfg.ray, num_actors, 'collect.num_collectors')
     checkpoints = atari_collect.head_checkpoints(cfg, self.workdir)
     # One session per replay server lifetime: an episode re-run after its collector died is
@@ -315,10 +315,13 @@ class AtariProgram(driver.Program):
     if 'agent' in stages:
       pools.append((self.config.agent.num_actors, 'agent.num_actors'))
     if 'collect' in stages and not storage.exists(self.paths.collect_summary):
-      units = atari_collect.work_units(self.config)
-      pools.append((min(self.config.collect.num_collectors, len(units)),
+      pools.append((self._num_collectors(atari_collect.work_units(self.config)),
                     'collect.num_collectors'))
     return pools
+
+  def _num_collectors(self, units: list[collector_lib.WorkUnit]) -> int:
+    """Collector actors the collect stage starts for `units`: no more than there are units."""
+    return min(self.config.collect.num_collectors, len(units))
 
   def check_inputs(self, stages: list[str]) -> None:
     """The learner stages need the collect stage's outputs: chosen, or already there."""

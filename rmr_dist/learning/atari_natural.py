@@ -235,6 +235,15 @@ def init_state(model: nn.Module, optimizer: optax.GradientTransformation, rng: j
 # ---------------------------------------------------------------------------------------------
 
 
+def check_loss(loss: str, action_negatives: int = 0) -> None:
+  """Raises ValueError for a loss not in ``LOSSES``, or an action contrast without InfoNCE."""
+  if loss not in LOSSES:
+    raise ValueError(f'loss={loss!r}; valid: {LOSSES}')
+  if action_negatives and loss not in INFONCE_LOSSES:
+    raise ValueError(f'action_negatives={action_negatives} needs an InfoNCE loss '
+                     f'{INFONCE_LOSSES}, not {loss!r}')
+
+
 def lockstep_inputs(batch: Batch, perm_key: jax.Array, axis_name: str | None = None,
                     loss: str = 'hinge', action_negatives: int = 0) -> tuple[Batch, jax.Array]:
   """This device's rows with their negatives: what every model consumes this step.
@@ -395,11 +404,7 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
   trainable = jnp.asarray(  # [M]
       lockstep.processor_trainable(variants, num_models // len(variants)))
   rng, perm_key = jax.random.split(state.rng)
-  if loss not in LOSSES:
-    raise ValueError(f'loss={loss!r}; valid: {LOSSES}')
-  if action_negatives and loss not in INFONCE_LOSSES:
-    raise ValueError(f'action_negatives={action_negatives} needs an InfoNCE loss '
-                     f'{INFONCE_LOSSES}, not {loss!r}')
+  check_loss(loss, action_negatives)
   inputs, row_offset = lockstep_inputs(batch, perm_key, axis_name, loss, action_negatives)
   if action_negatives:
     inputs['action_weight'] = jnp.where(state.step >= action_start, action_weight, 0.0)
@@ -510,11 +515,7 @@ class NaturalLearner(lockstep.LockstepLearner):
                readout: str = 'latent', action_negatives: int = 0, action_weight: float = 1.0,
                action_start: int = 0, action_sigma: float = 0.0):
     self._variants = check_variants(variants)
-    if loss not in LOSSES:
-      raise ValueError(f'loss={loss!r}; valid: {LOSSES}')
-    if action_negatives and loss not in INFONCE_LOSSES:
-      raise ValueError(f'action_negatives={action_negatives} needs an InfoNCE loss '
-                       f'{INFONCE_LOSSES}, not {loss!r}')
+    check_loss(loss, action_negatives)
     if num_seeds < 1:
       raise ValueError(f'num_seeds={num_seeds} must be >= 1')
     self._num_seeds = num_seeds
