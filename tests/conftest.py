@@ -38,6 +38,29 @@ def patch_traced(monkeypatch):
   loop.clear_update_cache()
 
 
+FAST_COMPILE_ENV = {'JAX_DISABLE_MOST_OPTIMIZATIONS': '1'}
+
+
+@pytest.fixture(autouse=True)
+def _fast_compile(request):
+  """Tests marked `fast_compile` compile with XLA's optimisation passes off
+  (`jax_disable_most_optimizations`): they run a few updates of small balls models, where
+  compiling takes most of the time and LLVM's passes most of the compiling. What they compute
+  is the same, only slower to run, so tests that train for long (and the Atari models, whose
+  updates run markedly slower so) keep the default. Subprocess runs of the balls program pass
+  `FAST_COMPILE_ENV` in their environment instead."""
+  if request.node.get_closest_marker('fast_compile') is None:
+    yield
+    return
+  import jax
+  before = jax.config.read('jax_disable_most_optimizations')
+  jax.config.update('jax_disable_most_optimizations', True)
+  try:
+    yield
+  finally:
+    jax.config.update('jax_disable_most_optimizations', before)
+
+
 @pytest.fixture
 def test_config():
   """The validated `test` variant of configs/atari.py."""

@@ -20,7 +20,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -112,10 +112,9 @@ def evaluate_natural(predict_fn: Callable[[Any, np.ndarray], dict], params: Any,
   size = image_size or data.frames.shape[2]
   per = data.positions.shape[1] - history
   se_sum, count, aris, entropies, position_se = 0.0, 0, [], [], []
-  for start in range(0, len(indices), batch_size):
-    index = np.asarray(indices[start:start + batch_size])
-    w = data.windows(index, history)
-    out = predict_fn(params, w[input_key])
+  for index, n in fixed_size_chunks(indices, batch_size):
+    w, out = _predict_rows(predict_fn, params, data, history, index, n, input_key)
+    index = index[:n]
     if 'slot_positions' in out:
       position_se.append(nearest_slot_sq_error(
           np.asarray(out['slot_positions'][:, -1]), np.asarray(out['attention'][:, -1]),
@@ -137,6 +136,29 @@ def evaluate_natural(predict_fn: Callable[[Any, np.ndarray], dict], params: Any,
   if position_se:
     scores['position_rmse'] = float(np.sqrt(np.mean(np.concatenate(position_se)) / 2))
   return scores
+
+
+def fixed_size_chunks(indices: np.ndarray, batch_size: int
+                      ) -> Iterator[tuple[np.ndarray, int]]:
+  """``(chunk, n)``: ``indices`` in chunks of ``min(batch_size, len(indices))``, the last one
+  padded with copies of its final index, ``n`` the chunk's real rows; one input shape per
+  call, so a jitted predict compiles once rather than again for the remainder."""
+  size = max(1, min(batch_size, len(indices)))
+  for start in range(0, len(indices), size):
+    chunk = np.asarray(indices[start:start + size])
+    n = len(chunk)
+    yield np.concatenate([chunk, np.repeat(chunk[-1:], size - n)]), n
+
+
+def _predict_rows(predict_fn: Callable[[Any, np.ndarray], dict], params: Any,
+                  data: balls_trajectories.TrajectorySet, history: int, index: np.ndarray,
+                  n: int, input_key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+  """The windows ``index`` and ``predict_fn``'s outputs on them, both cut to the first ``n``
+  rows (the rest is :func:`fixed_size_chunks`'s padding)."""
+  w = data.windows(index, history)
+  out = predict_fn(params, w[input_key])
+  return ({k: v[:n] for k, v in w.items()},
+          {k: np.asarray(v)[:n] for k, v in out.items()})
 
 
 def nearest_slot_sq_error(slot_positions: np.ndarray, attention: np.ndarray,
@@ -240,9 +262,8 @@ def latent_span(predict_fn: Callable[[Any, np.ndarray], dict], params: Any,
     ``{'ball_slots': float, 'background_slot': float}``.
   """
   balls, background = [], []
-  for start in range(0, len(indices), batch_size):
-    w = data.windows(np.asarray(indices[start:start + batch_size]), history)
-    out = predict_fn(params, w['frames'])
+  for index, n in fixed_size_chunks(indices, batch_size):
+    _, out = _predict_rows(predict_fn, params, data, history, index, n, 'frames')
     fraction = outside_span_fraction(np.asarray(out['latents']), kernel, bias)  # [b, K]
     area = np.asarray(out['masks'], np.float64).sum(axis=(2, 3, 4))  # [b, K]
     is_background = np.arange(area.shape[1])[None] == np.argmax(area, axis=1)[:, None]

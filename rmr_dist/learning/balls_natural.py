@@ -182,8 +182,9 @@ def init_natural_state(model: nn.Module, optimizer: optax.GradientTransformation
   """
   init_rng, state_rng = jax.random.split(rng)
   frames = jnp.zeros((1, history, image_size, image_size, 3), jnp.uint8)
-  init = jax.jit(lambda k: model.init({'params': k, 'slots': k}, frames)['params'])
-  per_seed = [jax.device_get(init(jax.random.fold_in(init_rng, s))) for s in range(num_seeds)]
+  init = _shared_jit(model, 'init')
+  per_seed = [jax.device_get(init(jax.random.fold_in(init_rng, s), frames))
+              for s in range(num_seeds)]
   stacked = lockstep.stack_models(per_seed, variants, processor_params)
   if abstract_encoder is not None and 'abstract_encoder' in stacked:
     stacked = plug_abstract_encoder(stacked, variants, num_seeds, abstract_encoder)
@@ -455,9 +456,9 @@ class BallsNaturalLearner(_WarmStartLearner):
 
 
 def make_predict_fn(model: balls_net.BallsNaturalModel) -> Callable[[Any, np.ndarray], dict]:
-  """A jitted deterministic forward pass: ``fn(params, frames [B, T_hist, H, W, 3]) -> dict``."""
-  return jax.jit(lambda params, frames: model.apply({'params': params}, frames,
-                                                    deterministic=True))
+  """A jitted deterministic forward pass: ``fn(params, frames [B, T_hist, H, W, 3]) -> dict``
+  (one per model in a process: :func:`_shared_jit`)."""
+  return _shared_jit(model, 'predict')
 
 
 def make_oracle_model(config: config_lib.BallsNaturalConfig, spec: processors.ModelSpec,
@@ -511,8 +512,8 @@ class BallsOracleLearner(_WarmStartLearner):
         paths=frozen_paths(self._model))
     init_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed))
     positions = jnp.zeros((1, history, num_balls, 2), jnp.float32)
-    init = jax.jit(lambda k: self._model.init(k, positions)['params'])
-    per_seed = [jax.device_get(init(jax.random.fold_in(init_rng, s)))
+    init = _shared_jit(self._model, 'init')
+    per_seed = [jax.device_get(init(jax.random.fold_in(init_rng, s), positions))
                 for s in range(self._num_seeds)]
     stacked = lockstep.stack_models(per_seed, self._variants, processor_params)
     stacked = plug_abstract_encoder(stacked, self._variants, self._num_seeds, abstract_encoder)
@@ -530,5 +531,39 @@ class BallsOracleLearner(_WarmStartLearner):
 
 def make_oracle_predict_fn(model: balls_net.BallsOracleModel
                            ) -> Callable[[Any, np.ndarray], dict]:
-  """A jitted forward pass: ``fn(params, history [B, T_hist, N, 2]) -> dict``."""
-  return jax.jit(lambda params, history: model.apply({'params': params}, history))
+  """A jitted forward pass: ``fn(params, history [B, T_hist, N, 2]) -> dict`` (one per model
+  in a process: :func:`_shared_jit`)."""
+  return _shared_jit(model, 'predict')
+
+
+def _shared_jit(model: nn.Module, kind: str) -> Callable[..., Any]:
+  """``kind``'s jitted function of ``model``, one per model in a process (Flax modules compare
+  by their fields), so the stage's training evaluation, final evaluation and rollouts, the
+  ladder tool and the oracle reuse one compiled executable per input shape:
+
+  - 'init': ``fn(key, inputs) -> params``; the natural model draws its slot noise from
+    ``key`` too (``{'params': key, 'slots': key}``), the oracle has none;
+  - 'predict': ``fn(params, inputs) -> dict``, deterministic for the natural model.
+
+  A model with an unhashable field gets a jit of its own.
+  """
+  try:
+    return _cached_jit(model, kind)
+  except TypeError:
+    return _make_jit(model, kind)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_jit(model: nn.Module, kind: str) -> Callable[..., Any]:
+  return _make_jit(model, kind)
+
+
+def _make_jit(model: nn.Module, kind: str) -> Callable[..., Any]:
+  natural = isinstance(model, balls_net.BallsNaturalModel)
+  if kind == 'init':
+    rngs = (lambda k: {'params': k, 'slots': k}) if natural else (lambda k: k)
+    return jax.jit(lambda key, inputs: model.init(rngs(key), inputs)['params'])
+  if kind == 'predict':
+    kwargs = {'deterministic': True} if natural else {}
+    return jax.jit(lambda params, inputs: model.apply({'params': params}, inputs, **kwargs))
+  raise ValueError(f'Unknown jitted function {kind!r}; valid: init, predict')

@@ -12,13 +12,13 @@ import pytest
 from configs import balls as balls_configs
 from rmr_dist import config as config_lib
 from rmr_dist import workdir as workdir_lib
-from tests.conftest import REPO
+from tests.conftest import FAST_COMPILE_ENV, REPO
 
 pytestmark = pytest.mark.ray
 
 
 def _balls(*args, timeout=420):
-  env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER='0')
+  env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER='0', **FAST_COMPILE_ENV)
   return subprocess.run([sys.executable, os.path.join(REPO, 'balls.py'), *args], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=timeout)
 

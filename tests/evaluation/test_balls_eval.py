@@ -9,6 +9,8 @@ from rmr_dist.learning import balls_abstract
 from rmr_dist.learning import balls_natural
 from rmr_dist.envs import balls_trajectories
 
+pytestmark = pytest.mark.fast_compile  # few updates of small models: compiling dominates
+
 HISTORY = 3
 
 
@@ -32,13 +34,18 @@ def test_evaluate_abstract_counts_every_window_and_rollout_step(config, data):
   np.testing.assert_allclose(result['rollout_mse'][0], result['mse_1step'], rtol=0.5)
 
 
-def test_evaluate_natural_and_rollout(config, data):
+def _untrained_natural_model(config, data):
+  """(params, jitted predict) of the test config's natural model at initialisation."""
   spec = balls_abstract.abstract_spec(config.abstract, config.sim.num_balls)
   model = balls_natural.make_natural_model(config.natural, spec, config.sim.image_size,
                                           config.sim.displacement_scale)
   key = jax.random.PRNGKey(0)
   params = model.init({'params': key, 'slots': key}, data.frames[:1, :HISTORY])['params']
-  predict = balls_natural.make_predict_fn(model)
+  return params, balls_natural.make_predict_fn(model)
+
+
+def test_evaluate_natural_and_rollout(config, data):
+  params, predict = _untrained_natural_model(config, data)
   scores = balls_eval.evaluate_natural(predict, params, data, HISTORY, np.arange(5),
                                        batch_size=2)
   assert 0.0 < scores['mse'] < 1.0
@@ -47,6 +54,36 @@ def test_evaluate_natural_and_rollout(config, data):
   roll = balls_eval.natural_rollout(predict, params, data.frames[0, :HISTORY], steps=2)
   assert roll['frames'].shape == (2,) + data.frames.shape[2:] and roll['frames'].dtype == np.uint8
   np.testing.assert_allclose(roll['masks'].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_fixed_size_chunks_pad_the_last_chunk_with_its_final_index():
+  chunks = list(balls_eval.fixed_size_chunks(np.array([4, 5, 6, 7, 8]), 2))
+  assert [(c.tolist(), n) for c, n in chunks] == [([4, 5], 2), ([6, 7], 2), ([8, 8], 1)]
+  assert [(c.tolist(), n) for c, n in balls_eval.fixed_size_chunks(np.array([3, 9]), 64)] == [
+      ([3, 9], 2)]
+
+
+def test_padded_evaluation_scores_the_real_windows_alone_with_one_compiled_shape(config, data):
+  """5 windows in chunks of 2 (the last padded) score what one chunk of 5 scores, and the
+  jitted predict sees a single batch shape per call."""
+  params, predict = _untrained_natural_model(config, data)
+  shapes = []
+
+  def recording(p, frames):
+    shapes.append(frames.shape[0])
+    return predict(p, frames)
+
+  index = np.arange(5)
+  chunked = balls_eval.evaluate_natural(recording, params, data, HISTORY, index, 2)
+  assert shapes == [2, 2, 2]
+  whole = balls_eval.evaluate_natural(predict, params, data, HISTORY, index, 5)
+  for k in ('mse', 'fg_ari', 'mask_entropy', 'position_rmse'):
+    np.testing.assert_allclose(chunked[k], whole[k], rtol=1e-5, err_msg=k)
+  f = params['abstract_encoder']  # the span P's inputs are measured against
+  span = [balls_eval.latent_span(predict, params, data, HISTORY, index, b, f['kernel'],
+                                 f['bias']) for b in (2, 5)]
+  for k in ('ball_slots', 'background_slot'):
+    np.testing.assert_allclose(span[0][k], span[1][k], rtol=1e-5, err_msg=k)
 
 
 def test_copy_last_frame_mse_on_hand_values():

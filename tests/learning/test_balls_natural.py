@@ -13,6 +13,8 @@ from rmr_dist.learning import lockstep
 from rmr_dist.envs import balls_trajectories
 from tests.conftest import make_balls_abstract_learner
 
+pytestmark = pytest.mark.fast_compile  # few updates of small models: compiling dominates
+
 HISTORY = 3
 
 

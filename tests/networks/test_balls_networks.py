@@ -6,11 +6,14 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from rmr_dist.networks import balls
 from rmr_dist.networks import broadcast_decoder
 from rmr_dist.networks import slot_attention
 from rmr_dist.networks.processors import MPNN
+
+pytestmark = pytest.mark.fast_compile  # few updates of small models: compiling dominates
 
 B, T, N = 2, 3, 4  # batch, history length, balls
 LATENT = 16

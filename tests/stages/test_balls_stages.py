@@ -6,6 +6,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from configs import balls as balls_configs
 from rmr_dist import config as config_lib
@@ -15,6 +16,8 @@ from rmr_dist.stages import balls_data
 from rmr_dist.stages import balls_natural
 from rmr_dist.stages import balls_report
 from rmr_dist.tools import balls_ladder
+
+pytestmark = pytest.mark.fast_compile  # few updates of small models: compiling dominates
 
 
 def test_stage_units_run_in_one_process(tmp_path, capsys):
