@@ -296,9 +296,9 @@ def test_natural_stage_waits_for_the_processor_export_then_times_out(collected):
 def test_all_stages_on_s3_write_the_files_of_a_local_run_then_reuse_upstream_stages(
     all_stages, s3_server, monkeypatch):
   """Every stage with --workdir=s3://... on a real S3-compatible server (moto, 127.0.0.1), then
-  the same directory with another natural budget: the replay is restored from the copied Reverb
-  checkpoint, the collected data and the abstract units are read back from the bucket, and only
-  natural, probe and report run again. (One run on the object store serves both checks: the
+  the same directory with another probe budget: the replay is restored from the copied Reverb
+  checkpoint, the collected data, the abstract units and the natural models are read back from
+  the bucket, and only probe and report run again. (One run on the object store serves both checks: the
   whole-program runs are the suite's slowest tests.)"""
   import csv
   import uuid
@@ -322,24 +322,24 @@ def test_all_stages_on_s3_write_the_files_of_a_local_run_then_reuse_upstream_sta
   first = workdir_lib.WorkDir.reopen(workdir, workdir_lib.ATARI_STAGES)
   upstream = [first.collect_summary] + [
       storage.join(first.abstract_unit('pong', m), 'result.json')
-      for m in ('copy', 'mlp', 'deepsets', 'mpnn')]
+      for m in ('copy', 'mlp', 'deepsets', 'mpnn')] + [
+          storage.join(first.natural_unit('pong', f), 'trained.json') for f in (0.5, 1.0)]
   before = [storage.read_text(p) for p in upstream]
 
-  again = _atari(*args, '--config.natural.num_steps=3', timeout=600, env=s3_server)
+  again = _atari(*args, '--config.probe.steps=10', timeout=600, env=s3_server)
   assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
   assert 'already complete' in again.stdout and 'successfully loaded' in again.stderr.lower()
-  assert 'abstract: learner group' not in again.stdout, again.stdout[-3000:]
-  assert 'natural: learner group' in again.stdout
+  for stage in ('abstract', 'natural'):
+    assert f'{stage}: learner group' not in again.stdout, again.stdout[-3000:]
+  assert 'probe: learner group' in again.stdout
   assert [storage.read_text(p) for p in upstream] == before
   second = workdir_lib.WorkDir.reopen(workdir, workdir_lib.ATARI_STAGES)
-  assert second.fingerprints['collect'] == first.fingerprints['collect']
-  assert second.fingerprints['abstract'] == first.fingerprints['abstract']
-  assert second.fingerprints['natural'] != first.fingerprints['natural']
-  for paths, steps in ((first, 4), (second, 3)):  # Both natural outputs are kept.
-    trained = json.loads(storage.read_text(
-        storage.join(paths.natural_unit('pong', 1.0), 'trained.json')))
-    assert trained['steps'] == steps
-  assert f'natural {second.fingerprints["natural"]}' in storage.read_text(
+  for stage in ('collect', 'abstract', 'natural'):
+    assert second.fingerprints[stage] == first.fingerprints[stage]
+  assert second.fingerprints['probe'] != first.fingerprints['probe']
+  for paths in (first, second):  # Both probe outputs are kept.
+    assert storage.exists(paths.probe_result('pong', 1.0))
+  assert f'probe {second.fingerprints["probe"]}' in storage.read_text(
       f'{workdir}/report/table1.md')
   assert f'abstract {first.fingerprints["abstract"]}' in storage.read_text(
       f'{workdir}/report/table2.md')
