@@ -21,6 +21,11 @@ measures the step without the lookup. With palette batches the summary also has
 `lookup_seconds_per_step`: the lookup of both frames of the batch alone, jitted and timed
 apart (its share of the step is `lookup_fraction`).
 
+`--over-models` picks how the update runs the M models (`learning.lockstep.per_model`): 'vmap'
+(what the learners use), 'sequence', or 'both': vmap then sequence on the same state and batch,
+each printed as a `measure` line with its step time and compile seconds, and the summary (vmap's)
+gains `sequence_speedup` = vmap's step time / sequence's.
+
 On a 24 GiB machine the full 5-seed lockstep does not fit at batch 50 (XLA plans ~24.5 GiB of
 scratch); `--seeds 1` (one model of each variant) measures the same per-model cost.
 """
@@ -80,6 +85,9 @@ def main(argv: list[str]) -> None:
   p.add_argument('--readout', choices=('latent', 'bits'))
   p.add_argument('--loss', choices=('hinge', 'infonce', 'slot_infonce'))
   p.add_argument('--processor', choices=('mpnn', 'deepsets', 'mlp'))
+  p.add_argument('--over-models', choices=('vmap', 'sequence', 'both'), default='vmap',
+                 help="how the update runs the models (lockstep.per_model); 'both' times vmap, "
+                      'then sequence, side by side (the summary is vmap\'s)')
   p.add_argument('--frames', choices=('stored', 'rgb'), default='stored',
                  help='stored: as collectors store them (palette indices at 210x160); rgb: RGB')
   args = p.parse_args(argv)
@@ -125,19 +133,28 @@ def main(argv: list[str]) -> None:
       'frame_t': rng.integers(0, 256, shape, dtype=np.uint8),
       'action': np.eye(18, dtype=np.uint8)[rng.integers(0, 18, b)],
       'frame_tp1': rng.integers(0, 256, shape, dtype=np.uint8)})
-  update = jax.jit(functools.partial(atari_natural.update, model=model, optimizer=optimizer,
-                                     variants=variants, loss=loss))
-  compiled = update.lower(state, batch).compile()
-  flops = abstract_bench._flops(compiled)  # pylint: disable=protected-access
   matmul = abstract_bench._matmul_gflops()  # pylint: disable=protected-access
   output.emit({'measure': 'matmul_f32', 'gflops_per_s': round(matmul, 1)})
-  state, _ = update(state, batch)  # Warm-up.
-  jax.block_until_ready(state)
-  start = time.perf_counter()
-  for _ in range(args.steps):
-    state, metrics = update(state, batch)
-  jax.block_until_ready(state)
-  seconds = (time.perf_counter() - start) / args.steps
+  modes = lockstep.OVER_MODELS if args.over_models == 'both' else (args.over_models,)
+  timed = {}
+  for mode in modes:  # The same state and batch, one way of running the models after another.
+    update = jax.jit(functools.partial(atari_natural.update, model=model, optimizer=optimizer,
+                                       variants=variants, loss=loss, over_models=mode))
+    start = time.perf_counter()
+    compiled = update.lower(state, batch).compile()
+    compile_seconds = time.perf_counter() - start
+    flops = abstract_bench._flops(compiled)  # pylint: disable=protected-access
+    after, _ = compiled(state, batch)  # Warm-up.
+    jax.block_until_ready(after)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+      after, metrics = compiled(after, batch)
+    jax.block_until_ready(after)
+    timed[mode] = ((time.perf_counter() - start) / args.steps, compile_seconds, metrics)
+    output.emit({'measure': 'over_models', 'over_models': mode,
+                 'lockstep_seconds_per_step': round(timed[mode][0], 3),
+                 'compile_seconds': round(compile_seconds, 1)})
+  seconds, compile_seconds, metrics = timed[modes[0]]
   lookup = None
   if len(frame_shape) == 2:
     lookup_fn = jax.jit(lambda x: (atari_palette.to_rgb_jnp(x['frame_t']),
@@ -175,4 +192,8 @@ def main(argv: list[str]) -> None:
       'efficiency': round(flops / seconds / 1e9 / matmul, 3),
       'peak_memory_gib': round(peak / 2 ** 30, 2), 'peak_memory_kind': peak_what,
       'finite_loss': bool(np.all(np.isfinite(np.asarray(metrics['loss'])))),
+      'over_models': modes[0], 'compile_seconds': round(compile_seconds, 1),
+      # Measured in this run, on the same state and batch: 'vmap' time / 'sequence' time.
+      'sequence_speedup': (round(seconds / timed['sequence'][0], 2)
+                           if args.over_models == 'both' else None),
   })

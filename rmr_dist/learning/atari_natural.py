@@ -322,6 +322,7 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
       ``frame_tp1_all``).
     paths: the subtrees a frozen model keeps fixed (:func:`frozen_paths`).
     action_sigma: the action contrast's energy scale (0: ``sigma``).
+    over_models: ``lockstep.per_model``'s (default 'vmap').
 
   Returns:
     ``(grads, metrics, fingerprint)``: this device's gradient, scalar loss metrics of this
@@ -367,7 +368,7 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
            optimizer: optax.GradientTransformation, variants: Sequence[str],
            axis_name: str | None = None, hinge: float = 1.0, sigma: float = 0.5,
            loss: str = 'hinge', action_negatives: int = 0, action_weight: float = 1.0,
-           action_start: int = 0, action_sigma: float = 0.0
+           action_start: int = 0, action_sigma: float = 0.0, over_models: str = 'vmap'
            ) -> tuple[NaturalTrainState, Metrics]:
   """One lockstep step of all M models on one batch; pure, jit- and pmap-able.
 
@@ -411,9 +412,10 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
   step_fn = functools.partial(model_step, model=model, hinge=hinge, sigma=sigma,
                               axis_name=axis_name, loss=loss, action_sigma=action_sigma,
                               paths=frozen_paths(model.readout, model.slot_embedding))
-  # The batch is unmapped (None): every model reads the very same arrays.
-  grads, metrics, fingerprint = jax.vmap(step_fn, in_axes=(0, 0, 0, None, None))(
-      state.params, trainable, state.fingerprint, inputs, row_offset)
+  # The batch is shared: every model reads the very same arrays.
+  grads, metrics, fingerprint = lockstep.per_model(
+      step_fn, (state.params, trainable, state.fingerprint), inputs, row_offset,
+      over_models=over_models)
   if axis_name is not None:
     grads = jax.lax.pmean(grads, axis_name)
     metrics = jax.lax.pmean(metrics, axis_name)  # equal shards: exact for per-example means

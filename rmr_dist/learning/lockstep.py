@@ -52,6 +52,7 @@ from rmr_dist.learning.loop import Batch, Metrics, PmapLearner, unreplicate
 
 FROZEN_VARIANTS = ('rmr', 'rmr_random_p')  # variants whose processor is frozen
 EXPORT_VARIANTS = ('rmr',)  # variants whose frozen processor is the pre-trained export
+OVER_MODELS = ('vmap', 'sequence')  # how :func:`per_model` runs the models
 _FNV_PRIME = 0x01000193
 # A lockstep learner's NamedTuple state (``params``, ``opt_state``, ``step``, ``rng``,
 # ``fingerprint``; leaves of params / opt_state [M, ...]).
@@ -179,6 +180,31 @@ def stack_models(per_seed: Sequence[Any], variants: Sequence[str], processor_par
 # Batch fingerprint: sum_rows h_row(global row) * sum_cols h_col(col) * value (mod 2^32) per
 # array, exact integer arithmetic, so equal on 1 and N devices (psum of the shards' sums).
 # ---------------------------------------------------------------------------------------------
+
+def per_model(step_fn: Callable[..., Any], mapped: Sequence[Any], *shared: Any,
+              over_models: str = 'vmap') -> Any:
+  """``step_fn(*mapped_i, *shared)`` for every model i, outputs stacked on a leading model axis.
+
+  Args:
+    step_fn: one model's step.
+    mapped: trees with the model axis leading ([M, ...]: params, flags, fingerprints).
+    *shared: what every model reads unchanged (the batch).
+    over_models: 'vmap' (the default): the models side by side, ``jax.vmap``; 'sequence': one
+      after another, the step traced once per model. Each model computes the same either way.
+      Under vmap a convolution of per-model weights over per-model activations is one grouped
+      convolution, which XLA:CPU runs far slower than the same convolutions one model at a
+      time; 'sequence' compiles M copies of the step instead (``python -m rmr_dist.bench
+      natural --over-models=both`` times the two side by side).
+  """
+  if over_models == 'sequence':
+    num = jax.tree_util.tree_leaves(mapped)[0].shape[0]
+    outs = [step_fn(*jax.tree_util.tree_map(lambda x, i=i: x[i], tuple(mapped)), *shared)
+            for i in range(num)]
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
+  if over_models != 'vmap':
+    raise ValueError(f'over_models={over_models!r}; valid: {OVER_MODELS}')
+  return jax.vmap(step_fn, in_axes=(0,) * len(mapped) + (None,) * len(shared))(*mapped, *shared)
+
 
 def _hash_u32(i: jax.Array) -> jax.Array:
   """An odd pseudo-random uint32 per uint32 index (murmur-style mixing)."""

@@ -16,12 +16,12 @@ import sys
 import pytest
 
 from rmr_dist.bench.__main__ import BENCHMARKS
-from tests.conftest import REPO
+from tests.conftest import FAST_COMPILE_ENV, REPO
 
 
-def _run(name: str, *flags: str, timeout: float = 240) -> list[dict]:
+def _run(name: str, *flags: str, timeout: float = 240, **env_vars: str) -> list[dict]:
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-      [REPO] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+      [REPO] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]), **env_vars)
   env['XLA_FLAGS'] = ''  # One CPU device, as a user runs it.
   proc = subprocess.run([sys.executable, '-m', 'rmr_dist.bench', name, *flags], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=timeout, check=False)
@@ -71,10 +71,14 @@ def test_abstract():
 
 def test_natural():
   lines = _run('natural', '--batch-size', '2', '--seeds', '1', '--hidden-size', '4',
-               '--height', '84', '--width', '64', '--trunk', 'small', '--steps', '1')
+               '--height', '84', '--width', '64', '--trunk', 'small', '--steps', '1',
+               '--over-models', 'both')
   assert lines[-1]['benchmark'] == 'natural' and lines[-1]['finite_loss']
   _check_summary('natural', lines[-1])
   assert lines[-1]['shape'] == 'reference' and lines[-1]['loss'] == 'hinge'
+  timed = [l for l in lines if l.get('measure') == 'over_models']
+  assert [l['over_models'] for l in timed] == ['vmap', 'sequence']
+  assert lines[-1]['over_models'] == 'vmap' and lines[-1]['sequence_speedup'] > 0
 
 
 def test_natural_at_a_config_variants_shape():
@@ -91,7 +95,8 @@ def test_natural_at_a_config_variants_shape():
 
 
 def test_balls():
-  lines = _run('balls', '--config', 'test', '--seconds', '0.2', '--steps', '1', '--seeds', '1')
+  lines = _run('balls', '--config', 'test', '--seconds', '0.2', '--steps', '1', '--seeds', '1',
+               **FAST_COMPILE_ENV)  # one update of a small balls model: compiling dominates
   sim = next(l for l in lines if l.get('benchmark') == 'balls_sim')
   _check_summary('balls', sim, 'SIM_KEYS')
   assert lines[-1]['benchmark'] == 'balls_natural' and lines[-1]['finite_loss']
