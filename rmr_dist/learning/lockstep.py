@@ -6,9 +6,9 @@ model, its per-model loss and its variants, and uses this module for the rest.
 
 Stacking. The M = V * S models' parameters are stacked on a leading model axis, variant-major
 (model i = variant ``i // S``, seed ``i % S``: :func:`model_index`). A learner's update runs
-its per-model gradient under ``jax.vmap`` over that axis with the batch as an UNMAPPED input,
-so every model reads the very same arrays: a paired comparison (RMR vs its control, seed by
-seed) is paired by construction. :func:`stack_models` builds the stacked initial parameters:
+its per-model gradient under ``jax.vmap`` over that axis (:func:`per_model`) with the batch
+as an UNMAPPED input, so every model reads the very same arrays: a paired comparison (RMR vs
+its control, seed by seed) is paired by construction. :func:`stack_models` builds the stacked initial parameters:
 seed s of every variant starts from the same fresh parameters, and the export variants
 (``EXPORT_VARIANTS``) take the pre-trained processor export instead of their fresh P.
 
@@ -176,11 +176,6 @@ def stack_models(per_seed: Sequence[Any], variants: Sequence[str], processor_par
   return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *models)
 
 
-# ---------------------------------------------------------------------------------------------
-# Batch fingerprint: sum_rows h_row(global row) * sum_cols h_col(col) * value (mod 2^32) per
-# array, exact integer arithmetic, so equal on 1 and N devices (psum of the shards' sums).
-# ---------------------------------------------------------------------------------------------
-
 def per_model(step_fn: Callable[..., Any], mapped: Sequence[Any], *shared: Any,
               over_models: str = 'vmap') -> Any:
   """``step_fn(*mapped_i, *shared)`` for every model i, outputs stacked on a leading model axis.
@@ -205,6 +200,11 @@ def per_model(step_fn: Callable[..., Any], mapped: Sequence[Any], *shared: Any,
     raise ValueError(f'over_models={over_models!r}; valid: {OVER_MODELS}')
   return jax.vmap(step_fn, in_axes=(0,) * len(mapped) + (None,) * len(shared))(*mapped, *shared)
 
+
+# ---------------------------------------------------------------------------------------------
+# Batch fingerprint: sum_rows h_row(global row) * sum_cols h_col(col) * value (mod 2^32) per
+# array, exact integer arithmetic, so equal on 1 and N devices (psum of the shards' sums).
+# ---------------------------------------------------------------------------------------------
 
 def _hash_u32(i: jax.Array) -> jax.Array:
   """An odd pseudo-random uint32 per uint32 index (murmur-style mixing)."""
