@@ -5,11 +5,11 @@ bouncing-balls natural learner and oracle (``learning.balls_natural``); each of 
 model, its per-model loss and its variants, and uses this module for the rest.
 
 Stacking. The M = V * S models' parameters are stacked on a leading model axis, variant-major
-(model i = variant ``i // S``, seed ``i % S``: :func:`model_index`). A learner's update runs
-its per-model gradient under ``jax.vmap`` over that axis (:func:`per_model`) with the batch
-as an UNMAPPED input, so every model reads the very same arrays: a paired comparison (RMR vs
-its control, seed by seed) is paired by construction. :func:`stack_models` builds the stacked initial parameters:
-seed s of every variant starts from the same fresh parameters, and the export variants
+(model i = variant ``i // S``, seed ``i % S``: :func:`model_index`). A learner's update runs its
+per-model gradient under ``jax.vmap`` over that axis (:func:`per_model`) with the batch as an
+UNMAPPED input, so every model reads the very same arrays: a paired comparison (RMR vs its control,
+seed by seed) is paired by construction. :func:`stack_models` builds the stacked initial
+parameters: seed s of every variant starts from the same fresh parameters, and the export variants
 (``EXPORT_VARIANTS``) take the pre-trained processor export instead of their fresh P.
 
 Variants. ``FROZEN_VARIANTS`` keep their processor (and any other frozen subtree) fixed;
