@@ -150,11 +150,11 @@ def main(argv: list[str]) -> None:
     for _ in range(args.steps):
       after, metrics = compiled(after, batch)
     jax.block_until_ready(after)
-    timed[mode] = ((time.perf_counter() - start) / args.steps, compile_seconds, metrics)
+    timed[mode] = ((time.perf_counter() - start) / args.steps, compile_seconds, metrics, flops)
     output.emit({'measure': 'over_models', 'over_models': mode,
                  'lockstep_seconds_per_step': round(timed[mode][0], 3),
                  'compile_seconds': round(compile_seconds, 1)})
-  seconds, compile_seconds, metrics = timed[modes[0]]
+  seconds, compile_seconds, metrics, flops = timed[modes[0]]
   lookup = None
   if len(frame_shape) == 2:
     lookup_fn = jax.jit(lambda x: (atari_palette.to_rgb_jnp(x['frame_t']),
