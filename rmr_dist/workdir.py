@@ -198,7 +198,7 @@ ADDED_NEUTRAL_VALUES = {'heads.min_persistence': 0.0, 'agent.action_set': 'full'
                         'abstract.curve_steps': [], 'natural.readout_init': 'random',
                         'natural.appearance': 'last_slot', 'natural.action_negatives': 0,
                         'natural.action_weight': 1.0, 'natural.action_start': 0,
-                        'natural.action_sigma': 0.0}
+                        'natural.action_sigma': 0.0, 'natural.over_models': 'vmap'}
 
 
 def stage_values(config_dict: Mapping[str, Any], spec: StageSpec) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from configs import balls as balls_configs
 from rmr_dist import config as config_lib
 from rmr_dist.distributed import atari_program
 from rmr_dist.learning import atari_natural as natural_learning
+from rmr_dist.learning import lockstep
 
 
 @pytest.mark.parametrize('variant', atari_configs.VARIANTS)
@@ -71,6 +72,7 @@ def test_missing_key_is_reported():
 
 def test_every_natural_loss_the_learner_has_is_a_valid_config_value():
   assert config_lib.NATURAL_LOSSES == natural_learning.LOSSES
+  assert config_lib.OVER_MODELS == lockstep.OVER_MODELS
 
 
 def test_one_episode_negatives_need_the_episode_store():
@@ -125,6 +127,7 @@ def test_frame_stacks_need_the_episode_store():
     ('env', 'frame_width', 30, r'config\.env\.frame_width=30: expected an int in \[36, 160\]'),
     ('natural', 'trunk', 'resnet', r"config\.natural\.trunk='resnet'.*'small', 'full'"),
     ('natural', 'readout', 'pixels', r"config\.natural\.readout='pixels'.*'latent', 'bits'"),
+    ('natural', 'over_models', 'loop', r"config\.natural\.over_models='loop'.*'vmap', 'sequence'"),
     ('natural', 'variants', ('rmr', 'random'), r"config\.natural\.variants=.*'rmr_random_p'"),
     ('natural', 'loss', 'triplet',
      r"config\.natural\.loss='triplet'.*'hinge', 'infonce', 'slot_infonce'"),

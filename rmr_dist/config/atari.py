@@ -283,6 +283,7 @@ READOUTS = ('latent', 'bits')  # natural.readout (networks.atari_natural.READOUT
 NEGATIVES = ('batch', 'episode')  # natural.negatives
 # natural.loss (learning.atari_natural.LOSSES)
 NATURAL_LOSSES = ('hinge', 'infonce', 'slot_infonce')
+OVER_MODELS = ('vmap', 'sequence')  # natural.over_models (learning.lockstep.OVER_MODELS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,6 +333,9 @@ class NaturalConfig:
       initialisation the frame InfoNCE's gradient is orders of magnitude smaller than the
       action contrast's, which then holds f~ on its initial plateau.
     action_sigma: the action contrast's energy scale (0: `sigma`).
+    over_models: how the lockstep update runs its models (`learning.lockstep.per_model`):
+      'vmap' side by side, or 'sequence' one after another (no grouped convolutions: faster
+      updates on CPUs, M times the graph to compile; docs/benchmarks.md).
     data_fractions: fractions of the training episodes to train on (nested subsets); each
       fraction < 1 gets its own Reverb table at collection time.
     curve_steps: update counts (below num_steps) after which f~ is saved and probed, for the
@@ -363,6 +367,7 @@ class NaturalConfig:
   action_weight: float
   action_start: int
   action_sigma: float
+  over_models: str
   data_fractions: tuple[float, ...]
   curve_steps: tuple[int, ...]
   save_every: int
@@ -393,6 +398,8 @@ class NaturalConfig:
             f'an int in [0, num_steps={self.num_steps})')
     require(self.action_sigma >= 0, f'{path}.action_sigma', self.action_sigma,
             'a float >= 0 (0: natural.sigma)')
+    require(self.over_models in OVER_MODELS, f'{path}.over_models', self.over_models,
+            f'one of {OVER_MODELS}')
     require(self.map_activation in ('sigmoid', 'none'), f'{path}.map_activation',
             self.map_activation, "'sigmoid' or 'none'")
     require(self.trunk in TRUNKS, f'{path}.trunk', self.trunk, f'one of {TRUNKS}')

@@ -499,6 +499,7 @@ class NaturalLearner(lockstep.LockstepLearner):
     action_weight: the action contrast's weight in the loss.
     action_start: updates before the action contrast starts.
     action_sigma: the action contrast's energy scale (0: ``sigma``).
+    over_models: ``lockstep.per_model``'s: 'vmap' or 'sequence'.
 
   Raises:
     checkpointing.CheckpointError: the export is missing, invalid, or of another latent size
@@ -515,7 +516,8 @@ class NaturalLearner(lockstep.LockstepLearner):
                sigma: float = 0.5, loss: str = 'hinge', map_activation: str = 'sigmoid',
                slot_embedding: bool = False, frame_stack: int = 1, trunk: str = 'small',
                readout: str = 'latent', action_negatives: int = 0, action_weight: float = 1.0,
-               action_start: int = 0, action_sigma: float = 0.0):
+               action_start: int = 0, action_sigma: float = 0.0,
+               over_models: str = 'vmap'):
     self._variants = check_variants(variants)
     check_loss(loss, action_negatives)
     if num_seeds < 1:
@@ -542,7 +544,7 @@ class NaturalLearner(lockstep.LockstepLearner):
                                          loss=loss, action_negatives=action_negatives,
                                          action_weight=action_weight,
                                          action_start=action_start,
-                                         action_sigma=action_sigma),
+                                         action_sigma=action_sigma, over_models=over_models),
                 iterator=iterator, batch_keys=('frame_t', 'action', 'frame_tp1'),
                 checkpoint_dir=checkpoint_dir, keep=keep, save_every=save_every,
                 log_fn=log_fn, log_every=log_every, devices=devices,

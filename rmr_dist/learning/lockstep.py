@@ -189,7 +189,8 @@ def per_model(step_fn: Callable[..., Any], mapped: Sequence[Any], *shared: Any,
       Under vmap a convolution of per-model weights over per-model activations is one grouped
       convolution, which XLA:CPU runs far slower than the same convolutions one model at a
       time; 'sequence' compiles M copies of the step instead (``python -m rmr_dist.bench
-      natural --over-models=both`` times the two side by side).
+      natural --over-models=both`` times the two side by side; ``natural.over_models`` picks
+      it for the Atari learner).
   """
   if over_models == 'sequence':
     num = jax.tree_util.tree_leaves(mapped)[0].shape[0]

@@ -67,7 +67,7 @@ def make_learner(config: config_lib.AtariConfig, export: str, iterator: Iterator
       loss=nc.loss, map_activation=nc.map_activation, slot_embedding=nc.slot_embedding,
       frame_stack=nc.frame_stack, trunk=nc.trunk, readout=nc.readout,
       action_negatives=nc.action_negatives, action_weight=nc.action_weight,
-      action_start=nc.action_start, action_sigma=nc.action_sigma)
+      action_start=nc.action_start, action_sigma=nc.action_sigma, over_models=nc.over_models)
 
 
 def snapshot_path(workdir: workdir_lib.WorkDir, game: str, fraction: float, step: int) -> str:

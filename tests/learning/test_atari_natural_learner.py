@@ -243,17 +243,21 @@ def test_all_models_consumed_identical_batches(processor_export):
   learner.close()
 
 
-@pytest.mark.parametrize('loss,action_negatives',
-                         [(loss, 0) for loss in learning.LOSSES] + [('infonce', 3)],
-                         ids=list(learning.LOSSES) + ['infonce_actions'])
-def test_one_device_equals_two_devices(processor_export, loss, action_negatives):
+@pytest.mark.parametrize(
+    'loss,action_negatives,over_models',
+    [(loss, 0, 'vmap') for loss in learning.LOSSES] + [('infonce', 3, 'vmap'),
+                                                        ('infonce', 0, 'sequence')],
+    ids=list(learning.LOSSES) + ['infonce_actions', 'infonce_sequence'])
+def test_one_device_equals_two_devices(processor_export, loss, action_negatives, over_models):
   """3 lockstep updates on B=4 on one device == on 2 x 2 (pmean-ed gradients; the hinge's
   global negative permutation, InfoNCE's candidates from the global batch, the action
-  contrast's other actions drawn from the global batch)."""
+  contrast's other actions drawn from the global batch); 'sequence': the 2 devices run the
+  models one after another, the one device side by side (vmap)."""
   assert jax.local_device_count() >= 2, 'tests/conftest.py forces 2 CPU devices'
   kwargs = dict(loss=loss, action_negatives=action_negatives)
   one = make_learner(processor_export, batches(), devices=jax.local_devices()[:1], **kwargs)
-  two = make_learner(processor_export, batches(), devices=jax.local_devices()[:2], **kwargs)
+  two = make_learner(processor_export, batches(), devices=jax.local_devices()[:2],
+                     over_models=over_models, **kwargs)
   for _ in range(3):
     m1, m2 = one.step(), two.step()
     if action_negatives:  # the action contrast ran, on rows with other actions
