@@ -46,9 +46,9 @@ def _fast_compile(request):
   """Tests marked `fast_compile` compile with XLA's optimisation passes off
   (`jax_disable_most_optimizations`): they run a few updates of small balls models, where
   compiling takes most of the time and LLVM's passes most of the compiling. What they compute
-  is the same, only slower to run, so tests that train for long (and the Atari models, whose
-  updates run markedly slower so) keep the default. Subprocess runs of the balls program pass
-  `FAST_COMPILE_ENV` in their environment instead."""
+  is the same, only slower to run: tests that train for long keep the default, and so do the
+  Atari models, whose unoptimised updates cost more than the compiling saves. Subprocess runs
+  of the balls program and bench pass `FAST_COMPILE_ENV` in their environment instead."""
   if request.node.get_closest_marker('fast_compile') is None:
     yield
     return

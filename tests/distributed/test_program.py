@@ -298,8 +298,8 @@ def test_all_stages_on_s3_write_the_files_of_a_local_run_then_reuse_upstream_sta
   """Every stage with --workdir=s3://... on a real S3-compatible server (moto, 127.0.0.1), then
   the same directory with another probe budget: the replay is restored from the copied Reverb
   checkpoint, the collected data, the abstract units and the natural models are read back from
-  the bucket, and only probe and report run again. (One run on the object store serves both checks: the
-  whole-program runs are the suite's slowest tests.)"""
+  the bucket, and only probe and report run again. (One run on the object store serves both
+  checks: the whole-program runs are the suite's slowest tests.)"""
   import csv
   import uuid
   from rmr_dist import storage
