@@ -322,7 +322,6 @@ def model_step(params: Any, trainable: jax.Array, fingerprint: jax.Array, inputs
       ``frame_tp1_all``).
     paths: the subtrees a frozen model keeps fixed (:func:`frozen_paths`).
     action_sigma: the action contrast's energy scale (0: ``sigma``).
-    over_models: ``lockstep.per_model``'s (default 'vmap').
 
   Returns:
     ``(grads, metrics, fingerprint)``: this device's gradient, scalar loss metrics of this
@@ -393,6 +392,8 @@ def update(state: NaturalTrainState, batch: Batch, *, model: nn.Module,
       smaller than the action contrast's).
     action_sigma: the action contrast's energy scale (0: ``sigma``; a larger one keeps its
       softmax from saturating where the energies are in the hundreds).
+    over_models: how the models run, side by side ('vmap') or one after another
+      ('sequence'): ``lockstep.per_model``.
 
   Returns:
     ``(new_state, metrics)``: metrics [M] each -- ``loss``, ``positive_energy``,

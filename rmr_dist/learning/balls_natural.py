@@ -263,8 +263,8 @@ def natural_update(state: BallsNaturalState, batch: Batch, *, model: nn.Module,
   slot_keys = jax.vmap(lambda s: jax.random.fold_in(step_key, s))(seed_of_model)  # [M, 2]
   step_fn = functools.partial(natural_model_step, model=model, autoencode=autoencode,
                               axis_name=axis_name)
-  grads, metrics, fingerprint = jax.vmap(step_fn, in_axes=(0, 0, 0, 0, None, None))(
-      state.params, trainable, state.fingerprint, slot_keys, inputs, row_offset)
+  grads, metrics, fingerprint = lockstep.per_model(
+      step_fn, (state.params, trainable, state.fingerprint, slot_keys), inputs, row_offset)
   return _apply_grads(state, grads, metrics, fingerprint, rng, optimizer=optimizer,
                       restart_step=restart_step, axis_name=axis_name)
 
@@ -342,8 +342,8 @@ def oracle_update(state: BallsNaturalState, batch: Batch, *, model: nn.Module,
                 else jax.lax.axis_index(axis_name) * inputs['history'].shape[0])
   step_fn = functools.partial(oracle_model_step, model=model, autoencode=autoencode,
                               axis_name=axis_name)
-  grads, metrics, fingerprint = jax.vmap(step_fn, in_axes=(0, 0, 0, None, None))(
-      state.params, trainable, state.fingerprint, inputs, row_offset)
+  grads, metrics, fingerprint = lockstep.per_model(
+      step_fn, (state.params, trainable, state.fingerprint), inputs, row_offset)
   return _apply_grads(state, grads, metrics, fingerprint, rng, optimizer=optimizer,
                       restart_step=restart_step, axis_name=axis_name)
 
