@@ -128,7 +128,7 @@ def _saved_steps(checkpoint_dir):
 class TestLocal:
   """One local Ray on 127.0.0.1 and one collected run, shared by the tests of this class."""
 
-  NUM_STEPS, SAVE_EVERY = 200, 10
+  NUM_STEPS, SAVE_EVERY = 80, 10
 
   @pytest.fixture(scope='class')
   def run(self, tmp_path_factory):

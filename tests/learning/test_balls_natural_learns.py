@@ -1,8 +1,16 @@
 """Natural-model learning tests that can fail: on a tiny fixed set of windows of real
 simulated balls, a few hundred lockstep updates bring RMR's next-frame MSE well below copying
-the last frame, with slot masks that find the balls (FG-ARI), and below RMR through an
-untrained processor; and the oracle learns more through a trained processor than through an
-untrained one."""
+the last frame, with slot masks that find the balls (FG-ARI); and the oracle learns more through
+a trained processor than through an untrained one.
+
+Whether RMR gains from the pre-trained P over an untrained P is a claim about a distribution
+over seeds, answered by the balls study (docs/experiments/balls.md: 8 of 8 paired seeds), not
+by one tiny run: at this size and budget the sign of that difference changed with the seed of
+this setup (its episodes, initialisations and batches) and, on this seed, with the floating-point
+reduction order (one device and single-threaded Eigen instead of two devices reversed it), so an
+assertion on it would not hold on every CPU. RMR's margin below copy-last and its FG-ARI held on
+every seed tried.
+"""
 
 import dataclasses
 import functools
@@ -24,11 +32,10 @@ from tests.conftest import make_balls_abstract_learner
 HISTORY, SIZE, STEPS = 3, 24, 300
 
 
-def test_rmr_beats_copy_last_and_rmr_through_an_untrained_processor(balls_config, tmp_path):
+def test_rmr_learns_below_copy_last_with_slots_that_find_the_balls(balls_config, tmp_path):
   """On a tiny fixed set of real simulated balls, with the default aligned latents, the natural
-  stage's learner (warm-start, then next-frame through P) brings RMR well below copying the last
-  frame with slot masks that find the balls, and RMR through the trained P below the same model
-  through an untrained P (same initialisation, identical batches)."""
+  stage's learner (warm-start, then next-frame through the frozen pre-trained P) brings RMR well
+  below copying the last frame, with slot masks that find the balls."""
   sim = balls_config.sim
   size = sim.image_size
   simulator = balls_env.BallsSimulator(
@@ -44,9 +51,8 @@ def test_rmr_beats_copy_last_and_rmr_through_an_untrained_processor(balls_config
   abstract = make_balls_abstract_learner(config, data, None)
   abstract.run(400)
   export = abstract.export_processor(str(tmp_path / 'processor'))
-  variants = ('rmr', 'rmr_random_p')
   natural = dataclasses.replace(
-      config.natural, variants=variants, num_seeds=1, slot_size=32, encoder_channels=16,
+      config.natural, variants=('rmr',), num_seeds=1, slot_size=32, encoder_channels=16,
       decoder_channels=32, slot_iterations=3, num_steps=STEPS, autoencode_steps=STEPS // 4,
       batch_size=16, decay_steps=STEPS - STEPS // 4 - config.natural.warmup_steps)
   assert natural.slot_latents == 'abstract_f' and natural.readout_init == 'zeros'
@@ -59,13 +65,12 @@ def test_rmr_beats_copy_last_and_rmr_through_an_untrained_processor(balls_config
   assert np.isfinite(metrics['loss']).all()
   index = np.arange(data.window_count(HISTORY))  # 108 windows, the training set
   predict = balls_natural.make_predict_fn(learner.model)
-  scores = {v: balls_eval.evaluate_natural(predict, learner.model_params(v, 0), data, HISTORY,
-                                           index, 64, size) for v in variants}
+  scores = balls_eval.evaluate_natural(predict, learner.model_params('rmr', 0), data, HISTORY,
+                                       index, 64, size)
   learner.close()
   copy_last = balls_eval.copy_last_frame_mse(data, HISTORY, index)
-  assert scores['rmr']['mse'] < 0.6 * copy_last, (scores, copy_last)
-  assert scores['rmr']['fg_ari'] > 0.5, scores
-  assert scores['rmr']['mse'] < scores['rmr_random_p']['mse'], scores
+  assert scores['mse'] < 0.6 * copy_last, (scores, copy_last)
+  assert scores['fg_ari'] > 0.9, scores
 
 
 def test_oracle_through_the_trained_processor_beats_an_untrained_one(balls_config):
