@@ -156,18 +156,14 @@ def init_per_seed(model: nn.Module, init_rng: jax.Array, num_seeds: int,
   stack = (frame_stack,) if frame_stack > 1 else ()
   frames = jnp.zeros((1,) + stack + tuple(frame_shape) + (3,), jnp.uint8)
   action = jnp.zeros((1, natural_net.NUM_ACTIONS), jnp.float32)
-  try:
-    init = _jitted_init(model)
-  except TypeError:  # A model with an unhashable field: its own jit.
-    init = jax.jit(model.init)
+  init = lockstep.jit_per_model(_jit_init, model)
   return [jax.device_get(init(jax.random.fold_in(init_rng, s), frames, action)['params'])
           for s in range(num_seeds)]
 
 
-@functools.lru_cache(maxsize=8)
-def _jitted_init(model: nn.Module) -> Callable[..., Any]:
-  """``jax.jit(model.init)``, one per model (Flax modules compare by their fields), so the
-  learner, the untrained-encoder control and the ceiling of one process compile it once."""
+def _jit_init(model: nn.Module) -> Callable[..., Any]:
+  """``jax.jit(model.init)``; through ``lockstep.jit_per_model``, one per model, so the learner,
+  the untrained-encoder control and the ceiling of one process compile it once."""
   return jax.jit(model.init)
 
 

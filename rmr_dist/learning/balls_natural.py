@@ -537,33 +537,26 @@ def make_oracle_predict_fn(model: balls_net.BallsOracleModel
 
 
 def _shared_jit(model: nn.Module, kind: str) -> Callable[..., Any]:
-  """``kind``'s jitted function of ``model``, one per model in a process (Flax modules compare
-  by their fields), so the stage's training evaluation, final evaluation and rollouts, the
-  ladder tool and the oracle reuse one compiled executable per input shape:
+  """``kind``'s jitted function of ``model``, one per model in a process
+  (``lockstep.jit_per_model``), so the stage's training evaluation, final evaluation and
+  rollouts, the ladder tool and the oracle reuse one compiled executable per input shape:
 
   - 'init': ``fn(key, inputs) -> params``; the natural model draws its slot noise from
     ``key`` too (``{'params': key, 'slots': key}``), the oracle has none;
   - 'predict': ``fn(params, inputs) -> dict``, deterministic for the natural model.
-
-  A model with an unhashable field gets a jit of its own.
   """
-  try:
-    return _cached_jit(model, kind)
-  except TypeError:
-    return _make_jit(model, kind)
+  makers = {'init': _jit_init, 'predict': _jit_predict}
+  if kind not in makers:
+    raise ValueError(f'Unknown jitted function {kind!r}; valid: {", ".join(makers)}')
+  return lockstep.jit_per_model(makers[kind], model)
 
 
-@functools.lru_cache(maxsize=16)
-def _cached_jit(model: nn.Module, kind: str) -> Callable[..., Any]:
-  return _make_jit(model, kind)
-
-
-def _make_jit(model: nn.Module, kind: str) -> Callable[..., Any]:
+def _jit_init(model: nn.Module) -> Callable[..., Any]:
   natural = isinstance(model, balls_net.BallsNaturalModel)
-  if kind == 'init':
-    rngs = (lambda k: {'params': k, 'slots': k}) if natural else (lambda k: k)
-    return jax.jit(lambda key, inputs: model.init(rngs(key), inputs)['params'])
-  if kind == 'predict':
-    kwargs = {'deterministic': True} if natural else {}
-    return jax.jit(lambda params, inputs: model.apply({'params': params}, inputs, **kwargs))
-  raise ValueError(f'Unknown jitted function {kind!r}; valid: init, predict')
+  rngs = (lambda k: {'params': k, 'slots': k}) if natural else (lambda k: k)
+  return jax.jit(lambda key, inputs: model.init(rngs(key), inputs)['params'])
+
+
+def _jit_predict(model: nn.Module) -> Callable[..., Any]:
+  kwargs = {'deterministic': True} if isinstance(model, balls_net.BallsNaturalModel) else {}
+  return jax.jit(lambda params, inputs: model.apply({'params': params}, inputs, **kwargs))

@@ -40,6 +40,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -135,6 +136,24 @@ def _make_optimizer(schedule: optax.Schedule, variants: tuple[str, ...], num_see
   learners built alike in one process share their compiled update (`loop.PmapLearner`)."""
   return optax.chain(optimizers.make_adam(schedule, clip_norm, per_model=True),
                      freeze_processor(processor_trainable(variants, num_seeds), paths))
+
+
+def jit_per_model(make: Callable[[nn.Module], Callable[..., Any]], model: nn.Module
+                  ) -> Callable[..., Any]:
+  """``make(model)`` (a jitted function of ``model``), built once per (make, model) in a
+  process: Flax modules compare by their fields, so learners, controls and evaluations built
+  alike reuse one compiled executable per input shape. A model with an unhashable field gets a
+  function of its own. ``make`` must be a module-level function (its identity is the key)."""
+  try:
+    return _cached_jit(make, model)
+  except TypeError:
+    return make(model)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_jit(make: Callable[[nn.Module], Callable[..., Any]], model: nn.Module
+                ) -> Callable[..., Any]:
+  return make(model)
 
 
 def stack_models(per_seed: Sequence[Any], variants: Sequence[str], processor_params: Any,
