@@ -18,8 +18,9 @@ It prints JSON lines for the work directory's latest config: first the controls 
 untrained, supervised ceiling; with --pixel-control the same linear probes on the raw frames,
 `stages.atari_probe.score_encoder` with the flattened pixels as the encoder: the level an
 encoder must beat to add linearly readable RAM information to the frame; with
---mlp-pixel-probe=N a one-hidden-layer MLP probe of N ReLU units on the whitened pixels: what a
-frame holds beyond what is linear in its pixels); then one line per step of the learning curve
+--mlp-pixel-probe=N a one-hidden-layer MLP probe of N ReLU units on the whitened pixels, in bit F1
+and in byte F1 with the byte probes' variables: what a frame holds beyond what is linear in its
+pixels, the level a learned encoder read by linear probes would have to approach); then one line per step of the learning curve
 (0 is the untrained initialisation every variant starts from), byte and bit F1 per variant and
 seed; then the final encoders' byte F1 per AtariARI variable beside the untrained one's (which
 variables training gains and which it gives up, where the category mean nets them out).
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -41,6 +43,7 @@ from rmr_dist import config as config_lib
 from rmr_dist import workdir as workdir_lib
 from rmr_dist.evaluation import atari_metrics
 from rmr_dist.evaluation import atari_probes
+from rmr_dist.evaluation import atari_ram_labels
 from rmr_dist.networks import atari_abstract as abstract_net
 from rmr_dist.stages import atari_probe
 from rmr_dist.tools import overrides
@@ -54,41 +57,35 @@ def pixel_encode(params: Any, frames: jax.Array) -> jax.Array:
   return jnp.asarray(frames, jnp.float32).reshape(frames.shape[0], 1, -1) / 255.0
 
 
-def mlp_probe_f1(train_x: np.ndarray, train_ram: np.ndarray, val_x: np.ndarray,
-                 val_ram: np.ndarray, *, hidden: int, components: int, seed: int,
-                 groups: np.ndarray | None = None, max_steps: int = 6000,
-                 batch_size: int = 128, learning_rate: float = 1e-3,
-                 weight_decay: float = 1e-4, heldout: float = 0.2, eval_every: int = 50,
-                 patience: int = 8) -> tuple[float, int]:
-  """Bit F1 of a one-hidden-layer MLP probe on whitened features, scored like the linear bit
-  probes (the validation RAM's high-entropy slots, micro F1).
-
-  train_x [N, D] and val_x [M, D] are centred on the training mean and whitened onto at most
-  `components` principal components (as the linear probes' features); the MLP (`hidden` ReLU
-  units, He-initialised) predicts the scored slots' bits with a sigmoid cross-entropy, Adam
-  with decoupled weight decay, and stops when the loss on the held-out part of the training
-  frames (`atari_probes.split_indices`: whole `groups`, i.e. episodes, when given) has not
-  improved for `patience` evaluations, keeping the best. train_ram [N, 128], val_ram [M, 128]
-  uint8. Returns (bit F1, steps).
-  """
-  mask = atari_metrics.high_entropy_slots(val_ram)  # [128] bool
+def _whitened(train_x: np.ndarray, val_x: np.ndarray, components: int
+              ) -> tuple[jax.Array, jax.Array]:
+  """train_x [N, D] and val_x [M, D] centred on the training mean and whitened onto at most
+  `components` principal components of the training part (as the linear probes' features):
+  ([N, k], [M, k])."""
   mean = train_x.mean(0)
   white = atari_probes.whitening(train_x - mean, components)  # [D, k]
-  x = jnp.asarray((train_x - mean) @ white)
-  v = jnp.asarray((val_x - mean) @ white)
-  outputs = np.flatnonzero(np.repeat(mask, abstract_net.NUM_BITS))  # scored bits of the 1024
-  y = jnp.asarray(abstract_net.bytes_to_bits(train_ram).reshape(len(train_ram), -1)[:, outputs],
-                  jnp.float32)
+  return jnp.asarray((train_x - mean) @ white), jnp.asarray((val_x - mean) @ white)
+
+
+def _fit_mlp(x: jax.Array, y: jax.Array, out_dim: int, loss_fn: Callable[..., jax.Array], *,
+             hidden: int, seed: int, groups: np.ndarray | None, max_steps: int,
+             batch_size: int, learning_rate: float, weight_decay: float, heldout: float,
+             eval_every: int, patience: int) -> tuple[Callable[[jax.Array], jax.Array], int]:
+  """A one-hidden-layer MLP (`hidden` ReLU units, He-initialised) from x [N, k] to `out_dim`
+  logits, fit to targets y [N, ...] by ``loss_fn(logits, y)`` (a mean) with Adam and decoupled
+  weight decay; stops when the loss on the held-out part of the frames
+  (`atari_probes.split_indices`: whole `groups`, i.e. episodes, when given) has not improved for
+  `patience` evaluations, keeping the best. Returns (logits of new features, steps run)."""
   fit, held = atari_probes.split_indices(len(x), heldout, seed, groups)
   rng = np.random.default_rng(seed)
   k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
-  d, o = x.shape[1], y.shape[1]
+  d = x.shape[1]
   params = {'w1': jax.random.normal(k1, (d, hidden)) * np.sqrt(2.0 / d),
             'b1': jnp.zeros(hidden),
-            'w2': jax.random.normal(k2, (hidden, o)) * np.sqrt(1.0 / hidden),
-            'b2': jnp.zeros(o)}
+            'w2': jax.random.normal(k2, (hidden, out_dim)) * np.sqrt(1.0 / hidden),
+            'b2': jnp.zeros(out_dim)}
   logits = lambda p, a: jax.nn.relu(a @ p['w1'] + p['b1']) @ p['w2'] + p['b2']
-  loss = lambda p, a, t: optax.sigmoid_binary_cross_entropy(logits(p, a), t).mean()
+  loss = lambda p, a, t: loss_fn(logits(p, a), t)
   opt = optax.adamw(learning_rate, weight_decay=weight_decay)
   opt_state = opt.init(params)
 
@@ -108,11 +105,71 @@ def mlp_probe_f1(train_x: np.ndarray, train_ram: np.ndarray, val_x: np.ndarray,
       best, best_params, bad = held_loss, params, 0
     else:
       bad += 1
+  return lambda a: logits(best_params, a), done
+
+
+_MLP_DEFAULTS = dict(max_steps=6000, batch_size=128, learning_rate=1e-3, weight_decay=1e-4,
+                     heldout=0.2, eval_every=50, patience=8)
+
+
+def mlp_probe_f1(train_x: np.ndarray, train_ram: np.ndarray, val_x: np.ndarray,
+                 val_ram: np.ndarray, *, hidden: int, components: int, seed: int,
+                 groups: np.ndarray | None = None, **fit_kwargs: Any) -> tuple[float, int]:
+  """Bit F1 of a one-hidden-layer MLP probe on whitened features, scored like the linear bit
+  probes (the validation RAM's high-entropy slots, micro F1).
+
+  train_x [N, D] and val_x [M, D] are whitened as the linear probes' features (`_whitened`);
+  the MLP (`_fit_mlp`; `fit_kwargs` override `_MLP_DEFAULTS`) predicts the scored slots' bits
+  with a sigmoid cross-entropy. train_ram [N, 128], val_ram [M, 128] uint8. Returns (bit F1,
+  steps).
+  """
+  mask = atari_metrics.high_entropy_slots(val_ram)  # [128] bool
+  x, v = _whitened(train_x, val_x, components)
+  outputs = np.flatnonzero(np.repeat(mask, abstract_net.NUM_BITS))  # scored bits of the 1024
+  y = jnp.asarray(abstract_net.bytes_to_bits(train_ram).reshape(len(train_ram), -1)[:, outputs],
+                  jnp.float32)
+  bce = lambda logits, t: optax.sigmoid_binary_cross_entropy(logits, t).mean()
+  predict, done = _fit_mlp(x, y, len(outputs), bce, hidden=hidden, seed=seed, groups=groups,
+                           **{**_MLP_DEFAULTS, **fit_kwargs})
   bits = np.zeros((len(val_x), abstract_net.NUM_SLOTS * abstract_net.NUM_BITS), np.uint8)
-  bits[:, outputs] = np.asarray(logits(best_params, v)) > 0
+  bits[:, outputs] = np.asarray(predict(v)) > 0
   f1 = atari_metrics.bit_f1(bits.reshape(-1, abstract_net.NUM_SLOTS, abstract_net.NUM_BITS),
                             abstract_net.bytes_to_bits(val_ram), mask)
   return round(float(f1), 4), done
+
+
+def mlp_byte_probe_f1(train_x: np.ndarray, train_ram: np.ndarray, val_x: np.ndarray,
+                      val_ram: np.ndarray, game: str, *, hidden: int, components: int,
+                      seed: int, groups: np.ndarray | None = None, **fit_kwargs: Any
+                      ) -> tuple[float, dict[str, float], int] | None:
+  """AtariARI byte F1 (the primary score) of a one-hidden-layer MLP probe on whitened features:
+  the same variables as the linear byte probes (`atari_probes.byte_variables`), one 256-way
+  softmax per variable on a shared hidden layer, scored by `atari_probes.weighted_f1` per
+  variable and averaged within then across AtariARI categories (`atari_probes.category_f1`).
+
+  Args as `mlp_probe_f1`, plus ``game`` (ale-py ROM id). Returns None when the game has no
+  byte probes, else (across-category byte F1, {variable: F1}, steps).
+  """
+  selected = atari_probes.byte_variables(train_ram, game)
+  if selected is None:
+    return None
+  names, indices = selected
+  x, v = _whitened(train_x, val_x, components)
+  y = jnp.asarray(np.asarray(train_ram)[:, indices].astype(np.int32))  # [N, V]
+  classes = atari_probes.NUM_BYTE_CLASSES
+
+  def xent(logits, t):  # logits [B, V * 256], t [B, V]
+    logits = logits.reshape(t.shape + (classes,))
+    return optax.softmax_cross_entropy_with_integer_labels(logits, t).mean()
+
+  predict, done = _fit_mlp(x, y, len(names) * classes, xent, hidden=hidden, seed=seed,
+                           groups=groups, **{**_MLP_DEFAULTS, **fit_kwargs})
+  pred = np.asarray(predict(v)).reshape(len(val_x), len(names), classes).argmax(-1)  # [M, V]
+  true = np.asarray(val_ram)[:, indices]  # [M, V]
+  f1 = {n: round(atari_probes.weighted_f1(pred[:, i], true[:, i]), 4)
+        for i, n in enumerate(names)}
+  _, across = atari_probes.category_f1(f1, atari_ram_labels.ATARIARI_CATEGORIES[game])
+  return round(across, 4), f1, done
 
 
 def _rounded(values: list[Any]) -> list[Any]:
@@ -160,12 +217,18 @@ def lines(config: config_lib.AtariConfig, workdir: workdir_lib.WorkDir, game: st
       header['pixel_bit_f1'] = _rounded([r['bit_f1'] for r in scored])
     if mlp_pixel_probe:
       flat = lambda f: f.reshape(len(f), -1).astype(np.float32) / 255.0  # [N, D]
+      train_x, val_x = flat(data.train_frames), flat(data.val_frames)
+      kwargs = dict(hidden=mlp_pixel_probe, components=config.probe.max_components,
+                    groups=data.train_episode)
       header['mlp_pixel_bit_f1'] = [
-          mlp_probe_f1(flat(data.train_frames), data.train_ram, flat(data.val_frames),
-                       data.val_ram, hidden=mlp_pixel_probe,
-                       components=config.probe.max_components, seed=config.seed + s,
-                       groups=data.train_episode)[0]
+          mlp_probe_f1(train_x, data.train_ram, val_x, data.val_ram, seed=config.seed + s,
+                       **kwargs)[0]
           for s in range(count)]
+      byte = [mlp_byte_probe_f1(train_x, data.train_ram, val_x, data.val_ram, game,
+                                seed=config.seed + s, **kwargs) for s in range(count)]
+      if byte[0] is not None:
+        header['mlp_pixel_byte_f1'] = [b[0] for b in byte]
+        header['mlp_pixel_byte_variable_f1'] = _by_variable([b[1] for b in byte])
   out = [header]
   variants = list(probe['variants'])
   curve = {0: {v: (probe['untrained']['byte_f1'], probe['untrained']['bit_f1'])
