@@ -291,6 +291,10 @@ def _test(c: ml_collections.ConfigDict) -> None:
   c.env.max_episode_steps = 40
   c.heads.num_heads = 4
   c.collect.status_interval_s = 1.0
+  # Learners read the episode store, as in `local`: their processes then import no Reverb
+  # (TensorFlow), seconds of CPU per learner group. The tests that cover learners reading
+  # Reverb set 'reverb' (the all-stages and object-store runs, the two-host group, ssh).
+  c.replay.learner_source = 'store'
   c.replay.abstract_max_size = 1_000
   c.replay.natural_max_size = 1_000
   c.abstract.num_steps = 6

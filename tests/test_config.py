@@ -77,6 +77,7 @@ def test_every_natural_loss_the_learner_has_is_a_valid_config_value():
 
 def test_one_episode_negatives_need_the_episode_store():
   c = atari_configs.get_config('test').to_dict()
+  c['replay']['learner_source'] = 'reverb'  # (the test config reads the store)
   c['natural']['negatives'] = 'episode'
   with pytest.raises(config_lib.ConfigError, match=r"negatives='episode'.*learner_source='reverb'"):
     config_lib.load_atari_config(c)
@@ -94,6 +95,7 @@ def test_one_episode_negatives_need_the_episode_store():
 
 def test_frame_stacks_need_the_episode_store():
   c = atari_configs.get_config('test').to_dict()
+  c['replay']['learner_source'] = 'reverb'  # (the test config reads the store)
   c['natural']['frame_stack'] = 2
   with pytest.raises(config_lib.ConfigError,
                      match=r"frame_stack=2 with .*learner_source='reverb'.*frame_stack=1"):

@@ -238,7 +238,10 @@ class TestCluster:
     import ray
     from ray import cluster_utils
     from rmr_dist.distributed import atari_program as program_lib
-    config = _config(**{'ray.learner_hosts': 2, 'abstract.models': ('mlp',),
+    # The learners on the other nodes read the driver's Reverb server (the test config reads
+    # the episode store).
+    config = _config(**{'ray.learner_hosts': 2, 'replay.learner_source': 'reverb',
+                        'abstract.models': ('mlp',),
                         'abstract.num_steps': 200, 'abstract.save_every': 10,
                         'abstract.keep_checkpoints': 1000, 'abstract.log_every': 50,
                         'natural.variants': ('cswm',)})

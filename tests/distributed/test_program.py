@@ -68,48 +68,17 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-@pytest.fixture(scope='module')
-def collected(tmp_path_factory):
-  """(work directory, completed process, Reverb port, driver pid, listening sockets) of one
-  `atari.py --stages=collect` on the test config, shared by the tests marked
-  xdist_group('atari_collected') (one xdist worker runs them). While it runs, the listening
-  sockets of the driver's process tree are sampled every 0.2 s (`_listening_sockets`)."""
-  workdir = str(tmp_path_factory.mktemp('collected') / 'run')
-  port = _free_port()
-  env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER='0')
-  proc = subprocess.Popen(
-      [sys.executable, os.path.join(REPO, 'atari.py'), '--config=configs/atari.py:test',
-       f'--workdir={workdir}', '--stages=collect', f'--config.replay.port={port}'],
-      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  sockets = set()
-  done = threading.Event()
-
-  def sample():
-    while not done.wait(0.2):
-      sockets.update(_listening_sockets(proc.pid))
-
-  sampler = threading.Thread(target=sample, daemon=True)
-  sampler.start()
-  try:
-    stdout, stderr = proc.communicate(timeout=300)
-  finally:
-    done.set()
-    sampler.join()
-    proc.kill()
-  completed = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-  return workdir, completed, port, proc.pid, sockets
-
-
 def _is_loopback(ip: str) -> bool:
   return ip.startswith('127.') or ip in ('::1', '::ffff:127.0.0.1')
 
 
-@pytest.mark.xdist_group('atari_collected')
-def test_local_run_listens_on_loopback_but_for_the_in_process_reverb_server(collected):
-  """README, "Network exposure": in a local run every socket of the driver's process tree is
-  bound to loopback, except the in-process Reverb server's in the driver (Reverb 0.14's
-  `reverb.Server` takes no host and binds every interface)."""
-  _, proc, port, driver_pid, sockets = collected
+@pytest.mark.xdist_group('atari_all_stages')
+def test_local_run_listens_on_loopback_but_for_the_in_process_reverb_server(all_stages):
+  """README, "Network exposure": in a local run every socket of the driver's process tree
+  (collectors and learner groups included) is bound to loopback, except the in-process Reverb
+  server's in the driver (Reverb 0.14's `reverb.Server` takes no host and binds every
+  interface)."""
+  _, proc, _, port, driver_pid, sockets = all_stages
   assert proc.returncode == 0, proc.stderr[-3000:]
   # The sampler saw the run: Ray's GCS and raylet listening, and the Reverb server.
   names = {name for _, name, ip, _, _ in sockets if _is_loopback(ip)}
@@ -121,9 +90,9 @@ def test_local_run_listens_on_loopback_but_for_the_in_process_reverb_server(coll
   assert all(ip in ('::', '0.0.0.0') for _, _, ip, _, _ in reverb), sorted(reverb)
 
 
-@pytest.mark.xdist_group('atari_collected')
-def test_collect_stage_end_to_end_and_resume(collected):
-  workdir, proc, port, _, _ = collected
+@pytest.mark.xdist_group('atari_all_stages')
+def test_collect_stage_end_to_end_and_resume(all_stages):
+  workdir, proc, _, port, _, _ = all_stages
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   with open(os.path.join(workdir, 'collect', 'summary.json')) as f:
     summary = json.load(f)
@@ -145,7 +114,7 @@ def test_collect_stage_end_to_end_and_resume(collected):
   assert os.path.isdir(summary['replay_checkpoint'])
 
   # Running the same command again resumes: collection is not repeated, replay is restored.
-  again = _atari('--config=configs/atari.py:test', f'--workdir={workdir}', '--stages=collect',
+  again = _atari(*ALL_STAGES_ARGS, f'--workdir={workdir}', '--stages=collect',
                  f'--config.replay.port={port}')
   assert again.returncode == 0, again.stderr[-3000:]
   assert 'already complete' in again.stdout
@@ -232,19 +201,47 @@ def _listing(root):
   return sorted(out)
 
 
+# The all-stages runs: the test config with its learners reading Reverb (the config's own
+# learners read the episode store).
+ALL_STAGES_ARGS = ('--config=configs/atari.py:test', '--config.replay.learner_source=reverb')
+
+
 @pytest.fixture(scope='module')
 def all_stages(tmp_path_factory):
-  """(work directory, completed process, listing right after it) of one local run of every
-  stage on the test config, shared by the tests marked xdist_group('atari_all_stages')."""
+  """(work directory, completed process, listing right after it, Reverb port, driver pid,
+  listening sockets) of one local run of every stage, shared by the tests marked
+  xdist_group('atari_all_stages') (one xdist worker runs them). While it runs, the listening
+  sockets of the driver's process tree are sampled every 0.2 s (`_listening_sockets`)."""
   workdir = str(tmp_path_factory.mktemp('all_stages') / 'run')
-  proc = _atari('--config=configs/atari.py:test', f'--workdir={workdir}',
-                '--stages=collect,abstract,natural,probe,report', timeout=600)
-  return workdir, proc, _listing(workdir) if proc.returncode == 0 else None
+  port = _free_port()
+  env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER='0')
+  proc = subprocess.Popen(
+      [sys.executable, os.path.join(REPO, 'atari.py'), *ALL_STAGES_ARGS, f'--workdir={workdir}',
+       '--stages=collect,abstract,natural,probe,report', f'--config.replay.port={port}'],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  sockets = set()
+  done = threading.Event()
+
+  def sample():
+    while not done.wait(0.2):
+      sockets.update(_listening_sockets(proc.pid))
+
+  sampler = threading.Thread(target=sample, daemon=True)
+  sampler.start()
+  try:
+    stdout, stderr = proc.communicate(timeout=600)
+  finally:
+    done.set()
+    sampler.join()
+    proc.kill()
+  completed = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+  listing = _listing(workdir) if proc.returncode == 0 else None
+  return workdir, completed, listing, port, proc.pid, sockets
 
 
 @pytest.mark.xdist_group('atari_all_stages')
 def test_all_stages_write_tables(all_stages):
-  workdir, proc, _ = all_stages
+  workdir, proc, _, _, _, _ = all_stages
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   import csv
   with open(os.path.join(workdir, 'report', 'table2.csv')) as f:
@@ -281,12 +278,14 @@ def test_abstract_stage_without_collect_fails_clearly(tmp_path):
   assert 'Traceback' not in proc.stderr
 
 
-@pytest.mark.xdist_group('atari_collected')
-def test_natural_stage_waits_for_the_processor_export_then_times_out(collected):
-  workdir, collect, _, _, _ = collected  # No abstract stage has run there: no processor export.
-  assert collect.returncode == 0, collect.stderr[-2000:]
-  # The test config waits natural.export_timeout_s = 5 s for an export that never comes.
-  proc = _atari('--config=configs/atari.py:test', f'--workdir={workdir}', '--stages=natural')
+@pytest.mark.xdist_group('atari_all_stages')
+def test_natural_stage_waits_for_the_processor_export_then_times_out(all_stages):
+  workdir, run, _, _, _, _ = all_stages
+  assert run.returncode == 0, run.stderr[-2000:]
+  # Another abstract budget: another abstract fingerprint, whose processor export no stage
+  # writes here. The test config waits natural.export_timeout_s = 5 s for it.
+  proc = _atari(*ALL_STAGES_ARGS, f'--workdir={workdir}', '--stages=natural',
+                '--config.abstract.num_steps=7')
   assert proc.returncode != 0
   assert 'waiting' in proc.stdout.lower()
   assert 'processor' in proc.stderr and 'Traceback' not in proc.stderr
@@ -303,10 +302,10 @@ def test_all_stages_on_s3_write_the_files_of_a_local_run_then_reuse_upstream_sta
   import csv
   import uuid
   from rmr_dist import storage
-  local_dir, local, local_listing = all_stages
+  _, local, local_listing, _, _, _ = all_stages
   assert local.returncode == 0, local.stderr[-3000:]
   workdir = f's3://rmr-test/run-{uuid.uuid4().hex[:8]}'
-  args = ('--config=configs/atari.py:test', f'--workdir={workdir}')
+  args = (*ALL_STAGES_ARGS, f'--workdir={workdir}')
   proc = _atari(*args, timeout=600, env=s3_server)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   assert f'Outputs in {workdir};' in proc.stdout

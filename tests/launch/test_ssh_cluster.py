@@ -345,7 +345,9 @@ def test_ray_submit_on_local_cluster_over_ssh(ssh_host, tmp_path):
          f'--workdir={workdir}', '--config.ray.address=auto',
          # Every stage on the cluster, with one learned abstract model and one data fraction
          # (the local all-stages test covers the test config's four models and two fractions).
-         # (`ray submit` runs its arguments through a shell: they are quoted for it.)
+         # (`ray submit` runs its arguments through a shell: they are quoted for it.) The
+         # learners read the driver's Reverb server (the test config's read the episode store).
+         '--config.replay.learner_source=reverb',
          shlex.quote("--config.abstract.models=('copy','mpnn')"),
          shlex.quote('--config.natural.data_fractions=(1.0,)')],
         timeout=420, name='submit')

@@ -31,6 +31,8 @@ def collected(tmp_path_factory):
   config = config_lib.load_atari_config(dict(
       config_lib.to_dict(config), abstract=dict(config_lib.to_dict(config.abstract),
                                                 models=('copy', 'mpnn')),
+      # The learners read the Reverb server (the test config's read the episode store).
+      replay=dict(config_lib.to_dict(config.replay), learner_source='reverb'),
       natural=dict(config_lib.to_dict(config.natural), curve_steps=(2,))))
   assert config.probe.byte_probes and config.probe.ceiling_steps > 0  # on in the test config
   root = str(tmp_path_factory.mktemp('atari_stages'))

@@ -84,7 +84,8 @@ def test_probe_stage_without_stored_training_episodes_is_refused(test_config):
   # the learners' source.
   assert test_config.collect.store_all_episodes
   without = dict(config_lib.to_dict(test_config),
-                 collect=dict(config_lib.to_dict(test_config.collect), store_all_episodes=False))
+                 collect=dict(config_lib.to_dict(test_config.collect), store_all_episodes=False),
+                 replay=dict(config_lib.to_dict(test_config.replay), learner_source='reverb'))
   with pytest.raises(config_lib.ConfigError) as e:
     config_lib.load_atari_config(without)
   assert 'config.collect.store_all_episodes=False' in str(e.value)
