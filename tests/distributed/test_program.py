@@ -211,7 +211,7 @@ def all_stages(tmp_path_factory):
   """(work directory, completed process, listing right after it, Reverb port, driver pid,
   listening sockets) of one local run of every stage, shared by the tests marked
   xdist_group('atari_all_stages') (one xdist worker runs them). While it runs, the listening
-  sockets of the driver's process tree are sampled every 0.2 s (`_listening_sockets`)."""
+  sockets of the driver's process tree are sampled every second (`_listening_sockets`)."""
   workdir = str(tmp_path_factory.mktemp('all_stages') / 'run')
   port = _free_port()
   env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER='0')
@@ -223,7 +223,7 @@ def all_stages(tmp_path_factory):
   done = threading.Event()
 
   def sample():
-    while not done.wait(0.2):
+    while not done.wait(1.0):
       sockets.update(_listening_sockets(proc.pid))
 
   sampler = threading.Thread(target=sample, daemon=True)
