@@ -279,19 +279,6 @@ def test_abstract_stage_without_collect_fails_clearly(tmp_path):
 
 
 @pytest.mark.xdist_group('atari_all_stages')
-def test_natural_stage_waits_for_the_processor_export_then_times_out(all_stages):
-  workdir, run, _, _, _, _ = all_stages
-  assert run.returncode == 0, run.stderr[-2000:]
-  # Another abstract budget: another abstract fingerprint, whose processor export no stage
-  # writes here. The test config waits natural.export_timeout_s = 5 s for it.
-  proc = _atari(*ALL_STAGES_ARGS, f'--workdir={workdir}', '--stages=natural',
-                '--config.abstract.num_steps=7')
-  assert proc.returncode != 0
-  assert 'waiting' in proc.stdout.lower()
-  assert 'processor' in proc.stderr and 'Traceback' not in proc.stderr
-
-
-@pytest.mark.xdist_group('atari_all_stages')
 def test_all_stages_on_s3_write_the_files_of_a_local_run_then_reuse_upstream_stages(
     all_stages, s3_server, monkeypatch):
   """Every stage with --workdir=s3://... on a real S3-compatible server (moto, 127.0.0.1), then
@@ -342,3 +329,18 @@ def test_all_stages_on_s3_write_the_files_of_a_local_run_then_reuse_upstream_sta
       f'{workdir}/report/table1.md')
   assert f'abstract {first.fingerprints["abstract"]}' in storage.read_text(
       f'{workdir}/report/table2.md')
+
+
+@pytest.mark.xdist_group('atari_all_stages')
+def test_natural_stage_waits_for_the_processor_export_then_times_out(all_stages):
+  """Last of the module's tests on the shared run: it records another config in its work
+  directory."""
+  workdir, run, _, _, _, _ = all_stages
+  assert run.returncode == 0, run.stderr[-2000:]
+  # Another abstract budget: another abstract fingerprint, whose processor export no stage
+  # writes here. The test config waits natural.export_timeout_s = 5 s for it.
+  proc = _atari(*ALL_STAGES_ARGS, f'--workdir={workdir}', '--stages=natural',
+                '--config.abstract.num_steps=7')
+  assert proc.returncode != 0
+  assert 'waiting' in proc.stdout.lower()
+  assert 'processor' in proc.stderr and 'Traceback' not in proc.stderr
