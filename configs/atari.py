@@ -1,7 +1,7 @@
 """Atari RMR configs: `test` (seconds), `local` (default; a 2-core laptop), `study` (the paired
 study on a 2-core laptop: trained heads, 8 seeds, three data fractions, a learning curve and a
 paired Table 2 at the paper's widths), `gpu` (one GPU) and `paper` (cluster). `local` took 25 min
-49 s on 2 cores at commit 99d38a7, `study` 1 h 50 min on Pong alone at cc37ba1
+49 s on 2 cores at commit 99d38a7, `study` 1 h 49 min on Pong alone at cc37ba1
 (docs/experiments/atari-natural.md).
 
 `base()` holds the defaults; each variant is one function (`_local`, ...) applying its overrides

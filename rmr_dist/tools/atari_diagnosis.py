@@ -18,12 +18,13 @@ It prints JSON lines for the work directory's latest config: first the controls 
 untrained, supervised ceiling; with --pixel-control the same linear probes on the raw frames,
 `stages.atari_probe.score_encoder` with the flattened pixels as the encoder: the level an
 encoder must beat to add linearly readable RAM information to the frame; with
---mlp-pixel-probe=N a one-hidden-layer MLP probe of N ReLU units on the whitened pixels, in bit F1
-and in byte F1 with the byte probes' variables: what a frame holds beyond what is linear in its
-pixels, the level a learned encoder read by linear probes would have to approach); then one line per step of the learning curve
-(0 is the untrained initialisation every variant starts from), byte and bit F1 per variant and
-seed; then the final encoders' byte F1 per AtariARI variable beside the untrained one's (which
-variables training gains and which it gives up, where the category mean nets them out).
+--mlp-pixel-probe=N a one-hidden-layer MLP probe of N ReLU units on the whitened pixels, in bit
+F1 and in byte F1 with the byte probes' variables: what a frame holds beyond what is linear in
+its pixels, the level a learned encoder read by linear probes would have to approach); then one
+line per step of the learning curve (0 is the untrained initialisation every variant starts
+from), byte and bit F1 per variant and seed; then the final encoders' byte F1 per AtariARI
+variable beside the untrained one's (which variables training gains and which it gives up,
+where the category mean nets them out).
 """
 
 from __future__ import annotations
