@@ -91,8 +91,8 @@ def test_local_run_listens_on_loopback_but_for_the_in_process_reverb_server(all_
 
 
 @pytest.mark.xdist_group('atari_all_stages')
-def test_collect_stage_end_to_end_and_resume(all_stages):
-  workdir, proc, _, port, _, _ = all_stages
+def test_collect_stage_end_to_end(all_stages):
+  workdir, proc, _, _, _, _ = all_stages
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   with open(os.path.join(workdir, 'collect', 'summary.json')) as f:
     summary = json.load(f)
@@ -112,13 +112,7 @@ def test_collect_stage_end_to_end_and_resume(all_stages):
   assert sorted(e['split'] for e in index) == ['train'] * 4 + ['val'] * 4
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tb')))
   assert os.path.isdir(summary['replay_checkpoint'])
-
-  # Running the same command again resumes: collection is not repeated, replay is restored.
-  again = _atari(*ALL_STAGES_ARGS, f'--workdir={workdir}', '--stages=collect',
-                 f'--config.replay.port={port}')
-  assert again.returncode == 0, again.stderr[-3000:]
-  assert 'already complete' in again.stdout
-  assert 'successfully loaded' in again.stderr.lower()
+  # Its resume: test_collect_resumes_then_natural_waits_for_the_processor_export_then_times_out.
 
 
 def test_workdir_refuses_other_collection_settings(tmp_path):
@@ -332,15 +326,19 @@ def test_all_stages_on_s3_write_the_files_of_a_local_run_then_reuse_upstream_sta
 
 
 @pytest.mark.xdist_group('atari_all_stages')
-def test_natural_stage_waits_for_the_processor_export_then_times_out(all_stages):
+def test_collect_resumes_then_natural_waits_for_the_processor_export_then_times_out(all_stages):
   """Last of the module's tests on the shared run: it records another config in its work
-  directory."""
-  workdir, run, _, _, _, _ = all_stages
+  directory. One run checks both: the collect stage, run again, is not repeated and its replay
+  is restored from the Reverb checkpoint; then the natural stage waits for a processor export
+  that no stage writes and stops with a message."""
+  workdir, run, _, port, _, _ = all_stages
   assert run.returncode == 0, run.stderr[-2000:]
   # Another abstract budget: another abstract fingerprint, whose processor export no stage
   # writes here. The test config waits natural.export_timeout_s = 5 s for it.
-  proc = _atari(*ALL_STAGES_ARGS, f'--workdir={workdir}', '--stages=natural',
-                '--config.abstract.num_steps=7')
+  proc = _atari(*ALL_STAGES_ARGS, f'--workdir={workdir}', '--stages=collect,natural',
+                f'--config.replay.port={port}', '--config.abstract.num_steps=7')
+  assert 'collect: already complete' in proc.stdout, proc.stdout[-3000:]
+  assert 'successfully loaded' in proc.stderr.lower(), proc.stderr[-3000:]
   assert proc.returncode != 0
   assert 'waiting' in proc.stdout.lower()
   assert 'processor' in proc.stderr and 'Traceback' not in proc.stderr
