@@ -38,6 +38,18 @@ def patch_traced(monkeypatch):
   loop.clear_update_cache()
 
 
+def scalar_tags(logdir: str) -> set[str]:
+  """Every scalar tag of the TensorBoard event files under `logdir` (TensorBoard's own reader),
+  as 'RUN/TAG' for the per-model runs ('rmr/seed_1/natural/pong/f100/loss': `rmr_dist.logging`
+  writes a lockstep model's tags into its run directory) and 'TAG' for the top directory's."""
+  from tensorboard.backend.event_processing import event_multiplexer
+  mux = event_multiplexer.EventMultiplexer(size_guidance={'scalars': 0})
+  mux.AddRunsFromDirectory(logdir)
+  mux.Reload()
+  return {tag if run == '.' else f'{run}/{tag}'
+          for run, tags in mux.Runs().items() for tag in tags.get('scalars', [])}
+
+
 FAST_COMPILE_ENV = {'JAX_DISABLE_MOST_OPTIMIZATIONS': '1'}
 
 

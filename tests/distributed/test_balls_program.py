@@ -1,4 +1,5 @@
-"""balls.py end to end on the `test` config: real MuJoCo, real local Ray, real Orbax."""
+"""balls.py end to end on the `test` config: real MuJoCo, real local Ray, real Orbax; then each
+stage unit's record read back in one process, and the ladder tool, on that run's directory."""
 
 import csv
 import dataclasses
@@ -7,12 +8,18 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from configs import balls as balls_configs
 from rmr_dist import config as config_lib
 from rmr_dist import workdir as workdir_lib
-from tests.conftest import FAST_COMPILE_ENV, REPO
+from rmr_dist.stages import balls_abstract
+from rmr_dist.stages import balls_data
+from rmr_dist.stages import balls_natural
+from rmr_dist.stages import balls_report
+from rmr_dist.tools import balls_ladder
+from tests.conftest import FAST_COMPILE_ENV, REPO, scalar_tags
 
 pytestmark = pytest.mark.ray
 
@@ -23,9 +30,61 @@ def _balls(*args, timeout=420):
                         env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_balls_test_config_writes_report_and_resumes(tmp_path):
-  workdir = str(tmp_path / 'run')
-  proc = _balls('--config=configs/balls.py:test', f'--workdir={workdir}')
+@pytest.fixture(scope='module')
+def program_run(tmp_path_factory):
+  """(work directory, completed process) of one `balls.py --config=configs/balls.py:test` run,
+  shared by the tests marked xdist_group('balls_program') (one xdist worker runs them)."""
+  workdir = str(tmp_path_factory.mktemp('balls_program') / 'run')
+  return workdir, _balls('--config=configs/balls.py:test', f'--workdir={workdir}')
+
+
+@pytest.mark.xdist_group('balls_program')
+@pytest.mark.fast_compile  # the ladder tool's few updates of small models: compiling dominates
+def test_stage_units_read_back_and_the_ladder_tool_runs(program_run, capsys):
+  """Each stage unit's record on the program's work directory: the data are complete, the
+  abstract unit trained its budget and exported P, the natural unit trained every variant on
+  identical batches and logged its evaluations; a finished unit is read back, not redone; the
+  report names the natural fingerprint; the ladder tool runs there with the stage's learner."""
+  workdir, proc = program_run
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  config = config_lib.load_balls_config(balls_configs.get_config('test'))
+  paths = workdir_lib.WorkDir.reopen(workdir, workdir_lib.BALLS_STAGES)
+  assert balls_data.missing_work(config, paths, 1) == []
+  abstract = workdir_lib.read_json(os.path.join(paths.stage_dir('abstract'), 'result.json'))
+  assert abstract['train_steps'] == config.abstract.num_steps
+  assert len(abstract['rollout_mse']) == config.abstract.rollout_steps
+  assert os.path.isdir(os.path.join(paths.stage_dir('abstract'), 'processor'))
+  assert balls_abstract.run(config, paths, say=lambda line: None) == abstract  # Read back.
+
+  natural = balls_natural.run(config, paths, say=lambda line: None)  # Read back, not redone.
+  assert natural == workdir_lib.read_json(os.path.join(paths.stage_dir('natural'),
+                                                       'result.json'))
+  assert natural['identical_batches']
+  assert set(config.natural.variants) <= set(natural['mse'])
+  assert {'rmr/seed_0/eval/natural/mse', 'rmr/seed_0/eval/natural/fg_ari'} <= scalar_tags(
+      paths.tb)
+  for parts in natural['latent_outside_abstract_span'].values():
+    assert all(0.0 <= x <= 1.0 for k in ('ball_slots', 'background_slot') for x in parts[k])
+
+  written = balls_report.run(config, paths, say=lambda line: None)
+  with open(written['balls.md']) as f:
+    text = f.read()
+  assert f'natural {paths.fingerprints["natural"]}' in text
+  assert '| rmr |' in text and 'span of the abstract f' in text
+
+  balls_ladder.main([f'--workdir={workdir}', 'controls', '--windows=4'])
+  balls_ladder.main([f'--workdir={workdir}', 'train', '--variant=rmr', '--steps=2',
+                     '--eval-every=1', '--windows=4', '--set', 'natural.slot_init=sampled'])
+  lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+           if line.startswith('{')]
+  assert lines[0]['mean_frame_mse'] > 0 and lines[0]['n_windows'] == 4
+  assert [x['step'] for x in lines[1:]] == [0, 1, 2]
+  assert all(np.isfinite(x['mse']) and x['ratio_copy_last'] > 0 for x in lines[1:])
+
+
+@pytest.mark.xdist_group('balls_program')
+def test_balls_test_config_writes_report_and_resumes(program_run):
+  workdir, proc = program_run
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   report = os.path.join(workdir, 'report')
   for name in ('balls.csv', 'balls.md', 'abstract_rollout.png', 'natural_rollout.png',

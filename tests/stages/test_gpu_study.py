@@ -30,7 +30,7 @@ from rmr_dist.stages import atari_natural
 from rmr_dist.stages import atari_probe
 from rmr_dist.stages import atari_report
 from rmr_dist.tools import atari_diagnosis
-from tests.conftest import REPO
+from tests.conftest import REPO, scalar_tags
 
 # One xdist worker runs this module: its tests share one collected work directory and one run
 # of the script (`collected`, `studied`), session-scoped so that tests of other modules run in
@@ -150,17 +150,6 @@ def test_gpu_script_runs_the_learner_stages_without_ray_or_reverb(studied, tmp_p
   assert 'steps/s' not in again.stdout and 'abstract: pong / mpnn: slot acc' in again.stdout
 
 
-def _scalar_tags(logdir: str) -> set[str]:
-  """Every scalar tag of the TensorBoard event files under `logdir` (TensorBoard's reader), as
-  'RUN/TAG' for the per-model runs (`rmr/seed_1/...`) and 'TAG' for the top directory's."""
-  from tensorboard.backend.event_processing import event_multiplexer
-  mux = event_multiplexer.EventMultiplexer(size_guidance={'scalars': 0})
-  mux.AddRunsFromDirectory(logdir)
-  mux.Reload()
-  return {tag if run == '.' else f'{run}/{tag}'
-          for run, tags in mux.Runs().items() for tag in tags.get('scalars', [])}
-
-
 def test_stage_units_read_back_and_score_every_encoder_alike(studied, monkeypatch):
   """The stage units' records on the script's work directory: the abstract and natural units
   trained their budgets and logged; a finished probe unit is read back, not redone; every
@@ -175,7 +164,7 @@ def test_stage_units_read_back_and_score_every_encoder_alike(studied, monkeypatc
   assert os.path.isdir(paths.processor_export('pong', 'mpnn'))
   trained = workdir_lib.read_json(os.path.join(paths.natural_unit('pong', 1.0), 'trained.json'))
   assert trained['identical_batches'] and trained['steps'] == config.natural.num_steps
-  tags = _scalar_tags(paths.tb)
+  tags = scalar_tags(paths.tb)
   assert {'eval/abstract/pong/mpnn/bit_f1', 'abstract/pong/mpnn/loss',
           'rmr/seed_1/natural/pong/f100/loss'} <= tags, sorted(tags)
 
