@@ -105,6 +105,8 @@ def table1_columns(variants: Sequence[str]) -> tuple[str, ...]:
   for v in variants:
     cols += [f'{v}_f1_mean', f'{v}_f1_std', f'{v}_f1_seeds', f'{v}_beats_untrained']
   cols += ['ceiling_f1_mean', 'ceiling_f1_std', 'ceiling_f1_seeds']
+  for v in variants:
+    cols += [f'{v}_minus_untrained_{k}' for k in ('mean', 'ci_low', 'ci_high', 'p_value')]
   for a, b in comparisons(variants):
     cols += [f'{a}_minus_{b}_{k}'
              for k in ('mean', 'ci_low', 'ci_high', 'p_value', 'detectable')]
@@ -134,6 +136,19 @@ def _summary(prefix: str, values: Optional[Sequence[float]]) -> dict[str, Any]:
           f'{prefix}_f1_seeds': _seeds(values)}
 
 
+_DIFF_KEYS = (('mean', 'mean_diff'), ('ci_low', 'ci_low'), ('ci_high', 'ci_high'),
+              ('p_value', 'p_value'))
+
+
+def _paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+  """`statistics.paired_difference` of per-seed scores a - b ([n] each); NaNs when the seed
+  counts differ or are below 2."""
+  if len(a) != len(b) or len(a) < 2:
+    nan = float('nan')
+    return {'mean_diff': nan, 'ci_low': nan, 'ci_high': nan, 'p_value': nan}
+  return statistics.paired_difference(a, b, CONFIDENCE)
+
+
 def table1_rows(per_game: Mapping[str, Mapping[str, Any]],
                 variants: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
   """One Table 1 row per game (sorted by name).
@@ -160,11 +175,13 @@ def table1_rows(per_game: Mapping[str, Mapping[str, Any]],
     for v in variants:
       row.update(_summary(v, scores[v]))
       row[f'{v}_beats_untrained'] = beats_control(scores[v], untrained)
+    for v in variants:  # Seed i's untrained encoder is seed i's initialisation: paired.
+      diff = _paired(scores[v], untrained)
+      row.update({f'{v}_minus_untrained_{k}': diff[d] for k, d in _DIFF_KEYS})
     for a, b in comparisons(variants):
       nan = float('nan')
       paired = len(scores[a]) == len(scores[b])
-      diff = (statistics.paired_difference(scores[a], scores[b], CONFIDENCE) if paired else
-              {'mean_diff': nan, 'ci_low': nan, 'ci_high': nan, 'p_value': nan})
+      diff = _paired(scores[a], scores[b])
       n = len(scores[a]) if paired else 0
       detectable = (statistics.detectable_difference(
           n, float(np.std(np.subtract(scores[a], scores[b]), ddof=1)), SIGNIFICANCE, POWER)
@@ -234,6 +251,15 @@ def table1_markdown(rows: Sequence[dict[str, Any]], metric: Metric = BYTE) -> st
                    f'{_fmt(r[k + "_detectable"])})')
     cells.append(str(r['n_seeds']))
     lines.append('| ' + ' | '.join(cells) + ' |')
+  control = ['| Game | ' + ' | '.join(f'{title(v)} − untrained f~' for v in variants) + ' |',
+             '|' + ' --- |' * (len(variants) + 1)]
+  for r in rows:
+    cells = [r['game']]
+    for v in variants:
+      k = f'{v}_minus_untrained'
+      cells.append(f'{_fmt_signed(r[k + "_mean"])} [{_fmt_signed(r[k + "_ci_low"])}, '
+                   f'{_fmt_signed(r[k + "_ci_high"])}] (p {_fmt_p(r[k + "_p_value"])})')
+    control.append('| ' + ' | '.join(cells) + ' |')
   notes = [f'{metric.label[0].upper()}{metric.label[1:]} on the validation episodes, mean ± std '
            '(ddof=1) over seeds (per-seed values in the CSV and results.json). '
            '"untrained f~" probes the natural learners\' initialisations after zero updates, '
@@ -251,7 +277,11 @@ def table1_markdown(rows: Sequence[dict[str, Any]], metric: Metric = BYTE) -> st
     n_better = sum(bool(r.get('rmr_better')) for r in rows)
     notes.append(f'`*` RMR significantly better than C-SWM (p < {SIGNIFICANCE}, higher mean): '
                  f'{n_better} of {len(rows)} games.')
-  return '\n'.join(lines + [''] + [' '.join(notes)]) + '\n'
+  notes.append('Below: each variant against its own initialisation, paired by seed (seed i\'s '
+               f'untrained f~ is seed i\'s start), with the {CONFIDENCE:.0%} t-interval and '
+               'p-value: a trained encoder counts as better than untrained when the interval '
+               'lies above 0.')
+  return '\n'.join(lines + [''] + [' '.join(notes), ''] + control) + '\n'
 
 
 def _json_safe(x: Any) -> Any:

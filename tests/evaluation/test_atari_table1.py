@@ -114,8 +114,27 @@ def test_table1_with_one_variant_has_no_comparisons(tmp_path):
                         'results.json'}
   with open(paths['table1_bit.csv']) as f:
     header = next(csv.reader(f))
-  assert 'rmr_better' not in header and not [h for h in header if '_minus_' in h]
+  assert 'rmr_better' not in header
+  assert [h for h in header if '_minus_' in h] == [
+      f'cswm_minus_untrained_{k}' for k in ('mean', 'ci_low', 'ci_high', 'p_value')]
   assert 'C-SWM' in open(paths['table1_bit.md']).read()
+
+
+def test_each_variant_is_paired_with_its_own_initialisation():
+  """variant − untrained per seed (seed i's untrained encoder is its start), by hand: pong's
+  rmr − untrained = [0.10, 0.09, 0.08, 0.12, 0.09], mean 0.096, std 0.0152 (ddof 1)."""
+  row = next(r for r in atari_table1.table1_rows(PER_GAME) if r['game'] == 'pong')
+  diffs = [0.10, 0.09, 0.08, 0.12, 0.09]
+  mean, sd = 0.096, math.sqrt(sum((d - 0.096) ** 2 for d in diffs) / 4)
+  assert sd == pytest.approx(0.015166, abs=1e-6)
+  half = T_4_975 * sd / math.sqrt(5)
+  assert row['rmr_minus_untrained_mean'] == pytest.approx(mean)
+  assert row['rmr_minus_untrained_ci_low'] == pytest.approx(mean - half)
+  assert row['rmr_minus_untrained_ci_high'] == pytest.approx(mean + half)
+  assert row['rmr_minus_untrained_p_value'] < 1e-3
+  md = atari_table1.table1_markdown(atari_table1.table1_rows(PER_GAME))
+  assert '| Game | RMR − untrained f~ | C-SWM − untrained f~ | RMR (random P) − untrained f~ |' in md
+  assert f'+0.096 [{mean - half:+.3f}, {mean + half:+.3f}] (p ' in md
 
 
 def test_write_data_efficiency(tmp_path):
