@@ -147,7 +147,7 @@ def base() -> ml_collections.ConfigDict:
   # How the lockstep update runs its models: 'vmap' side by side, 'sequence' one after another
   # (faster updates on CPUs, longer compiles; docs/benchmarks.md).
   c.natural.over_models = 'vmap'
-  c.natural.data_fractions = (0.3, 1.0)  # Nested fractions of train episodes to train on.
+  c.natural.data_fractions = (0.1, 1.0)  # Nested fractions of train episodes to train on.
   c.natural.curve_steps = ()  # Updates after which f~ is probed too (report/learning_curve).
   c.natural.save_every = 100  # Learner steps between Orbax checkpoints.
   c.natural.keep_checkpoints = 2  # Checkpoints kept.
@@ -381,17 +381,23 @@ def _study(c: ml_collections.ConfigDict) -> None:
 
 def _gpu(c: ml_collections.ConfigDict) -> None:
   """One GPU machine for the learners."""
-  # Sized (not yet timed) for all learner stages in about 10 minutes: 3 games, 3,000 abstract
-  # and 1,000 lockstep natural updates at the paper's batch and widths. Collect on a CPU
-  # machine (`--stages=collect`), copy the work directory, then run the learner stages on the
-  # GPU machine: they read the episode store, so it needs no Reverb (README, Environment).
+  # Sized toward the anchors' budgets (issue 33): 2,000 lockstep natural updates of batch 50,
+  # 100k samples per model, on the study's smallest and largest data fractions, for two games.
+  # Estimated, not timed at this shape: the H100 row of docs/benchmarks.md (the C-SWM reference
+  # shape, 0.007 s per model-update) scaled by FLOPs (this shape is 0.61x the reference's per
+  # model: 68.9 vs 112.4 GFLOP, `python -m rmr_dist.bench natural --shape gpu`) gives ~0.064 s
+  # per lockstep update of the 15 models, ~130 s per 2,000-update unit, ~9 min for the 4 units;
+  # the MPNN's 3,000 abstract updates ran at 464 updates/s there (~7 s per model). One game per
+  # ~10-minute device call: `--config.games="('pong',)"`. Collect on a CPU machine
+  # (`--stages=collect`), copy the work directory, then run the learner stages on the GPU
+  # machine: they read the episode store, so it needs no Reverb (README, Environment).
   _infonce(c)
-  c.games = ('pong', 'breakout', 'space_invaders')
+  c.games = ('pong', 'breakout')  # base data fractions: 0.1 and 1.0
   c.replay.learner_source = 'store'
   c.abstract.num_steps = 3_000
   c.abstract.save_every = 1_000
   c.abstract.log_every = 100
-  c.natural.num_steps = 1_000
+  c.natural.num_steps = 2_000
   c.natural.save_every = 500
   c.natural.log_every = 50
   c.probe.train_transitions = 10_000

@@ -19,7 +19,11 @@ def test_variants_validate(variant):
 def test_gpu_variants_reserve_a_gpu_and_the_atari_one_reads_the_store():
   config_lib.load_balls_config(balls_configs.get_config('gpu'))
   cfg = config_lib.load_atari_config(atari_configs.get_config('gpu'))
-  assert cfg.ray.learner_num_gpus == 1.0 and len(cfg.games) >= 3
+  assert cfg.ray.learner_num_gpus == 1.0 and len(cfg.games) >= 2
+  # Issue 33: at least 100k samples per natural model (the anchors' budgets), the study's
+  # smallest and largest data fractions.
+  assert cfg.natural.num_steps * cfg.natural.batch_size >= 100_000
+  assert cfg.natural.data_fractions == (0.1, 1.0)
   assert cfg.replay.learner_source == 'store' and cfg.collect.store_all_episodes
 
 
