@@ -2,7 +2,8 @@
 
 TestLocal (one local Ray, one collected run): a collector process killed mid-collection, a
 learner process killed after it has saved a checkpoint, and a natural learner group started
-before its processor export exists. TestCluster (a `ray.cluster_utils.Cluster`: a head without
+before its processor export exists (stopping when none comes, proceeding when one does); the
+local Ray's nodes on 127.0.0.1. TestCluster (a `ray.cluster_utils.Cluster`: a head without
 CPUs and two 2-CPU worker nodes, all on 127.0.0.1): a worker node removed during collection,
 and a learner group spanning two nodes joined by `jax.distributed`.
 """
@@ -11,6 +12,7 @@ import concurrent.futures
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import threading
@@ -138,7 +140,7 @@ class TestLocal:
     config = _config(**{'abstract.models': ('mpnn',), 'abstract.num_steps': self.NUM_STEPS,
                         'abstract.save_every': self.SAVE_EVERY,
                         'abstract.keep_checkpoints': 1000, 'abstract.log_every': 50,
-                        'natural.data_fractions': (1.0,), 'natural.export_timeout_s': 120.0})
+                        'natural.data_fractions': (1.0,)})
     workdir = str(tmp_path_factory.mktemp('local') / 'run')
     ray_setup.init_ray(config.ray)
     program = program_lib.AtariProgram(config, workdir)
@@ -152,6 +154,20 @@ class TestLocal:
     finally:
       program.close()
       ray.shutdown()
+
+  def test_the_local_ray_nodes_and_workers_are_on_loopback(self, run):
+    """`ray_setup.init_ray` (the programs' local Ray): every node, and a task's worker, on
+    127.0.0.1."""
+    import ray
+    from rmr_dist.distributed import ray_setup
+    addresses = ray_setup.node_addresses()
+    assert addresses and set(addresses) == {'127.0.0.1'}
+
+    @ray.remote
+    def where():
+      return ray.util.get_node_ip_address()
+
+    assert ray.get(where.remote()) == '127.0.0.1'
 
   def test_collector_killed_mid_collection_is_restarted_and_nothing_is_half_written(self, run):
     killed = run['killed']
@@ -196,11 +212,22 @@ class TestLocal:
     with open(os.path.join(paths.abstract_unit(GAME, 'mpnn'), 'result.json')) as f:
       assert json.load(f)['resumed_from'] == resumed
 
-  def test_natural_group_waits_for_the_export_then_proceeds(self, run):
+  # How long the natural group below waits for its processor export: long enough for the
+  # test to see the wait begin and put the export in place, short enough to wait out once.
+  EXPORT_TIMEOUT_S = 8.0
+
+  def test_natural_group_times_out_without_the_export_then_waits_for_it_and_proceeds(self, run):
+    """A natural learner group started before its processor export exists waits for it: with
+    none written within `natural.export_timeout_s` the unit stops with a TimeoutError naming the
+    export, raised in the driver as itself (the entry point prints it, no remote traceback);
+    with one put in place while it waits, it proceeds and trains."""
+    import dataclasses
     from rmr_dist.distributed import learners
     from rmr_dist.learning import atari_abstract as abstract_learning
     from rmr_dist.stages import atari_abstract
-    config, paths = run['config'], run['program'].paths
+    paths = run['program'].paths
+    config = dataclasses.replace(run['config'], natural=dataclasses.replace(
+        run['config'].natural, export_timeout_s=self.EXPORT_TIMEOUT_S))
     export = paths.processor_export(GAME, config.natural.processor_model)
     if os.path.exists(export):
       shutil.rmtree(export)
@@ -209,12 +236,17 @@ class TestLocal:
         atari_abstract.model_spec(config.abstract, 'mpnn'), learning_rate=1e-3, seed=0,
         iterator=iter(()), checkpoint_dir=None, save_every=1, keep=1).export_processor(staged)
     group = learners.LearnerGroup(config, 'natural', paths)
+    address = run['program'].address_for(GAME)
     try:
+      timeout = self.EXPORT_TIMEOUT_S
+      with pytest.raises(TimeoutError,
+                         match=re.escape(f'No processor export at {export} after {timeout}s')):
+        group.run('atari_natural', GAME, 1.0, address)
+      assert len(group.log_lines()[0]) == 1
       with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        future = pool.submit(group.run, 'atari_natural', GAME, 1.0,
-                             run['program'].address_for(GAME))
+        future = pool.submit(group.run, 'atari_natural', GAME, 1.0, address)
         deadline = time.monotonic() + 120
-        while not any(group.log_lines()) and time.monotonic() < deadline:
+        while len(group.log_lines()[0]) < 2 and time.monotonic() < deadline:
           time.sleep(0.1)
         waiting = group.log_lines()[0]
         assert not future.done()  # Still waiting: nothing to train on yet.
@@ -222,7 +254,9 @@ class TestLocal:
         record = future.result(timeout=300)
     finally:
       group.close()
-    assert len(waiting) == 1 and 'waiting up to 120s for the processor export' in waiting[0]
+    assert len(waiting) == 2 and all(
+        f'waiting up to {timeout:.0f}s for the processor export at {export}' in line
+        for line in waiting)
     assert record['steps'] == config.natural.num_steps and record['identical_batches']
     assert os.path.exists(os.path.join(paths.natural_unit(GAME, 1.0), 'trained.json'))
 
@@ -242,7 +276,7 @@ class TestCluster:
     # the episode store).
     config = _config(**{'ray.learner_hosts': 2, 'replay.learner_source': 'reverb',
                         'abstract.models': ('mlp',),
-                        'abstract.num_steps': 200, 'abstract.save_every': 10,
+                        'abstract.num_steps': 100, 'abstract.save_every': 10,
                         'abstract.keep_checkpoints': 1000, 'abstract.log_every': 50,
                         'natural.variants': ('cswm',)})
     workdir = str(tmp_path_factory.mktemp('cluster') / 'run')
