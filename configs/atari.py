@@ -294,7 +294,7 @@ def _test(c: ml_collections.ConfigDict) -> None:
   c.collect.status_interval_s = 1.0
   # Learners read the episode store, as in `local`: their processes then import no Reverb
   # (TensorFlow), seconds of CPU per learner group. The tests that cover learners reading
-  # Reverb set 'reverb' (the all-stages and object-store runs, the two-host group, ssh).
+  # Reverb set 'reverb' (the all-stages and object-store runs, the ssh cluster).
   c.replay.learner_source = 'store'
   c.replay.abstract_max_size = 1_000
   c.replay.natural_max_size = 1_000

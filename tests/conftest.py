@@ -165,6 +165,15 @@ def s3_env(s3_server, monkeypatch):
   return s3_server
 
 
+def pytest_collection_modifyitems(items):
+  """Tests marked `slow` (ungrouped, tens of seconds each on 2 cores) are collected first, the
+  order kept otherwise. `--dist loadgroup` hands out the xdist groups of several tests first,
+  then single tests in collection order, a few to a worker at a time: a long test handed out
+  last would leave the other worker idle while it runs, so the long ones start early and the
+  short ones fill in at the end."""
+  items.sort(key=lambda item: item.get_closest_marker('slow') is None)
+
+
 _SPLIT_GROUPS = pytest.StashKey[str]()
 
 

@@ -69,6 +69,7 @@ def test_abstract():
   _check_summary('abstract', lines[-1])
 
 
+@pytest.mark.slow
 def test_natural():
   lines = _run('natural', '--batch-size', '2', '--seeds', '1', '--hidden-size', '4',
                '--height', '84', '--width', '64', '--trunk', 'small', '--steps', '1',
@@ -94,6 +95,7 @@ def test_natural_at_a_config_variants_shape():
   assert got['model_updates_per_s'] == pytest.approx(3 * got['steps_per_s'], rel=0.01)
 
 
+@pytest.mark.slow
 def test_balls():
   lines = _run('balls', '--config', 'test', '--seconds', '0.2', '--steps', '1', '--seeds', '1',
                **FAST_COMPILE_ENV)  # one update of a small balls model: compiling dominates
@@ -103,6 +105,7 @@ def test_balls():
   _check_summary('balls', lines[-1])
 
 
+@pytest.mark.slow
 def test_scaling():
   lines = _run('scaling', '--nodes', '1', '--cpus-per-node', '2', '--actors', '1',
                '--episodes-per-actor', '1', '--writers', '1', '--repeats', '1',

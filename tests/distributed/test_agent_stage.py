@@ -13,6 +13,7 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.ray
 
 
+@pytest.mark.slow
 def test_agent_stage_checkpoints_feed_the_collect_heads(tmp_path):
   from rmr_dist import checkpointing
   workdir = str(tmp_path / 'run')

@@ -272,9 +272,9 @@ class TestCluster:
     import ray
     from ray import cluster_utils
     from rmr_dist.distributed import atari_program as program_lib
-    # The learners on the other nodes read the driver's Reverb server (the test config reads
-    # the episode store).
-    config = _config(**{'ray.learner_hosts': 2, 'replay.learner_source': 'reverb',
+    # The learners read the episode store (the test config's source: their processes import no
+    # TensorFlow); a learner group reading the driver's Reverb from a cluster: the ssh test.
+    config = _config(**{'ray.learner_hosts': 2,
                         'abstract.models': ('mlp',),
                         'abstract.num_steps': 100, 'abstract.save_every': 10,
                         'abstract.keep_checkpoints': 1000, 'abstract.log_every': 50,

@@ -333,6 +333,7 @@ def _output(proc) -> str:
   return f'[rc {proc.returncode}]\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}'
 
 
+@pytest.mark.slow
 def test_ray_submit_on_local_cluster_over_ssh(ssh_host, tmp_path):
   config = _cluster_config(ssh_host)
   ray = ssh_host.tools['ray']

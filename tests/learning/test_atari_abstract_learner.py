@@ -63,6 +63,7 @@ def assert_trees_equal(a, b):
   jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
 
 
+@pytest.mark.slow
 def test_training_lowers_loss_and_beats_copy_baseline():
   """A short real run (2 devices) on the synthetic task.
 

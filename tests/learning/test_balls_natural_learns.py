@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from rmr_dist.envs import balls as balls_env
 from rmr_dist.evaluation import balls_eval
@@ -28,6 +29,8 @@ from rmr_dist.learning import lockstep
 from rmr_dist.learning import optimizers
 from rmr_dist.envs import balls_trajectories
 from tests.conftest import make_balls_abstract_learner
+
+pytestmark = pytest.mark.slow
 
 HISTORY, SIZE, STEPS = 3, 24, 300
 
