@@ -1,10 +1,4 @@
-"""Test-session environment: CPU JAX with 2 forced host devices, Ray on loopback, quiet TF.
-
-XLA's CPU ops run single-threaded in the pytest workers and in the programs and learners they
-start (which inherit XLA_FLAGS; the benchmark runs reset it, as a user runs them): the suite runs
-two xdist workers on two cores, each driving two forced devices, and per-op thread pools on top
-oversubscribe the cores (two learning-test runs side by side took about 5% more wall time with
-them). Programs run by users keep XLA's default."""
+"""Test-session environment: CPU JAX with 2 forced host devices, Ray on loopback, quiet TF."""
 
 import ctypes.util
 import os
@@ -12,8 +6,7 @@ import sys
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                           ' --xla_force_host_platform_device_count=2'
-                           ' --xla_cpu_multi_thread_eigen=false').strip()
+                           ' --xla_force_host_platform_device_count=2').strip()
 os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] = '0'
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # MuJoCo picks its OpenGL backend when first imported, by whichever test: EGL where Mesa's libEGL
