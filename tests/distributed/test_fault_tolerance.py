@@ -131,6 +131,9 @@ class TestLocal:
   """One local Ray on 127.0.0.1 and one collected run, shared by the tests of this class."""
 
   NUM_STEPS, SAVE_EVERY = 80, 10
+  # How long the natural group waits for its processor export: long enough for the test to see
+  # the wait begin and put the export in place, short enough to wait out once.
+  EXPORT_TIMEOUT_S = 8.0
 
   @pytest.fixture(scope='class')
   def run(self, tmp_path_factory):
@@ -211,10 +214,6 @@ class TestLocal:
     assert row['train_steps'] == self.NUM_STEPS and _saved_steps(checkpoints)[-1] == self.NUM_STEPS
     with open(os.path.join(paths.abstract_unit(GAME, 'mpnn'), 'result.json')) as f:
       assert json.load(f)['resumed_from'] == resumed
-
-  # How long the natural group below waits for its processor export: long enough for the
-  # test to see the wait begin and put the export in place, short enough to wait out once.
-  EXPORT_TIMEOUT_S = 8.0
 
   def test_natural_group_times_out_without_the_export_then_waits_for_it_and_proceeds(self, run):
     """A natural learner group started before its processor export exists waits for it: with
